@@ -1,0 +1,145 @@
+"""`orchestrator backup`: dump the source once in an exported snapshot, archive it with a manifest.
+
+The dump object is stored first and the manifest last, so a failure anywhere leaves no
+backup behind: at worst a dump object without a manifest, which this action removes.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from orchestrator import __version__, catalog
+from orchestrator.actions.common import client_for, sha256_of, storage_from
+from orchestrator.catalog import Manifest
+from orchestrator.errors import JobError, NotFound
+from orchestrator.logs import get_logger
+from orchestrator.postgres import inspect, restore
+from orchestrator.postgres.dump import DumpOptions, run_dump
+from orchestrator.settings import Settings
+from orchestrator.storage import Storage
+
+log = get_logger(__name__)
+SOURCE = "SOURCE_DATABASE_URL"
+
+
+@dataclass(frozen=True)
+class LocalDump:
+    """A finished dump on local disk and the manifest that will describe it once stored."""
+
+    path: Path
+    manifest: Manifest
+
+
+@dataclass(frozen=True)
+class BackupResult:
+    """The stored backup."""
+
+    manifest: Manifest
+    location: str
+
+
+def dump_options(settings: Settings) -> DumpOptions:
+    """The pg_dump options chosen in settings."""
+    return DumpOptions(
+        compress=settings.pg_dump_compress,
+        exclude_tables=tuple(settings.pg_dump_exclude_tables),
+        exclude_table_data=tuple(settings.pg_dump_exclude_table_data),
+        extra_args=tuple(settings.pg_dump_extra_argv),
+        timeout=float(settings.pg_dump_timeout),
+    )
+
+
+@contextmanager
+def work_dir(settings: Settings) -> Iterator[Path]:
+    """A private temporary folder (under WORK_DIR when set), removed afterwards."""
+    base = settings.work_dir
+    if base is not None:
+        base.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix="orchestrator-", dir=base))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def take_dump(settings: Settings, folder: Path) -> LocalDump:
+    """Dump the source into `folder` and count its rows in the same snapshot.
+
+    Raises ConfigError (bad URL, credentials, no suitable pg_dump) or JobError.
+    """
+    source = settings.require_source()
+    started_at = datetime.now(UTC)
+    started = time.monotonic()
+    backup_id = catalog.new_backup_id(source.database, started_at)
+    out = folder / f"{backup_id}{catalog.DUMP_SUFFIX}"
+    with inspect.exported_snapshot(source, SOURCE) as snap:
+        server = inspect.server_info(snap.conn)
+        client = client_for(settings, "pg_dump", server.major, f"the source runs {server.version}")
+        log.info("backup.dump", backup_id=backup_id, server=server.version, pg_dump=client.version)
+        run_dump(client, source, out, snap.snapshot_id, dump_options(settings))
+        toc = restore.list_toc(client, out)
+        tables = restore.table_data_tables(toc, inspect.user_tables(snap.conn))
+        counts = inspect.count_rows(snap.conn, tables)
+    manifest = Manifest(
+        id=backup_id,
+        created_at=started_at.replace(microsecond=0),
+        database=source.database,
+        dump_key=catalog.dump_key_for(backup_id),
+        size_bytes=out.stat().st_size,
+        sha256=sha256_of(out),
+        server_version=server.version,
+        server_version_num=server.version_num,
+        pg_dump_version=client.version,
+        duration_seconds=round(time.monotonic() - started, 3),
+        compression=settings.pg_dump_compress,
+        row_counts=counts,
+        tool_version=__version__,
+    )
+    return LocalDump(out, manifest)
+
+
+def archive(storage: Storage, dump: LocalDump) -> BackupResult:
+    """Store the dump object, then its manifest. Raises JobError when either write fails.
+
+    A dump object stored without its manifest is deleted again (best effort).
+    """
+    manifest = dump.manifest
+    try:
+        storage.get_bytes(manifest.manifest_key)
+        raise JobError(f"a backup with id {manifest.id} already exists; not overwriting it")
+    except NotFound:
+        pass
+    storage.put_file(manifest.dump_key, dump.path)
+    try:
+        storage.put_bytes(manifest.manifest_key, manifest.to_json())
+    except BaseException:
+        _delete_quietly(storage, manifest.dump_key)
+        raise
+    log.info("backup.stored", backup_id=manifest.id, size_bytes=manifest.size_bytes)
+    return BackupResult(manifest, storage.describe(manifest.dump_key))
+
+
+def _delete_quietly(storage: Storage, key: str) -> None:
+    try:
+        storage.delete([key])
+    except Exception as exc:
+        log.warning("backup.cleanup_failed", key=key, error=str(exc))
+
+
+def backup(settings: Settings) -> BackupResult:
+    """Take one backup of the source and archive it; give the stored backup.
+
+    The store is checked before the dump starts, so a wrong bucket costs no dump.
+    """
+    storage = storage_from(settings)
+    storage.check()
+    with work_dir(settings) as folder:
+        dump = take_dump(settings, folder)
+        return archive(storage, dump)

@@ -1,0 +1,181 @@
+"""Command line: parse arguments, call one action, map its outcome to an exit code.
+
+Exit codes: 0 success, 1 the job failed, 2 bad usage or configuration,
+128+N stopped by signal N.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import TextIO
+
+from orchestrator import __version__, execute, logs
+from orchestrator.actions import backup as backup_action
+from orchestrator.actions import fetch as fetch_action
+from orchestrator.actions import listing
+from orchestrator.actions import verify as verify_action
+from orchestrator.errors import ConfigError, Interrupted, OrchestratorError
+from orchestrator.settings import Settings, load_settings
+
+log = logs.get_logger(__name__)
+
+
+def _human_size(size: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size} B"
+
+
+class TtyProgress:
+    """Prints `done / total` to stderr on a TTY; does nothing elsewhere. Thread-safe."""
+
+    def __init__(self, total: int, stream: TextIO = sys.stderr) -> None:
+        self.total, self.done, self.stream = total, 0, stream
+        self.enabled = stream.isatty()
+        self.lock = threading.Lock()
+
+    def __call__(self, moved: int) -> None:
+        if not self.enabled:
+            return
+        with self.lock:
+            self.done += moved
+            pct = 100 * self.done / self.total if self.total else 100
+            self.stream.write(
+                f"\r{_human_size(self.done)} / {_human_size(self.total)} ({pct:.0f}%)"
+            )
+            if self.done >= self.total:
+                self.stream.write("\n")
+            self.stream.flush()
+
+
+def cmd_backup(settings: Settings, _args: argparse.Namespace) -> int:
+    result = backup_action.backup(settings)
+    print(result.manifest.id)
+    return 0
+
+
+def cmd_list(settings: Settings, args: argparse.Namespace) -> int:
+    backups = listing.list_backups(settings, args.database)
+    rows = [listing.summary(m) for m in backups]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("no backups yet")
+        return 0
+    print(f"{'ID':<40} {'CREATED (UTC)':<20} {'SIZE':>10} {'SERVER':>8} {'TABLES':>6}")
+    for row in rows:
+        created = row["created_at"].replace("T", " ").removesuffix("Z")[:19]
+        size = _human_size(row["size_bytes"])
+        server, tables = row["server_version"], row["tables"]
+        print(f"{row['id']:<40} {created:<20} {size:>10} {server:>8} {tables:>6}")
+    return 0
+
+
+def cmd_fetch(settings: Settings, args: argparse.Namespace) -> int:
+    progress = TtyProgress if sys.stderr.isatty() else None
+    result = fetch_action.fetch(settings, args.ref, Path(args.output), progress)
+    print(result.path)
+    return 0
+
+
+def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
+    result = verify_action.verify(settings, args.ref)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "id": result.manifest.id,
+                    "ok": result.ok,
+                    "checks": result.checks,
+                    "problems": result.problems,
+                },
+                indent=2,
+            )
+        )
+    else:
+        for name, outcome in result.checks.items():
+            print(f"{name}: {outcome}")
+        for problem in result.problems:
+            print(f"problem: {problem}")
+        print(f"{result.manifest.id}: {'OK' if result.ok else 'FAILED'}")
+    return 0 if result.ok else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="orchestrator",
+        description="Dump PostgreSQL once, archive it to S3-compatible storage, restore it.",
+        epilog="Settings come from the environment and ./.env; see README.md. "
+        "Exit codes: 0 ok, 1 job failed, 2 usage or configuration error.",
+    )
+    parser.add_argument("--version", action="version", version=f"orchestrator {__version__}")
+    parser.add_argument("--env-file", default=".env", help="settings file to read (default: .env)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("backup", help="dump the source and archive it; prints the backup id")
+    p.set_defaults(func=cmd_backup)
+
+    p = sub.add_parser("list", help="list backups, newest first")
+    p.add_argument("--json", action="store_true", help="print a JSON array")
+    p.add_argument("--database", help="only backups of this database")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("fetch", help="download a backup's dump, checked against its manifest")
+    p.add_argument("ref", metavar="ID|latest")
+    p.add_argument("-o", "--output", required=True, help="file or existing folder to write to")
+    p.set_defaults(func=cmd_fetch)
+
+    p = sub.add_parser("verify", help="check a backup's sha256 and read it with pg_restore --list")
+    p.add_argument("ref", metavar="ID|latest")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=cmd_verify)
+    return parser
+
+
+def _raise_interrupted(signum: int, _frame: FrameType | None) -> None:
+    execute.terminate_all()
+    raise Interrupted(f"stopped by {signal.Signals(signum).name}", signum)
+
+
+def _report(exc: OrchestratorError, as_json: bool) -> int:
+    message = logs.mask(str(exc))
+    if as_json:
+        log.error("job.failed", error=message, exit_code=exc.exit_code)
+    print(f"orchestrator: error: {message}", file=sys.stderr)
+    return exc.exit_code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; give the process exit code."""
+    args = build_parser().parse_args(argv)
+    logs.configure()
+    as_json = not sys.stderr.isatty()
+    signal.signal(signal.SIGTERM, _raise_interrupted)
+    signal.signal(signal.SIGINT, _raise_interrupted)
+    try:
+        settings = load_settings(args.env_file)
+        fmt = None if settings.log_format == "auto" else settings.log_format == "json"
+        logs.configure(settings.log_level, json=fmt)
+        as_json = fmt if fmt is not None else as_json
+        code: int = args.func(settings, args)
+        return code
+    except OrchestratorError as exc:
+        return _report(exc, as_json)
+    except KeyboardInterrupt:
+        return _report(Interrupted("interrupted", signal.SIGINT), as_json)
+    except BrokenPipeError:
+        return 1
+
+
+__all__ = ["ConfigError", "build_parser", "main"]

@@ -1,0 +1,164 @@
+"""The only place that starts processes.
+
+`run()` takes an argv list (never a shell string), passes secrets through the
+environment, logs the command line with passwords masked, keeps the first error lines
+and the tail of stderr for the error message, and kills the whole process group on
+timeout, on an exception in the waiting thread, or when `terminate_all()` is called
+from a signal handler.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import threading
+import time
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sh
+
+from orchestrator.errors import CommandFailed
+from orchestrator.logs import get_logger
+
+log = get_logger(__name__)
+
+TAIL_LINES = 20
+FIRST_ERRORS = 5
+KILL_GRACE_SECONDS = 5.0
+POLL_SECONDS = 0.02
+_ERROR_MARKERS = ("error:", "ERROR:", "FATAL:", "fatal:", "could not", "No such file")
+
+_live: dict[int, Any] = {}
+_live_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a finished process gave: its exit code, captured stdout and stderr lines."""
+
+    returncode: int
+    stdout: str
+    stderr_lines: list[str]
+    seconds: float
+
+
+class _StderrKeeper:
+    """Keeps the first error-looking lines and the last lines of a stream."""
+
+    def __init__(self) -> None:
+        self.first_errors: list[str] = []
+        self.tail: deque[str] = deque(maxlen=TAIL_LINES)
+        self.all_count = 0
+
+    def __call__(self, line: str) -> None:
+        line = line.rstrip("\n")
+        if not line:
+            return
+        self.all_count += 1
+        self.tail.append(line)
+        if len(self.first_errors) < FIRST_ERRORS and any(m in line for m in _ERROR_MARKERS):
+            self.first_errors.append(line)
+
+    def lines(self) -> list[str]:
+        """First error lines, then tail lines not already among them."""
+        return self.first_errors + [t for t in self.tail if t not in self.first_errors]
+
+
+def _kill_group(proc: Any) -> None:
+    pid = proc.pid
+    for sig, grace in ((signal.SIGTERM, KILL_GRACE_SECONDS), (signal.SIGKILL, 0.0)):
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            if not proc.process.is_alive()[0]:
+                return
+            time.sleep(0.05)
+
+
+def terminate_all() -> None:
+    """Stop every process group this module started and that still runs (signal handlers)."""
+    with _live_lock:
+        running = list(_live.values())
+    for proc in running:
+        _kill_group(proc)
+
+
+def _describe_exit(code: int) -> str:
+    if code < 0:
+        return f"was killed by signal {signal.Signals(-code).name}"
+    return f"exited with code {code}"
+
+
+def run(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    stdout_path: Path | None = None,
+    timeout: float | None = None,
+    ok_codes: Sequence[int] = (0,),
+) -> Result:
+    """Run `argv` to completion and give its Result.
+
+    `env` is added to this process's environment (secrets go here, never in argv).
+    Stdout goes to `stdout_path` when given, else it is captured (keep it small).
+    Raises CommandFailed when the exit code is not in `ok_codes`, on a signal, or after
+    `timeout` seconds (the process group is killed first).
+    """
+    program = Path(argv[0]).name
+    log.info("command.start", command=shlex.join([program, *argv[1:]]))
+    keeper = _StderrKeeper()
+    out_chunks: list[str] = []
+    started = time.monotonic()
+    full_env = {**os.environ, **(env or {})}
+    out: Any = str(stdout_path) if stdout_path else out_chunks.append
+    try:
+        command = sh.Command(argv[0])
+    except sh.CommandNotFound:
+        raise CommandFailed(program, "was not found", [f"no executable at {argv[0]}"]) from None
+    proc = command(
+        *argv[1:],
+        _env=full_env,
+        _out=out,
+        _err=keeper,
+        _bg=True,
+        _bg_exc=False,
+        _new_session=True,
+        _ok_code=list(range(256)),
+    )
+    with _live_lock:
+        _live[id(proc)] = proc
+    try:
+        code = _wait(proc, program, keeper, timeout)
+    except BaseException:
+        _kill_group(proc)
+        raise
+    finally:
+        with _live_lock:
+            _live.pop(id(proc), None)
+    seconds = time.monotonic() - started
+    if code not in ok_codes:
+        log.warning("command.failed", program=program, exit=code, seconds=round(seconds, 3))
+        raise CommandFailed(program, _describe_exit(code), keeper.lines())
+    log.info("command.done", program=program, exit=code, seconds=round(seconds, 3))
+    return Result(code, "".join(out_chunks), keeper.lines(), seconds)
+
+
+def _wait(proc: Any, program: str, keeper: _StderrKeeper, timeout: float | None) -> int:
+    # Poll rather than block so that signal handlers run promptly in this thread; the
+    # final process.wait() reaps nothing new but joins sh's output threads, without
+    # which the last chunks of stdout/stderr could still be in flight.
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while proc.process.is_alive()[0]:
+        if deadline is not None and time.monotonic() >= deadline:
+            _kill_group(proc)
+            raise CommandFailed(program, f"timed out after {timeout:g}s", keeper.lines())
+        time.sleep(POLL_SECONDS)
+    return int(proc.process.wait())

@@ -1,0 +1,1 @@
+"""PostgreSQL: client binaries, dump and restore runs, and server inspection."""

@@ -1,0 +1,97 @@
+"""Find PostgreSQL client binaries of every installed major version and choose one.
+
+`choose()` is pure policy: same major as needed, else the nearest newer one, never an
+older one (pg_dump refuses newer servers; pg_restore cannot read newer archives).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from orchestrator import execute
+from orchestrator.errors import CommandFailed, ConfigError
+from orchestrator.logs import get_logger
+
+log = get_logger(__name__)
+
+SYSTEM_ROOT = Path("/usr/lib/postgresql")
+_VERSION = re.compile(r"\(PostgreSQL\)\s+(?P<version>(?P<major>\d+)(?:\.\d+)*)")
+
+
+@dataclass(frozen=True)
+class ClientSet:
+    """One folder of client binaries of one version."""
+
+    bin_dir: Path
+    version: str
+    major: int
+
+    def tool(self, name: str) -> str:
+        """The path of `name` (pg_dump, pg_restore, psql) in this folder."""
+        return str(self.bin_dir / name)
+
+
+def parse_version(text: str) -> tuple[str, int] | None:
+    """Give (version, major) from `pg_dump --version` output, or None."""
+    match = _VERSION.search(text)
+    return (match["version"], int(match["major"])) if match else None
+
+
+def candidate_dirs(pg_bin_dirs: Iterable[str], path_env: str | None = None) -> list[Path]:
+    """Folders to look in, in order: PG_BIN_DIRS, /usr/lib/postgresql/*/bin, then PATH."""
+    system = sorted(map(str, SYSTEM_ROOT.glob("*/bin")), reverse=True)
+    path = (path_env if path_env is not None else os.environ.get("PATH", "")).split(os.pathsep)
+    seen: list[Path] = []
+    for folder in [*pg_bin_dirs, *system, *path]:
+        resolved = Path(folder).expanduser()
+        if folder and resolved not in seen:
+            seen.append(resolved)
+    return seen
+
+
+def discover(pg_bin_dirs: Iterable[str], tool: str = "pg_dump") -> list[ClientSet]:
+    """Give one ClientSet per folder that holds a runnable `tool`, in search order."""
+    found: list[ClientSet] = []
+    for folder in candidate_dirs(pg_bin_dirs):
+        binary = folder / tool
+        if not (binary.is_file() and os.access(binary, os.X_OK)):
+            continue
+        try:
+            output = execute.run([str(binary), "--version"], timeout=30).stdout
+        except CommandFailed as exc:
+            log.warning("clients.unusable", path=str(binary), error=str(exc))
+            continue
+        parsed = parse_version(output)
+        if parsed:
+            found.append(ClientSet(folder, parsed[0], parsed[1]))
+    return found
+
+
+def choose(available: Iterable[ClientSet], needed_major: int, tool: str, why: str) -> ClientSet:
+    """Pick the client of `needed_major`, else the nearest newer major (first found wins a tie).
+
+    Raises ConfigError naming the versions found and the one needed when only older
+    clients (or none) are available.
+    """
+    candidates = list(available)
+    usable = [c for c in candidates if c.major >= needed_major]
+    if usable:
+        best = min(c.major for c in usable)
+        return next(c for c in usable if c.major == best)
+    found = ", ".join(sorted({c.version for c in candidates})) or "none"
+    raise ConfigError(
+        f"PG_BIN_DIRS: {tool} {needed_major} or newer is needed ({why}); found: {found}. "
+        "Install the matching PostgreSQL client or add its bin folder to PG_BIN_DIRS"
+    )
+
+
+def by_major(clients: Iterable[ClientSet]) -> Mapping[int, ClientSet]:
+    """First-found client per major version."""
+    result: dict[int, ClientSet] = {}
+    for client in clients:
+        result.setdefault(client.major, client)
+    return result

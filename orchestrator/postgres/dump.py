@@ -1,0 +1,58 @@
+"""pg_dump: the argv builder (pure) and the run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from orchestrator import execute
+from orchestrator.conninfo import ConnInfo
+from orchestrator.postgres.clients import ClientSet
+
+
+@dataclass(frozen=True)
+class DumpOptions:
+    """What the user may tune about a dump (from settings)."""
+
+    compress: str | None = None
+    exclude_tables: tuple[str, ...] = ()
+    exclude_table_data: tuple[str, ...] = ()
+    extra_args: tuple[str, ...] = field(default=())
+    timeout: float | None = None
+
+
+def dump_argv(
+    client: ClientSet, source: ConnInfo, out: Path, snapshot: str | None, options: DumpOptions
+) -> list[str]:
+    """Give the pg_dump argv for a custom-format dump of `source` into `out` (no password)."""
+    argv = [
+        client.tool("pg_dump"),
+        "--format=custom",
+        "--no-password",
+        f"--file={out}",
+        f"--dbname={source.url}",
+    ]
+    if snapshot:
+        argv.append(f"--snapshot={snapshot}")
+    if options.compress is not None:
+        argv.append(f"--compress={options.compress}")
+    argv += [f"--exclude-table={pattern}" for pattern in options.exclude_tables]
+    argv += [f"--exclude-table-data={pattern}" for pattern in options.exclude_table_data]
+    return argv + list(options.extra_args)
+
+
+def libpq_env(info: ConnInfo, purpose: str) -> dict[str, str]:
+    """Environment for a libpq client: the password, a connect timeout, an application name."""
+    return {
+        **info.password_env(),
+        "PGCONNECT_TIMEOUT": "10",
+        "PGAPPNAME": f"orchestrator-{purpose}",
+    }
+
+
+def run_dump(
+    client: ClientSet, source: ConnInfo, out: Path, snapshot: str | None, options: DumpOptions
+) -> execute.Result:
+    """Run pg_dump; raises CommandFailed (with pg_dump's first error) when it fails."""
+    argv = dump_argv(client, source, out, snapshot, options)
+    return execute.run(argv, env=libpq_env(source, "dump"), timeout=options.timeout)

@@ -1,0 +1,151 @@
+"""Every setting the tool reads, from the environment and an optional `.env` file.
+
+This is the only module that reads settings; everything else receives values.
+Legacy variable names of the cron jobs this tool replaces are accepted as aliases.
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from orchestrator import conninfo
+from orchestrator.conninfo import ConnInfo
+from orchestrator.errors import ConfigError
+from orchestrator.logs import register_secret
+
+CsvList = Annotated[list[str], NoDecode]
+
+
+def _env(*names: str) -> Any:
+    return Field(default=None, validation_alias=AliasChoices(*names))
+
+
+class Settings(BaseSettings):
+    """The tool's configuration. Build it with `load_settings()`."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=False
+    )
+
+    source_database_url: ConnInfo | None = _env(
+        "SOURCE_DATABASE_URL", "NEON_PRODUCTION_DATABASE_URL"
+    )
+    backup_database_url: ConnInfo | None = _env("BACKUP_DATABASE_URL", "RAILWAY_BACKUP_DB_URL")
+    dev_database_url: ConnInfo | None = _env("DEV_DATABASE_URL", "NEON_DEV_DATABASE_URL")
+
+    storage_url: str = Field(default="./backups", validation_alias="STORAGE_URL")
+    s3_endpoint_url: str | None = Field(default=None, validation_alias="S3_ENDPOINT_URL")
+    s3_checksum_calculation: Literal["when_supported", "when_required"] = Field(
+        default="when_supported", validation_alias="S3_REQUEST_CHECKSUM_CALCULATION"
+    )
+    s3_checksum_validation: Literal["when_supported", "when_required"] = Field(
+        default="when_supported", validation_alias="S3_RESPONSE_CHECKSUM_VALIDATION"
+    )
+    s3_max_concurrency: int = Field(default=4, ge=1, le=64, validation_alias="S3_MAX_CONCURRENCY")
+
+    pg_bin_dirs: CsvList = Field(default_factory=list, validation_alias="PG_BIN_DIRS")
+    pg_dump_compress: str | None = Field(default=None, validation_alias="PG_DUMP_COMPRESS")
+    pg_dump_exclude_tables: CsvList = Field(
+        default_factory=list, validation_alias="PG_DUMP_EXCLUDE_TABLES"
+    )
+    pg_dump_exclude_table_data: CsvList = Field(
+        default_factory=list, validation_alias="PG_DUMP_EXCLUDE_TABLE_DATA"
+    )
+    pg_dump_extra_args: str = Field(default="", validation_alias="PG_DUMP_EXTRA_ARGS")
+    pg_dump_timeout: int = Field(default=6 * 3600, gt=0, validation_alias="PG_DUMP_TIMEOUT")
+    work_dir: Path | None = Field(default=None, validation_alias="WORK_DIR")
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", validation_alias="LOG_LEVEL"
+    )
+    log_format: Literal["auto", "json", "console"] = Field(
+        default="auto", validation_alias="LOG_FORMAT"
+    )
+
+    @field_validator(
+        "source_database_url", "backup_database_url", "dev_database_url", mode="before"
+    )
+    @classmethod
+    def _parse_url(cls, value: object) -> ConnInfo | None:
+        if value is None or value == "":
+            return None
+        if isinstance(value, ConnInfo):
+            return value
+        parsed = conninfo.parse(str(value))
+        register_secret(parsed.password)
+        return parsed
+
+    @field_validator("pg_bin_dirs", mode="before")
+    @classmethod
+    def _split_paths(cls, value: object) -> list[str]:
+        if isinstance(value, str):
+            return [part for part in value.split(":") if part.strip()]
+        return list(value)  # type: ignore[call-overload,no-any-return]
+
+    @field_validator("pg_dump_exclude_tables", "pg_dump_exclude_table_data", mode="before")
+    @classmethod
+    def _split_csv(cls, value: object) -> list[str]:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return list(value)  # type: ignore[call-overload,no-any-return]
+
+    @field_validator("pg_dump_extra_args")
+    @classmethod
+    def _check_extra_args(cls, value: str) -> str:
+        try:
+            shlex.split(value)
+        except ValueError as exc:
+            raise ValueError(f"cannot be split into arguments ({exc})") from None
+        return value
+
+    @field_validator("storage_url")
+    @classmethod
+    def _check_storage_url(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("is empty")
+        return value.strip()
+
+    def require_source(self) -> ConnInfo:
+        """Give the source database, or raise ConfigError when it is not set."""
+        if self.source_database_url is None:
+            raise ConfigError(
+                "SOURCE_DATABASE_URL is not set (also accepted: NEON_PRODUCTION_DATABASE_URL)"
+            )
+        return self.source_database_url
+
+    @property
+    def pg_dump_extra_argv(self) -> list[str]:
+        """PG_DUMP_EXTRA_ARGS split like a shell would."""
+        return shlex.split(self.pg_dump_extra_args)
+
+
+def _variable_name(field: str) -> str:
+    info = Settings.model_fields.get(field)
+    alias = info.validation_alias if info else None
+    if isinstance(alias, AliasChoices):
+        return str(alias.choices[0])
+    return str(alias or field.upper())
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """One line naming the first bad variable and what is wrong with it (never its value)."""
+    first = error.errors()[0]
+    field = str(first["loc"][0]) if first["loc"] else "settings"
+    message = str(first["msg"]).removeprefix("Value error, ")
+    return f"{_variable_name(field)}: {message}"
+
+
+def load_settings(env_file: str | Path | None = ".env") -> Settings:
+    """Read the settings from the environment (and `env_file` when it exists).
+
+    Raises ConfigError with one line naming the variable when a value is malformed.
+    """
+    try:
+        return Settings(_env_file=env_file)  # type: ignore[call-arg]
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc)) from None

@@ -1,0 +1,98 @@
+"""The Storage protocol every backend implements, and `open_storage(url)`.
+
+Keys are `/`-separated paths relative to the store's root (the bucket prefix or the
+folder); a backend never touches anything outside its root.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Literal, Protocol
+from urllib.parse import unquote, urlsplit
+
+from orchestrator.errors import ConfigError
+
+Progress = Callable[[int], None]
+"""Called with the number of bytes moved since the last call."""
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """One stored object: its key under the root, size and last-modified time."""
+
+    key: str
+    size: int
+    modified: datetime
+
+
+@dataclass(frozen=True)
+class S3Options:
+    """Client options for S3-compatible stores (from settings)."""
+
+    endpoint_url: str | None = None
+    checksum_calculation: Literal["when_supported", "when_required"] = "when_supported"
+    checksum_validation: Literal["when_supported", "when_required"] = "when_supported"
+    max_concurrency: int = 4
+
+
+class Storage(Protocol):
+    """put / get / list / delete over keys under one root."""
+
+    def check(self) -> None:
+        """Raise ConfigError when the store is missing or refuses these credentials."""
+
+    def put_file(self, key: str, path: Path, progress: Progress | None = None) -> None:
+        """Store the file at `path` under `key`, whole or not at all. Raises StorageError."""
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        """Store a small object (manifests). Raises StorageError."""
+
+    def get_file(self, key: str, dest: Path, progress: Progress | None = None) -> None:
+        """Write the object to `dest` (the caller makes it atomic). Raises NotFound."""
+
+    def get_bytes(self, key: str) -> bytes:
+        """Give a small object's bytes. Raises NotFound, StorageError."""
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Yield the objects whose key starts with `prefix`, in key order."""
+
+    def delete(self, keys: Sequence[str]) -> None:
+        """Delete `keys` (missing ones are fine). Raises StorageError naming failed keys."""
+
+    def describe(self, key: str = "") -> str:
+        """A human-readable location (s3://bucket/prefix/key or a path) for messages."""
+
+
+def check_key(key: str) -> str:
+    """Give `key` unchanged, or raise ValueError when it could escape the root."""
+    parts = key.split("/")
+    if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        raise ValueError(f"invalid object key {key!r}")
+    return key
+
+
+def open_storage(url: str, s3: S3Options | None = None) -> Storage:
+    """Open the store named by STORAGE_URL: `s3://bucket/prefix`, `file:///abs/path` or a path.
+
+    Raises ConfigError naming STORAGE_URL when the URL is not one of those forms.
+    """
+    from orchestrator.storage.local import LocalStorage
+    from orchestrator.storage.s3 import S3Storage
+
+    parts = urlsplit(url)
+    if parts.scheme == "s3":
+        if not parts.netloc:
+            raise ConfigError("STORAGE_URL: s3:// URL names no bucket (s3://BUCKET/prefix)")
+        return S3Storage(parts.netloc, parts.path.strip("/"), s3 or S3Options())
+    if parts.scheme == "file":
+        if parts.netloc not in ("", "localhost"):
+            raise ConfigError("STORAGE_URL: file:// URL must be file:///absolute/path")
+        return LocalStorage(Path(unquote(parts.path)))
+    if parts.scheme == "" and url:
+        return LocalStorage(Path(url).absolute())
+    raise ConfigError(
+        f"STORAGE_URL: unsupported scheme {parts.scheme!r} (use s3://bucket/prefix or file:///path)"
+    )

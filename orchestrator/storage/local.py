@@ -1,0 +1,148 @@
+"""A folder as an archive store: the same contract as S3, for laptops, NAS mounts and tests.
+
+Writes go to a hidden temporary file beside the target, are fsynced, then renamed, so a
+reader never sees a partial object.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import BinaryIO
+
+from orchestrator.errors import ConfigError, NotFound, StorageError
+from orchestrator.storage.base import ObjectInfo, Progress, check_key
+
+CHUNK = 1024 * 1024
+TEMP_PREFIX = ".tmp-"
+
+
+class LocalStorage:
+    """Objects are files under `root`; keys are their relative paths."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _path(self, key: str) -> Path:
+        try:
+            return self.root / check_key(key)
+        except ValueError as exc:
+            raise StorageError(str(exc)) from None
+
+    def describe(self, key: str = "") -> str:
+        """The absolute path of `key` (or of the root)."""
+        return str(self.root / key) if key else str(self.root)
+
+    def check(self) -> None:
+        """Create the root folder if needed; raise ConfigError when it cannot be written."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"STORAGE_URL: cannot create {self.root}: {exc.strerror}") from None
+        if not os.access(self.root, os.W_OK | os.X_OK):
+            raise ConfigError(f"STORAGE_URL: {self.root} is not writable")
+
+    def _atomic_write(self, key: str, write: Progress | None, source: Path | bytes) -> None:
+        target = self._path(key)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp_name = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=target.parent)
+        except OSError as exc:
+            raise StorageError(f"cannot write {target}: {exc.strerror}") from None
+        tmp = Path(tmp_name)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                if isinstance(source, bytes):
+                    out.write(source)
+                else:
+                    _copy(source, out, write)
+                out.flush()
+                os.fsync(out.fileno())
+            tmp.replace(target)
+        except BaseException as exc:
+            tmp.unlink(missing_ok=True)
+            if isinstance(exc, OSError):
+                raise StorageError(f"cannot write {target}: {exc.strerror}") from None
+            raise
+
+    def put_file(self, key: str, path: Path, progress: Progress | None = None) -> None:
+        """Copy `path` to `key` atomically."""
+        self._atomic_write(key, progress, path)
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        """Write `data` to `key` atomically."""
+        self._atomic_write(key, None, data)
+
+    def get_file(self, key: str, dest: Path, progress: Progress | None = None) -> None:
+        """Copy the object to `dest`; raise NotFound when it does not exist."""
+        source = self._path(key)
+        if not source.is_file():
+            raise NotFound(f"no object {self.describe(key)}")
+        try:
+            with dest.open("wb") as out:
+                _copy(source, out, progress)
+        except OSError as exc:
+            raise StorageError(f"cannot copy {source} to {dest}: {exc.strerror}") from None
+
+    def get_bytes(self, key: str) -> bytes:
+        """Read the object; raise NotFound when it does not exist."""
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError:
+            raise NotFound(f"no object {self.describe(key)}") from None
+        except OSError as exc:
+            raise StorageError(f"cannot read {self.describe(key)}: {exc.strerror}") from None
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Yield files under the root whose key starts with `prefix`, skipping temp files."""
+        if not self.root.is_dir():
+            return
+        found = []
+        for dirpath, _dirs, files in os.walk(self.root):
+            for name in files:
+                if name.startswith(TEMP_PREFIX):
+                    continue
+                path = Path(dirpath) / name
+                key = path.relative_to(self.root).as_posix()
+                if key.startswith(prefix):
+                    stat = path.stat()
+                    found.append(
+                        ObjectInfo(key, stat.st_size, datetime.fromtimestamp(stat.st_mtime, UTC))
+                    )
+        yield from sorted(found, key=lambda info: info.key)
+
+    def delete(self, keys: Sequence[str]) -> None:
+        """Remove the files (missing ones are fine) and empty folders left behind."""
+        failed = []
+        for key in keys:
+            path = self._path(key)
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as exc:
+                failed.append(f"{key} ({exc.strerror})")
+                continue
+            self._prune_empty_dirs(path.parent)
+        if failed:
+            raise StorageError(f"could not delete {len(failed)} object(s): {', '.join(failed)}")
+
+    def _prune_empty_dirs(self, folder: Path) -> None:
+        while folder != self.root and self.root in folder.parents:
+            try:
+                folder.rmdir()
+            except OSError:
+                return
+            folder = folder.parent
+
+
+def _copy(source: Path, out: BinaryIO, progress: Progress | None) -> None:
+    with source.open("rb") as src:
+        if progress is None:
+            shutil.copyfileobj(src, out, CHUNK)
+            return
+        while chunk := src.read(CHUNK):
+            out.write(chunk)
+            progress(len(chunk))

