@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -16,15 +17,23 @@ def list_toc(client: ClientSet, archive: Path) -> str:
     return execute.run([client.tool("pg_restore"), "--list", str(archive)], timeout=600).stdout
 
 
+_LONGER_KINDS = {
+    "TABLE": ("DATA ",),
+    "SEQUENCE": ("SET ", "OWNED BY "),
+    "MATERIALIZED VIEW": ("DATA ",),
+}
+_TOC_LINE = re.compile(r"^\d+;\s+\d+\s+\d+\s+(?P<rest>.*)$")
+
+
 def toc_entries(toc: str, kind: str) -> list[str]:
-    """Give the text after `<kind> ` of each TOC line of that kind ("TABLE DATA", "TABLE")."""
-    marker = f" {kind} "
+    """Give "<schema> <name> <owner>" of each TOC entry of `kind` ("TABLE DATA", "TABLE", ...)."""
     entries = []
     for line in toc.splitlines():
-        if line.startswith(";") or marker not in line:
+        match = _TOC_LINE.match(line)
+        if not match or not match["rest"].startswith(f"{kind} "):
             continue
-        head, _, rest = line.partition(marker)
-        if head.split(";")[0].strip().isdigit():
+        rest = match["rest"][len(kind) + 1 :]
+        if not rest.startswith(_LONGER_KINDS.get(kind, ())):
             entries.append(rest)
     return entries
 

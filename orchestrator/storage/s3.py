@@ -8,11 +8,13 @@ checksum the server verifies. A failed upload leaves no multipart upload behind.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import boto3
+from boto3.exceptions import Boto3Error
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
@@ -29,6 +31,7 @@ MAX_PARTS = 10_000
 PART_HEADROOM = 9_000
 MULTIPART_THRESHOLD = 64 * MiB
 DELETE_BATCH = 1000
+_WRAPPED = re.compile(r"\((?P<code>\w+)\) when calling the (?P<op>\w+) operation: (?P<msg>.*)$")
 _MISSING_CODES = {"404", "NoSuchKey", "NotFound"}
 _DENIED_CODES = {"403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"}
 
@@ -90,6 +93,10 @@ class S3Storage:
                     + (f" at {self.options.endpoint_url}" if self.options.endpoint_url else "")
                 )
             return StorageError(f"S3 refused to {doing}: {code or exc}")
+        if isinstance(exc, Boto3Error):  # transfer failures wrap the S3 error in their text
+            found = _WRAPPED.search(str(exc))
+            detail = f"{found['op']} {found['code']}: {found['msg']}" if found else str(exc)
+            return StorageError(f"S3 refused to {doing}: {detail}")
         return StorageError(f"could not {doing}: {exc}")
 
     def check(self) -> None:
@@ -128,7 +135,7 @@ class S3Storage:
             )
         except BaseException as exc:
             self.abort_uploads(full)
-            if isinstance(exc, ClientError | BotoCoreError | OSError):
+            if isinstance(exc, ClientError | BotoCoreError | Boto3Error | OSError):
                 raise self._fail(exc, f"upload {self.describe(key)}") from None
             raise
 

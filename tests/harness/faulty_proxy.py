@@ -1,0 +1,75 @@
+"""An HTTP proxy in front of the S3 server that fails chosen requests: real faults, real server.
+
+Headers (Host included) pass through unchanged, so SigV4 signatures still verify upstream.
+"""
+
+from __future__ import annotations
+
+import http.client
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+Rule = Callable[[str, str], bool]
+"""Called with (method, path-with-query); True fails that request."""
+
+ERROR_BODY = (
+    b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>InvalidRequest</Code>'
+    b"<Message>injected fault</Message></Error>"
+)
+
+
+class FaultyProxy:
+    """Forwards to `upstream`; requests matching `rule` get a 400 InvalidRequest instead."""
+
+    def __init__(self, upstream: str) -> None:
+        parts = urlsplit(upstream)
+        self.upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
+        self.rule: Rule = lambda _m, _p: False
+        self.failed: list[str] = []
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *_args: object) -> None:
+                pass
+
+            def _forward(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                if proxy.rule(self.command, self.path):
+                    proxy.failed.append(f"{self.command} {self.path}")
+                    self.send_response(400)
+                    self.send_header("Content-Type", "application/xml")
+                    self.send_header("Content-Length", str(len(ERROR_BODY)))
+                    self.end_headers()
+                    self.wfile.write(ERROR_BODY)
+                    return
+                conn = http.client.HTTPConnection(*proxy.upstream, timeout=60)
+                conn.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
+                for name, value in self.headers.items():
+                    conn.putheader(name, value)
+                conn.endheaders(body)
+                answer = conn.getresponse()
+                data = answer.read()
+                self.send_response(answer.status)
+                for name, value in answer.getheaders():
+                    if name.lower() not in ("content-length", "transfer-encoding", "connection"):
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                conn.close()
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

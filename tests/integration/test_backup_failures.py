@@ -1,0 +1,275 @@
+"""Every way a backup can fail leaves nothing half-written and says why, with the right code."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Clusters, load_sample, s3_env
+from tests.harness import postgres, s3
+from tests.harness.faulty_proxy import FaultyProxy
+from tests.harness.ports import free_port
+
+pytestmark = pytest.mark.integration
+
+
+def objects(s3_server, bucket: str) -> list[str]:
+    listing = s3_server.client().list_objects_v2(Bucket=bucket)
+    return [o["Key"] for o in listing.get("Contents", [])]
+
+
+def multipart_uploads(s3_server, bucket: str) -> list[str]:
+    return [
+        u["Key"]
+        for u in s3_server.client().list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+    ]
+
+
+def wrapper_bin(tmp_path: Path, real_bin: Path, body: str) -> Path:
+    """A bin folder whose pg_dump runs `body` (bash) for dumps and the real one for --version."""
+    folder = tmp_path / "wrapped-bin"
+    folder.mkdir()
+    script = folder / "pg_dump"
+    script.write_text(
+        "#!/usr/bin/env bash\n"
+        f'REAL="{real_bin}/pg_dump"\n'
+        'if [ "${1:-}" = "--version" ]; then exec "$REAL" --version; fi\n' + body
+    )
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    (folder / "pg_restore").symlink_to(real_bin / "pg_restore")
+    return folder
+
+
+def test_wrong_password_is_a_config_error_and_writes_nothing(
+    clusters: Clusters, s3_server, bucket, orch_factory
+):
+    source = clusters.get(15)
+    db = load_sample(source)
+    orch = orch_factory(
+        SOURCE_DATABASE_URL=source.url(db, password="not-the-password"), **s3_env(s3_server, bucket)
+    )
+    result = orch.run("backup")
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert "SOURCE_DATABASE_URL" in last and "password authentication failed" in last
+    assert "not-the-password" not in result.stderr
+    assert "Traceback" not in result.stderr
+    assert objects(s3_server, bucket) == []
+
+
+def test_missing_database_is_a_config_error(clusters: Clusters, orch_factory):
+    source = clusters.get(15)
+    orch = orch_factory(SOURCE_DATABASE_URL=source.url("no_such_db"))
+    result = orch.run("backup")
+    assert result.returncode == 2
+    assert "SOURCE_DATABASE_URL" in result.stderr and "no_such_db" in result.stderr
+
+
+def test_unreachable_source_fails_the_job_and_writes_nothing(s3_server, bucket, orch_factory):
+    port = free_port()
+    orch = orch_factory(
+        SOURCE_DATABASE_URL=f"postgresql://u:pw@127.0.0.1:{port}/db", **s3_env(s3_server, bucket)
+    )
+    result = orch.run("backup")
+    assert result.returncode == 1
+    assert "cannot connect to SOURCE_DATABASE_URL" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert objects(s3_server, bucket) == []
+
+
+def test_missing_bucket_is_refused_before_dumping(
+    clusters: Clusters, s3_server, tmp_path, orch_factory
+):
+    source = clusters.get(15)
+    db = load_sample(source)
+    marker = tmp_path / "dump-ran"
+    wrapped = wrapper_bin(tmp_path, source.bin_dir, f'touch "{marker}"\nexec "$REAL" "$@"\n')
+    orch = orch_factory(
+        SOURCE_DATABASE_URL=source.url(db),
+        PG_BIN_DIRS=str(wrapped),
+        **s3_env(s3_server, "no-such-bucket-here"),
+    )
+    result = orch.run("backup")
+    assert result.returncode == 2
+    assert "STORAGE_URL: bucket 'no-such-bucket-here' does not exist" in result.stderr
+    assert not marker.exists()
+
+
+def test_wrong_s3_credentials_are_a_config_error(
+    clusters: Clusters, s3_server, bucket, orch_factory
+):
+    source = clusters.get(15)
+    env = {**s3_env(s3_server, bucket), "AWS_SECRET_ACCESS_KEY": "wrong-secret-123"}
+    orch = orch_factory(SOURCE_DATABASE_URL=source.url("postgres"), **env)
+    result = orch.run("backup")
+    assert result.returncode == 2
+    assert "AWS_ACCESS_KEY_ID" in result.stderr and "denied" in result.stderr
+    assert "wrong-secret-123" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("storage_url", "expected"),
+    [
+        ("ftp://host/x", "STORAGE_URL: unsupported scheme 'ftp'"),
+        ("s3:///prefix", "STORAGE_URL: s3:// URL names no bucket"),
+        ("file://otherhost/x", "STORAGE_URL: file:// URL must be file:///absolute/path"),
+    ],
+)
+def test_bad_storage_url(storage_url, expected, orch_factory):
+    orch = orch_factory(SOURCE_DATABASE_URL="postgresql://u@127.0.0.1/db", STORAGE_URL=storage_url)
+    result = orch.run("backup")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith(f"orchestrator: error: {expected}")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("SOURCE_DATABASE_URL", "mysql://u:hunter22@h/db", "must be a postgresql:// URL"),
+        ("NEON_PRODUCTION_DATABASE_URL", "postgresql://u:hunter22@h:99999/db", "invalid port"),
+        ("DEV_DATABASE_URL", "postgresql://u:hunter22@h", "names no database"),
+        ("S3_MAX_CONCURRENCY", "lots", "valid integer"),
+        ("S3_REQUEST_CHECKSUM_CALCULATION", "always", "when_supported"),
+    ],
+)
+def test_malformed_settings_give_one_line_and_exit_2(variable, value, expected, orch_factory):
+    orch = orch_factory(**{variable: value})
+    result = orch.run("list")
+    assert result.returncode == 2
+    line = result.stderr.strip().splitlines()[-1]
+    reported = "SOURCE_DATABASE_URL" if variable.startswith("NEON_PRODUCTION") else variable
+    assert line.startswith(f"orchestrator: error: {reported}: ") and expected in line
+    assert "hunter22" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_only_older_pg_dump_fails_before_dumping(clusters: Clusters, orch_factory, tmp_path):
+    source = clusters.get(17)
+    db = load_sample(source)
+    older = clusters.bins[15]
+    # PATH holds only the 15 client; PG_BIN_DIRS is empty; /usr/lib/postgresql has 15 too.
+    orch = orch_factory(SOURCE_DATABASE_URL=source.url(db), PG_BIN_DIRS="")
+    result = orch.run("backup", extra_env={"PATH": f"{older}:/usr/bin:/bin"})
+    assert result.returncode == 2
+    line = result.stderr.strip().splitlines()[-1]
+    assert "pg_dump 17 or newer is needed (the source runs 17." in line
+    assert "found: 15." in line and "PG_BIN_DIRS" in line
+    assert not list((tmp_path / "store").rglob("*"))
+
+
+def test_newer_source_gets_its_own_major_pg_dump(clusters: Clusters, orch_factory, tmp_path):
+    source = clusters.get(17)
+    db = load_sample(source)
+    orch = orch_factory(
+        SOURCE_DATABASE_URL=source.url(db), PG_BIN_DIRS=f"{clusters.bins[14]}:{clusters.bins[17]}"
+    )
+    backup_id = orch.ok("backup").stdout.strip()
+    listed = json.loads(orch.ok("list", "--json").stdout)
+    assert listed[0]["id"] == backup_id
+    assert listed[0]["pg_dump_version"].startswith("17.")
+
+
+def test_pg_dump_killed_midway_leaves_no_backup(
+    clusters: Clusters, s3_server, bucket, orch_factory, tmp_path
+):
+    source = clusters.get(15)
+    db = load_sample(source)
+    body = '"$REAL" "$@" &\nchild=$!\nsleep 0.3\nkill -KILL $child 2>/dev/null\nkill -KILL $$\n'
+    wrapped = wrapper_bin(tmp_path, source.bin_dir, body)
+    orch = orch_factory(
+        SOURCE_DATABASE_URL=source.url(db), PG_BIN_DIRS=str(wrapped), **s3_env(s3_server, bucket)
+    )
+    result = orch.run("backup")
+    assert result.returncode == 1
+    assert "pg_dump was killed by signal SIGKILL" in result.stderr.strip().splitlines()[-1]
+    assert objects(s3_server, bucket) == []
+    assert multipart_uploads(s3_server, bucket) == []
+    assert "[]" in orch.ok("list", "--json").stdout
+
+
+def test_pg_dump_error_is_reported_with_its_first_line(clusters: Clusters, orch_factory):
+    source = clusters.get(15)
+    db = load_sample(source)
+    orch = orch_factory(
+        SOURCE_DATABASE_URL=source.url(db),
+        PG_DUMP_EXTRA_ARGS="--table=does_not_exist --strict-names",
+    )
+    result = orch.run("backup")
+    assert result.returncode == 1
+    assert "pg_dump exited with code 1: pg_dump: error: no matching tables" in result.stderr
+
+
+def test_failed_upload_aborts_its_multipart_upload(
+    clusters: Clusters, s3_server, bucket, orch_factory, tmp_path
+):
+    source = clusters.get(15)
+    db = load_sample(source)
+    source.psql(
+        "CREATE TABLE blob AS SELECT g, md5(g::text) || repeat(md5(random()::text), 8) AS t "
+        "FROM generate_series(1, 400000) g",
+        db,
+    )
+    proxy = FaultyProxy(s3_server.endpoint)
+    # fail the third part of any multipart upload: the upload is under way when it breaks
+    proxy.rule = lambda method, path: method == "PUT" and "partNumber=3" in path
+    try:
+        env = {**s3_env(s3_server, bucket), "S3_ENDPOINT_URL": proxy.endpoint}
+        orch = orch_factory(SOURCE_DATABASE_URL=source.url(db), PG_DUMP_COMPRESS="0", **env)
+        result = orch.run("backup")
+    finally:
+        proxy.stop()
+    assert proxy.failed, "the fault was never injected: is the dump over the multipart threshold?"
+    assert result.returncode == 1
+    assert "S3 refused to upload" in result.stderr.strip().splitlines()[-1]
+    assert multipart_uploads(s3_server, bucket) == []
+    assert objects(s3_server, bucket) == []
+
+
+def test_failed_manifest_write_removes_the_dump_object(
+    clusters: Clusters, s3_server, bucket, orch_factory
+):
+    source = clusters.get(15)
+    db = load_sample(source)
+    proxy = FaultyProxy(s3_server.endpoint)
+    proxy.rule = lambda method, path: method == "PUT" and ".manifest.json" in path
+    try:
+        env = {**s3_env(s3_server, bucket), "S3_ENDPOINT_URL": proxy.endpoint}
+        result = orch_factory(SOURCE_DATABASE_URL=source.url(db), **env).run("backup")
+    finally:
+        proxy.stop()
+    assert result.returncode == 1
+    assert objects(s3_server, bucket) == []
+
+
+def test_password_never_in_argv_logs_or_manifest(clusters: Clusters, orch_factory, tmp_path):
+    source = clusters.get(15)
+    db = load_sample(source)
+    seen = tmp_path / "argv.txt"
+    body = f'printf "%s\\n" "$@" > "{seen}"\nenv | cut -d= -f1 >> "{seen}"\nexec "$REAL" "$@"\n'
+    wrapped = wrapper_bin(tmp_path, source.bin_dir, body)
+    orch = orch_factory(
+        SOURCE_DATABASE_URL=source.url(db), PG_BIN_DIRS=str(wrapped), LOG_LEVEL="DEBUG"
+    )
+    result = orch.ok("backup")
+    argv = seen.read_text()
+    assert "--format=custom" in argv and "PGPASSWORD" in argv.splitlines()
+    encoded = source.url(db).split("@")[0].split(":")[-1]
+    for secret in (postgres.PASSWORD, encoded):
+        assert secret not in argv
+        assert secret not in result.stderr and secret not in result.stdout
+        for path in (tmp_path / "store").rglob("*.json"):
+            assert secret not in path.read_text()
+    assert os.environ.get("PGPASSWORD") is None
+
+
+def test_s3_secret_never_logged(clusters: Clusters, s3_server, bucket, orch_factory):
+    source = clusters.get(15)
+    db = load_sample(source)
+    orch = orch_factory(
+        SOURCE_DATABASE_URL=source.url(db), LOG_LEVEL="DEBUG", **s3_env(s3_server, bucket)
+    )
+    result = orch.ok("backup")
+    assert s3.SECRET_KEY not in result.stderr

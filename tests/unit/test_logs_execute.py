@@ -1,0 +1,86 @@
+"""Redaction of secrets in logs, and the process runner's failure reporting."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from orchestrator import execute, logs
+from orchestrator.errors import CommandFailed
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("postgresql://app:hunter2@h/db", "postgresql://app:***@h/db"),
+        ("s3://key:secret@bucket", "s3://key:***@bucket"),
+        ("host=h password=hunter2 dbname=x", "host=h password=*** dbname=x"),
+        ("password='with space' user=u", "password=*** user=u"),
+        ("postgresql://app@h/db", "postgresql://app@h/db"),
+    ],
+)
+def test_mask(text, expected):
+    assert logs.mask(text) == expected
+
+
+def test_registered_secret_is_masked_in_every_field():
+    logs.register_secret("p@ss-registered-42")
+    out = io.StringIO()
+    logs.configure(stream=out, json=True)
+    logs.get_logger("t").info(
+        "event",
+        nested={"k": ["x p@ss-registered-42 y"]},
+        error=RuntimeError("failed p@ss-registered-42"),
+    )
+    line = json.loads(out.getvalue())
+    assert "p@ss-registered-42" not in out.getvalue()
+    assert line["nested"] == {"k": ["x *** y"]}
+
+
+def test_console_format_on_request():
+    out = io.StringIO()
+    logs.configure(stream=out, json=False)
+    logs.get_logger("t").info("hello", a=1)
+    assert "hello" in out.getvalue() and not out.getvalue().startswith("{")
+
+
+def test_run_captures_stdout_and_reports_first_error():
+    assert execute.run(["sh", "-c", "echo out"]).stdout == "out\n"
+    with pytest.raises(CommandFailed) as caught:
+        execute.run(["sh", "-c", "echo noise >&2; echo 'pg_dump: error: boom' >&2; exit 3"])
+    assert str(caught.value) == "sh exited with code 3: pg_dump: error: boom"
+    assert caught.value.stderr_lines[0] == "pg_dump: error: boom"
+
+
+def test_run_passes_env_without_putting_it_in_argv():
+    result = execute.run(["sh", "-c", 'echo "$PGPASSWORD"'], env={"PGPASSWORD": "abc"})
+    assert result.stdout == "abc\n"
+
+
+def test_run_reports_signals_and_missing_programs():
+    with pytest.raises(CommandFailed, match="was killed by signal SIGKILL"):
+        execute.run(["sh", "-c", "kill -KILL $$"])
+    with pytest.raises(CommandFailed, match="was not found"):
+        execute.run(["/no/such/program"])
+
+
+def test_timeout_kills_the_whole_process_group(tmp_path):
+    pidfile = tmp_path / "child.pid"
+    started = time.monotonic()
+    with pytest.raises(CommandFailed, match="timed out after 1s"):
+        execute.run(["sh", "-c", f"sleep 60 & echo $! > {pidfile}; wait"], timeout=1)
+    assert time.monotonic() - started < 10
+    child = int(pidfile.read_text())
+    time.sleep(0.2)
+    status = Path(f"/proc/{child}/status")
+    # gone, or a zombie waiting for a reaper (PID 1 in containers may not reap)
+    assert not status.exists() or "State:\tZ" in status.read_text()
+
+
+def test_large_stdout_is_not_truncated():
+    result = execute.run(["sh", "-c", "seq 1 200000"])
+    assert result.stdout.splitlines()[-1] == "200000"
