@@ -20,6 +20,7 @@ from orchestrator import __version__, execute, logs
 from orchestrator.actions import backup as backup_action
 from orchestrator.actions import fetch as fetch_action
 from orchestrator.actions import listing
+from orchestrator.actions import prune as prune_action
 from orchestrator.actions import verify as verify_action
 from orchestrator.errors import ConfigError, Interrupted, OrchestratorError
 from orchestrator.settings import Settings, load_settings
@@ -111,6 +112,17 @@ def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+def cmd_prune(settings: Settings, args: argparse.Namespace) -> int:
+    result = prune_action.prune(settings, dry_run=args.dry_run)
+    if args.json:
+        print(json.dumps(prune_action.as_dict(result), indent=2))
+    else:
+        print("\n".join(prune_action.table_lines(result)))
+    for error in result.errors:
+        print(f"orchestrator: error: {logs.mask(error)}", file=sys.stderr)
+    return 0 if result.ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     parser = argparse.ArgumentParser(
@@ -140,6 +152,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("ref", metavar="ID|latest")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("prune", help="apply the KEEP_* retention policy to the stored backups")
+    p.add_argument("--dry-run", action="store_true", help="decide and print, delete nothing")
+    p.add_argument("--json", action="store_true", help="print the decisions as JSON")
+    p.set_defaults(func=cmd_prune)
     return parser
 
 

@@ -7,18 +7,24 @@ Legacy variable names of the cron jobs this tool replaces are accepted as aliase
 from __future__ import annotations
 
 import shlex
+from datetime import UTC
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from orchestrator import conninfo
+from orchestrator import conninfo, retention
 from orchestrator.conninfo import ConnInfo
 from orchestrator.errors import ConfigError
 from orchestrator.logs import register_secret
 
 CsvList = Annotated[list[str], NoDecode]
+EMPTY_POLICY = (
+    "a retention policy that keeps nothing is refused; set KEEP_LAST, KEEP_HOURLY, KEEP_DAILY, "
+    "KEEP_WEEKLY, KEEP_MONTHLY, KEEP_YEARLY (above 0) or KEEP_WITHIN"
+)
 
 
 def _env(*names: str) -> Any:
@@ -59,6 +65,15 @@ class Settings(BaseSettings):
     pg_dump_extra_args: str = Field(default="", validation_alias="PG_DUMP_EXTRA_ARGS")
     pg_dump_timeout: int = Field(default=6 * 3600, gt=0, validation_alias="PG_DUMP_TIMEOUT")
     work_dir: Path | None = Field(default=None, validation_alias="WORK_DIR")
+
+    keep_last: int = Field(default=4, ge=0, validation_alias="KEEP_LAST")
+    keep_hourly: int = Field(default=0, ge=0, validation_alias="KEEP_HOURLY")
+    keep_daily: int = Field(default=14, ge=0, validation_alias="KEEP_DAILY")
+    keep_weekly: int = Field(default=8, ge=0, validation_alias="KEEP_WEEKLY")
+    keep_monthly: int = Field(default=12, ge=0, validation_alias="KEEP_MONTHLY")
+    keep_yearly: int = Field(default=0, ge=0, validation_alias="KEEP_YEARLY")
+    keep_within: str | None = Field(default=None, validation_alias="KEEP_WITHIN")
+    retention_timezone: str | None = Field(default=None, validation_alias="RETENTION_TIMEZONE")
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", validation_alias="LOG_LEVEL"
@@ -109,6 +124,49 @@ class Settings(BaseSettings):
         if not value.strip():
             raise ValueError("is empty")
         return value.strip()
+
+    @field_validator("keep_within", "retention_timezone", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        if isinstance(value, str):
+            return value.strip() or None
+        return value
+
+    @field_validator("keep_within")
+    @classmethod
+    def _check_within(cls, value: str | None) -> str | None:
+        return None if value is None else str(retention.parse_duration(value))
+
+    @field_validator("retention_timezone")
+    @classmethod
+    def _check_timezone(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not a time zone name like Europe/Berlin") from None
+        return value
+
+    def retention_policy(self) -> retention.Policy:
+        """Give the KEEP_* rules as a retention Policy in RETENTION_TIMEZONE (default UTC).
+
+        Raises ConfigError when every rule is 0 and KEEP_WITHIN is unset: such a policy
+        would keep nothing, so it is refused rather than read as "delete everything".
+        """
+        policy = retention.Policy(
+            last=self.keep_last,
+            hourly=self.keep_hourly,
+            daily=self.keep_daily,
+            weekly=self.keep_weekly,
+            monthly=self.keep_monthly,
+            yearly=self.keep_yearly,
+            within=retention.parse_duration(self.keep_within) if self.keep_within else None,
+            tz=ZoneInfo(self.retention_timezone) if self.retention_timezone else UTC,
+        )
+        if policy.is_empty:
+            raise ConfigError(EMPTY_POLICY)
+        return policy
 
     def require_source(self) -> ConnInfo:
         """Give the source database, or raise ConfigError when it is not set."""

@@ -21,6 +21,9 @@ from tests.harness.ports import free_port
 
 ACCESS_KEY = "orchestrator-test"
 SECRET_KEY = "s3-secret-9f2b"  # grep-able in leak tests
+# A non-admin identity: SeaweedFS enforces bucket policies only for identities without Admin.
+WORKER_KEY = "orchestrator-worker"
+WORKER_SECRET = "s3-worker-secret-4c1d"
 
 
 def weed_binary() -> str:
@@ -74,7 +77,12 @@ def start_s3() -> S3Server:
                 "name": "test",
                 "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
                 "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-            }
+            },
+            {
+                "name": "worker",
+                "credentials": [{"accessKey": WORKER_KEY, "secretKey": WORKER_SECRET}],
+                "actions": ["Read", "Write", "List", "Tagging"],
+            },
         ]
     }
     (root / "s3.json").write_text(json.dumps(config))
