@@ -50,12 +50,18 @@ class Manifest(BaseModel):
     duration_seconds: float
     compression: str | None = None
     row_counts: dict[str, int] = Field(default_factory=dict)
+    source_identity: str | None = None
     tool_version: str = ""
 
     @property
     def manifest_key(self) -> str:
         """The manifest's own key."""
         return self.dump_key.removesuffix(DUMP_SUFFIX) + MANIFEST_SUFFIX
+
+    @property
+    def tables(self) -> list[tuple[str, str]]:
+        """(schema, table) of every table whose rows the manifest counted."""
+        return [(name.split(".", 1)[0], name.split(".", 1)[-1]) for name in self.row_counts]
 
     @property
     def dump_major(self) -> int:

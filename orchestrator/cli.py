@@ -7,6 +7,7 @@ Exit codes: 0 success, 1 the job failed, 2 bad usage or configuration,
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import signal
 import sys
@@ -18,9 +19,11 @@ from typing import TextIO
 
 from orchestrator import __version__, execute, logs
 from orchestrator.actions import backup as backup_action
+from orchestrator.actions import drill as drill_action
 from orchestrator.actions import fetch as fetch_action
 from orchestrator.actions import listing
 from orchestrator.actions import prune as prune_action
+from orchestrator.actions import restore as restore_action
 from orchestrator.actions import verify as verify_action
 from orchestrator.errors import ConfigError, Interrupted, OrchestratorError
 from orchestrator.settings import Settings, load_settings
@@ -123,6 +126,43 @@ def cmd_prune(settings: Settings, args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+def cmd_restore(settings: Settings, args: argparse.Namespace) -> int:
+    dump = Path(args.dump) if args.dump else None
+    result = restore_action.restore(settings, args.target, args.ref, dump)
+    previous = f", previous copy kept as {result.previous}" if result.previous else ""
+    print(
+        f"restored {result.backup_id} into {result.target} ({result.database}) by "
+        f"{result.strategy} in {result.seconds:.1f}s: {result.tables} tables, "
+        f"{result.rows} rows verified{previous}"
+    )
+    return 0
+
+
+def cmd_drill(settings: Settings, args: argparse.Namespace) -> int:
+    report = drill_action.drill(settings, args.ref, args.target_url)
+    if args.json:
+        document = {
+            **dataclasses.asdict(report),
+            "ok": report.ok,
+            "rto_seconds": report.rto_seconds,
+        }
+        print(json.dumps(document, indent=2))
+        return 0 if report.ok else 1
+    print(f"drill of {report.backup_id} on {report.server} (scratch {report.scratch_database})")
+    print(f"  fetch      {report.fetch_seconds:8.1f} s")
+    print(f"  restore    {report.restore_seconds:8.1f} s  (pg_restore {report.pg_restore_version})")
+    print(
+        f"  verify     {report.verify_seconds:8.1f} s  {report.tables} tables, {report.rows} rows"
+    )
+    print(f"  RTO        {report.rto_seconds:8.1f} s")
+    for line in report.ignored_errors:
+        print(f"  ignored (known harmless): {line}")
+    for problem in report.problems:
+        print(f"  PROBLEM: {problem}")
+    print("drill OK" if report.ok else "drill FAILED")
+    return 0 if report.ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     parser = argparse.ArgumentParser(
@@ -152,6 +192,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("ref", metavar="ID|latest")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("restore", help="restore a backup into a target, verified, never losing it")
+    p.add_argument("--target", required=True, help="backup, dev, or a postgresql:// URL")
+    p.add_argument("--from", dest="ref", default="latest", metavar="ID|latest")
+    p.add_argument(
+        "--dump", help="use this local copy of the archive (checked against the manifest)"
+    )
+    p.set_defaults(func=cmd_restore)
+
+    p = sub.add_parser("drill", help="restore into a scratch database, check it, report the RTO")
+    p.add_argument("--from", dest="ref", default="latest", metavar="ID|latest")
+    p.add_argument("--target-url", help="server to drill on (default: BACKUP_DATABASE_URL's)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=cmd_drill)
 
     p = sub.add_parser("prune", help="apply the KEEP_* retention policy to the stored backups")
     p.add_argument("--dry-run", action="store_true", help="decide and print, delete nothing")

@@ -45,15 +45,18 @@ class Result:
     stdout: str
     stderr_lines: list[str]
     seconds: float
+    errors_seen: int = 0
 
 
 class _StderrKeeper:
     """Keeps the first error-looking lines and the last lines of a stream."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_errors: int = FIRST_ERRORS) -> None:
+        self.max_errors = max_errors
         self.first_errors: list[str] = []
         self.tail: deque[str] = deque(maxlen=TAIL_LINES)
         self.all_count = 0
+        self.errors_seen = 0
 
     def __call__(self, line: str) -> None:
         line = line.rstrip("\n")
@@ -61,8 +64,10 @@ class _StderrKeeper:
             return
         self.all_count += 1
         self.tail.append(line)
-        if len(self.first_errors) < FIRST_ERRORS and any(m in line for m in _ERROR_MARKERS):
-            self.first_errors.append(line)
+        if any(marker in line for marker in _ERROR_MARKERS):
+            self.errors_seen += 1
+            if len(self.first_errors) < self.max_errors:
+                self.first_errors.append(line)
 
     def lines(self) -> list[str]:
         """First error lines, then tail lines not already among them."""
@@ -104,17 +109,19 @@ def run(
     stdout_path: Path | None = None,
     timeout: float | None = None,
     ok_codes: Sequence[int] = (0,),
+    max_errors: int = FIRST_ERRORS,
 ) -> Result:
     """Run `argv` to completion and give its Result.
 
     `env` is added to this process's environment (secrets go here, never in argv).
     Stdout goes to `stdout_path` when given, else it is captured (keep it small).
     Raises CommandFailed when the exit code is not in `ok_codes`, on a signal, or after
-    `timeout` seconds (the process group is killed first).
+    `timeout` seconds (the process group is killed first). Up to `max_errors` error-looking
+    stderr lines are kept (Result.stderr_lines), first errors first, then the tail.
     """
     program = Path(argv[0]).name
     log.info("command.start", command=shlex.join([program, *argv[1:]]))
-    keeper = _StderrKeeper()
+    keeper = _StderrKeeper(max_errors)
     out_chunks: list[str] = []
     started = time.monotonic()
     full_env = {**os.environ, **(env or {})}
@@ -148,7 +155,7 @@ def run(
         log.warning("command.failed", program=program, exit=code, seconds=round(seconds, 3))
         raise CommandFailed(program, _describe_exit(code), keeper.lines())
     log.info("command.done", program=program, exit=code, seconds=round(seconds, 3))
-    return Result(code, "".join(out_chunks), keeper.lines(), seconds)
+    return Result(code, "".join(out_chunks), keeper.lines(), seconds, keeper.errors_seen)
 
 
 def _wait(proc: Any, program: str, keeper: _StderrKeeper, timeout: float | None) -> int:

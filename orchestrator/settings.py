@@ -7,6 +7,7 @@ Legacy variable names of the cron jobs this tool replaces are accepted as aliase
 from __future__ import annotations
 
 import shlex
+from dataclasses import dataclass
 from datetime import UTC
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -19,12 +20,26 @@ from orchestrator import conninfo, retention
 from orchestrator.conninfo import ConnInfo
 from orchestrator.errors import ConfigError
 from orchestrator.logs import register_secret
+from orchestrator.restore_plan import StrategySetting
 
 CsvList = Annotated[list[str], NoDecode]
 EMPTY_POLICY = (
     "a retention policy that keeps nothing is refused; set KEEP_LAST, KEEP_HOURLY, KEEP_DAILY, "
     "KEEP_WEEKLY, KEEP_MONTHLY, KEEP_YEARLY (above 0) or KEEP_WITHIN"
 )
+
+
+@dataclass(frozen=True)
+class TargetSettings:
+    """How to restore into one target database."""
+
+    name: str
+    url: ConnInfo
+    strategy: StrategySetting
+    no_owner: bool
+    no_acl: bool
+    keep_previous: int
+    post_restore_sql: tuple[Path, ...]
 
 
 def _env(*names: str) -> Any:
@@ -35,7 +50,11 @@ class Settings(BaseSettings):
     """The tool's configuration. Build it with `load_settings()`."""
 
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=False
+        env_file=".env",
+        env_file_encoding="utf-8",
+        env_ignore_empty=True,  # VAR= in .env or the environment means "use the default"
+        extra="ignore",
+        populate_by_name=False,
     )
 
     source_database_url: ConnInfo | None = _env(
@@ -66,6 +85,30 @@ class Settings(BaseSettings):
     pg_dump_timeout: int = Field(default=6 * 3600, gt=0, validation_alias="PG_DUMP_TIMEOUT")
     work_dir: Path | None = Field(default=None, validation_alias="WORK_DIR")
 
+    backup_restore_strategy: StrategySetting = Field(
+        default="auto", validation_alias="BACKUP_RESTORE_STRATEGY"
+    )
+    dev_restore_strategy: StrategySetting = Field(
+        default="auto", validation_alias="DEV_RESTORE_STRATEGY"
+    )
+    backup_restore_owners: bool = Field(default=False, validation_alias="BACKUP_RESTORE_OWNERS")
+    dev_restore_owners: bool = Field(default=False, validation_alias="DEV_RESTORE_OWNERS")
+    backup_restore_acl: bool = Field(default=False, validation_alias="BACKUP_RESTORE_ACL")
+    dev_restore_acl: bool = Field(default=False, validation_alias="DEV_RESTORE_ACL")
+    backup_keep_previous: int = Field(
+        default=1, ge=0, le=10, validation_alias="BACKUP_KEEP_PREVIOUS"
+    )
+    dev_keep_previous: int = Field(default=1, ge=0, le=10, validation_alias="DEV_KEEP_PREVIOUS")
+    dev_post_restore_sql: CsvList = Field(
+        default_factory=list, validation_alias="DEV_POST_RESTORE_SQL"
+    )
+    restore_jobs: int = Field(default=4, ge=1, le=64, validation_alias="RESTORE_JOBS")
+    restore_timeout: int = Field(default=6 * 3600, gt=0, validation_alias="RESTORE_TIMEOUT")
+    restore_session_wait: int = Field(
+        default=30, ge=0, le=600, validation_alias="RESTORE_SESSION_WAIT"
+    )
+    maintenance_database: str = Field(default="postgres", validation_alias="MAINTENANCE_DATABASE")
+
     keep_last: int = Field(default=4, ge=0, validation_alias="KEEP_LAST")
     keep_hourly: int = Field(default=0, ge=0, validation_alias="KEEP_HOURLY")
     keep_daily: int = Field(default=14, ge=0, validation_alias="KEEP_DAILY")
@@ -94,6 +137,13 @@ class Settings(BaseSettings):
         parsed = conninfo.parse(str(value))
         register_secret(parsed.password)
         return parsed
+
+    @field_validator("dev_post_restore_sql", mode="before")
+    @classmethod
+    def _split_files(cls, value: object) -> list[str]:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return list(value)  # type: ignore[call-overload,no-any-return]
 
     @field_validator("pg_bin_dirs", mode="before")
     @classmethod
@@ -175,6 +225,33 @@ class Settings(BaseSettings):
                 "SOURCE_DATABASE_URL is not set (also accepted: NEON_PRODUCTION_DATABASE_URL)"
             )
         return self.source_database_url
+
+    def target(self, name: str) -> TargetSettings:
+        """Give the restore settings of target `backup` or `dev`; ConfigError when it is unset."""
+        url = getattr(self, f"{name}_database_url")
+        if url is None:
+            raise ConfigError(f"{_variable_name(name + '_database_url')} is not set")
+        return TargetSettings(
+            name=name,
+            url=url,
+            strategy=getattr(self, f"{name}_restore_strategy"),
+            no_owner=not getattr(self, f"{name}_restore_owners"),
+            no_acl=not getattr(self, f"{name}_restore_acl"),
+            keep_previous=getattr(self, f"{name}_keep_previous"),
+            post_restore_sql=tuple(Path(p) for p in getattr(self, f"{name}_post_restore_sql", [])),
+        )
+
+    def adhoc_target(self, url: ConnInfo) -> TargetSettings:
+        """Restore settings for a target given on the command line (defaults of `backup`)."""
+        return TargetSettings(
+            name=url.database,
+            url=url,
+            strategy="auto",
+            no_owner=True,
+            no_acl=True,
+            keep_previous=self.backup_keep_previous,
+            post_restore_sql=(),
+        )
 
     @property
     def pg_dump_extra_argv(self) -> list[str]:

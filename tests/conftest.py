@@ -95,7 +95,9 @@ class Orchestrator:
 
     def ok(self, *args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
         result = self.run(*args, **kwargs)  # type: ignore[arg-type]
-        assert result.returncode == 0, f"exit {result.returncode}\n{result.stderr[-3000:]}"
+        assert result.returncode == 0, (
+            f"exit {result.returncode}\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
+        )
         return result
 
 

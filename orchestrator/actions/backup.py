@@ -81,6 +81,7 @@ def take_dump(settings: Settings, folder: Path) -> LocalDump:
     out = folder / f"{backup_id}{catalog.DUMP_SUFFIX}"
     with inspect.exported_snapshot(source, SOURCE) as snap:
         server = inspect.server_info(snap.conn)
+        identity = inspect.cluster_identity(snap.conn)
         client = client_for(settings, "pg_dump", server.major, f"the source runs {server.version}")
         log.info("backup.dump", backup_id=backup_id, server=server.version, pg_dump=client.version)
         run_dump(client, source, out, snap.snapshot_id, dump_options(settings))
@@ -100,6 +101,7 @@ def take_dump(settings: Settings, folder: Path) -> LocalDump:
         duration_seconds=round(time.monotonic() - started, 3),
         compression=settings.pg_dump_compress,
         row_counts=counts,
+        source_identity=identity,
         tool_version=__version__,
     )
     return LocalDump(out, manifest)

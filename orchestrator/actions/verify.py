@@ -71,6 +71,5 @@ def verify(settings: Settings, ref: str) -> VerifyResult:
 
 
 def _missing_tables(toc: str, manifest: Manifest) -> list[str]:
-    known = [tuple(name.split(".", 1)) for name in manifest.row_counts]
-    present = set(restore.table_data_tables(toc, [(s, t) for s, t in known]))
-    return sorted(f"{s}.{t}" for s, t in known if (s, t) not in present)
+    present = set(restore.table_data_tables(toc, manifest.tables))
+    return sorted(f"{s}.{t}" for s, t in manifest.tables if (s, t) not in present)

@@ -73,11 +73,11 @@ def server_info(conn: Conn) -> ServerInfo:
 
 
 def user_tables(conn: Conn) -> list[TableName]:
-    """Give (schema, table) of every table that holds rows, outside the system schemas."""
+    """Give (schema, table) of every table (partitioned parents too) outside system schemas."""
     rows = conn.execute(
         """
         SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+        WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
           AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'
         ORDER BY 1, 2
         """
@@ -118,3 +118,91 @@ def exported_snapshot(info: ConnInfo, setting: str) -> Iterator[Snapshot]:
     finally:
         conn.rollback()
         conn.close()
+
+
+def system_identifier(conn: Conn) -> str | None:
+    """Give the cluster's system identifier, or None where the provider hides it."""
+    try:
+        row = conn.execute("SELECT system_identifier::text FROM pg_control_system()").fetchone()
+    except psycopg.Error:
+        if not conn.autocommit:
+            conn.rollback()
+        return None
+    return str(row[0]) if row else None
+
+
+def role_capabilities(conn: Conn, database: str) -> tuple[bool, bool, bool]:
+    """Give (superuser, may create databases, owns `database` or it does not exist)."""
+    row = conn.execute(
+        """
+        SELECT r.rolsuper, r.rolcreatedb,
+               coalesce((SELECT pg_has_role(current_user, d.datdba, 'MEMBER')
+                         FROM pg_database d WHERE d.datname = %s), true)
+        FROM pg_roles r WHERE r.rolname = current_user
+        """,
+        (database,),
+    ).fetchone()
+    assert row is not None
+    return bool(row[0]), bool(row[1]), bool(row[2])
+
+
+def database_exists(conn: Conn, database: str) -> bool:
+    """True when `database` exists on the server."""
+    row = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone()
+    return row is not None
+
+
+def create_database(conn: Conn, database: str) -> None:
+    """CREATE DATABASE from template0 (so provider extensions in template1 cannot clash)."""
+    conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(database)))
+
+
+def drop_database(conn: Conn, database: str, server_major: int) -> None:
+    """DROP DATABASE IF EXISTS, ending its sessions first (FORCE on 13+)."""
+    force = sql.SQL(" WITH (FORCE)") if server_major >= 13 else sql.SQL("")
+    conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}{}").format(sql.Identifier(database), force))
+
+
+def terminate_sessions(conn: Conn, database: str) -> int:
+    """End every other session on `database`; give how many were signalled."""
+    rows = conn.execute(
+        """
+        SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+        WHERE datname = %s AND pid <> pg_backend_pid()
+        """,
+        (database,),
+    ).fetchall()
+    return len(rows)
+
+
+def rename_databases(conn: Conn, renames: list[tuple[str, str]]) -> None:
+    """Apply ALTER DATABASE ... RENAME TO ... for each pair, all in one transaction."""
+    with conn.transaction():
+        for old, new in renames:
+            conn.execute(
+                sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                    sql.Identifier(old), sql.Identifier(new)
+                )
+            )
+
+
+def cluster_identity(conn: Conn) -> str | None:
+    """Give what identifies the cluster: its system identifier, plus Neon's timeline id
+    where present (Neon branches share a system identifier but not a timeline)."""
+    ident = system_identifier(conn)
+    row = conn.execute("SELECT current_setting('neon.timeline_id', true)").fetchone()
+    timeline = row[0] if row and row[0] else None
+    if ident and timeline:
+        return f"{ident}/{timeline}"
+    return ident
+
+
+def count_rows_where_present(conn: Conn, tables: Iterable[TableName]) -> dict[str, int]:
+    """Like count_rows, but tables that do not exist are left out instead of failing."""
+    present = set(user_tables(conn))
+    return count_rows(conn, [t for t in tables if t in present])
+
+
+def analyze(conn: Conn) -> None:
+    """ANALYZE the whole database so the planner has statistics right after a restore."""
+    conn.execute("ANALYZE")

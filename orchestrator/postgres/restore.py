@@ -1,13 +1,22 @@
-"""pg_restore: reading an archive's table of contents (argv builders and runs)."""
+"""pg_restore and psql into a target: argv builders, runs, and reading an archive's TOC."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator import execute
+from orchestrator.conninfo import ConnInfo
+from orchestrator.errors import JobError
+from orchestrator.logs import get_logger
 from orchestrator.postgres.clients import ClientSet
+from orchestrator.postgres.dump import libpq_env
+from orchestrator.restore_plan import error_message, real_errors
+
+MAX_RESTORE_ERRORS = 200
+log = get_logger(__name__)
 
 TableName = tuple[str, str]
 
@@ -17,8 +26,8 @@ def list_toc(client: ClientSet, archive: Path) -> str:
     return execute.run([client.tool("pg_restore"), "--list", str(archive)], timeout=600).stdout
 
 
-_LONGER_KINDS = {
-    "TABLE": ("DATA ",),
+_LONGER_KINDS = {  # kinds whose name starts with another kind's name
+    "TABLE": ("DATA ", "ATTACH "),
     "SEQUENCE": ("SET ", "OWNED BY "),
     "MATERIALIZED VIEW": ("DATA ",),
 }
@@ -38,17 +47,113 @@ def toc_entries(toc: str, kind: str) -> list[str]:
     return entries
 
 
-def table_data_tables(toc: str, known: Iterable[TableName]) -> list[TableName]:
-    """Give the tables of `known` whose data the archive holds.
+def _match(rest: str, candidates: list[TableName]) -> TableName | None:
+    for schema, table in candidates:
+        if rest.startswith(f"{schema} {table} ") or rest == f"{schema} {table}":
+            return schema, table
+    return None
+
+
+def toc_tables(
+    toc: str, known: Iterable[TableName], kind: str = "TABLE DATA"
+) -> tuple[list[TableName], list[str]]:
+    """Match the archive's `kind` entries against the known (schema, table) pairs.
 
     TOC lines print names unquoted ("public my table owner"), so names are matched against
-    the known (schema, table) pairs, longest first, rather than split on spaces.
+    known pairs, longest first, rather than split on spaces. Gives (matched tables, sorted;
+    the text of entries that matched nothing, owner dropped).
     """
     candidates = sorted(known, key=lambda t: len(t[0]) + len(t[1]), reverse=True)
     found: list[TableName] = []
-    for rest in toc_entries(toc, "TABLE DATA"):
-        for schema, table in candidates:
-            if rest.startswith(f"{schema} {table} ") or rest == f"{schema} {table}":
-                found.append((schema, table))
-                break
-    return sorted(found)
+    unmatched: list[str] = []
+    for rest in toc_entries(toc, kind):
+        table = _match(rest, candidates)
+        if table:
+            found.append(table)
+        else:
+            unmatched.append(rest.rsplit(" ", 1)[0])
+    return sorted(found), unmatched
+
+
+def table_data_tables(toc: str, known: Iterable[TableName]) -> list[TableName]:
+    """Give the tables of `known` whose data the archive holds."""
+    return toc_tables(toc, known)[0]
+
+
+@dataclass(frozen=True)
+class RestoreOptions:
+    """How pg_restore runs (from settings and the chosen strategy)."""
+
+    jobs: int = 2
+    no_owner: bool = True
+    no_acl: bool = True
+    single_transaction: bool = False
+    timeout: float | None = None
+
+
+def restore_argv(
+    client: ClientSet, target: ConnInfo, archive: Path, options: RestoreOptions
+) -> list[str]:
+    """Give the pg_restore argv restoring `archive` into `target` (no password in it).
+
+    A single transaction restores with --clean --if-exists in one connection; otherwise
+    the restore runs in parallel into an empty database.
+    """
+    argv = [client.tool("pg_restore"), "--no-password", f"--dbname={target.url}"]
+    if options.single_transaction:
+        argv += ["--single-transaction", "--clean", "--if-exists", "--exit-on-error"]
+    else:
+        argv.append(f"--jobs={max(1, options.jobs)}")
+    if options.no_owner:
+        argv.append("--no-owner")
+    if options.no_acl:
+        argv.append("--no-acl")
+    return [*argv, str(archive)]
+
+
+def run_restore(
+    client: ClientSet, target: ConnInfo, archive: Path, options: RestoreOptions
+) -> list[str]:
+    """Run pg_restore; give the harmless errors it ignored (see restore_plan.HARMLESS_ERRORS).
+
+    Raises JobError with the first real errors when pg_restore reported any, and
+    CommandFailed when it failed outright (killed, timed out, exit code above 1).
+    """
+    argv = restore_argv(client, target, archive, options)
+    result = execute.run(
+        argv,
+        env=libpq_env(target, "restore"),
+        timeout=options.timeout,
+        ok_codes=(0, 1),
+        max_errors=MAX_RESTORE_ERRORS,
+    )
+    errors = real_errors(result.stderr_lines)
+    if errors:
+        shown = "; ".join(errors[:3])
+        raise JobError(f"pg_restore reported {len(errors)} error(s): {shown}")
+    if result.errors_seen > MAX_RESTORE_ERRORS:
+        raise JobError(f"pg_restore reported {result.errors_seen} errors, too many to check")
+    ignored = sorted({m for line in result.stderr_lines if (m := error_message(line))})
+    if result.returncode != 0 and not ignored:
+        raise JobError("pg_restore exited with code 1 without an error message")
+    if ignored:
+        log.warning("restore.harmless_errors", errors=ignored, note="known harmless, ignored")
+    return ignored
+
+
+def run_sql_file(client: ClientSet, target: ConnInfo, path: Path, timeout: float | None) -> None:
+    """Run a SQL file with psql in one transaction, stopping at the first error.
+
+    Raises CommandFailed naming the file's first error.
+    """
+    argv = [
+        client.tool("psql"),
+        "--no-password",
+        "--no-psqlrc",
+        "--quiet",
+        "--single-transaction",
+        "--set=ON_ERROR_STOP=1",
+        f"--dbname={target.url}",
+        f"--file={path}",
+    ]
+    execute.run(argv, env=libpq_env(target, "post-restore-sql"), timeout=timeout)

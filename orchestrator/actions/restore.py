@@ -1,0 +1,304 @@
+"""`orchestrator restore`: put an archived backup into a target without ever losing the target.
+
+swap: restore into a new database beside the target, verify it, run the target's
+post-restore SQL, then rename (target -> <name>_previous, new -> <name>) in one
+transaction. Anything failing before the rename drops the new database; the target is
+untouched. transaction: one pg_restore --single-transaction, which rolls back on error.
+A target that is the source is refused before anything is touched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+
+from orchestrator import catalog, conninfo, restore_plan
+from orchestrator.actions.backup import work_dir
+from orchestrator.actions.common import client_for, storage_from
+from orchestrator.actions.fetch import check_file, download_checked
+from orchestrator.catalog import Manifest
+from orchestrator.conninfo import ConnInfo
+from orchestrator.errors import ConfigError, JobError, OrchestratorError
+from orchestrator.logs import get_logger
+from orchestrator.postgres import inspect
+from orchestrator.postgres import restore as pgrestore
+from orchestrator.postgres.clients import ClientSet
+from orchestrator.postgres.inspect import Conn
+from orchestrator.postgres.restore import RestoreOptions
+from orchestrator.restore_plan import Capabilities, Endpoint, Strategy
+from orchestrator.settings import Settings, TargetSettings
+
+log = get_logger(__name__)
+RETRY_SECONDS = 0.5
+
+
+@dataclass
+class RestoreResult:
+    """What a finished restore did."""
+
+    target: str
+    database: str
+    backup_id: str
+    strategy: Strategy
+    seconds: float
+    tables: int
+    rows: int
+    previous: str | None = None
+    ignored_errors: list[str] = field(default_factory=list)
+
+
+def resolve_target(settings: Settings, name_or_url: str) -> TargetSettings:
+    """`backup`, `dev`, or a postgresql:// URL; ConfigError naming --target otherwise."""
+    if name_or_url in ("backup", "dev"):
+        return settings.target(name_or_url)
+    try:
+        return settings.adhoc_target(conninfo.parse(name_or_url))
+    except ValueError as exc:
+        raise ConfigError(f"--target: must be backup, dev or a postgresql:// URL ({exc})") from None
+
+
+def _endpoint(info: ConnInfo, identity: str | None) -> Endpoint:
+    return Endpoint(info.host, info.port, info.database, identity)
+
+
+def _live_source_identity(settings: Settings) -> str | None:
+    source = settings.source_database_url
+    if source is None:
+        return None
+    try:
+        with contextlib.closing(inspect.connect(source, "SOURCE_DATABASE_URL")) as conn:
+            return inspect.cluster_identity(conn)
+    except OrchestratorError as exc:
+        log.warning("restore.source_unreachable", error=str(exc), note="guard uses URL + manifest")
+        return None
+
+
+def guard(
+    settings: Settings, target: ConnInfo, target_identity: str | None, manifest: Manifest
+) -> None:
+    """Raise ConfigError when `target` is the source database (by URL, or by cluster identity
+    and database name, against both the live source and the backup's recorded source)."""
+    target_ep = _endpoint(target, target_identity)
+    sources = [Endpoint("", 0, manifest.database, manifest.source_identity)]
+    if settings.source_database_url is not None:
+        source = settings.source_database_url
+        sources.append(_endpoint(source, None))
+        if target_identity is not None:
+            sources.append(_endpoint(source, _live_source_identity(settings)))
+    for source_ep in sources:
+        why = restore_plan.same_database(target_ep, source_ep)
+        if why:
+            raise ConfigError(f"refusing to restore into the source database: {why}")
+
+
+def target_identity(target: ConnInfo, maintenance: str) -> str | None:
+    """The target server's cluster identity (None when unreachable: the restore fails later)."""
+    try:
+        with contextlib.closing(_maintenance(target, maintenance)) as conn:
+            return inspect.cluster_identity(conn)
+    except OrchestratorError:
+        return None
+
+
+def _maintenance(target: ConnInfo, maintenance: str) -> Conn:
+    return inspect.connect(target.with_database(maintenance), "target (maintenance database)")
+
+
+@contextlib.contextmanager
+def local_archive(settings: Settings, manifest: Manifest, dump: Path | None) -> Iterator[Path]:
+    """The archive on local disk, checked against the manifest: `dump` itself or a download."""
+    if dump is not None:
+        check_file(dump, manifest)
+        yield dump
+        return
+    storage = storage_from(settings)
+    with work_dir(settings) as folder:
+        yield download_checked(storage, manifest, folder / "archive.dump")
+
+
+def find_manifest(settings: Settings, ref: str) -> Manifest:
+    """Resolve `ref` (id or latest, latest of the source's database when it is set)."""
+    storage = storage_from(settings)
+    storage.check()
+    database = settings.source_database_url.database if settings.source_database_url else None
+    return catalog.find(storage, ref, database)
+
+
+def restore(
+    settings: Settings,
+    target_ref: str,
+    ref: str = "latest",
+    dump: Path | None = None,
+    manifest: Manifest | None = None,
+) -> RestoreResult:
+    """Restore backup `ref` (or `manifest`, from the local `dump` when given) into a target.
+
+    Raises ConfigError (bad target, target is the source, no suitable pg_restore) before
+    touching anything, and JobError when the restore fails; the target is then unchanged.
+    """
+    target = resolve_target(settings, target_ref)
+    manifest = manifest or find_manifest(settings, ref)
+    guard(
+        settings, target.url, target_identity(target.url, settings.maintenance_database), manifest
+    )
+    client = client_for(
+        settings,
+        "pg_restore",
+        manifest.dump_major,
+        f"the archive was written by pg_dump {manifest.pg_dump_version}",
+    )
+    with local_archive(settings, manifest, dump) as archive:
+        return Restorer(settings, target, manifest, client, archive).run()
+
+
+@dataclass
+class Restorer:
+    """One restore of one archive into one target."""
+
+    settings: Settings
+    target: TargetSettings
+    manifest: Manifest
+    client: ClientSet
+    archive: Path
+
+    def run(self) -> RestoreResult:
+        """Choose the strategy and restore; give the result."""
+        started = time.monotonic()
+        with contextlib.closing(
+            _maintenance(self.target.url, self.settings.maintenance_database)
+        ) as maint:
+            caps = self._capabilities(maint)
+            strategy, why = restore_plan.choose_strategy(self.target.strategy, caps)
+            log.info(
+                "restore.start",
+                target=self.target.name,
+                backup_id=self.manifest.id,
+                strategy=strategy,
+                why=why,
+                pg_restore=self.client.version,
+            )
+            if strategy == "swap":
+                ignored, previous = self._swap(maint, caps.server_major)
+            else:
+                ignored, previous = self._transaction(caps.server_major), None
+        result = RestoreResult(
+            target=self.target.name,
+            database=self.target.url.database,
+            backup_id=self.manifest.id,
+            strategy=strategy,
+            seconds=round(time.monotonic() - started, 3),
+            tables=len(self.manifest.row_counts),
+            rows=sum(self.manifest.row_counts.values()),
+            previous=previous,
+            ignored_errors=ignored,
+        )
+        log.info("restore.done", target=self.target.name, seconds=result.seconds, strategy=strategy)
+        return result
+
+    def _capabilities(self, maint: Conn) -> Capabilities:
+        superuser, create_db, owns = inspect.role_capabilities(maint, self.target.url.database)
+        return Capabilities(superuser, create_db, owns, inspect.server_info(maint).major)
+
+    def _options(self, single_transaction: bool) -> RestoreOptions:
+        return RestoreOptions(
+            jobs=self.settings.restore_jobs,
+            no_owner=self.target.no_owner,
+            no_acl=self.target.no_acl,
+            single_transaction=single_transaction,
+            timeout=float(self.settings.restore_timeout),
+        )
+
+    def _swap(self, maint: Conn, server_major: int) -> tuple[list[str], str | None]:
+        staging = restore_plan.staging_name(self.target.url.database, secrets.token_hex(4))
+        inspect.create_database(maint, staging)
+        try:
+            staged = self.target.url.with_database(staging)
+            ignored = pgrestore.run_restore(self.client, staged, self.archive, self._options(False))
+            self._verify(staged)
+            self._post_restore_sql(staged)
+            previous = self._swap_in(maint, staging, server_major)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                inspect.drop_database(maint, staging, server_major)
+            raise
+        return ignored, previous
+
+    def _transaction(self, server_major: int) -> list[str]:
+        if self.target.post_restore_sql:
+            raise ConfigError(
+                "DEV_POST_RESTORE_SQL needs the swap strategy (a role that may create databases): "
+                "with the transaction strategy dev users would see the unscrubbed data"
+            )
+        if self.client.major >= 17 > server_major:
+            raise ConfigError(
+                f"the transaction strategy cannot restore with pg_restore {self.client.version} "
+                f"into PostgreSQL {server_major} (it sends SET transaction_timeout, which aborts "
+                "the transaction): let the role create databases so the swap strategy is used"
+            )
+        ignored = pgrestore.run_restore(
+            self.client, self.target.url, self.archive, self._options(True)
+        )
+        self._verify(self.target.url)
+        return ignored
+
+    def _verify(self, database: ConnInfo) -> None:
+        """ANALYZE, then compare row counts with the manifest; JobError on any difference."""
+        with contextlib.closing(inspect.connect(database, "target")) as conn:
+            inspect.analyze(conn)
+            counts = inspect.count_rows_where_present(conn, self.manifest.tables)
+        problems = restore_plan.count_differences(self.manifest.row_counts, counts)
+        if problems:
+            shown = "; ".join(problems[:5])
+            raise JobError(f"restored data does not match backup {self.manifest.id}: {shown}")
+
+    def _post_restore_sql(self, database: ConnInfo) -> None:
+        for path in self.target.post_restore_sql:
+            if not path.is_file():
+                raise ConfigError(f"DEV_POST_RESTORE_SQL: {path} is not a readable file")
+            log.info("restore.post_sql", target=self.target.name, file=str(path))
+            pgrestore.run_sql_file(
+                self.client, database, path, float(self.settings.restore_timeout)
+            )
+
+    def _swap_in(self, maint: Conn, staging: str, server_major: int) -> str | None:
+        """Rename the target aside and the staging database into its place, ending sessions
+        on the target with a bounded wait. Gives the previous copy's name (None if none)."""
+        name = self.target.url.database
+        keep = self.target.keep_previous
+        plan = restore_plan.swap_renames(
+            name,
+            staging,
+            inspect.database_exists(maint, name),
+            [
+                n
+                for n in restore_plan.previous_names(name, keep)
+                if inspect.database_exists(maint, n)
+            ],
+            keep,
+            secrets.token_hex(4),
+        )
+        busy = [old for old, _new in plan.renames if old != staging]
+        deadline = time.monotonic() + self.settings.restore_session_wait
+        while True:
+            for database in busy:
+                inspect.terminate_sessions(maint, database)
+            try:
+                inspect.rename_databases(maint, plan.renames)
+                break
+            except psycopg.errors.ObjectInUse:
+                if time.monotonic() >= deadline:
+                    raise JobError(
+                        f"{name} still has sessions after {self.settings.restore_session_wait}s "
+                        "(RESTORE_SESSION_WAIT); the target was left as it was"
+                    ) from None
+                time.sleep(RETRY_SECONDS)
+        for database in plan.drop_after:
+            inspect.drop_database(maint, database, server_major)
+        log.info("restore.swapped", target=self.target.name, previous=plan.previous)
+        return plan.previous

@@ -1,0 +1,182 @@
+"""Pure restore policy: which strategy, which database names, whether a target is the source,
+and which pg_restore errors are harmless. Values in, values out; no servers, no files."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+Strategy = Literal["swap", "transaction"]
+StrategySetting = Literal["auto", "swap", "transaction"]
+MAX_NAME = 63  # PostgreSQL truncates identifiers longer than NAMEDATALEN - 1 bytes
+
+LOCAL_ALIASES = {"localhost", "127.0.0.1", "::1", "ip6-localhost"}
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What the restore role may do on the target server."""
+
+    superuser: bool
+    create_db: bool
+    owns_target: bool  # True also when the target database does not exist yet
+    server_major: int
+
+
+def choose_strategy(setting: StrategySetting, caps: Capabilities) -> tuple[Strategy, str]:
+    """Give the strategy and why: `swap` when the role may create and rename databases.
+
+    An explicit `swap` the role cannot perform is still returned; the action fails on it
+    with the server's own error rather than silently doing something else.
+    """
+    if setting != "auto":
+        return setting, f"set to {setting}"
+    if caps.superuser or (caps.create_db and caps.owns_target):
+        return "swap", "the role may create and rename databases"
+    return "transaction", "the role may not create or rename databases"
+
+
+def staging_name(target: str, run_id: str) -> str:
+    """A scratch database name for restoring `target`, unique per run, within 63 bytes."""
+    suffix = f"__restore_{run_id}"
+    return _fit(target, suffix)
+
+
+def previous_names(target: str, keep: int) -> list[str]:
+    """Names of the kept previous copies, newest first: `<t>_previous`, `<t>_previous_2`, ..."""
+    return [_fit(target, "_previous" if n == 1 else f"_previous_{n}") for n in range(1, keep + 1)]
+
+
+def _fit(base: str, suffix: str) -> str:
+    room = MAX_NAME - len(suffix.encode())
+    trimmed = base.encode()[:room].decode(errors="ignore")
+    return trimmed + suffix
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A database as the guard compares it: where it is and, when known, which cluster."""
+
+    host: str
+    port: int
+    database: str
+    system_identifier: str | None = None
+
+
+def _host_key(host: str) -> str:
+    host = host.lower().rstrip(".")
+    return "local" if host in LOCAL_ALIASES or host.startswith("/") else host
+
+
+def same_database(a: Endpoint, b: Endpoint) -> str | None:
+    """Give why `a` and `b` are the same database, or None when nothing says they are.
+
+    Two URLs can name one database (host aliases, IPs, URL forms), so equal system
+    identifiers with equal database names count as the same database too.
+    """
+    if a.database != b.database:
+        return None
+    if _host_key(a.host) == _host_key(b.host) and a.port == b.port:
+        return f"same host, port and database ({a.host}:{a.port}/{a.database})"
+    if a.system_identifier and a.system_identifier == b.system_identifier:
+        return f"same server (system identifier {a.system_identifier}) and database {a.database}"
+    return None
+
+
+# pg_restore errors that do not mean the data is wrong. Each entry: a pattern and why.
+HARMLESS_ERRORS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (
+        re.compile(r'unrecognized configuration parameter "transaction_timeout"'),
+        "pg_restore 17+ sets transaction_timeout, which servers before 17 do not know",
+    ),
+    (
+        re.compile(r"must be owner of extension \w+"),
+        "COMMENT ON EXTENSION for an extension the provider owns (plpgsql and the like)",
+    ),
+    (
+        re.compile(r'schema "public" already exists'),
+        "dumps from pg_dump before 15 create the public schema the new database already has",
+    ),
+)
+_QUERY_PREFIX = "could not execute query: "
+
+
+def error_message(line: str) -> str | None:
+    """Give the message of a pg_restore error line, or None for other lines.
+
+    Parallel workers share one stderr, so lines can arrive interleaved
+    ("pg_restore:pg_restore: error: ..."); anything after the first "error: " counts.
+    """
+    _head, marker, message = line.partition("error: ")
+    if not marker:
+        return None
+    return message.removeprefix(_QUERY_PREFIX).strip()
+
+
+def real_errors(stderr_lines: Iterable[str]) -> list[str]:
+    """Give the pg_restore error messages not in HARMLESS_ERRORS, in order."""
+    found = []
+    for line in stderr_lines:
+        message = error_message(line)
+        if message is not None and not any(p.search(message) for p, _why in HARMLESS_ERRORS):
+            found.append(message)
+    return found
+
+
+def count_differences(expected: dict[str, int], actual: dict[str, int]) -> list[str]:
+    """Give one line per table whose restored row count differs from the manifest's."""
+    problems = []
+    for table in sorted(expected.keys() | actual.keys()):
+        want, got = expected.get(table), actual.get(table)
+        if want != got:
+            shown = "missing" if got is None else str(got)
+            problems.append(f"{table}: expected {want} rows, found {shown}")
+    return problems
+
+
+@dataclass(frozen=True)
+class SwapPlan:
+    """Renames to apply in one transaction, databases to drop afterwards, the previous copy."""
+
+    renames: list[tuple[str, str]]
+    drop_after: list[str]
+    previous: str | None
+
+
+def swap_renames(
+    target: str,
+    staging: str,
+    target_exists: bool,
+    existing_previous: list[str],
+    keep: int,
+    run_id: str,
+) -> SwapPlan:
+    """Plan the swap of `staging` into `target`, keeping `keep` previous copies.
+
+    `existing_previous` are the previous-copy names (of previous_names(target, keep)) that
+    exist now. Copies that age out are renamed to a trash name in the same transaction and
+    dropped only after it commits, so a failed swap loses nothing.
+    """
+    names = previous_names(target, keep)
+    renames: list[tuple[str, str]] = []
+    drop_after: list[str] = []
+    if target_exists:
+        if keep == 0:
+            trash = _fit(target, f"__old_{run_id}")
+            renames.append((target, trash))
+            drop_after.append(trash)
+        else:
+            if names[-1] in existing_previous:
+                trash = _fit(target, f"__old_{run_id}")
+                renames.append((names[-1], trash))
+                drop_after.append(trash)
+            for older, newer in reversed(list(itertools.pairwise(names))):
+                if older in existing_previous:
+                    renames.append((older, newer))
+            renames.append((target, names[0]))
+    renames.append((staging, target))
+    previous = names[0] if target_exists and keep > 0 else None
+    return SwapPlan(renames, drop_after, previous)

@@ -1,0 +1,137 @@
+"""Restore planning as tables of cases: strategy, names, the production guard, errors, swaps."""
+
+from __future__ import annotations
+
+import pytest
+
+from orchestrator.restore_plan import (
+    Capabilities,
+    Endpoint,
+    choose_strategy,
+    count_differences,
+    previous_names,
+    real_errors,
+    same_database,
+    staging_name,
+    swap_renames,
+)
+
+
+@pytest.mark.parametrize(
+    ("setting", "caps", "expected"),
+    [
+        ("auto", Capabilities(True, False, False, 15), "swap"),
+        ("auto", Capabilities(False, True, True, 15), "swap"),
+        ("auto", Capabilities(False, True, False, 15), "transaction"),
+        ("auto", Capabilities(False, False, True, 15), "transaction"),
+        ("transaction", Capabilities(True, True, True, 17), "transaction"),
+        ("swap", Capabilities(False, False, False, 17), "swap"),
+    ],
+)
+def test_choose_strategy(setting, caps, expected):
+    strategy, why = choose_strategy(setting, caps)
+    assert strategy == expected and why
+
+
+def test_names_fit_in_63_bytes_and_are_distinct():
+    long = "x" * 80
+    assert len(staging_name(long, "abcd1234").encode()) <= 63
+    assert staging_name("shop", "abcd1234") == "shop__restore_abcd1234"
+    assert previous_names("shop", 3) == ["shop_previous", "shop_previous_2", "shop_previous_3"]
+    assert all(len(n.encode()) <= 63 for n in previous_names("é" * 40, 2))
+    assert previous_names("shop", 0) == []
+
+
+SRC = Endpoint("db.example.com", 5432, "prod", "7712")
+
+
+@pytest.mark.parametrize(
+    ("target", "same"),
+    [
+        (Endpoint("db.example.com", 5432, "prod"), True),
+        (Endpoint("DB.Example.com.", 5432, "prod"), True),
+        (Endpoint("replica.example.com", 5432, "prod", "7712"), True),  # alias, same cluster
+        (Endpoint("other.example.com", 5432, "prod", "9999"), False),
+        (Endpoint("db.example.com", 5433, "prod"), False),
+        (Endpoint("db.example.com", 5432, "prod_copy", "7712"), False),
+        (Endpoint("other.example.com", 5432, "prod"), False),  # identity unknown
+    ],
+)
+def test_same_database(target, same):
+    assert (same_database(target, SRC) is not None) is same
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [("localhost", "127.0.0.1"), ("::1", "localhost"), ("/var/run/postgresql", "localhost")],
+)
+def test_local_aliases_are_one_host(a, b):
+    assert same_database(Endpoint(a, 5432, "d"), Endpoint(b, 5432, "d"))
+
+
+def test_real_errors_skip_known_harmless_ones_even_interleaved():
+    lines = [
+        "pg_restore: error: could not execute query: ERROR:  unrecognized configuration "
+        'parameter "transaction_timeout"',
+        "Command was: SET transaction_timeout = 0;",
+        "pg_restore:pg_restore: error: could not execute query: ERROR:  unrecognized "
+        'configuration parameter "transaction_timeout"',
+        "pg_restore: error: could not execute query: ERROR:  must be owner of extension plpgsql",
+        'pg_restore: error: could not execute query: ERROR:  role "app" does not exist',
+        "pg_restore: warning: errors ignored on restore: 4",
+        'pg_restore: error: COPY failed for table "t": ERROR:  out of disk',
+    ]
+    assert real_errors(lines) == [
+        'ERROR:  role "app" does not exist',
+        'COPY failed for table "t": ERROR:  out of disk',
+    ]
+
+
+def test_count_differences():
+    assert count_differences({"a.t": 3, "a.u": 0}, {"a.t": 3, "a.u": 0}) == []
+    assert count_differences({"a.t": 3, "a.u": 1}, {"a.t": 2}) == [
+        "a.t: expected 3 rows, found 2",
+        "a.u: expected 1 rows, found missing",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("exists", "previous", "keep", "renames", "drops", "kept"),
+    [
+        (False, [], 1, [("s", "db")], [], None),
+        (True, [], 1, [("db", "db_previous"), ("s", "db")], [], "db_previous"),
+        (
+            True,
+            ["db_previous"],
+            1,
+            [("db_previous", "db__old_r"), ("db", "db_previous"), ("s", "db")],
+            ["db__old_r"],
+            "db_previous",
+        ),
+        (
+            True,
+            ["db_previous"],
+            2,
+            [("db_previous", "db_previous_2"), ("db", "db_previous"), ("s", "db")],
+            [],
+            "db_previous",
+        ),
+        (
+            True,
+            ["db_previous", "db_previous_2"],
+            2,
+            [
+                ("db_previous_2", "db__old_r"),
+                ("db_previous", "db_previous_2"),
+                ("db", "db_previous"),
+                ("s", "db"),
+            ],
+            ["db__old_r"],
+            "db_previous",
+        ),
+        (True, [], 0, [("db", "db__old_r"), ("s", "db")], ["db__old_r"], None),
+    ],
+)
+def test_swap_renames(exists, previous, keep, renames, drops, kept):
+    plan = swap_renames("db", "s", exists, previous, keep, "r")
+    assert (plan.renames, plan.drop_after, plan.previous) == (renames, drops, kept)
