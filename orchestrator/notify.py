@@ -1,0 +1,370 @@
+"""Alerts for one cycle: healthchecks.io-style pings and a JSON webhook.
+
+`Notifier.cycle()` wraps a cycle. It pings `<healthcheck>/start` on entry and, on exit,
+`<healthcheck>` or `<healthcheck>/fail`, and POSTs a JSON summary to the webhook on failure
+(and on success when asked). A notification never fails the job and never hides its error:
+every HTTP call has a timeout and one retry, its failures are logged as warnings and
+swallowed, and an exception raised by the cycle's body propagates unchanged.
+
+Only the standard library talks HTTP here (`urllib.request`). Every string that leaves
+the process passes through `orchestrator.logs.mask`; URLs (which may carry tokens) are
+logged as scheme and host only.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from orchestrator.errors import ConfigError
+from orchestrator.logs import get_logger, mask
+
+__all__ = ["CycleReport", "Notifier", "StepReport", "safe_url", "slack_text", "summary_line"]
+
+log = get_logger(__name__)
+
+_RETRY_PAUSE = 0.5  # seconds between the first attempt and the retry
+_MAX_ERROR_CHARS = 300  # of one error in the human-readable texts
+
+
+@dataclass
+class StepReport:
+    """The outcome of one step of a cycle (`dump`, `upload`, `restore:backup`, `prune`, ...).
+
+    `detail` holds step-specific values such as `size_bytes`, `backup_id` or `target`.
+    """
+
+    name: str
+    ok: bool
+    seconds: float
+    error: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class CycleReport:
+    """What one cycle did; filled by the caller inside `Notifier.cycle()`."""
+
+    run_id: str
+    started_at: datetime
+    steps: list[StepReport] = field(default_factory=list)
+    finished_at: datetime | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the cycle had no error, at least one step, and every step succeeded."""
+        return self.error is None and bool(self.steps) and all(s.ok for s in self.steps)
+
+    @property
+    def failed_steps(self) -> list[StepReport]:
+        """The steps that did not succeed, in the order they were recorded."""
+        return [s for s in self.steps if not s.ok]
+
+    def step(self, name: str) -> StepReport | None:
+        """Give the last recorded step called `name`, or None when there is none."""
+        for step in reversed(self.steps):
+            if step.name == name:
+                return step
+        return None
+
+    @property
+    def duration_seconds(self) -> float | None:
+        """Seconds from start to finish, or None while the cycle has not finished."""
+        if self.finished_at is None:
+            return None
+        return (_utc(self.finished_at) - _utc(self.started_at)).total_seconds()
+
+    def as_dict(self) -> dict[str, Any]:
+        """Give a JSON-ready summary with every string masked.
+
+        Keys: `status` ("success" or "failure"), `run_id`, `started_at`, `finished_at`
+        (ISO-8601 UTC ending in Z, or None), `duration_seconds`, `steps` (each with
+        `name`, `status`, `ok`, `seconds`, `error` and `detail`), `error`.
+        """
+        duration = self.duration_seconds
+        return {
+            "status": "success" if self.ok else "failure",
+            "run_id": mask(self.run_id),
+            "started_at": _iso(self.started_at),
+            "finished_at": _iso(self.finished_at) if self.finished_at else None,
+            "duration_seconds": round(duration, 3) if duration is not None else None,
+            "steps": [
+                {
+                    "name": mask(s.name),
+                    "status": "success" if s.ok else "failure",
+                    "ok": s.ok,
+                    "seconds": round(s.seconds, 3),
+                    "error": mask(s.error) if s.error is not None else None,
+                    "detail": _json_safe(s.detail),
+                }
+                for s in self.steps
+            ],
+            "error": mask(self.error) if self.error is not None else None,
+        }
+
+
+def _utc(moment: datetime) -> datetime:
+    """Give `moment` in UTC; a naive datetime is taken to be UTC already."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _iso(moment: datetime) -> str:
+    return _utc(moment).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _json_safe(value: Any) -> Any:
+    """Give `value` as JSON types with every string masked (unknown types become strings)."""
+    if isinstance(value, str):
+        return mask(value)
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, datetime):
+        return _iso(value)
+    if isinstance(value, dict):
+        return {mask(str(k)): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_json_safe(v) for v in value]
+    return mask(str(value))
+
+
+def _first_line(text: str) -> str:
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    return line if len(line) <= _MAX_ERROR_CHARS else line[: _MAX_ERROR_CHARS - 1] + "…"
+
+
+def _human_seconds(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def _human_size(size: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size} B"  # not reached
+
+
+def _slack_escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def summary_line(report: CycleReport) -> str:
+    """Give one plain line saying how the cycle ended, e.g. for a healthcheck ping's body.
+
+    Success: `orchestrator cycle <run_id> succeeded in 1m02s (4 steps)`. Failure names the
+    failed steps, or the cycle's own error when no step failed. Masked.
+    """
+    duration = report.duration_seconds
+    took = f" in {_human_seconds(duration)}" if duration is not None else ""
+    if report.ok:
+        return mask(
+            f"orchestrator cycle {report.run_id} succeeded{took} ({len(report.steps)} steps)"
+        )
+    failed = report.failed_steps
+    if failed:
+        what = "failed steps: " + ", ".join(s.name for s in failed)
+    elif report.error is not None:
+        what = _first_line(report.error) or "error"
+    else:
+        what = "no step ran"
+    after = f" after {_human_seconds(duration)}" if duration is not None else ""
+    return mask(f"orchestrator cycle {report.run_id} failed{after}: {what}")
+
+
+def slack_text(report: CycleReport) -> str:
+    """Give a short Slack-compatible (mrkdwn) text for the cycle: a headline, then one line
+    per failed step with its first error line, the cycle's own error, or on success the
+    steps with their durations and the dump size. Masked and escaped for Slack."""
+    lines = [(":white_check_mark: " if report.ok else ":x: ") + _slack_escape(summary_line(report))]
+    if report.ok:
+        parts = []
+        for s in report.steps:
+            size = s.detail.get("size_bytes")
+            sized = f" {_human_size(size)}" if isinstance(size, int | float) else ""
+            parts.append(f"{s.name}{sized} {_human_seconds(s.seconds)}")
+        lines.append(_slack_escape(mask(" · ".join(parts))))
+    else:
+        for s in report.failed_steps:
+            error = _first_line(s.error) if s.error else "failed"
+            lines.append(_slack_escape(mask(f"• {s.name}: {error}")))
+        if report.error is not None and report.failed_steps:
+            lines.append(_slack_escape(mask(f"• error: {_first_line(report.error) or 'error'}")))
+    return "\n".join(lines)
+
+
+def safe_url(url: str) -> str:
+    """Give only the scheme, host and port of `url`, for logs (paths and queries often hold
+    tokens); `<unparsable url>` when it cannot be read."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "<unparsable url>"
+    return f"{parts.scheme}://{host}{port}"
+
+
+def _check_url(url: str | None) -> str | None:
+    if not url:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"notification URL {safe_url(url)} is not an http:// or https:// URL")
+    return url
+
+
+def _ping_url(base: str, suffix: str) -> str:
+    """`https://hc/abc/` + `/fail` → `https://hc/abc/fail`, keeping any query string."""
+    parts = urlsplit(base)
+    path = parts.path.rstrip("/") + suffix
+    return urlunsplit((parts.scheme, parts.netloc, path, parts.query, parts.fragment))
+
+
+class Notifier:
+    """Sends the pings and the webhook of each cycle; see `cycle()`.
+
+    `webhook_url` and `healthcheck_url` may be None (or empty) to skip them. `timeout` bounds
+    each HTTP attempt; one call makes at most two attempts, so one notification step takes
+    at most about `2 * timeout + 0.5` seconds. Raises `ConfigError` when a URL is not
+    http(s).
+    """
+
+    def __init__(
+        self,
+        webhook_url: str | None,
+        healthcheck_url: str | None,
+        notify_on_success: bool,
+        timeout: float = 10.0,
+    ) -> None:
+        self.webhook_url = _check_url(webhook_url)
+        self.healthcheck_url = _check_url(healthcheck_url)
+        self.notify_on_success = notify_on_success
+        self.timeout = timeout
+
+    @contextmanager
+    def cycle(self, run_id: str) -> Iterator[CycleReport]:
+        """Wrap one cycle: ping start, yield the report for the caller to fill, then report.
+
+        On exit `finished_at` is set. When the body raised, `error` becomes the masked
+        exception text and the ORIGINAL exception is re-raised unchanged after the
+        notifications. The cycle counts as a failure when `report.ok` is False (a step
+        failed, no step was recorded, or the body raised). Never raises on its own.
+        """
+        report = CycleReport(run_id=run_id, started_at=datetime.now(UTC))
+        if self.healthcheck_url:
+            self._post_all([("healthcheck", _ping_url(self.healthcheck_url, "/start"), b"", "")])
+        try:
+            yield report
+        except GeneratorExit:
+            raise
+        except BaseException as exc:
+            report.finished_at = datetime.now(UTC)
+            report.error = mask(str(exc)) or type(exc).__name__
+            self._report(report)
+            raise
+        report.finished_at = datetime.now(UTC)
+        self._report(report)
+
+    def send(self, report: CycleReport) -> None:
+        """Send the end-of-cycle ping and, when due, the webhook for a finished `report`.
+
+        For callers that do not use `cycle()`. Never raises.
+        """
+        self._report(report)
+
+    def _report(self, report: CycleReport) -> None:
+        try:
+            calls: list[tuple[str, str, bytes, str]] = []
+            if self.healthcheck_url:
+                url = _ping_url(self.healthcheck_url, "" if report.ok else "/fail")
+                body = summary_line(report).encode()
+                calls.append(("healthcheck", url, body, "text/plain; charset=utf-8"))
+            if self.webhook_url and (not report.ok or self.notify_on_success):
+                payload = {**report.as_dict(), "text": slack_text(report)}
+                body = json.dumps(payload, default=str).encode()
+                calls.append(("webhook", self.webhook_url, body, "application/json"))
+            self._post_all(calls)
+        except Exception as exc:  # a notification never fails the job
+            log.warning("notify.error", error=f"{type(exc).__name__}: {exc}")
+
+    def _post_all(self, calls: list[tuple[str, str, bytes, str]]) -> None:
+        """POST every call concurrently; give up waiting at the worst-case bound. Never raises."""
+        try:
+            self._post_concurrently(calls)
+        except Exception as exc:  # e.g. no thread could be started: never fail the job
+            log.warning("notify.error", error=f"{type(exc).__name__}: {exc}")
+
+    def _post_concurrently(self, calls: list[tuple[str, str, bytes, str]]) -> None:
+        if not calls:
+            return
+        if len(calls) == 1:
+            self._post(*calls[0])
+            return
+        threads = [
+            threading.Thread(target=self._post, args=call, name=f"notify-{call[0]}", daemon=True)
+            for call in calls
+        ]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 2 * self.timeout + _RETRY_PAUSE + 1.0
+        for thread, call in zip(threads, calls, strict=True):
+            thread.join(max(0.0, deadline - time.monotonic()))
+            if thread.is_alive():
+                log.warning("notify.abandoned", kind=call[0], url=safe_url(call[1]))
+
+    def _post(self, kind: str, url: str, body: bytes, content_type: str) -> bool:
+        """POST `body` to `url`: one retry on a connection error or a 5xx answer, none on a
+        timeout or a 4xx. Give True on a 2xx/3xx answer; log a warning and give False
+        otherwise. Never raises."""
+        headers = {"User-Agent": "orchestrator-notify"}
+        if content_type:
+            headers["Content-Type"] = content_type
+        for attempt in (1, 2):
+            retry = False
+            try:
+                # the scheme was checked to be http(s) in __init__
+                request = urllib.request.Request(url, data=body, headers=headers, method="POST")  # noqa: S310
+                with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
+                    response.read(64 * 1024)
+                log.debug("notify.sent", kind=kind, url=safe_url(url), status=response.status)
+                return True
+            except urllib.error.HTTPError as exc:
+                error = f"HTTP {exc.code} {exc.reason}"
+                retry = exc.code >= 500
+            except TimeoutError:
+                error = f"no answer within {self.timeout:g}s"
+            except urllib.error.URLError as exc:
+                if isinstance(exc.reason, TimeoutError):
+                    error = f"no answer within {self.timeout:g}s"
+                else:
+                    error = f"cannot connect: {exc.reason}"
+                    retry = True
+            except OSError as exc:
+                error = f"connection failed: {exc}"
+                retry = True
+            except Exception as exc:  # e.g. http.client.HTTPException on a broken answer
+                error = f"{type(exc).__name__}: {exc}"
+                retry = True
+            if not (retry and attempt == 1):
+                break
+            time.sleep(_RETRY_PAUSE)
+        log.warning(
+            "notify.failed", kind=kind, url=safe_url(url), attempts=attempt, error=mask(error)
+        )
+        return False
