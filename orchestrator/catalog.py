@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from orchestrator.errors import ConfigError, IntegrityError, NotFound
-from orchestrator.logs import get_logger
+from orchestrator.logs import get_logger, with_context
 from orchestrator.storage import ObjectInfo, Storage
 
 log = get_logger(__name__)
@@ -30,6 +30,7 @@ FORMAT_VERSION = 1
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 _ID = re.compile(r"^(?P<db>[A-Za-z0-9_.-]+)-(?P<ts>\d{8}T\d{6}Z)$")
 STAMP = "%Y%m%dT%H%M%SZ"
+STATUS_PREFIX = "_orchestrator/"  # the tool's own state (last cycle), not backups
 
 
 class Manifest(BaseModel):
@@ -121,7 +122,7 @@ def list_backups(storage: Storage, database: str | None = None) -> list[Manifest
     prefix = f"{safe_name(database)}/" if database else ""
     keys = [o.key for o in storage.list(prefix) if is_manifest_key(o.key)]
     with ThreadPoolExecutor(max_workers=8) as pool:
-        loaded = list(pool.map(lambda k: _try_read(storage, k), keys))
+        loaded = list(pool.map(with_context(_try_read), [storage] * len(keys), keys))
     backups = [m for m in loaded if m is not None]
     return sorted(backups, key=lambda m: (m.created_at, m.id), reverse=True)
 
@@ -161,8 +162,10 @@ def find(storage: Storage, ref: str, database: str | None = None) -> Manifest:
 
 
 def foreign_objects(objects: Iterable[ObjectInfo]) -> Iterator[ObjectInfo]:
-    """Yield objects that are neither a manifest nor a dump laid out by this tool."""
+    """Yield objects that are neither a manifest, a dump nor state written by this tool."""
     for obj in objects:
+        if obj.key.startswith(STATUS_PREFIX):
+            continue
         name = obj.key.rsplit("/", 1)[-1]
         stem = name.removesuffix(MANIFEST_SUFFIX).removesuffix(DUMP_SUFFIX)
         if stem == name or not _ID.match(stem):

@@ -1,7 +1,7 @@
 """Command line: parse arguments, call one action, map its outcome to an exit code.
 
 Exit codes: 0 success, 1 the job failed, 2 bad usage or configuration,
-128+N stopped by signal N.
+3 another cycle is already running, 128+N stopped by signal N.
 """
 
 from __future__ import annotations
@@ -17,13 +17,15 @@ from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
-from orchestrator import __version__, execute, logs
+from orchestrator import __version__, cancel, execute, logs, scheduler
 from orchestrator.actions import backup as backup_action
 from orchestrator.actions import drill as drill_action
 from orchestrator.actions import fetch as fetch_action
 from orchestrator.actions import listing
+from orchestrator.actions import pipeline as pipeline_action
 from orchestrator.actions import prune as prune_action
 from orchestrator.actions import restore as restore_action
+from orchestrator.actions import status as status_action
 from orchestrator.actions import verify as verify_action
 from orchestrator.errors import ConfigError, Interrupted, OrchestratorError
 from orchestrator.settings import Settings, load_settings
@@ -163,13 +165,54 @@ def cmd_drill(settings: Settings, args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_pipeline(settings: Settings, args: argparse.Namespace) -> int:
+    result = pipeline_action.pipeline(settings)
+    document = result.report.as_dict()
+    if args.json:
+        print(json.dumps(document, indent=2))
+    else:
+        for step in result.report.steps:
+            outcome = "ok" if step.ok else f"FAILED: {step.error}"
+            print(f"{step.name:<16} {step.seconds:8.1f} s  {outcome}")
+        print(f"cycle {document['run_id']}: {document['status']}")
+    return 0 if result.ok else 1
+
+
+def cmd_run(settings: Settings, _args: argparse.Namespace) -> int:
+    return scheduler.run_forever(settings)
+
+
+def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
+    found = status_action.status(settings)
+    if args.json:
+        print(json.dumps(dataclasses.asdict(found), indent=2))
+        return 0
+    if found.newest_age_seconds is None:
+        print("no backups yet")
+    else:
+        print(
+            f"newest backup: {found.backups[0]['id']}, {found.newest_age_seconds / 3600:.1f} h old"
+        )
+    for row in found.backups[1:]:
+        print(f"               {row['id']}")
+    cycle = found.last_cycle
+    if cycle:
+        failed = [s["name"] for s in cycle.get("steps", []) if not s.get("ok")]
+        detail = f" (failed: {', '.join(failed)})" if failed else ""
+        print(f"last cycle:    {cycle.get('status')} at {cycle.get('finished_at')}{detail}")
+    else:
+        print("last cycle:    none recorded")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     parser = argparse.ArgumentParser(
         prog="orchestrator",
         description="Dump PostgreSQL once, archive it to S3-compatible storage, restore it.",
         epilog="Settings come from the environment and ./.env; see README.md. "
-        "Exit codes: 0 ok, 1 job failed, 2 usage or configuration error.",
+        "Exit codes: 0 ok, 1 job failed, 2 usage or configuration error, "
+        "3 another cycle is running.",
     )
     parser.add_argument("--version", action="version", version=f"orchestrator {__version__}")
     parser.add_argument("--env-file", default=".env", help="settings file to read (default: .env)")
@@ -207,6 +250,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_drill)
 
+    p = sub.add_parser(
+        "pipeline", help="one cycle: dump once, archive and restore every target, prune"
+    )
+    p.add_argument("--json", action="store_true", help="print the cycle report as JSON")
+    p.set_defaults(func=cmd_pipeline)
+
+    p = sub.add_parser("run", help="run cycles on SCHEDULE until SIGTERM (the container default)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("status", help="recent backups, newest backup's age, last cycle's outcome")
+    p.add_argument("--json", action="store_true", help="print the status as JSON")
+    p.set_defaults(func=cmd_status)
+
     p = sub.add_parser("prune", help="apply the KEEP_* retention policy to the stored backups")
     p.add_argument("--dry-run", action="store_true", help="decide and print, delete nothing")
     p.add_argument("--json", action="store_true", help="print the decisions as JSON")
@@ -215,6 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _raise_interrupted(signum: int, _frame: FrameType | None) -> None:
+    cancel.request_stop()
     execute.terminate_all()
     raise Interrupted(f"stopped by {signal.Signals(signum).name}", signum)
 

@@ -49,6 +49,12 @@ class NotFound(ConfigError):
     """A backup id or object named by the user does not exist."""
 
 
+class AlreadyRunning(OrchestratorError):
+    """Another cycle holds the lock: exit code 3, nothing was done."""
+
+    exit_code = 3
+
+
 class Interrupted(JobError):
     """The process received SIGTERM or SIGINT; children were stopped first (exit 128+N)."""
 

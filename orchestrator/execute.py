@@ -22,6 +22,7 @@ from typing import Any
 
 import sh
 
+from orchestrator import cancel
 from orchestrator.errors import CommandFailed
 from orchestrator.logs import get_logger
 
@@ -167,5 +168,8 @@ def _wait(proc: Any, program: str, keeper: _StderrKeeper, timeout: float | None)
         if deadline is not None and time.monotonic() >= deadline:
             _kill_group(proc)
             raise CommandFailed(program, f"timed out after {timeout:g}s", keeper.lines())
+        if cancel.stop_requested():
+            _kill_group(proc)
+            raise CommandFailed(program, "was stopped (shutdown requested)", [])
         time.sleep(POLL_SECONDS)
     return int(proc.process.wait())

@@ -6,14 +6,17 @@ password embedded in a URL or a libpq keyword string, wherever it appears in the
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import re
 import sys
-from collections.abc import MutableMapping
-from typing import Any, TextIO
+from collections.abc import Callable, MutableMapping
+from typing import Any, ParamSpec, TextIO, TypeVar
 
 import structlog
 
+P = ParamSpec("P")
+R = TypeVar("R")
 _SECRETS: set[str] = set()
 MASK = "***"
 _URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^@\s]*)(?=@)", re.I)
@@ -86,6 +89,17 @@ def configure(level: str = "INFO", stream: TextIO | None = None, json: bool | No
         logger_factory=structlog.PrintLoggerFactory(out),
         cache_logger_on_first_use=False,
     )
+
+
+def with_context(fn: Callable[P, R]) -> Callable[P, R]:
+    """Wrap `fn` to run in a copy of the caller's context, so that log lines from a worker
+    thread carry the same bound values (run_id, step) as the thread that submitted it."""
+    context = contextvars.copy_context()
+
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        return context.copy().run(fn, *args, **kwargs)
+
+    return run
 
 
 def get_logger(name: str) -> Any:

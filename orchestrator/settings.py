@@ -21,6 +21,7 @@ from orchestrator.conninfo import ConnInfo
 from orchestrator.errors import ConfigError
 from orchestrator.logs import register_secret
 from orchestrator.restore_plan import StrategySetting
+from orchestrator.schedule_spec import parse_schedule
 
 CsvList = Annotated[list[str], NoDecode]
 EMPTY_POLICY = (
@@ -109,6 +110,15 @@ class Settings(BaseSettings):
     )
     maintenance_database: str = Field(default="postgres", validation_alias="MAINTENANCE_DATABASE")
 
+    schedule: str = Field(default="06:00,18:00", validation_alias="SCHEDULE")
+    run_on_start: bool = Field(default=False, validation_alias="RUN_ON_START")
+    prune_after_backup: bool = Field(default=True, validation_alias="PRUNE_AFTER_BACKUP")
+    notify_webhook_url: str | None = Field(default=None, validation_alias="NOTIFY_WEBHOOK_URL")
+    notify_on_success: bool = Field(default=False, validation_alias="NOTIFY_ON_SUCCESS")
+    healthcheck_url: str | None = Field(default=None, validation_alias="HEALTHCHECK_URL")
+    health_port: int | None = Field(default=None, ge=0, le=65535, validation_alias="HEALTH_PORT")
+    health_max_age: int = Field(default=26 * 3600, gt=0, validation_alias="HEALTH_MAX_AGE")
+
     keep_last: int = Field(default=4, ge=0, validation_alias="KEEP_LAST")
     keep_hourly: int = Field(default=0, ge=0, validation_alias="KEEP_HOURLY")
     keep_daily: int = Field(default=14, ge=0, validation_alias="KEEP_DAILY")
@@ -144,6 +154,22 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return list(value)  # type: ignore[call-overload,no-any-return]
+
+    @field_validator("schedule")
+    @classmethod
+    def _check_schedule(cls, value: str) -> str:
+        parse_schedule(value)  # raises ValueError with the accepted forms
+        return value
+
+    @field_validator("notify_webhook_url", "healthcheck_url")
+    @classmethod
+    def _check_http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        register_secret(value)  # such URLs carry their token in the path
+        return value
 
     @field_validator("pg_bin_dirs", mode="before")
     @classmethod

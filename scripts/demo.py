@@ -59,11 +59,7 @@ def main() -> None:
             "SOURCE_DATABASE_URL": source.url("shop"),
             "BACKUP_DATABASE_URL": targets[0].url("shop"),
             "DEV_DATABASE_URL": targets[1].url("shop"),
-            "STORAGE_URL": f"s3://{bucket}/demo",
-            "S3_ENDPOINT_URL": store.endpoint,
-            "AWS_ACCESS_KEY_ID": s3.ACCESS_KEY,
-            "AWS_SECRET_ACCESS_KEY": s3.SECRET_KEY,
-            "AWS_REGION": "us-east-1",
+            **store.env(bucket, "demo"),
             "PG_BIN_DIRS": ":".join(str(p) for _, p in sorted(bins.items(), reverse=True)),
             "LOG_FORMAT": "console",
         }

@@ -117,10 +117,4 @@ def orch_factory(tmp_path: Path, clusters: Clusters) -> Callable[..., Orchestrat
 
 
 def s3_env(server: s3.S3Server, bucket: str, prefix: str = "prod") -> dict[str, str]:
-    return {
-        "STORAGE_URL": f"s3://{bucket}/{prefix}",
-        "S3_ENDPOINT_URL": server.endpoint,
-        "AWS_ACCESS_KEY_ID": s3.ACCESS_KEY,
-        "AWS_SECRET_ACCESS_KEY": s3.SECRET_KEY,
-        "AWS_REGION": "us-east-1",
-    }
+    return server.env(bucket, prefix)

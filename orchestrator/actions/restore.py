@@ -79,13 +79,21 @@ def _live_source_identity(settings: Settings) -> str | None:
         return None
 
 
+def recorded_source(manifest: Manifest) -> Endpoint:
+    """The source a backup was taken from, as its manifest recorded it."""
+    return Endpoint("", 0, manifest.database, manifest.source_identity)
+
+
 def guard(
-    settings: Settings, target: ConnInfo, target_identity: str | None, manifest: Manifest
+    settings: Settings,
+    target: ConnInfo,
+    target_identity: str | None,
+    recorded: Endpoint | None = None,
 ) -> None:
-    """Raise ConfigError when `target` is the source database (by URL, or by cluster identity
-    and database name, against both the live source and the backup's recorded source)."""
+    """Raise ConfigError when `target` is the source database: by URL, or by cluster
+    identity and database name, against the live source and the `recorded` one."""
     target_ep = _endpoint(target, target_identity)
-    sources = [Endpoint("", 0, manifest.database, manifest.source_identity)]
+    sources = [recorded] if recorded else []
     if settings.source_database_url is not None:
         source = settings.source_database_url
         sources.append(_endpoint(source, None))
@@ -144,9 +152,8 @@ def restore(
     """
     target = resolve_target(settings, target_ref)
     manifest = manifest or find_manifest(settings, ref)
-    guard(
-        settings, target.url, target_identity(target.url, settings.maintenance_database), manifest
-    )
+    identity = target_identity(target.url, settings.maintenance_database)
+    guard(settings, target.url, identity, recorded_source(manifest))
     client = client_for(
         settings,
         "pg_restore",

@@ -6,15 +6,18 @@ older one (pg_dump refuses newer servers; pg_restore cannot read newer archives)
 
 from __future__ import annotations
 
+import functools
 import os
 import re
-from collections.abc import Iterable, Mapping
+import threading
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator import execute
 from orchestrator.errors import CommandFailed, ConfigError
-from orchestrator.logs import get_logger
+from orchestrator.logs import get_logger, with_context
 
 log = get_logger(__name__)
 
@@ -54,21 +57,40 @@ def candidate_dirs(pg_bin_dirs: Iterable[str], path_env: str | None = None) -> l
 
 
 def discover(pg_bin_dirs: Iterable[str], tool: str = "pg_dump") -> list[ClientSet]:
-    """Give one ClientSet per folder that holds a runnable `tool`, in search order."""
-    found: list[ClientSet] = []
-    for folder in candidate_dirs(pg_bin_dirs):
-        binary = folder / tool
-        if not (binary.is_file() and os.access(binary, os.X_OK)):
-            continue
-        try:
-            output = execute.run([str(binary), "--version"], timeout=30).stdout
-        except CommandFailed as exc:
-            log.warning("clients.unusable", path=str(binary), error=str(exc))
-            continue
-        parsed = parse_version(output)
-        if parsed:
-            found.append(ClientSet(folder, parsed[0], parsed[1]))
-    return found
+    """Give one ClientSet per folder that holds a runnable `tool`, in search order.
+
+    Asked once per process and search path (each folder costs a `--version` run; the runs
+    go in parallel), however many threads ask at once.
+    """
+    with _discover_lock:
+        return list(_discover(tuple(pg_bin_dirs), tool, os.environ.get("PATH", "")))
+
+
+_discover_lock = threading.Lock()
+
+
+@functools.lru_cache(maxsize=32)
+def _discover(pg_bin_dirs: tuple[str, ...], tool: str, path_env: str) -> tuple[ClientSet, ...]:
+    binaries = [
+        folder / tool
+        for folder in candidate_dirs(pg_bin_dirs, path_env)
+        if (folder / tool).is_file() and os.access(folder / tool, os.X_OK)
+    ]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        versions = list(pool.map(with_context(_version_of), binaries))
+    return tuple(
+        ClientSet(binary.parent, parsed[0], parsed[1])
+        for binary, parsed in zip(binaries, versions, strict=True)
+        if parsed
+    )
+
+
+def _version_of(binary: Path) -> tuple[str, int] | None:
+    try:
+        return parse_version(execute.run([str(binary), "--version"], timeout=30).stdout)
+    except CommandFailed as exc:
+        log.warning("clients.unusable", path=str(binary), error=str(exc))
+        return None
 
 
 def choose(available: Iterable[ClientSet], needed_major: int, tool: str, why: str) -> ClientSet:
@@ -87,11 +109,3 @@ def choose(available: Iterable[ClientSet], needed_major: int, tool: str, why: st
         f"PG_BIN_DIRS: {tool} {needed_major} or newer is needed ({why}); found: {found}. "
         "Install the matching PostgreSQL client or add its bin folder to PG_BIN_DIRS"
     )
-
-
-def by_major(clients: Iterable[ClientSet]) -> Mapping[int, ClientSet]:
-    """First-found client per major version."""
-    result: dict[int, ClientSet] = {}
-    for client in clients:
-        result.setdefault(client.major, client)
-    return result

@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import CancelledError
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import boto3
 from boto3.exceptions import Boto3Error
-from boto3.s3.transfer import TransferConfig
+from boto3.s3.transfer import TransferConfig, create_transfer_manager
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+from s3transfer.subscribers import BaseSubscriber
 
+from orchestrator import cancel
 from orchestrator.errors import ConfigError, NotFound, OrchestratorError, StorageError
 from orchestrator.storage.base import ObjectInfo, Progress, S3Options, check_key
 
@@ -26,6 +30,7 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 MiB = 1024 * 1024
+POLL_SECONDS = 0.1
 MIN_PART = 8 * MiB
 MAX_PARTS = 10_000
 PART_HEADROOM = 9_000
@@ -44,6 +49,28 @@ def part_size_for(size: int) -> int:
 
 def _code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+class _ProgressSubscriber(BaseSubscriber):
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+
+    def on_progress(self, future: Any, bytes_transferred: int, **kwargs: Any) -> None:
+        self.progress(bytes_transferred)
+
+
+def _wait_cancellable(future: Any) -> None:
+    """Wait for a transfer; cancel it (s3transfer then aborts the multipart upload) when a
+    stop is requested, raising StorageError."""
+    while not future.done():
+        if cancel.stop_requested():
+            future.cancel("shutdown requested")
+            break
+        time.sleep(POLL_SECONDS)
+    try:
+        future.result()
+    except CancelledError:
+        raise StorageError("upload stopped (shutdown requested)") from None
 
 
 class S3Storage:
@@ -125,14 +152,15 @@ class S3Storage:
         full = self._full(key)
         size = path.stat().st_size
         try:
-            self.client.upload_file(
-                str(path),
-                self.bucket,
-                full,
-                ExtraArgs={"ChecksumAlgorithm": "SHA256"},
-                Callback=progress,
-                Config=self._transfer_config(size),
-            )
+            with create_transfer_manager(self.client, self._transfer_config(size)) as manager:
+                future = manager.upload(
+                    str(path),
+                    self.bucket,
+                    full,
+                    extra_args={"ChecksumAlgorithm": "SHA256"},
+                    subscribers=[_ProgressSubscriber(progress)] if progress else None,
+                )
+                _wait_cancellable(future)
         except BaseException as exc:
             self.abort_uploads(full)
             if isinstance(exc, ClientError | BotoCoreError | Boto3Error | OSError):

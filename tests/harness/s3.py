@@ -53,6 +53,16 @@ class S3Server:
             config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
         )
 
+    def env(self, bucket: str, prefix: str) -> dict[str, str]:
+        """The orchestrator settings that point at `s3://bucket/prefix` on this server."""
+        return {
+            "STORAGE_URL": f"s3://{bucket}/{prefix}",
+            "S3_ENDPOINT_URL": self.endpoint,
+            "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+            "AWS_REGION": "us-east-1",
+        }
+
     def new_bucket(self) -> str:
         name = f"b-{uuid.uuid4().hex[:12]}"
         self.client().create_bucket(Bucket=name)  # type: ignore[attr-defined]

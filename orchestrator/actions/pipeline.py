@@ -1,0 +1,206 @@
+"""`orchestrator pipeline`: one cycle. Dump once; archive it and restore every configured
+target from the same local file, concurrently; prune after a successful backup; report.
+
+A failing branch does not stop the others: the archive is written even when a target is
+down, and each target is restored even when the upload fails. The cycle succeeds only
+when every step did. One cycle at a time per source database (advisory lock).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+
+from orchestrator.actions import restore as restore_action
+from orchestrator.actions.backup import LocalDump, archive, take_dump, work_dir
+from orchestrator.actions.common import client_for, storage_from
+from orchestrator.actions.prune import prune
+from orchestrator.actions.status import save_last_cycle
+from orchestrator.errors import AlreadyRunning, JobError, OrchestratorError
+from orchestrator.logs import get_logger, mask, with_context
+from orchestrator.notify import CycleReport, Notifier, StepReport
+from orchestrator.postgres.lock import cycle_lock
+from orchestrator.settings import Settings, TargetSettings
+from orchestrator.storage import Storage
+
+log = get_logger(__name__)
+TARGETS = ("backup", "dev")
+NOTIFY_TIMEOUT = 5.0
+
+
+@dataclass
+class PipelineResult:
+    """The cycle's report; `ok` only when every step succeeded."""
+
+    report: CycleReport
+
+    @property
+    def ok(self) -> bool:
+        """True when every step succeeded."""
+        return self.report.ok
+
+
+def configured_targets(settings: Settings) -> list[TargetSettings]:
+    """The targets whose URL is set, in a fixed order."""
+    return [settings.target(name) for name in TARGETS if getattr(settings, f"{name}_database_url")]
+
+
+def notifier_from(settings: Settings) -> Notifier:
+    """The notifier configured in settings (does nothing when no URL is set)."""
+    # 5 s per request keeps a hung alert endpoint inside the 30 s stop budget of `run`
+    return Notifier(
+        settings.notify_webhook_url,
+        settings.healthcheck_url,
+        settings.notify_on_success,
+        timeout=NOTIFY_TIMEOUT,
+    )
+
+
+def _step(report: CycleReport, name: str, work: Callable[[], dict[str, Any] | None]) -> bool:
+    """Run one step, record it in `report` with its duration and outcome; give success.
+
+    Every log line written while the step runs carries `step=<name>`.
+    """
+    started = time.monotonic()
+    with structlog.contextvars.bound_contextvars(step=name):
+        log.info("step.start")
+        try:
+            detail = work() or {}
+        except OrchestratorError as exc:
+            report.steps.append(StepReport(name, False, _since(started), mask(str(exc))))
+            log.error("step.failed", error=str(exc))
+            return False
+        except Exception as exc:  # a bug in one branch must not lose the others' outcome
+            report.steps.append(StepReport(name, False, _since(started), mask(repr(exc))))
+            log.exception("step.crashed")
+            return False
+        report.steps.append(StepReport(name, True, _since(started), None, detail))
+        log.info("step.done", seconds=_since(started))
+        return True
+
+
+def _since(started: float) -> float:
+    return round(time.monotonic() - started, 3)
+
+
+def preflight(settings: Settings, storage: Storage, targets: list[TargetSettings]) -> None:
+    """Refuse before dumping when the store is missing or a target is the source."""
+    storage.check()
+    for target in targets:
+        identity = restore_action.target_identity(target.url, settings.maintenance_database)
+        restore_action.guard(settings, target.url, identity)
+
+
+def pipeline(settings: Settings, notifier: Notifier | None = None) -> PipelineResult:
+    """Run one cycle and give its report (step failures are inside, not raised).
+
+    Raises AlreadyRunning when another cycle holds the lock (nothing done, nothing sent).
+    Failures before the first step (source unreachable, a target that is the source, a
+    missing bucket) are raised too, after the notifier has reported them.
+    """
+    run_id = secrets.token_hex(6)
+    source = settings.require_source()
+    storage = storage_from(settings)
+    targets = configured_targets(settings)
+    with structlog.contextvars.bound_contextvars(run_id=run_id), contextlib.ExitStack() as stack:
+        lock_error: OrchestratorError | None = None
+        try:
+            stack.enter_context(cycle_lock(source, "SOURCE_DATABASE_URL"))
+        except AlreadyRunning:
+            raise
+        except OrchestratorError as exc:  # e.g. the source is down: that must alert
+            lock_error = exc
+        with (notifier or notifier_from(settings)).cycle(run_id) as report:
+            if lock_error is not None:
+                raise lock_error
+            preflight(settings, storage, targets)
+            _run_cycle(settings, storage, targets, report)
+    return PipelineResult(report)
+
+
+def _run_cycle(
+    settings: Settings, storage: Storage, targets: list[TargetSettings], report: CycleReport
+) -> None:
+    try:
+        _cycle(settings, storage, targets, report)
+    except BaseException as exc:
+        report.error = mask(str(exc)) or type(exc).__name__
+        raise
+    finally:
+        _summary(report)
+        save_last_cycle(storage, report.as_dict())
+
+
+def _cycle(
+    settings: Settings, storage: Storage, targets: list[TargetSettings], report: CycleReport
+) -> None:
+    with work_dir(settings) as folder:
+        dumped: list[LocalDump] = []
+
+        def dump_step() -> dict[str, Any]:
+            dumped.append(take_dump(settings, folder))
+            manifest = dumped[0].manifest
+            return {"backup_id": manifest.id, "size_bytes": manifest.size_bytes}
+
+        if not _step(report, "dump", dump_step):
+            return
+        dump = dumped[0]
+        report_ok = _branches(settings, storage, targets, dump, report)
+        if report_ok["upload"] and settings.prune_after_backup:
+            _step(report, "prune", lambda: _prune_step(settings))
+
+
+def _branches(
+    settings: Settings,
+    storage: Storage,
+    targets: list[TargetSettings],
+    dump: LocalDump,
+    report: CycleReport,
+) -> dict[str, bool]:
+    """Upload and every restore at once, from the same local file; give each step's success."""
+    work: dict[str, Callable[[], dict[str, Any] | None]] = {
+        "upload": lambda: {"key": archive(storage, dump).location},
+    }
+    for target in targets:
+        work[f"restore:{target.name}"] = _restore_work(settings, target, dump)
+    with ThreadPoolExecutor(max_workers=len(work), thread_name_prefix="cycle") as pool:
+        futures = {
+            name: pool.submit(with_context(_step), report, name, fn) for name, fn in work.items()
+        }
+        return {name: future.result() for name, future in futures.items()}
+
+
+def _restore_work(
+    settings: Settings, target: TargetSettings, dump: LocalDump
+) -> Callable[[], dict[str, Any]]:
+    def work() -> dict[str, Any]:
+        manifest = dump.manifest
+        client = client_for(
+            settings, "pg_restore", manifest.dump_major, f"pg_dump {manifest.pg_dump_version}"
+        )
+        result = restore_action.Restorer(settings, target, manifest, client, dump.path).run()
+        return {"target": target.name, "strategy": result.strategy, "previous": result.previous}
+
+    return work
+
+
+def _prune_step(settings: Settings) -> dict[str, Any]:
+    result = prune(settings, dry_run=False)
+    if not result.ok:
+        raise JobError("; ".join(result.errors))
+    return {"removed": len(result.removals)}
+
+
+def _summary(report: CycleReport) -> None:
+    steps = {s.name: ("ok" if s.ok else "failed") for s in report.steps}
+    seconds = (datetime.now(UTC) - report.started_at).total_seconds()
+    status = "success" if report.ok else "failure"
+    log.info("pipeline.summary", status=status, steps=steps, seconds=round(seconds, 3))

@@ -1,0 +1,43 @@
+"""One cycle at a time, across hosts: a session-level advisory lock on the source.
+
+A second `pipeline` (a manual run during the scheduled one, or a second container) finds
+the lock taken and stops with AlreadyRunning before doing anything. The lock dies with
+its connection, so a crashed run never leaves it behind. Needs a direct (not
+transaction-pooled) connection, which is what SOURCE_DATABASE_URL should be anyway.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Iterator
+
+from orchestrator.conninfo import ConnInfo
+from orchestrator.errors import AlreadyRunning
+from orchestrator.postgres import inspect
+
+LOCK_NAMESPACE = "orchestrator-pipeline:"
+
+
+def lock_key(database: str) -> int:
+    """A stable signed 64-bit advisory-lock key for cycles of `database`."""
+    digest = hashlib.sha256((LOCK_NAMESPACE + database).encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+@contextlib.contextmanager
+def cycle_lock(source: ConnInfo, setting: str) -> Iterator[None]:
+    """Hold the cycle lock for `source`'s database; raise AlreadyRunning when it is taken."""
+    with contextlib.closing(inspect.connect(source, setting)) as conn:
+        key = lock_key(source.database)
+        row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+        if not row or not row[0]:
+            raise AlreadyRunning(
+                f"another cycle for database {source.database} is already running "
+                "(it holds the advisory lock on the source); not starting a second one"
+            )
+        try:
+            yield
+        finally:
+            with contextlib.suppress(Exception):
+                conn.execute("SELECT pg_advisory_unlock(%s)", (key,))

@@ -1,0 +1,172 @@
+"""scripts/bench: the floor, the old way and the pipeline, timed in one run on local servers.
+
+(a) floor: bare pg_dump -Fc to a file, then two bare pg_restore -j into the two targets at once
+(b) old way: dump + restore into the backup target, then dump + restore into the dev target
+(c) orchestrator pipeline, archive on a local SeaweedFS S3 server
+Prints c/a, b/c and the orchestrator process's peak RSS.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from tests.harness import postgres, s3  # noqa: E402
+
+JOBS = 4
+
+
+def timed(label: str, fn) -> float:  # type: ignore[no-untyped-def]
+    started = time.monotonic()
+    fn()
+    seconds = time.monotonic() - started
+    print(f"  {label:<44} {seconds:7.1f} s", flush=True)
+    return seconds
+
+
+def run(argv: list[str]) -> None:
+    subprocess.run(argv, check=True, capture_output=True)
+
+
+def fresh(cluster: postgres.Cluster, name: str) -> str:
+    cluster.create_database(name)
+    return cluster.url(name)
+
+
+def floor(bins: Path, source: str, targets: list[postgres.Cluster], work: Path) -> None:
+    dump = work / "floor.dump"
+    run([str(bins / "pg_dump"), "-Fc", f"--file={dump}", f"--dbname={source}"])
+    threads = [
+        threading.Thread(
+            target=run,
+            args=(
+                [
+                    str(bins / "pg_restore"),
+                    f"-j{JOBS}",
+                    "--no-owner",
+                    "--no-acl",
+                    "-d",
+                    fresh(t, "floor"),
+                    str(dump),
+                ],
+            ),
+        )
+        for t in targets
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def old_way(bins: Path, source: str, targets: list[postgres.Cluster], work: Path) -> None:
+    for index, target in enumerate(targets):
+        dump = work / f"old{index}.dump"
+        run([str(bins / "pg_dump"), "-Fc", f"--file={dump}", f"--dbname={source}"])
+        run(
+            [
+                str(bins / "pg_restore"),
+                f"-j{JOBS}",
+                "--no-owner",
+                "--no-acl",
+                "-d",
+                fresh(target, "oldway"),
+                str(dump),
+            ]
+        )
+
+
+def pipeline(env: dict[str, str]) -> int:
+    """Run `orchestrator pipeline`; give its peak RSS in bytes (VmHWM, sampled to the end)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator", "pipeline"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    peak = 0
+    status = Path(f"/proc/{proc.pid}/status")
+    while proc.poll() is None:
+        try:
+            for line in status.read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak = max(peak, int(line.split()[1]) * 1024)
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+        time.sleep(0.05)
+    out, err = proc.communicate()
+    log = REPO / ".demo" / "bench-pipeline.log"
+    log.parent.mkdir(exist_ok=True)
+    log.write_text(err)
+    if proc.returncode != 0:
+        sys.stderr.write(out + err[-4000:])
+        raise SystemExit("pipeline failed")
+    return peak
+
+
+def main() -> None:
+    scale = int(sys.argv[1]) if len(sys.argv) > 1 else 50
+    bins = postgres.installs()
+    major = 17 if 17 in bins else max(bins)
+    print(f"starting PostgreSQL {major} source and two targets, SeaweedFS; pgbench scale {scale}")
+    source_c = postgres.start_cluster(major, bins[major])
+    targets = [postgres.start_cluster(major, bins[major]) for _ in range(2)]
+    store = s3.start_s3()
+    try:
+        source_c.create_database("bench")
+        run(
+            [
+                str(bins[major] / "pgbench"),
+                "-i",
+                "-q",
+                "-s",
+                str(scale),
+                "--no-vacuum",
+                source_c.url("bench"),
+            ]
+        )
+        size = source_c.psql("SELECT pg_size_pretty(pg_database_size('bench'))", "bench")
+        print(f"source database: {size}; pg_restore -j{JOBS}; {os.cpu_count()} cores\n")
+        bucket = store.new_bucket()
+        env = {
+            **os.environ,
+            "SOURCE_DATABASE_URL": source_c.url("bench"),
+            "BACKUP_DATABASE_URL": targets[0].url("bench"),
+            "DEV_DATABASE_URL": targets[1].url("bench"),
+            **store.env(bucket, "bench"),
+            "PG_BIN_DIRS": str(bins[major]),
+            "RESTORE_JOBS": str(JOBS),
+            "LOG_FORMAT": "json",
+        }
+        with tempfile.TemporaryDirectory() as tmp:
+            work = Path(tmp)
+            a = timed(
+                "(a) floor: dump, then 2 restores at once",
+                lambda: floor(bins[major], source_c.url("bench"), targets, work),
+            )
+            b = timed(
+                "(b) old way: dump+restore, dump+restore",
+                lambda: old_way(bins[major], source_c.url("bench"), targets, work),
+            )
+            rss: list[int] = []
+            c = timed("(c) orchestrator pipeline (+ S3 archive)", lambda: rss.append(pipeline(env)))
+        print(f"\n  c/a = {c / a:.2f}   (target <= 1.15)")
+        print(f"  b/c = {b / c:.2f}   (higher is better)")
+        print(f"  orchestrator peak RSS = {rss[0] / 2**20:.0f} MiB   (target < 150 MiB)")
+    finally:
+        for cluster in (source_c, *targets):
+            cluster.stop()
+        store.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,255 @@
+"""One cycle and the run loop, against real clusters, a real S3 server and a local HTTP sink."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from orchestrator.postgres.lock import lock_key
+from tests.conftest import Clusters, load_sample, s3_env
+from tests.harness.ports import free_port
+from tests.harness.recorder import Recorder
+from tests.integration.test_backup_roundtrip import CHECK_SQL
+from tests.integration.test_restore import databases, fresh_target, old_content
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def sink():
+    recorder = Recorder()
+    yield recorder
+    recorder.stop()
+
+
+@pytest.fixture
+def cycle(clusters: Clusters, s3_server, bucket, orch_factory, sink):
+    source = clusters.get(17)
+    db = load_sample(source)
+    backup_c, dev_c = clusters.get(15), clusters.get(14)
+    backup_db, dev_db = fresh_target(backup_c), fresh_target(dev_c)
+    env = {
+        "SOURCE_DATABASE_URL": source.url(db),
+        "BACKUP_DATABASE_URL": backup_c.url(backup_db),
+        "DEV_DATABASE_URL": dev_c.url(dev_db),
+        "NOTIFY_WEBHOOK_URL": f"{sink.url}/hook",
+        "HEALTHCHECK_URL": f"{sink.url}/ping/abc",
+        **s3_env(s3_server, bucket),
+    }
+    return {
+        "source": source,
+        "db": db,
+        "backup": backup_c,
+        "backup_db": backup_db,
+        "dev": dev_c,
+        "dev_db": dev_db,
+        "env": env,
+        "orch": orch_factory(**env),
+        "bucket": bucket,
+        "s3": s3_server,
+    }
+
+
+def s3_keys(c) -> list[str]:
+    listing = c["s3"].client().list_objects_v2(Bucket=c["bucket"])
+    return [o["Key"] for o in listing.get("Contents", [])]
+
+
+def test_full_pipeline_dumps_once_and_feeds_archive_and_both_targets(cycle, sink):
+    c = cycle
+    result = c["orch"].ok("pipeline", "--json", extra_env={"NOTIFY_ON_SUCCESS": "true"})
+    report = json.loads(result.stdout)
+    assert report["status"] == "success"
+    names = [s["name"] for s in report["steps"]]
+    assert names[0] == "dump" and set(names) == {
+        "dump",
+        "upload",
+        "restore:backup",
+        "restore:dev",
+        "prune",
+    }
+    expected = c["source"].psql(CHECK_SQL, c["db"])
+    assert c["backup"].psql(CHECK_SQL, c["backup_db"]) == expected
+    assert c["dev"].psql(CHECK_SQL, c["dev_db"]) == expected
+    assert old_content(c["backup"], f"{c['backup_db']}_previous") == "old content"
+    assert sum(k.endswith(".manifest.json") for k in s3_keys(c)) == 1
+    assert result.stderr.count('"command.start"') and result.stderr.count("pg_dump --format") == 1
+    lines = [json.loads(x) for x in result.stderr.splitlines() if x.startswith("{")]
+    unbound = [x["event"] for x in lines if x.get("run_id") != report["run_id"]]
+    assert unbound == []
+    in_steps = [x for x in lines if x["event"].startswith(("command.", "restore.", "backup."))]
+    assert in_steps and all(x.get("step") for x in in_steps)
+    assert any(x["event"] == "pipeline.summary" for x in lines)
+    assert sink.paths()[0] == "/ping/abc/start" and "/ping/abc" in sink.paths()
+    hooks = [json.loads(r.body) for r in sink.requests if r.path == "/hook"]
+    assert len(hooks) == 1 and hooks[0]["status"] == "success" and hooks[0]["text"]
+    status = json.loads(c["orch"].ok("status", "--json").stdout)
+    assert status["last_cycle"]["status"] == "success" and status["newest_age_seconds"] < 600
+
+
+def test_unreachable_target_does_not_stop_the_archive_or_the_other_target(cycle, sink):
+    c = cycle
+    dead = f"postgresql://u:pw@127.0.0.1:{free_port()}/nowhere"
+    result = c["orch"].run("pipeline", extra_env={"DEV_DATABASE_URL": dead})
+    assert result.returncode == 1
+    assert "restore:dev" in result.stdout and "FAILED" in result.stdout
+    assert c["backup"].psql(CHECK_SQL, c["backup_db"]) == c["source"].psql(CHECK_SQL, c["db"])
+    assert sum(k.endswith(".manifest.json") for k in s3_keys(c)) == 1
+    assert "/ping/abc/fail" in sink.paths()
+    hook = json.loads(next(r.body for r in sink.requests if r.path == "/hook"))
+    assert hook["status"] == "failure"
+    failed = [s for s in hook["steps"] if not s["ok"]]
+    assert [s["name"] for s in failed] == ["restore:dev"] and "cannot connect" in failed[0]["error"]
+    assert "u:pw" not in json.dumps(hook)
+
+
+def test_failing_dump_runs_no_prune_and_no_restore(cycle, sink):
+    c = cycle
+    result = c["orch"].run(
+        "pipeline", extra_env={"PG_DUMP_EXTRA_ARGS": "--table=nope --strict-names"}
+    )
+    assert result.returncode == 1
+    assert (
+        "dump" in result.stdout and "restore:" not in result.stdout and "prune" not in result.stdout
+    )
+    assert old_content(c["backup"], c["backup_db"]) == "old content"
+    assert "/ping/abc/fail" in sink.paths()
+
+
+def test_a_second_cycle_is_refused_with_exit_code_3(cycle):
+    c = cycle
+    with psycopg.connect(c["source"].url(c["db"]), autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (lock_key(c["db"]),))
+        result = c["orch"].run("pipeline")
+    assert result.returncode == 3
+    assert "already running" in result.stderr.splitlines()[-1]
+    assert s3_keys(c) == []
+
+
+def test_a_target_that_is_the_source_is_refused_before_dumping(cycle):
+    c = cycle
+    result = c["orch"].run(
+        "pipeline", extra_env={"DEV_DATABASE_URL": c["source"].url(c["db"], host="localhost")}
+    )
+    assert result.returncode == 2
+    assert "refusing to restore into the source database" in result.stderr
+    assert s3_keys(c) == []
+
+
+def our_children(pid: int) -> list[str]:
+    out = subprocess.run(["ps", "-eo", "pid,ppid,pgid,args"], capture_output=True, text=True)
+    return [
+        line
+        for line in out.stdout.splitlines()[1:]
+        if ("pg_dump" in line or "pg_restore" in line) and "orchestrator-" in line
+    ]
+
+
+def wait_for(predicate, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def start_run(c, tmp_path: Path, **env: str) -> subprocess.Popen[str]:
+    full = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), **c["orch"].env, **env}
+    return subprocess.Popen(
+        [sys.executable, "-m", "orchestrator", "run"],
+        cwd=c["orch"].cwd,
+        env=full,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+    except (urllib.error.URLError, ConnectionError):
+        return 0, ""  # not listening yet
+
+
+def test_run_loop_cycles_serves_health_and_stops_cleanly(cycle, tmp_path):
+    c = cycle
+    port = free_port()
+    proc = start_run(
+        c,
+        tmp_path,
+        SCHEDULE="every 3s",
+        RUN_ON_START="true",
+        HEALTH_PORT=str(port),
+        HEALTH_MAX_AGE="600",
+    )
+    try:
+        assert wait_for(
+            lambda: (
+                get(f"http://127.0.0.1:{port}/metrics")[1].count(
+                    'orchestrator_cycles_total{status="success"} 2'
+                )
+                == 1
+            ),
+            120,
+        ), proc.stderr
+        code, _text = get(f"http://127.0.0.1:{port}/healthz")
+        assert code == 200
+        metrics = get(f"http://127.0.0.1:{port}/metrics")[1]
+        assert "orchestrator_last_success_timestamp_seconds" in metrics
+        assert 'orchestrator_target_last_success_timestamp_seconds{target="dev"}' in metrics
+        assert "orchestrator_dump_size_bytes" in metrics
+    finally:
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=40)
+    assert time.monotonic() - started < 30
+    assert proc.returncode == 0, err[-2000:]
+    assert our_children(proc.pid) == []
+    assert "run.stopped" in err
+
+
+def test_sigterm_mid_restore_leaves_targets_and_storage_clean(cycle, tmp_path):
+    c = cycle
+    slow = tmp_path / "slow-bin"
+    slow.mkdir()
+    real = c["source"].bin_dir
+    script = slow / "pg_restore"
+    script.write_text(
+        "#!/usr/bin/env bash\n"
+        f'case "$*" in *--version*|*--list*) exec "{real}/pg_restore" "$@";; esac\n'
+        f'sleep 60\nexec "{real}/pg_restore" "$@"\n'
+    )
+    script.chmod(0o755)
+    for tool in ("pg_dump", "psql"):
+        (slow / tool).symlink_to(real / tool)
+    proc = start_run(c, tmp_path, SCHEDULE="every 1h", RUN_ON_START="true", PG_BIN_DIRS=str(slow))
+    try:
+        assert wait_for(lambda: any("__restore_" in d for d in databases(c["backup"])), 60)
+    finally:
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=40)
+    assert time.monotonic() - started < 30, err[-2000:]
+    assert old_content(c["backup"], c["backup_db"]) == "old content"
+    assert old_content(c["dev"], c["dev_db"]) == "old content"
+    assert wait_for(
+        lambda: not [d for d in databases(c["backup"]) | databases(c["dev"]) if "__restore_" in d],
+        10,
+    )
+    assert our_children(proc.pid) == []
+    assert c["s3"].client().list_multipart_uploads(Bucket=c["bucket"]).get("Uploads", []) == []
