@@ -1,4 +1,8 @@
-"""The demo behind scripts/demo: throwaway servers, sample data, the main job, then cleanup."""
+"""The demo behind scripts/demo: throwaway servers, sample data, the main job, then cleanup.
+
+Shows one pipeline cycle (dump once, archive, restore backup and dev with a scrub script),
+then backup, status, drill, list, verify and fetch.
+"""
 
 from __future__ import annotations
 
@@ -63,8 +67,32 @@ def main() -> None:
             "PG_BIN_DIRS": ":".join(str(p) for _, p in sorted(bins.items(), reverse=True)),
             "LOG_FORMAT": "console",
         }
-        step("backup: pg_dump once in an exported snapshot, upload dump, then manifest")
+        scrub = REPO / ".demo" / "scrub.sql"
+        scrub.write_text(
+            "UPDATE public.customers SET email = 'user' || id || '@example.invalid',\n"
+            "    full_name = 'Customer ' || id, phone = NULL;\n"
+        )
+        env["DEV_POST_RESTORE_SQL"] = str(scrub)
+        for target in targets:  # what the old cron jobs left there
+            target.create_database("shop")
+            target.psql(
+                "CREATE TABLE yesterday (v text); INSERT INTO yesterday VALUES ('old')", "shop"
+            )
+        step("pipeline: dump once -> archive + restore backup and dev (dev scrubbed) -> prune")
+        orchestrator(env, "pipeline")
+        print(
+            "dev now holds:", targets[1].psql("SELECT email, phone FROM customers LIMIT 1", "shop")
+        )
+        print(
+            "backup's previous copy kept as shop_previous:",
+            targets[0].psql("SELECT v FROM yesterday", "shop_previous"),
+        )
+        step("backup: a second archive, on its own")
         backup_id = orchestrator(env, "backup").strip()
+        step("status")
+        orchestrator(env, "status")
+        step("drill: restore into a scratch database on the backup server, check, time it")
+        orchestrator(env, "drill")
         step("list")
         orchestrator(env, "list")
         step("verify: sha256 against the manifest, pg_restore --list")

@@ -135,6 +135,7 @@ def _run_cycle(
         report.error = mask(str(exc)) or type(exc).__name__
         raise
     finally:
+        report.finished_at = datetime.now(UTC)
         _summary(report)
         save_last_cycle(storage, report.as_dict())
 

@@ -95,6 +95,7 @@ def test_full_pipeline_dumps_once_and_feeds_archive_and_both_targets(cycle, sink
     assert len(hooks) == 1 and hooks[0]["status"] == "success" and hooks[0]["text"]
     status = json.loads(c["orch"].ok("status", "--json").stdout)
     assert status["last_cycle"]["status"] == "success" and status["newest_age_seconds"] < 600
+    assert status["last_cycle"]["finished_at"].endswith("Z")
 
 
 def test_unreachable_target_does_not_stop_the_archive_or_the_other_target(cycle, sink):
