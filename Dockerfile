@@ -2,7 +2,7 @@
 #
 # Build:  docker build -t orchestrator .
 # Run:    docker run --rm --env-file .env orchestrator backup
-# The default command is `run` (the schedule loop; it arrives with the pipeline issue).
+# The default command is `run`: the schedule loop with /healthz and /metrics on HEALTH_PORT.
 # Deployment recipes: docs/deploy.md.
 #
 # The base is pinned by version; pin it by digest too with
@@ -100,7 +100,7 @@ ENV PATH=/opt/orchestrator/bin:$PATH \
 USER 10001:10001
 WORKDIR /home/orchestrator
 
-# `run` serves /healthz on HEALTH_PORT (the endpoint arrives with the pipeline issue). One-shot
+# `run` serves /healthz on HEALTH_PORT (503 when no recent successful cycle). One-shot
 # commands (`pipeline`, `backup`) serve nothing: orchestrators of cron jobs (Kubernetes,
 # Railway) ignore this check; with plain Docker use --no-healthcheck for them.
 EXPOSE 8080
