@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import http.client
 import threading
+import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
@@ -21,12 +22,15 @@ ERROR_BODY = (
 
 
 class FaultyProxy:
-    """Forwards to `upstream`; requests matching `rule` get a 400 InvalidRequest instead."""
+    """Forwards to `upstream`; requests matching `rule` get a 400 InvalidRequest instead,
+    and requests matching `slow` are held for `delay` seconds before being forwarded."""
 
     def __init__(self, upstream: str) -> None:
         parts = urlsplit(upstream)
         self.upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
         self.rule: Rule = lambda _m, _p: False
+        self.slow: Rule = lambda _m, _p: False
+        self.delay = 0.0
         self.failed: list[str] = []
         proxy = self
 
@@ -47,6 +51,8 @@ class FaultyProxy:
                     self.end_headers()
                     self.wfile.write(ERROR_BODY)
                     return
+                if proxy.slow(self.command, self.path):
+                    time.sleep(proxy.delay)
                 conn = http.client.HTTPConnection(*proxy.upstream, timeout=60)
                 conn.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
                 for name, value in self.headers.items():

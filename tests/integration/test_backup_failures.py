@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import stat
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -273,3 +277,45 @@ def test_s3_secret_never_logged(clusters: Clusters, s3_server, bucket, orch_fact
     )
     result = orch.ok("backup")
     assert s3.SECRET_KEY not in result.stderr
+
+
+def test_sigterm_during_upload_aborts_it_and_leaves_nothing(
+    clusters: Clusters, s3_server, bucket, orch_factory, tmp_path
+):
+    source = clusters.get(15)
+    db = load_sample(source)
+    source.psql(
+        "CREATE TABLE IF NOT EXISTS blob AS SELECT g, repeat(md5(g::text), 10) AS t "
+        "FROM generate_series(1, 300000) g",
+        db,
+    )
+    proxy = FaultyProxy(s3_server.endpoint)
+    proxy.slow = lambda method, path: method == "PUT" and "partNumber=" in path
+    proxy.delay = 3.0
+    env = {**s3_env(s3_server, bucket), "S3_ENDPOINT_URL": proxy.endpoint}
+    orch = orch_factory(SOURCE_DATABASE_URL=source.url(db), PG_DUMP_COMPRESS="0", **env)
+    full_env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), **orch.env}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator", "backup"],
+        cwd=orch.cwd,
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not multipart_uploads(s3_server, bucket) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert multipart_uploads(s3_server, bucket), "the upload never started"
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=60)
+        assert time.monotonic() - started < 30
+    finally:
+        proc.kill()
+        proxy.stop()
+    assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
+    assert "stopped by SIGTERM" in err.splitlines()[-1]
+    assert multipart_uploads(s3_server, bucket) == []
+    assert objects(s3_server, bucket) == []
