@@ -130,6 +130,8 @@ def cmd_prune(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_restore(settings: Settings, args: argparse.Namespace) -> int:
     dump = Path(args.dump) if args.dump else None
+    if args.jobs is not None:
+        settings = settings.model_copy(update={"restore_jobs": args.jobs})
     result = restore_action.restore(settings, args.target, args.ref, dump)
     previous = f", previous copy kept as {result.previous}" if result.previous else ""
     print(
@@ -242,6 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--dump", help="use this local copy of the archive (checked against the manifest)"
     )
+    p.add_argument("--jobs", type=_positive, help="parallel pg_restore jobs (default RESTORE_JOBS)")
     p.set_defaults(func=cmd_restore)
 
     p = sub.add_parser("drill", help="restore into a scratch database, check it, report the RTO")
@@ -268,6 +271,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the decisions as JSON")
     p.set_defaults(func=cmd_prune)
     return parser
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
 
 
 def _raise_interrupted(signum: int, _frame: FrameType | None) -> None:

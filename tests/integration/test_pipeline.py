@@ -254,3 +254,34 @@ def test_sigterm_mid_restore_leaves_targets_and_storage_clean(cycle, tmp_path):
     )
     assert our_children(proc.pid) == []
     assert c["s3"].client().list_multipart_uploads(Bucket=c["bucket"]).get("Uploads", []) == []
+
+
+def test_failed_cycles_do_not_stop_the_loop(cycle, tmp_path, sink):
+    c = cycle
+    port = free_port()
+    dead = f"postgresql://u:pw@127.0.0.1:{free_port()}/nowhere"
+    proc = start_run(
+        c,
+        tmp_path,
+        SCHEDULE="every 2s",
+        RUN_ON_START="true",
+        HEALTH_PORT=str(port),
+        HEALTH_MAX_AGE="600",
+        DEV_DATABASE_URL=dead,
+    )
+    try:
+        assert wait_for(
+            lambda: (
+                'orchestrator_cycles_total{status="failure"} 2'
+                in get(f"http://127.0.0.1:{port}/metrics")[1]
+            ),
+            120,
+        )
+        assert proc.poll() is None
+        metrics = get(f"http://127.0.0.1:{port}/metrics")[1]
+        assert 'orchestrator_target_last_success_timestamp_seconds{target="backup"}' in metrics
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=40)
+    assert proc.returncode == 0, err[-2000:]
+    assert sink.paths().count("/ping/abc/fail") >= 2

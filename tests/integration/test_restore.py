@@ -115,7 +115,7 @@ def test_second_restore_rotates_the_previous_copy(setup):
 def test_target_that_did_not_exist_is_created(setup):
     s = setup
     new_db = f"brand_new_{uuid.uuid4().hex[:6]}"
-    s["orch"].ok("restore", "--target", s["backup"].url(new_db))
+    s["orch"].ok("restore", "--target", s["backup"].url(new_db), "--jobs", "1")
     assert s["backup"].psql("SELECT count(*) FROM public.customers", new_db) == "2000"
     assert f"{new_db}_previous" not in databases(s["backup"])
 
