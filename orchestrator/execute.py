@@ -35,7 +35,8 @@ POLL_SECONDS = 0.02
 _ERROR_MARKERS = ("error:", "ERROR:", "FATAL:", "fatal:", "could not", "No such file")
 
 _live: dict[int, Any] = {}
-_live_lock = threading.Lock()
+# Reentrant: the signal handler (terminate_all) may run while this thread holds the lock.
+_live_lock = threading.RLock()
 
 
 @dataclass(frozen=True)
@@ -131,22 +132,24 @@ def run(
         command = sh.Command(argv[0])
     except sh.CommandNotFound:
         raise CommandFailed(program, "was not found", [f"no executable at {argv[0]}"]) from None
-    proc = command(
-        *argv[1:],
-        _env=full_env,
-        _out=out,
-        _err=keeper,
-        _bg=True,
-        _bg_exc=False,
-        _new_session=True,
-        _ok_code=list(range(256)),
-    )
-    with _live_lock:
-        _live[id(proc)] = proc
+    proc: Any = None
     try:
+        proc = command(
+            *argv[1:],
+            _env=full_env,
+            _out=out,
+            _err=keeper,
+            _bg=True,
+            _bg_exc=False,
+            _new_session=True,
+            _ok_code=list(range(256)),
+        )
+        with _live_lock:
+            _live[id(proc)] = proc
         code = _wait(proc, program, keeper, timeout)
     except BaseException:
-        _kill_group(proc)
+        if proc is not None:
+            _kill_group(proc)
         raise
     finally:
         with _live_lock:

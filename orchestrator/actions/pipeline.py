@@ -24,7 +24,7 @@ from orchestrator.actions.backup import LocalDump, archive, take_dump, work_dir
 from orchestrator.actions.common import client_for, storage_from
 from orchestrator.actions.prune import prune
 from orchestrator.actions.status import save_last_cycle
-from orchestrator.errors import AlreadyRunning, JobError, OrchestratorError
+from orchestrator.errors import AlreadyRunning, JobError, OrchestratorError, StorageError
 from orchestrator.logs import get_logger, mask, with_context
 from orchestrator.notify import CycleReport, Notifier, StepReport
 from orchestrator.postgres.lock import cycle_lock
@@ -92,8 +92,15 @@ def _since(started: float) -> float:
 
 
 def preflight(settings: Settings, storage: Storage, targets: list[TargetSettings]) -> None:
-    """Refuse before dumping when the store is missing or a target is the source."""
-    storage.check()
+    """Refuse before dumping when the store is misconfigured or a target is the source.
+
+    A store that is merely unreachable (StorageError) does not stop the cycle: the targets
+    are still restored and the upload step reports the failure.
+    """
+    try:
+        storage.check()
+    except StorageError as exc:
+        log.warning("pipeline.storage_unreachable", error=str(exc))
     for target in targets:
         identity = restore_action.target_identity(target.url, settings.maintenance_database)
         restore_action.guard(settings, target.url, identity)

@@ -18,14 +18,14 @@ from pathlib import Path
 
 import psycopg
 
-from orchestrator import catalog, conninfo, restore_plan
+from orchestrator import cancel, catalog, conninfo, restore_plan
 from orchestrator.actions.backup import work_dir
 from orchestrator.actions.common import client_for, storage_from
 from orchestrator.actions.fetch import check_file, download_checked
 from orchestrator.catalog import Manifest
 from orchestrator.conninfo import ConnInfo
 from orchestrator.errors import ConfigError, JobError, OrchestratorError
-from orchestrator.logs import get_logger
+from orchestrator.logs import get_logger, mask
 from orchestrator.postgres import inspect
 from orchestrator.postgres import restore as pgrestore
 from orchestrator.postgres.clients import ClientSet
@@ -175,11 +175,30 @@ class Restorer:
     archive: Path
 
     def run(self) -> RestoreResult:
-        """Choose the strategy and restore; give the result."""
+        """Check the target again on the connection used, choose the strategy, restore.
+
+        Raises ConfigError when the target is the source, JobError when the restore fails
+        (database errors included); the target is then as it was.
+        """
+        if self.target.url.database == self.settings.maintenance_database:
+            raise ConfigError(
+                f"MAINTENANCE_DATABASE: the target database {self.target.url.database!r} cannot "
+                "also be the database used to create and rename databases"
+            )
+        try:
+            return self._run()
+        except psycopg.Error as exc:
+            first = mask(str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc))
+            raise JobError(f"restore into {self.target.name} failed: {first}") from None
+
+    def _run(self) -> RestoreResult:
         started = time.monotonic()
         with contextlib.closing(
             _maintenance(self.target.url, self.settings.maintenance_database)
         ) as maint:
+            # the pre-check may not have reached the target; this connection is the one used
+            identity = inspect.cluster_identity(maint)
+            guard(self.settings, self.target.url, identity, recorded_source(self.manifest))
             caps = self._capabilities(maint)
             strategy, why = restore_plan.choose_strategy(self.target.strategy, caps)
             log.info(
@@ -293,6 +312,8 @@ class Restorer:
         busy = [old for old, _new in plan.renames if old != staging]
         deadline = time.monotonic() + self.settings.restore_session_wait
         while True:
+            if cancel.stop_requested():
+                raise JobError("stopped before the swap; the target was left as it was")
             for database in busy:
                 inspect.terminate_sessions(maint, database)
             try:
@@ -306,6 +327,9 @@ class Restorer:
                     ) from None
                 time.sleep(RETRY_SECONDS)
         for database in plan.drop_after:
-            inspect.drop_database(maint, database, server_major)
+            try:
+                inspect.drop_database(maint, database, server_major)
+            except psycopg.Error as exc:  # the swap itself has committed: warn, do not fail
+                log.warning("restore.drop_old_failed", database=database, error=str(exc))
         log.info("restore.swapped", target=self.target.name, previous=plan.previous)
         return plan.previous

@@ -6,6 +6,7 @@ a connect timeout, and an application name that shows up in pg_stat_activity.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -112,23 +113,31 @@ def exported_snapshot(info: ConnInfo, setting: str) -> Iterator[Snapshot]:
     conn = connect(info, setting, autocommit=False)
     try:
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        # the session idles in its transaction while pg_dump runs: a server-side
+        # idle_in_transaction_session_timeout must not end it (and the snapshot) early
+        conn.execute("SET idle_in_transaction_session_timeout = 0")
         row = conn.execute("SELECT pg_export_snapshot()").fetchone()
         assert row is not None
         yield Snapshot(conn, str(row[0]))
     finally:
-        conn.rollback()
+        with contextlib.suppress(psycopg.Error):
+            conn.rollback()
         conn.close()
 
 
 def system_identifier(conn: Conn) -> str | None:
-    """Give the cluster's system identifier, or None where the provider hides it."""
-    try:
-        row = conn.execute("SELECT system_identifier::text FROM pg_control_system()").fetchone()
-    except psycopg.Error:
-        if not conn.autocommit:
-            conn.rollback()
+    """Give the cluster's system identifier, or None where the provider hides it.
+
+    Asks for the privilege first: a failing query would abort the caller's transaction
+    (the dump's snapshot transaction among them).
+    """
+    allowed = conn.execute(
+        "SELECT has_function_privilege('pg_control_system()', 'EXECUTE')"
+    ).fetchone()
+    if not allowed or not allowed[0]:
         return None
-    return str(row[0]) if row else None
+    row = conn.execute("SELECT system_identifier::text FROM pg_control_system()").fetchone()
+    return str(row[0]) if row and row[0] else None
 
 
 def role_capabilities(conn: Conn, database: str) -> tuple[bool, bool, bool]:
@@ -164,15 +173,26 @@ def drop_database(conn: Conn, database: str, server_major: int) -> None:
 
 
 def terminate_sessions(conn: Conn, database: str) -> int:
-    """End every other session on `database`; give how many were signalled."""
-    rows = conn.execute(
+    """End the other client sessions on `database` that this role may end; give how many.
+
+    Sessions it may not end (other roles', superusers') are skipped: the rename then keeps
+    failing with "being accessed by other users" and the caller's bounded wait decides.
+    """
+    pids = conn.execute(
         """
-        SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-        WHERE datname = %s AND pid <> pg_backend_pid()
+        SELECT pid FROM pg_stat_activity
+        WHERE datname = %s AND pid <> pg_backend_pid() AND backend_type = 'client backend'
         """,
         (database,),
     ).fetchall()
-    return len(rows)
+    ended = 0
+    for (pid,) in pids:
+        try:
+            row = conn.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone()
+        except psycopg.errors.InsufficientPrivilege:
+            continue
+        ended += bool(row and row[0])
+    return ended
 
 
 def rename_databases(conn: Conn, renames: list[tuple[str, str]]) -> None:

@@ -25,11 +25,20 @@ def lock_key(database: str) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
+def _keep_idle_session(conn: inspect.Conn) -> None:
+    """Stop idle_session_timeout (PostgreSQL 14+) from ending the idle lock session, which
+    would release the lock in the middle of a cycle."""
+    conn.execute(
+        "SELECT set_config(name, '0', false) FROM pg_settings WHERE name = 'idle_session_timeout'"
+    )
+
+
 @contextlib.contextmanager
 def cycle_lock(source: ConnInfo, setting: str) -> Iterator[None]:
     """Hold the cycle lock for `source`'s database; raise AlreadyRunning when it is taken."""
     with contextlib.closing(inspect.connect(source, setting)) as conn:
         key = lock_key(source.database)
+        _keep_idle_session(conn)
         row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
         if not row or not row[0]:
             raise AlreadyRunning(

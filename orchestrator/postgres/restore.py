@@ -127,6 +127,11 @@ def run_restore(
         ok_codes=(0, 1),
         max_errors=MAX_RESTORE_ERRORS,
     )
+    if options.single_transaction and (result.returncode != 0 or result.errors_seen):
+        # --single-transaction stops at the first error and rolls everything back: no error
+        # is harmless then, the target simply kept its old content
+        first = next((m for line in result.stderr_lines if (m := error_message(line))), "")
+        raise JobError(f"pg_restore failed and its transaction was rolled back: {first}")
     errors = real_errors(result.stderr_lines)
     if errors:
         shown = "; ".join(errors[:3])

@@ -319,3 +319,34 @@ def test_sigterm_during_upload_aborts_it_and_leaves_nothing(
     assert "stopped by SIGTERM" in err.splitlines()[-1]
     assert multipart_uploads(s3_server, bucket) == []
     assert objects(s3_server, bucket) == []
+
+
+def test_least_privilege_dump_role_without_pg_control_system(
+    clusters: Clusters, orch_factory, tmp_path
+):
+    # managed providers revoke pg_control_system() and set idle timeouts; the dump role
+    # has only pg_read_all_data
+    source = clusters.get(17)
+    db = load_sample(source)
+    role = f"dumper_{db[-6:]}"
+    source.psql(
+        f"CREATE ROLE {role} LOGIN PASSWORD 'dump-pw-1' IN ROLE pg_read_all_data; "
+        f"ALTER ROLE {role} SET idle_in_transaction_session_timeout = '1s'"
+    )
+    # function privileges live in each database's catalog
+    source.psql("REVOKE EXECUTE ON FUNCTION pg_control_system() FROM PUBLIC", db)
+    try:
+        source.psql("CREATE TABLE slow_count AS SELECT g FROM generate_series(1, 10) g", db)
+        wrapped = wrapper_bin(tmp_path, source.bin_dir, 'sleep 2\nexec "$REAL" "$@"\n')
+        orch = orch_factory(
+            SOURCE_DATABASE_URL=source.url(db, user=role, password="dump-pw-1"),
+            PG_BIN_DIRS=str(wrapped),
+        )
+        backup_id = orch.ok("backup").stdout.strip()
+    finally:
+        source.psql("GRANT EXECUTE ON FUNCTION pg_control_system() TO PUBLIC", db)
+    manifest = json.loads(
+        next((tmp_path / "store").rglob(f"{backup_id}.manifest.json")).read_text()
+    )
+    assert manifest["source_identity"] is None
+    assert manifest["row_counts"]["public.customers"] == 2000

@@ -285,3 +285,14 @@ def test_failed_cycles_do_not_stop_the_loop(cycle, tmp_path, sink):
         _out, err = proc.communicate(timeout=40)
     assert proc.returncode == 0, err[-2000:]
     assert sink.paths().count("/ping/abc/fail") >= 2
+
+
+def test_unreachable_store_still_restores_the_targets(cycle):
+    c = cycle
+    dead = f"http://127.0.0.1:{free_port()}"
+    result = c["orch"].run("pipeline", extra_env={"S3_ENDPOINT_URL": dead, "AWS_MAX_ATTEMPTS": "1"})
+    assert result.returncode == 1
+    lines = {line.split()[0]: line for line in result.stdout.splitlines()[:-1]}
+    assert "FAILED" in lines["upload"] and lines["restore:backup"].endswith("ok")
+    assert lines["restore:dev"].endswith("ok") and "prune" not in lines
+    assert c["dev"].psql(CHECK_SQL, c["dev_db"]) == c["source"].psql(CHECK_SQL, c["db"])

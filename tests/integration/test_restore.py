@@ -335,3 +335,81 @@ def test_restore_without_targets_configured_names_the_variable(orch_factory, clu
     assert "DEV_DATABASE_URL is not set" in result.stderr
     result = orch_factory().run("restore", "--target", "mysql://x")
     assert result.returncode == 2 and "--target" in result.stderr
+
+
+def test_single_transaction_treats_every_error_as_fatal(setup, tmp_path):
+    s = setup
+    body = (
+        'echo "pg_restore: error: could not execute query: ERROR:  must be owner of '
+        'extension plpgsql" >&2\nexit 1\n'
+    )
+    wrapped = wrapped_restore(tmp_path, s["source"].bin_dir, body)
+    target_db = fresh_target(s["source"])  # a PostgreSQL 17 target: pg_restore 17 may use it
+    result = s["orch"].run(
+        "restore",
+        "--target",
+        "backup",
+        extra_env={
+            "PG_BIN_DIRS": str(wrapped),
+            "BACKUP_RESTORE_STRATEGY": "transaction",
+            "BACKUP_DATABASE_URL": s["source"].url(target_db),
+        },
+    )
+    assert result.returncode == 1
+    assert "rolled back" in result.stderr.splitlines()[-1]
+    assert old_content(s["source"], target_db) == "old content"
+
+
+def test_sessions_the_role_may_not_end_fail_the_swap_and_keep_the_target(clusters, orch_factory):
+    source = clusters.get(17)
+    db = load_sample(source)
+    target_c = clusters.get(15)
+    role = f"restorer_{uuid.uuid4().hex[:6]}"
+    target_c.psql(f"CREATE ROLE {role} LOGIN PASSWORD 'restore-pw-1' CREATEDB")
+    target_db = f"busy_{uuid.uuid4().hex[:6]}"
+    target_c.psql(f"CREATE DATABASE {target_db} OWNER {role}")
+    target_c.psql(
+        "CREATE TABLE keep_me (v text); INSERT INTO keep_me VALUES ('old content')", target_db
+    )
+    orch = orch_factory(
+        SOURCE_DATABASE_URL=source.url(db),
+        RESTORE_SESSION_WAIT="2",
+        BACKUP_DATABASE_URL=target_c.url(target_db, user=role, password="restore-pw-1"),
+    )
+    orch.ok("backup")
+    superuser_session = psycopg.connect(target_c.url(target_db), autocommit=True)
+    try:
+        result = orch.run("restore", "--target", "backup")
+    finally:
+        superuser_session.close()
+    assert result.returncode == 1
+    assert "still has sessions after 2s" in result.stderr.splitlines()[-1]
+    assert old_content(target_c, target_db) == "old content"
+    assert not [d for d in databases(target_c) if "__restore_" in d]
+
+
+def test_restorer_checks_the_guard_on_its_own_connection(setup, monkeypatch):
+    from orchestrator.actions import restore as restore_action
+    from orchestrator.actions.common import client_for, storage_from
+    from orchestrator.catalog import find
+    from orchestrator.errors import ConfigError
+    from orchestrator.settings import load_settings
+
+    s = setup
+    for key, value in s["orch"].env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("SOURCE_DATABASE_URL")
+    settings = load_settings(None)
+    manifest = find(storage_from(settings), s["id"])
+    target = settings.adhoc_target(restore_action.conninfo.parse(s["source"].url(s["db"])))
+    client = client_for(settings, "pg_restore", manifest.dump_major, "test")
+    restorer = restore_action.Restorer(settings, target, manifest, client, Path("/nonexistent"))
+    with pytest.raises(ConfigError, match="system identifier"):
+        restorer.run()
+    assert not [d for d in databases(s["source"]) if "__restore_" in d]
+
+
+def test_maintenance_database_cannot_be_the_target(setup):
+    s = setup
+    result = s["orch"].run("restore", "--target", s["backup"].url("postgres"))
+    assert result.returncode == 2 and "MAINTENANCE_DATABASE" in result.stderr

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from orchestrator import conninfo
@@ -44,12 +46,35 @@ def test_parse(url, host, port, database, user, password):
         ("postgresql://u:secretpw@h:notaport/db", "invalid port"),
         ("postgresql://u:secretpw@h", "names no database"),
         ("postgresql://u:secretpw@/db", "names no host"),
+        ("postgresql://u:secretpw@h/dummy?dbname=prod", "?dbname="),
+        ("postgresql://u@h/db?password=secretpw", "?password="),
+        ("postgresql://u@h/db?hostaddr=10.0.0.1", "?hostaddr="),
+        ("postgresql://u@h/db?service=prod", "?service="),
+        ("postgresql://u:secretpw@h/db?port=5433", "put it after the host"),
+        ("postgresql://u:secretpw@h/db?host=/tmp", "names its host twice"),
+        ("postgresql:///db?host=/tmp&port=x", "invalid port"),
     ],
 )
 def test_parse_errors_never_show_the_password(url, message):
-    with pytest.raises(ValueError, match=message) as caught:
+    with pytest.raises(ValueError, match=re.escape(message)) as caught:
         conninfo.parse(url)
     assert "secretpw" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "rebuilt"),
+    [
+        (
+            "postgresql://app@:5433/app_backup?host=/var/run/postgresql",
+            "postgresql://app@/app_backup?host=%2Fvar%2Frun%2Fpostgresql&port=5433",
+        ),
+        ("postgresql:///db?host=/tmp", "postgresql:///db?host=%2Ftmp&port=5432"),
+        ("postgres://u:pw@H.example.com/db", "postgresql://u@h.example.com:5432/db"),
+    ],
+)
+def test_url_keeps_what_libpq_needs(url, rebuilt):
+    assert conninfo.parse(url).url == rebuilt
+    assert conninfo.parse(rebuilt) == conninfo.parse(url)
 
 
 def test_url_drops_the_password_and_keeps_parameters():
