@@ -6,14 +6,26 @@ within seconds even when the work runs in worker threads.
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Callable
 
 _STOP = threading.Event()
+_ON_STOP: list[Callable[[], None]] = []
+
+
+def on_stop(callback: Callable[[], None]) -> None:
+    """Have `callback` called (once per stop request) when a stop is requested: for work
+    that does not poll the flag, such as a query running on a server."""
+    _ON_STOP.append(callback)
 
 
 def request_stop() -> None:
-    """Ask every running wait to give up (idempotent)."""
+    """Ask every running wait to give up, and run the on_stop callbacks (errors ignored)."""
     _STOP.set()
+    for callback in list(_ON_STOP):
+        with contextlib.suppress(Exception):
+            callback()
 
 
 def stop_requested() -> bool:

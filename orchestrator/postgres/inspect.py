@@ -7,6 +7,7 @@ a connect timeout, and an application name that shows up in pg_stat_activity.
 from __future__ import annotations
 
 import contextlib
+import weakref
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from orchestrator import cancel
 from orchestrator.conninfo import ConnInfo
 from orchestrator.errors import ConfigError, JobError
 from orchestrator.logs import mask
@@ -50,10 +52,25 @@ def classify_connect_error(setting: str, message: str) -> Exception:
     return JobError(f"cannot connect to {setting}: {first}")
 
 
+_open: weakref.WeakSet[Conn] = weakref.WeakSet()
+
+
+def _cancel_open_queries() -> None:
+    """On a stop request, cancel what every open connection is running (ANALYZE, counts,
+    CREATE DATABASE...) so worker threads return within seconds."""
+    for conn in list(_open):
+        if not conn.closed:
+            with contextlib.suppress(psycopg.Error):
+                conn.cancel_safe(timeout=3.0)
+
+
+cancel.on_stop(_cancel_open_queries)
+
+
 def connect(info: ConnInfo, setting: str, *, autocommit: bool = True) -> Conn:
     """Open a connection to `info`; raise ConfigError/JobError naming `setting` on failure."""
     try:
-        return psycopg.connect(
+        conn = psycopg.connect(
             info.url,
             password=info.password,
             connect_timeout=CONNECT_TIMEOUT,
@@ -62,6 +79,8 @@ def connect(info: ConnInfo, setting: str, *, autocommit: bool = True) -> Conn:
         )
     except psycopg.OperationalError as exc:
         raise classify_connect_error(setting, str(exc)) from None
+    _open.add(conn)
+    return conn
 
 
 def server_info(conn: Conn) -> ServerInfo:
