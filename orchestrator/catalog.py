@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from orchestrator.errors import ConfigError, IntegrityError, NotFound
 from orchestrator.logs import get_logger, with_context
+from orchestrator.names import split_table_key
 from orchestrator.storage import ObjectInfo, Storage
 
 log = get_logger(__name__)
@@ -62,7 +63,7 @@ class Manifest(BaseModel):
     @property
     def tables(self) -> list[tuple[str, str]]:
         """(schema, table) of every table whose rows the manifest counted."""
-        return [(name.split(".", 1)[0], name.split(".", 1)[-1]) for name in self.row_counts]
+        return [split_table_key(name) for name in self.row_counts]
 
     @property
     def dump_major(self) -> int:

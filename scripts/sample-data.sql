@@ -42,3 +42,7 @@ CREATE TABLE public.empty_table (id int);
 
 CREATE VIEW sales.order_totals AS
 SELECT customer_id, sum(amount_cents) AS total_cents FROM sales.orders GROUP BY customer_id;
+
+CREATE SCHEMA "odd.schema";
+CREATE TABLE "odd.schema"."dotted.table" (id int PRIMARY KEY, "quote""d" text);
+INSERT INTO "odd.schema"."dotted.table" SELECT g, 'x' || g FROM generate_series(1, 7) AS g;

@@ -11,6 +11,7 @@ from orchestrator.actions.fetch import download_checked
 from orchestrator.catalog import Manifest
 from orchestrator.errors import OrchestratorError
 from orchestrator.logs import get_logger
+from orchestrator.names import table_key
 from orchestrator.postgres import restore
 from orchestrator.settings import Settings
 
@@ -72,4 +73,4 @@ def verify(settings: Settings, ref: str) -> VerifyResult:
 
 def _missing_tables(toc: str, manifest: Manifest) -> list[str]:
     present = set(restore.table_data_tables(toc, manifest.tables))
-    return sorted(f"{s}.{t}" for s, t in manifest.tables if (s, t) not in present)
+    return sorted(table_key(s, t) for s, t in manifest.tables if (s, t) not in present)

@@ -20,6 +20,7 @@ from orchestrator import cancel
 from orchestrator.conninfo import ConnInfo
 from orchestrator.errors import ConfigError, JobError
 from orchestrator.logs import mask
+from orchestrator.names import table_key
 
 CONNECT_TIMEOUT = 10
 _AUTH_HINTS = ("password authentication failed", "no password supplied", 'role "')
@@ -111,7 +112,7 @@ def count_rows(conn: Conn, tables: Iterable[TableName]) -> dict[str, int]:
     for schema, table in tables:
         query = sql.SQL("SELECT count(*) FROM ONLY {}").format(sql.Identifier(schema, table))
         row = conn.execute(query).fetchone()
-        counts[f"{schema}.{table}"] = int(row[0]) if row else 0
+        counts[table_key(schema, table)] = int(row[0]) if row else 0
     return counts
 
 

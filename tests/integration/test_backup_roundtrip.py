@@ -78,6 +78,7 @@ def test_manifest_counts_rows_in_the_dump_snapshot(
     manifest_path = next((tmp_path / "store").rglob(f"{backup_id}.manifest.json"))
     manifest = json.loads(manifest_path.read_text())
     assert manifest["row_counts"] == {
+        '"odd.schema"."dotted.table"': 7,
         "public.Mixed Case table": 100,
         "public.customers": 2000,
         "public.empty_table": 0,

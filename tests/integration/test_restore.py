@@ -319,10 +319,9 @@ def test_drill_reports_and_cleans_up(setup):
     result = s["orch"].ok("drill", "--json")
     report = json.loads(result.stdout)
     assert report["ok"] is True and report["problems"] == []
-    assert report["backup_id"] == s["id"] and report["tables"] == 6
-    assert report["rows"] == sum(
-        json.loads(s["orch"].ok("list", "--json").stdout)[0:1][0].get("rows", 0) for _ in [0]
-    )
+    assert report["backup_id"] == s["id"] and report["tables"] == 7
+    listed = json.loads(s["orch"].ok("list", "--json").stdout)[0]
+    assert report["rows"] == listed["rows"]
     assert report["rto_seconds"] >= report["restore_seconds"] > 0
     assert databases(s["backup"]) == before
     human = s["orch"].ok("drill", "--target-url", s["dev"].url("postgres")).stdout

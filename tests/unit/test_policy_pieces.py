@@ -9,6 +9,7 @@ import pytest
 
 from orchestrator import catalog, conninfo
 from orchestrator.errors import ConfigError
+from orchestrator.names import split_table_key, table_key
 from orchestrator.postgres import restore
 from orchestrator.postgres.clients import ClientSet, choose, parse_version
 from orchestrator.postgres.dump import DumpOptions, dump_argv
@@ -147,3 +148,24 @@ def test_part_size_keeps_uploads_under_the_part_limit(size):
     part = part_size_for(size)
     assert part >= 8 * 2**20 and part % 2**20 == 0
     assert -(-size // part) < MAX_PARTS
+
+
+@pytest.mark.parametrize(
+    ("schema", "table", "key"),
+    [
+        ("public", "customers", "public.customers"),
+        ("public", "Mixed Case table", "public.Mixed Case table"),
+        ("a.b", "t", '"a.b".t'),
+        ("s", 'we"ird.name', 's."we""ird.name"'),
+        ("", "t", ".t"),
+    ],
+)
+def test_table_keys_round_trip(schema, table, key):
+    assert table_key(schema, table) == key
+    assert split_table_key(key) == (schema, table)
+
+
+@pytest.mark.parametrize("bad", ["nodot", "a.b.c", '"unclosed.t'])
+def test_malformed_table_keys(bad):
+    with pytest.raises(ValueError):
+        split_table_key(bad)
