@@ -3,6 +3,7 @@ and which pg_restore errors are harmless. Values in, values out; no servers, no 
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import re
 from collections.abc import Iterable
@@ -51,9 +52,14 @@ def previous_names(target: str, keep: int) -> list[str]:
 
 
 def _fit(base: str, suffix: str) -> str:
+    """`base + suffix` within 63 bytes; a shortened base gets a hash of the whole name, so
+    two long names sharing a prefix never share a staging or previous-copy name."""
     room = MAX_NAME - len(suffix.encode())
-    trimmed = base.encode()[:room].decode(errors="ignore")
-    return trimmed + suffix
+    if len(base.encode()) <= room:
+        return base + suffix
+    digest = hashlib.sha256(base.encode()).hexdigest()[:8]
+    trimmed = base.encode()[: room - len(digest) - 1].decode(errors="ignore")
+    return f"{trimmed}_{digest}{suffix}"
 
 
 @dataclass(frozen=True)

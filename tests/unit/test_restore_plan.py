@@ -39,6 +39,10 @@ def test_names_fit_in_63_bytes_and_are_distinct():
     assert staging_name("shop", "abcd1234") == "shop__restore_abcd1234"
     assert previous_names("shop", 3) == ["shop_previous", "shop_previous_2", "shop_previous_3"]
     assert all(len(n.encode()) <= 63 for n in previous_names("é" * 40, 2))
+    # long names sharing a prefix stay apart
+    first, second = "t" * 60 + "_one", "t" * 60 + "_two"
+    assert previous_names(first, 1) != previous_names(second, 1)
+    assert staging_name(first, "ab") != staging_name(second, "ab")
     assert previous_names("shop", 0) == []
 
 
