@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from orchestrator.errors import ConfigError, IntegrityError, NotFound
 from orchestrator.logs import get_logger, with_context
@@ -54,6 +54,11 @@ class Manifest(BaseModel):
     row_counts: dict[str, int] = Field(default_factory=dict)
     source_identity: str | None = None
     tool_version: str = ""
+
+    @field_validator("created_at")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
     @property
     def manifest_key(self) -> str:
@@ -124,7 +129,10 @@ def list_backups(storage: Storage, database: str | None = None) -> list[Manifest
     keys = [o.key for o in storage.list(prefix) if is_manifest_key(o.key)]
     with ThreadPoolExecutor(max_workers=8) as pool:
         loaded = list(pool.map(with_context(_try_read), [storage] * len(keys), keys))
-    backups = [m for m in loaded if m is not None]
+    # a manifest copied elsewhere (or a store nested in another's prefix) is not a backup
+    backups = [m for m, key in zip(loaded, keys, strict=True) if m and m.manifest_key == key]
+    if database:
+        backups = [m for m in backups if m.database == database]
     return sorted(backups, key=lambda m: (m.created_at, m.id), reverse=True)
 
 
@@ -152,10 +160,20 @@ def resolve(backups: Iterable[Manifest], ref: str) -> Manifest:
     raise NotFound(f"no backup with id {ref!r} (see `orchestrator list`)")
 
 
-def find(storage: Storage, ref: str, database: str | None = None) -> Manifest:
-    """Resolve `ref` against the store; for an id, read its manifest directly."""
+def find(
+    storage: Storage, ref: str, database: str | None = None, source_identity: str | None = None
+) -> Manifest:
+    """Resolve `ref` against the store; for an id, read its manifest directly.
+
+    `latest` considers only `database` when given, and only backups of the cluster
+    `source_identity` (or of unknown identity) when given: a store shared by two sources
+    whose databases have the same name never hands one source's data to the other.
+    """
     if ref == "latest":
-        return resolve(list_backups(storage, database), ref)
+        backups = list_backups(storage, database)
+        if source_identity is not None:
+            backups = [m for m in backups if m.source_identity in (None, source_identity)]
+        return resolve(backups, ref)
     try:
         return read_manifest(storage, manifest_key_for(ref))
     except NotFound:

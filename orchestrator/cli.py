@@ -118,7 +118,7 @@ def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_prune(settings: Settings, args: argparse.Namespace) -> int:
-    result = prune_action.prune(settings, dry_run=args.dry_run)
+    result = prune_action.prune(settings, dry_run=args.dry_run, database=args.database)
     if args.json:
         print(json.dumps(prune_action.as_dict(result), indent=2))
     else:
@@ -217,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
         "3 another cycle is running.",
     )
     parser.add_argument("--version", action="version", version=f"orchestrator {__version__}")
-    parser.add_argument("--env-file", default=".env", help="settings file to read (default: .env)")
+    parser.add_argument("--env-file", help="settings file to read (default: ./.env when it exists)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("backup", help="dump the source and archive it; prints the backup id")
@@ -269,6 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("prune", help="apply the KEEP_* retention policy to the stored backups")
     p.add_argument("--dry-run", action="store_true", help="decide and print, delete nothing")
     p.add_argument("--json", action="store_true", help="print the decisions as JSON")
+    p.add_argument("--database", help="only this database's backups (default: every database)")
     p.set_defaults(func=cmd_prune)
     return parser
 
@@ -305,7 +306,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _raise_interrupted)
     signal.signal(signal.SIGINT, _raise_interrupted)
     try:
-        settings = load_settings(args.env_file)
+        if args.env_file is not None and not Path(args.env_file).is_file():
+            raise ConfigError(f"--env-file: {args.env_file} is not a file")
+        settings = load_settings(args.env_file or ".env")
         fmt = None if settings.log_format == "auto" else settings.log_format == "json"
         logs.configure(settings.log_level, json=fmt)
         as_json = fmt if fmt is not None else as_json

@@ -81,7 +81,11 @@ def parse(url: str) -> ConnInfo:
     (with a message free of the password) when the URL is not of that form or uses a query
     parameter that would connect elsewhere than the URL says (dbname, hostaddr, service...).
     """
-    parts = urlsplit(url.strip())
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:
+        # the standard library's message quotes the netloc, password included
+        raise ValueError("is not a valid URL (percent-encode unusual characters)") from None
     if parts.scheme not in SCHEMES:
         raise ValueError("must be a postgresql:// URL")
     pairs = parse_qsl(parts.query, keep_blank_values=True)

@@ -25,6 +25,9 @@ _TIME = re.compile(r"(?P<h>[0-9]{1,2}):(?P<m>[0-9]{2})")
 JOB_TAG = "orchestrator-cycle"
 
 
+MAX_INTERVAL_SECONDS = 366 * 24 * 3600
+
+
 @dataclass(frozen=True)
 class Schedule:
     """Either times of day in UTC (sorted, distinct) or an interval in seconds, not both.
@@ -41,6 +44,8 @@ class Schedule:
             raise ValueError("a schedule needs either times of day or an interval, not both")
         if self.every_seconds is not None and self.every_seconds <= 0:
             raise ValueError(f"a schedule interval must be positive, not {self.every_seconds}")
+        if self.every_seconds is not None and self.every_seconds > MAX_INTERVAL_SECONDS:
+            raise ValueError("a schedule interval must be at most 366 days")
         for moment in self.times:
             if moment.second or moment.microsecond or moment.tzinfo is not None:
                 raise ValueError(f"schedule times are whole minutes in UTC, not {moment}")

@@ -78,6 +78,9 @@ def _start_health(settings: Settings, state: HealthState) -> HealthServer | None
     if settings.health_port is None:
         return None
     max_age = timedelta(seconds=settings.health_max_age)
-    server = serve(state, "0.0.0.0", settings.health_port, max_age)  # noqa: S104 - container port
+    try:
+        server = serve(state, "0.0.0.0", settings.health_port, max_age)  # noqa: S104 - container
+    except OSError as exc:
+        raise ConfigError(f"HEALTH_PORT: cannot listen on {settings.health_port}: {exc}") from None
     log.info("health.listening", port=server.port)
     return server

@@ -6,6 +6,7 @@ Legacy variable names of the cron jobs this tool replaces are accepted as aliase
 
 from __future__ import annotations
 
+import os
 import shlex
 from dataclasses import dataclass
 from datetime import UTC
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from dotenv import dotenv_values
 from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -66,6 +68,7 @@ class Settings(BaseSettings):
 
     storage_url: str = Field(default="./backups", validation_alias="STORAGE_URL")
     s3_endpoint_url: str | None = Field(default=None, validation_alias="S3_ENDPOINT_URL")
+    s3_region: str | None = _env("S3_REGION", "AWS_REGION", "AWS_DEFAULT_REGION")
     s3_checksum_calculation: Literal["when_supported", "when_required"] = Field(
         default="when_supported", validation_alias="S3_REQUEST_CHECKSUM_CALCULATION"
     )
@@ -159,6 +162,13 @@ class Settings(BaseSettings):
     @classmethod
     def _check_schedule(cls, value: str) -> str:
         parse_schedule(value)  # raises ValueError with the accepted forms
+        return value
+
+    @field_validator("s3_endpoint_url")
+    @classmethod
+    def _check_endpoint(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
         return value
 
     @field_validator("notify_webhook_url", "healthcheck_url")
@@ -307,6 +317,23 @@ def load_settings(env_file: str | Path | None = ".env") -> Settings:
     Raises ConfigError with one line naming the variable when a value is malformed.
     """
     try:
-        return Settings(_env_file=env_file)  # type: ignore[call-arg]
+        settings = Settings(_env_file=env_file)  # type: ignore[call-arg]
+        _export_client_variables(env_file)
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(exc)) from None
+    except (OSError, UnicodeError) as exc:
+        raise ConfigError(f"--env-file: cannot read {env_file}: {exc}") from None
+    return settings
+
+
+CLIENT_PREFIXES = ("AWS_", "PG")
+
+
+def _export_client_variables(env_file: str | Path | None) -> None:
+    """Make AWS_* and PG* lines of the env file visible to boto3 and libpq, which read the
+    process environment only. Variables already set in the environment win."""
+    if env_file is None or not Path(env_file).is_file():
+        return
+    for name, value in dotenv_values(env_file).items():
+        if name.startswith(CLIENT_PREFIXES) and value and name not in os.environ:
+            os.environ[name] = value

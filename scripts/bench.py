@@ -3,12 +3,14 @@
 (a) floor: bare pg_dump -Fc to a file, then two bare pg_restore -j into the two targets at once
 (b) old way: dump + restore into the backup target, then dump + restore into the dev target
 (c) orchestrator pipeline, archive on a local SeaweedFS S3 server
-Prints c/a, b/c and the orchestrator process's peak RSS.
+Each is run ROUNDS times (alternating, so drift hits all three alike); prints the medians:
+c/a and b/c and the orchestrator process's peak RSS.
 """
 
 from __future__ import annotations
 
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -113,8 +115,14 @@ def pipeline(env: dict[str, str]) -> int:
     return peak
 
 
+A = "(a) floor: dump, then 2 restores at once"
+B = "(b) old way: dump+restore, dump+restore"
+C = "(c) orchestrator pipeline (+ S3 archive)"
+
+
 def main() -> None:
     scale = int(sys.argv[1]) if len(sys.argv) > 1 else 50
+    rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 3
     bins = postgres.installs()
     major = 17 if 17 in bins else max(bins)
     print(f"starting PostgreSQL {major} source and two targets, SeaweedFS; pgbench scale {scale}")
@@ -147,21 +155,21 @@ def main() -> None:
             "RESTORE_JOBS": str(JOBS),
             "LOG_FORMAT": "json",
         }
+        url = source_c.url("bench")
+        runs: dict[str, list[float]] = {"a": [], "b": [], "c": []}
+        rss: list[int] = []
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp)
-            a = timed(
-                "(a) floor: dump, then 2 restores at once",
-                lambda: floor(bins[major], source_c.url("bench"), targets, work),
-            )
-            b = timed(
-                "(b) old way: dump+restore, dump+restore",
-                lambda: old_way(bins[major], source_c.url("bench"), targets, work),
-            )
-            rss: list[int] = []
-            c = timed("(c) orchestrator pipeline (+ S3 archive)", lambda: rss.append(pipeline(env)))
-        print(f"\n  c/a = {c / a:.2f}   (target <= 1.15)")
+            for round_no in range(1, rounds + 1):
+                print(f"round {round_no} of {rounds}")
+                runs["a"].append(timed(A, lambda: floor(bins[major], url, targets, work)))
+                runs["b"].append(timed(B, lambda: old_way(bins[major], url, targets, work)))
+                runs["c"].append(timed(C, lambda: rss.append(pipeline(env))))
+        a, b, c = (statistics.median(runs[k]) for k in "abc")
+        print(f"\nmedians of {rounds} round(s): a {a:.1f} s, b {b:.1f} s, c {c:.1f} s")
+        print(f"  c/a = {c / a:.2f}   (target <= 1.15)")
         print(f"  b/c = {b / c:.2f}   (higher is better)")
-        print(f"  orchestrator peak RSS = {rss[0] / 2**20:.0f} MiB   (target < 150 MiB)")
+        print(f"  orchestrator peak RSS = {max(rss) / 2**20:.0f} MiB   (target < 150 MiB)")
     finally:
         for cluster in (source_c, *targets):
             cluster.stop()

@@ -10,6 +10,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,7 +19,7 @@ from pathlib import Path
 from orchestrator import __version__, catalog
 from orchestrator.actions.common import client_for, sha256_of, storage_from
 from orchestrator.catalog import Manifest
-from orchestrator.errors import JobError, NotFound
+from orchestrator.errors import ConfigError, JobError, NotFound
 from orchestrator.logs import get_logger
 from orchestrator.postgres import inspect, restore
 from orchestrator.postgres.dump import DumpOptions, run_dump
@@ -60,9 +61,14 @@ def dump_options(settings: Settings) -> DumpOptions:
 def work_dir(settings: Settings) -> Iterator[Path]:
     """A private temporary folder (under WORK_DIR when set), removed afterwards."""
     base = settings.work_dir
-    if base is not None:
-        base.mkdir(parents=True, exist_ok=True)
-    folder = Path(tempfile.mkdtemp(prefix="orchestrator-", dir=base))
+    try:
+        if base is not None:
+            base.mkdir(parents=True, exist_ok=True)
+        folder = Path(tempfile.mkdtemp(prefix="orchestrator-", dir=base))
+    except OSError as exc:
+        raise ConfigError(
+            f"WORK_DIR: cannot make a work folder in {base}: {exc.strerror}"
+        ) from None
     try:
         yield folder
     finally:
@@ -85,16 +91,19 @@ def take_dump(settings: Settings, folder: Path) -> LocalDump:
         client = client_for(settings, "pg_dump", server.major, f"the source runs {server.version}")
         log.info("backup.dump", backup_id=backup_id, server=server.version, pg_dump=client.version)
         run_dump(client, source, out, snap.snapshot_id, dump_options(settings))
-        toc = restore.list_toc(client, out)
-        tables = restore.table_data_tables(toc, inspect.user_tables(snap.conn))
-        counts = inspect.count_rows(snap.conn, tables)
+        with ThreadPoolExecutor(max_workers=1) as pool:  # hash locally while the server counts
+            digest = pool.submit(sha256_of, out)
+            toc = restore.list_toc(client, out)
+            tables = restore.table_data_tables(toc, inspect.user_tables(snap.conn))
+            counts = inspect.count_rows(snap.conn, tables)
+            sha256 = digest.result()
     manifest = Manifest(
         id=backup_id,
         created_at=started_at.replace(microsecond=0),
         database=source.database,
         dump_key=catalog.dump_key_for(backup_id),
         size_bytes=out.stat().st_size,
-        sha256=sha256_of(out),
+        sha256=sha256,
         server_version=server.version,
         server_version_num=server.version_num,
         pg_dump_version=client.version,
@@ -118,14 +127,32 @@ def archive(storage: Storage, dump: LocalDump) -> BackupResult:
         raise JobError(f"a backup with id {manifest.id} already exists; not overwriting it")
     except NotFound:
         pass
+    _warn_other_source(storage, manifest)
     storage.put_file(manifest.dump_key, dump.path)
     try:
         storage.put_bytes(manifest.manifest_key, manifest.to_json())
     except BaseException:
+        # the write may have landed before it failed: manifest first, as prune does
+        _delete_quietly(storage, manifest.manifest_key)
         _delete_quietly(storage, manifest.dump_key)
         raise
     log.info("backup.stored", backup_id=manifest.id, size_bytes=manifest.size_bytes)
     return BackupResult(manifest, storage.describe(manifest.dump_key))
+
+
+def _warn_other_source(storage: Storage, manifest: Manifest) -> None:
+    """Warn when the newest backup of this database name came from another cluster: two
+    sources sharing a prefix mix their retention (give each source its own prefix). Not an
+    error, since a provider's major upgrade or failover changes the identity too."""
+    for other in catalog.list_backups(storage, manifest.database)[:1]:
+        if other.source_identity and manifest.source_identity not in (None, other.source_identity):
+            log.warning(
+                "backup.other_source",
+                database=manifest.database,
+                previous=other.source_identity,
+                now=manifest.source_identity,
+                advice="one STORAGE_URL prefix per source unless the server was replaced",
+            )
 
 
 def _delete_quietly(storage: Storage, key: str) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 from orchestrator import catalog
 from orchestrator.actions.common import sha256_of, storage_from
 from orchestrator.catalog import Manifest
-from orchestrator.errors import ConfigError, IntegrityError
+from orchestrator.errors import ConfigError, IntegrityError, NotFound
 from orchestrator.logs import get_logger
 from orchestrator.settings import Settings
 from orchestrator.storage import Progress, Storage
@@ -36,11 +36,20 @@ def download_checked(
     Raises IntegrityError when size or SHA-256 differ from the manifest (nothing is left
     at `dest` then), NotFound when the dump object is missing, StorageError otherwise.
     """
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    except OSError as exc:
+        raise ConfigError(f"--output: cannot write in {dest.parent}: {exc.strerror}") from None
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        storage.get_file(manifest.dump_key, tmp, progress)
+        try:
+            storage.get_file(manifest.dump_key, tmp, progress)
+        except NotFound:
+            raise IntegrityError(
+                f"backup {manifest.id} has a manifest but its dump object "
+                f"{storage.describe(manifest.dump_key)} is missing"
+            ) from None
         check_file(tmp, manifest)
         tmp.replace(dest)
     finally:
@@ -65,6 +74,8 @@ def target_path(output: Path, manifest: Manifest) -> Path:
     """`output` itself, or the dump's own file name inside it when it is a folder."""
     if output.is_dir():
         return output / manifest.dump_key.rsplit("/", 1)[-1]
+    if output.exists() and not output.is_file():
+        raise ConfigError(f"--output: {output} exists and is not a regular file")
     if not output.parent.is_dir():
         raise ConfigError(f"--output: folder {output.parent} does not exist")
     return output

@@ -97,6 +97,8 @@ def preflight(settings: Settings, storage: Storage, targets: list[TargetSettings
     A store that is merely unreachable (StorageError) does not stop the cycle: the targets
     are still restored and the upload step reports the failure.
     """
+    if settings.prune_after_backup:
+        settings.retention_policy()  # an all-zero policy is a ConfigError before any dump
     try:
         storage.check()
     except StorageError as exc:
@@ -201,7 +203,7 @@ def _restore_work(
 
 
 def _prune_step(settings: Settings) -> dict[str, Any]:
-    result = prune(settings, dry_run=False)
+    result = prune(settings, dry_run=False, database=settings.require_source().database)
     if not result.ok:
         raise JobError("; ".join(result.errors))
     return {"removed": len(result.removals)}

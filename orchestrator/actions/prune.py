@@ -165,17 +165,20 @@ def remove_planned(storage: Storage, result: PruneResult) -> None:
             result.errors.append(failure)
 
 
-def prune(settings: Settings, dry_run: bool) -> PruneResult:
+def prune(settings: Settings, dry_run: bool, database: str | None = None) -> PruneResult:
     """Apply the retention policy to the store; give every decision, what was left alone, errors.
 
+    With `database`, only that database's backups are considered (the pipeline prunes only
+    its own source's, since other jobs with other KEEP_* rules may share the store).
     Raises ConfigError before touching the store when the policy keeps nothing or the
     store cannot be opened. Failed deletions are reported in the result, not raised.
     """
     policy = settings.retention_policy()
     storage = storage_from(settings)
     storage.check()
-    manifests = catalog.list_backups(storage)
-    objects = list(storage.list())
+    manifests = catalog.list_backups(storage, database)
+    prefix = f"{catalog.safe_name(database)}/" if database else ""
+    objects = list(storage.list(prefix))
     result = PruneResult(dry_run, plan_prune(manifests, policy))
     result.foreign, result.orphans = classify(objects, manifests)
     for key in result.unrecognised:

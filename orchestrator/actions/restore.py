@@ -135,7 +135,8 @@ def find_manifest(settings: Settings, ref: str) -> Manifest:
     storage = storage_from(settings)
     storage.check()
     database = settings.source_database_url.database if settings.source_database_url else None
-    return catalog.find(storage, ref, database)
+    identity = _live_source_identity(settings) if ref == "latest" else None
+    return catalog.find(storage, ref, database, identity)
 
 
 def restore(

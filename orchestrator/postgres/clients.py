@@ -59,22 +59,28 @@ def candidate_dirs(pg_bin_dirs: Iterable[str], path_env: str | None = None) -> l
 def discover(pg_bin_dirs: Iterable[str], tool: str = "pg_dump") -> list[ClientSet]:
     """Give one ClientSet per folder that holds a runnable `tool`, in search order.
 
-    Asked once per process and search path (each folder costs a `--version` run; the runs
-    go in parallel), however many threads ask at once.
+    Folders are probed once per process and search path (a `--version` run each, in
+    parallel), whichever tools and threads ask: the tools of one folder share a version.
     """
     with _discover_lock:
-        return list(_discover(tuple(pg_bin_dirs), tool, os.environ.get("PATH", "")))
+        found = _discover(tuple(pg_bin_dirs), os.environ.get("PATH", ""))
+    return [client for client in found if _runnable(client.bin_dir / tool)]
 
 
 _discover_lock = threading.Lock()
+PROBED_TOOLS = ("pg_dump", "pg_restore")
+
+
+def _runnable(path: Path) -> bool:
+    return path.is_file() and os.access(path, os.X_OK)
 
 
 @functools.lru_cache(maxsize=32)
-def _discover(pg_bin_dirs: tuple[str, ...], tool: str, path_env: str) -> tuple[ClientSet, ...]:
+def _discover(pg_bin_dirs: tuple[str, ...], path_env: str) -> tuple[ClientSet, ...]:
     binaries = [
-        folder / tool
+        next(folder / t for t in PROBED_TOOLS if _runnable(folder / t))
         for folder in candidate_dirs(pg_bin_dirs, path_env)
-        if (folder / tool).is_file() and os.access(folder / tool, os.X_OK)
+        if any(_runnable(folder / t) for t in PROBED_TOOLS)
     ]
     with ThreadPoolExecutor(max_workers=8) as pool:
         versions = list(pool.map(with_context(_version_of), binaries))

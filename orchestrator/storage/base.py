@@ -6,6 +6,7 @@ folder); a backend never touches anything outside its root.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,6 +34,7 @@ class S3Options:
     """Client options for S3-compatible stores (from settings)."""
 
     endpoint_url: str | None = None
+    region: str | None = None
     checksum_calculation: Literal["when_supported", "when_required"] = "when_supported"
     checksum_validation: Literal["when_supported", "when_required"] = "when_supported"
     max_concurrency: int = 4
@@ -66,6 +68,9 @@ class Storage(Protocol):
         """A human-readable location (s3://bucket/prefix/key or a path) for messages."""
 
 
+_BUCKET = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{1,254}")
+
+
 def check_key(key: str) -> str:
     """Give `key` unchanged, or raise ValueError when it could escape the root."""
     parts = key.split("/")
@@ -82,10 +87,18 @@ def open_storage(url: str, s3: S3Options | None = None) -> Storage:
     from orchestrator.storage.local import LocalStorage
     from orchestrator.storage.s3 import S3Storage
 
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        raise ConfigError("STORAGE_URL: is not a valid URL") from None
     if parts.scheme == "s3":
         if not parts.netloc:
             raise ConfigError("STORAGE_URL: s3:// URL names no bucket (s3://BUCKET/prefix)")
+        if not _BUCKET.fullmatch(parts.netloc):
+            raise ConfigError(
+                "STORAGE_URL: the bucket must be a plain bucket name (s3://BUCKET/prefix; "
+                "credentials and endpoints go in AWS_* and S3_ENDPOINT_URL)"
+            )
         return S3Storage(parts.netloc, parts.path.strip("/"), s3 or S3Options())
     if parts.scheme == "file":
         if parts.netloc not in ("", "localhost"):

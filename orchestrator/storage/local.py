@@ -109,7 +109,10 @@ class LocalStorage:
                 path = Path(dirpath) / name
                 key = path.relative_to(self.root).as_posix()
                 if key.startswith(prefix):
-                    stat = path.stat()
+                    try:
+                        stat = path.stat()
+                    except OSError:  # a dangling symlink, or removed while listing
+                        continue
                     found.append(
                         ObjectInfo(key, stat.st_size, datetime.fromtimestamp(stat.st_mtime, UTC))
                     )

@@ -19,7 +19,7 @@ import boto3
 from boto3.exceptions import Boto3Error
 from boto3.s3.transfer import TransferConfig, create_transfer_manager
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, ProfileNotFound
 from s3transfer.subscribers import BaseSubscriber
 
 from orchestrator import cancel
@@ -64,7 +64,7 @@ def _wait_cancellable(future: Any) -> None:
     stop is requested, raising StorageError."""
     while not future.done():
         if cancel.stop_requested():
-            future.cancel("shutdown requested")
+            future.cancel()
             break
         time.sleep(POLL_SECONDS)
     try:
@@ -87,7 +87,14 @@ class S3Storage:
             s3={"addressing_style": "path" if options.endpoint_url else "auto"},
             max_pool_connections=max(10, options.max_concurrency * 2),
         )
-        self.client: S3Client = boto3.client("s3", endpoint_url=options.endpoint_url, config=config)
+        try:
+            self.client: S3Client = boto3.client(
+                "s3", endpoint_url=options.endpoint_url, region_name=options.region, config=config
+            )
+        except ProfileNotFound as exc:
+            raise ConfigError(f"AWS_PROFILE: {exc}") from None
+        except (ValueError, BotoCoreError) as exc:
+            raise ConfigError(f"S3_ENDPOINT_URL: cannot make an S3 client: {exc}") from None
 
     def _full(self, key: str) -> str:
         try:
@@ -139,6 +146,13 @@ class S3Storage:
         except (BotoCoreError, NoCredentialsError) as exc:
             raise self._fail(exc, f"reach {self.describe()}") from None
 
+    def _checksum_args(self) -> dict[str, Any]:
+        """SHA-256 checksums on writes, unless the store wants checksums only when required
+        (S3_REQUEST_CHECKSUM_CALCULATION=when_required, for stores that reject them)."""
+        if self.options.checksum_calculation == "when_required":
+            return {}
+        return {"ChecksumAlgorithm": "SHA256"}
+
     def _transfer_config(self, size: int) -> TransferConfig:
         return TransferConfig(
             multipart_threshold=MULTIPART_THRESHOLD,
@@ -157,7 +171,7 @@ class S3Storage:
                     str(path),
                     self.bucket,
                     full,
-                    extra_args={"ChecksumAlgorithm": "SHA256"},
+                    extra_args=self._checksum_args(),
                     subscribers=[_ProgressSubscriber(progress)] if progress else None,
                 )
                 _wait_cancellable(future)
@@ -186,7 +200,7 @@ class S3Storage:
         """Put a small object with a SHA-256 checksum."""
         try:
             self.client.put_object(
-                Bucket=self.bucket, Key=self._full(key), Body=data, ChecksumAlgorithm="SHA256"
+                Bucket=self.bucket, Key=self._full(key), Body=data, **self._checksum_args()
             )
         except (ClientError, BotoCoreError) as exc:
             raise self._fail(exc, f"write {self.describe(key)}") from None
@@ -206,7 +220,7 @@ class S3Storage:
             if _code(exc) in _MISSING_CODES:
                 raise NotFound(f"no object {self.describe(key)}") from None
             raise self._fail(exc, f"download {self.describe(key)}") from None
-        except BotoCoreError as exc:
+        except (BotoCoreError, OSError) as exc:
             raise self._fail(exc, f"download {self.describe(key)}") from None
 
     def get_bytes(self, key: str) -> bytes:
