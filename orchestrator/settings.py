@@ -151,13 +151,6 @@ class Settings(BaseSettings):
         register_secret(parsed.password)
         return parsed
 
-    @field_validator("dev_post_restore_sql", mode="before")
-    @classmethod
-    def _split_files(cls, value: object) -> list[str]:
-        if isinstance(value, str):
-            return [part.strip() for part in value.split(",") if part.strip()]
-        return list(value)  # type: ignore[call-overload,no-any-return]
-
     @field_validator("schedule")
     @classmethod
     def _check_schedule(cls, value: str) -> str:
@@ -188,7 +181,12 @@ class Settings(BaseSettings):
             return [part for part in value.split(":") if part.strip()]
         return list(value)  # type: ignore[call-overload,no-any-return]
 
-    @field_validator("pg_dump_exclude_tables", "pg_dump_exclude_table_data", mode="before")
+    @field_validator(
+        "pg_dump_exclude_tables",
+        "pg_dump_exclude_table_data",
+        "dev_post_restore_sql",
+        mode="before",
+    )
     @classmethod
     def _split_csv(cls, value: object) -> list[str]:
         if isinstance(value, str):

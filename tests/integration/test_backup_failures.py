@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import stat
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from tests.conftest import Clusters, load_sample, s3_env
 from tests.harness import postgres, s3
 from tests.harness.faulty_proxy import FaultyProxy
 from tests.harness.ports import free_port
+from tests.harness.wrappers import wrap_tool
 
 pytestmark = pytest.mark.integration
 
@@ -34,18 +34,8 @@ def multipart_uploads(s3_server, bucket: str) -> list[str]:
 
 
 def wrapper_bin(tmp_path: Path, real_bin: Path, body: str) -> Path:
-    """A bin folder whose pg_dump runs `body` (bash) for dumps and the real one for --version."""
-    folder = tmp_path / "wrapped-bin"
-    folder.mkdir()
-    script = folder / "pg_dump"
-    script.write_text(
-        "#!/usr/bin/env bash\n"
-        f'REAL="{real_bin}/pg_dump"\n'
-        'if [ "${1:-}" = "--version" ]; then exec "$REAL" --version; fi\n' + body
-    )
-    script.chmod(script.stat().st_mode | stat.S_IEXEC)
-    (folder / "pg_restore").symlink_to(real_bin / "pg_restore")
-    return folder
+    """A bin folder whose pg_dump runs `body` (bash) for dumps."""
+    return wrap_tool(tmp_path / "wrapped-bin", real_bin, "pg_dump", body)
 
 
 def test_wrong_password_is_a_config_error_and_writes_nothing(

@@ -19,6 +19,7 @@ from orchestrator.postgres.lock import lock_key
 from tests.conftest import Clusters, load_sample, s3_env
 from tests.harness.ports import free_port
 from tests.harness.recorder import Recorder
+from tests.harness.wrappers import wrap_tool
 from tests.integration.test_backup_roundtrip import CHECK_SQL
 from tests.integration.test_restore import databases, fresh_target, old_content
 
@@ -226,18 +227,9 @@ def test_run_loop_cycles_serves_health_and_stops_cleanly(cycle, tmp_path):
 
 def test_sigterm_mid_restore_leaves_targets_and_storage_clean(cycle, tmp_path):
     c = cycle
-    slow = tmp_path / "slow-bin"
-    slow.mkdir()
-    real = c["source"].bin_dir
-    script = slow / "pg_restore"
-    script.write_text(
-        "#!/usr/bin/env bash\n"
-        f'case "$*" in *--version*|*--list*) exec "{real}/pg_restore" "$@";; esac\n'
-        f'sleep 60\nexec "{real}/pg_restore" "$@"\n'
+    slow = wrap_tool(
+        tmp_path / "slow-bin", c["source"].bin_dir, "pg_restore", 'sleep 60\nexec "$REAL" "$@"\n'
     )
-    script.chmod(0o755)
-    for tool in ("pg_dump", "psql"):
-        (slow / tool).symlink_to(real / tool)
     proc = start_run(c, tmp_path, SCHEDULE="every 1h", RUN_ON_START="true", PG_BIN_DIRS=str(slow))
     try:
         assert wait_for(lambda: any("__restore_" in d for d in databases(c["backup"])), 60)

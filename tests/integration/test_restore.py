@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-import stat
 import threading
 import uuid
 from pathlib import Path
@@ -15,6 +14,7 @@ import pytest
 
 from tests.conftest import Clusters, load_sample
 from tests.harness import postgres
+from tests.harness.wrappers import wrap_tool
 from tests.integration.test_backup_roundtrip import CHECK_SQL
 
 pytestmark = pytest.mark.integration
@@ -135,18 +135,8 @@ def test_open_sessions_do_not_block_the_swap(setup):
 
 
 def wrapped_restore(tmp_path: Path, real_bin: Path, body: str) -> Path:
-    folder = tmp_path / "wrapped-bin"
-    folder.mkdir()
-    script = folder / "pg_restore"
-    script.write_text(
-        "#!/usr/bin/env bash\n"
-        f'REAL="{real_bin}/pg_restore"\n'
-        'case "$*" in *--version*|*--list*) exec "$REAL" "$@";; esac\n' + body
-    )
-    script.chmod(script.stat().st_mode | stat.S_IEXEC)
-    for tool in ("psql", "pg_dump"):
-        (folder / tool).symlink_to(real_bin / tool)
-    return folder
+    """A bin folder whose pg_restore runs `body` (bash) for restores."""
+    return wrap_tool(tmp_path / "wrapped-bin", real_bin, "pg_restore", body)
 
 
 @pytest.mark.parametrize("target", ["backup", "dev"])
