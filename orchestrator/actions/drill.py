@@ -98,8 +98,8 @@ def _drill_in_scratch(
     manifest: Manifest,
     report: DrillReport,
 ) -> None:
-    maint_info = server.with_database(settings.maintenance_database)
-    with contextlib.closing(inspect.connect(maint_info, "drill server")) as maint:
+    maint = inspect.connect_maintenance(server, settings.maintenance_database, "drill server")
+    with contextlib.closing(maint):
         major = inspect.server_info(maint).major
         inspect.create_database(maint, scratch)
         try:

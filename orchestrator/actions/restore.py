@@ -115,7 +115,7 @@ def target_identity(target: ConnInfo, maintenance: str) -> str | None:
 
 
 def _maintenance(target: ConnInfo, maintenance: str) -> Conn:
-    return inspect.connect(target.with_database(maintenance), "target (maintenance database)")
+    return inspect.connect_maintenance(target, maintenance, "target (maintenance database)")
 
 
 @contextlib.contextmanager

@@ -84,6 +84,20 @@ def connect(info: ConnInfo, setting: str, *, autocommit: bool = True) -> Conn:
     return conn
 
 
+FALLBACK_MAINTENANCE = "template1"
+
+
+def connect_maintenance(server: ConnInfo, database: str, setting: str) -> Conn:
+    """Connect to `database` on `server` to create, rename and drop other databases;
+    fall back to template1 (which every cluster has) when `database` does not exist."""
+    try:
+        return connect(server.with_database(database), setting)
+    except ConfigError as exc:
+        if "does not exist" not in str(exc) or database == FALLBACK_MAINTENANCE:
+            raise
+    return connect(server.with_database(FALLBACK_MAINTENANCE), setting)
+
+
 def server_info(conn: Conn) -> ServerInfo:
     """Give the server's version."""
     row = conn.execute(

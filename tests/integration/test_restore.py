@@ -402,3 +402,12 @@ def test_maintenance_database_cannot_be_the_target(setup):
     s = setup
     result = s["orch"].run("restore", "--target", s["backup"].url("postgres"))
     assert result.returncode == 2 and "MAINTENANCE_DATABASE" in result.stderr
+
+
+def test_missing_maintenance_database_falls_back_to_template1(setup):
+    s = setup
+    result = s["orch"].ok(
+        "restore", "--target", "dev", extra_env={"MAINTENANCE_DATABASE": "no_such_maintenance_db"}
+    )
+    assert "by swap" in result.stdout
+    assert s["dev"].psql("SELECT count(*) FROM sales.orders", s["dev_db"]) == "5000"
