@@ -262,15 +262,16 @@ class Restorer:
                 "DEV_POST_RESTORE_SQL needs the swap strategy (a role that may create databases): "
                 "with the transaction strategy dev users would see the unscrubbed data"
             )
+        options = self._options(True)
         if self.client.major >= 17 > server_major:
-            raise ConfigError(
-                f"the transaction strategy cannot restore with pg_restore {self.client.version} "
-                f"into PostgreSQL {server_major} (it sends SET transaction_timeout, which aborts "
-                "the transaction): let the role create databases so the swap strategy is used"
-            )
-        ignored = pgrestore.run_restore(
-            self.client, self.target.url, self.archive, self._options(True)
-        )
+            # pg_restore would send SET transaction_timeout, which aborts the transaction
+            with work_dir(self.settings) as folder:
+                pgrestore.restore_via_script(
+                    self.client, self.target.url, self.archive, options, folder
+                )
+            ignored: list[str] = []
+        else:
+            ignored = pgrestore.run_restore(self.client, self.target.url, self.archive, options)
         self._verify(self.target.url)
         return ignored
 

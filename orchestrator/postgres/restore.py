@@ -146,6 +146,48 @@ def run_restore(
     return ignored
 
 
+TIMEOUT_SETTING = b"\nSET transaction_timeout = 0;\n"
+HEADER_BYTES = 64 * 1024
+
+
+def neutralise_transaction_timeout(script: Path) -> bool:
+    """Turn the script's `SET transaction_timeout = 0;` (sent by pg_restore 17+, unknown to
+    servers before 17) into a comment of the same length, in place; give whether it was there.
+
+    Only the header, before any COPY data, is looked at: a data row never changes.
+    """
+    with script.open("r+b") as handle:
+        head = b"\n" + handle.read(HEADER_BYTES)  # offsets below are one past the file's
+        first_copy = head.find(b"\nCOPY ")
+        where = head.find(TIMEOUT_SETTING)
+        if where < 0 or (0 <= first_copy < where):
+            return False
+        handle.seek(where)
+        handle.write(b"--" + TIMEOUT_SETTING[3:-1])
+    return True
+
+
+def restore_via_script(
+    client: ClientSet, target: ConnInfo, archive: Path, options: RestoreOptions, folder: Path
+) -> None:
+    """Restore in one transaction through a SQL script run by psql, for a pg_restore newer
+    than a server older than 17: pg_restore writes the script (--clean --if-exists), its
+    transaction_timeout line is neutralised, psql runs it with --single-transaction and
+    ON_ERROR_STOP, so any error rolls everything back. Needs disk for the script (about the
+    size of the uncompressed data). Raises CommandFailed with the first error.
+    """
+    script = folder / "restore.sql"
+    argv = [client.tool("pg_restore"), "--clean", "--if-exists", f"--file={script}"]
+    argv += ["--no-owner"] if options.no_owner else []
+    argv += ["--no-acl"] if options.no_acl else []
+    execute.run([*argv, str(archive)], timeout=options.timeout)
+    try:
+        neutralise_transaction_timeout(script)
+        run_sql_file(client, target, script, options.timeout)
+    finally:
+        script.unlink(missing_ok=True)
+
+
 def run_sql_file(client: ClientSet, target: ConnInfo, path: Path, timeout: float | None) -> None:
     """Run a SQL file with psql in one transaction, stopping at the first error.
 

@@ -411,3 +411,45 @@ def test_missing_maintenance_database_falls_back_to_template1(setup):
     )
     assert "by swap" in result.stdout
     assert s["dev"].psql("SELECT count(*) FROM sales.orders", s["dev_db"]) == "5000"
+
+
+@pytest.mark.parametrize("owners", ["false", "true"])
+def test_transaction_strategy_with_a_newer_pg_restore_than_the_server(
+    clusters, orch_factory, owners
+):
+    source = clusters.get(17)
+    db = load_sample(source)
+    source.psql(
+        "DO $$ BEGIN CREATE ROLE app_owner; EXCEPTION WHEN duplicate_object THEN "
+        "NULL; END $$; ALTER TABLE sales.orders OWNER TO app_owner",
+        db,
+    )
+    target_c = clusters.get(15)  # no role app_owner here
+    role = f"app_{uuid.uuid4().hex[:6]}"
+    target_c.psql(f"CREATE ROLE {role} LOGIN PASSWORD 'role-pw-123' NOCREATEDB")
+    target_db = f"tx15_{uuid.uuid4().hex[:6]}"
+    target_c.psql(f"CREATE DATABASE {target_db} OWNER {role}")
+    target_c.psql(
+        f"SET ROLE {role}; CREATE TABLE keep_me (v text); "
+        "INSERT INTO keep_me VALUES ('old content')",
+        target_db,
+    )
+    orch = orch_factory(
+        SOURCE_DATABASE_URL=source.url(db),
+        BACKUP_RESTORE_OWNERS=owners,
+        BACKUP_DATABASE_URL=target_c.url(target_db, password="role-pw-123", user=role),
+    )
+    orch.ok("backup")
+    result = orch.run("restore", "--target", "backup")
+    if owners == "false":
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert "by transaction" in result.stdout
+        assert target_c.psql(CHECK_SQL, target_db) == source.psql(CHECK_SQL, db)
+    else:  # owners this role may not set: psql stops at the first error, all is rolled back
+        assert result.returncode == 1
+        assert "psql exited with code 3" in result.stderr.splitlines()[-1]
+        assert "ERROR:" in result.stderr.splitlines()[-1]
+        assert "customers" not in target_c.psql(
+            "SELECT string_agg(relname, ',') FROM pg_class", target_db
+        )
+    assert old_content(target_c, target_db) == "old content"

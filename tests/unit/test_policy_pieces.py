@@ -169,3 +169,22 @@ def test_table_keys_round_trip(schema, table, key):
 def test_malformed_table_keys(bad):
     with pytest.raises(ValueError):
         split_table_key(bad)
+
+
+def test_neutralise_transaction_timeout_only_in_the_header(tmp_path):
+    from orchestrator.postgres.restore import neutralise_transaction_timeout
+
+    script = tmp_path / "s.sql"
+    body = (
+        b"--\nSET statement_timeout = 0;\nSET transaction_timeout = 0;\nSET x = 1;\n"
+        b"COPY public.t (v) FROM stdin;\nSET transaction_timeout = 0;\n\\.\n"
+    )
+    script.write_bytes(body)
+    assert neutralise_transaction_timeout(script) is True
+    patched = script.read_bytes()
+    assert len(patched) == len(body)
+    assert patched.count(b"SET transaction_timeout = 0;") == 1  # the data row is untouched
+    assert b"\n--T transaction_timeout = 0;\n" in patched
+    data_only = tmp_path / "d.sql"
+    data_only.write_bytes(b"COPY public.t (v) FROM stdin;\nSET transaction_timeout = 0;\n\\.\n")
+    assert neutralise_transaction_timeout(data_only) is False
