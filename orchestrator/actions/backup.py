@@ -19,7 +19,7 @@ from pathlib import Path
 from orchestrator import __version__, catalog
 from orchestrator.actions.common import client_for, sha256_of, storage_from
 from orchestrator.catalog import Manifest
-from orchestrator.errors import ConfigError, JobError, NotFound
+from orchestrator.errors import ConfigError, JobError, NotFound, OrchestratorError
 from orchestrator.logs import get_logger
 from orchestrator.postgres import inspect, restore
 from orchestrator.postgres.dump import DumpOptions, run_dump
@@ -28,6 +28,7 @@ from orchestrator.storage import Storage
 
 log = get_logger(__name__)
 SOURCE = "SOURCE_DATABASE_URL"
+ID_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -75,13 +76,29 @@ def work_dir(settings: Settings) -> Iterator[Path]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def take_dump(settings: Settings, folder: Path) -> LocalDump:
+def unused_start_time(storage: Storage, database: str) -> datetime:
+    """Now, or the next second when a backup of `database` already has this second's id
+    (ids have one-second resolution; two runs in one second must not collide)."""
+    for _attempt in range(ID_ATTEMPTS):
+        now = datetime.now(UTC)
+        try:
+            storage.get_bytes(catalog.manifest_key_for(catalog.new_backup_id(database, now)))
+        except NotFound:
+            return now
+        except OrchestratorError:
+            return now  # the store cannot say; archive() still refuses to overwrite
+        time.sleep(1.0 - now.microsecond / 1_000_000 + 0.01)
+    return datetime.now(UTC)
+
+
+def take_dump(settings: Settings, folder: Path, started_at: datetime | None = None) -> LocalDump:
     """Dump the source into `folder` and count its rows in the same snapshot.
 
-    Raises ConfigError (bad URL, credentials, no suitable pg_dump) or JobError.
+    `started_at` (default now) names the backup. Raises ConfigError (bad URL,
+    credentials, no suitable pg_dump) or JobError.
     """
     source = settings.require_source()
-    started_at = datetime.now(UTC)
+    started_at = started_at or datetime.now(UTC)
     started = time.monotonic()
     backup_id = catalog.new_backup_id(source.database, started_at)
     out = folder / f"{backup_id}{catalog.DUMP_SUFFIX}"
@@ -170,5 +187,6 @@ def backup(settings: Settings) -> BackupResult:
     storage = storage_from(settings)
     storage.check()
     with work_dir(settings) as folder:
-        dump = take_dump(settings, folder)
+        start = unused_start_time(storage, settings.require_source().database)
+        dump = take_dump(settings, folder, start)
         return archive(storage, dump)

@@ -20,7 +20,13 @@ from typing import Any
 import structlog
 
 from orchestrator.actions import restore as restore_action
-from orchestrator.actions.backup import LocalDump, archive, take_dump, work_dir
+from orchestrator.actions.backup import (
+    LocalDump,
+    archive,
+    take_dump,
+    unused_start_time,
+    work_dir,
+)
 from orchestrator.actions.common import client_for, storage_from
 from orchestrator.actions.prune import prune
 from orchestrator.actions.status import save_last_cycle
@@ -156,7 +162,8 @@ def _cycle(
         dumped: list[LocalDump] = []
 
         def dump_step() -> dict[str, Any]:
-            dumped.append(take_dump(settings, folder))
+            start = unused_start_time(storage, settings.require_source().database)
+            dumped.append(take_dump(settings, folder, start))
             manifest = dumped[0].manifest
             return {"backup_id": manifest.id, "size_bytes": manifest.size_bytes}
 

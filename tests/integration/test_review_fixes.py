@@ -127,3 +127,11 @@ def test_folder_store_survives_dangling_symlinks_and_naive_timestamps(orch_facto
     copied.write_text((tmp_path / "store" / good.manifest_key).read_text())
     listed = json.loads(orch_factory().ok("list", "--json").stdout)
     assert [b["id"] for b in listed] == [naive.id, good.id]
+
+
+def test_back_to_back_backups_in_one_second_get_distinct_ids(clusters: Clusters, orch_factory):
+    source = clusters.get(15)
+    db = load_sample(source)
+    orch = orch_factory(SOURCE_DATABASE_URL=source.url(db))
+    ids = [orch.ok("backup").stdout.strip() for _ in range(3)]
+    assert len(set(ids)) == 3
