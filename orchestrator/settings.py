@@ -76,6 +76,9 @@ class Settings(BaseSettings):
         default="when_supported", validation_alias="S3_RESPONSE_CHECKSUM_VALIDATION"
     )
     s3_max_concurrency: int = Field(default=4, ge=1, le=64, validation_alias="S3_MAX_CONCURRENCY")
+    s3_checksum_algorithm: Literal["CRC32", "SHA256"] = Field(
+        default="CRC32", validation_alias="S3_CHECKSUM_ALGORITHM"
+    )
 
     pg_bin_dirs: CsvList = Field(default_factory=list, validation_alias="PG_BIN_DIRS")
     pg_dump_compress: str | None = Field(default=None, validation_alias="PG_DUMP_COMPRESS")

@@ -20,6 +20,7 @@ def storage_from(settings: Settings) -> Storage:
         S3Options(
             endpoint_url=settings.s3_endpoint_url,
             region=settings.s3_region,
+            checksum_algorithm=settings.s3_checksum_algorithm,
             checksum_calculation=settings.s3_checksum_calculation,
             checksum_validation=settings.s3_checksum_validation,
             max_concurrency=settings.s3_max_concurrency,

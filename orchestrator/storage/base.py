@@ -35,6 +35,7 @@ class S3Options:
 
     endpoint_url: str | None = None
     region: str | None = None
+    checksum_algorithm: Literal["CRC32", "SHA256"] = "CRC32"
     checksum_calculation: Literal["when_supported", "when_required"] = "when_supported"
     checksum_validation: Literal["when_supported", "when_required"] = "when_supported"
     max_concurrency: int = 4

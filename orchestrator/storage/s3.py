@@ -1,8 +1,8 @@
 """S3-compatible object storage through boto3 (AWS, MinIO, SeaweedFS, R2, B2, Railway).
 
 Large files go up in parallel multipart uploads whose part size grows with the file
-so that a 5 TB dump stays under S3's 10,000-part limit; every request carries a SHA-256
-checksum the server verifies. A failed upload leaves no multipart upload behind.
+so that a 5 TB dump stays under S3's 10,000-part limit; every request carries a checksum
+(CRC32 or SHA-256) the server verifies. A failed upload leaves no multipart upload behind.
 """
 
 from __future__ import annotations
@@ -147,11 +147,13 @@ class S3Storage:
             raise self._fail(exc, f"reach {self.describe()}") from None
 
     def _checksum_args(self) -> dict[str, Any]:
-        """SHA-256 checksums on writes, unless the store wants checksums only when required
-        (S3_REQUEST_CHECKSUM_CALCULATION=when_required, for stores that reject them)."""
+        """A checksum on every write (part) that the server verifies, S3_CHECKSUM_ALGORITHM,
+        unless the store wants checksums only when required (S3_REQUEST_CHECKSUM_CALCULATION=
+        when_required, for stores that reject them). The object's SHA-256 is in the manifest
+        and is checked end to end on every fetch and restore."""
         if self.options.checksum_calculation == "when_required":
             return {}
-        return {"ChecksumAlgorithm": "SHA256"}
+        return {"ChecksumAlgorithm": self.options.checksum_algorithm}
 
     def _transfer_config(self, size: int) -> TransferConfig:
         return TransferConfig(

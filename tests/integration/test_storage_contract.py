@@ -126,3 +126,22 @@ def test_missing_bucket_is_a_config_error(s3_server, monkeypatch):
     store = open_storage("s3://absent-bucket/p", S3Options(endpoint_url=s3_server.endpoint))
     with pytest.raises(ConfigError, match="bucket 'absent-bucket' does not exist"):
         store.check()
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "field"), [("CRC32", "ChecksumCRC32"), ("SHA256", "ChecksumSHA256")]
+)
+def test_s3_uploads_carry_the_chosen_checksum(
+    algorithm, field, s3_server, bucket, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3.ACCESS_KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3.SECRET_KEY)
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    store = open_storage(
+        f"s3://{bucket}/c", S3Options(endpoint_url=s3_server.endpoint, checksum_algorithm=algorithm)
+    )
+    store.put_file("db/small.dump", make_file(tmp_path / "small", 1024))
+    head = s3_server.client().head_object(
+        Bucket=bucket, Key="c/db/small.dump", ChecksumMode="ENABLED"
+    )
+    assert head.get(field)
