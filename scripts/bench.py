@@ -38,6 +38,12 @@ def run(argv: list[str]) -> None:
     subprocess.run(argv, check=True, capture_output=True)
 
 
+def settle(clusters: tuple[postgres.Cluster, ...]) -> None:
+    """Start each timed run from the same state: checkpoints done, caches warm."""
+    for cluster in clusters:
+        cluster.psql("CHECKPOINT")
+
+
 def fresh(cluster: postgres.Cluster, name: str) -> str:
     cluster.create_database(name)
     return cluster.url(name)
@@ -126,8 +132,11 @@ def main() -> None:
     bins = postgres.installs()
     major = 17 if 17 in bins else max(bins)
     print(f"starting PostgreSQL {major} source and two targets, SeaweedFS; pgbench scale {scale}")
-    source_c = postgres.start_cluster(major, bins[major])
-    targets = [postgres.start_cluster(major, bins[major]) for _ in range(2)]
+    # autovacuum off: each run leaves freshly loaded databases behind, and their autovacuum
+    # would land in the next run's timing; the same for all three ways
+    quiet = "-c autovacuum=off"
+    source_c = postgres.start_cluster(major, bins[major], quiet)
+    targets = [postgres.start_cluster(major, bins[major], quiet) for _ in range(2)]
     store = s3.start_s3()
     try:
         source_c.create_database("bench")
@@ -142,6 +151,7 @@ def main() -> None:
                 source_c.url("bench"),
             ]
         )
+        source_c.psql("VACUUM ANALYZE", "bench")
         size = source_c.psql("SELECT pg_size_pretty(pg_database_size('bench'))", "bench")
         print(f"source database: {size}; pg_restore -j{JOBS}; {os.cpu_count()} cores\n")
         bucket = store.new_bucket()
@@ -160,10 +170,14 @@ def main() -> None:
         rss: list[int] = []
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp)
+            clusters = (source_c, *targets)
             for round_no in range(1, rounds + 1):
                 print(f"round {round_no} of {rounds}")
+                settle(clusters)
                 runs["a"].append(timed(A, lambda: floor(bins[major], url, targets, work)))
+                settle(clusters)
                 runs["b"].append(timed(B, lambda: old_way(bins[major], url, targets, work)))
+                settle(clusters)
                 runs["c"].append(timed(C, lambda: rss.append(pipeline(env))))
         a, b, c = (statistics.median(runs[k]) for k in "abc")
         print(f"\nmedians of {rounds} round(s): a {a:.1f} s, b {b:.1f} s, c {c:.1f} s")

@@ -116,8 +116,9 @@ class Cluster:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def start_cluster(major: int, bin_dir: Path) -> Cluster:
-    """initdb + pg_ctl start a fresh cluster of `major` on a free port."""
+def start_cluster(major: int, bin_dir: Path, extra_options: str = "") -> Cluster:
+    """initdb + pg_ctl start a fresh cluster of `major` on a free port (`extra_options`
+    are more `-c name=value` server settings)."""
     root = Path(tempfile.mkdtemp(prefix=f"orch-pg{major}-", dir="/tmp"))
     if os.geteuid() == 0:
         entry = pwd.getpwnam("postgres")
@@ -146,7 +147,7 @@ def start_cluster(major: int, bin_dir: Path) -> Cluster:
     pwfile.unlink()
     options = (
         f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c fsync=off "
-        "-c full_page_writes=off -c synchronous_commit=off"
+        f"-c full_page_writes=off -c synchronous_commit=off {extra_options}"
     )
     _as_server_user(
         [
