@@ -35,6 +35,34 @@ def old_content(cluster, database: str) -> str:
     return cluster.psql("SELECT v FROM keep_me", database)
 
 
+ROLE_PASSWORD = "role-pw-123"
+
+
+def role_owned_target(cluster, createdb: bool) -> tuple[str, str]:
+    """A target database owned by a new login role (CREATEDB or not) holding keep_me;
+    give (database, URL that connects as that role)."""
+    role = f"app_{uuid.uuid4().hex[:6]}"
+    right = "CREATEDB" if createdb else "NOCREATEDB"
+    cluster.psql(f"CREATE ROLE {role} LOGIN PASSWORD '{ROLE_PASSWORD}' {right}")
+    database = f"owned_{uuid.uuid4().hex[:6]}"
+    cluster.psql(f"CREATE DATABASE {database} OWNER {role}")
+    cluster.psql(
+        f"SET ROLE {role}; CREATE TABLE keep_me (v text); "
+        "INSERT INTO keep_me VALUES ('old content')",
+        database,
+    )
+    return database, cluster.url(database, user=role, password=ROLE_PASSWORD)
+
+
+def give_orders_to_a_role_targets_lack(source, database: str) -> None:
+    """Make sales.orders owned by app_owner, a role the target servers do not have."""
+    source.psql(
+        "DO $$ BEGIN CREATE ROLE app_owner; EXCEPTION WHEN duplicate_object THEN "
+        "NULL; END $$; ALTER TABLE sales.orders OWNER TO app_owner",
+        database,
+    )
+
+
 SCHEMA_SQL = """
 SELECT string_agg(format('%s.%s.%s %s %s %s', table_schema, table_name, column_name, data_type,
                          is_nullable, coalesce(column_default, '')), E'\n'
@@ -66,15 +94,11 @@ def setup(clusters: Clusters, orch_factory):
     backup_c, dev_c = clusters.get(15), clusters.get(14)
     backup_db, dev_db = fresh_target(backup_c), fresh_target(dev_c)
 
-    def make(**env):
-        base = {
-            "SOURCE_DATABASE_URL": source.url(db),
-            "BACKUP_DATABASE_URL": backup_c.url(backup_db),
-            "DEV_DATABASE_URL": dev_c.url(dev_db),
-        }
-        return orch_factory(**{**base, **env})
-
-    orch = make()
+    orch = orch_factory(
+        SOURCE_DATABASE_URL=source.url(db),
+        BACKUP_DATABASE_URL=backup_c.url(backup_db),
+        DEV_DATABASE_URL=dev_c.url(dev_db),
+    )
     backup_id = orch.ok("backup").stdout.strip()
     return {
         "source": source,
@@ -84,7 +108,6 @@ def setup(clusters: Clusters, orch_factory):
         "dev": dev_c,
         "dev_db": dev_db,
         "orch": orch,
-        "make": make,
         "id": backup_id,
     }
 
@@ -156,11 +179,7 @@ def test_pg_restore_killed_midway_leaves_the_target_intact(setup, tmp_path, targ
 def test_restore_failing_on_the_target_keeps_the_previous_content(clusters, orch_factory, strategy):
     source = clusters.get(15)
     db = load_sample(source)
-    source.psql(
-        "DO $$ BEGIN CREATE ROLE app_owner; EXCEPTION WHEN duplicate_object THEN "
-        "NULL; END $$; ALTER TABLE sales.orders OWNER TO app_owner",
-        db,
-    )
+    give_orders_to_a_role_targets_lack(source, db)
     target_c = clusters.get(14)  # has no role app_owner
     target_db = fresh_target(target_c)
     orch = orch_factory(
@@ -184,16 +203,7 @@ def test_transaction_strategy_round_trip_for_a_role_without_createdb(clusters, o
     source = clusters.get(17)
     db = load_sample(source)
     target_c = clusters.get(17)
-    role = f"app_{uuid.uuid4().hex[:6]}"
-    target_c.psql(f"CREATE ROLE {role} LOGIN PASSWORD 'role-pw-123' NOCREATEDB")
-    target_db = f"tx_{uuid.uuid4().hex[:6]}"
-    target_c.psql(f"CREATE DATABASE {target_db} OWNER {role}")
-    target_c.psql(
-        f"SET ROLE {role}; CREATE TABLE keep_me (v text); "
-        "INSERT INTO keep_me VALUES ('old content')",
-        target_db,
-    )
-    url = target_c.url(target_db, password="role-pw-123", user=role)
+    target_db, url = role_owned_target(target_c, createdb=False)
     orch = orch_factory(SOURCE_DATABASE_URL=source.url(db), BACKUP_DATABASE_URL=url)
     orch.ok("backup")
     result = orch.ok("restore", "--target", "backup")
@@ -353,17 +363,9 @@ def test_sessions_the_role_may_not_end_fail_the_swap_and_keep_the_target(cluster
     source = clusters.get(17)
     db = load_sample(source)
     target_c = clusters.get(15)
-    role = f"restorer_{uuid.uuid4().hex[:6]}"
-    target_c.psql(f"CREATE ROLE {role} LOGIN PASSWORD 'restore-pw-1' CREATEDB")
-    target_db = f"busy_{uuid.uuid4().hex[:6]}"
-    target_c.psql(f"CREATE DATABASE {target_db} OWNER {role}")
-    target_c.psql(
-        "CREATE TABLE keep_me (v text); INSERT INTO keep_me VALUES ('old content')", target_db
-    )
+    target_db, url = role_owned_target(target_c, createdb=True)
     orch = orch_factory(
-        SOURCE_DATABASE_URL=source.url(db),
-        RESTORE_SESSION_WAIT="2",
-        BACKUP_DATABASE_URL=target_c.url(target_db, user=role, password="restore-pw-1"),
+        SOURCE_DATABASE_URL=source.url(db), RESTORE_SESSION_WAIT="2", BACKUP_DATABASE_URL=url
     )
     orch.ok("backup")
     superuser_session = psycopg.connect(target_c.url(target_db), autocommit=True)
@@ -419,25 +421,11 @@ def test_transaction_strategy_with_a_newer_pg_restore_than_the_server(
 ):
     source = clusters.get(17)
     db = load_sample(source)
-    source.psql(
-        "DO $$ BEGIN CREATE ROLE app_owner; EXCEPTION WHEN duplicate_object THEN "
-        "NULL; END $$; ALTER TABLE sales.orders OWNER TO app_owner",
-        db,
-    )
+    give_orders_to_a_role_targets_lack(source, db)
     target_c = clusters.get(15)  # no role app_owner here
-    role = f"app_{uuid.uuid4().hex[:6]}"
-    target_c.psql(f"CREATE ROLE {role} LOGIN PASSWORD 'role-pw-123' NOCREATEDB")
-    target_db = f"tx15_{uuid.uuid4().hex[:6]}"
-    target_c.psql(f"CREATE DATABASE {target_db} OWNER {role}")
-    target_c.psql(
-        f"SET ROLE {role}; CREATE TABLE keep_me (v text); "
-        "INSERT INTO keep_me VALUES ('old content')",
-        target_db,
-    )
+    target_db, url = role_owned_target(target_c, createdb=False)
     orch = orch_factory(
-        SOURCE_DATABASE_URL=source.url(db),
-        BACKUP_RESTORE_OWNERS=owners,
-        BACKUP_DATABASE_URL=target_c.url(target_db, password="role-pw-123", user=role),
+        SOURCE_DATABASE_URL=source.url(db), BACKUP_RESTORE_OWNERS=owners, BACKUP_DATABASE_URL=url
     )
     orch.ok("backup")
     result = orch.run("restore", "--target", "backup")
