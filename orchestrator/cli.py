@@ -322,4 +322,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
-__all__ = ["ConfigError", "build_parser", "main"]
+__all__ = ["build_parser", "main"]

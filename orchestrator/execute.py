@@ -57,14 +57,12 @@ class _StderrKeeper:
         self.max_errors = max_errors
         self.first_errors: list[str] = []
         self.tail: deque[str] = deque(maxlen=TAIL_LINES)
-        self.all_count = 0
         self.errors_seen = 0
 
     def __call__(self, line: str) -> None:
         line = line.rstrip("\n")
         if not line:
             return
-        self.all_count += 1
         self.tail.append(line)
         if any(marker in line for marker in _ERROR_MARKERS):
             self.errors_seen += 1
