@@ -39,9 +39,15 @@ def run(argv: list[str]) -> None:
 
 
 def settle(clusters: tuple[postgres.Cluster, ...]) -> None:
-    """Start each timed run from the same state: checkpoints done, caches warm."""
+    """Start each timed run from the same state: checkpoints done, dirty pages on disk.
+
+    Without the sync, the kernel's write-back of the gigabytes earlier runs wrote lands in
+    whichever run comes next (measured: it made the pipeline's pg_restore 0.7 s slower
+    than the floor's, restoring the same file into the same servers).
+    """
     for cluster in clusters:
         cluster.psql("CHECKPOINT")
+    os.sync()
 
 
 def fresh(cluster: postgres.Cluster, name: str) -> str:
