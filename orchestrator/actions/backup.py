@@ -6,22 +6,28 @@ backup behind: at worst a dump object without a manifest, which this action remo
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import psycopg
+
 from orchestrator import __version__, catalog
 from orchestrator.actions.common import client_for, sha256_of, storage_from
 from orchestrator.catalog import Manifest
+from orchestrator.conninfo import ConnInfo
 from orchestrator.errors import ConfigError, JobError, NotFound, OrchestratorError
 from orchestrator.logs import get_logger
+from orchestrator.names import table_key
 from orchestrator.postgres import inspect, restore
+from orchestrator.postgres.clients import ClientSet
 from orchestrator.postgres.dump import DumpOptions, run_dump
 from orchestrator.settings import Settings
 from orchestrator.storage import Storage
@@ -107,13 +113,7 @@ def take_dump(settings: Settings, folder: Path, started_at: datetime | None = No
         identity = inspect.cluster_identity(snap.conn)
         client = client_for(settings, "pg_dump", server.major, f"the source runs {server.version}")
         log.info("backup.dump", backup_id=backup_id, server=server.version, pg_dump=client.version)
-        run_dump(client, source, out, snap.snapshot_id, dump_options(settings))
-        with ThreadPoolExecutor(max_workers=1) as pool:  # hash locally while the server counts
-            digest = pool.submit(sha256_of, out)
-            toc = restore.list_toc(client, out)
-            tables = restore.table_data_tables(toc, inspect.user_tables(snap.conn))
-            counts = inspect.count_rows(snap.conn, tables)
-            sha256 = digest.result()
+        counts, sha256 = _dump_in_snapshot(source, snap, client, out, dump_options(settings))
     manifest = Manifest(
         id=backup_id,
         created_at=started_at.replace(microsecond=0),
@@ -131,6 +131,39 @@ def take_dump(settings: Settings, folder: Path, started_at: datetime | None = No
         tool_version=__version__,
     )
     return LocalDump(out, manifest)
+
+
+def _dump_in_snapshot(
+    source: ConnInfo, snap: inspect.Snapshot, client: ClientSet, out: Path, options: DumpOptions
+) -> tuple[dict[str, int], str]:
+    """Run pg_dump of `source` in `snap`; give (row counts of the tables whose data the
+    archive holds, the archive's sha256). Raises what run_dump raises."""
+    known = inspect.user_tables(snap.conn)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        # a dump of every table: count them all while pg_dump runs (same snapshot, and the
+        # server has time to spare then); otherwise count what the archive holds, after
+        every = options.dumps_every_table
+        early = pool.submit(inspect.count_rows, snap.conn, known) if every else None
+        try:
+            run_dump(client, source, out, snap.snapshot_id, options)
+        except BaseException:
+            if early is not None:
+                with contextlib.suppress(psycopg.Error):
+                    snap.conn.cancel_safe(timeout=3.0)
+            raise
+        digest = pool.submit(sha256_of, out)
+        tables = restore.table_data_tables(restore.list_toc(client, out), known)
+        return _counts_of(snap.conn, tables, early), digest.result()
+
+
+def _counts_of(
+    conn: inspect.Conn, tables: list[inspect.TableName], early: Future[dict[str, int]] | None
+) -> dict[str, int]:
+    """Row counts of `tables`: those counted during the dump (`early`), the rest now."""
+    counted = early.result() if early is not None else {}
+    missing = [t for t in tables if table_key(*t) not in counted]
+    counted = {**counted, **inspect.count_rows(conn, missing)}
+    return {table_key(*t): counted[table_key(*t)] for t in tables}
 
 
 def archive(storage: Storage, dump: LocalDump) -> BackupResult:

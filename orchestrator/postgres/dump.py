@@ -20,6 +20,11 @@ class DumpOptions:
     extra_args: tuple[str, ...] = field(default=())
     timeout: float | None = None
 
+    @property
+    def dumps_every_table(self) -> bool:
+        """True when nothing narrows what is dumped (no exclusions, no extra arguments)."""
+        return not (self.exclude_tables or self.exclude_table_data or self.extra_args)
+
 
 def dump_argv(
     client: ClientSet, source: ConnInfo, out: Path, snapshot: str | None, options: DumpOptions

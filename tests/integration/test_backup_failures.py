@@ -196,6 +196,42 @@ def test_pg_dump_error_is_reported_with_its_first_line(clusters: Clusters, orch_
     assert "pg_dump exited with code 1: pg_dump: error: no matching tables" in result.stderr
 
 
+def test_failed_pg_dump_cancels_the_row_counts_running_beside_it(
+    clusters: Clusters, orch_factory, tmp_path
+):
+    """Rows are counted while pg_dump runs; when pg_dump fails the counting is cancelled,
+    not waited for (here it waits on a lock another session holds for a minute)."""
+    source = clusters.get(17)
+    db = load_sample(source)
+    holder = subprocess.Popen(
+        [
+            str(source.bin_dir / "psql"),
+            *("-X", "-h", str(source.root), "-p", str(source.port), "-U", "postgres", "-d", db),
+            "-c",
+            "BEGIN; LOCK TABLE public.customers IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(60);",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_lock = "SELECT count(*) FROM pg_locks WHERE mode = 'AccessExclusiveLock'"
+        deadline = time.monotonic() + 10
+        while source.psql(wait_for_lock, db) == "0" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        body = 'sleep 0.5\necho "pg_dump: error: injected failure" >&2\nexit 1\n'
+        wrapped = wrapper_bin(tmp_path, source.bin_dir, body)
+        orch = orch_factory(SOURCE_DATABASE_URL=source.url(db), PG_BIN_DIRS=str(wrapped))
+        started = time.monotonic()
+        result = orch.run("backup", timeout=50)
+        assert time.monotonic() - started < 30
+    finally:
+        holder.kill()
+        holder.wait()
+    assert result.returncode == 1
+    assert "pg_dump: error: injected failure" in result.stderr.strip().splitlines()[-1]
+    assert not list((tmp_path / "store").rglob("*.manifest.json"))
+
+
 def test_failed_upload_aborts_its_multipart_upload(
     clusters: Clusters, s3_server, bucket, orch_factory, tmp_path
 ):

@@ -92,3 +92,21 @@ def test_manifest_counts_rows_in_the_dump_snapshot(
     )
     assert manifest["created_at"].endswith("Z") or manifest["created_at"].endswith("+00:00")
     assert postgres.PASSWORD not in manifest_path.read_text()
+
+
+def test_tables_whose_data_is_excluded_are_not_counted(
+    clusters: Clusters, orch_factory, tmp_path: Path
+):
+    """With exclusions the rows are counted after the dump, from its table of contents."""
+    source = clusters.get(15)
+    db = load_sample(source)
+    orch = orch_factory(
+        SOURCE_DATABASE_URL=source.url(db),
+        PG_DUMP_EXCLUDE_TABLE_DATA="public.customers",
+        PG_DUMP_EXCLUDE_TABLES="public.empty_table",
+    )
+    backup_id = orch.ok("backup").stdout.strip()
+    manifest_path = next((tmp_path / "store").rglob(f"{backup_id}.manifest.json"))
+    counts = json.loads(manifest_path.read_text())["row_counts"]
+    assert "public.customers" not in counts and "public.empty_table" not in counts
+    assert counts["sales.orders"] == 5000 and counts["public.Mixed Case table"] == 100
