@@ -152,6 +152,20 @@ class SwapPlan:
     previous: str | None
 
 
+def ages_out(
+    target: str, keep: int, target_exists: bool, existing_previous: list[str]
+) -> str | None:
+    """The previous copy a successful swap into `target` would drop: the oldest of the
+    `keep` kept copies (`_previous_<keep>`) when it and the target exist; else None.
+
+    `existing_previous` are the names of previous_names(target, keep) that exist now.
+    """
+    names = previous_names(target, keep)
+    if target_exists and names and names[-1] in existing_previous:
+        return names[-1]
+    return None
+
+
 def swap_renames(
     target: str,
     staging: str,
@@ -163,21 +177,22 @@ def swap_renames(
     """Plan the swap of `staging` into `target`, keeping `keep` previous copies.
 
     `existing_previous` are the previous-copy names (of previous_names(target, keep)) that
-    exist now. Copies that age out are renamed to a trash name in the same transaction and
-    dropped only after it commits, so a failed swap loses nothing.
+    exist now. A copy that ages out (usually dropped already while the new copy was
+    restored, see ages_out) or the target itself when `keep` is 0 is renamed to a trash name
+    in the same transaction and dropped only after it commits, so a failed swap loses nothing.
     """
     names = previous_names(target, keep)
     renames: list[tuple[str, str]] = []
     drop_after: list[str] = []
+    trash = _fit(target, f"__old_{run_id}")
     if target_exists:
         if keep == 0:
-            trash = _fit(target, f"__old_{run_id}")
             renames.append((target, trash))
             drop_after.append(trash)
         else:
-            if names[-1] in existing_previous:
-                trash = _fit(target, f"__old_{run_id}")
-                renames.append((names[-1], trash))
+            oldest = ages_out(target, keep, target_exists, existing_previous)
+            if oldest:
+                renames.append((oldest, trash))
                 drop_after.append(trash)
             for older, newer in reversed(list(itertools.pairwise(names))):
                 if older in existing_previous:

@@ -13,6 +13,7 @@ import contextlib
 import secrets
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from orchestrator.actions.fetch import check_file, download_checked
 from orchestrator.catalog import Manifest
 from orchestrator.conninfo import ConnInfo
 from orchestrator.errors import ConfigError, JobError, OrchestratorError
-from orchestrator.logs import get_logger, mask
+from orchestrator.logs import get_logger, mask, with_context
 from orchestrator.postgres import inspect
 from orchestrator.postgres import restore as pgrestore
 from orchestrator.postgres.clients import ClientSet
@@ -246,7 +247,12 @@ class Restorer:
         inspect.create_database(maint, staging)
         try:
             staged = self.target.url.with_database(staging)
-            ignored = pgrestore.run_restore(self.client, staged, self.archive, self._options(False))
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                room = pool.submit(with_context(self._make_room), maint, server_major)
+                ignored = pgrestore.run_restore(
+                    self.client, staged, self.archive, self._options(False)
+                )
+                room.result()
             self._verify(staged)
             self._post_restore_sql(staged)
             previous = self._swap_in(maint, staging, server_major)
@@ -255,6 +261,30 @@ class Restorer:
                 inspect.drop_database(maint, staging, server_major)
             raise
         return ignored, previous
+
+    def _make_room(self, maint: Conn, server_major: int) -> None:
+        """Drop the previous copy this swap would drop anyway (ages_out), while pg_restore
+        runs: the server then needs room for one copy less, and the checkpoint that DROP
+        DATABASE forces runs now, not right after gigabytes were restored. A failure only
+        warns: the swap then renames the copy aside and drops it afterwards, as before."""
+        name = self.target.url.database
+        oldest = restore_plan.ages_out(name, self.target.keep_previous, *self._existing(maint))
+        if oldest is None:
+            return
+        try:
+            inspect.drop_database(maint, oldest, server_major)
+        except psycopg.Error as exc:
+            log.warning("restore.make_room_failed", database=oldest, error=str(exc))
+            return
+        log.info("restore.made_room", target=self.target.name, dropped=oldest)
+
+    def _existing(self, maint: Conn) -> tuple[bool, list[str]]:
+        """Give (the target exists, the names of its previous copies that exist)."""
+        name = self.target.url.database
+        previous = restore_plan.previous_names(name, self.target.keep_previous)
+        return inspect.database_exists(maint, name), [
+            n for n in previous if inspect.database_exists(maint, n)
+        ]
 
     def _transaction(self, server_major: int) -> list[str]:
         if self.target.post_restore_sql:
@@ -298,18 +328,9 @@ class Restorer:
         """Rename the target aside and the staging database into its place, ending sessions
         on the target with a bounded wait. Gives the previous copy's name (None if none)."""
         name = self.target.url.database
-        keep = self.target.keep_previous
+        target_exists, existing = self._existing(maint)
         plan = restore_plan.swap_renames(
-            name,
-            staging,
-            inspect.database_exists(maint, name),
-            [
-                n
-                for n in restore_plan.previous_names(name, keep)
-                if inspect.database_exists(maint, n)
-            ],
-            keep,
-            secrets.token_hex(4),
+            name, staging, target_exists, existing, self.target.keep_previous, secrets.token_hex(4)
         )
         busy = [old for old, _new in plan.renames if old != staging]
         deadline = time.monotonic() + self.settings.restore_session_wait

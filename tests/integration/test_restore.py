@@ -135,6 +135,39 @@ def test_second_restore_rotates_the_previous_copy(setup):
     assert not [d for d in names if "__old_" in d or "__restore_" in d]
 
 
+def test_copy_that_ages_out_is_dropped_while_restoring_even_if_the_restore_fails(
+    setup, tmp_path
+):
+    """Make room first: the copy a swap would drop goes while pg_restore runs, so the server
+    needs room for one copy less; a failed restore still leaves the target as it was."""
+    s = setup
+    s["orch"].ok("restore", "--target", "dev")
+    previous = f"{s['dev_db']}_previous"
+    assert old_content(s["dev"], previous) == "old content"
+    body = '"$REAL" "$@"\necho "pg_restore: error: injected failure" >&2\nexit 1\n'
+    wrapped = wrapped_restore(tmp_path, s["source"].bin_dir, body)
+    result = s["orch"].run("restore", "--target", "dev", extra_env={"PG_BIN_DIRS": str(wrapped)})
+    assert result.returncode == 1 and "injected failure" in result.stderr.splitlines()[-1]
+    assert "restore.made_room" in result.stderr
+    names = databases(s["dev"])
+    assert previous not in names and not [d for d in names if "__restore_" in d]
+    assert s["dev"].psql("SELECT count(*) FROM public.customers", s["dev_db"]) == "2000"
+
+
+def test_copy_that_cannot_be_dropped_early_only_warns(setup):
+    """A copy the role may not drop (another role owns it) is left for the swap, which
+    then fails on it as before: the target stays as it was."""
+    s = setup
+    database, url = role_owned_target(s["backup"], createdb=True)
+    s["backup"].psql(f"CREATE DATABASE {database}_previous")  # owned by the superuser
+    result = s["orch"].run("restore", "--target", url)
+    assert result.returncode == 1
+    assert "restore.make_room_failed" in result.stderr
+    assert f"{database}_previous" in databases(s["backup"])
+    assert old_content(s["backup"], database) == "old content"
+    assert not [d for d in databases(s["backup"]) if "__restore_" in d]
+
+
 def test_target_that_did_not_exist_is_created(setup):
     s = setup
     new_db = f"brand_new_{uuid.uuid4().hex[:6]}"

@@ -7,6 +7,7 @@ import pytest
 from orchestrator.restore_plan import (
     Capabilities,
     Endpoint,
+    ages_out,
     choose_strategy,
     count_differences,
     previous_names,
@@ -139,3 +140,21 @@ def test_count_differences():
 def test_swap_renames(exists, previous, keep, renames, drops, kept):
     plan = swap_renames("db", "s", exists, previous, keep, "r")
     assert (plan.renames, plan.drop_after, plan.previous) == (renames, drops, kept)
+
+
+@pytest.mark.parametrize(
+    ("exists", "previous", "keep", "dropped"),
+    [
+        (True, ["db_previous"], 1, "db_previous"),
+        (True, [], 1, None),
+        (False, ["db_previous"], 1, None),  # nothing shifts: the copy stays
+        (True, ["db_previous"], 2, None),  # a free slot
+        (True, ["db_previous_2"], 2, "db_previous_2"),
+        (True, ["db_previous", "db_previous_2"], 2, "db_previous_2"),
+        (True, [], 0, None),  # keep 0 drops the target itself, and only after the swap
+    ],
+)
+def test_ages_out_names_the_copy_a_swap_would_drop(exists, previous, keep, dropped):
+    assert ages_out("db", keep, exists, previous) == dropped
+    plan = swap_renames("db", "s", exists, previous, keep, "r")
+    assert (dropped, "db__old_r") in plan.renames or dropped is None
