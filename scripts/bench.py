@@ -98,8 +98,11 @@ def old_way(bins: Path, source: str, targets: list[postgres.Cluster], work: Path
         )
 
 
-def pipeline(env: dict[str, str]) -> int:
-    """Run `orchestrator pipeline`; give its peak RSS in bytes (VmHWM, sampled to the end)."""
+def pipeline(env: dict[str, str], round_no: int) -> int:
+    """Run `orchestrator pipeline`; give its peak RSS in bytes (VmHWM, sampled to the end).
+
+    Its JSON log is kept in .demo/bench-pipeline-<round>.log.
+    """
     proc = subprocess.Popen(
         [sys.executable, "-m", "orchestrator", "pipeline"],
         env=env,
@@ -118,7 +121,7 @@ def pipeline(env: dict[str, str]) -> int:
             pass
         time.sleep(0.05)
     out, err = proc.communicate()
-    log = REPO / ".demo" / "bench-pipeline.log"
+    log = REPO / ".demo" / f"bench-pipeline-{round_no}.log"
     log.parent.mkdir(exist_ok=True)
     log.write_text(err)
     if proc.returncode != 0:
@@ -184,7 +187,7 @@ def main() -> None:
                 settle(clusters)
                 runs["b"].append(timed(B, lambda: old_way(bins[major], url, targets, work)))
                 settle(clusters)
-                runs["c"].append(timed(C, lambda: rss.append(pipeline(env))))
+                runs["c"].append(timed(C, lambda n=round_no: rss.append(pipeline(env, n))))
         a, b, c = (statistics.median(runs[k]) for k in "abc")
         print(f"\nmedians of {rounds} round(s): a {a:.1f} s, b {b:.1f} s, c {c:.1f} s")
         print(f"  c/a = {c / a:.2f}   (target <= 1.15)")
