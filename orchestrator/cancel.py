@@ -1,17 +1,22 @@
-"""One process-wide "stop now" flag, set by the signal handler, checked by long waits.
+"""The "stop now" flags checked by long waits: one process-wide, set by the signal handler,
+and scoped ones that stop a single piece of work (see `stoppable`).
 
-Child processes (execute) and transfers (storage) poll it so that SIGTERM stops a cycle
+Child processes (execute) and transfers (storage) poll them so that SIGTERM stops a cycle
 within seconds even when the work runs in worker threads.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 _STOP = threading.Event()
 _ON_STOP: list[Callable[[], None]] = []
+_SCOPED: contextvars.ContextVar[threading.Event | None] = contextvars.ContextVar(
+    "orchestrator_scoped_stop", default=None
+)
 
 
 def on_stop(callback: Callable[[], None]) -> None:
@@ -29,10 +34,24 @@ def request_stop() -> None:
 
 
 def stop_requested() -> bool:
-    """True once a stop was requested."""
-    return _STOP.is_set()
+    """True once a stop was requested for the whole process or for the current scope."""
+    scoped = _SCOPED.get()
+    return _STOP.is_set() or (scoped is not None and scoped.is_set())
+
+
+@contextlib.contextmanager
+def stoppable() -> Iterator[threading.Event]:
+    """Give an event that, once set (from any thread), makes stop_requested() true for the
+    work done inside this block: in this thread, and in threads that run with a copy of its
+    context (logs.with_context). The rest of the process carries on."""
+    event = threading.Event()
+    token = _SCOPED.set(event)
+    try:
+        yield event
+    finally:
+        _SCOPED.reset(token)
 
 
 def reset() -> None:
-    """Clear the flag (tests, and the scheduler between cycles never needs it)."""
+    """Clear the process-wide flag (tests, and the scheduler between cycles never needs it)."""
     _STOP.clear()

@@ -173,6 +173,6 @@ def _wait(proc: Any, program: str, keeper: _StderrKeeper, timeout: float | None)
             raise CommandFailed(program, f"timed out after {timeout:g}s", keeper.lines())
         if cancel.stop_requested():
             _kill_group(proc)
-            raise CommandFailed(program, "was stopped (shutdown requested)", [])
+            raise CommandFailed(program, "was stopped", [])
         time.sleep(POLL_SECONDS)
     return int(proc.process.wait())

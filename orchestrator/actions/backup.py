@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -80,21 +80,6 @@ def work_dir(settings: Settings) -> Iterator[Path]:
         yield folder
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-
-
-def unused_start_time(storage: Storage, database: str) -> datetime:
-    """Now, or the next second when a backup of `database` already has this second's id
-    (ids have one-second resolution; two runs in one second must not collide)."""
-    for _attempt in range(ID_ATTEMPTS):
-        now = datetime.now(UTC)
-        try:
-            storage.get_bytes(catalog.manifest_key_for(catalog.new_backup_id(database, now)))
-        except NotFound:
-            return now
-        except OrchestratorError:
-            return now  # the store cannot say; archive() still refuses to overwrite
-        time.sleep(1.0 - now.microsecond / 1_000_000 + 0.01)
-    return datetime.now(UTC)
 
 
 def take_dump(settings: Settings, folder: Path, started_at: datetime | None = None) -> LocalDump:
@@ -166,6 +151,29 @@ def _counts_of(
     return {table_key(*t): counted[table_key(*t)] for t in tables}
 
 
+def with_unused_id(storage: Storage, dump: LocalDump) -> LocalDump:
+    """`dump`, named one second later (and again, up to ID_ATTEMPTS times) while a stored
+    backup of its database already has its id: ids have one-second resolution, and two
+    runs started in the same second must not collide. When the store cannot say, `dump`
+    as it is (archive() still refuses to overwrite)."""
+    manifest = dump.manifest
+    for _attempt in range(ID_ATTEMPTS):
+        try:
+            storage.get_bytes(manifest.manifest_key)
+        except OrchestratorError:  # NotFound (free) or cannot tell
+            break
+        created = manifest.created_at + timedelta(seconds=1)
+        backup_id = catalog.new_backup_id(manifest.database, created)
+        manifest = manifest.model_copy(
+            update={
+                "id": backup_id,
+                "created_at": created,
+                "dump_key": catalog.dump_key_for(backup_id),
+            }
+        )
+    return LocalDump(dump.path, manifest)
+
+
 def archive(storage: Storage, dump: LocalDump) -> BackupResult:
     """Store the dump object, then its manifest. Raises JobError when either write fails.
 
@@ -220,6 +228,4 @@ def backup(settings: Settings) -> BackupResult:
     storage = storage_from(settings)
     storage.check()
     with work_dir(settings) as folder:
-        start = unused_start_time(storage, settings.require_source().database)
-        dump = take_dump(settings, folder, start)
-        return archive(storage, dump)
+        return archive(storage, with_unused_id(storage, take_dump(settings, folder)))

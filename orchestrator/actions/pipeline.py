@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -19,12 +20,13 @@ from typing import Any
 
 import structlog
 
+from orchestrator import cancel
 from orchestrator.actions import restore as restore_action
 from orchestrator.actions.backup import (
     LocalDump,
     archive,
     take_dump,
-    unused_start_time,
+    with_unused_id,
     work_dir,
 )
 from orchestrator.actions.common import client_for, storage_from
@@ -99,21 +101,22 @@ def _since(started: float) -> float:
     return round(time.monotonic() - started, 3)
 
 
-def preflight(
-    settings: Settings, storage: Future[Storage], targets: list[TargetSettings]
-) -> Storage:
-    """Refuse before dumping when a target is the source or the store is misconfigured;
-    give the store once `storage` (being opened beside this) is ready.
-
-    A store that is merely unreachable (StorageError) does not stop the cycle: the targets
-    are still restored and the upload step reports the failure.
-    """
+def preflight(settings: Settings, targets: list[TargetSettings]) -> None:
+    """Refuse before dumping when a target is the source or the retention policy is void."""
     if settings.prune_after_backup:
         settings.retention_policy()  # an all-zero policy is a ConfigError before any dump
     for target in targets:
         identity = restore_action.target_identity(target.url, settings.maintenance_database)
         restore_action.guard(settings, target.url, identity)
-    store = storage.result()
+
+
+def open_store(settings: Settings) -> Storage:
+    """Open the store and check its bucket; raises ConfigError when it is misconfigured.
+
+    A store that is merely unreachable (StorageError) is only logged: the targets are still
+    restored and the upload step reports the failure.
+    """
+    store = storage_from(settings)
     try:
         store.check()
     except StorageError as exc:
@@ -125,7 +128,7 @@ def pipeline(settings: Settings, notifier: Notifier | None = None) -> PipelineRe
     """Run one cycle and give its report (step failures are inside, not raised).
 
     Raises AlreadyRunning when another cycle holds the lock (nothing done, nothing sent).
-    Failures before the first step (source unreachable, a target that is the source, a
+    Failures that end the cycle (source unreachable, a target that is the source, a
     missing bucket) are raised too, after the notifier has reported them.
     """
     run_id = secrets.token_hex(6)
@@ -133,18 +136,17 @@ def pipeline(settings: Settings, notifier: Notifier | None = None) -> PipelineRe
     targets = configured_targets(settings)
     with structlog.contextvars.bound_contextvars(run_id=run_id), contextlib.ExitStack() as stack:
         with structlog.contextvars.bound_contextvars(step="preflight"):
-            # opening the store (importing boto3, loading its models) is 0.2 s of CPU and
-            # finding the clients is mostly waiting: both run while the lock and the guard
-            # wait on the network
+            # opening the store (importing boto3, loading its models: 0.2 s of CPU) and
+            # finding the clients run beside the lock, the guard and the start of the dump
             pool = stack.enter_context(ThreadPoolExecutor(2, thread_name_prefix="start"))
-            storage = pool.submit(with_context(storage_from), settings)
+            store = pool.submit(with_context(open_store), settings)
             pool.submit(with_context(clients.discover), settings.pg_bin_dirs)
             lock_error = _take_lock(stack, source)
         with (notifier or notifier_from(settings)).cycle(run_id) as report:
             if lock_error is not None:
                 raise lock_error
             with structlog.contextvars.bound_contextvars(step="preflight"):
-                store = preflight(settings, storage, targets)
+                preflight(settings, targets)
             _run_cycle(settings, store, targets, report)
     return PipelineResult(report)
 
@@ -164,37 +166,51 @@ def _take_lock(
 
 
 def _run_cycle(
-    settings: Settings, storage: Storage, targets: list[TargetSettings], report: CycleReport
+    settings: Settings, store: Future[Storage], targets: list[TargetSettings], report: CycleReport
 ) -> None:
     try:
-        _cycle(settings, storage, targets, report)
+        _cycle(settings, store, targets, report)
     except BaseException as exc:
         report.error = mask(str(exc)) or type(exc).__name__
         raise
     finally:
         report.finished_at = datetime.now(UTC)
         _summary(report)
-        save_last_cycle(storage, report.as_dict())
+        if store.exception() is None:
+            save_last_cycle(store.result(), report.as_dict())
 
 
 def _cycle(
-    settings: Settings, storage: Storage, targets: list[TargetSettings], report: CycleReport
+    settings: Settings, store: Future[Storage], targets: list[TargetSettings], report: CycleReport
 ) -> None:
+    """The steps. A store found misconfigured while the dump runs stops the dump and ends
+    the cycle with its ConfigError, so a wrong bucket costs no more than a second of dump."""
     with work_dir(settings) as folder:
         dumped: list[LocalDump] = []
 
         def dump_step() -> dict[str, Any]:
-            start = unused_start_time(storage, settings.require_source().database)
-            dumped.append(take_dump(settings, folder, start))
+            try:
+                dump = take_dump(settings, folder)
+            finally:
+                storage = store.result()  # its error explains a stopped dump best
+            dumped.append(with_unused_id(storage, dump))
             manifest = dumped[0].manifest
             return {"backup_id": manifest.id, "size_bytes": manifest.size_bytes}
 
-        if not _step(report, "dump", dump_step):
+        with cancel.stoppable() as stop:
+            store.add_done_callback(lambda done: _stop_when_failed(done, stop))
+            dumped_ok = _step(report, "dump", dump_step)
+        storage = store.result()
+        if not dumped_ok:
             return
-        dump = dumped[0]
-        report_ok = _branches(settings, storage, targets, dump, report)
+        report_ok = _branches(settings, storage, targets, dumped[0], report)
         if report_ok["upload"] and settings.prune_after_backup:
             _step(report, "prune", lambda: _prune_step(settings))
+
+
+def _stop_when_failed(done: Future[Storage], stop: threading.Event) -> None:
+    if done.exception() is not None:
+        stop.set()
 
 
 def _branches(

@@ -8,8 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator import catalog
+from orchestrator.actions.backup import LocalDump, with_unused_id
+from orchestrator.storage.local import LocalStorage
 from tests.conftest import Clusters, load_sample, s3_env
 from tests.harness import postgres
+from tests.integration.test_prune import put_backup
 
 pytestmark = pytest.mark.integration
 
@@ -110,3 +114,20 @@ def test_tables_whose_data_is_excluded_are_not_counted(
     counts = json.loads(manifest_path.read_text())["row_counts"]
     assert "public.customers" not in counts and "public.empty_table" not in counts
     assert counts["sales.orders"] == 5000 and counts["public.Mixed Case table"] == 100
+
+
+def test_a_dump_whose_id_is_taken_is_named_one_second_later(tmp_path: Path):
+    """Ids have one-second resolution: a second run in the same second (or two) moves on."""
+    store = LocalStorage(tmp_path / "store")
+    taken = put_backup(store, "shop", "2026-11-25T06:00:00")
+    put_backup(store, "shop", "2026-11-25T06:00:01")
+    dump = LocalDump(tmp_path / "x.dump", taken.model_copy(update={"sha256": "other"}))
+    renamed = with_unused_id(store, dump).manifest
+    assert renamed.id == "shop-20261125T060002Z" and renamed.sha256 == "other"
+    assert renamed.created_at.isoformat() == "2026-11-25T06:00:02+00:00"
+    assert renamed.dump_key == catalog.dump_key_for(renamed.id)
+    free = put_backup(LocalStorage(tmp_path / "empty"), "shop", "2026-11-25T07:00:00")
+    assert (
+        with_unused_id(LocalStorage(tmp_path / "other"), LocalDump(dump.path, free)).manifest
+        == free
+    )

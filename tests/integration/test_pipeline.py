@@ -148,6 +148,27 @@ def test_a_target_that_is_the_source_is_refused_before_dumping(cycle):
     assert s3_keys(c) == []
 
 
+def test_missing_bucket_stops_the_dump_and_refuses_the_cycle(cycle, sink, tmp_path):
+    """The store is checked while the dump starts; a missing bucket stops the dump at once
+    (here a pg_dump that would take 60 s) and ends the cycle with exit 2, nothing restored."""
+    c = cycle
+    slow = wrap_tool(
+        tmp_path / "slow-bin", c["source"].bin_dir, "pg_dump", 'sleep 60\n"$REAL" "$@"\n'
+    )
+    started = time.monotonic()
+    result = c["orch"].run(
+        "pipeline",
+        extra_env={"STORAGE_URL": "s3://no-such-bucket-here/x", "PG_BIN_DIRS": str(slow)},
+        timeout=120,
+    )
+    assert time.monotonic() - started < 30
+    assert result.returncode == 2 and "pg_dump --format" in result.stderr  # started, stopped
+    assert "STORAGE_URL" in result.stderr.splitlines()[-1]
+    assert "no-such-bucket-here" in result.stderr.splitlines()[-1]
+    assert old_content(c["backup"], c["backup_db"]) == "old content"
+    assert not our_children(0) and "/ping/abc/fail" in sink.paths()
+
+
 def our_children(pid: int) -> list[str]:
     out = subprocess.run(["ps", "-eo", "pid,ppid,pgid,args"], capture_output=True, text=True)
     return [

@@ -135,9 +135,7 @@ def test_second_restore_rotates_the_previous_copy(setup):
     assert not [d for d in names if "__old_" in d or "__restore_" in d]
 
 
-def test_copy_that_ages_out_is_dropped_while_restoring_even_if_the_restore_fails(
-    setup, tmp_path
-):
+def test_copy_that_ages_out_is_dropped_while_restoring_even_if_the_restore_fails(setup, tmp_path):
     """Make room first: the copy a swap would drop goes while pg_restore runs, so the server
     needs room for one copy less; a failed restore still leaves the target as it was."""
     s = setup
