@@ -142,6 +142,7 @@ def run(
             _bg=True,
             _bg_exc=False,
             _new_session=True,
+            _decode_errors="replace",  # strict decoding would kill sh's reader thread
             _ok_code=list(range(256)),
         )
         with _live_lock:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -73,24 +75,37 @@ class Orchestrator:
     cwd: Path
     env: dict[str, str] = field(default_factory=dict)
 
-    def run(
-        self, *args: str, extra_env: dict[str, str] | None = None, timeout: float = 300
-    ) -> subprocess.CompletedProcess[str]:
-        env = {
+    def environment(self, extra_env: dict[str, str] | None = None) -> dict[str, str]:
+        return {
             "PATH": os.environ.get("PATH", ""),
             "HOME": str(self.cwd),
             "LANG": "C.UTF-8",
             **self.env,
             **(extra_env or {}),
         }
+
+    def run(
+        self, *args: str, extra_env: dict[str, str] | None = None, timeout: float = 300
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "orchestrator", *args],
             cwd=self.cwd,
-            env=env,
+            env=self.environment(extra_env),
             capture_output=True,
             text=True,
             timeout=timeout,
             check=False,
+        )
+
+    def start(self, *args: str, extra_env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+        """Start the command without waiting (to signal it); stdout and stderr are piped."""
+        return subprocess.Popen(
+            [sys.executable, "-m", "orchestrator", *args],
+            cwd=self.cwd,
+            env=self.environment(extra_env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
 
     def ok(self, *args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
@@ -99,6 +114,16 @@ class Orchestrator:
             f"exit {result.returncode}\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
         )
         return result
+
+
+def stop_with_sigterm(proc: subprocess.Popen[str]) -> str:
+    """SIGTERM `proc`, check it exits with 128+15 within the 30 s stop budget; give stderr."""
+    started = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    _out, err = proc.communicate(timeout=60)
+    assert time.monotonic() - started < 30
+    assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
+    return err
 
 
 def all_bin_dirs(clusters: Clusters) -> str:

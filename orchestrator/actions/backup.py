@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -24,7 +25,7 @@ from orchestrator.actions.common import client_for, sha256_of, storage_from
 from orchestrator.catalog import Manifest
 from orchestrator.conninfo import ConnInfo
 from orchestrator.errors import ConfigError, JobError, NotFound, OrchestratorError
-from orchestrator.logs import get_logger
+from orchestrator.logs import get_logger, with_context
 from orchestrator.names import table_key
 from orchestrator.postgres import inspect, restore
 from orchestrator.postgres.clients import ClientSet
@@ -122,23 +123,34 @@ def _dump_in_snapshot(
     source: ConnInfo, snap: inspect.Snapshot, client: ClientSet, out: Path, options: DumpOptions
 ) -> tuple[dict[str, int], str]:
     """Run pg_dump of `source` in `snap`; give (row counts of the tables whose data the
-    archive holds, the archive's sha256). Raises what run_dump raises."""
+    archive holds, the archive's sha256). Raises what run_dump raises.
+
+    A dump of every table has the tables counted while pg_dump runs (same snapshot, and the
+    server has time to spare then); what that could not count, or any dump narrowed by
+    exclusions, is counted after, from the archive's TOC.
+    """
     known = inspect.user_tables(snap.conn)
+    done = threading.Event()
     with ThreadPoolExecutor(max_workers=2) as pool:
-        # a dump of every table: count them all while pg_dump runs (same snapshot, and the
-        # server has time to spare then); otherwise count what the archive holds, after
-        every = options.dumps_every_table
-        early = pool.submit(inspect.count_rows, snap.conn, known) if every else None
+        early = None
+        if options.dumps_every_table:
+            early_tables = inspect.user_tables_outside_extensions(snap.conn)
+            early = pool.submit(
+                with_context(inspect.count_rows_while),
+                snap.conn,
+                early_tables,
+                lambda: not done.is_set(),
+            )
         try:
             run_dump(client, source, out, snap.snapshot_id, options)
-        except BaseException:
-            if early is not None:
+            digest = pool.submit(sha256_of, out)
+            tables = restore.table_data_tables(restore.list_toc(client, out), known)
+            return _counts_of(snap.conn, tables, early), digest.result()
+        finally:
+            if early is not None and not early.done():  # pg_dump or the TOC read failed
+                done.set()
                 with contextlib.suppress(psycopg.Error):
                     snap.conn.cancel_safe(timeout=3.0)
-            raise
-        digest = pool.submit(sha256_of, out)
-        tables = restore.table_data_tables(restore.list_toc(client, out), known)
-        return _counts_of(snap.conn, tables, early), digest.result()
 
 
 def _counts_of(
@@ -171,6 +183,8 @@ def with_unused_id(storage: Storage, dump: LocalDump) -> LocalDump:
                 "dump_key": catalog.dump_key_for(backup_id),
             }
         )
+    if manifest.id != dump.manifest.id:
+        log.info("backup.renamed", backup_id=manifest.id, taken=dump.manifest.id)
     return LocalDump(dump.path, manifest)
 
 

@@ -14,9 +14,10 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 
@@ -33,7 +34,14 @@ from orchestrator.actions.common import client_for, storage_from
 from orchestrator.actions.prune import prune
 from orchestrator.actions.status import save_last_cycle
 from orchestrator.conninfo import ConnInfo
-from orchestrator.errors import AlreadyRunning, JobError, OrchestratorError, StorageError
+from orchestrator.errors import (
+    AlreadyRunning,
+    CommandFailed,
+    Interrupted,
+    JobError,
+    OrchestratorError,
+    StorageError,
+)
 from orchestrator.logs import get_logger, mask, with_context
 from orchestrator.notify import CycleReport, Notifier, StepReport
 from orchestrator.postgres import clients
@@ -42,6 +50,7 @@ from orchestrator.settings import Settings, TargetSettings
 from orchestrator.storage import Storage
 
 log = get_logger(__name__)
+T = TypeVar("T")
 TARGETS = ("backup", "dev")
 NOTIFY_TIMEOUT = 5.0
 
@@ -87,6 +96,8 @@ def _step(report: CycleReport, name: str, work: Callable[[], dict[str, Any] | No
         except OrchestratorError as exc:
             report.steps.append(StepReport(name, False, _since(started), mask(str(exc))))
             log.error("step.failed", error=str(exc))
+            if isinstance(exc, Interrupted):  # SIGTERM/SIGINT ends the cycle (exit 128+N)
+                raise
             return False
         except Exception as exc:  # a bug in one branch must not lose the others' outcome
             report.steps.append(StepReport(name, False, _since(started), mask(repr(exc))))
@@ -138,8 +149,8 @@ def pipeline(settings: Settings, notifier: Notifier | None = None) -> PipelineRe
         with structlog.contextvars.bound_contextvars(step="preflight"):
             # opening the store (importing boto3, loading its models: 0.2 s of CPU) and
             # finding the clients run beside the lock, the guard and the start of the dump
-            pool = stack.enter_context(ThreadPoolExecutor(2, thread_name_prefix="start"))
-            store = pool.submit(with_context(open_store), settings)
+            store = _in_background(lambda: open_store(settings))
+            pool = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="discover"))
             pool.submit(with_context(clients.discover), settings.pg_bin_dirs)
             lock_error = _take_lock(stack, source)
         with (notifier or notifier_from(settings)).cycle(run_id) as report:
@@ -176,8 +187,8 @@ def _run_cycle(
     finally:
         report.finished_at = datetime.now(UTC)
         _summary(report)
-        if store.exception() is None:
-            save_last_cycle(store.result(), report.as_dict())
+        with contextlib.suppress(Exception):  # no store, or stopped: nowhere to save it
+            save_last_cycle(_when_ready(store), report.as_dict())
 
 
 def _cycle(
@@ -191,19 +202,20 @@ def _cycle(
         def dump_step() -> dict[str, Any]:
             try:
                 dump = take_dump(settings, folder)
-            finally:
-                storage = store.result()  # its error explains a stopped dump best
-            dumped.append(with_unused_id(storage, dump))
+            except CommandFailed:
+                _raise_if_failed(store)  # a refused store stopped the dump: say why
+                raise
+            dumped.append(with_unused_id(_when_ready(store), dump))
             manifest = dumped[0].manifest
             return {"backup_id": manifest.id, "size_bytes": manifest.size_bytes}
 
         with cancel.stoppable() as stop:
             store.add_done_callback(lambda done: _stop_when_failed(done, stop))
             dumped_ok = _step(report, "dump", dump_step)
-        storage = store.result()
         if not dumped_ok:
+            _raise_if_failed(store)  # a misconfigured store ends the cycle (exit 2)
             return
-        report_ok = _branches(settings, storage, targets, dumped[0], report)
+        report_ok = _branches(settings, store.result(), targets, dumped[0], report)
         if report_ok["upload"] and settings.prune_after_backup:
             _step(report, "prune", lambda: _prune_step(settings))
 
@@ -211,6 +223,39 @@ def _cycle(
 def _stop_when_failed(done: Future[Storage], stop: threading.Event) -> None:
     if done.exception() is not None:
         stop.set()
+
+
+def _in_background(work: Callable[[], T]) -> Future[T]:
+    """Run `work` in a daemon thread with this context; give its future. A daemon thread,
+    so that a store that never answers can hold up neither a stop nor the exit."""
+    future: Future[T] = Future()
+
+    def run() -> None:
+        if future.set_running_or_notify_cancel():
+            try:
+                future.set_result(work())
+            except BaseException as exc:
+                future.set_exception(exc)
+
+    threading.Thread(target=with_context(run), name="background", daemon=True).start()
+    return future
+
+
+def _when_ready(future: Future[T]) -> T:
+    """future.result(), giving up with JobError once a stop is requested."""
+    while True:
+        try:
+            return future.result(timeout=0.1)
+        except FutureTimeout:
+            if cancel.stop_requested():
+                raise JobError("stopped while the store was being opened") from None
+
+
+def _raise_if_failed(future: Future[Storage]) -> None:
+    """Raise the error `future` ended with, if it has ended with one (never waits)."""
+    error = future.exception() if future.done() else None
+    if error is not None:
+        raise error
 
 
 def _branches(

@@ -268,15 +268,13 @@ class Restorer:
         DATABASE forces runs now, not right after gigabytes were restored. A failure only
         warns: the swap then renames the copy aside and drops it afterwards, as before."""
         name = self.target.url.database
-        oldest = restore_plan.ages_out(name, self.target.keep_previous, *self._existing(maint))
-        if oldest is None:
-            return
         try:
-            inspect.drop_database(maint, oldest, server_major)
+            oldest = restore_plan.ages_out(name, self.target.keep_previous, *self._existing(maint))
+            if oldest is not None:
+                inspect.drop_database(maint, oldest, server_major)
+                log.info("restore.made_room", target=self.target.name, dropped=oldest)
         except psycopg.Error as exc:
-            log.warning("restore.make_room_failed", database=oldest, error=str(exc))
-            return
-        log.info("restore.made_room", target=self.target.name, dropped=oldest)
+            log.warning("restore.make_room_failed", target=self.target.name, error=str(exc))
 
     def _existing(self, maint: Conn) -> tuple[bool, list[str]]:
         """Give (the target exists, the names of its previous copies that exist)."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -128,6 +128,44 @@ def count_rows(conn: Conn, tables: Iterable[TableName]) -> dict[str, int]:
         row = conn.execute(query).fetchone()
         counts[table_key(schema, table)] = int(row[0]) if row else 0
     return counts
+
+
+def count_rows_while(
+    conn: Conn, tables: Iterable[TableName], keep_going: Callable[[], bool]
+) -> dict[str, int]:
+    """Count what can be counted, each table under a savepoint: a table whose count fails
+    (say, no privilege) is left out and the transaction stays usable. Stops between tables
+    once `keep_going()` is false or a stop was requested. Gives {"schema.table": n}."""
+    counts: dict[str, int] = {}
+    for schema, table in tables:
+        if not keep_going() or cancel.stop_requested():
+            break
+        query = sql.SQL("SELECT count(*) FROM ONLY {}").format(sql.Identifier(schema, table))
+        try:
+            with conn.transaction():
+                row = conn.execute(query).fetchone()
+        except psycopg.Error:
+            if conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
+                break  # the savepoint itself failed: nothing more can be asked safely
+            continue
+        counts[table_key(schema, table)] = int(row[0]) if row else 0
+    return counts
+
+
+def user_tables_outside_extensions(conn: Conn) -> list[TableName]:
+    """Like user_tables, leaving out tables that belong to an extension (pg_dump dumps
+    their data only when the extension marks them as configuration tables)."""
+    rows = conn.execute(
+        """
+        SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+          AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'
+          AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                          AND d.objid = c.oid AND d.deptype = 'e')
+        ORDER BY 1, 2
+        """
+    ).fetchall()
+    return [(str(s), str(t)) for s, t in rows]
 
 
 @dataclass

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import Clusters, load_sample, s3_env
+from orchestrator import conninfo
+from orchestrator.postgres import inspect
+from tests.conftest import Clusters, load_sample, s3_env, stop_with_sigterm
 from tests.harness import postgres, s3
 from tests.harness.faulty_proxy import FaultyProxy
 from tests.harness.ports import free_port
@@ -321,28 +321,16 @@ def test_sigterm_during_upload_aborts_it_and_leaves_nothing(
     proxy.delay = 3.0
     env = {**s3_env(s3_server, bucket), "S3_ENDPOINT_URL": proxy.endpoint}
     orch = orch_factory(SOURCE_DATABASE_URL=source.url(db), PG_DUMP_COMPRESS="0", **env)
-    full_env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), **orch.env}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "orchestrator", command],
-        cwd=orch.cwd,
-        env=full_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = orch.start(command)
     try:
         deadline = time.monotonic() + 60
         while not multipart_uploads(s3_server, bucket) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert multipart_uploads(s3_server, bucket), "the upload never started"
-        started = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
-        _out, err = proc.communicate(timeout=60)
-        assert time.monotonic() - started < 30
+        err = stop_with_sigterm(proc)
     finally:
         proc.kill()
         proxy.stop()
-    assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
     assert "stopped by SIGTERM" in err.splitlines()[-1]
     assert multipart_uploads(s3_server, bucket) == []
     # no dump, no manifest; a pipeline stores its (failed) cycle report, nothing else
@@ -378,3 +366,22 @@ def test_least_privilege_dump_role_without_pg_control_system(
     )
     assert manifest["source_identity"] is None
     assert manifest["row_counts"]["public.customers"] == 2000
+
+
+def test_counting_beside_the_dump_skips_what_it_may_not_read(clusters: Clusters):
+    """A table the role may not read is left out (counted later, if the dump holds it)
+    and the snapshot's transaction stays usable; counting stops when told to."""
+    source = clusters.get(15)
+    db = load_sample(source)
+    role = f"reader_{os.getpid()}"
+    source.psql(
+        f"DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN PASSWORD 'pw-reader'; "
+        f"GRANT USAGE ON SCHEMA sales TO {role}; GRANT SELECT ON sales.orders TO {role}",
+        db,
+    )
+    info = conninfo.parse(source.url(db, user=role, password="pw-reader"))
+    tables = [("public", "customers"), ("sales", "orders")]
+    with inspect.exported_snapshot(info, "SOURCE_DATABASE_URL") as snap:
+        assert inspect.count_rows_while(snap.conn, tables, lambda: True) == {"sales.orders": 5000}
+        assert inspect.count_rows(snap.conn, [("sales", "orders")]) == {"sales.orders": 5000}
+        assert inspect.count_rows_while(snap.conn, tables, lambda: False) == {}

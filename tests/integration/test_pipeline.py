@@ -16,7 +16,8 @@ import psycopg
 import pytest
 
 from orchestrator.postgres.lock import lock_key
-from tests.conftest import Clusters, load_sample, s3_env
+from tests.conftest import Clusters, load_sample, s3_env, stop_with_sigterm
+from tests.harness.faulty_proxy import FaultyProxy
 from tests.harness.ports import free_port
 from tests.harness.recorder import Recorder
 from tests.harness.wrappers import wrap_tool
@@ -167,6 +168,26 @@ def test_missing_bucket_stops_the_dump_and_refuses_the_cycle(cycle, sink, tmp_pa
     assert "no-such-bucket-here" in result.stderr.splitlines()[-1]
     assert old_content(c["backup"], c["backup_db"]) == "old content"
     assert not our_children(0) and "/ping/abc/fail" in sink.paths()
+
+
+@pytest.mark.parametrize("after", [2.0, 5.5])  # during the dump; waiting for the store
+def test_sigterm_while_the_store_never_answers_still_stops_within_30_s(cycle, tmp_path, after):
+    """The store is opened beside the dump; a store that hangs must not hold up a stop."""
+    c = cycle
+    proxy = FaultyProxy(c["s3"].endpoint)
+    proxy.slow = lambda _method, _path: True
+    proxy.delay = 120.0
+    slow = wrap_tool(tmp_path / "slow", c["source"].bin_dir, "pg_dump", 'sleep 3\n"$REAL" "$@"\n')
+    proc = c["orch"].start(
+        "pipeline", extra_env={"S3_ENDPOINT_URL": proxy.endpoint, "PG_BIN_DIRS": str(slow)}
+    )
+    try:
+        time.sleep(after)
+        stop_with_sigterm(proc)
+    finally:
+        proc.kill()
+        proxy.stop()
+    assert old_content(c["backup"], c["backup_db"]) == "old content"
 
 
 def our_children(pid: int) -> list[str]:
