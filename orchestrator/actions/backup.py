@@ -83,14 +83,13 @@ def work_dir(settings: Settings) -> Iterator[Path]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def take_dump(settings: Settings, folder: Path, started_at: datetime | None = None) -> LocalDump:
-    """Dump the source into `folder` and count its rows in the same snapshot.
-
-    `started_at` (default now) names the backup. Raises ConfigError (bad URL,
-    credentials, no suitable pg_dump) or JobError.
+def take_dump(settings: Settings, folder: Path) -> LocalDump:
+    """Dump the source into `folder` and count its rows in the same snapshot; the backup is
+    named after the time it started. Raises ConfigError (bad URL, credentials, no suitable
+    pg_dump) or JobError.
     """
     source = settings.require_source()
-    started_at = started_at or datetime.now(UTC)
+    started_at = datetime.now(UTC)
     started = time.monotonic()
     backup_id = catalog.new_backup_id(source.database, started_at)
     out = folder / f"{backup_id}{catalog.DUMP_SUFFIX}"
@@ -134,7 +133,7 @@ def _dump_in_snapshot(
     with ThreadPoolExecutor(max_workers=2) as pool:
         early = None
         if options.dumps_every_table:
-            early_tables = inspect.user_tables_outside_extensions(snap.conn)
+            early_tables = inspect.user_tables(snap.conn, outside_extensions=True)
             early = pool.submit(
                 with_context(inspect.count_rows_while),
                 snap.conn,

@@ -107,27 +107,35 @@ def server_info(conn: Conn) -> ServerInfo:
     return ServerInfo(str(row[0]).split()[0], int(row[1]))
 
 
-def user_tables(conn: Conn) -> list[TableName]:
-    """Give (schema, table) of every table (partitioned parents too) outside system schemas."""
-    rows = conn.execute(
-        """
-        SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-          AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'
-        ORDER BY 1, 2
-        """
-    ).fetchall()
+_USER_TABLES = """
+    SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+      AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'
+"""
+_OUTSIDE_EXTENSIONS = """
+      AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                      AND d.objid = c.oid AND d.deptype = 'e')
+"""
+
+
+def user_tables(conn: Conn, *, outside_extensions: bool = False) -> list[TableName]:
+    """Give (schema, table) of every table (partitioned parents too) outside system schemas;
+    with `outside_extensions`, not those that belong to an extension (pg_dump dumps their
+    data only when the extension marks them as configuration tables)."""
+    query = _USER_TABLES + (_OUTSIDE_EXTENSIONS if outside_extensions else "") + "ORDER BY 1, 2"
+    rows = conn.execute(query).fetchall()
     return [(str(s), str(t)) for s, t in rows]
 
 
 def count_rows(conn: Conn, tables: Iterable[TableName]) -> dict[str, int]:
     """Give exact row counts as {"schema.table": n}, counting each table without its children."""
-    counts: dict[str, int] = {}
-    for schema, table in tables:
-        query = sql.SQL("SELECT count(*) FROM ONLY {}").format(sql.Identifier(schema, table))
-        row = conn.execute(query).fetchone()
-        counts[table_key(schema, table)] = int(row[0]) if row else 0
-    return counts
+    return {table_key(schema, table): _count(conn, schema, table) for schema, table in tables}
+
+
+def _count(conn: Conn, schema: str, table: str) -> int:
+    query = sql.SQL("SELECT count(*) FROM ONLY {}").format(sql.Identifier(schema, table))
+    row = conn.execute(query).fetchone()
+    return int(row[0]) if row else 0
 
 
 def count_rows_while(
@@ -140,32 +148,13 @@ def count_rows_while(
     for schema, table in tables:
         if not keep_going() or cancel.stop_requested():
             break
-        query = sql.SQL("SELECT count(*) FROM ONLY {}").format(sql.Identifier(schema, table))
         try:
             with conn.transaction():
-                row = conn.execute(query).fetchone()
+                counts[table_key(schema, table)] = _count(conn, schema, table)
         except psycopg.Error:
             if conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
                 break  # the savepoint itself failed: nothing more can be asked safely
-            continue
-        counts[table_key(schema, table)] = int(row[0]) if row else 0
     return counts
-
-
-def user_tables_outside_extensions(conn: Conn) -> list[TableName]:
-    """Like user_tables, leaving out tables that belong to an extension (pg_dump dumps
-    their data only when the extension marks them as configuration tables)."""
-    rows = conn.execute(
-        """
-        SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-          AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'
-          AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
-                          AND d.objid = c.oid AND d.deptype = 'e')
-        ORDER BY 1, 2
-        """
-    ).fetchall()
-    return [(str(s), str(t)) for s, t in rows]
 
 
 @dataclass
