@@ -45,15 +45,18 @@ def parse_version(text: str) -> tuple[str, int] | None:
 
 
 def candidate_dirs(pg_bin_dirs: Iterable[str], path_env: str | None = None) -> list[Path]:
-    """Folders to look in, in order: PG_BIN_DIRS, /usr/lib/postgresql/*/bin, then PATH."""
+    """Folders to look in, in order: PG_BIN_DIRS, /usr/lib/postgresql/*/bin, then PATH.
+
+    Each folder comes once, under its first spelling, however it is reached (/bin and
+    /usr/bin are one folder where /usr is merged)."""
     system = sorted(map(str, SYSTEM_ROOT.glob("*/bin")), reverse=True)
     path = (path_env if path_env is not None else os.environ.get("PATH", "")).split(os.pathsep)
-    seen: list[Path] = []
+    seen: dict[Path, Path] = {}
     for folder in [*pg_bin_dirs, *system, *path]:
-        resolved = Path(folder).expanduser()
-        if folder and resolved not in seen:
-            seen.append(resolved)
-    return seen
+        if folder:
+            spelled = Path(folder).expanduser()
+            seen.setdefault(spelled.resolve(), spelled)
+    return list(seen.values())
 
 
 def discover(pg_bin_dirs: Iterable[str], tool: str = "pg_dump") -> list[ClientSet]:
@@ -75,12 +78,19 @@ def _runnable(path: Path) -> bool:
     return path.is_file() and os.access(path, os.X_OK)
 
 
+def _probed(path: Path) -> bool:
+    """A runnable client that is not Debian's pg_wrapper (/usr/bin/pg_dump there). The
+    wrapper picks a version on each call, and the binaries it runs are found under
+    /usr/lib/postgresql anyway; probing it only costs a Perl start-up."""
+    return _runnable(path) and path.resolve().name != "pg_wrapper"
+
+
 @functools.lru_cache(maxsize=32)
 def _discover(pg_bin_dirs: tuple[str, ...], path_env: str) -> tuple[ClientSet, ...]:
     binaries = [
-        next(folder / t for t in PROBED_TOOLS if _runnable(folder / t))
+        next(folder / t for t in PROBED_TOOLS if _probed(folder / t))
         for folder in candidate_dirs(pg_bin_dirs, path_env)
-        if any(_runnable(folder / t) for t in PROBED_TOOLS)
+        if any(_probed(folder / t) for t in PROBED_TOOLS)
     ]
     with ThreadPoolExecutor(max_workers=8) as pool:
         versions = list(pool.map(with_context(_version_of), binaries))

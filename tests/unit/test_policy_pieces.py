@@ -11,7 +11,7 @@ from orchestrator import catalog, conninfo
 from orchestrator.errors import ConfigError
 from orchestrator.names import split_table_key, table_key
 from orchestrator.postgres import restore
-from orchestrator.postgres.clients import ClientSet, choose, parse_version
+from orchestrator.postgres.clients import ClientSet, choose, discover, parse_version
 from orchestrator.postgres.dump import DumpOptions, dump_argv
 from orchestrator.storage.base import ObjectInfo
 from orchestrator.storage.s3 import MAX_PARTS, part_size_for
@@ -55,6 +55,27 @@ def test_choose_refuses_older_clients_naming_versions(available, found):
 )
 def test_parse_version(output, parsed):
     assert parse_version(output) == parsed
+
+
+def _fake_tool(path: Path, version_line: str) -> None:
+    path.write_text(f"#!/bin/sh\necho '{version_line}'\n")
+    path.chmod(0o755)
+
+
+def test_discovery_probes_each_folder_once_and_skips_debians_pg_wrapper(tmp_path):
+    real = tmp_path / "real"
+    real.mkdir()
+    _fake_tool(real / "pg_dump", "pg_dump (PostgreSQL) 42.1")
+    alias = tmp_path / "alias"
+    alias.symlink_to(real)
+    wrapped = tmp_path / "wrapped"
+    wrapped.mkdir()
+    _fake_tool(tmp_path / "pg_wrapper", "pg_dump (PostgreSQL) 43.0")
+    (wrapped / "pg_dump").symlink_to(tmp_path / "pg_wrapper")
+
+    found = discover([str(real), str(alias), str(wrapped)])
+
+    assert [c for c in found if c.bin_dir.is_relative_to(tmp_path)] == [ClientSet(real, "42.1", 42)]
 
 
 def test_dump_argv_has_no_password_and_all_options():
