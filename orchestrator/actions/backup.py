@@ -24,12 +24,18 @@ from orchestrator import __version__, catalog
 from orchestrator.actions.common import client_for, sha256_of, storage_from
 from orchestrator.catalog import Manifest
 from orchestrator.conninfo import ConnInfo
-from orchestrator.errors import ConfigError, JobError, NotFound, OrchestratorError
+from orchestrator.errors import (
+    CommandFailed,
+    ConfigError,
+    JobError,
+    NotFound,
+    OrchestratorError,
+)
 from orchestrator.logs import get_logger, with_context
 from orchestrator.names import table_key
 from orchestrator.postgres import inspect, restore
 from orchestrator.postgres.clients import ClientSet
-from orchestrator.postgres.dump import DumpOptions, run_dump
+from orchestrator.postgres.dump import DumpOptions, compression_for, run_dump
 from orchestrator.settings import Settings
 from orchestrator.storage import Storage
 
@@ -54,10 +60,10 @@ class BackupResult:
     location: str
 
 
-def dump_options(settings: Settings) -> DumpOptions:
-    """The pg_dump options chosen in settings."""
+def dump_options(settings: Settings, pg_dump_major: int) -> DumpOptions:
+    """The pg_dump options chosen in settings, for a pg_dump of `pg_dump_major`."""
     return DumpOptions(
-        compress=settings.pg_dump_compress,
+        compress=compression_for(settings.pg_dump_compress, pg_dump_major),
         exclude_tables=tuple(settings.pg_dump_exclude_tables),
         exclude_table_data=tuple(settings.pg_dump_exclude_table_data),
         extra_args=tuple(settings.pg_dump_extra_argv),
@@ -97,8 +103,21 @@ def take_dump(settings: Settings, folder: Path) -> LocalDump:
         server = inspect.server_info(snap.conn)
         identity = inspect.cluster_identity(snap.conn)
         client = client_for(settings, "pg_dump", server.major, f"the source runs {server.version}")
-        log.info("backup.dump", backup_id=backup_id, server=server.version, pg_dump=client.version)
-        counts, sha256 = _dump_in_snapshot(source, snap, client, out, dump_options(settings))
+        options = dump_options(settings, client.major)
+        log.info(
+            "backup.dump",
+            backup_id=backup_id,
+            server=server.version,
+            pg_dump=client.version,
+            compression=options.compress or "pg_dump's default",
+        )
+        try:
+            counts, sha256 = _dump_in_snapshot(source, snap, client, out, options)
+        except CommandFailed as exc:
+            refused = _compression_refused(exc, client, options.compress)
+            if refused is None:
+                raise
+            raise refused from None
     manifest = Manifest(
         id=backup_id,
         created_at=started_at.replace(microsecond=0),
@@ -110,12 +129,24 @@ def take_dump(settings: Settings, folder: Path) -> LocalDump:
         server_version_num=server.version_num,
         pg_dump_version=client.version,
         duration_seconds=round(time.monotonic() - started, 3),
-        compression=settings.pg_dump_compress,
+        compression=options.compress,
         row_counts=counts,
         source_identity=identity,
         tool_version=__version__,
     )
     return LocalDump(out, manifest)
+
+
+def _compression_refused(
+    exc: CommandFailed, client: ClientSet, compress: str | None
+) -> ConfigError | None:
+    """A ConfigError naming PG_DUMP_COMPRESS when pg_dump was built without the method."""
+    if compress is None or "does not support compression" not in str(exc):
+        return None
+    return ConfigError(
+        f"PG_DUMP_COMPRESS: pg_dump {client.version} ({client.bin_dir}) was built without "
+        f"{compress.partition(':')[0]}; set PG_DUMP_COMPRESS=gzip"
+    )
 
 
 def _dump_in_snapshot(

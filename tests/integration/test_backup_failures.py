@@ -166,6 +166,28 @@ def test_newer_source_gets_its_own_major_pg_dump(clusters: Clusters, orch_factor
     assert listed[0]["pg_dump_version"].startswith("17.")
 
 
+def test_pg_dump_built_without_zstd_names_the_setting(clusters: Clusters, orch_factory, tmp_path):
+    source = clusters.get(17)
+    db = load_sample(source)
+    body = (
+        'case "$*" in *--compress=zstd*)\n'
+        '  echo "pg_dump: error: this build does not support compression with zstd" >&2\n'
+        "  exit 1;;\n"
+        "esac\n"
+        'exec "$REAL" "$@"\n'
+    )
+    wrapped = wrapper_bin(tmp_path, source.bin_dir, body)
+    orch = orch_factory(SOURCE_DATABASE_URL=source.url(db), PG_BIN_DIRS=str(wrapped))
+    result = orch.run("backup")
+    assert result.returncode == 2
+    line = result.stderr.strip().splitlines()[-1]
+    assert "PG_DUMP_COMPRESS: pg_dump 17." in line and "built without zstd" in line
+    assert "set PG_DUMP_COMPRESS=gzip" in line and "Traceback" not in result.stderr
+    assert not list((tmp_path / "store").rglob("*.dump"))
+
+    orch.ok("backup", extra_env={"PG_DUMP_COMPRESS": "gzip"})
+
+
 def test_pg_dump_killed_midway_leaves_no_backup(
     clusters: Clusters, s3_server, bucket, orch_factory, tmp_path
 ):

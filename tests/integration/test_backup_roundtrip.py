@@ -51,9 +51,13 @@ def test_round_trip_through_s3(
 
     # a plain S3 client sees the dump and its manifest at the documented keys
     keys = sorted(o["Key"] for o in s3_server.client().list_objects_v2(Bucket=bucket)["Contents"])
-    assert keys == sorted(
-        [f"prod/{entry['key']}", f"prod/{entry['key'].removesuffix('.dump')}.manifest.json"]
+    manifest_key = f"prod/{entry['key'].removesuffix('.dump')}.manifest.json"
+    assert keys == sorted([f"prod/{entry['key']}", manifest_key])
+    manifest = json.loads(
+        s3_server.client().get_object(Bucket=bucket, Key=manifest_key)["Body"].read()
     )
+    # zstd where pg_dump has it (16+), else pg_dump's default
+    assert manifest["compression"] == ("zstd" if major >= 16 else None)
 
     out = tmp_path / "fetched.dump"
     assert orch.ok("fetch", "latest", "-o", str(out)).stdout.strip() == str(out)

@@ -12,7 +12,7 @@ from orchestrator.errors import ConfigError
 from orchestrator.names import split_table_key, table_key
 from orchestrator.postgres import restore
 from orchestrator.postgres.clients import ClientSet, choose, discover, parse_version
-from orchestrator.postgres.dump import DumpOptions, dump_argv
+from orchestrator.postgres.dump import DumpOptions, compression_for, dump_argv
 from orchestrator.storage.base import ObjectInfo
 from orchestrator.storage.s3 import MAX_PARTS, part_size_for
 
@@ -76,6 +76,23 @@ def test_discovery_probes_each_folder_once_and_skips_debians_pg_wrapper(tmp_path
     found = discover([str(real), str(alias), str(wrapped)])
 
     assert [c for c in found if c.bin_dir.is_relative_to(tmp_path)] == [ClientSet(real, "42.1", 42)]
+
+
+@pytest.mark.parametrize(
+    ("setting", "major", "chosen"),
+    [
+        (None, 17, "zstd"),
+        (None, 16, "zstd"),
+        (None, 15, None),
+        (None, 14, None),
+        ("gzip", 17, "gzip"),
+        ("6", 15, "6"),
+        ("none", 17, "none"),
+        ("lz4", 16, "lz4"),
+    ],
+)
+def test_compression_is_the_setting_else_zstd_from_pg_dump_16(setting, major, chosen):
+    assert compression_for(setting, major) == chosen
 
 
 def test_dump_argv_has_no_password_and_all_options():
