@@ -407,3 +407,6 @@ def test_counting_beside_the_dump_skips_what_it_may_not_read(clusters: Clusters)
         assert inspect.count_rows_while(snap.conn, tables, lambda: True) == {"sales.orders": 5000}
         assert inspect.count_rows(snap.conn, [("sales", "orders")]) == {"sales.orders": 5000}
         assert inspect.count_rows_while(snap.conn, tables, lambda: False) == {}
+        # beside pg_dump, counts take one core (no parallel workers)
+        setting = snap.conn.execute("SHOW max_parallel_workers_per_gather").fetchone()
+        assert setting == ("0",)
