@@ -3,6 +3,7 @@
 (a) floor: bare pg_dump -Fc to a file, then two bare pg_restore -j into the two targets at once
 (b) old way: dump + restore into the backup target, then dump + restore into the dev target
 (c) orchestrator pipeline, archive on a local SeaweedFS S3 server
+(c') the same with PG_DUMP_COMPRESS=gzip, the floor's compression: the orchestration's own cost
 Each is run ROUNDS times (default 5, alternating, so drift hits all three alike); prints the
 medians: c/a and b/c and the orchestrator process's peak RSS.
 
@@ -138,6 +139,7 @@ def pipeline(env: dict[str, str], name: str) -> int:
 A = "(a) floor: dump, then 2 restores at once"
 B = "(b) old way: dump+restore, dump+restore"
 C = "(c) orchestrator pipeline (+ S3 archive)"
+G = "(c') the same, gzip like the floor"
 
 
 def main() -> None:
@@ -180,7 +182,8 @@ def main() -> None:
             "LOG_FORMAT": "json",
         }
         url = source_c.url("bench")
-        runs: dict[str, list[float]] = {"a": [], "b": [], "c": []}
+        gzip_env = {**env, "PG_DUMP_COMPRESS": "gzip"}
+        runs: dict[str, list[float]] = {"a": [], "b": [], "c": [], "g": []}
         rss: list[int] = []
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp)
@@ -197,9 +200,16 @@ def main() -> None:
                 runs["b"].append(timed(B, lambda: old_way(bins[major], url, targets, work)))
                 settle(clusters)
                 runs["c"].append(timed(C, lambda n=str(round_no): rss.append(pipeline(env, n))))
-        a, b, c = (statistics.median(runs[k]) for k in "abc")
-        print(f"\nmedians of {rounds} round(s): a {a:.1f} s, b {b:.1f} s, c {c:.1f} s")
+                settle(clusters)
+                runs["g"].append(
+                    timed(G, lambda n=f"{round_no}-gzip": rss.append(pipeline(gzip_env, n)))
+                )
+        a, b, c, g = (statistics.median(runs[k]) for k in "abcg")
+        print(
+            f"\nmedians of {rounds} round(s): a {a:.1f} s, b {b:.1f} s, c {c:.1f} s, c' {g:.1f} s"
+        )
         print(f"  c/a = {c / a:.2f}   (target <= 1.15)")
+        print(f"  c'/a = {g / a:.2f}   (same compression as the floor)")
         print(f"  b/c = {b / c:.2f}   (higher is better)")
         print(f"  orchestrator peak RSS = {max(rss) / 2**20:.0f} MiB   (target < 150 MiB)")
     finally:
