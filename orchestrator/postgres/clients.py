@@ -55,8 +55,16 @@ def candidate_dirs(pg_bin_dirs: Iterable[str], path_env: str | None = None) -> l
     for folder in [*pg_bin_dirs, *system, *path]:
         if folder:
             spelled = Path(folder).expanduser()
-            seen.setdefault(spelled.resolve(), spelled)
+            seen.setdefault(_resolved(spelled), spelled)
     return list(seen.values())
+
+
+def _resolved(path: Path) -> Path:
+    """`path` with symlinks resolved; as given when that fails (a symlink loop)."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):
+        return path
 
 
 def discover(pg_bin_dirs: Iterable[str], tool: str = "pg_dump") -> list[ClientSet]:
@@ -82,7 +90,7 @@ def _probed(path: Path) -> bool:
     """A runnable client that is not Debian's pg_wrapper (/usr/bin/pg_dump there). The
     wrapper picks a version on each call, and the binaries it runs are found under
     /usr/lib/postgresql anyway; probing it only costs a Perl start-up."""
-    return _runnable(path) and path.resolve().name != "pg_wrapper"
+    return _runnable(path) and _resolved(path).name != "pg_wrapper"
 
 
 @functools.lru_cache(maxsize=32)

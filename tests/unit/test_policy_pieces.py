@@ -73,7 +73,10 @@ def test_discovery_probes_each_folder_once_and_skips_debians_pg_wrapper(tmp_path
     _fake_tool(tmp_path / "pg_wrapper", "pg_dump (PostgreSQL) 43.0")
     (wrapped / "pg_dump").symlink_to(tmp_path / "pg_wrapper")
 
-    found = discover([str(real), str(alias), str(wrapped)])
+    loop = tmp_path / "loop"  # a PATH entry that is a symlink loop is passed over
+    loop.symlink_to(loop)
+
+    found = discover([str(loop), str(real), str(alias), str(wrapped)])
 
     assert [c for c in found if c.bin_dir.is_relative_to(tmp_path)] == [ClientSet(real, "42.1", 42)]
 
