@@ -9,7 +9,7 @@ from pathlib import Path
 
 from orchestrator import execute
 from orchestrator.conninfo import ConnInfo
-from orchestrator.errors import JobError
+from orchestrator.errors import ConfigError, JobError
 from orchestrator.logs import get_logger
 from orchestrator.postgres.clients import ClientSet
 from orchestrator.postgres.dump import libpq_env
@@ -21,9 +21,20 @@ log = get_logger(__name__)
 TableName = tuple[str, str]
 
 
+NO_DECOMPRESSION = "this installation does not support compression"
+
+
 def list_toc(client: ClientSet, archive: Path) -> str:
-    """Give `pg_restore --list` of `archive`; raises CommandFailed when it cannot be read."""
-    return execute.run([client.tool("pg_restore"), "--list", str(archive)], timeout=600).stdout
+    """Give `pg_restore --list` of `archive`. Raises CommandFailed when it cannot be read,
+    and ConfigError when this pg_restore cannot decompress its data (a build without zstd
+    lists a zstd archive with only a warning, then fails to restore it)."""
+    result = execute.run([client.tool("pg_restore"), "--list", str(archive)], timeout=600)
+    if any(NO_DECOMPRESSION in line for line in result.stderr_lines):
+        raise ConfigError(
+            f"PG_BIN_DIRS: pg_restore {client.version} ({client.bin_dir}) was built without "
+            f"the compression of {archive.name}; use a build that has it (PGDG, Debian, Docker)"
+        )
+    return result.stdout
 
 
 _LONGER_KINDS = {  # kinds whose name starts with another kind's name

@@ -188,6 +188,31 @@ def test_pg_dump_built_without_zstd_names_the_setting(clusters: Clusters, orch_f
     orch.ok("backup", extra_env={"PG_DUMP_COMPRESS": "gzip"})
 
 
+def test_pg_restore_built_without_zstd_fails_verify_naming_the_setting(
+    clusters: Clusters, orch_factory, tmp_path
+):
+    source = clusters.get(17)
+    db = load_sample(source)
+    orch = orch_factory(SOURCE_DATABASE_URL=source.url(db))
+    backup_id = orch.ok("backup").stdout.strip()
+    # such a build lists a zstd archive with only a warning, and exits 0
+    fake = tmp_path / "no-zstd"
+    fake.mkdir()
+    (fake / "pg_restore").write_text(
+        "#!/usr/bin/env bash\n"
+        f'case "$*" in *--version*) exec "{source.bin_dir}/pg_restore" --version;; esac\n'
+        "echo 'pg_restore: warning: archive is compressed, but this installation does not "
+        "support compression (this build does not support compression with zstd) -- no data "
+        "will be available' >&2\n"
+        f'exec "{source.bin_dir}/pg_restore" "$@"\n'
+    )
+    (fake / "pg_restore").chmod(0o755)
+    result = orch.run("verify", backup_id, extra_env={"PG_BIN_DIRS": str(fake)})
+    assert result.returncode == 1
+    assert "PG_BIN_DIRS: pg_restore 17." in result.stdout + result.stderr
+    assert "was built without the compression of" in result.stdout + result.stderr
+
+
 def test_pg_dump_killed_midway_leaves_no_backup(
     clusters: Clusters, s3_server, bucket, orch_factory, tmp_path
 ):
