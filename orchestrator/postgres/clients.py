@@ -93,13 +93,15 @@ def _probed(path: Path) -> bool:
     return _runnable(path) and _resolved(path).name != "pg_wrapper"
 
 
+def _probe_target(folder: Path) -> Path | None:
+    """The first of PROBED_TOOLS in `folder` worth a `--version` run, if any."""
+    return next((folder / t for t in PROBED_TOOLS if _probed(folder / t)), None)
+
+
 @functools.lru_cache(maxsize=32)
 def _discover(pg_bin_dirs: tuple[str, ...], path_env: str) -> tuple[ClientSet, ...]:
-    binaries = [
-        next(folder / t for t in PROBED_TOOLS if _probed(folder / t))
-        for folder in candidate_dirs(pg_bin_dirs, path_env)
-        if any(_probed(folder / t) for t in PROBED_TOOLS)
-    ]
+    found = (_probe_target(folder) for folder in candidate_dirs(pg_bin_dirs, path_env))
+    binaries = [binary for binary in found if binary is not None]
     with ThreadPoolExecutor(max_workers=8) as pool:
         versions = list(pool.map(with_context(_version_of), binaries))
     return tuple(
