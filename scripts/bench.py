@@ -4,8 +4,8 @@
 (b) old way: dump + restore into the backup target, then dump + restore into the dev target
 (c) orchestrator pipeline, archive on a local SeaweedFS S3 server
 (c') the same with PG_DUMP_COMPRESS=gzip, the floor's compression: the orchestration's own cost
-Each is run ROUNDS times (default 5, alternating, so drift hits all three alike); prints the
-medians: c/a and b/c and the orchestrator process's peak RSS.
+Each is run ROUNDS times (default 5, alternating, so drift hits them all alike); prints the
+medians: c/a, c'/a, b/c and the orchestrator process's peak RSS.
 
 Two untimed pipeline cycles come first (their times are printed, not counted): after them
 each target holds a current and a previous copy, as production's targets do from the third
