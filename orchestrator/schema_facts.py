@@ -1,0 +1,77 @@
+"""What a backup's tables look like: columns with their types, keys, partitions.
+
+Taken from the source's catalogs in the dump's own snapshot and kept in the manifest, so
+tools that reason about the archive (masking rules, `mask check`) need no connection to
+production and see exactly the schema the archive holds. Pure data; no I/O here.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Column(BaseModel):
+    """One column as the catalogs describe it.
+
+    `type` is `format_type()` (for people: "character varying(50)", "public.email_domain");
+    `base_type` is the internal name of the underlying type, domains resolved ("varchar",
+    "bpchar", "text", "int4", "date", "timestamptz", "jsonb", "citext"...); `category` is
+    pg_type.typcategory ("S" string, "N" numeric, "D" date/time, "B" boolean, "U" user
+    types incl. json/jsonb, "A" array, "E" enum, "I" network...); `max_length` the n of
+    varchar(n)/char(n) (None when unlimited).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    type: str
+    base_type: str
+    category: str
+    max_length: int | None = None
+    not_null: bool = False
+    generated: bool = False  # generated columns are computed, never in the COPY data
+
+
+class ForeignKey(BaseModel):
+    """`columns` of the owning table reference `referenced_columns` of table `references`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    columns: tuple[str, ...]
+    references: str  # a table key (names.table_key)
+    referenced_columns: tuple[str, ...]
+
+
+class Table(BaseModel):
+    """One table (a partitioned parent, a partition, or a plain table)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    columns: tuple[Column, ...] = ()
+    partitioned: bool = False
+    parent: str | None = None  # the partitioned table a partition belongs to (a table key)
+    unique: tuple[tuple[str, ...], ...] = ()  # primary key, unique constraints and indexes
+    foreign_keys: tuple[ForeignKey, ...] = ()
+
+    def column(self, name: str) -> Column | None:
+        """Give the column called `name`, or None."""
+        return next((c for c in self.columns if c.name == name), None)
+
+
+class SchemaFacts(BaseModel):
+    """Every user table of the source, keyed like row counts (`names.table_key`)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    tables: dict[str, Table] = Field(default_factory=dict)
+    large_objects: int = 0
+
+    def root_of(self, key: str) -> str:
+        """The top partitioned table that `key` is a partition of (or `key` itself)."""
+        seen = {key}
+        table = self.tables.get(key)
+        while table is not None and table.parent is not None and table.parent not in seen:
+            key = table.parent
+            seen.add(key)
+            table = self.tables.get(key)
+        return key
