@@ -28,6 +28,17 @@ from orchestrator.schedule_spec import Schedule, apply, parse_schedule
         ("every 120m", Schedule(every_seconds=7200), "every 2h"),
         ("every 90s", Schedule(every_seconds=90), "every 90s"),
         ("every 4 h", Schedule(every_seconds=4 * 3600), "every 4h"),
+        ("sunday 03:00", Schedule(times=(time(3),), weekdays=(6,)), "on Sunday at 03:00 UTC"),
+        (
+            "Mon, thu 02:30,14:00",
+            Schedule(times=(time(2, 30), time(14)), weekdays=(0, 3)),
+            "on Monday, Thursday at 02:30, 14:00 UTC",
+        ),
+        (
+            "mon,tue,wed,thu,fri,sat,sun 06:00",
+            Schedule(times=(time(6),), weekdays=tuple(range(7))),
+            "daily at 06:00 UTC",
+        ),
     ],
 )
 def test_good_schedules(text, expected, described):
@@ -60,6 +71,12 @@ def test_good_schedules(text, expected, described):
         "daily",
         "06:00\n18:00",
         "\uff10\uff16:\uff10\uff10",  # full-width digits
+        "sunday",
+        "sundays 03:00",
+        "su 03:00",
+        "sunday every 4h",
+        "sunday, 03:00",
+        "03:00 sunday",
     ],
 )
 def test_bad_schedules(text):
@@ -67,7 +84,8 @@ def test_bad_schedules(text):
         parse_schedule(text)
     message = str(raised.value)
     assert message == (
-        f"{text!r} is not a schedule like 06:00,18:00 or every 4h / every 30m / every 20s"
+        f"{text!r} is not a schedule like 06:00,18:00, sunday 03:00, or every 4h / every 30m "
+        "/ every 20s"
     )
     assert "\n" not in message
 
@@ -95,6 +113,21 @@ def utc(text: str) -> datetime:
 
 
 TWICE = Schedule(times=(time(6), time(18)))
+SUNDAYS = Schedule(times=(time(3),), weekdays=(6,))
+
+
+@pytest.mark.parametrize(
+    ("spec", "gap"),
+    [
+        (TWICE, 12 * 3600),
+        (Schedule(times=(time(6), time(8))), 22 * 3600),
+        (Schedule(every_seconds=20), 20),
+        (SUNDAYS, 7 * 86400),
+        (Schedule(times=(time(3),), weekdays=(0, 3)), 4 * 86400),  # Thursday to Monday
+    ],
+)
+def test_longest_gap_between_runs(spec, gap):
+    assert spec.longest_gap_seconds() == gap
 
 
 @pytest.mark.parametrize(
@@ -124,6 +157,10 @@ TWICE = Schedule(times=(time(6), time(18)))
             utc("2026-11-25T06:00:00"),
         ),
         (TWICE, datetime(2026, 11, 25, 19), utc("2026-11-26T06:00:00")),  # naive is UTC
+        # 2026-11-25 is a Wednesday
+        (SUNDAYS, utc("2026-11-25T12:00:00"), utc("2026-11-29T03:00:00")),
+        (SUNDAYS, utc("2026-11-29T03:00:00"), utc("2026-12-06T03:00:00")),  # strictly after
+        (SUNDAYS, utc("2026-11-29T02:59:00"), utc("2026-11-29T03:00:00")),
     ],
 )
 def test_next_run(spec, after, expected):
@@ -164,6 +201,17 @@ def test_apply_times_of_day_are_utc_whatever_the_local_zone(local_tz):
     assert scheduler.next_run is not None
     assert abs(scheduler.next_run - expected) < timedelta(seconds=2)
     assert calls == []
+
+
+def test_apply_weekdays_registers_one_job_per_day_and_time(local_tz):
+    scheduler = schedule.Scheduler()
+    spec = parse_schedule("sun,wed 03:00")
+    apply(spec, scheduler, lambda: None, tag="orchestrator-drill")
+    assert sorted(job.start_day for job in scheduler.jobs) == ["sunday", "wednesday"]
+    assert all("orchestrator-drill" in job.tags for job in scheduler.jobs)
+    expected = local_naive(spec.next_run(datetime.now(UTC)))
+    assert scheduler.next_run is not None
+    assert abs(scheduler.next_run - expected) < timedelta(seconds=2)
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("every 20s", 20), ("every 4h", 14400)])
