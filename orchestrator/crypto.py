@@ -1,0 +1,235 @@
+"""age encryption of archives to public keys (age-encryption.org/v1), streamed file to file.
+
+The host that makes backups holds only recipients (public keys): what it encrypts it cannot
+read back. Identities (private keys) are read only where an archive is restored from the
+store. The output is standard age: `age -d -i key.txt X.dump.age > X.dump` opens it.
+
+Encryption goes through pyrage (the Rust `age` crate). Its file-like calls run in small
+reads and writes, so other threads keep running; an error on its last buffered write could
+go unnoticed, so every output is checked afterwards: it must open with the age header and
+have exactly the length the STREAM format gives for the plaintext's length.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import pyrage
+
+from orchestrator.errors import ConfigError, JobError
+from orchestrator.logs import register_secret
+
+SCHEME = "age"
+HEADER = b"age-encryption.org/v1\n"
+CHUNK = 64 * 1024  # age STREAM chunk size
+NONCE = 16
+TAG = 16
+IO_CHUNK = 1024 * 1024
+_COMMENT = re.compile(r"#.*$")
+SSH_PREFIXES = ("ssh-ed25519 ", "ssh-rsa ")
+
+Recipient = Any  # pyrage.x25519.Recipient | pyrage.ssh.Recipient (untyped library)
+Identity = Any  # pyrage.x25519.Identity
+
+
+class EncryptionError(JobError):
+    """Encrypting failed: nothing may be uploaded."""
+
+
+class DecryptionError(JobError):
+    """Decrypting failed: wrong identity, or damaged ciphertext."""
+
+
+@dataclass(frozen=True)
+class Sealed:
+    """What encrypt_file wrote: the stored (encrypted) bytes and the plain bytes they hold."""
+
+    size: int
+    sha256: str
+    plain_size: int
+    plain_sha256: str
+
+
+def recipient_lines(text: str) -> list[str]:
+    """Give the recipients in `text`: separated by commas or newlines, `#` comments dropped."""
+    entries: list[str] = []
+    for line in text.splitlines():
+        line = _COMMENT.sub("", line)
+        entries += [part.strip() for part in line.split(",") if part.strip()]
+    return entries
+
+
+def parse_recipient(text: str) -> Recipient:
+    """Give the pyrage recipient for an `age1…` (or `ssh-ed25519 …`/`ssh-rsa …`) public key.
+
+    Raises ValueError naming the entry (its start only) when it is not one.
+    """
+    try:
+        if text.startswith(SSH_PREFIXES):
+            return pyrage.ssh.Recipient.from_str(text)
+        if text.startswith("AGE-SECRET-KEY-"):
+            raise ValueError("is a private key (an identity), not a recipient; use its public key")
+        return pyrage.x25519.Recipient.from_str(text)
+    except pyrage.RecipientError:
+        shown = text if len(text) <= 16 else text[:12] + "…"
+        raise ValueError(
+            f"{shown!r} is not an age public key (age1…, from age-keygen -y)"
+        ) from None
+
+
+def check_recipients(entries: list[str]) -> list[str]:
+    """Give `entries` unchanged once each parses as a recipient; ValueError otherwise."""
+    for entry in entries:
+        parse_recipient(entry)
+    return entries
+
+
+def load_identities(text: str, setting: str) -> list[Identity]:
+    """Give the age identities (`AGE-SECRET-KEY-1…` lines; `#` comments and blank lines
+    skipped) in `text`, each registered as a secret so no log line can show it.
+
+    Raises ConfigError naming `setting` (never the key) when a line is not an identity or
+    there is none.
+    """
+    identities = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        register_secret(line)
+        try:
+            identities.append(pyrage.x25519.Identity.from_str(line))
+        except pyrage.IdentityError:
+            raise ConfigError(
+                f"{setting}: line {number} is not an age identity (AGE-SECRET-KEY-1…)"
+            ) from None
+    if not identities:
+        raise ConfigError(f"{setting}: holds no age identity (AGE-SECRET-KEY-1…)")
+    return identities
+
+
+def read_identity_file(path: Path, setting: str) -> list[Identity]:
+    """load_identities() of the file at `path`; ConfigError naming `setting` when unreadable."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ConfigError(f"{setting}: cannot read {path}: {reason}") from None
+    return load_identities(text, setting)
+
+
+class _HashingReader:
+    """A reader that hashes and counts what passes through it."""
+
+    def __init__(self, inner: BinaryIO) -> None:
+        self.inner = inner
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.inner.read(size)
+        self.digest.update(data)
+        self.size += len(data)
+        return data
+
+
+class _HashingWriter:
+    """A writer that hashes and counts what passes through it."""
+
+    def __init__(self, inner: BinaryIO) -> None:
+        self.inner = inner
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        written = self.inner.write(data)
+        self.digest.update(data)
+        self.size += len(data)
+        return written
+
+    def flush(self) -> None:
+        self.inner.flush()
+
+
+def expected_size(header_length: int, plain_size: int) -> int:
+    """The length of an age file whose header is `header_length` bytes long and whose
+    payload holds `plain_size` bytes: nonce, then 64 KiB chunks each with a 16-byte tag
+    (at least one chunk, empty for an empty plaintext)."""
+    chunks = max(1, math.ceil(plain_size / CHUNK))
+    return header_length + NONCE + plain_size + TAG * chunks
+
+
+def header_length(path: Path) -> int:
+    """The length of the age header at the start of `path` (through the `---` MAC line).
+
+    Raises EncryptionError when the file does not start with an age header.
+    """
+    with path.open("rb") as handle:
+        head = handle.read(64 * 1024)
+    if not head.startswith(HEADER):
+        raise EncryptionError(f"{path.name} does not start with an age header")
+    mac = head.find(b"\n---")
+    end = head.find(b"\n", mac + 1) if mac >= 0 else -1
+    if end < 0:
+        raise EncryptionError(f"{path.name} has an incomplete age header")
+    return end + 1
+
+
+def encrypt_file(source: Path, dest: Path, recipients: list[str]) -> Sealed:
+    """Encrypt `source` to `recipients` into `dest`, streamed; give sizes and hashes of both.
+
+    Raises EncryptionError (and removes `dest`) when encryption fails or its output is not
+    exactly an age file of the plaintext's length.
+    """
+    try:
+        parsed = [parse_recipient(r) for r in recipients]
+        with source.open("rb") as plain, dest.open("wb") as out:
+            reader, writer = _HashingReader(plain), _HashingWriter(out)
+            pyrage.encrypt_io(reader, writer, parsed)
+            out.flush()
+        sealed = Sealed(
+            writer.size, writer.digest.hexdigest(), reader.size, reader.digest.hexdigest()
+        )
+        _check_sealed(dest, sealed)
+    except BaseException as exc:
+        dest.unlink(missing_ok=True)
+        if isinstance(exc, EncryptionError):
+            raise
+        if isinstance(exc, ValueError | OSError | pyrage.EncryptError):
+            raise EncryptionError(f"encryption failed: {exc}") from None
+        raise
+    return sealed
+
+
+def _check_sealed(dest: Path, sealed: Sealed) -> None:
+    size = dest.stat().st_size
+    want = expected_size(header_length(dest), sealed.plain_size)
+    if size != sealed.size or size != want:
+        raise EncryptionError(
+            f"encryption output is {size} bytes where {want} were expected; not uploading it"
+        )
+
+
+def decrypt_file(source: Path, dest: Path, identities: list[Identity]) -> tuple[int, str]:
+    """Decrypt the age file `source` into `dest`, streamed; give the plaintext's size and
+    sha256. Raises DecryptionError (and removes `dest`) when no identity opens it or the
+    ciphertext is damaged."""
+    try:
+        with source.open("rb") as sealed, dest.open("wb") as out:
+            writer = _HashingWriter(out)
+            pyrage.decrypt_io(sealed, writer, identities)
+            out.flush()
+    except BaseException as exc:
+        dest.unlink(missing_ok=True)
+        if isinstance(exc, pyrage.DecryptError | OSError | ValueError):
+            raise DecryptionError(
+                f"cannot decrypt {source.name}: {exc} (is ARCHIVE_IDENTITY_FILE the private key "
+                "of one of the manifest's recipients?)"
+            ) from None
+        raise
+    return writer.size, writer.digest.hexdigest()
