@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Literal, Protocol
@@ -31,7 +31,11 @@ class ObjectInfo:
 
 @dataclass(frozen=True)
 class S3Options:
-    """Client options for S3-compatible stores (from settings)."""
+    """Client options for S3-compatible stores (from settings).
+
+    Credentials left None come from boto3's chain (AWS_* variables, profiles, roles).
+    `suffix` is appended to setting names in messages ("_2" for STORAGE_URL_2's store).
+    """
 
     endpoint_url: str | None = None
     region: str | None = None
@@ -39,6 +43,10 @@ class S3Options:
     checksum_calculation: Literal["when_supported", "when_required"] = "when_supported"
     checksum_validation: Literal["when_supported", "when_required"] = "when_supported"
     max_concurrency: int = 4
+    access_key_id: str | None = None
+    secret_access_key: str | None = field(default=None, repr=False)
+    session_token: str | None = field(default=None, repr=False)
+    suffix: str = ""
 
 
 class Storage(Protocol):
@@ -58,6 +66,9 @@ class Storage(Protocol):
 
     def get_bytes(self, key: str) -> bytes:
         """Give a small object's bytes. Raises NotFound, StorageError."""
+
+    def size_of(self, key: str) -> int:
+        """Give the stored object's size in bytes. Raises NotFound, StorageError."""
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         """Yield the objects whose key starts with `prefix`, in key order."""
@@ -83,30 +94,33 @@ def check_key(key: str) -> str:
 def open_storage(url: str, s3: S3Options | None = None) -> Storage:
     """Open the store named by STORAGE_URL: `s3://bucket/prefix`, `file:///abs/path` or a path.
 
-    Raises ConfigError naming STORAGE_URL when the URL is not one of those forms.
+    Raises ConfigError naming STORAGE_URL (with the options' suffix) when the URL is not
+    one of those forms.
     """
     from orchestrator.storage.local import LocalStorage
     from orchestrator.storage.s3 import S3Storage
 
+    options = s3 or S3Options()
+    setting = f"STORAGE_URL{options.suffix}"
     try:
         parts = urlsplit(url)
     except ValueError:
-        raise ConfigError("STORAGE_URL: is not a valid URL") from None
+        raise ConfigError(f"{setting}: is not a valid URL") from None
     if parts.scheme == "s3":
         if not parts.netloc:
-            raise ConfigError("STORAGE_URL: s3:// URL names no bucket (s3://BUCKET/prefix)")
+            raise ConfigError(f"{setting}: s3:// URL names no bucket (s3://BUCKET/prefix)")
         if not _BUCKET.fullmatch(parts.netloc):
             raise ConfigError(
-                "STORAGE_URL: the bucket must be a plain bucket name (s3://BUCKET/prefix; "
+                f"{setting}: the bucket must be a plain bucket name (s3://BUCKET/prefix; "
                 "credentials and endpoints go in AWS_* and S3_ENDPOINT_URL)"
             )
-        return S3Storage(parts.netloc, parts.path.strip("/"), s3 or S3Options())
+        return S3Storage(parts.netloc, parts.path.strip("/"), options)
     if parts.scheme == "file":
         if parts.netloc not in ("", "localhost"):
-            raise ConfigError("STORAGE_URL: file:// URL must be file:///absolute/path")
-        return LocalStorage(Path(unquote(parts.path)))
+            raise ConfigError(f"{setting}: file:// URL must be file:///absolute/path")
+        return LocalStorage(Path(unquote(parts.path)), setting)
     if parts.scheme == "" and url:
-        return LocalStorage(Path(url).absolute())
+        return LocalStorage(Path(url).absolute(), setting)
     raise ConfigError(
-        f"STORAGE_URL: unsupported scheme {parts.scheme!r} (use s3://bucket/prefix or file:///path)"
+        f"{setting}: unsupported scheme {parts.scheme!r} (use s3://bucket/prefix or file:///path)"
     )

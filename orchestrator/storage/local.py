@@ -24,8 +24,9 @@ TEMP_PREFIX = ".tmp-"
 class LocalStorage:
     """Objects are files under `root`; keys are their relative paths."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, setting: str = "STORAGE_URL") -> None:
         self.root = root
+        self.setting = setting
 
     def _path(self, key: str) -> Path:
         try:
@@ -42,9 +43,11 @@ class LocalStorage:
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise ConfigError(f"STORAGE_URL: cannot create {self.root}: {exc.strerror}") from None
+            raise ConfigError(
+                f"{self.setting}: cannot create {self.root}: {exc.strerror}"
+            ) from None
         if not os.access(self.root, os.W_OK | os.X_OK):
-            raise ConfigError(f"STORAGE_URL: {self.root} is not writable")
+            raise ConfigError(f"{self.setting}: {self.root} is not writable")
 
     def _atomic_write(self, key: str, write: Progress | None, source: Path | bytes) -> None:
         target = self._path(key)
@@ -96,6 +99,16 @@ class LocalStorage:
             raise NotFound(f"no object {self.describe(key)}") from None
         except OSError as exc:
             raise StorageError(f"cannot read {self.describe(key)}: {exc.strerror}") from None
+
+    def size_of(self, key: str) -> int:
+        """The file's size; raise NotFound when it does not exist."""
+        path = self._path(key)
+        try:
+            if path.is_file():
+                return path.stat().st_size
+        except OSError as exc:
+            raise StorageError(f"cannot read {self.describe(key)}: {exc.strerror}") from None
+        raise NotFound(f"no object {self.describe(key)}")
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         """Yield files under the root whose key starts with `prefix`, skipping temp files."""

@@ -7,6 +7,7 @@ so that a 5 TB dump stays under S3's 10,000-part limit; every request carries a 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import time
@@ -89,12 +90,20 @@ class S3Storage:
         )
         try:
             self.client: S3Client = boto3.client(
-                "s3", endpoint_url=options.endpoint_url, region_name=options.region, config=config
+                "s3",
+                endpoint_url=options.endpoint_url,
+                region_name=options.region,
+                config=config,
+                aws_access_key_id=options.access_key_id,
+                aws_secret_access_key=options.secret_access_key,
+                aws_session_token=options.session_token,
             )
         except ProfileNotFound as exc:
             raise ConfigError(f"AWS_PROFILE: {exc}") from None
         except (ValueError, BotoCoreError) as exc:
-            raise ConfigError(f"S3_ENDPOINT_URL: cannot make an S3 client: {exc}") from None
+            raise ConfigError(
+                f"S3_ENDPOINT_URL{options.suffix}: cannot make an S3 client: {exc}"
+            ) from None
 
     def _full(self, key: str) -> str:
         try:
@@ -109,21 +118,23 @@ class S3Storage:
         return f"s3://{self.bucket}/{path}"
 
     def _fail(self, exc: Exception, doing: str) -> OrchestratorError:
+        suffix = self.options.suffix
         if isinstance(exc, NoCredentialsError):
             return ConfigError(
-                "AWS_ACCESS_KEY_ID: no S3 credentials found (set AWS_ACCESS_KEY_ID and "
-                "AWS_SECRET_ACCESS_KEY, or a profile or instance role)"
+                f"AWS_ACCESS_KEY_ID{suffix}: no S3 credentials found (set "
+                f"AWS_ACCESS_KEY_ID{suffix} and AWS_SECRET_ACCESS_KEY{suffix}, or a profile or "
+                "instance role)"
             )
         if isinstance(exc, ClientError):
             code = _code(exc)
             if code in _DENIED_CODES:
                 return ConfigError(
-                    f"AWS_ACCESS_KEY_ID: access to {self.describe()} was denied ({code}) "
+                    f"AWS_ACCESS_KEY_ID{suffix}: access to {self.describe()} was denied ({code}) "
                     f"while trying to {doing}"
                 )
             if code == "NoSuchBucket":
                 return ConfigError(
-                    f"STORAGE_URL: bucket {self.bucket!r} does not exist"
+                    f"STORAGE_URL{suffix}: bucket {self.bucket!r} does not exist"
                     + (f" at {self.options.endpoint_url}" if self.options.endpoint_url else "")
                 )
             return StorageError(f"S3 refused to {doing}: {code or exc}")
@@ -225,17 +236,29 @@ class S3Storage:
         except (BotoCoreError, OSError) as exc:
             raise self._fail(exc, f"download {self.describe(key)}") from None
 
-    def get_bytes(self, key: str) -> bytes:
-        """Give a small object's bytes."""
+    @contextlib.contextmanager
+    def _reading(self, key: str) -> Iterator[None]:
+        """Map S3's answers while reading `key`: a missing object is NotFound."""
         try:
-            body: Any = self.client.get_object(Bucket=self.bucket, Key=self._full(key))["Body"]
-            return bytes(body.read())
+            yield
         except ClientError as exc:
             if _code(exc) in _MISSING_CODES:
                 raise NotFound(f"no object {self.describe(key)}") from None
             raise self._fail(exc, f"read {self.describe(key)}") from None
         except BotoCoreError as exc:
             raise self._fail(exc, f"read {self.describe(key)}") from None
+
+    def get_bytes(self, key: str) -> bytes:
+        """Give a small object's bytes."""
+        with self._reading(key):
+            body: Any = self.client.get_object(Bucket=self.bucket, Key=self._full(key))["Body"]
+            return bytes(body.read())
+
+    def size_of(self, key: str) -> int:
+        """The stored object's size (HEAD)."""
+        with self._reading(key):
+            head = self.client.head_object(Bucket=self.bucket, Key=self._full(key))
+            return int(head["ContentLength"])
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         """Yield objects under the root whose key starts with `prefix`."""

@@ -42,6 +42,7 @@ class S3Server:
     endpoint: str
     root: Path
     process: subprocess.Popen[bytes]
+    argv: list[str]
 
     def client(self, access_key: str = ACCESS_KEY, secret_key: str = SECRET_KEY) -> object:
         return boto3.client(
@@ -68,12 +69,22 @@ class S3Server:
         self.client().create_bucket(Bucket=name)  # type: ignore[attr-defined]
         return name
 
-    def stop(self) -> None:
+    def halt(self) -> None:
+        """Stop the server and keep its data (`resume` starts it again on the same ports)."""
         try:
             os.killpg(self.process.pid, signal.SIGTERM)
             self.process.wait(timeout=10)
         except (ProcessLookupError, subprocess.TimeoutExpired):
             os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def resume(self) -> None:
+        """Start the halted server again with its data; wait until it answers."""
+        self.process = _launch(self.argv, self.root)
+        _wait_ready(self)
+
+    def stop(self) -> None:
+        self.halt()
         shutil.rmtree(self.root, ignore_errors=True)
 
 
@@ -120,16 +131,24 @@ def start_s3() -> S3Server:
         "-master.telemetry=false",
     ]
     argv += [f"-{name}={port}" for name, port in ports.items()]
-    log = (root / "weed.log").open("wb")
-    process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    server = S3Server(f"http://127.0.0.1:{ports['s3.port']}", root, process)
+    server = S3Server(f"http://127.0.0.1:{ports['s3.port']}", root, _launch(argv, root), argv)
+    _wait_ready(server)
+    return server
+
+
+def _launch(argv: list[str], root: Path) -> subprocess.Popen[bytes]:
+    log = (root / "weed.log").open("ab")
+    return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _wait_ready(server: S3Server) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"weed exited: {(root / 'weed.log').read_text()[-2000:]}")
+        if server.process.poll() is not None:
+            raise RuntimeError(f"weed exited: {(server.root / 'weed.log').read_text()[-2000:]}")
         try:
             server.client().list_buckets()  # type: ignore[attr-defined]
-            return server
+            return
         except Exception:
             time.sleep(0.3)
     server.stop()
