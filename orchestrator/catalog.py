@@ -2,40 +2,64 @@
 
 Layout under the store's root (bucket prefix or folder):
 
-    <database>/<YYYY>/<MM>/<DD>/<database>-<YYYYMMDDTHHMMSSZ>.dump
-    <database>/<YYYY>/<MM>/<DD>/<database>-<YYYYMMDDTHHMMSSZ>.manifest.json
+    <database>/<YYYY>/<MM>/<DD>/<id>.dump              a plain pg_dump archive, or
+    <database>/<YYYY>/<MM>/<DD>/<id>.dump.age          the same, age-encrypted, or
+    <database>/<YYYY>/<MM>/<DD>/<id>.<gen>.dump.age    re-encrypted by `rekey`
+    <database>/<YYYY>/<MM>/<DD>/<id>.manifest.json     where <id> = <database>-<YYYYMMDDTHHMMSSZ>
 
 A backup exists only when its manifest exists: the manifest is written after the dump
-object is stored, and deleted first when a backup is pruned.
+object is stored, and deleted first when a backup is pruned. With several stores, each
+store holds its own copy and its own manifest; `Located` gathers them by id.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from orchestrator.errors import ConfigError, IntegrityError, NotFound
+from orchestrator.errors import ConfigError, IntegrityError, NotFound, OrchestratorError
 from orchestrator.logs import get_logger, with_context
 from orchestrator.names import split_table_key
+from orchestrator.schema_facts import SchemaFacts
 from orchestrator.storage import ObjectInfo, Storage
+from orchestrator.storage.multi import NamedStore, combined, fan_out
 
 log = get_logger(__name__)
 
 MANIFEST_SUFFIX = ".manifest.json"
 DUMP_SUFFIX = ".dump"
-FORMAT_VERSION = 1
+AGE_SUFFIX = ".age"
+FORMAT_VERSION = 2  # 2: encryption, plain_* and schema_facts; version 1 manifests still read
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
-_ID = re.compile(r"^(?P<db>[A-Za-z0-9_.-]+)-(?P<ts>\d{8}T\d{6}Z)$")
+_ID_TEXT = r"(?P<db>[A-Za-z0-9_.-]+)-(?P<ts>\d{8}T\d{6}Z)"
+_ID = re.compile(rf"^{_ID_TEXT}$")
+_DUMP_NAME = re.compile(rf"^(?P<id>{_ID_TEXT})(?:\.(?P<gen>[0-9a-f]{{8}}))?\.dump(?P<age>\.age)?$")
 STAMP = "%Y%m%dT%H%M%SZ"
-STATUS_PREFIX = "_orchestrator/"  # the tool's own state (last cycle), not backups
+STATUS_PREFIX = "_orchestrator/"  # the tool's own state (last cycle, history), not backups
+
+
+class Encryption(BaseModel):
+    """How the stored dump object is encrypted: age, to these recipients (public keys)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    scheme: Literal["age"] = "age"
+    recipients: tuple[str, ...]
 
 
 class Manifest(BaseModel):
-    """What one backup is: written as JSON beside its dump object."""
+    """What one backup is: written as JSON beside its dump object.
+
+    `size_bytes` and `sha256` describe the stored object (checkable without any key);
+    `plain_size_bytes` and `plain_sha256` the pg_dump archive inside it (the same values
+    when the object is not encrypted).
+    """
 
     model_config = ConfigDict(frozen=True, extra="allow")
 
@@ -46,6 +70,9 @@ class Manifest(BaseModel):
     dump_key: str
     size_bytes: int
     sha256: str
+    plain_size_bytes: int | None = None
+    plain_sha256: str | None = None
+    encryption: Encryption | None = None
     server_version: str
     server_version_num: int
     pg_dump_version: str
@@ -53,6 +80,7 @@ class Manifest(BaseModel):
     compression: str | None = None
     row_counts: dict[str, int] = Field(default_factory=dict)
     source_identity: str | None = None
+    schema_facts: SchemaFacts | None = None
     tool_version: str = ""
 
     @field_validator("created_at")
@@ -62,8 +90,26 @@ class Manifest(BaseModel):
 
     @property
     def manifest_key(self) -> str:
-        """The manifest's own key."""
-        return self.dump_key.removesuffix(DUMP_SUFFIX) + MANIFEST_SUFFIX
+        """The manifest's own key (where the layout puts it for this id)."""
+        try:
+            return manifest_key_for(self.id)
+        except ConfigError:  # not an id of ours: beside its dump, as version 1 put it
+            return self.dump_key.removesuffix(DUMP_SUFFIX) + MANIFEST_SUFFIX
+
+    @property
+    def encrypted(self) -> bool:
+        """True when the stored object is encrypted."""
+        return self.encryption is not None
+
+    @property
+    def plain_size(self) -> int:
+        """Size of the pg_dump archive itself."""
+        return self.size_bytes if self.plain_size_bytes is None else self.plain_size_bytes
+
+    @property
+    def plain_digest(self) -> str:
+        """SHA-256 of the pg_dump archive itself."""
+        return self.sha256 if self.plain_sha256 is None else self.plain_sha256
 
     @property
     def tables(self) -> list[tuple[str, str]]:
@@ -90,24 +136,49 @@ def new_backup_id(database: str, when: datetime) -> str:
     return f"{safe_name(database)}-{when.astimezone(UTC).strftime(STAMP)}"
 
 
-def dump_key_for(backup_id: str) -> str:
-    """The dump object's key for `backup_id`; raises ConfigError when the id is malformed."""
+def _folder(backup_id: str) -> str:
     match = _ID.match(backup_id)
     if not match:
         raise ConfigError(f"{backup_id!r} is not a backup id like mydb-20260101T060000Z")
     ts = match["ts"]
-    return f"{match['db']}/{ts[0:4]}/{ts[4:6]}/{ts[6:8]}/{backup_id}{DUMP_SUFFIX}"
+    return f"{match['db']}/{ts[0:4]}/{ts[4:6]}/{ts[6:8]}"
+
+
+def dump_key_for(backup_id: str, encrypted: bool = False, generation: str | None = None) -> str:
+    """The dump object's key for `backup_id` (`.dump.age` when encrypted; `generation`, 8 hex
+    digits, names a re-encrypted object). Raises ConfigError when the id is malformed."""
+    gen = f".{generation}" if generation else ""
+    age = AGE_SUFFIX if encrypted else ""
+    return f"{_folder(backup_id)}/{backup_id}{gen}{DUMP_SUFFIX}{age}"
 
 
 def manifest_key_for(backup_id: str) -> str:
     """The manifest's key for `backup_id`."""
-    return dump_key_for(backup_id).removesuffix(DUMP_SUFFIX) + MANIFEST_SUFFIX
+    return f"{_folder(backup_id)}/{backup_id}{MANIFEST_SUFFIX}"
 
 
 def is_manifest_key(key: str) -> bool:
     """True for keys laid out as this tool writes manifests."""
     name = key.rsplit("/", 1)[-1].removesuffix(MANIFEST_SUFFIX)
     return key.endswith(MANIFEST_SUFFIX) and bool(_ID.match(name))
+
+
+def dump_backup_id(key: str) -> str | None:
+    """The backup id a dump object's key belongs to (any of the layout's dump names, in
+    the id's own folder), or None for other keys."""
+    folder, _, name = key.rpartition("/")
+    match = _DUMP_NAME.match(name)
+    if not match:
+        return None
+    try:
+        return match["id"] if _folder(match["id"]) == folder else None
+    except ConfigError:
+        return None
+
+
+def owns_dump_key(manifest: Manifest) -> bool:
+    """True when the manifest's dump key is one the layout gives for its id."""
+    return dump_backup_id(manifest.dump_key) == manifest.id
 
 
 def read_manifest(storage: Storage, key: str) -> Manifest:
@@ -183,9 +254,86 @@ def find(
 def foreign_objects(objects: Iterable[ObjectInfo]) -> Iterator[ObjectInfo]:
     """Yield objects that are neither a manifest, a dump nor state written by this tool."""
     for obj in objects:
-        if obj.key.startswith(STATUS_PREFIX):
+        if obj.key.startswith(STATUS_PREFIX) or is_manifest_key(obj.key):
             continue
-        name = obj.key.rsplit("/", 1)[-1]
-        stem = name.removesuffix(MANIFEST_SUFFIX).removesuffix(DUMP_SUFFIX)
-        if stem == name or not _ID.match(stem):
+        if dump_backup_id(obj.key) is None:
             yield obj
+
+
+@dataclass(frozen=True)
+class Copy:
+    """One store's copy of a backup, described by that store's own manifest."""
+
+    store: NamedStore
+    manifest: Manifest
+
+
+@dataclass(frozen=True)
+class Located:
+    """A backup and every store that holds it (in store order)."""
+
+    copies: tuple[Copy, ...]
+
+    @property
+    def manifest(self) -> Manifest:
+        """The manifest of the first store that holds the backup."""
+        return self.copies[0].manifest
+
+    @property
+    def stores(self) -> list[str]:
+        """Labels of the stores that hold the backup."""
+        return [c.store.label for c in self.copies]
+
+
+def list_located(
+    stores: Sequence[NamedStore], database: str | None = None
+) -> tuple[list[Located], list[tuple[NamedStore, OrchestratorError]]]:
+    """Give every backup found in any store (newest first) with the stores holding it, and
+    the stores that could not be listed with their errors.
+
+    Raises the error when no store could be listed at all.
+    """
+    outcomes = fan_out(stores, lambda store: list_backups(store.storage, database))
+    failed = [(o.store, o.error) for o in outcomes if o.error is not None]
+    if len(failed) == len(outcomes):
+        raise combined(failed, "list backups")
+    for store, error in failed:
+        log.warning("catalog.store_unreadable", store=store.label, error=str(error))
+    copies: dict[str, list[Copy]] = {}
+    for outcome in outcomes:
+        for manifest in outcome.value or []:
+            copies.setdefault(manifest.id, []).append(Copy(outcome.store, manifest))
+    located = [Located(tuple(found)) for found in copies.values()]
+    located.sort(key=lambda b: (b.manifest.created_at, b.manifest.id), reverse=True)
+    return located, failed
+
+
+def find_located(
+    stores: Sequence[NamedStore],
+    ref: str,
+    database: str | None = None,
+    source_identity: str | None = None,
+) -> Located:
+    """Resolve `ref` (an id or `latest`) across the stores; see `find` for `latest`.
+
+    A store that cannot be asked is logged and passed over. Raises NotFound when no store
+    holds such a backup, or the stores' errors when none could be asked.
+    """
+    if ref == "latest":
+        located, _failed = list_located(stores, database)
+        if source_identity is not None:
+            located = [b for b in located if b.manifest.source_identity in (None, source_identity)]
+        if not located:
+            raise NotFound("there are no backups yet")
+        return located[0]
+    key = manifest_key_for(ref)
+    outcomes = fan_out(stores, lambda store: read_manifest(store.storage, key))
+    found = [Copy(o.store, o.value) for o in outcomes if o.value is not None]
+    if found:
+        return Located(tuple(found))
+    failed = [(o.store, o.error) for o in outcomes if not isinstance(o.error, NotFound | None)]
+    if len(failed) == len(outcomes):
+        raise combined(failed, f"read backup {ref}")
+    for store, error in failed:
+        log.warning("catalog.store_unreadable", store=store.label, error=str(error))
+    raise NotFound(f"no backup with id {ref!r} (see `orchestrator list`)")

@@ -25,8 +25,10 @@ from orchestrator.actions import fetch as fetch_action
 from orchestrator.actions import listing
 from orchestrator.actions import pipeline as pipeline_action
 from orchestrator.actions import prune as prune_action
+from orchestrator.actions import rekey as rekey_action
 from orchestrator.actions import restore as restore_action
 from orchestrator.actions import status as status_action
+from orchestrator.actions import sync as sync_action
 from orchestrator.actions import verify as verify_action
 from orchestrator.errors import ConfigError, Interrupted, OrchestratorError
 from orchestrator.settings import Settings, load_settings
@@ -72,25 +74,29 @@ def cmd_backup(settings: Settings, _args: argparse.Namespace) -> int:
 
 def cmd_list(settings: Settings, args: argparse.Namespace) -> int:
     backups = listing.list_backups(settings, args.database)
-    rows = [listing.summary(m) for m in backups]
+    rows = [listing.located_summary(b) for b in backups]
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
     if not rows:
         print("no backups yet")
         return 0
-    print(f"{'ID':<40} {'CREATED (UTC)':<20} {'SIZE':>10} {'SERVER':>8} {'TABLES':>6}")
+    several = len(settings.stores()) > 1
+    stores = "  STORES" if several else ""
+    print(f"{'ID':<40} {'CREATED (UTC)':<20} {'SIZE':>10} {'SERVER':>8} {'TABLES':>6} ENC{stores}")
     for row in rows:
         created = row["created_at"].replace("T", " ").removesuffix("Z")[:19]
         size = _human_size(row["size_bytes"])
         server, tables = row["server_version"], row["tables"]
-        print(f"{row['id']:<40} {created:<20} {size:>10} {server:>8} {tables:>6}")
+        enc = "age" if row["encrypted"] else "-"
+        held = f"  {', '.join(row['stores'])}" if several else ""
+        print(f"{row['id']:<40} {created:<20} {size:>10} {server:>8} {tables:>6} {enc:<3}{held}")
     return 0
 
 
 def cmd_fetch(settings: Settings, args: argparse.Namespace) -> int:
     progress = TtyProgress if sys.stderr.isatty() else None
-    result = fetch_action.fetch(settings, args.ref, Path(args.output), progress)
+    result = fetch_action.fetch(settings, args.ref, Path(args.output), progress, raw=args.raw)
     print(result.path)
     return 0
 
@@ -98,20 +104,20 @@ def cmd_fetch(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
     result = verify_action.verify(settings, args.ref)
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "id": result.manifest.id,
-                    "ok": result.ok,
-                    "checks": result.checks,
-                    "problems": result.problems,
-                },
-                indent=2,
-            )
-        )
+        document = {
+            "id": result.manifest.id,
+            "ok": result.ok,
+            "checks": result.checks,
+            "stores": result.stores,
+            "problems": result.problems,
+        }
+        print(json.dumps(document, indent=2))
     else:
         for name, outcome in result.checks.items():
             print(f"{name}: {outcome}")
+        if len(result.stores) > 1:
+            for label, outcome in result.stores.items():
+                print(f"copy in {label}: {outcome}")
         for problem in result.problems:
             print(f"problem: {problem}")
         print(f"{result.manifest.id}: {'OK' if result.ok else 'FAILED'}")
@@ -119,13 +125,48 @@ def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_prune(settings: Settings, args: argparse.Namespace) -> int:
-    result = prune_action.prune(settings, dry_run=args.dry_run, database=args.database)
+    results = prune_action.prune(settings, dry_run=args.dry_run, database=args.database)
+    documents = [prune_action.as_dict(r) for r in results]
     if args.json:
-        print(json.dumps(prune_action.as_dict(result), indent=2))
-    else:
-        print("\n".join(prune_action.table_lines(result)))
+        print(json.dumps(documents[0] if len(results) == 1 else {"stores": documents}, indent=2))
+    for result in results:
+        if not args.json:
+            if len(results) > 1:
+                print(f"== {result.store}")
+            print("\n".join(prune_action.table_lines(result)))
+        for error in result.errors:
+            where = f"{result.store}: " if len(results) > 1 else ""
+            print(f"orchestrator: error: {where}{logs.mask(error)}", file=sys.stderr)
+    return 0 if all(r.ok for r in results) else 1
+
+
+def cmd_sync(settings: Settings, args: argparse.Namespace) -> int:
+    result = sync_action.sync(settings, dry_run=args.dry_run)
+    if len(settings.stores()) < 2:
+        print("one store is configured (STORAGE_URL): nothing to sync; see STORAGE_URL_2")
+        return 0
+    done = result.planned if args.dry_run else result.copied
+    verb = "would copy" if args.dry_run else "copied"
+    for plan in done:
+        print(f"{verb} {plan.backup_id}: {plan.source} -> {plan.target}")
     for error in result.errors:
         print(f"orchestrator: error: {logs.mask(error)}", file=sys.stderr)
+    if not result.planned:
+        print("every store holds every backup")
+    return 0 if result.ok else 1
+
+
+def cmd_rekey(settings: Settings, args: argparse.Namespace) -> int:
+    result = rekey_action.rekey(settings, args.ref, dry_run=args.dry_run)
+    items = result.planned if args.dry_run else result.done
+    verb = "would re-encrypt" if args.dry_run else "re-encrypted"
+    for item in items:
+        was = f" (was {item.was})" if item.was else ""
+        print(f"{verb} {item.backup_id} in {item.store}{was}")
+    for error in result.errors:
+        print(f"orchestrator: error: {logs.mask(error)}", file=sys.stderr)
+    if not result.planned:
+        print(f"every backup is encrypted to the {result.recipients} current recipient(s)")
     return 0 if result.ok else 1
 
 
@@ -232,6 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("fetch", help="download a backup's dump, checked against its manifest")
     p.add_argument("ref", metavar="ID|latest")
     p.add_argument("-o", "--output", required=True, help="file or existing folder to write to")
+    p.add_argument(
+        "--raw", action="store_true", help="write the stored bytes (still encrypted, if they are)"
+    )
     p.set_defaults(func=cmd_fetch)
 
     p = sub.add_parser("verify", help="check a backup's sha256 and read it with pg_restore --list")
@@ -272,6 +316,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the decisions as JSON")
     p.add_argument("--database", help="only this database's backups (default: every database)")
     p.set_defaults(func=cmd_prune)
+
+    p = sub.add_parser("sync", help="copy every backup a store lacks from a store that has it")
+    p.add_argument("--dry-run", action="store_true", help="say what would be copied, copy nothing")
+    p.set_defaults(func=cmd_sync)
+
+    p = sub.add_parser("rekey", help="re-encrypt archived backups to the current recipients")
+    p.add_argument("--from", dest="ref", default="all", metavar="ID|latest|all")
+    p.add_argument("--dry-run", action="store_true", help="say what would change, change nothing")
+    p.set_defaults(func=cmd_rekey)
     return parser
 
 

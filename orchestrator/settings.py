@@ -7,7 +7,9 @@ Legacy variable names of the cron jobs this tool replaces are accepted as aliase
 from __future__ import annotations
 
 import os
+import re
 import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC
 from pathlib import Path
@@ -15,15 +17,25 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dotenv import dotenv_values
-from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from orchestrator import conninfo, retention
+from orchestrator import conninfo, crypto, retention
 from orchestrator.conninfo import ConnInfo
 from orchestrator.errors import ConfigError
 from orchestrator.logs import register_secret
 from orchestrator.restore_plan import StrategySetting
 from orchestrator.schedule_spec import parse_schedule
+from orchestrator.storage.base import S3Options
 
 CsvList = Annotated[list[str], NoDecode]
 EMPTY_POLICY = (
@@ -49,6 +61,87 @@ def _env(*names: str) -> Any:
     return Field(default=None, validation_alias=AliasChoices(*names))
 
 
+ChecksumMode = Literal["when_supported", "when_required"]
+# The variables of one store; a second store uses them with _2 appended, a third with _3...
+STORE_VARIABLES = {
+    "STORAGE_URL": "url",
+    "S3_ENDPOINT_URL": "endpoint_url",
+    "AWS_ACCESS_KEY_ID": "access_key_id",
+    "AWS_SECRET_ACCESS_KEY": "secret_access_key",
+    "AWS_SESSION_TOKEN": "session_token",
+    "S3_REGION": "region",
+    "S3_CHECKSUM_ALGORITHM": "checksum_algorithm",
+    "S3_REQUEST_CHECKSUM_CALCULATION": "checksum_calculation",
+    "S3_RESPONSE_CHECKSUM_VALIDATION": "checksum_validation",
+    "S3_MAX_CONCURRENCY": "max_concurrency",
+}
+_NUMBERED = re.compile(rf"^(?P<base>{'|'.join(STORE_VARIABLES)})_(?P<n>[0-9]+)$")
+MAX_STORES = 9
+
+
+class StoreSettings(BaseModel):
+    """One archive store: its URL and S3 client options. Store 1 is STORAGE_URL and its
+    credentials come from boto3's chain; store N uses the same variables ending in _N."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    number: int
+    url: str
+    endpoint_url: str | None = None
+    access_key_id: str | None = None
+    secret_access_key: SecretStr | None = None
+    session_token: SecretStr | None = None
+    region: str | None = None
+    checksum_algorithm: Literal["CRC32", "SHA256"] = "CRC32"
+    checksum_calculation: ChecksumMode = "when_supported"
+    checksum_validation: ChecksumMode = "when_supported"
+    max_concurrency: int = Field(default=4, ge=1, le=64)
+
+    @property
+    def suffix(self) -> str:
+        """What the store's variable names end with: "" for store 1, "_2" for store 2."""
+        return "" if self.number == 1 else f"_{self.number}"
+
+    @property
+    def setting(self) -> str:
+        """The variable that names this store (STORAGE_URL, STORAGE_URL_2, ...)."""
+        return f"STORAGE_URL{self.suffix}"
+
+    _check_url = field_validator("url")(lambda value: _not_blank(value))
+    _check_endpoint = field_validator("endpoint_url")(lambda value: _endpoint(value))
+
+    def s3_options(self) -> S3Options:
+        """The S3 client options of this store (credentials only when set for it)."""
+        return S3Options(
+            endpoint_url=self.endpoint_url,
+            region=self.region,
+            checksum_algorithm=self.checksum_algorithm,
+            checksum_calculation=self.checksum_calculation,
+            checksum_validation=self.checksum_validation,
+            max_concurrency=self.max_concurrency,
+            access_key_id=self.access_key_id,
+            secret_access_key=_reveal(self.secret_access_key),
+            session_token=_reveal(self.session_token),
+            suffix=self.suffix,
+        )
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("is empty")
+    return value.strip()
+
+
+def _endpoint(value: str | None) -> str | None:
+    if value is not None and not value.startswith(("http://", "https://")):
+        raise ValueError("must start with http:// or https://")
+    return value
+
+
+def _reveal(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value is not None else None
+
+
 class Settings(BaseSettings):
     """The tool's configuration. Build it with `load_settings()`."""
 
@@ -69,15 +162,25 @@ class Settings(BaseSettings):
     storage_url: str = Field(default="./backups", validation_alias="STORAGE_URL")
     s3_endpoint_url: str | None = Field(default=None, validation_alias="S3_ENDPOINT_URL")
     s3_region: str | None = _env("S3_REGION", "AWS_REGION", "AWS_DEFAULT_REGION")
-    s3_checksum_calculation: Literal["when_supported", "when_required"] = Field(
+    s3_checksum_calculation: ChecksumMode = Field(
         default="when_supported", validation_alias="S3_REQUEST_CHECKSUM_CALCULATION"
     )
-    s3_checksum_validation: Literal["when_supported", "when_required"] = Field(
+    s3_checksum_validation: ChecksumMode = Field(
         default="when_supported", validation_alias="S3_RESPONSE_CHECKSUM_VALIDATION"
     )
     s3_max_concurrency: int = Field(default=4, ge=1, le=64, validation_alias="S3_MAX_CONCURRENCY")
     s3_checksum_algorithm: Literal["CRC32", "SHA256"] = Field(
         default="CRC32", validation_alias="S3_CHECKSUM_ALGORITHM"
+    )
+
+    archive_recipients: Annotated[str | None, NoDecode] = Field(
+        default=None, validation_alias="ARCHIVE_RECIPIENTS"
+    )
+    archive_recipients_file: Path | None = Field(
+        default=None, validation_alias="ARCHIVE_RECIPIENTS_FILE"
+    )
+    archive_identity_file: Path | None = Field(
+        default=None, validation_alias="ARCHIVE_IDENTITY_FILE"
     )
 
     pg_bin_dirs: CsvList = Field(default_factory=list, validation_alias="PG_BIN_DIRS")
@@ -117,6 +220,10 @@ class Settings(BaseSettings):
     maintenance_database: str = Field(default="postgres", validation_alias="MAINTENANCE_DATABASE")
 
     schedule: str = Field(default="06:00,18:00", validation_alias="SCHEDULE")
+    drill_schedule: str | None = Field(default=None, validation_alias="DRILL_SCHEDULE")
+    drill_healthcheck_url: str | None = Field(
+        default=None, validation_alias="DRILL_HEALTHCHECK_URL"
+    )
     run_on_start: bool = Field(default=False, validation_alias="RUN_ON_START")
     prune_after_backup: bool = Field(default=True, validation_alias="PRUNE_AFTER_BACKUP")
     notify_webhook_url: str | None = Field(default=None, validation_alias="NOTIFY_WEBHOOK_URL")
@@ -141,6 +248,8 @@ class Settings(BaseSettings):
         default="auto", validation_alias="LOG_FORMAT"
     )
 
+    _more_stores: tuple[StoreSettings, ...] = PrivateAttr(default=())
+
     @field_validator(
         "source_database_url", "backup_database_url", "dev_database_url", mode="before"
     )
@@ -160,14 +269,17 @@ class Settings(BaseSettings):
         parse_schedule(value)  # raises ValueError with the accepted forms
         return value
 
-    @field_validator("s3_endpoint_url")
+    @field_validator("drill_schedule")
     @classmethod
-    def _check_endpoint(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value
+    def _check_drill_schedule(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        parse_schedule(value)
+        return value.strip()
 
-    @field_validator("notify_webhook_url", "healthcheck_url")
+    _check_endpoint = field_validator("s3_endpoint_url")(lambda value: _endpoint(value))
+
+    @field_validator("notify_webhook_url", "healthcheck_url", "drill_healthcheck_url")
     @classmethod
     def _check_http_url(cls, value: str | None) -> str | None:
         if value is None:
@@ -205,12 +317,14 @@ class Settings(BaseSettings):
             raise ValueError(f"cannot be split into arguments ({exc})") from None
         return value
 
-    @field_validator("storage_url")
+    @field_validator("archive_recipients")
     @classmethod
-    def _check_storage_url(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("is empty")
-        return value.strip()
+    def _check_recipients(cls, value: str | None) -> str | None:
+        if value is not None:
+            crypto.check_recipients(crypto.recipient_lines(value))
+        return value
+
+    _check_storage_url = field_validator("storage_url")(lambda value: _not_blank(value))
 
     @field_validator("keep_within", "retention_timezone", mode="before")
     @classmethod
@@ -254,6 +368,63 @@ class Settings(BaseSettings):
         if policy.is_empty:
             raise ConfigError(EMPTY_POLICY)
         return policy
+
+    def recipients(self) -> list[str]:
+        """The age recipients (ARCHIVE_RECIPIENTS and ARCHIVE_RECIPIENTS_FILE together); an
+        empty list means archives are stored unencrypted.
+
+        Raises ConfigError naming the setting when the file cannot be read or an entry is
+        not a public key.
+        """
+        found = crypto.recipient_lines(self.archive_recipients or "")
+        path = self.archive_recipients_file
+        if path is not None:
+            try:
+                text = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+                raise ConfigError(
+                    f"ARCHIVE_RECIPIENTS_FILE: cannot read {path}: {reason}"
+                ) from None
+            try:
+                found += crypto.check_recipients(crypto.recipient_lines(text))
+            except ValueError as exc:
+                raise ConfigError(f"ARCHIVE_RECIPIENTS_FILE: {exc}") from None
+            if not crypto.recipient_lines(text):
+                raise ConfigError(f"ARCHIVE_RECIPIENTS_FILE: {path} holds no recipient")
+        return list(dict.fromkeys(found))
+
+    def identities(self, why: str) -> list[crypto.Identity]:
+        """The age identities of ARCHIVE_IDENTITY_FILE, needed because of `why`.
+
+        Raises ConfigError naming ARCHIVE_IDENTITY_FILE when it is unset or unreadable.
+        """
+        if self.archive_identity_file is None:
+            raise ConfigError(
+                f"ARCHIVE_IDENTITY_FILE is not set: {why} (point it at the age identity file, "
+                "the private key made by age-keygen)"
+            )
+        return crypto.read_identity_file(self.archive_identity_file, "ARCHIVE_IDENTITY_FILE")
+
+    def stores(self) -> list[StoreSettings]:
+        """Every configured store, in order: STORAGE_URL first, then STORAGE_URL_2, ..."""
+        first = StoreSettings(
+            number=1,
+            url=self.storage_url,
+            endpoint_url=self.s3_endpoint_url,
+            region=self.s3_region,
+            checksum_algorithm=self.s3_checksum_algorithm,
+            checksum_calculation=self.s3_checksum_calculation,
+            checksum_validation=self.s3_checksum_validation,
+            max_concurrency=self.s3_max_concurrency,
+        )
+        return [first, *self._more_stores]
+
+    def with_stores(self, more: tuple[StoreSettings, ...]) -> Settings:
+        """A copy of these settings with `more` stores after STORAGE_URL's."""
+        copy = self.model_copy()
+        copy._more_stores = more
+        return copy
 
     def require_source(self) -> ConnInfo:
         """Give the source database, or raise ConfigError when it is not set."""
@@ -320,11 +491,57 @@ def load_settings(env_file: str | Path | None = ".env") -> Settings:
     try:
         settings = Settings(_env_file=env_file)  # type: ignore[call-arg]
         _export_client_variables(env_file)
+        variables = _all_variables(env_file)
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(exc)) from None
     except (OSError, UnicodeError) as exc:
         raise ConfigError(f"--env-file: cannot read {env_file}: {exc}") from None
-    return settings
+    register_secret(variables.get("AWS_SECRET_ACCESS_KEY"))
+    register_secret(variables.get("AWS_SESSION_TOKEN"))
+    return settings.with_stores(numbered_stores(variables))
+
+
+def _all_variables(env_file: str | Path | None) -> dict[str, str]:
+    """The env file's variables overlaid with the environment's (names upper-cased)."""
+    found: dict[str, str] = {}
+    if env_file is not None and Path(env_file).is_file():
+        found = {k.upper(): v for k, v in dotenv_values(env_file).items() if v}
+    found.update({k.upper(): v for k, v in os.environ.items() if v})
+    return found
+
+
+def numbered_stores(variables: Mapping[str, str]) -> tuple[StoreSettings, ...]:
+    """The stores named by STORAGE_URL_2 ... STORAGE_URL_9 and their _N variables.
+
+    Raises ConfigError naming the variable when a value is malformed, when a store's
+    variables are set without its STORAGE_URL_N, or when N is outside 2-9.
+    """
+    by_number: dict[int, dict[str, str]] = {}
+    for name, value in variables.items():
+        match = _NUMBERED.match(name)
+        if match and value.strip():
+            number = int(match["n"])
+            if not 2 <= number <= MAX_STORES:
+                raise ConfigError(f"{name}: stores are numbered 2 to {MAX_STORES}")
+            by_number.setdefault(number, {})[STORE_VARIABLES[match["base"]]] = value.strip()
+    stores = []
+    for number, fields in sorted(by_number.items()):
+        if "url" not in fields:
+            named = next(iter(sorted(fields)))
+            variable = next(k for k, v in STORE_VARIABLES.items() if v == named)
+            raise ConfigError(f"{variable}_{number} is set but STORAGE_URL_{number} is not")
+        try:
+            store = StoreSettings(number=number, **fields)  # type: ignore[arg-type]
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            field = str(first["loc"][0]) if first["loc"] else "url"
+            variable = next((k for k, v in STORE_VARIABLES.items() if v == field), "STORAGE_URL")
+            message = str(first["msg"]).removeprefix("Value error, ")
+            raise ConfigError(f"{variable}_{number}: {message}") from None
+        for secret in (store.secret_access_key, store.session_token):
+            register_secret(_reveal(secret))
+        stores.append(store)
+    return tuple(stores)
 
 
 CLIENT_PREFIXES = ("AWS_", "PG")

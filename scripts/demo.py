@@ -1,13 +1,17 @@
 """The demo behind scripts/demo: throwaway servers, sample data, the main job, then cleanup.
 
-Shows one pipeline cycle (dump once, archive, restore backup and dev with a scrub script),
-then backup, status, drill, list, verify and fetch.
+Shows one pipeline cycle (dump once, encrypt to a public key, archive in two stores, restore
+backup and dev with a scrub script), then backup, status, drill, list, verify, fetch and
+decrypting an archive with the plain `age` tool.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -42,6 +46,36 @@ def orchestrator(env: dict[str, str], *args: str) -> str:
     return result.stdout
 
 
+def make_key(path: Path) -> tuple[Path, str]:
+    """An age key pair made with age-keygen, as a user would: (identity file, public key)."""
+    path.unlink(missing_ok=True)
+    subprocess.run(["age-keygen", "-o", str(path)], check=True, capture_output=True)
+    public = subprocess.run(
+        ["age-keygen", "-y", str(path)], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    return path, public
+
+
+def show_plain_age(
+    env: dict[str, str], second: Path, backup_id: str, identity: Path, fetched: Path
+) -> None:
+    """Decrypt the second store's copy with `age -d` and compare it with the manifest."""
+    (manifest_path,) = second.rglob(f"{backup_id}.manifest.json")
+    manifest = json.loads(manifest_path.read_text())
+    sealed = second / manifest["dump_key"]
+    plain = REPO / ".demo" / "by-hand.dump"
+    print(f"$ age -d -i {identity.name} {sealed.name} > {plain.name}")
+    subprocess.run(["age", "-d", "-i", str(identity), "-o", str(plain), str(sealed)], check=True)
+    digest = hashlib.sha256(plain.read_bytes()).hexdigest()
+    print(
+        f"sha256 {digest[:16]}... equals the manifest's plain_sha256: "
+        f"{digest == manifest['plain_sha256']}; starts with PGDMP: "
+        f"{plain.read_bytes()[:5] == b'PGDMP'}; the stored bytes do not: "
+        f"{sealed.read_bytes()[:5] != b'PGDMP'}"
+    )
+    print(f"same bytes as `orchestrator fetch` wrote: {plain.read_bytes() == fetched.read_bytes()}")
+
+
 def main() -> None:
     keep = "--keep" in sys.argv[1:]
     (REPO / ".demo").mkdir(exist_ok=True)
@@ -58,15 +92,24 @@ def main() -> None:
         source.psql(SAMPLE.read_text(), "shop")
         print(f"source: {source.url('shop', password=None)}  (sample data: schemas public, sales)")
         print(f"S3:     {store.endpoint}  bucket {bucket}")
+        demo = REPO / ".demo"
+        identity, recipient = make_key(demo / "ops-key.txt")
+        second = demo / "second-store"
+        shutil.rmtree(second, ignore_errors=True)
+        print(f"age key:  {identity} (public key {recipient[:16]}...)")
+        print(f"store 2:  {second} (a mounted folder stands in for another provider)")
         env = {
             **os.environ,
             "SOURCE_DATABASE_URL": source.url("shop"),
             "BACKUP_DATABASE_URL": targets[0].url("shop"),
             "DEV_DATABASE_URL": targets[1].url("shop"),
             **store.env(bucket, "demo"),
+            "STORAGE_URL_2": f"file://{second}",
+            "ARCHIVE_RECIPIENTS": recipient,
             "PG_BIN_DIRS": ":".join(str(p) for _, p in sorted(bins.items(), reverse=True)),
             "LOG_FORMAT": "console",
         }
+        keyed = {**env, "ARCHIVE_IDENTITY_FILE": str(identity)}
         scrub = REPO / ".demo" / "scrub.sql"
         scrub.write_text(
             "UPDATE public.customers SET email = 'user' || id || '@example.invalid',\n"
@@ -78,7 +121,10 @@ def main() -> None:
             target.psql(
                 "CREATE TABLE yesterday (v text); INSERT INTO yesterday VALUES ('old')", "shop"
             )
-        step("pipeline: dump once -> archive + restore backup and dev (dev scrubbed) -> prune")
+        step(
+            "pipeline: dump once -> encrypt -> archive in both stores + restore backup and dev "
+            "(dev scrubbed) -> prune"
+        )
         orchestrator(env, "pipeline")
         print(
             "dev now holds:", targets[1].psql("SELECT email, phone FROM customers LIMIT 1", "shop")
@@ -91,19 +137,25 @@ def main() -> None:
         backup_id = orchestrator(env, "backup").strip()
         step("status")
         orchestrator(env, "status")
-        step("drill: restore into a scratch database on the backup server, check, time it")
-        orchestrator(env, "drill")
-        step("list")
+        step("drill: fetch and decrypt (needs the identity), restore into scratch, check, time it")
+        orchestrator(keyed, "drill")
+        step("list: every backup is encrypted (ENC age) and held by both stores")
         orchestrator(env, "list")
-        step("verify: sha256 against the manifest, pg_restore --list")
+        step("verify: each store's copy against the manifest's sha256 (no key needed)")
         orchestrator(env, "verify", "latest")
-        step("fetch: download, check, write atomically")
-        out = REPO / ".demo" / f"{backup_id}.dump"
-        orchestrator(env, "fetch", backup_id, "-o", str(out))
+        step("verify with the identity: decrypt, then pg_restore --list")
+        orchestrator(keyed, "verify", "latest")
+        step("fetch: download, check, decrypt, write atomically")
+        out = demo / f"{backup_id}.dump"
+        orchestrator(keyed, "fetch", backup_id, "-o", str(out))
+        step("Without this tool: the stored object opens with the standard age CLI")
+        show_plain_age(env, second, backup_id, identity, out)
         step("Where things are")
         objects = store.client().list_objects_v2(Bucket=bucket)["Contents"]  # type: ignore[attr-defined]
         for obj in objects:
             print(f"s3://{bucket}/{obj['Key']}  ({obj['Size']} bytes)")
+        for path in sorted(p for p in second.rglob("*") if p.is_file()):
+            print(f"{path}  ({path.stat().st_size} bytes)")
         print(f"local copy: {out}\nrestore it anywhere with plain pg_restore:")
         print(f"  pg_restore --no-owner --no-acl -d postgresql://USER@HOST/DB {out}")
         if keep:

@@ -1,7 +1,10 @@
 """`orchestrator backup`: dump the source once in an exported snapshot, archive it with a manifest.
 
-The dump object is stored first and the manifest last, so a failure anywhere leaves no
-backup behind: at worst a dump object without a manifest, which this action removes.
+With ARCHIVE_RECIPIENTS the dump is age-encrypted on this host before any byte leaves it.
+The same bytes then go to every store at once; in each store the dump object is stored and
+its size checked first and the manifest last, so a failure anywhere leaves no backup behind
+in that store (at worst a dump object without a manifest, which this action removes), and
+a store that fails takes nothing from the others.
 """
 
 from __future__ import annotations
@@ -20,13 +23,14 @@ from pathlib import Path
 
 import psycopg
 
-from orchestrator import __version__, catalog
-from orchestrator.actions.common import client_for, sha256_of, storage_from
-from orchestrator.catalog import Manifest
+from orchestrator import __version__, catalog, crypto
+from orchestrator.actions.common import client_for, sha256_of, stores_from
+from orchestrator.catalog import Encryption, Manifest
 from orchestrator.conninfo import ConnInfo
 from orchestrator.errors import (
     CommandFailed,
     ConfigError,
+    IntegrityError,
     JobError,
     NotFound,
     OrchestratorError,
@@ -36,8 +40,10 @@ from orchestrator.names import table_key
 from orchestrator.postgres import inspect, restore
 from orchestrator.postgres.clients import ClientSet
 from orchestrator.postgres.dump import DumpOptions, compression_for, run_dump
+from orchestrator.schema_facts import SchemaFacts
 from orchestrator.settings import Settings
 from orchestrator.storage import Storage
+from orchestrator.storage.multi import NamedStore, Outcome, combined, fan_out
 
 log = get_logger(__name__)
 SOURCE = "SOURCE_DATABASE_URL"
@@ -46,10 +52,20 @@ ID_ATTEMPTS = 3
 
 @dataclass(frozen=True)
 class LocalDump:
-    """A finished dump on local disk and the manifest that will describe it once stored."""
+    """A finished dump on local disk and the manifest that will describe it once stored.
+
+    `path` is the plain pg_dump archive (what restores read); `sealed_path`, when set, is
+    its encrypted form, which is what the stores receive.
+    """
 
     path: Path
     manifest: Manifest
+    sealed_path: Path | None = None
+
+    @property
+    def upload_path(self) -> Path:
+        """The file whose bytes the stores receive."""
+        return self.sealed_path or self.path
 
 
 @dataclass(frozen=True)
@@ -58,6 +74,24 @@ class BackupResult:
 
     manifest: Manifest
     location: str
+
+
+@dataclass(frozen=True)
+class OpenStores:
+    """The configured stores that answered, and those that did not with their errors."""
+
+    usable: list[NamedStore]
+    failed: list[tuple[NamedStore, OrchestratorError]]
+
+
+class UploadFailed(JobError):
+    """The backup did not reach every store; `stores` says what each store did and
+    `stored_in` are the stores that hold it all the same."""
+
+    def __init__(self, message: str, stores: dict[str, str], stored_in: list[NamedStore]) -> None:
+        super().__init__(message)
+        self.stores = stores
+        self.stored_in = stored_in
 
 
 def dump_options(settings: Settings, pg_dump_major: int) -> DumpOptions:
@@ -112,19 +146,22 @@ def take_dump(settings: Settings, folder: Path) -> LocalDump:
             compression=options.compress or "pg_dump's default",
         )
         try:
-            counts, sha256 = _dump_in_snapshot(source, snap, client, out, options)
+            counts, sha256, facts = _dump_in_snapshot(source, snap, client, out, options)
         except CommandFailed as exc:
             refused = _compression_refused(exc, client, options.compress)
             if refused is None:
                 raise
             raise refused from None
+    size = out.stat().st_size
     manifest = Manifest(
         id=backup_id,
         created_at=started_at.replace(microsecond=0),
         database=source.database,
         dump_key=catalog.dump_key_for(backup_id),
-        size_bytes=out.stat().st_size,
+        size_bytes=size,
         sha256=sha256,
+        plain_size_bytes=size,
+        plain_sha256=sha256,
         server_version=server.version,
         server_version_num=server.version_num,
         pg_dump_version=client.version,
@@ -132,6 +169,7 @@ def take_dump(settings: Settings, folder: Path) -> LocalDump:
         compression=options.compress,
         row_counts=counts,
         source_identity=identity,
+        schema_facts=facts,
         tool_version=__version__,
     )
     return LocalDump(out, manifest)
@@ -151,9 +189,9 @@ def _compression_refused(
 
 def _dump_in_snapshot(
     source: ConnInfo, snap: inspect.Snapshot, client: ClientSet, out: Path, options: DumpOptions
-) -> tuple[dict[str, int], str]:
+) -> tuple[dict[str, int], str, SchemaFacts | None]:
     """Run pg_dump of `source` in `snap`; give (row counts of the tables whose data the
-    archive holds, the archive's sha256). Raises what run_dump raises.
+    archive holds, the archive's sha256, the schema facts). Raises what run_dump raises.
 
     A dump of every table has the tables counted while pg_dump runs (same snapshot, and the
     server has time to spare then); what that could not count, or any dump narrowed by
@@ -175,7 +213,8 @@ def _dump_in_snapshot(
             run_dump(client, source, out, snap.snapshot_id, options)
             digest = pool.submit(sha256_of, out)
             tables = restore.table_data_tables(restore.list_toc(client, out), known)
-            return _counts_of(snap.conn, tables, early), digest.result()
+            counts = _counts_of(snap.conn, tables, early)
+            return counts, digest.result(), inspect.schema_facts(snap.conn)
         finally:
             if early is not None and not early.done():  # pg_dump or the TOC read failed
                 done.set()
@@ -193,16 +232,14 @@ def _counts_of(
     return {table_key(*t): counted[table_key(*t)] for t in tables}
 
 
-def with_unused_id(storage: Storage, dump: LocalDump) -> LocalDump:
+def with_unused_id(stores: list[NamedStore], dump: LocalDump) -> LocalDump:
     """`dump`, named one second later (and again, up to ID_ATTEMPTS times) while a stored
-    backup of its database already has its id: ids have one-second resolution, and two
-    runs started in the same second must not collide. When the store cannot say, `dump`
-    as it is (archive() still refuses to overwrite)."""
+    backup of its database already has its id in any store: ids have one-second
+    resolution, and two runs started in the same second must not collide. When a store
+    cannot say, it counts as free (archive() still refuses to overwrite)."""
     manifest = dump.manifest
     for _attempt in range(ID_ATTEMPTS):
-        try:
-            storage.get_bytes(manifest.manifest_key)
-        except OrchestratorError:  # NotFound (free) or cannot tell
+        if not any(_holds(store.storage, manifest.manifest_key) for store in stores):
             break
         created = manifest.created_at + timedelta(seconds=1)
         backup_id = catalog.new_backup_id(manifest.database, created)
@@ -215,11 +252,48 @@ def with_unused_id(storage: Storage, dump: LocalDump) -> LocalDump:
         )
     if manifest.id != dump.manifest.id:
         log.info("backup.renamed", backup_id=manifest.id, taken=dump.manifest.id)
-    return LocalDump(dump.path, manifest)
+    return LocalDump(dump.path, manifest, dump.sealed_path)
 
 
-def archive(storage: Storage, dump: LocalDump) -> BackupResult:
-    """Store the dump object, then its manifest. Raises JobError when either write fails.
+def _holds(storage: Storage, key: str) -> bool:
+    try:
+        storage.get_bytes(key)
+    except OrchestratorError:  # NotFound (free) or cannot tell
+        return False
+    return True
+
+
+def seal(dump: LocalDump, recipients: list[str]) -> LocalDump:
+    """`dump` encrypted to `recipients` beside the plain file (unchanged when there are
+    none), its manifest describing both the stored and the plain bytes.
+
+    Raises EncryptionError (nothing is left to upload) when encryption fails or its
+    output does not hold exactly the dump.
+    """
+    if not recipients:
+        return dump
+    manifest = dump.manifest
+    sealed_path = dump.path.with_name(dump.path.name + catalog.AGE_SUFFIX)
+    sealed = crypto.encrypt_file(dump.path, sealed_path, recipients)
+    if (sealed.plain_size, sealed.plain_sha256) != (manifest.plain_size, manifest.plain_digest):
+        sealed_path.unlink(missing_ok=True)
+        raise crypto.EncryptionError("the dump changed while it was encrypted; not uploading it")
+    log.info("backup.encrypted", backup_id=manifest.id, recipients=len(recipients))
+    sealed_manifest = manifest.model_copy(
+        update={
+            "dump_key": catalog.dump_key_for(manifest.id, encrypted=True),
+            "size_bytes": sealed.size,
+            "sha256": sealed.sha256,
+            "encryption": Encryption(recipients=tuple(recipients)),
+        }
+    )
+    return LocalDump(dump.path, sealed_manifest, sealed_path)
+
+
+def archive(storage: Storage, dump: LocalDump, check_source: bool = True) -> BackupResult:
+    """Store the dump object, check its size, then write its manifest. Raises JobError when
+    a write fails or the stored size differs. `check_source` warns when the store's newest
+    backup of this database came from another cluster (new backups, not copies).
 
     A dump object stored without its manifest is deleted again (best effort).
     """
@@ -229,9 +303,16 @@ def archive(storage: Storage, dump: LocalDump) -> BackupResult:
         raise JobError(f"a backup with id {manifest.id} already exists; not overwriting it")
     except NotFound:
         pass
-    _warn_other_source(storage, manifest)
-    storage.put_file(manifest.dump_key, dump.path)
+    if check_source:
+        _warn_other_source(storage, manifest)
+    storage.put_file(manifest.dump_key, dump.upload_path)
     try:
+        stored = storage.size_of(manifest.dump_key)
+        if stored != manifest.size_bytes:
+            raise IntegrityError(
+                f"{storage.describe(manifest.dump_key)} holds {stored} bytes after the upload, "
+                f"not {manifest.size_bytes}"
+            )
         storage.put_bytes(manifest.manifest_key, manifest.to_json())
     except BaseException:
         # the write may have landed before it failed: manifest first, as prune does
@@ -240,6 +321,53 @@ def archive(storage: Storage, dump: LocalDump) -> BackupResult:
         raise
     log.info("backup.stored", backup_id=manifest.id, size_bytes=manifest.size_bytes)
     return BackupResult(manifest, storage.describe(manifest.dump_key))
+
+
+def archive_everywhere(
+    stores: OpenStores, dump: LocalDump
+) -> tuple[list[NamedStore], dict[str, str]]:
+    """Store `dump` in every usable store at once; give the stores that now hold it and
+    what happened in each store ("ok" or the error). Raises UploadFailed, after every
+    store has finished, when any store (usable or not) does not hold it."""
+    outcomes: list[Outcome[BackupResult]] = fan_out(
+        stores.usable, lambda store: archive(store.storage, dump)
+    )
+    failed = [*stores.failed, *[(o.store, o.error) for o in outcomes if o.error is not None]]
+    done = [o.store for o in outcomes if o.ok]
+    report = {o.store.label: "ok" for o in outcomes if o.ok}
+    report.update({store.label: str(error) for store, error in failed})
+    if failed:
+        for store, error in failed:
+            log.error("backup.store_failed", store=store.label, error=str(error))
+        kept = ", ".join(s.label for s in done) or "no store"
+        raise UploadFailed(
+            "; ".join(f"store {s.label} ({s.setting}) failed: {e}" for s, e in failed)
+            + f"; the backup is in {kept}",
+            report,
+            done,
+        )
+    return done, report
+
+
+def open_stores(settings: Settings) -> OpenStores:
+    """Open and check every store at once.
+
+    Raises ConfigError when every store is misconfigured (missing bucket, refused
+    credentials): nothing could be archived. Otherwise the stores that failed their check
+    are given with their errors, and the work goes on with the others.
+    """
+    stores = stores_from(settings)
+    outcomes = fan_out(stores, lambda store: store.storage.check())
+    failed = [(o.store, o.error) for o in outcomes if o.error is not None]
+    if (
+        failed
+        and len(failed) == len(stores)
+        and all(isinstance(e, ConfigError) for _s, e in failed)
+    ):
+        raise combined(failed, "open a store")
+    for store, error in failed:
+        log.warning("backup.store_unavailable", store=store.label, error=str(error))
+    return OpenStores([o.store for o in outcomes if o.ok], failed)
 
 
 def _warn_other_source(storage: Storage, manifest: Manifest) -> None:
@@ -265,11 +393,16 @@ def _delete_quietly(storage: Storage, key: str) -> None:
 
 
 def backup(settings: Settings) -> BackupResult:
-    """Take one backup of the source and archive it; give the stored backup.
+    """Take one backup of the source, encrypt it when recipients are set, and archive it in
+    every store; give the stored backup.
 
-    The store is checked before the dump starts, so a wrong bucket costs no dump.
+    The stores are checked and the recipients read before the dump starts, so a wrong
+    bucket or key costs no dump. Raises UploadFailed when a store did not get it.
     """
-    storage = storage_from(settings)
-    storage.check()
+    recipients = settings.recipients()
+    stores = open_stores(settings)
     with work_dir(settings) as folder:
-        return archive(storage, with_unused_id(storage, take_dump(settings, folder)))
+        dump = with_unused_id(stores.usable, take_dump(settings, folder))
+        sealed = seal(dump, recipients)
+        archive_everywhere(stores, sealed)
+    return BackupResult(sealed.manifest, sealed.manifest.dump_key)

@@ -1,31 +1,51 @@
-"""Small pieces every action shares: opening the store, choosing clients, hashing files."""
+"""Small pieces every action shares: opening the stores, choosing clients, hashing files."""
 
 from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from orchestrator.postgres import clients
-from orchestrator.settings import Settings
+from orchestrator.settings import Settings, StoreSettings
 from orchestrator.storage import Storage, open_storage
-from orchestrator.storage.base import S3Options
+from orchestrator.storage.multi import NamedStore
 
 HASH_CHUNK = 4 * 1024 * 1024
 
 
+def stores_from(settings: Settings) -> list[NamedStore]:
+    """Open every configured store (STORAGE_URL, STORAGE_URL_2, ...), named for people.
+
+    Raises ConfigError naming the store's variable when its URL is malformed.
+    """
+    configured = settings.stores()
+    opened = [open_storage(s.url, s.s3_options()) for s in configured]
+    labels = store_labels(configured, [storage.describe() for storage in opened])
+    return [
+        NamedStore(label, s.setting, storage)
+        for label, s, storage in zip(labels, configured, opened, strict=True)
+    ]
+
+
+def store_labels(configured: list[StoreSettings], described: list[str]) -> list[str]:
+    """Each store's label: where it is (s3://bucket/prefix or a folder); the endpoint's host
+    is added when two stores would otherwise look alike, then the store's number."""
+    hosted = [
+        f"{label}@{urlsplit(store.endpoint_url).netloc}"
+        if described.count(label) > 1 and store.endpoint_url
+        else label
+        for label, store in zip(described, configured, strict=True)
+    ]
+    return [
+        f"{label}#{store.number}" if hosted.count(label) > 1 else label
+        for label, store in zip(hosted, configured, strict=True)
+    ]
+
+
 def storage_from(settings: Settings) -> Storage:
-    """Open the store named by STORAGE_URL with the S3 options from settings."""
-    return open_storage(
-        settings.storage_url,
-        S3Options(
-            endpoint_url=settings.s3_endpoint_url,
-            region=settings.s3_region,
-            checksum_algorithm=settings.s3_checksum_algorithm,
-            checksum_calculation=settings.s3_checksum_calculation,
-            checksum_validation=settings.s3_checksum_validation,
-            max_concurrency=settings.s3_max_concurrency,
-        ),
-    )
+    """Open the first store (STORAGE_URL): where the tool's own state is kept."""
+    return stores_from(settings)[0].storage
 
 
 def client_for(settings: Settings, tool: str, needed_major: int, why: str) -> clients.ClientSet:

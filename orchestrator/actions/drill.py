@@ -15,7 +15,7 @@ from pathlib import Path
 
 from orchestrator import conninfo, restore_plan
 from orchestrator.actions.common import client_for
-from orchestrator.actions.restore import find_manifest, local_archive
+from orchestrator.actions.restore import find_backup, local_archive
 from orchestrator.catalog import Manifest
 from orchestrator.conninfo import ConnInfo
 from orchestrator.errors import ConfigError, OrchestratorError
@@ -72,7 +72,8 @@ def drill(settings: Settings, ref: str = "latest", target_url: str | None = None
     Raises ConfigError for bad input and JobError when the drill cannot even start.
     """
     server = drill_server(settings, target_url)
-    manifest = find_manifest(settings, ref)
+    located = find_backup(settings, ref)
+    manifest = located.manifest
     client = client_for(
         settings,
         "pg_restore",
@@ -82,9 +83,9 @@ def drill(settings: Settings, ref: str = "latest", target_url: str | None = None
     scratch = restore_plan.staging_name(f"drill_{manifest.database}", secrets.token_hex(4))
     report = DrillReport(manifest.id, server.url, scratch, client.version)
     started = time.monotonic()
-    with local_archive(settings, manifest, None) as archive:
+    with local_archive(settings, located, None, "drill") as (archive, used):
         report.fetch_seconds = round(time.monotonic() - started, 3)
-        _drill_in_scratch(settings, server, scratch, client, archive, manifest, report)
+        _drill_in_scratch(settings, server, scratch, client, archive, used, report)
     log.info("drill.done", backup_id=manifest.id, ok=report.ok, rto_seconds=report.rto_seconds)
     return report
 

@@ -1,41 +1,44 @@
-"""`orchestrator fetch`: download a backup's dump, checked against its manifest, atomically."""
+"""`orchestrator fetch`: download a backup's dump, checked against its manifest, atomically.
+
+With several stores the first store that holds a good copy serves it: a store that is
+unreachable, lacks the object or holds bytes that fail their checksum is passed over (and
+logged). An encrypted backup is decrypted with ARCHIVE_IDENTITY_FILE unless `--raw`.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator import catalog
-from orchestrator.actions.common import sha256_of, storage_from
-from orchestrator.catalog import Manifest
+from orchestrator import catalog, crypto
+from orchestrator.actions.common import sha256_of, stores_from
+from orchestrator.catalog import Copy, Located, Manifest
 from orchestrator.errors import ConfigError, IntegrityError, NotFound
 from orchestrator.logs import get_logger
 from orchestrator.settings import Settings
 from orchestrator.storage import Progress, Storage
+from orchestrator.storage.multi import first_success
 
 log = get_logger(__name__)
 
 
 @dataclass(frozen=True)
 class FetchResult:
-    """Where the checked dump now is, and which backup it is."""
+    """Where the checked dump now is, which backup it is, and whether it is still sealed."""
 
     manifest: Manifest
     path: Path
+    encrypted: bool = False
 
 
-def download_checked(
-    storage: Storage, manifest: Manifest, dest: Path, progress: Progress | None = None
-) -> Path:
-    """Download `manifest`'s dump to `dest` via a temporary file beside it, then rename.
-
-    Raises IntegrityError when size or SHA-256 differ from the manifest (nothing is left
-    at `dest` then), NotFound when the dump object is missing, StorageError otherwise.
-    """
+@contextlib.contextmanager
+def _temp_beside(dest: Path) -> Iterator[Path]:
+    """A temporary file name beside `dest` (same file system, so a rename is atomic),
+    removed afterwards unless it was renamed into place."""
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
     except OSError as exc:
@@ -43,6 +46,21 @@ def download_checked(
     os.close(fd)
     tmp = Path(tmp_name)
     try:
+        yield tmp
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def download_checked(
+    storage: Storage, manifest: Manifest, dest: Path, progress: Progress | None = None
+) -> Path:
+    """Download `manifest`'s dump object to `dest` via a temporary file beside it, then rename.
+
+    Raises IntegrityError when size or SHA-256 differ from the manifest (nothing is left
+    at `dest` then), or when the dump object is missing; StorageError otherwise.
+    """
+    with _temp_beside(dest) as tmp:
         try:
             storage.get_file(manifest.dump_key, tmp, progress)
         except NotFound:
@@ -52,28 +70,98 @@ def download_checked(
             ) from None
         check_file(tmp, manifest)
         tmp.replace(dest)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
     return dest
 
 
+def download_any(located: Located, dest: Path, progress: Progress | None = None) -> Copy:
+    """Download the first good copy of `located` to `dest`, trying its stores in order;
+    give the copy used. Raises the stores' errors when none gives a good copy."""
+
+    def attempt(copy: Copy) -> Copy:
+        download_checked(copy.store.storage, copy.manifest, dest, progress)
+        return copy
+
+    by_label = {c.store.label: c for c in located.copies}
+    return first_success(
+        [c.store for c in located.copies],
+        lambda store: attempt(by_label[store.label]),
+        f"download backup {located.manifest.id}",
+    )
+
+
 def check_file(path: Path, manifest: Manifest) -> None:
-    """Raise IntegrityError unless the file's size and SHA-256 match the manifest."""
+    """Raise IntegrityError unless the file's size and SHA-256 are the stored object's."""
+    _check(path, manifest.id, manifest.size_bytes, manifest.sha256)
+
+
+def check_plain(path: Path, manifest: Manifest) -> None:
+    """Raise IntegrityError unless the file is the plain pg_dump archive the manifest names."""
+    _check(path, manifest.id, manifest.plain_size, manifest.plain_digest)
+
+
+def _check(path: Path, backup_id: str, size_bytes: int, sha256: str) -> None:
     size = path.stat().st_size
-    if size != manifest.size_bytes:
-        raise IntegrityError(
-            f"{manifest.id}: size {size} differs from the manifest's {manifest.size_bytes}"
-        )
+    if size != size_bytes:
+        raise IntegrityError(f"{backup_id}: size {size} differs from the manifest's {size_bytes}")
     digest = sha256_of(path)
-    if digest != manifest.sha256:
-        raise IntegrityError(f"{manifest.id}: sha256 {digest} differs from the manifest's")
+    if digest != sha256:
+        raise IntegrityError(f"{backup_id}: sha256 {digest} differs from the manifest's")
 
 
-def target_path(output: Path, manifest: Manifest) -> Path:
-    """`output` itself, or the dump's own file name inside it when it is a folder."""
+def open_sealed(
+    sealed: Path, manifest: Manifest, dest: Path, identities: list[crypto.Identity]
+) -> Path:
+    """Decrypt the checked stored object `sealed` into `dest` (via a temporary file beside
+    it) and check it is the plain archive the manifest names. Raises DecryptionError or
+    IntegrityError (nothing is left at `dest` then)."""
+    with _temp_beside(dest) as tmp:
+        size, digest = crypto.decrypt_file(sealed, tmp, identities)
+        if (size, digest) != (manifest.plain_size, manifest.plain_digest):
+            raise IntegrityError(
+                f"{manifest.id}: the decrypted archive differs from the manifest's plain_sha256"
+            )
+        tmp.replace(dest)
+    return dest
+
+
+def plain_copy(
+    located: Located, folder: Path, identities: list[crypto.Identity] | None
+) -> tuple[Path, Manifest]:
+    """The backup's plain pg_dump archive in `folder`, from the first store with a good copy,
+    decrypted when it is encrypted; give it and the manifest of the copy used.
+
+    `identities` must be given for an encrypted backup (see `needed_identities`).
+    """
+    stored = folder / "archive.stored"
+    copy = download_any(located, stored)
+    if not copy.manifest.encrypted:
+        return stored.rename(folder / "archive.dump"), copy.manifest
+    if not identities:
+        raise ConfigError(
+            f"ARCHIVE_IDENTITY_FILE is not set: backup {located.manifest.id} is encrypted"
+        )
+    try:
+        return open_sealed(
+            stored, copy.manifest, folder / "archive.dump", identities
+        ), copy.manifest
+    finally:
+        stored.unlink(missing_ok=True)
+
+
+def needed_identities(
+    settings: Settings, located: Located, doing: str
+) -> list[crypto.Identity] | None:
+    """The identities to open `located` when any copy of it is encrypted (ConfigError
+    naming ARCHIVE_IDENTITY_FILE when it is unset), else None."""
+    if not any(c.manifest.encrypted for c in located.copies):
+        return None
+    return settings.identities(f"backup {located.manifest.id} is encrypted and {doing} needs it")
+
+
+def target_path(output: Path, name: str) -> Path:
+    """`output` itself, or `name` inside it when it is a folder."""
     if output.is_dir():
-        return output / manifest.dump_key.rsplit("/", 1)[-1]
+        return output / name
     if output.exists() and not output.is_file():
         raise ConfigError(f"--output: {output} exists and is not a regular file")
     if not output.parent.is_dir():
@@ -86,15 +174,27 @@ def fetch(
     ref: str,
     output: Path,
     progress: Callable[[int], Progress] | None = None,
+    raw: bool = False,
 ) -> FetchResult:
-    """Download backup `ref` (an id or `latest`) to `output`, verified against its manifest.
+    """Download backup `ref` (an id or `latest`) to `output`, verified against its manifest;
+    decrypted unless `raw` (then the stored, encrypted bytes are written).
 
-    `progress`, when given, is called with the dump's size and gives the byte callback.
+    `progress`, when given, is called with the download's size and gives the byte callback.
+    Raises ConfigError (exit 2) before downloading when the backup is encrypted and
+    ARCHIVE_IDENTITY_FILE is not set.
     """
-    storage = storage_from(settings)
-    storage.check()
-    manifest = catalog.find(storage, ref)
-    dest = target_path(output, manifest)
-    download_checked(storage, manifest, dest, progress(manifest.size_bytes) if progress else None)
-    log.info("fetch.done", backup_id=manifest.id, path=str(dest), size_bytes=manifest.size_bytes)
-    return FetchResult(manifest, dest)
+    located = catalog.find_located(stores_from(settings), ref)
+    manifest = located.manifest
+    identities = None if raw else needed_identities(settings, located, "fetch")
+    keep_sealed = raw or identities is None
+    name = manifest.dump_key.rsplit("/", 1)[-1] if keep_sealed else f"{manifest.id}.dump"
+    dest = target_path(output, name)
+    callback = progress(manifest.size_bytes) if progress else None
+    if keep_sealed:
+        copy = download_any(located, dest, callback)
+    else:
+        with _temp_beside(dest) as sealed:
+            copy = download_any(located, sealed, callback)
+            open_sealed(sealed, copy.manifest, dest, identities or [])
+    log.info("fetch.done", backup_id=manifest.id, path=str(dest), store=copy.store.label)
+    return FetchResult(copy.manifest, dest, copy.manifest.encrypted and keep_sealed)

@@ -1,24 +1,27 @@
-"""`orchestrator list`: the backups in the store, newest first."""
+"""`orchestrator list`: the backups in every store, newest first, with the stores holding each."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from orchestrator import catalog
-from orchestrator.actions.common import storage_from
-from orchestrator.catalog import Manifest
+from orchestrator.actions.common import stores_from
+from orchestrator.catalog import Located, Manifest
 from orchestrator.settings import Settings
 
 
-def list_backups(settings: Settings, database: str | None = None) -> list[Manifest]:
-    """Give every backup known through its manifest, newest first."""
-    storage = storage_from(settings)
-    storage.check()
-    return catalog.list_backups(storage, database)
+def list_backups(settings: Settings, database: str | None = None) -> list[Located]:
+    """Give every backup known through a manifest in any store, newest first.
+
+    A store that cannot be listed is logged and passed over; raises its error when no
+    store can be listed.
+    """
+    located, _failed = catalog.list_located(stores_from(settings), database)
+    return located
 
 
-def summary(manifest: Manifest) -> dict[str, Any]:
-    """The fields `list --json` prints for one backup."""
+def summary(manifest: Manifest, stores: list[str] | None = None) -> dict[str, Any]:
+    """The fields `list --json` prints for one backup (`stores`: those that hold it)."""
     return {
         "id": manifest.id,
         "key": manifest.dump_key,
@@ -26,8 +29,15 @@ def summary(manifest: Manifest) -> dict[str, Any]:
         "database": manifest.database,
         "size_bytes": manifest.size_bytes,
         "sha256": manifest.sha256,
+        "encrypted": manifest.encrypted,
         "server_version": manifest.server_version,
         "pg_dump_version": manifest.pg_dump_version,
         "tables": len(manifest.row_counts),
         "rows": sum(manifest.row_counts.values()),
+        "stores": stores or [],
     }
+
+
+def located_summary(backup: Located) -> dict[str, Any]:
+    """summary() of a backup found across stores."""
+    return summary(backup.manifest, backup.stores)

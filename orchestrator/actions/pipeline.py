@@ -25,14 +25,19 @@ from orchestrator import cancel
 from orchestrator.actions import restore as restore_action
 from orchestrator.actions.backup import (
     LocalDump,
-    archive,
+    OpenStores,
+    UploadFailed,
+    archive_everywhere,
+    open_stores,
+    seal,
     take_dump,
     with_unused_id,
     work_dir,
 )
-from orchestrator.actions.common import client_for, storage_from
+from orchestrator.actions.common import client_for
 from orchestrator.actions.prune import prune
 from orchestrator.actions.status import save_last_cycle
+from orchestrator.actions.sync import sync
 from orchestrator.conninfo import ConnInfo
 from orchestrator.errors import (
     AlreadyRunning,
@@ -40,14 +45,13 @@ from orchestrator.errors import (
     Interrupted,
     JobError,
     OrchestratorError,
-    StorageError,
 )
 from orchestrator.logs import get_logger, mask, with_context
 from orchestrator.notify import CycleReport, Notifier, StepReport
 from orchestrator.postgres import clients
 from orchestrator.postgres.lock import cycle_lock
 from orchestrator.settings import Settings, TargetSettings
-from orchestrator.storage import Storage
+from orchestrator.storage.multi import NamedStore
 
 log = get_logger(__name__)
 T = TypeVar("T")
@@ -94,7 +98,10 @@ def _step(report: CycleReport, name: str, work: Callable[[], dict[str, Any] | No
         try:
             detail = work() or {}
         except OrchestratorError as exc:
-            report.steps.append(StepReport(name, False, _since(started), mask(str(exc))))
+            failed_detail = {"stores": exc.stores} if isinstance(exc, UploadFailed) else {}
+            report.steps.append(
+                StepReport(name, False, _since(started), mask(str(exc)), failed_detail)
+            )
             log.error("step.failed", error=str(exc))
             if isinstance(exc, Interrupted):  # SIGTERM/SIGINT ends the cycle (exit 128+N)
                 raise
@@ -112,27 +119,16 @@ def _since(started: float) -> float:
     return round(time.monotonic() - started, 3)
 
 
-def preflight(settings: Settings, targets: list[TargetSettings]) -> None:
-    """Refuse before dumping when a target is the source or the retention policy is void."""
+def preflight(settings: Settings, targets: list[TargetSettings]) -> list[str]:
+    """Refuse before dumping when a target is the source, the retention policy is void or a
+    recipient is malformed; give the recipients."""
     if settings.prune_after_backup:
         settings.retention_policy()  # an all-zero policy is a ConfigError before any dump
+    recipients = settings.recipients()
     for target in targets:
         identity = restore_action.target_identity(target.url, settings.maintenance_database)
         restore_action.guard(settings, target.url, identity)
-
-
-def open_store(settings: Settings) -> Storage:
-    """Open the store and check its bucket; raises ConfigError when it is misconfigured.
-
-    A store that is merely unreachable (StorageError) is only logged: the targets are still
-    restored and the upload step reports the failure.
-    """
-    store = storage_from(settings)
-    try:
-        store.check()
-    except StorageError as exc:
-        log.warning("pipeline.storage_unreachable", error=str(exc))
-    return store
+    return recipients
 
 
 def pipeline(settings: Settings, notifier: Notifier | None = None) -> PipelineResult:
@@ -149,7 +145,7 @@ def pipeline(settings: Settings, notifier: Notifier | None = None) -> PipelineRe
         with structlog.contextvars.bound_contextvars(step="preflight"):
             # opening the store (importing boto3, loading its models: 0.2 s of CPU) and
             # finding the clients run beside the lock, the guard and the start of the dump
-            store = _in_background(lambda: open_store(settings))
+            store = _in_background(lambda: open_stores(settings))
             pool = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="discover"))
             pool.submit(with_context(clients.discover), settings.pg_bin_dirs)
             lock_error = _take_lock(stack, source)
@@ -157,8 +153,8 @@ def pipeline(settings: Settings, notifier: Notifier | None = None) -> PipelineRe
             if lock_error is not None:
                 raise lock_error
             with structlog.contextvars.bound_contextvars(step="preflight"):
-                preflight(settings, targets)
-            _run_cycle(settings, store, targets, report)
+                recipients = preflight(settings, targets)
+            _run_cycle(settings, store, targets, recipients, report)
     return PipelineResult(report)
 
 
@@ -177,10 +173,14 @@ def _take_lock(
 
 
 def _run_cycle(
-    settings: Settings, store: Future[Storage], targets: list[TargetSettings], report: CycleReport
+    settings: Settings,
+    store: Future[OpenStores],
+    targets: list[TargetSettings],
+    recipients: list[str],
+    report: CycleReport,
 ) -> None:
     try:
-        _cycle(settings, store, targets, report)
+        _cycle(settings, store, targets, recipients, report)
     except BaseException as exc:
         report.error = mask(str(exc)) or type(exc).__name__
         raise
@@ -188,11 +188,16 @@ def _run_cycle(
         report.finished_at = datetime.now(UTC)
         _summary(report)
         with contextlib.suppress(Exception):  # no store, or stopped: nowhere to save it
-            save_last_cycle(_when_ready(store), report.as_dict())
+            for named in _when_ready(store).usable:
+                save_last_cycle(named.storage, report.as_dict())
 
 
 def _cycle(
-    settings: Settings, store: Future[Storage], targets: list[TargetSettings], report: CycleReport
+    settings: Settings,
+    store: Future[OpenStores],
+    targets: list[TargetSettings],
+    recipients: list[str],
+    report: CycleReport,
 ) -> None:
     """The steps. A store found misconfigured while the dump runs stops the dump and ends
     the cycle with its ConfigError, so a wrong bucket costs no more than a second of dump."""
@@ -205,7 +210,7 @@ def _cycle(
             except CommandFailed:
                 _raise_if_failed(store)  # a refused store stopped the dump: say why
                 raise
-            dumped.append(with_unused_id(_when_ready(store), dump))
+            dumped.append(with_unused_id(_when_ready(store).usable, dump))
             manifest = dumped[0].manifest
             return {"backup_id": manifest.id, "size_bytes": manifest.size_bytes}
 
@@ -215,12 +220,16 @@ def _cycle(
         if not dumped_ok:
             _raise_if_failed(store)  # a misconfigured store ends the cycle (exit 2)
             return
-        report_ok = _branches(settings, store.result(), targets, dumped[0], report)
-        if report_ok["upload"] and settings.prune_after_backup:
-            _step(report, "prune", lambda: _prune_step(settings))
+        uploaded: list[NamedStore] = []
+        stores = store.result()
+        _branches(settings, stores, targets, dumped[0], recipients, uploaded, report)
+        if len(uploaded) > 1 and not stores.failed and len(uploaded) == len(stores.usable):
+            _step(report, "sync", lambda: _sync_step(settings, uploaded))
+        if uploaded and settings.prune_after_backup:
+            _step(report, "prune", lambda: _prune_step(settings, uploaded))
 
 
-def _stop_when_failed(done: Future[Storage], stop: threading.Event) -> None:
+def _stop_when_failed(done: Future[OpenStores], stop: threading.Event) -> None:
     if done.exception() is not None:
         stop.set()
 
@@ -251,7 +260,7 @@ def _when_ready(future: Future[T]) -> T:
                 raise JobError("stopped while the store was being opened") from None
 
 
-def _raise_if_failed(future: Future[Storage]) -> None:
+def _raise_if_failed(future: Future[OpenStores]) -> None:
     """Raise the error `future` ended with, if it has ended with one (never waits)."""
     error = future.exception() if future.done() else None
     if error is not None:
@@ -260,15 +269,28 @@ def _raise_if_failed(future: Future[Storage]) -> None:
 
 def _branches(
     settings: Settings,
-    storage: Storage,
+    stores: OpenStores,
     targets: list[TargetSettings],
     dump: LocalDump,
+    recipients: list[str],
+    uploaded: list[NamedStore],
     report: CycleReport,
 ) -> dict[str, bool]:
-    """Upload and every restore at once, from the same local file; give each step's success."""
-    work: dict[str, Callable[[], dict[str, Any] | None]] = {
-        "upload": lambda: {"key": archive(storage, dump).location},
-    }
+    """Upload and every restore at once, from the same local file; give each step's success.
+    The stores that received the backup are appended to `uploaded`, even when others failed.
+    """
+
+    def upload() -> dict[str, Any]:
+        sealed = seal(dump, recipients)  # nothing leaves the host unencrypted
+        try:
+            done, detail = archive_everywhere(stores, sealed)
+        except UploadFailed as exc:
+            uploaded.extend(exc.stored_in)
+            raise
+        uploaded.extend(done)
+        return {"key": sealed.manifest.dump_key, "encrypted": bool(recipients), "stores": detail}
+
+    work: dict[str, Callable[[], dict[str, Any] | None]] = {"upload": upload}
     for target in targets:
         work[f"restore:{target.name}"] = _restore_work(settings, target, dump)
     with ThreadPoolExecutor(max_workers=len(work), thread_name_prefix="cycle") as pool:
@@ -292,11 +314,21 @@ def _restore_work(
     return work
 
 
-def _prune_step(settings: Settings) -> dict[str, Any]:
-    result = prune(settings, dry_run=False, database=settings.require_source().database)
+def _sync_step(settings: Settings, stores: list[NamedStore]) -> dict[str, Any]:
+    """Copy the source database's backups that a store lacks (a store that missed a cycle)."""
+    result = sync(settings, False, settings.require_source().database, stores)
     if not result.ok:
         raise JobError("; ".join(result.errors))
-    return {"removed": len(result.removals)}
+    return {"copied": len(result.copied)}
+
+
+def _prune_step(settings: Settings, stores: list[NamedStore]) -> dict[str, Any]:
+    """Prune the source database's backups in each store that received this cycle's backup."""
+    results = prune(settings, False, settings.require_source().database, stores)
+    errors = [f"{r.store}: {e}" if len(results) > 1 else e for r in results for e in r.errors]
+    if errors:
+        raise JobError("; ".join(errors))
+    return {"removed": sum(len(r.removals) for r in results)}
 
 
 def _summary(report: CycleReport) -> None:

@@ -16,13 +16,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from orchestrator import catalog
-from orchestrator.actions.common import storage_from
+from orchestrator.actions.common import stores_from
 from orchestrator.catalog import Manifest
-from orchestrator.errors import ConfigError, JobError, StorageError
+from orchestrator.errors import ConfigError, Interrupted, JobError, OrchestratorError, StorageError
 from orchestrator.logs import get_logger
 from orchestrator.retention import Policy, Snapshot, apply_policy
 from orchestrator.settings import Settings
 from orchestrator.storage import ObjectInfo, Storage
+from orchestrator.storage.multi import NamedStore, combined, fan_out
 
 log = get_logger(__name__)
 NOT_KEPT = "no rule keeps it"
@@ -40,10 +41,11 @@ class BackupDecision:
 
 @dataclass
 class PruneResult:
-    """What prune decided and did; `ok` unless a deletion failed."""
+    """What prune decided and did in one store; `ok` unless a deletion failed."""
 
     dry_run: bool
     decisions: list[BackupDecision]
+    store: str = ""
     foreign: list[str] = field(default_factory=list)
     orphans: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
@@ -69,11 +71,8 @@ def _aware(when: datetime) -> datetime:
 
 
 def _laid_out(manifest: Manifest) -> bool:
-    """True when the manifest's dump key is the one the layout gives for its id."""
-    try:
-        return manifest.dump_key == catalog.dump_key_for(manifest.id)
-    except ConfigError:
-        return False
+    """True when the manifest's dump key is one the layout gives for its id."""
+    return catalog.owns_dump_key(manifest)
 
 
 def plan_database(manifests: Sequence[Manifest], policy: Policy) -> list[BackupDecision]:
@@ -165,24 +164,51 @@ def remove_planned(storage: Storage, result: PruneResult) -> None:
             result.errors.append(failure)
 
 
-def prune(settings: Settings, dry_run: bool, database: str | None = None) -> PruneResult:
-    """Apply the retention policy to the store; give every decision, what was left alone, errors.
+def prune(
+    settings: Settings,
+    dry_run: bool,
+    database: str | None = None,
+    stores: list[NamedStore] | None = None,
+) -> list[PruneResult]:
+    """Apply the retention policy to each store on its own, over that store's own manifests;
+    give one result per store (every decision, what was left alone, errors).
 
     With `database`, only that database's backups are considered (the pipeline prunes only
-    its own source's, since other jobs with other KEEP_* rules may share the store).
-    Raises ConfigError before touching the store when the policy keeps nothing or the
-    store cannot be opened. Failed deletions are reported in the result, not raised.
+    its own source's, since other jobs with other KEEP_* rules may share the store). With
+    `stores`, only those stores (the pipeline's: those that received its backup).
+    Raises ConfigError before touching any store when the policy keeps nothing or no store
+    can be opened; a store that cannot be opened while others can is an error in its
+    result. Failed deletions are reported in the results, not raised.
     """
     policy = settings.retention_policy()
-    storage = storage_from(settings)
-    storage.check()
-    manifests = catalog.list_backups(storage, database)
-    prefix = f"{catalog.safe_name(database)}/" if database else ""
-    objects = list(storage.list(prefix))
-    result = PruneResult(dry_run, plan_prune(manifests, policy))
+    if stores is None:
+        stores = stores_from(settings)
+        checks = fan_out(stores, lambda store: store.storage.check())
+        failed = [(o.store, o.error) for o in checks if o.error is not None]
+        if len(failed) == len(stores):
+            raise combined(failed, "open a store")
+    return [prune_store(store, policy, dry_run, database) for store in stores]
+
+
+def prune_store(
+    store: NamedStore, policy: Policy, dry_run: bool, database: str | None
+) -> PruneResult:
+    """Apply `policy` to one store; a store that cannot be listed gives a result with its
+    error and nothing removed."""
+    storage = store.storage
+    try:
+        manifests = catalog.list_backups(storage, database)
+        prefix = f"{catalog.safe_name(database)}/" if database else ""
+        objects = list(storage.list(prefix))
+    except Interrupted:
+        raise
+    except OrchestratorError as exc:
+        log.error("prune.store_failed", store=store.label, error=str(exc))
+        return PruneResult(dry_run, [], store.label, errors=[f"cannot list the store: {exc}"])
+    result = PruneResult(dry_run, plan_prune(manifests, policy), store.label)
     result.foreign, result.orphans = classify(objects, manifests)
     for key in result.unrecognised:
-        log.warning("prune.unrecognised", key=key)
+        log.warning("prune.unrecognised", key=key, store=store.label)
     if not dry_run:
         remove_planned(storage, result)
     return result
@@ -193,8 +219,9 @@ def _stamp(when: datetime) -> str:
 
 
 def as_dict(result: PruneResult) -> dict[str, Any]:
-    """The JSON object `prune --json` prints."""
+    """The JSON object `prune --json` prints for one store."""
     return {
+        "store": result.store,
         "dry_run": result.dry_run,
         "backups": [
             {

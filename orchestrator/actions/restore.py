@@ -21,11 +21,11 @@ import psycopg
 
 from orchestrator import cancel, catalog, conninfo, restore_plan
 from orchestrator.actions.backup import work_dir
-from orchestrator.actions.common import client_for, storage_from
-from orchestrator.actions.fetch import check_file, download_checked
-from orchestrator.catalog import Manifest
+from orchestrator.actions.common import client_for, sha256_of, stores_from
+from orchestrator.actions.fetch import needed_identities, open_sealed, plain_copy
+from orchestrator.catalog import Located, Manifest
 from orchestrator.conninfo import ConnInfo
-from orchestrator.errors import ConfigError, JobError, OrchestratorError
+from orchestrator.errors import ConfigError, IntegrityError, JobError, OrchestratorError
 from orchestrator.logs import get_logger, mask, with_context
 from orchestrator.postgres import inspect
 from orchestrator.postgres import restore as pgrestore
@@ -120,40 +120,60 @@ def _maintenance(target: ConnInfo, maintenance: str) -> Conn:
 
 
 @contextlib.contextmanager
-def local_archive(settings: Settings, manifest: Manifest, dump: Path | None) -> Iterator[Path]:
-    """The archive on local disk, checked against the manifest: `dump` itself or a download."""
-    if dump is not None:
-        check_file(dump, manifest)
-        yield dump
-        return
-    storage = storage_from(settings)
+def local_archive(
+    settings: Settings, located: Located, dump: Path | None, doing: str
+) -> Iterator[tuple[Path, Manifest]]:
+    """The plain pg_dump archive on local disk, checked against the manifest, and the
+    manifest of the copy it came from: `dump` itself (the plain archive, or the encrypted
+    object, which is then decrypted) or a download from the first store with a good copy.
+
+    Raises ConfigError naming ARCHIVE_IDENTITY_FILE before downloading when the backup is
+    encrypted and no identity is set, IntegrityError when `dump` is not this backup.
+    """
     with work_dir(settings) as folder:
-        yield download_checked(storage, manifest, folder / "archive.dump")
+        manifest = located.manifest
+        if dump is None:
+            yield plain_copy(located, folder, needed_identities(settings, located, doing))
+        elif _holds(dump, manifest.plain_size, manifest.plain_digest):
+            yield dump, manifest
+        elif manifest.encrypted and _holds(dump, manifest.size_bytes, manifest.sha256):
+            keys = settings.identities(f"{dump} is encrypted and {doing} needs it")
+            yield open_sealed(dump, manifest, folder / "archive.dump", keys), manifest
+        else:
+            raise IntegrityError(
+                f"--dump: {dump} is not the archive of backup {manifest.id} (its size or sha256 "
+                "differs from the manifest's)"
+            )
+
+
+def _holds(path: Path, size: int, sha256: str) -> bool:
+    return path.stat().st_size == size and sha256_of(path) == sha256
+
+
+def find_backup(settings: Settings, ref: str) -> Located:
+    """Resolve `ref` (id or latest, latest of the source's database when it is set) in the
+    stores, with every store that holds it."""
+    database = settings.source_database_url.database if settings.source_database_url else None
+    identity = _live_source_identity(settings) if ref == "latest" else None
+    return catalog.find_located(stores_from(settings), ref, database, identity)
 
 
 def find_manifest(settings: Settings, ref: str) -> Manifest:
-    """Resolve `ref` (id or latest, latest of the source's database when it is set)."""
-    storage = storage_from(settings)
-    storage.check()
-    database = settings.source_database_url.database if settings.source_database_url else None
-    identity = _live_source_identity(settings) if ref == "latest" else None
-    return catalog.find(storage, ref, database, identity)
+    """The manifest of `ref` as the first store holding it has it (see find_backup)."""
+    return find_backup(settings, ref).manifest
 
 
 def restore(
-    settings: Settings,
-    target_ref: str,
-    ref: str = "latest",
-    dump: Path | None = None,
-    manifest: Manifest | None = None,
+    settings: Settings, target_ref: str, ref: str = "latest", dump: Path | None = None
 ) -> RestoreResult:
-    """Restore backup `ref` (or `manifest`, from the local `dump` when given) into a target.
+    """Restore backup `ref` (from the local `dump` when given) into a target.
 
     Raises ConfigError (bad target, target is the source, no suitable pg_restore) before
     touching anything, and JobError when the restore fails; the target is then unchanged.
     """
     target = resolve_target(settings, target_ref)
-    manifest = manifest or find_manifest(settings, ref)
+    located = find_backup(settings, ref)
+    manifest = located.manifest
     identity = target_identity(target.url, settings.maintenance_database)
     guard(settings, target.url, identity, recorded_source(manifest))
     client = client_for(
@@ -162,8 +182,8 @@ def restore(
         manifest.dump_major,
         f"the archive was written by pg_dump {manifest.pg_dump_version}",
     )
-    with local_archive(settings, manifest, dump) as archive:
-        return Restorer(settings, target, manifest, client, archive).run()
+    with local_archive(settings, located, dump, "restore") as (archive, used):
+        return Restorer(settings, target, used, client, archive).run()
 
 
 @dataclass

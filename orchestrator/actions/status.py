@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from orchestrator import catalog
-from orchestrator.actions.common import storage_from
-from orchestrator.actions.listing import summary
-from orchestrator.errors import NotFound, OrchestratorError
+from orchestrator.actions.common import stores_from
+from orchestrator.actions.listing import located_summary
+from orchestrator.errors import OrchestratorError
 from orchestrator.logs import get_logger
 from orchestrator.settings import Settings
 from orchestrator.storage import Storage
@@ -38,17 +38,18 @@ def save_last_cycle(storage: Storage, document: dict[str, Any]) -> None:
 
 
 def status(settings: Settings, now: datetime | None = None) -> Status:
-    """Give recent backups (newest first), the newest one's age and the last cycle."""
-    storage = storage_from(settings)
-    storage.check()
-    backups = catalog.list_backups(storage)
-    result = Status(backups=[summary(m) for m in backups[:RECENT]])
+    """Give recent backups (newest first, across every store), the newest one's age and the
+    last cycle (from the first store that has a record of it)."""
+    stores = stores_from(settings)
+    backups, _failed = catalog.list_located(stores)
+    result = Status(backups=[located_summary(b) for b in backups[:RECENT]])
     if backups:
-        result.newest_age_seconds = round(
-            ((now or datetime.now(UTC)) - backups[0].created_at).total_seconds(), 1
-        )
-    try:
-        result.last_cycle = json.loads(storage.get_bytes(LAST_CYCLE_KEY))
-    except NotFound:
-        result.last_cycle = None
+        age = (now or datetime.now(UTC)) - backups[0].manifest.created_at
+        result.newest_age_seconds = round(age.total_seconds(), 1)
+    for store in stores:
+        try:
+            result.last_cycle = json.loads(store.storage.get_bytes(LAST_CYCLE_KEY))
+            break
+        except (OrchestratorError, ValueError):
+            continue
     return result

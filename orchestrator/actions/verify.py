@@ -1,15 +1,22 @@
-"""`orchestrator verify`: a backup's checksum and a readable table of contents."""
+"""`orchestrator verify`: every stored copy's checksum, and a readable table of contents.
+
+Each store that holds the backup is checked, since finding a bad copy is what verify is
+for: the stored bytes' SHA-256 needs no key. The table of contents is read from one good
+copy: directly when it is plain, and for an encrypted backup only when
+ARCHIVE_IDENTITY_FILE is set (the deep check), after decrypting it.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from orchestrator import catalog
 from orchestrator.actions.backup import work_dir
-from orchestrator.actions.common import client_for, storage_from
-from orchestrator.actions.fetch import download_checked
-from orchestrator.catalog import Manifest
-from orchestrator.errors import OrchestratorError
+from orchestrator.actions.common import client_for, stores_from
+from orchestrator.actions.fetch import download_checked, open_sealed
+from orchestrator.catalog import Copy, Manifest
+from orchestrator.errors import Interrupted, OrchestratorError
 from orchestrator.logs import get_logger
 from orchestrator.names import table_key
 from orchestrator.postgres import restore
@@ -25,6 +32,7 @@ class VerifyResult:
     manifest: Manifest
     checks: dict[str, str] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    stores: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -33,42 +41,83 @@ class VerifyResult:
 
 
 def verify(settings: Settings, ref: str) -> VerifyResult:
-    """Download backup `ref`, check its SHA-256, and read it with `pg_restore --list`.
+    """Check backup `ref` in every store that holds it, then read one good copy with
+    `pg_restore --list` (decrypted first when encrypted and an identity is set).
 
-    Problems found in the archive are reported in the result; ConfigError and
-    StorageError (cannot even look) are raised.
+    Problems found in the archive are reported in the result; ConfigError (and the stores'
+    errors when none can be asked) are raised.
     """
-    storage = storage_from(settings)
-    storage.check()
-    manifest = catalog.find(storage, ref)
-    result = VerifyResult(manifest)
+    located = catalog.find_located(stores_from(settings), ref)
+    result = VerifyResult(located.manifest)
     with work_dir(settings) as folder:
-        path = folder / "archive.dump"
-        try:
-            download_checked(storage, manifest, path)
-            result.checks["sha256"] = "ok"
-        except OrchestratorError as exc:
-            result.problems.append(str(exc))
-            result.checks["sha256"] = "failed"
+        good = _check_copies(located.copies, folder, result)
+        if good is None:
             return result
-        client = client_for(
-            settings,
-            "pg_restore",
-            manifest.dump_major,
-            f"written by pg_dump {manifest.pg_dump_version}",
-        )
+        copy, path = good
+        manifest = copy.manifest
+        if manifest.encrypted:
+            if settings.archive_identity_file is None:
+                result.checks["toc"] = "skipped: encrypted, ARCHIVE_IDENTITY_FILE not set"
+                return result
+            identities = settings.identities(f"backup {manifest.id} is encrypted")
+            try:
+                path = open_sealed(path, manifest, folder / "archive.dump", identities)
+                result.checks["decrypt"] = "ok"
+            except Interrupted:
+                raise
+            except OrchestratorError as exc:
+                result.checks["decrypt"] = "failed"
+                result.problems.append(str(exc))
+                return result
+        _check_toc(settings, manifest, path, result)
+    log.info("verify.done", backup_id=located.manifest.id, ok=result.ok)
+    return result
+
+
+def _check_copies(
+    copies: tuple[Copy, ...], folder: Path, result: VerifyResult
+) -> tuple[Copy, Path] | None:
+    """Download and hash every copy; record each store's outcome; give the first good copy."""
+    good: tuple[Copy, Path] | None = None
+    for index, copy in enumerate(copies):
+        path = folder / f"copy-{index}"
         try:
-            toc = restore.list_toc(client, path)
+            download_checked(copy.store.storage, copy.manifest, path)
+            result.stores[copy.store.label] = "ok"
+        except Interrupted:
+            raise
         except OrchestratorError as exc:
-            result.problems.append(str(exc))
-            result.checks["toc"] = "failed"
-            return result
+            result.stores[copy.store.label] = "failed"
+            where = f" in {copy.store.label}" if len(copies) > 1 else ""
+            result.problems.append(f"{exc}{where}")
+            continue
+        if good is None:
+            good = (copy, path)
+        else:
+            path.unlink()
+    result.checks["sha256"] = "ok" if all(v == "ok" for v in result.stores.values()) else "failed"
+    return good
+
+
+def _check_toc(settings: Settings, manifest: Manifest, path: Path, result: VerifyResult) -> None:
+    client = client_for(
+        settings,
+        "pg_restore",
+        manifest.dump_major,
+        f"written by pg_dump {manifest.pg_dump_version}",
+    )
+    try:
+        toc = restore.list_toc(client, path)
+    except Interrupted:
+        raise
+    except OrchestratorError as exc:
+        result.problems.append(str(exc))
+        result.checks["toc"] = "failed"
+        return
     missing = _missing_tables(toc, manifest)
     if missing:
         result.problems.append(f"table data missing from the archive: {', '.join(missing)}")
     result.checks["toc"] = "failed" if missing else "ok"
-    log.info("verify.done", backup_id=manifest.id, ok=result.ok)
-    return result
 
 
 def _missing_tables(toc: str, manifest: Manifest) -> list[str]:

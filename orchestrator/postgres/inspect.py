@@ -19,9 +19,11 @@ from psycopg import sql
 from orchestrator import cancel
 from orchestrator.conninfo import ConnInfo
 from orchestrator.errors import ConfigError, JobError
-from orchestrator.logs import mask
+from orchestrator.logs import get_logger, mask
 from orchestrator.names import table_key
+from orchestrator.schema_facts import Column, ForeignKey, SchemaFacts, Table
 
+log = get_logger(__name__)
 CONNECT_TIMEOUT = 10
 _AUTH_HINTS = ("password authentication failed", "no password supplied", 'role "')
 _MISSING_DB_HINT = "does not exist"
@@ -293,3 +295,117 @@ def count_rows_where_present(conn: Conn, tables: Iterable[TableName]) -> dict[st
 def analyze(conn: Conn) -> None:
     """ANALYZE the whole database so the planner has statistics right after a restore."""
     conn.execute("ANALYZE")
+
+
+_COLUMNS = """
+    SELECT n.nspname, c.relname, c.relkind, a.attname,
+           format_type(a.atttypid, a.atttypmod), bt.typname, t.typcategory,
+           CASE WHEN bt.typname IN ('varchar', 'bpchar')
+                 AND (CASE WHEN t.typbasetype <> 0 THEN t.typtypmod ELSE a.atttypmod END) > 4
+                THEN (CASE WHEN t.typbasetype <> 0 THEN t.typtypmod ELSE a.atttypmod END) - 4
+           END,
+           a.attnotnull, a.attgenerated <> ''
+    FROM pg_class c
+    JOIN pg_namespace n ON n.oid = c.relnamespace
+    JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+    JOIN pg_type t ON t.oid = a.atttypid
+    JOIN pg_type bt ON bt.oid = CASE WHEN t.typbasetype <> 0 THEN t.typbasetype ELSE t.oid END
+    WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+      AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'
+    ORDER BY n.nspname, c.relname, a.attnum
+"""
+_PARENTS = """
+    SELECT cn.nspname, c.relname, pn.nspname, p.relname
+    FROM pg_inherits i
+    JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_namespace cn ON cn.oid = c.relnamespace
+    JOIN pg_class p ON p.oid = i.inhparent JOIN pg_namespace pn ON pn.oid = p.relnamespace
+    WHERE c.relispartition
+"""
+_UNIQUE = """
+    SELECT n.nspname, c.relname,
+           array(SELECT a.attname FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(num, ord)
+                 JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.num ORDER BY k.ord)
+    FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid
+    JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE i.indisunique AND 0 <> ALL (i.indkey::int2[]) AND i.indexprs IS NULL
+      AND c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+      AND n.nspname NOT LIKE 'pg_toast%'
+    ORDER BY 1, 2, 3
+"""
+_FOREIGN_KEYS = """
+    SELECT n.nspname, c.relname, rn.nspname, rc.relname,
+           array(SELECT a.attname FROM unnest(k.conkey) WITH ORDINALITY x(num, ord)
+                 JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = x.num
+                 ORDER BY x.ord),
+           array(SELECT a.attname FROM unnest(k.confkey) WITH ORDINALITY x(num, ord)
+                 JOIN pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = x.num
+                 ORDER BY x.ord)
+    FROM pg_constraint k
+    JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+    JOIN pg_class rc ON rc.oid = k.confrelid JOIN pg_namespace rn ON rn.oid = rc.relnamespace
+    WHERE k.contype = 'f' AND k.conparentid = 0
+      AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+    ORDER BY 1, 2, k.conname
+"""
+
+
+def schema_facts(conn: Conn) -> SchemaFacts | None:
+    """Give every user table's columns (types, lengths, NOT NULL), partition parent, unique
+    keys and foreign keys, as the catalogs show them in `conn`'s transaction; None when the
+    catalogs cannot be read (logged: only masked restores need them, and they then refuse).
+
+    Runs in a savepoint, so a failure leaves the caller's transaction usable."""
+    try:
+        with conn.transaction():
+            return _schema_facts(conn)
+    except psycopg.Error as exc:
+        log.warning("inspect.schema_facts_failed", error=mask(str(exc).strip()))
+        return None
+
+
+def _schema_facts(conn: Conn) -> SchemaFacts:
+    columns: dict[str, list[Column]] = {}
+    partitioned: set[str] = set()
+    for schema, table, kind, *column in conn.execute(_COLUMNS).fetchall():
+        key = table_key(str(schema), str(table))
+        name, shown, base, category, length, not_null, generated = column
+        columns.setdefault(key, []).append(
+            Column(
+                name=str(name),
+                type=str(shown),
+                base_type=str(base),
+                category=str(category),
+                max_length=int(length) if length is not None else None,
+                not_null=bool(not_null),
+                generated=bool(generated),
+            )
+        )
+        if kind == "p":
+            partitioned.add(key)
+    parents = {
+        table_key(cs, ct): table_key(ps, pt) for cs, ct, ps, pt in conn.execute(_PARENTS).fetchall()
+    }
+    unique: dict[str, list[tuple[str, ...]]] = {}
+    for schema, table, names in conn.execute(_UNIQUE).fetchall():
+        unique.setdefault(table_key(schema, table), []).append(tuple(names))
+    keys: dict[str, list[ForeignKey]] = {}
+    for schema, table, rschema, rtable, own, referenced in conn.execute(_FOREIGN_KEYS).fetchall():
+        keys.setdefault(table_key(schema, table), []).append(
+            ForeignKey(
+                columns=tuple(own),
+                references=table_key(rschema, rtable),
+                referenced_columns=tuple(referenced),
+            )
+        )
+    row = conn.execute("SELECT count(*) FROM pg_largeobject_metadata").fetchone()
+    tables = {
+        key: Table(
+            columns=tuple(cols),
+            partitioned=key in partitioned,
+            parent=parents.get(key),
+            unique=tuple(unique.get(key, ())),
+            foreign_keys=tuple(keys.get(key, ())),
+        )
+        for key, cols in columns.items()
+    }
+    return SchemaFacts(tables=tables, large_objects=int(row[0]) if row else 0)

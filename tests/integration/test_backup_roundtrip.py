@@ -10,7 +10,9 @@ import pytest
 
 from orchestrator import catalog
 from orchestrator.actions.backup import LocalDump, with_unused_id
+from orchestrator.schema_facts import SchemaFacts
 from orchestrator.storage.local import LocalStorage
+from orchestrator.storage.multi import NamedStore
 from tests.conftest import Clusters, load_sample, s3_env
 from tests.harness import postgres
 from tests.integration.test_prune import put_backup
@@ -58,6 +60,12 @@ def test_round_trip_through_s3(
     )
     # zstd where pg_dump has it (16+), else pg_dump's default
     assert manifest["compression"] == ("zstd" if major >= 16 else None)
+    assert manifest["encryption"] is None
+    assert (manifest["plain_sha256"], manifest["plain_size_bytes"]) == (
+        manifest["sha256"],
+        manifest["size_bytes"],
+    )
+    check_schema_facts(SchemaFacts.model_validate(manifest["schema_facts"]))
 
     out = tmp_path / "fetched.dump"
     assert orch.ok("fetch", "latest", "-o", str(out)).stdout.strip() == str(out)
@@ -74,6 +82,29 @@ def test_round_trip_through_s3(
     assert source.psql(CHECK_SQL, restored) == source.psql(CHECK_SQL, db)
 
     assert "OK" in orch.ok("verify", backup_id).stdout
+
+
+def check_schema_facts(facts: SchemaFacts) -> None:
+    """The sample data's tables as the manifest describes them."""
+    customers = facts.tables["public.customers"]
+    email = customers.column("email")
+    assert email is not None and (email.base_type, email.category, email.not_null) == (
+        "text",
+        "S",
+        True,
+    )
+    assert set(customers.unique) == {("id",), ("email",)}
+    (fk,) = facts.tables["sales.orders"].foreign_keys
+    assert (fk.columns, fk.references, fk.referenced_columns) == (
+        ("customer_id",),
+        "public.customers",
+        ("id",),
+    )
+    assert facts.tables["sales.events"].partitioned
+    assert facts.tables["sales.events_2025h1"].parent == "sales.events"
+    assert facts.tables['"odd.schema"."dotted.table"'].column('quote"d') is not None
+    placed = facts.tables["sales.orders"].column("placed_on")
+    assert placed is not None and (placed.base_type, placed.category) == ("date", "D")
 
 
 def test_manifest_counts_rows_in_the_dump_snapshot(
@@ -126,12 +157,21 @@ def test_a_dump_whose_id_is_taken_is_named_one_second_later(tmp_path: Path):
     taken = put_backup(store, "shop", "2026-11-25T06:00:00")
     put_backup(store, "shop", "2026-11-25T06:00:01")
     dump = LocalDump(tmp_path / "x.dump", taken.model_copy(update={"sha256": "other"}))
-    renamed = with_unused_id(store, dump).manifest
-    assert renamed.id == "shop-20261125T060002Z" and renamed.sha256 == "other"
-    assert renamed.created_at.isoformat() == "2026-11-25T06:00:02+00:00"
+    elsewhere = LocalStorage(tmp_path / "second")
+    put_backup(elsewhere, "shop", "2026-11-25T06:00:02")  # taken in another store: also skipped
+    stores = [
+        NamedStore("one", "STORAGE_URL", store),
+        NamedStore("two", "STORAGE_URL_2", elsewhere),
+    ]
+    renamed = with_unused_id(stores, dump).manifest
+    assert renamed.id == "shop-20261125T060003Z" and renamed.sha256 == "other"
+    assert renamed.created_at.isoformat() == "2026-11-25T06:00:03+00:00"
     assert renamed.dump_key == catalog.dump_key_for(renamed.id)
     free = put_backup(LocalStorage(tmp_path / "empty"), "shop", "2026-11-25T07:00:00")
     assert (
-        with_unused_id(LocalStorage(tmp_path / "other"), LocalDump(dump.path, free)).manifest
+        with_unused_id(
+            [NamedStore("x", "STORAGE_URL", LocalStorage(tmp_path / "other"))],
+            LocalDump(dump.path, free),
+        ).manifest
         == free
     )

@@ -149,7 +149,14 @@ def test_empty_file_variable_is_ignored() -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_WEB_IDENTITY_TOKEN_FILE"]
+    "name",
+    [
+        "AWS_CONFIG_FILE",
+        "AWS_SHARED_CREDENTIALS_FILE",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "ARCHIVE_RECIPIENTS_FILE",
+        "ARCHIVE_IDENTITY_FILE",  # the identity stays in its file, out of the environment
+    ],
 )
 def test_variables_that_name_paths_themselves_are_left_alone(tmp_path: Path, name: str) -> None:
     missing = str(tmp_path / "not-there-yet")

@@ -1,0 +1,168 @@
+"""`orchestrator rekey`: re-encrypt archived backups to the current ARCHIVE_RECIPIENTS.
+
+Per backup: one good copy is fetched and decrypted (or read, when it was stored plain),
+checked against the manifest, and encrypted once to the current recipients. Then, in each
+store whose copy is not yet encrypted to exactly those recipients: the new object is
+stored under a new key and its size checked, then the manifest is replaced, then the old
+object is removed. Interrupted at any point, every copy's manifest names an object that
+exists, so every backup stays restorable; leftovers of an interrupted run are removed by
+the next one.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from orchestrator import catalog, crypto
+from orchestrator.actions.backup import work_dir
+from orchestrator.actions.common import stores_from
+from orchestrator.actions.fetch import plain_copy
+from orchestrator.catalog import Copy, Encryption, Located, Manifest
+from orchestrator.errors import ConfigError, IntegrityError, Interrupted, OrchestratorError
+from orchestrator.logs import get_logger
+from orchestrator.settings import Settings
+from orchestrator.storage.multi import fan_out
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class RekeyItem:
+    """One store's copy of one backup that is (or would be) re-encrypted."""
+
+    backup_id: str
+    store: str
+    was: str  # "plain" or "age to N recipient(s)"
+
+
+@dataclass
+class RekeyResult:
+    """What rekey planned and did; `ok` when every planned copy was re-encrypted."""
+
+    dry_run: bool
+    recipients: int
+    planned: list[RekeyItem] = field(default_factory=list)
+    done: list[RekeyItem] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing failed."""
+        return not self.errors
+
+
+def stale(copy: Copy, recipients: list[str]) -> bool:
+    """True when the copy is not encrypted to exactly `recipients` (pure)."""
+    encryption = copy.manifest.encryption
+    return encryption is None or set(encryption.recipients) != set(recipients)
+
+
+def _was(manifest: Manifest) -> str:
+    if manifest.encryption is None:
+        return "plain"
+    return f"age to {len(manifest.encryption.recipients)} recipient(s)"
+
+
+def rekey(settings: Settings, ref: str = "all", dry_run: bool = False) -> RekeyResult:
+    """Re-encrypt backup `ref` (an id, `latest`, or `all`) in every store to the current
+    recipients; give what was planned and done.
+
+    Raises ConfigError before touching anything when ARCHIVE_RECIPIENTS is unset or (unless
+    `dry_run`) ARCHIVE_IDENTITY_FILE is unset or unreadable.
+    """
+    recipients = settings.recipients()
+    if not recipients:
+        raise ConfigError("ARCHIVE_RECIPIENTS is not set: there is nothing to re-encrypt to")
+    identities = (
+        None if dry_run else settings.identities("rekey decrypts backups to re-encrypt them")
+    )
+    stores = stores_from(settings)
+    backups = (
+        catalog.list_located(stores)[0] if ref == "all" else [catalog.find_located(stores, ref)]
+    )
+    result = RekeyResult(dry_run, len(recipients))
+    for backup in backups:
+        copies = [c for c in backup.copies if stale(c, recipients)]
+        items = [RekeyItem(c.manifest.id, c.store.label, _was(c.manifest)) for c in copies]
+        result.planned += items
+        if copies and not dry_run:
+            with work_dir(settings) as folder:
+                _rekey_backup(backup, copies, recipients, identities or [], folder, result)
+    return result
+
+
+def _rekey_backup(
+    backup: Located,
+    copies: list[Copy],
+    recipients: list[str],
+    identities: list[crypto.Identity],
+    folder: Path,
+    result: RekeyResult,
+) -> None:
+    backup_id = backup.manifest.id
+    try:
+        plain, _manifest = plain_copy(backup, folder, identities)
+        sealed_path = folder / "rekeyed.age"
+        sealed = crypto.encrypt_file(plain, sealed_path, recipients)
+    except Interrupted:
+        raise
+    except OrchestratorError as exc:
+        result.errors.append(f"{backup_id}: {exc}")
+        return
+    generation = secrets.token_hex(4)
+    outcomes = fan_out(
+        [c.store for c in copies],
+        lambda store: _replace(
+            next(c for c in copies if c.store == store), sealed_path, sealed, recipients, generation
+        ),
+    )
+    for outcome in outcomes:
+        item = RekeyItem(backup_id, outcome.store.label, "")
+        if outcome.ok:
+            log.info("rekey.done", backup_id=backup_id, store=outcome.store.label)
+            result.done.append(item)
+        else:
+            log.error(
+                "rekey.failed",
+                backup_id=backup_id,
+                store=outcome.store.label,
+                error=str(outcome.error),
+            )
+            result.errors.append(f"{backup_id} in {outcome.store.label}: {outcome.error}")
+
+
+def _replace(
+    copy: Copy, sealed_path: Path, sealed: crypto.Sealed, recipients: list[str], generation: str
+) -> None:
+    """New object, size checked; then the manifest; then the old objects go."""
+    storage, old = copy.store.storage, copy.manifest
+    if (sealed.plain_size, sealed.plain_sha256) != (old.plain_size, old.plain_digest):
+        raise IntegrityError(f"{old.id}: the copy in this store holds another archive")
+    new = old.model_copy(
+        update={
+            "dump_key": catalog.dump_key_for(old.id, encrypted=True, generation=generation),
+            "size_bytes": sealed.size,
+            "sha256": sealed.sha256,
+            "plain_size_bytes": sealed.plain_size,
+            "plain_sha256": sealed.plain_sha256,
+            "encryption": Encryption(recipients=tuple(recipients)),
+            "format_version": catalog.FORMAT_VERSION,
+        }
+    )
+    storage.put_file(new.dump_key, sealed_path)
+    stored = storage.size_of(new.dump_key)
+    if stored != new.size_bytes:
+        storage.delete([new.dump_key])
+        raise IntegrityError(
+            f"{new.dump_key} holds {stored} bytes after the upload, not {new.size_bytes}"
+        )
+    storage.put_bytes(new.manifest_key, new.to_json())
+    folder = new.dump_key.rsplit("/", 1)[0] + "/"
+    leftovers = [
+        o.key
+        for o in storage.list(folder)
+        if catalog.dump_backup_id(o.key) == old.id and o.key != new.dump_key
+    ]
+    storage.delete(leftovers)

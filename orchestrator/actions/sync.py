@@ -1,0 +1,121 @@
+"""`orchestrator sync`: copy every backup that some store lacks from a store that has it.
+
+A copy is made as a backup is: the dump object first (downloaded once and checked against
+the manifest, then stored and its size checked in each store that lacks it), its manifest
+last. Running it again copies nothing. The pipeline runs it for its own database, so a
+store that missed a cycle (down, unreachable) catches up on the next one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from orchestrator import catalog
+from orchestrator.actions.backup import LocalDump, archive, work_dir
+from orchestrator.actions.common import stores_from
+from orchestrator.actions.fetch import download_any
+from orchestrator.catalog import Located
+from orchestrator.errors import Interrupted, OrchestratorError
+from orchestrator.logs import get_logger
+from orchestrator.settings import Settings
+from orchestrator.storage.multi import NamedStore, fan_out
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class CopyPlan:
+    """One backup to copy into one store."""
+
+    backup_id: str
+    source: str
+    target: str
+
+
+@dataclass
+class SyncResult:
+    """What sync planned and did; `ok` when every copy succeeded and every store answered."""
+
+    dry_run: bool
+    planned: list[CopyPlan] = field(default_factory=list)
+    copied: list[CopyPlan] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing failed."""
+        return not self.errors
+
+
+def missing_copies(
+    located: list[Located], stores: list[NamedStore]
+) -> list[tuple[Located, list[NamedStore]]]:
+    """Give each backup that some of `stores` lack, with the stores that lack it (pure)."""
+    gaps = []
+    for backup in located:
+        holders = set(backup.stores)
+        lacking = [s for s in stores if s.label not in holders]
+        if lacking:
+            gaps.append((backup, lacking))
+    return gaps
+
+
+def sync(
+    settings: Settings,
+    dry_run: bool = False,
+    database: str | None = None,
+    stores: list[NamedStore] | None = None,
+) -> SyncResult:
+    """Copy into every store the backups it lacks (of `database` only, when given).
+
+    Stores that cannot be listed are reported in the result's errors and get nothing;
+    one failed copy does not stop the others.
+    """
+    stores = stores if stores is not None else stores_from(settings)
+    result = SyncResult(dry_run)
+    if len(stores) < 2:
+        return result
+    located, failed = catalog.list_located(stores, database)
+    result.errors += [f"{store.label}: cannot list it: {error}" for store, error in failed]
+    reachable = [s for s in stores if s.label not in {f.label for f, _e in failed}]
+    for backup, lacking in missing_copies(located, reachable):
+        plans = [CopyPlan(backup.manifest.id, backup.stores[0], s.label) for s in lacking]
+        result.planned += plans
+        if not dry_run:
+            with work_dir(settings) as folder:
+                _copy(backup, lacking, folder, plans, result)
+    return result
+
+
+def _copy(
+    backup: Located,
+    lacking: list[NamedStore],
+    folder: Path,
+    plans: list[CopyPlan],
+    result: SyncResult,
+) -> None:
+    """Download one good copy of `backup`, then store it in each of `lacking` at once."""
+    try:
+        copy = download_any(backup, folder / "copy")
+    except Interrupted:
+        raise
+    except OrchestratorError as exc:
+        result.errors.append(f"{backup.manifest.id}: no good copy to copy from: {exc}")
+        return
+    dump = LocalDump(folder / "copy", copy.manifest)
+    outcomes = fan_out(lacking, lambda store: archive(store.storage, dump, check_source=False))
+    for plan, outcome in zip(plans, outcomes, strict=True):
+        if outcome.ok:
+            log.info(
+                "sync.copied", backup_id=plan.backup_id, source=copy.store.label, target=plan.target
+            )
+            result.copied.append(CopyPlan(plan.backup_id, copy.store.label, plan.target))
+        else:
+            log.error(
+                "sync.failed",
+                backup_id=plan.backup_id,
+                target=plan.target,
+                error=str(outcome.error),
+            )
+            result.errors.append(f"{plan.backup_id} to {plan.target}: {outcome.error}")

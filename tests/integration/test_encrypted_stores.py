@@ -1,0 +1,364 @@
+"""Encrypted archives in two real S3 stores: age to public keys, fan-out, fallback, sync,
+rekey; and that no identity or secret ever shows in a log line."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestrator.actions import backup as backup_action
+from orchestrator.settings import load_settings
+from tests.conftest import Clusters, Orchestrator, load_sample, s3_env
+from tests.harness import s3
+from tests.harness.faulty_proxy import FaultyProxy
+from tests.harness.recorder import Recorder
+from tests.integration.test_backup_roundtrip import CHECK_SQL
+from tests.integration.test_restore import fresh_target, old_content
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def second_s3() -> Iterator[s3.S3Server]:
+    server = s3.start_s3()
+    yield server
+    server.stop()
+
+
+@dataclass
+class KeyPair:
+    identity_file: Path
+    recipient: str
+
+    @property
+    def secret(self) -> str:
+        return next(
+            line for line in self.identity_file.read_text().splitlines() if line.startswith("AGE-")
+        )
+
+
+def make_key(folder: Path, name: str) -> KeyPair:
+    """A key pair made by Debian's age-keygen, as a user would make it."""
+    path = folder / f"{name}.txt"
+    subprocess.run(["age-keygen", "-o", str(path)], check=True, capture_output=True)
+    public = subprocess.run(
+        ["age-keygen", "-y", str(path)], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    return KeyPair(path, public)
+
+
+@dataclass
+class Setup:
+    source: Any
+    db: str
+    backup: Any
+    backup_db: str
+    env: dict[str, str]
+    orch: Orchestrator
+    stores: list[tuple[s3.S3Server, str, str]]  # server, bucket, prefix
+    key: KeyPair
+    tmp: Path
+    logs: list[str] = field(default_factory=list)
+
+    def run(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        result = self.orch.run(*args, extra_env=env or None)
+        self.logs.append(result.stderr + result.stdout)
+        return result
+
+    def ok(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        result = self.run(*args, **env)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return result
+
+    def keys(self, index: int) -> list[str]:
+        server, bucket, _prefix = self.stores[index]
+        listing = server.client().list_objects_v2(Bucket=bucket)  # type: ignore[attr-defined]
+        return sorted(o["Key"] for o in listing.get("Contents", []))
+
+    def get(self, index: int, key: str) -> bytes:
+        server, bucket, _prefix = self.stores[index]
+        body = server.client().get_object(Bucket=bucket, Key=key)["Body"]  # type: ignore[attr-defined]
+        return bytes(body.read())
+
+    def manifests(self, index: int) -> list[dict[str, Any]]:
+        keys = [k for k in self.keys(index) if k.endswith(".manifest.json")]
+        return [json.loads(self.get(index, k)) for k in keys]
+
+
+def second_store_env(server: s3.S3Server, bucket: str, prefix: str = "dr") -> dict[str, str]:
+    return {
+        "STORAGE_URL_2": f"s3://{bucket}/{prefix}",
+        "S3_ENDPOINT_URL_2": server.endpoint,
+        "AWS_ACCESS_KEY_ID_2": s3.WORKER_KEY,
+        "AWS_SECRET_ACCESS_KEY_2": s3.WORKER_SECRET,
+        "S3_REGION_2": "us-east-1",
+    }
+
+
+@pytest.fixture
+def setup(
+    clusters: Clusters, s3_server: s3.S3Server, second_s3: s3.S3Server, orch_factory, tmp_path
+) -> Setup:
+    source = clusters.get(17)
+    db = load_sample(source)
+    backup_c = clusters.get(15)
+    backup_db = fresh_target(backup_c)
+    key = make_key(tmp_path, "key")
+    buckets = (s3_server.new_bucket(), second_s3.new_bucket())
+    env = {
+        "SOURCE_DATABASE_URL": source.url(db),
+        "BACKUP_DATABASE_URL": backup_c.url(backup_db),
+        "ARCHIVE_RECIPIENTS": key.recipient,
+        **s3_env(s3_server, buckets[0]),
+        **second_store_env(second_s3, buckets[1]),
+    }
+    stores = [(s3_server, buckets[0], "prod"), (second_s3, buckets[1], "dr")]
+    return Setup(source, db, backup_c, backup_db, env, orch_factory(**env), stores, key, tmp_path)
+
+
+def test_an_encrypted_backup_is_in_both_stores_and_opens_with_age_and_pg_restore(setup: Setup):
+    s = setup
+    backup_id = s.ok("backup").stdout.strip()
+    listed = json.loads(s.ok("list", "--json").stdout)
+    assert [b["id"] for b in listed] == [backup_id]
+    assert listed[0]["encrypted"] is True
+    assert sorted(listed[0]["stores"]) == sorted(f"s3://{b}/{p}" for _s, b, p in s.stores)
+    for index in (0, 1):
+        (manifest,) = s.manifests(index)
+        assert manifest["encryption"] == {"scheme": "age", "recipients": [s.key.recipient]}
+        stored = s.get(index, f"{s.stores[index][2]}/{manifest['dump_key']}")
+        assert manifest["dump_key"].endswith(".dump.age") and b"PGDMP" not in stored
+        assert hashlib.sha256(stored).hexdigest() == manifest["sha256"]
+        assert len(stored) == manifest["size_bytes"]
+        sealed = s.tmp / f"copy{index}.age"
+        sealed.write_bytes(stored)
+        plain = s.tmp / f"copy{index}.dump"
+        subprocess.run(
+            ["age", "-d", "-i", str(s.key.identity_file), "-o", str(plain), str(sealed)],
+            check=True,
+        )
+        assert plain.read_bytes().startswith(b"PGDMP")
+        assert hashlib.sha256(plain.read_bytes()).hexdigest() == manifest["plain_sha256"]
+        toc = subprocess.run(
+            [str(s.source.bin_dir / "pg_restore"), "--list", str(plain)],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        assert "TABLE DATA public customers" in toc
+
+
+def test_reading_an_encrypted_backup_needs_the_identity_and_works_with_it(setup: Setup):
+    s = setup
+    backup_id = s.ok("backup").stdout.strip()
+    target = s.backup.url(s.backup_db)
+    for command in (
+        ["restore", "--target", "backup"],
+        ["drill"],
+        ["fetch", "latest", "-o", str(s.tmp)],
+        ["rekey"],
+    ):
+        result = s.run(*command)
+        assert result.returncode == 2, (command, result.stderr[-2000:])
+        assert "ARCHIVE_IDENTITY_FILE" in result.stderr.splitlines()[-1]
+    assert old_content(s.backup, s.backup_db) == "old content"
+
+    verified = json.loads(s.ok("verify", backup_id, "--json").stdout)
+    assert verified["checks"]["sha256"] == "ok" and verified["checks"]["toc"].startswith("skipped")
+    assert set(verified["stores"].values()) == {"ok"}
+
+    with_key = {"ARCHIVE_IDENTITY_FILE": str(s.key.identity_file)}
+    deep = json.loads(s.ok("verify", backup_id, "--json", **with_key).stdout)
+    assert deep["ok"] and deep["checks"]["decrypt"] == "ok" and deep["checks"]["toc"] == "ok"
+    plain = Path(s.ok("fetch", "latest", "-o", str(s.tmp), **with_key).stdout.strip())
+    assert plain.name == f"{backup_id}.dump" and plain.read_bytes().startswith(b"PGDMP")
+    raw = Path(s.ok("fetch", "latest", "-o", str(s.tmp), "--raw").stdout.strip())
+    assert raw.name == f"{backup_id}.dump.age"
+    assert raw.read_bytes().startswith(b"age-encryption.org/v1")
+    s.ok("restore", "--target", "backup", **with_key)
+    assert s.backup.psql(CHECK_SQL, s.backup_db) == s.source.psql(CHECK_SQL, s.db)
+    assert "drill OK" in s.ok("drill", **with_key).stdout
+    s.ok("restore", "--target", target, "--dump", str(raw), **with_key)  # the sealed file
+    s.ok("restore", "--target", target, "--dump", str(plain))  # the plain one needs no key
+
+
+def test_one_store_down_during_a_cycle_keeps_the_backup_in_the_other_and_sync_heals_it(
+    setup: Setup, second_s3: s3.S3Server
+):
+    s = setup
+    sink = Recorder()
+    dev_db = fresh_target(s.backup)
+    env = {"NOTIFY_WEBHOOK_URL": f"{sink.url}/hook", "DEV_DATABASE_URL": s.backup.url(dev_db)}
+    second_s3.halt()
+    try:
+        result = s.run("pipeline", "--json", **env)
+    finally:
+        second_s3.resume()
+        sink.stop()
+    assert result.returncode == 1, result.stderr[-3000:]
+    report = json.loads(result.stdout)
+    steps = {step["name"]: step for step in report["steps"]}
+    assert steps["restore:backup"]["ok"] and steps["restore:dev"]["ok"]
+    assert not steps["upload"]["ok"] and steps["prune"]["ok"]
+    second_label = f"s3://{s.stores[1][1]}/dr"
+    assert second_label in steps["upload"]["error"] and "STORAGE_URL_2" in steps["upload"]["error"]
+    assert steps["upload"]["detail"]["stores"][f"s3://{s.stores[0][1]}/prod"] == "ok"
+    assert s.backup.psql(CHECK_SQL, s.backup_db) == s.source.psql(CHECK_SQL, s.db)
+    assert s.backup.psql(CHECK_SQL, dev_db) == s.source.psql(CHECK_SQL, s.db)
+    hook = json.loads(next(r.body for r in sink.requests if r.path == "/hook"))
+    assert hook["status"] == "failure" and second_label in hook["text"]
+    assert len(s.manifests(0)) == 1 and s.manifests(1) == []
+
+    assert "would copy" in s.ok("sync", "--dry-run").stdout and s.manifests(1) == []
+    assert f"-> {second_label}" in s.ok("sync").stdout
+    listed = json.loads(s.ok("list", "--json").stdout)
+    assert len(listed) == 1 and len(listed[0]["stores"]) == 2
+    assert s.manifests(1)[0]["sha256"] == s.manifests(0)[0]["sha256"]
+    assert "every store holds every backup" in s.ok("sync").stdout
+
+    # the next cycle heals too: a backup missing from store 1 is copied back by the pipeline
+    for key in s.keys(0):
+        if "/_orchestrator/" not in key:
+            s.stores[0][0].client().delete_object(Bucket=s.stores[0][1], Key=key)  # type: ignore[attr-defined]
+    report = json.loads(s.ok("pipeline", "--json").stdout)
+    assert [step["name"] for step in report["steps"]][-2:] == ["sync", "prune"]
+    assert len(s.manifests(0)) == 2 and len(s.manifests(1)) == 2
+
+
+def test_a_store_with_refused_credentials_does_not_stop_the_other(setup: Setup):
+    s = setup
+    result = s.run("backup", AWS_SECRET_ACCESS_KEY_2="wrong-secret-0000")
+    assert result.returncode == 1
+    assert "AWS_ACCESS_KEY_ID_2" in result.stderr.splitlines()[-1]
+    assert len(s.manifests(0)) == 1 and s.manifests(1) == []
+
+
+def _proxy_all_failing(server: s3.S3Server) -> FaultyProxy:
+    proxy = FaultyProxy(server.endpoint)
+    proxy.rule = lambda _method, _path: True
+    return proxy
+
+
+@pytest.mark.parametrize("fault", ["down", "corrupted"])
+def test_restore_falls_back_to_the_second_store(setup: Setup, fault: str):
+    s = setup
+    s.ok("backup")
+    with_key = {"ARCHIVE_IDENTITY_FILE": str(s.key.identity_file)}
+    proxy = None
+    if fault == "down":
+        proxy = _proxy_all_failing(s.stores[0][0])
+        with_key["S3_ENDPOINT_URL"] = proxy.endpoint
+    else:
+        server, bucket, prefix = s.stores[0]
+        (manifest,) = s.manifests(0)
+        key = f"{prefix}/{manifest['dump_key']}"
+        damaged = bytearray(s.get(0, key))
+        damaged[len(damaged) // 2] ^= 0xFF
+        server.client().put_object(Bucket=bucket, Key=key, Body=bytes(damaged))  # type: ignore[attr-defined]
+    try:
+        result = s.ok("restore", "--target", "backup", "--from", "latest", **with_key)
+    finally:
+        if proxy is not None:
+            proxy.stop()
+    assert s.backup.psql(CHECK_SQL, s.backup_db) == s.source.psql(CHECK_SQL, s.db)
+    fallbacks = [json.loads(x) for x in result.stderr.splitlines() if '"store.fallback"' in x]
+    if fault == "corrupted":
+        assert fallbacks and "sha256" in fallbacks[0]["error"]
+        verified = s.run("verify", "latest", "--json")
+        assert verified.returncode == 1
+        stores = json.loads(verified.stdout)["stores"]
+        assert sorted(stores.values()) == ["failed", "ok"]
+
+
+def test_rekey_moves_every_copy_to_the_new_key(setup: Setup):
+    s = setup
+    s.ok("backup")
+    new = make_key(s.tmp, "new")
+    old_keys = {m["dump_key"] for m in s.manifests(0)}
+    env = {"ARCHIVE_RECIPIENTS": new.recipient, "ARCHIVE_IDENTITY_FILE": str(s.key.identity_file)}
+    assert "would re-encrypt" in s.ok("rekey", "--dry-run", **env).stdout
+    assert s.manifests(0)[0]["encryption"]["recipients"] == [s.key.recipient]
+    out = s.ok("rekey", **env).stdout
+    assert out.count("re-encrypted") == 2
+    for index in (0, 1):
+        (manifest,) = s.manifests(index)
+        assert manifest["encryption"]["recipients"] == [new.recipient]
+        assert manifest["dump_key"] not in old_keys
+        dumps = [k for k in s.keys(index) if ".dump" in k]
+        assert dumps == [f"{s.stores[index][2]}/{manifest['dump_key']}"]  # the old object is gone
+    assert "every backup is encrypted" in s.ok("rekey", **env).stdout
+    only_new = {"ARCHIVE_IDENTITY_FILE": str(new.identity_file)}
+    s.ok("restore", "--target", "backup", **only_new)
+    assert s.backup.psql(CHECK_SQL, s.backup_db) == s.source.psql(CHECK_SQL, s.db)
+    result = s.run("restore", "--target", "backup", ARCHIVE_IDENTITY_FILE=str(s.key.identity_file))
+    assert result.returncode == 1 and "cannot decrypt" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"ARCHIVE_RECIPIENTS": "age1notarealkey"},
+        {"ARCHIVE_RECIPIENTS_FILE": "/nonexistent/recipients.txt"},
+    ],
+)
+def test_a_bad_recipient_stops_before_anything_is_uploaded(setup: Setup, env: dict[str, str]):
+    s = setup
+    for command in ("backup", "pipeline"):
+        result = s.run(command, **env)
+        assert result.returncode == 2, result.stderr[-2000:]
+        assert next(iter(env)) in result.stderr.splitlines()[-1]
+    assert [k for i in (0, 1) for k in s.keys(i) if "/_orchestrator/" not in k] == []
+    assert old_content(s.backup, s.backup_db) == "old content"
+
+
+def test_a_failing_encryption_uploads_nothing(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+):
+    """The encryption dies half-way (here: its output write fails): no object, no manifest."""
+    s = setup
+    for name, value in s.env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("PG_BIN_DIRS", s.orch.env["PG_BIN_DIRS"])
+    monkeypatch.chdir(tmp_path)
+    import pyrage
+
+    real = pyrage.encrypt_io
+
+    def dying(reader: Any, writer: Any, recipients: Any) -> None:
+        class Failing:
+            def write(self, data: bytes) -> int:
+                if writer.size > 1000:
+                    raise OSError(5, "Input/output error")
+                return int(writer.write(data))
+
+            def flush(self) -> None:
+                writer.flush()
+
+        real(reader, Failing(), recipients)
+
+    monkeypatch.setattr("orchestrator.crypto.pyrage.encrypt_io", dying)
+    with pytest.raises(Exception, match="encryption failed"):
+        backup_action.backup(load_settings(None))
+    assert [k for i in (0, 1) for k in s.keys(i)] == []
+
+
+def test_no_identity_or_secret_reaches_any_log_line(setup: Setup):
+    s = setup
+    with_key = {"ARCHIVE_IDENTITY_FILE": str(s.key.identity_file), "LOG_LEVEL": "DEBUG"}
+    s.ok("backup", **with_key)
+    s.ok("drill", **with_key)
+    s.ok("restore", "--target", "backup", **with_key)
+    s.ok("fetch", "latest", "-o", str(s.tmp), **with_key)
+    broken = s.tmp / "broken.txt"
+    broken.write_text(f"{s.key.secret}X\n")
+    s.run("drill", ARCHIVE_IDENTITY_FILE=str(broken))
+    text = "\n".join(s.logs)
+    assert s.key.secret not in text and s.key.secret[15:] not in text
+    assert s3.SECRET_KEY not in text and s3.WORKER_SECRET not in text
