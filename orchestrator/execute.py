@@ -4,22 +4,25 @@
 environment, logs the command line with passwords masked, keeps the first error lines
 and the tail of stderr for the error message, and kills the whole process group on
 timeout, on an exception in the waiting thread, or when `terminate_all()` is called
-from a signal handler.
+from a signal handler. `run_pipeline()` does the same for programs whose output feeds
+the next one (pg_restore | mask filter | psql), checking every program's exit code.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import shlex
 import signal
+import subprocess
 import threading
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import sh
 
@@ -177,3 +180,153 @@ def _wait(proc: Any, program: str, keeper: _StderrKeeper, timeout: float | None)
             raise CommandFailed(program, "was stopped", [])
         time.sleep(POLL_SECONDS)
     return int(proc.process.wait())
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One program of a pipeline: its argv and what to add to its environment."""
+
+    argv: Sequence[str]
+    env: Mapping[str, str] | None = None
+
+
+_CONSEQUENTIAL = ("Broken pipe", "could not write to output", "unexpected EOF")
+
+
+def run_pipeline(stages: Sequence[Stage], *, timeout: float | None = None) -> list[Result]:
+    """Run `stages` as a shell pipeline would (each one's stdout into the next one's stdin;
+    the last one's stdout is discarded), each in its own process group; give each stage's
+    Result.
+
+    Every stage's exit code is checked, not only the last one's: raises CommandFailed when
+    any stage fails, naming the stage whose error is the cause (a stage that only saw its
+    neighbour vanish, e.g. a broken pipe, is named last). The whole group is killed on
+    timeout, on a stop request, or when a stage fails.
+
+    (A group each, because a stage that exits at once would leave a shared group empty, and
+    joining an empty group fails.)
+    """
+    names = [Path(stage.argv[0]).name for stage in stages]
+    log.info(
+        "command.start",
+        command=" | ".join(
+            shlex.join([n, *s.argv[1:]]) for n, s in zip(names, stages, strict=True)
+        ),
+    )
+    keepers = [_StderrKeeper() for _stage in stages]
+    started = time.monotonic()
+    procs = _spawn(stages, keepers)
+    try:
+        codes = _wait_all(procs, names, keepers, timeout)
+    except BaseException:
+        _kill_pipeline(procs)
+        raise
+    finally:
+        with _live_lock:
+            for proc in procs:
+                _live.pop(id(proc), None)
+    seconds = time.monotonic() - started
+    failed = [i for i, code in enumerate(codes) if code != 0]
+    if failed:
+        cause = min(failed, key=lambda i: (_consequential(keepers[i]), i))
+        log.warning(
+            "command.failed", program=names[cause], exit=codes[cause], seconds=round(seconds, 3)
+        )
+        raise CommandFailed(names[cause], _describe_exit(codes[cause]), keepers[cause].lines())
+    log.info("command.done", program=" | ".join(names), seconds=round(seconds, 3))
+    return [
+        Result(c, "", k.lines(), seconds, k.errors_seen)
+        for c, k in zip(codes, keepers, strict=True)
+    ]
+
+
+def _consequential(keeper: _StderrKeeper) -> bool:
+    """True when a stage's errors only say that its neighbour went away."""
+    lines = keeper.lines()
+    return not lines or all(any(m in line for m in _CONSEQUENTIAL) for line in lines)
+
+
+class _GroupProcess:
+    """A Popen leading its own process group, shaped for _kill_group and _live."""
+
+    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
+        self.popen = popen
+        self.pid = popen.pid
+        self.process = self
+
+    def is_alive(self) -> tuple[bool, int | None]:
+        return self.popen.poll() is None, self.popen.returncode
+
+
+def _spawn(stages: Sequence[Stage], keepers: list[_StderrKeeper]) -> list[_GroupProcess]:
+    """Start the stages joined by OS pipes (not `sh`, whose pipes copy every byte through
+    Python threads: a pipeline moves whole tables)."""
+    procs: list[_GroupProcess] = []
+    previous: IO[bytes] | None = None
+    try:
+        for index, stage in enumerate(stages):
+            last = index == len(stages) - 1
+            popen = subprocess.Popen(
+                list(stage.argv),
+                stdin=previous if previous is not None else subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL if last else subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env={**os.environ, **(stage.env or {})},
+                start_new_session=True,
+            )
+            if previous is not None:
+                previous.close()  # the next stage holds it now
+            previous = popen.stdout
+            proc = _GroupProcess(popen)
+            procs.append(proc)
+            with _live_lock:
+                _live[id(proc)] = proc
+            threading.Thread(
+                target=_drain, args=(popen.stderr, keepers[index]), daemon=True
+            ).start()
+    except BaseException:
+        _kill_pipeline(procs)
+        raise
+    return procs
+
+
+def _drain(stream: IO[bytes] | None, keeper: _StderrKeeper) -> None:
+    if stream is None:
+        return
+    with stream:
+        for raw in stream:
+            keeper(raw.decode(errors="replace"))
+
+
+def _wait_all(
+    procs: list[_GroupProcess],
+    names: list[str],
+    keepers: list[_StderrKeeper],
+    timeout: float | None,
+) -> list[int]:
+    """Wait for every stage; a failed stage ends the others (they would wait on it)."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while any(p.popen.poll() is None for p in procs):
+        if any(p.popen.returncode not in (None, 0) for p in procs):
+            _kill_pipeline(procs)
+            break
+        if deadline is not None and time.monotonic() >= deadline:
+            _kill_pipeline(procs)
+            raise CommandFailed(names[0], f"timed out after {timeout:g}s", keepers[0].lines())
+        if cancel.stop_requested():
+            _kill_pipeline(procs)
+            raise CommandFailed(names[0], "was stopped", [])
+        time.sleep(POLL_SECONDS)
+    codes = [int(p.popen.wait()) for p in procs]
+    time.sleep(POLL_SECONDS)  # let the stderr readers take the last lines
+    return codes
+
+
+def _kill_pipeline(procs: list[_GroupProcess]) -> None:
+    for proc in procs:
+        with contextlib.suppress(OSError):
+            os.killpg(proc.pid, signal.SIGTERM)
+    for proc in procs:
+        _kill_group(proc)  # waits for the group to go, SIGKILL after the grace period
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.popen.wait(timeout=KILL_GRACE_SECONDS)

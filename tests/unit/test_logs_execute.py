@@ -84,3 +84,57 @@ def test_timeout_kills_the_whole_process_group(tmp_path):
 def test_large_stdout_is_not_truncated():
     result = execute.run(["sh", "-c", "seq 1 200000"])
     assert result.stdout.splitlines()[-1] == "200000"
+
+
+def test_pipeline_feeds_each_stage_into_the_next(tmp_path):
+    out = tmp_path / "out"
+    results = execute.run_pipeline(
+        [
+            execute.Stage(["printf", "apple\\nbanana\\n"]),
+            execute.Stage(["tr", "a", "x"]),
+            execute.Stage(
+                ["sh", "-c", f'cat > "{out}"; echo "$SECRET" >> "{out}"'], {"SECRET": "s3"}
+            ),
+        ]
+    )
+    assert out.read_text() == "xpple\nbxnxnx\ns3\n"
+    assert [r.returncode for r in results] == [0, 0, 0]
+
+
+def test_pipeline_names_the_stage_that_caused_the_failure():
+    """The middle stage fails; the first then dies of a broken pipe, which is not the cause."""
+    with pytest.raises(CommandFailed) as caught:
+        execute.run_pipeline(
+            [
+                execute.Stage(["yes"]),
+                execute.Stage(
+                    ["sh", "-c", "head -c 100 >/dev/null; echo 'mask: error: boom' >&2; exit 1"]
+                ),
+                execute.Stage(["cat"]),
+            ]
+        )
+    assert caught.value.program == "sh" and "boom" in str(caught.value)
+
+
+@pytest.mark.parametrize("failing", [0, 2])
+def test_every_stage_exit_code_counts(failing):
+    stages = [execute.Stage(["true"]), execute.Stage(["cat"]), execute.Stage(["cat"])]
+    stages[failing] = execute.Stage(["sh", "-c", "echo 'error: nope' >&2; exit 3"])
+    with pytest.raises(CommandFailed, match="exited with code 3: error: nope"):
+        execute.run_pipeline(stages)
+
+
+def test_pipeline_timeout_kills_every_stage(tmp_path):
+    marker = tmp_path / "alive"
+    started = time.monotonic()
+    with pytest.raises(CommandFailed, match="timed out"):
+        execute.run_pipeline(
+            [
+                execute.Stage(["sleep", "30"]),
+                execute.Stage(["sh", "-c", f"sleep 30; touch {marker}"]),
+            ],
+            timeout=0.5,
+        )
+    assert time.monotonic() - started < 10
+    time.sleep(0.2)
+    assert not marker.exists()
