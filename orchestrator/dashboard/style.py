@@ -56,7 +56,8 @@ main section{margin:22px 0}
 .icon .mark{fill:none;stroke:var(--on-status);stroke-width:1.9;stroke-linecap:round;
 stroke-linejoin:round}
 .cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(min(100%,270px),1fr));gap:12px}
-.card h3{display:flex;flex-wrap:wrap;align-items:center;gap:8px;font-size:1.05rem;margin:0 0 2px}
+.card h3{font-size:1.05rem;margin:0 0 2px;overflow-wrap:anywhere}
+.card h3 .badge{margin-left:8px;vertical-align:.1em}
 .card p{margin:3px 0;overflow-wrap:anywhere}
 .card .where{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,"DejaVu Sans Mono",monospace;
 font-size:.85rem;color:var(--muted)}
