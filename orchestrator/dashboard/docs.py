@@ -47,16 +47,31 @@ def step_name(step: StepDoc) -> str:
     return clean(as_text(step.get("name")) or "step")
 
 
+def failed_stores(step: StepDoc) -> str | None:
+    """Give `label: error` for each store the step's `detail["stores"]` does not call "ok",
+    joined by "; ", or None when there is none."""
+    stores = detail(step).get("stores")
+    if not isinstance(stores, Mapping):
+        return None
+    bad = [f"{k}: {first_line(v)}" for k, v in stores.items() if isinstance(v, str) and v != "ok"]
+    return "; ".join(bad) or None
+
+
 def step_error(step: StepDoc) -> str:
     """Give `name — first error line`; for an upload without an error text, the stores
     that failed; `name — failed` when nothing says why."""
-    error = as_text(step.get("error"))
-    if error is None:
-        stores = detail(step).get("stores")
-        if isinstance(stores, Mapping):
-            bad = [f"{k}: {v}" for k, v in stores.items() if isinstance(v, str) and v != "ok"]
-            error = "; ".join(bad) or None
+    error = as_text(step.get("error")) or failed_stores(step)
     return f"{step_name(step)} — {clean(first_line(error)) if error else 'failed'}"
+
+
+def store_warnings(cycle: CycleDoc) -> list[str]:
+    """Give `name — label: error` for each successful step that reports failed stores
+    (an upload that reached some stores but not all)."""
+    return [
+        f"{step_name(s)} — {clean(bad)}"
+        for s in steps(cycle)
+        if not step_failed(s) and (bad := failed_stores(s)) is not None
+    ]
 
 
 def cycle_status(cycle: CycleDoc) -> str | None:

@@ -290,7 +290,14 @@ def _cycles(cycles: Sequence[CycleDoc], now: datetime) -> str:
 def _cycle_row(cycle: CycleDoc, now: datetime) -> Row:
     status = docs.cycle_status(cycle)
     errors = docs.cycle_errors(cycle)
+    warnings = docs.store_warnings(cycle)
     size = docs.dump_size(cycle)
+    if errors:
+        message = safe(errors[0])
+    elif warnings:
+        message = f"{_pill(None, 'warning')} {safe(warnings[0])}"
+    else:
+        message = ""
     cells = [
         _pill(status == docs.SUCCESS if status else None, status or "unknown"),
         _time(docs.cycle_started(cycle), now),
@@ -298,7 +305,7 @@ def _cycle_row(cycle: CycleDoc, now: datetime) -> Row:
         human_size(size) if size is not None else MISSING,
         _code(docs.dump_backup_id(cycle)),
         _code(cycle.get("run_id")),
-        safe(errors[0]) if errors else "",
+        message,
     ]
     return cells, status != docs.SUCCESS
 

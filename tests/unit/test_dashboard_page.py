@@ -371,3 +371,13 @@ def test_rendering_is_pure_same_data_same_page():
     assert page() == page()
     later = status_data.page_data(generated_at=NOW + timedelta(hours=1))
     assert "2 h ago" in visible_text(render_status_page(later))
+
+
+def test_a_store_that_failed_in_a_successful_upload_is_shown_as_a_warning():
+    data = status_data.page_data()
+    cycle: dict[str, Any] = {**data.cycles[0], "steps": [dict(s) for s in data.cycles[0]["steps"]]}
+    cycle["steps"][1]["detail"] = {"stores": {"s3-main": "ok", "r2-offsite": "timed out\nretry"}}
+    text = section(render_status_page(status_data.page_data(cycles=[cycle])), "cycles")
+    assert "success" in text
+    assert "warning upload — r2-offsite: timed out" in text
+    assert "retry" not in text
