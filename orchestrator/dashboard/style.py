@@ -59,6 +59,7 @@ stroke-linejoin:round}
 .card h3{font-size:1.05rem;margin:0 0 2px;overflow-wrap:anywhere}
 .card h3 .badge{margin-left:8px;vertical-align:.1em}
 .card p{margin:3px 0;overflow-wrap:anywhere}
+.card code{display:inline-block;max-width:100%}
 .card .where{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,"DejaVu Sans Mono",monospace;
 font-size:.85rem;color:var(--muted)}
 .badge{display:inline-block;font-size:.75rem;font-weight:600;line-height:1.5;padding:0 8px;
