@@ -4,8 +4,10 @@
 (b) old way: dump + restore into the backup target, then dump + restore into the dev target
 (c) orchestrator pipeline, archive on a local SeaweedFS S3 server
 (c') the same with PG_DUMP_COMPRESS=gzip, the floor's compression: the orchestration's own cost
+(e) the pipeline with two age recipients and two stores (a second SeaweedFS server)
 Each is run ROUNDS times (default 5, alternating, so drift hits them all alike); prints the
-medians: c/a, c'/a, b/c and the orchestrator process's peak RSS.
+medians: c/a, c'/a, b/c, e/c and the orchestrator process's peak RSS. LINES (default
+"abcge") picks which ways run, e.g. "ce" for the encryption line alone.
 
 Two untimed pipeline cycles come first (their times are printed, not counted): after them
 each target holds a current and a previous copy, as production's targets do from the third
@@ -16,6 +18,7 @@ drop while restoring), and on the VM of the README that moved their pg_restores 
 from __future__ import annotations
 
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -140,11 +143,22 @@ A = "(a) floor: dump, then 2 restores at once"
 B = "(b) old way: dump+restore, dump+restore"
 C = "(c) orchestrator pipeline (+ S3 archive)"
 G = "(c') the same, gzip like the floor"
+E = "(e) pipeline, 2 recipients, 2 stores"
+
+
+def age_recipients(count: int) -> str:
+    """Public keys of `count` fresh age identities (thrown away: the bench never decrypts)."""
+    import pyrage
+
+    return ",".join(str(pyrage.x25519.Identity.generate().to_public()) for _ in range(count))
 
 
 def main() -> None:
+    # a SIGTERM (a killed run) unwinds like Ctrl-C, so the throwaway servers are stopped
+    signal.signal(signal.SIGTERM, lambda _n, _f: sys.exit(128 + signal.SIGTERM))
     scale = int(sys.argv[1]) if len(sys.argv) > 1 else 50
     rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 5
+    lines = sys.argv[3] if len(sys.argv) > 3 else "abcge"
     bins = postgres.installs()
     major = 17 if 17 in bins else max(bins)
     print(f"starting PostgreSQL {major} source and two targets, SeaweedFS; pgbench scale {scale}")
@@ -154,6 +168,7 @@ def main() -> None:
     source_c = postgres.start_cluster(major, bins[major], quiet)
     targets = [postgres.start_cluster(major, bins[major], quiet) for _ in range(2)]
     store = s3.start_s3()
+    second = s3.start_s3() if "e" in lines else None
     try:
         source_c.create_database("bench")
         run(
@@ -183,7 +198,28 @@ def main() -> None:
         }
         url = source_c.url("bench")
         gzip_env = {**env, "PG_DUMP_COMPRESS": "gzip"}
-        runs: dict[str, list[float]] = {"a": [], "b": [], "c": [], "g": []}
+        sealed_env = dict(env)
+        if second is not None:
+            # buckets of its own: the pipeline's sync step would copy (c)'s backups otherwise
+            second_bucket = second.new_bucket()
+            sealed_env.update(
+                {
+                    **store.env(store.new_bucket(), "bench"),
+                    "ARCHIVE_RECIPIENTS": age_recipients(2),
+                    "STORAGE_URL_2": f"s3://{second_bucket}/bench",
+                    "S3_ENDPOINT_URL_2": second.endpoint,
+                    "AWS_ACCESS_KEY_ID_2": s3.ACCESS_KEY,
+                    "AWS_SECRET_ACCESS_KEY_2": s3.SECRET_KEY,
+                }
+            )
+        ways = {
+            "a": (A, lambda n: floor(bins[major], url, targets, work)),
+            "b": (B, lambda n: old_way(bins[major], url, targets, work)),
+            "c": (C, lambda n: rss.append(pipeline(env, n))),
+            "g": (G, lambda n: rss.append(pipeline(gzip_env, f"{n}-gzip"))),
+            "e": (E, lambda n: rss.append(pipeline(sealed_env, f"{n}-sealed"))),
+        }
+        runs: dict[str, list[float]] = {key: [] for key in lines}
         rss: list[int] = []
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp)
@@ -194,28 +230,35 @@ def main() -> None:
                 timed(f"(c) {cycle} (not counted)", lambda n=cycle: rss.append(pipeline(env, n)))
             for round_no in range(1, rounds + 1):
                 print(f"round {round_no} of {rounds}")
-                settle(clusters)
-                runs["a"].append(timed(A, lambda: floor(bins[major], url, targets, work)))
-                settle(clusters)
-                runs["b"].append(timed(B, lambda: old_way(bins[major], url, targets, work)))
-                settle(clusters)
-                runs["c"].append(timed(C, lambda n=str(round_no): rss.append(pipeline(env, n))))
-                settle(clusters)
-                runs["g"].append(
-                    timed(G, lambda n=f"{round_no}-gzip": rss.append(pipeline(gzip_env, n)))
-                )
-        a, b, c, g = (statistics.median(runs[k]) for k in "abcg")
-        print(
-            f"\nmedians of {rounds} round(s): a {a:.1f} s, b {b:.1f} s, c {c:.1f} s, c' {g:.1f} s"
-        )
-        print(f"  c/a = {c / a:.2f}   (target <= 1.15)")
-        print(f"  c'/a = {g / a:.2f}   (same compression as the floor)")
-        print(f"  b/c = {b / c:.2f}   (higher is better)")
-        print(f"  orchestrator peak RSS = {max(rss) / 2**20:.0f} MiB   (target < 150 MiB)")
+                for key in lines:
+                    label, way = ways[key]
+                    settle(clusters)
+                    runs[key].append(timed(label, lambda w=way, n=str(round_no): w(n)))
+        report(runs, rss, rounds)
     finally:
         for cluster in (source_c, *targets):
             cluster.stop()
         store.stop()
+        if second is not None:
+            second.stop()
+
+
+def report(runs: dict[str, list[float]], rss: list[int], rounds: int) -> None:
+    """Print the medians and the ratios of the ways that ran."""
+    m = {key: statistics.median(times) for key, times in runs.items()}
+    names = {"a": "a", "b": "b", "c": "c", "g": "c'", "e": "e"}
+    shown = ", ".join(f"{names[k]} {v:.1f} s" for k, v in m.items())
+    print(f"\nmedians of {rounds} round(s): {shown}")
+    ratios = [
+        ("c", "a", "c/a", "(target <= 1.15)"),
+        ("g", "a", "c'/a", "(same compression as the floor)"),
+        ("b", "c", "b/c", "(higher is better)"),
+        ("e", "c", "e/c", "(encryption and a second store; target <= 1.10)"),
+    ]
+    for top, bottom, name, note in ratios:
+        if top in m and bottom in m:
+            print(f"  {name} = {m[top] / m[bottom]:.2f}   {note}")
+    print(f"  orchestrator peak RSS = {max(rss) / 2**20:.0f} MiB   (target < 150 MiB)")
 
 
 if __name__ == "__main__":
