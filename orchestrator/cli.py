@@ -185,7 +185,9 @@ def cmd_restore(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_drill(settings: Settings, args: argparse.Namespace) -> int:
-    report = drill_action.drill(settings, args.ref, args.target_url)
+    notifier = drill_action.drill_notifier(settings)
+    report, _kept = drill_action.recorded_drill(settings, notifier, args.ref, args.target_url)
+    assert report is not None  # recorded_drill raises when there is no report
     if args.json:
         document = {
             **dataclasses.asdict(report),
@@ -246,6 +248,33 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
         print(f"last cycle:    {cycle.get('status')} at {cycle.get('finished_at')}{detail}")
     else:
         print("last cycle:    none recorded")
+    drill = found.drills[0] if found.drills else None
+    if drill:
+        rto = drill.get("rto_seconds")
+        took = f", RTO {rto:.1f} s" if isinstance(rto, int | float) else ""
+        print(f"last drill:    {drill.get('status')} at {drill.get('finished_at')}{took}")
+    else:
+        print("last drill:    none recorded")
+    for target in found.targets:
+        when = target.get("last_refresh_at") or "never (no refresh recorded)"
+        source = f" from {target['backup_id']}" if target.get("backup_id") else ""
+        print(f"{'target ' + target['name'] + ':':<15}{when}{source}")
+    return 0
+
+
+def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
+    out = Path(args.html)
+    if out.is_dir() or not out.parent.is_dir():
+        raise ConfigError(f"--html: {out} must be a file in an existing folder")
+    page = status_action.render_page(settings)
+    partial = out.with_name(f".{out.name}.part")
+    try:
+        partial.write_text(page, encoding="utf-8")
+        partial.replace(out)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise ConfigError(f"--html: cannot write {out}: {exc.strerror}") from None
+    print(out)
     return 0
 
 
@@ -304,12 +333,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the cycle report as JSON")
     p.set_defaults(func=cmd_pipeline)
 
-    p = sub.add_parser("run", help="run cycles on SCHEDULE until SIGTERM (the container default)")
+    p = sub.add_parser(
+        "run",
+        help="cycles on SCHEDULE, drills on DRILL_SCHEDULE, a status page; until SIGTERM",
+    )
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("status", help="recent backups, newest backup's age, last cycle's outcome")
+    p = sub.add_parser(
+        "status", help="recent backups, last cycle and drill, each target's last refresh"
+    )
     p.add_argument("--json", action="store_true", help="print the status as JSON")
     p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("report", help="write the status page as one self-contained HTML file")
+    p.add_argument("--html", required=True, metavar="FILE", help="where to write the page")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("prune", help="apply the KEEP_* retention policy to the stored backups")
     p.add_argument("--dry-run", action="store_true", help="decide and print, delete nothing")

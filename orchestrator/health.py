@@ -1,8 +1,10 @@
-"""Health of the `run` loop: what the last cycles did, `/healthz` and Prometheus `/metrics`.
+"""Health of the `run` loop: what the last cycles and drills did, `/healthz`, Prometheus
+`/metrics` and the status page at `/`.
 
-`HealthState` collects finished `CycleReport`s (thread-safe), `render_metrics` turns it into
-the Prometheus text exposition format 0.0.4, and `serve` answers `/healthz` and `/metrics`
-from a small threaded HTTP server in a daemon thread.
+`HealthState` collects finished `CycleReport`s and drill outcomes (thread-safe),
+`render_metrics` turns it into the Prometheus text exposition format 0.0.4 through
+prometheus-client, and `serve` answers `/healthz`, `/metrics` and `/` (a page the caller
+renders) from a small threaded HTTP server in a daemon thread.
 
 Step names this module understands: `dump` (its `detail["size_bytes"]` is the dump size)
 and `restore:<target>` (per-target last success). Every step's duration is exported.
@@ -11,19 +13,25 @@ and `restore:<target>` (per-target last success). Every step's duration is expor
 from __future__ import annotations
 
 import copy
-import math
 import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+from prometheus_client.registry import Collector
+
 from orchestrator.logs import mask
 from orchestrator.notify import CycleReport
 
-__all__ = ["CONTENT_TYPE", "HealthServer", "HealthState", "render_metrics", "serve"]
+__all__ = ["CONTENT_TYPE", "DrillOutcome", "HealthServer", "HealthState", "render_metrics", "serve"]
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
+HTML = "text/html; charset=utf-8"
 RESTORE_PREFIX = "restore:"
 
 
@@ -44,6 +52,15 @@ def _ago(seconds: float) -> str:
 
 
 @dataclass(frozen=True)
+class DrillOutcome:
+    """What the metrics say of one finished drill."""
+
+    ok: bool
+    finished_at: datetime
+    rto_seconds: float | None = None
+
+
+@dataclass(frozen=True)
 class _Snapshot:
     started_at: datetime
     last_success: datetime | None
@@ -52,6 +69,9 @@ class _Snapshot:
     failures: int
     dump_size_bytes: int | float | None
     target_success: dict[str, datetime]
+    last_drill: DrillOutcome | None
+    drills_passed: int
+    drills_failed: int
 
 
 class HealthState:
@@ -70,6 +90,14 @@ class HealthState:
         self._failures = 0
         self._dump_size: int | float | None = None
         self._target_success: dict[str, datetime] = {}
+        self._last_drill: DrillOutcome | None = None
+        self._drills = {True: 0, False: 0}
+
+    def record_drill(self, drill: DrillOutcome) -> None:
+        """Remember a finished drill."""
+        with self._lock:
+            self._last_drill = drill
+            self._drills[drill.ok] += 1
 
     def record(self, report: CycleReport) -> None:
         """Remember a finished cycle (a copy of it); `finished_at` defaults to now if unset."""
@@ -149,36 +177,104 @@ class HealthState:
                 failures=self._failures,
                 dump_size_bytes=self._dump_size,
                 target_success=dict(self._target_success),
+                last_drill=self._last_drill,
+                drills_passed=self._drills[True],
+                drills_failed=self._drills[False],
             )
 
 
-def _escape_label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+class _StateCollector(Collector):
+    """The metric families of one snapshot of the state, at one moment."""
 
+    def __init__(self, snap: _Snapshot, now: datetime) -> None:
+        self.snap = snap
+        self.now = now
 
-def _number(value: float) -> str:
-    if isinstance(value, int):
-        return str(value)
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    return repr(float(value))
+    def collect(self) -> Iterator[Metric]:
+        yield from self._cycles()
+        yield from self._steps()
+        yield from self._drills()
 
+    def _cycles(self) -> Iterator[Metric]:
+        snap, last = self.snap, self.snap.last_report
+        success = GaugeMetricFamily(
+            "orchestrator_last_success_timestamp_seconds",
+            "Unix time the newest successful cycle finished (0: none since start).",
+            value=snap.last_success.timestamp() if snap.last_success else 0,
+        )
+        age = GaugeMetricFamily(
+            "orchestrator_last_success_age_seconds",
+            "Seconds since the newest successful cycle finished.",
+        )
+        if snap.last_success is not None:
+            age.add_metric([], max(0.0, (self.now - snap.last_success).total_seconds()))
+        outcome = GaugeMetricFamily(
+            "orchestrator_last_cycle_success",
+            "1 when the newest cycle succeeded, 0 when it failed.",
+        )
+        finished = GaugeMetricFamily(
+            "orchestrator_last_cycle_timestamp_seconds",
+            "Unix time the newest cycle finished, successful or not.",
+        )
+        if last is not None:
+            outcome.add_metric([], 1 if last.ok else 0)
+            if last.finished_at is not None:
+                finished.add_metric([], _utc(last.finished_at).timestamp())
+        total = CounterMetricFamily(
+            "orchestrator_cycles", "Cycles finished since start, by outcome.", labels=["status"]
+        )
+        total.add_metric(["success"], snap.successes)
+        total.add_metric(["failure"], snap.failures)
+        yield from (success, age, outcome, finished, total)
 
-class _Exposition:
-    def __init__(self) -> None:
-        self.lines: list[str] = []
+    def _steps(self) -> Iterator[Metric]:
+        snap, last = self.snap, self.snap.last_report
+        durations = GaugeMetricFamily(
+            "orchestrator_step_duration_seconds",
+            "Duration of each step of the newest cycle.",
+            labels=["step"],
+        )
+        if last is not None:
+            latest = {step.name: step.seconds for step in last.steps}  # the last one wins
+            for name, seconds in latest.items():
+                durations.add_metric([mask(name)], seconds)
+        size = GaugeMetricFamily(
+            "orchestrator_dump_size_bytes", "Size of the newest successful dump."
+        )
+        if snap.dump_size_bytes is not None:
+            size.add_metric([], snap.dump_size_bytes)
+        targets = GaugeMetricFamily(
+            "orchestrator_target_last_success_timestamp_seconds",
+            "Unix time of the cycle that last restored each target successfully.",
+            labels=["target"],
+        )
+        for target, moment in sorted(snap.target_success.items()):
+            targets.add_metric([mask(target)], moment.timestamp())
+        yield from (durations, size, targets)
 
-    def family(self, name: str, kind: str, help_text: str) -> None:
-        help_text = help_text.replace("\\", "\\\\").replace("\n", "\\n")
-        self.lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
-
-    def sample(self, name: str, value: float, labels: dict[str, str] | None = None) -> None:
-        rendered = ""
-        if labels:
-            rendered = "{" + ",".join(f'{k}="{_escape_label(v)}"' for k, v in labels.items()) + "}"
-        self.lines.append(f"{name}{rendered} {_number(value)}")
+    def _drills(self) -> Iterator[Metric]:
+        drill = self.snap.last_drill
+        outcome = GaugeMetricFamily(
+            "orchestrator_last_drill_success", "1 when the newest drill passed, 0 when it failed."
+        )
+        rto = GaugeMetricFamily(
+            "orchestrator_last_drill_rto_seconds",
+            "Fetch plus restore time of the newest drill that got that far (the RTO).",
+        )
+        finished = GaugeMetricFamily(
+            "orchestrator_last_drill_timestamp_seconds", "Unix time the newest drill finished."
+        )
+        if drill is not None:
+            outcome.add_metric([], 1 if drill.ok else 0)
+            finished.add_metric([], drill.finished_at.timestamp())
+            if drill.rto_seconds is not None:
+                rto.add_metric([], drill.rto_seconds)
+        total = CounterMetricFamily(
+            "orchestrator_drills", "Drills finished since start, by outcome.", labels=["status"]
+        )
+        total.add_metric(["success"], self.snap.drills_passed)
+        total.add_metric(["failure"], self.snap.drills_failed)
+        yield from (outcome, rto, finished, total)
 
 
 def render_metrics(state: HealthState, now: datetime) -> str:
@@ -188,83 +284,14 @@ def render_metrics(state: HealthState, now: datetime) -> str:
     `orchestrator_last_success_age_seconds` (only after one), `orchestrator_last_cycle_success`,
     `orchestrator_cycles_total{status}`, `orchestrator_step_duration_seconds{step}` and
     `orchestrator_last_cycle_timestamp_seconds` (last cycle), `orchestrator_dump_size_bytes`,
-    `orchestrator_target_last_success_timestamp_seconds{target}`. A family with nothing to
-    report yet has its HELP and TYPE lines only.
+    `orchestrator_target_last_success_timestamp_seconds{target}`, and for drills
+    `orchestrator_last_drill_success`, `orchestrator_last_drill_rto_seconds`,
+    `orchestrator_last_drill_timestamp_seconds`, `orchestrator_drills_total{status}`. A
+    family with nothing to report yet has its HELP and TYPE lines only.
     """
-    snap = state._snapshot()
-    now = _utc(now)
-    out = _Exposition()
-
-    out.family(
-        "orchestrator_last_success_timestamp_seconds",
-        "gauge",
-        "Unix time the newest successful cycle finished (0: none since start).",
-    )
-    out.sample(
-        "orchestrator_last_success_timestamp_seconds",
-        snap.last_success.timestamp() if snap.last_success else 0,
-    )
-    out.family(
-        "orchestrator_last_success_age_seconds",
-        "gauge",
-        "Seconds since the newest successful cycle finished.",
-    )
-    if snap.last_success is not None:
-        age = max(0.0, (now - snap.last_success).total_seconds())
-        out.sample("orchestrator_last_success_age_seconds", age)
-
-    last = snap.last_report
-    out.family(
-        "orchestrator_last_cycle_success",
-        "gauge",
-        "1 when the newest cycle succeeded, 0 when it failed.",
-    )
-    if last is not None:
-        out.sample("orchestrator_last_cycle_success", 1 if last.ok else 0)
-    out.family(
-        "orchestrator_last_cycle_timestamp_seconds",
-        "gauge",
-        "Unix time the newest cycle finished, successful or not.",
-    )
-    if last is not None and last.finished_at is not None:
-        out.sample("orchestrator_last_cycle_timestamp_seconds", _utc(last.finished_at).timestamp())
-
-    out.family("orchestrator_cycles_total", "counter", "Cycles finished since start, by outcome.")
-    out.sample("orchestrator_cycles_total", snap.successes, {"status": "success"})
-    out.sample("orchestrator_cycles_total", snap.failures, {"status": "failure"})
-
-    out.family(
-        "orchestrator_step_duration_seconds",
-        "gauge",
-        "Duration of each step of the newest cycle.",
-    )
-    if last is not None:
-        durations: dict[str, float] = {}
-        for step in last.steps:  # a step recorded twice: the last one wins
-            durations[step.name] = step.seconds
-        for name, seconds in durations.items():
-            out.sample("orchestrator_step_duration_seconds", seconds, {"step": mask(name)})
-
-    out.family(
-        "orchestrator_dump_size_bytes",
-        "gauge",
-        "Size of the newest successful dump.",
-    )
-    if snap.dump_size_bytes is not None:
-        out.sample("orchestrator_dump_size_bytes", snap.dump_size_bytes)
-
-    out.family(
-        "orchestrator_target_last_success_timestamp_seconds",
-        "gauge",
-        "Unix time of the cycle that last restored each target successfully.",
-    )
-    for target, moment in sorted(snap.target_success.items()):
-        out.sample(
-            "orchestrator_target_last_success_timestamp_seconds",
-            moment.timestamp(),
-            {"target": mask(target)},
-        )
-    return "\n".join(out.lines) + "\n"
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_StateCollector(state._snapshot(), _utc(now)))
+    return generate_latest(registry).decode()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -282,8 +309,10 @@ class _Handler(BaseHTTPRequestHandler):
             status, body = (200, f"ok: {reason}\n") if ok else (503, f"unhealthy: {reason}\n")
         elif path == "/metrics":
             body, kind = render_metrics(self.server.state, now), CONTENT_TYPE
+        elif path in ("/", "/index.html") and self.server.page is not None:
+            body, kind = self._page(), HTML
         else:
-            status, body = 404, "not found: try /healthz or /metrics\n"
+            status, body = 404, "not found: try /, /healthz or /metrics\n"
         data = body.encode()
         self.send_response(status)
         self.send_header("Content-Type", kind)
@@ -292,6 +321,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if not head_only:
             self.wfile.write(data)
+
+    def _page(self) -> str:
+        try:
+            return self.server.page() if self.server.page else ""
+        except Exception as exc:  # a broken page must never take /healthz down with it
+            return f"<!doctype html><title>status</title><p>the page failed: {type(exc).__name__}"
 
     def do_GET(self) -> None:
         self._answer(head_only=False)
@@ -307,9 +342,16 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
 
-    def __init__(self, address: tuple[str, int], state: HealthState, max_age: timedelta) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        state: HealthState,
+        max_age: timedelta,
+        page: Callable[[], str] | None,
+    ) -> None:
         self.state = state
         self.max_age = max_age
+        self.page = page
         super().__init__(address, _Handler)
 
 
@@ -329,15 +371,21 @@ class HealthServer:
         self._thread.join(timeout=5)
 
 
-def serve(state: HealthState, host: str, port: int, max_age: timedelta) -> HealthServer:
+def serve(
+    state: HealthState,
+    host: str,
+    port: int,
+    max_age: timedelta,
+    page: Callable[[], str] | None = None,
+) -> HealthServer:
     """Start serving `state` on `host:port` (port 0: any free port) in a daemon thread.
 
     GET/HEAD `/healthz`: 200 `ok: <reason>` or 503 `unhealthy: <reason>` (see
-    `HealthState.healthy`); `/metrics`: 200 in the Prometheus text format; anything else
-    404. Gives the running `HealthServer`; raises `OSError` when the address cannot be
-    bound (port in use, unknown host).
+    `HealthState.healthy`); `/metrics`: 200 in the Prometheus text format; `/`: the HTML
+    that `page()` gives, when given; anything else 404. Gives the running `HealthServer`;
+    raises `OSError` when the address cannot be bound (port in use, unknown host).
     """
-    server = _Server((host, port), state, max_age)
+    server = _Server((host, port), state, max_age, page)
     thread = threading.Thread(
         target=server.serve_forever, args=(0.2,), name="health-server", daemon=True
     )

@@ -28,7 +28,16 @@ from urllib.parse import urlsplit, urlunsplit
 from orchestrator.errors import ConfigError
 from orchestrator.logs import get_logger, mask
 
-__all__ = ["CycleReport", "Notifier", "StepReport", "safe_url", "slack_text", "summary_line"]
+__all__ = [
+    "CycleReport",
+    "Notifier",
+    "StepReport",
+    "drill_summary",
+    "drill_text",
+    "safe_url",
+    "slack_text",
+    "summary_line",
+]
 
 log = get_logger(__name__)
 
@@ -187,6 +196,28 @@ def summary_line(report: CycleReport) -> str:
     return mask(f"orchestrator cycle {report.run_id} failed{after}: {what}")
 
 
+def drill_summary(document: dict[str, Any]) -> str:
+    """One plain line saying how a drill ended: `orchestrator drill of <id> passed: RTO 2m05s`,
+    or `... failed: <first problem or error>`. Masked."""
+    backup = document.get("backup_id") or "the newest backup"
+    if document.get("status") == "success":
+        rto = document.get("rto_seconds")
+        took = f": RTO {_human_seconds(rto)}" if isinstance(rto, int | float) else ""
+        return mask(f"orchestrator drill of {backup} passed{took}")
+    problems = document.get("problems") or []
+    first = document.get("error") or (problems[0] if problems else "") or "failed"
+    return mask(f"orchestrator drill of {backup} failed: {_first_line(str(first))}")
+
+
+def drill_text(document: dict[str, Any]) -> str:
+    """A Slack-compatible text for a drill: the summary line, then each problem."""
+    ok = document.get("status") == "success"
+    lines = [(":white_check_mark: " if ok else ":x: ") + _slack_escape(drill_summary(document))]
+    for problem in (document.get("problems") or [])[:5]:
+        lines.append(_slack_escape(mask(f"• {_first_line(str(problem))}")))
+    return "\n".join(lines)
+
+
 def slack_text(report: CycleReport) -> str:
     """Give a short Slack-compatible (mrkdwn) text for the cycle: a headline, then one line
     per failed step with its first error line, the cycle's own error, or on success the
@@ -267,8 +298,7 @@ class Notifier:
         failed, no step was recorded, or the body raised). Never raises on its own.
         """
         report = CycleReport(run_id=run_id, started_at=datetime.now(UTC))
-        if self.healthcheck_url:
-            self._post_all([("healthcheck", _ping_url(self.healthcheck_url, "/start"), b"", "")])
+        self.start()
         try:
             yield report
         except GeneratorExit:
@@ -288,20 +318,32 @@ class Notifier:
         """
         self._report(report)
 
-    def _report(self, report: CycleReport) -> None:
+    def start(self) -> None:
+        """Ping `<healthcheck>/start` (for jobs that do not use `cycle()`). Never raises."""
+        if self.healthcheck_url:
+            self._post_all([("healthcheck", _ping_url(self.healthcheck_url, "/start"), b"", "")])
+
+    def finish(self, ok: bool, document: dict[str, Any], summary: str, text: str) -> None:
+        """Ping `<healthcheck>` or `<healthcheck>/fail` with `summary`, and POST `document`
+        with a Slack `text` to the webhook on failure (and on success when asked). Strings
+        are masked. Never raises."""
         try:
             calls: list[tuple[str, str, bytes, str]] = []
             if self.healthcheck_url:
-                url = _ping_url(self.healthcheck_url, "" if report.ok else "/fail")
-                body = summary_line(report).encode()
+                url = _ping_url(self.healthcheck_url, "" if ok else "/fail")
+                body = mask(summary).encode()
                 calls.append(("healthcheck", url, body, "text/plain; charset=utf-8"))
-            if self.webhook_url and (not report.ok or self.notify_on_success):
-                payload = {**report.as_dict(), "text": slack_text(report)}
+            if self.webhook_url and (not ok or self.notify_on_success):
+                payload = {**_json_safe(document), "text": mask(text)}
                 body = json.dumps(payload, default=str).encode()
                 calls.append(("webhook", self.webhook_url, body, "application/json"))
             self._post_all(calls)
         except Exception as exc:  # a notification never fails the job
             log.warning("notify.error", error=f"{type(exc).__name__}: {exc}")
+
+    def _report(self, report: CycleReport) -> None:
+        document = {**report.as_dict(), "kind": "cycle"}
+        self.finish(report.ok, document, summary_line(report), slack_text(report))
 
     def _post_all(self, calls: list[tuple[str, str, bytes, str]]) -> None:
         """POST every call concurrently; give up waiting at the worst-case bound. Never raises."""

@@ -1,21 +1,29 @@
-"""`orchestrator run`: the long-running loop. Cycles on SCHEDULE, optionally one at start,
-a /healthz and /metrics endpoint, and a clean stop on SIGTERM/SIGINT.
+"""`orchestrator run`: the long-running loop. Cycles on SCHEDULE (optionally one at start),
+restore drills on DRILL_SCHEDULE, `/healthz`, `/metrics` and the status page at `/`, and a
+clean stop on SIGTERM/SIGINT.
 
-A failed cycle never stops the loop. A stop request ends child processes and in-flight
-uploads through the cancel flag; targets are left as they were by the restore's design.
+Jobs run one after another in this thread, so a drill never overlaps a cycle here; the
+cycle lock keeps them apart across processes too. A failed cycle or drill never stops the
+loop. A stop request ends child processes and in-flight uploads through the cancel flag;
+targets are left as they were by the restore's design.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 
 import schedule as schedule_lib
 
 from orchestrator import cancel
+from orchestrator.actions import status as status_action
+from orchestrator.actions.drill import drill_notifier, recorded_drill
 from orchestrator.actions.pipeline import pipeline
+from orchestrator.dashboard import render_status_page
 from orchestrator.errors import AlreadyRunning, ConfigError, Interrupted, OrchestratorError
-from orchestrator.health import HealthServer, HealthState, serve
+from orchestrator.health import DrillOutcome, HealthServer, HealthState, serve
+from orchestrator.history import History
 from orchestrator.logs import get_logger, mask
 from orchestrator.notify import CycleReport
 from orchestrator.schedule_spec import Schedule, apply, parse_schedule
@@ -23,6 +31,7 @@ from orchestrator.settings import Settings
 
 log = get_logger(__name__)
 MAX_SLEEP = 1.0
+DRILL_TAG = "orchestrator-drill"
 
 
 def schedule_from(settings: Settings) -> Schedule:
@@ -33,7 +42,46 @@ def schedule_from(settings: Settings) -> Schedule:
         raise ConfigError(f"SCHEDULE: {exc}") from None
 
 
-def run_cycle(settings: Settings, state: HealthState) -> None:
+def drill_schedule_from(settings: Settings) -> Schedule | None:
+    """DRILL_SCHEDULE parsed (None when unset: no drills); ConfigError naming it."""
+    if not settings.drill_schedule:
+        return None
+    try:
+        return parse_schedule(settings.drill_schedule)
+    except ValueError as exc:
+        raise ConfigError(f"DRILL_SCHEDULE: {exc}") from None
+
+
+class StatusBoard:
+    """What the status page shows, read from the stores after each job (and at start), so a
+    page request costs a render, not a round of store reads."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._snapshot: status_action.Snapshot | None = None
+
+    def refresh(self) -> None:
+        """Read the stores again; on failure keep what was read before (logged)."""
+        try:
+            snapshot = status_action.read_snapshot(self.settings)
+        except Interrupted:
+            raise
+        except Exception as exc:
+            log.warning("status.refresh_failed", error=mask(str(exc)))
+            return
+        with self._lock:
+            self._snapshot = snapshot
+        log.debug("status.refreshed")
+
+    def page(self) -> str:
+        """The status page, rendered now."""
+        with self._lock:
+            snapshot = self._snapshot or status_action.Snapshot([], History())
+        return render_status_page(status_action.page_data(self.settings, snapshot))
+
+
+def run_cycle(settings: Settings, state: HealthState, board: StatusBoard | None = None) -> None:
     """Run one pipeline cycle and record its outcome; never raises except on a stop request."""
     started = datetime.now(UTC)
     try:
@@ -48,19 +96,53 @@ def run_cycle(settings: Settings, state: HealthState) -> None:
     except Exception:  # a bug must not end the service; it is logged with its traceback
         log.exception("cycle.crashed")
         state.record(CycleReport(run_id="-", started_at=started, error="internal error"))
+    if board is not None:
+        board.refresh()
+
+
+def run_drill(settings: Settings, state: HealthState, board: StatusBoard | None = None) -> None:
+    """Drill the newest backup under the cycle lock, keep it in the history, alert on
+    failure, record the outcome; never raises except on a stop request."""
+    outcome = DrillOutcome(False, datetime.now(UTC))
+    try:
+        report, _kept = recorded_drill(settings, drill_notifier(settings), lock=True)
+        rto = report.rto_seconds if report is not None else None
+        outcome = DrillOutcome(report is not None and report.ok, datetime.now(UTC), rto)
+    except AlreadyRunning as exc:
+        log.warning("drill.skipped", reason=str(exc))
+        return
+    except Interrupted:
+        raise
+    except OrchestratorError as exc:  # kept in the history and alerted already
+        log.error("drill.failed", error=str(exc))
+    except Exception:
+        log.exception("drill.crashed")
+    state.record_drill(outcome)
+    if board is not None:
+        board.refresh()
 
 
 def run_forever(settings: Settings) -> int:
-    """Serve the schedule until a stop is requested; give the exit code (0 on a clean stop)."""
+    """Serve the schedules until a stop is requested; give the exit code (0 on a clean stop)."""
     spec = schedule_from(settings)
+    drills = drill_schedule_from(settings)
     state = HealthState()
-    server = _start_health(settings, state)
+    board = StatusBoard(settings)
+    board.refresh()
+    server = _start_health(settings, state, board)
     scheduler = schedule_lib.Scheduler()
-    apply(spec, scheduler, lambda: run_cycle(settings, state))
-    log.info("run.start", schedule=spec.describe(), run_on_start=settings.run_on_start)
+    apply(spec, scheduler, lambda: run_cycle(settings, state, board))
+    if drills is not None:
+        apply(drills, scheduler, lambda: run_drill(settings, state, board), tag=DRILL_TAG)
+    log.info(
+        "run.start",
+        schedule=spec.describe(),
+        drills=drills.describe() if drills else "never",
+        run_on_start=settings.run_on_start,
+    )
     try:
         if settings.run_on_start:
-            run_cycle(settings, state)
+            run_cycle(settings, state, board)
         while not cancel.stop_requested():
             scheduler.run_pending()
             idle = scheduler.idle_seconds
@@ -74,12 +156,15 @@ def run_forever(settings: Settings) -> int:
     return 0
 
 
-def _start_health(settings: Settings, state: HealthState) -> HealthServer | None:
+def _start_health(
+    settings: Settings, state: HealthState, board: StatusBoard
+) -> HealthServer | None:
     if settings.health_port is None:
         return None
     max_age = timedelta(seconds=settings.health_max_age)
     try:
-        server = serve(state, "0.0.0.0", settings.health_port, max_age)  # noqa: S104 - container
+        # in a container, all interfaces: the port is what the platform exposes
+        server = serve(state, "0.0.0.0", settings.health_port, max_age, board.page)  # noqa: S104
     except OSError as exc:
         raise ConfigError(f"HEALTH_PORT: cannot listen on {settings.health_port}: {exc}") from None
     log.info("health.listening", port=server.port)

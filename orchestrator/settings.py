@@ -38,6 +38,7 @@ from orchestrator.schedule_spec import parse_schedule
 from orchestrator.storage.base import S3Options
 
 CsvList = Annotated[list[str], NoDecode]
+TARGET_NAMES = ("backup", "dev")  # the restore targets a cycle feeds, in this order
 EMPTY_POLICY = (
     "a retention policy that keeps nothing is refused; set KEEP_LAST, KEEP_HOURLY, KEEP_DAILY, "
     "KEEP_WEEKLY, KEEP_MONTHLY, KEEP_YEARLY (above 0) or KEEP_WITHIN"

@@ -1,8 +1,8 @@
 """The demo behind scripts/demo: throwaway servers, sample data, the main job, then cleanup.
 
 Shows one pipeline cycle (dump once, encrypt to a public key, archive in two stores, restore
-backup and dev with a scrub script), then backup, status, drill, list, verify, fetch and
-decrypting an archive with the plain `age` tool.
+backup and dev with a scrub script), then backup, status, drill, list, verify, fetch,
+decrypting an archive with the plain `age` tool, and the status page written to a file.
 """
 
 from __future__ import annotations
@@ -150,6 +150,10 @@ def main() -> None:
         orchestrator(keyed, "fetch", backup_id, "-o", str(out))
         step("Without this tool: the stored object opens with the standard age CLI")
         show_plain_age(env, second, backup_id, identity, out)
+        step("report: the status page as one file (run serves it at / on HEALTH_PORT)")
+        page = demo / "status.html"
+        orchestrator(env, "report", "--html", str(page))
+        print(f"open {page} in a browser: health, targets, charts, cycles, drills, backups")
         step("Where things are")
         objects = store.client().list_objects_v2(Bucket=bucket)["Contents"]  # type: ignore[attr-defined]
         for obj in objects:

@@ -10,23 +10,29 @@ from __future__ import annotations
 import contextlib
 import secrets
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from orchestrator import conninfo, restore_plan
-from orchestrator.actions.common import client_for
+from orchestrator import conninfo, history, restore_plan
+from orchestrator.actions.common import client_for, stores_from
 from orchestrator.actions.restore import find_backup, local_archive
 from orchestrator.catalog import Manifest
 from orchestrator.conninfo import ConnInfo
-from orchestrator.errors import ConfigError, OrchestratorError
-from orchestrator.logs import get_logger
+from orchestrator.errors import AlreadyRunning, ConfigError, Interrupted, OrchestratorError
+from orchestrator.logs import get_logger, mask
+from orchestrator.notify import Notifier, drill_summary, drill_text
 from orchestrator.postgres import inspect
 from orchestrator.postgres import restore as pgrestore
 from orchestrator.postgres.clients import ClientSet
+from orchestrator.postgres.lock import cycle_lock
 from orchestrator.postgres.restore import RestoreOptions
 from orchestrator.settings import Settings
 
 log = get_logger(__name__)
+NOTIFY_TIMEOUT = 5.0
 
 
 @dataclass
@@ -54,6 +60,103 @@ class DrillReport:
     def rto_seconds(self) -> float:
         """Time to get the archive and restore it: what an incident would wait for."""
         return round(self.fetch_seconds + self.restore_seconds, 3)
+
+
+def document(
+    report: DrillReport | None, run_id: str, started: datetime, error: str | None
+) -> dict[str, Any]:
+    """The drill as kept in the history and sent to the webhook (no password in it)."""
+    ok = report is not None and report.ok and error is None
+    found: dict[str, Any] = {
+        "kind": "drill",
+        "status": "success" if ok else "failure",
+        "run_id": run_id,
+        "started_at": _iso(started),
+        "finished_at": _iso(datetime.now(UTC)),
+        "error": mask(error) if error else None,
+    }
+    if report is not None:
+        found.update(
+            {
+                "backup_id": report.backup_id,
+                "server": mask(report.server),
+                "scratch_database": report.scratch_database,
+                "pg_restore_version": report.pg_restore_version,
+                "fetch_seconds": report.fetch_seconds,
+                "restore_seconds": report.restore_seconds,
+                "verify_seconds": report.verify_seconds,
+                "rto_seconds": report.rto_seconds,
+                "tables": report.tables,
+                "rows": report.rows,
+                "problems": [mask(p) for p in report.problems],
+                "ignored_errors": report.ignored_errors,
+            }
+        )
+    return found
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+@contextlib.contextmanager
+def _drill_lock(settings: Settings) -> Iterator[None]:
+    """The cycle lock, so a drill never runs beside a cycle (raises AlreadyRunning). When
+    the source is unset or cannot be asked, the drill runs without it (logged): it needs
+    only the stores and the drill server, and no cycle can run without the source either."""
+    source = settings.source_database_url
+    with contextlib.ExitStack() as stack:
+        if source is not None:
+            try:
+                stack.enter_context(cycle_lock(source, "SOURCE_DATABASE_URL"))
+            except AlreadyRunning:
+                raise
+            except OrchestratorError as exc:
+                log.warning("drill.unlocked", reason=str(exc))
+        yield
+
+
+def drill_notifier(settings: Settings) -> Notifier:
+    """Alerts for drills: the webhook (as for cycles) and DRILL_HEALTHCHECK_URL's pings."""
+    return Notifier(
+        settings.notify_webhook_url,
+        settings.drill_healthcheck_url,
+        settings.notify_on_success,
+        timeout=NOTIFY_TIMEOUT,
+    )
+
+
+def recorded_drill(
+    settings: Settings,
+    notifier: Notifier,
+    ref: str = "latest",
+    target_url: str | None = None,
+    lock: bool = False,
+) -> tuple[DrillReport | None, dict[str, Any]]:
+    """Run a drill (under the cycle lock when `lock`), keep it in the history, alert through
+    `notifier` (DRILL_HEALTHCHECK_URL pings, the webhook on failure); give the report and
+    the document kept.
+
+    Raises AlreadyRunning (nothing done, nothing kept) when a cycle holds the lock, and
+    after recording, what the drill raised when it could not even start.
+    """
+    run_id, started = secrets.token_hex(6), datetime.now(UTC)
+    report, failure = None, None
+    with _drill_lock(settings) if lock else contextlib.nullcontext():
+        notifier.start()
+        try:
+            report = drill(settings, ref, target_url)
+        except Interrupted:
+            raise
+        except OrchestratorError as exc:
+            failure = exc
+    kept = document(report, run_id, started, str(failure) if failure else None)
+    with contextlib.suppress(OrchestratorError):
+        history.record(stores_from(settings), "drill", kept)
+    notifier.finish(kept["status"] == "success", kept, drill_summary(kept), drill_text(kept))
+    if failure is not None:
+        raise failure
+    return report, kept
 
 
 def drill_server(settings: Settings, target_url: str | None) -> ConnInfo:

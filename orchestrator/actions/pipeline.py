@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 import structlog
 
-from orchestrator import cancel
+from orchestrator import cancel, history
 from orchestrator.actions import restore as restore_action
 from orchestrator.actions.backup import (
     LocalDump,
@@ -50,12 +50,11 @@ from orchestrator.logs import get_logger, mask, with_context
 from orchestrator.notify import CycleReport, Notifier, StepReport
 from orchestrator.postgres import clients
 from orchestrator.postgres.lock import cycle_lock
-from orchestrator.settings import Settings, TargetSettings
+from orchestrator.settings import TARGET_NAMES, Settings, TargetSettings
 from orchestrator.storage.multi import NamedStore
 
 log = get_logger(__name__)
 T = TypeVar("T")
-TARGETS = ("backup", "dev")
 NOTIFY_TIMEOUT = 5.0
 
 
@@ -73,7 +72,9 @@ class PipelineResult:
 
 def configured_targets(settings: Settings) -> list[TargetSettings]:
     """The targets whose URL is set, in a fixed order."""
-    return [settings.target(name) for name in TARGETS if getattr(settings, f"{name}_database_url")]
+    return [
+        settings.target(name) for name in TARGET_NAMES if getattr(settings, f"{name}_database_url")
+    ]
 
 
 def notifier_from(settings: Settings) -> Notifier:
@@ -150,11 +151,7 @@ def pipeline(settings: Settings, notifier: Notifier | None = None) -> PipelineRe
             pool.submit(with_context(clients.discover), settings.pg_bin_dirs)
             lock_error = _take_lock(stack, source)
         with (notifier or notifier_from(settings)).cycle(run_id) as report:
-            if lock_error is not None:
-                raise lock_error
-            with structlog.contextvars.bound_contextvars(step="preflight"):
-                recipients = preflight(settings, targets)
-            _run_cycle(settings, store, targets, recipients, report)
+            _run_cycle(settings, store, targets, lock_error, report)
     return PipelineResult(report)
 
 
@@ -176,10 +173,16 @@ def _run_cycle(
     settings: Settings,
     store: Future[OpenStores],
     targets: list[TargetSettings],
-    recipients: list[str],
+    lock_error: OrchestratorError | None,
     report: CycleReport,
 ) -> None:
+    """The cycle after the lock: preflight, then the steps; whatever happens, the report is
+    finished, summarised and kept (last cycle and history) in every store that answered."""
     try:
+        if lock_error is not None:
+            raise lock_error
+        with structlog.contextvars.bound_contextvars(step="preflight"):
+            recipients = preflight(settings, targets)
         _cycle(settings, store, targets, recipients, report)
     except BaseException as exc:
         report.error = mask(str(exc)) or type(exc).__name__
@@ -188,8 +191,10 @@ def _run_cycle(
         report.finished_at = datetime.now(UTC)
         _summary(report)
         with contextlib.suppress(Exception):  # no store, or stopped: nowhere to save it
-            for named in _when_ready(store).usable:
+            usable = _when_ready(store).usable
+            for named in usable:
                 save_last_cycle(named.storage, report.as_dict())
+            history.record(usable, "cycle", report.as_dict())
 
 
 def _cycle(
@@ -309,7 +314,14 @@ def _restore_work(
             settings, "pg_restore", manifest.dump_major, f"pg_dump {manifest.pg_dump_version}"
         )
         result = restore_action.Restorer(settings, target, manifest, client, dump.path).run()
-        return {"target": target.name, "strategy": result.strategy, "previous": result.previous}
+        return {
+            "target": target.name,
+            "database": target.url.database,
+            "server": restore_action.target_server(target.url),
+            "backup_id": manifest.id,
+            "strategy": result.strategy,
+            "previous": result.previous,
+        }
 
     return work
 

@@ -115,7 +115,8 @@ def classify(
     Orphans are dumps without a manifest and manifests that could not be read.
     """
     known = {key for m in manifests for key in (m.manifest_key, m.dump_key)}
-    unknown = [o for o in objects if o.key not in known]
+    ours = catalog.STATUS_PREFIX  # the tool's own state (history, last cycle): not backups
+    unknown = [o for o in objects if o.key not in known and not o.key.startswith(ours)]
     foreign = {o.key for o in catalog.foreign_objects(unknown)}
     return sorted(foreign), sorted(o.key for o in unknown if o.key not in foreign)
 

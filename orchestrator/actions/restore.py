@@ -15,11 +15,12 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
 
-from orchestrator import cancel, catalog, conninfo, restore_plan
+from orchestrator import cancel, catalog, conninfo, history, restore_plan
 from orchestrator.actions.backup import work_dir
 from orchestrator.actions.common import client_for, sha256_of, stores_from
 from orchestrator.actions.fetch import needed_identities, open_sealed, plain_copy
@@ -33,7 +34,7 @@ from orchestrator.postgres.clients import ClientSet
 from orchestrator.postgres.inspect import Conn
 from orchestrator.postgres.restore import RestoreOptions
 from orchestrator.restore_plan import Capabilities, Endpoint, Strategy
-from orchestrator.settings import Settings, TargetSettings
+from orchestrator.settings import TARGET_NAMES, Settings, TargetSettings
 
 log = get_logger(__name__)
 RETRY_SECONDS = 0.5
@@ -56,7 +57,7 @@ class RestoreResult:
 
 def resolve_target(settings: Settings, name_or_url: str) -> TargetSettings:
     """`backup`, `dev`, or a postgresql:// URL; ConfigError naming --target otherwise."""
-    if name_or_url in ("backup", "dev"):
+    if name_or_url in TARGET_NAMES:
         return settings.target(name_or_url)
     try:
         return settings.adhoc_target(conninfo.parse(name_or_url))
@@ -182,8 +183,50 @@ def restore(
         manifest.dump_major,
         f"the archive was written by pg_dump {manifest.pg_dump_version}",
     )
+    started = datetime.now(UTC)
     with local_archive(settings, located, dump, "restore") as (archive, used):
-        return Restorer(settings, target, used, client, archive).run()
+        try:
+            result = Restorer(settings, target, used, client, archive).run()
+        except OrchestratorError as exc:
+            _remember(settings, target, manifest.id, started, None, str(exc))
+            raise
+    _remember(settings, target, manifest.id, started, result, None)
+    return result
+
+
+def target_server(url: ConnInfo) -> str:
+    """Where a target is, for people: `host:port` (never credentials)."""
+    return f"{url.host}:{url.port}"
+
+
+def _remember(
+    settings: Settings,
+    target: TargetSettings,
+    backup_id: str,
+    started: datetime,
+    result: RestoreResult | None,
+    error: str | None,
+) -> None:
+    """Keep a manual restore in the history, so the status page knows the target's age."""
+    document = {
+        "status": "success" if result is not None else "failure",
+        "run_id": secrets.token_hex(6),
+        "started_at": _iso(started),
+        "finished_at": _iso(datetime.now(UTC)),
+        "target": target.name,
+        "database": target.url.database,
+        "server": target_server(target.url),
+        "backup_id": backup_id,
+        "strategy": result.strategy if result else None,
+        "seconds": result.seconds if result else None,
+        "error": mask(error) if error else None,
+    }
+    with contextlib.suppress(OrchestratorError):
+        history.record(stores_from(settings), "restore", document)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 @dataclass

@@ -42,7 +42,7 @@ def cycle_lock(source: ConnInfo, setting: str) -> Iterator[None]:
         row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
         if not row or not row[0]:
             raise AlreadyRunning(
-                f"another cycle for database {source.database} is already running "
+                f"another cycle or drill for database {source.database} is already running "
                 "(it holds the advisory lock on the source); not starting a second one"
             )
         try:

@@ -66,14 +66,35 @@ def test_metrics(server, state):
     status, kind, body = get(url(server, "/metrics"))
     assert status == 200 and kind == "text/plain; version=0.0.4; charset=utf-8"
     assert "# TYPE orchestrator_cycles_total counter" in body.splitlines()
-    assert 'orchestrator_cycles_total{status="failure"} 1' in body.splitlines()
+    assert 'orchestrator_cycles_total{status="failure"} 1.0' in body.splitlines()
     assert 'orchestrator_step_duration_seconds{step="restore:dev"} 3.0' in body.splitlines()
-    assert "orchestrator_last_cycle_success 0" in body.splitlines()
+    assert "orchestrator_last_cycle_success 0.0" in body.splitlines()
 
 
 def test_unknown_paths_404(server):
-    assert get(url(server, "/"))[0] == 404
+    assert get(url(server, "/"))[0] == 404  # no page was given
     assert get(url(server, "/metrics/x"))[0] == 404
+
+
+def test_the_page_is_served_at_the_root_and_a_broken_page_keeps_health_up(state):
+    pages = iter(["<!doctype html><title>ok</title>"])
+
+    def page() -> str:
+        return next(pages)  # the second call raises StopIteration
+
+    running = serve(state, "127.0.0.1", 0, MAX_AGE, page)
+    try:
+        status, kind, body = get(url(running, "/"))
+        assert (status, kind, body) == (
+            200,
+            "text/html; charset=utf-8",
+            "<!doctype html><title>ok</title>",
+        )
+        status, _kind, body = get(url(running, "/"))
+        assert status == 200 and "the page failed" in body
+        assert get(url(running, "/healthz"))[0] == 503
+    finally:
+        running.stop()
 
 
 def test_stop_closes_the_port(state):

@@ -16,50 +16,14 @@ import psycopg
 import pytest
 
 from orchestrator.postgres.lock import lock_key
-from tests.conftest import Clusters, load_sample, s3_env, stop_with_sigterm
+from tests.conftest import stop_with_sigterm
 from tests.harness.faulty_proxy import FaultyProxy
 from tests.harness.ports import free_port
-from tests.harness.recorder import Recorder
 from tests.harness.wrappers import wrap_tool
 from tests.integration.test_backup_roundtrip import CHECK_SQL
-from tests.integration.test_restore import databases, fresh_target, old_content
+from tests.integration.test_restore import databases, old_content
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def sink():
-    recorder = Recorder()
-    yield recorder
-    recorder.stop()
-
-
-@pytest.fixture
-def cycle(clusters: Clusters, s3_server, bucket, orch_factory, sink):
-    source = clusters.get(17)
-    db = load_sample(source)
-    backup_c, dev_c = clusters.get(15), clusters.get(14)
-    backup_db, dev_db = fresh_target(backup_c), fresh_target(dev_c)
-    env = {
-        "SOURCE_DATABASE_URL": source.url(db),
-        "BACKUP_DATABASE_URL": backup_c.url(backup_db),
-        "DEV_DATABASE_URL": dev_c.url(dev_db),
-        "NOTIFY_WEBHOOK_URL": f"{sink.url}/hook",
-        "HEALTHCHECK_URL": f"{sink.url}/ping/abc",
-        **s3_env(s3_server, bucket),
-    }
-    return {
-        "source": source,
-        "db": db,
-        "backup": backup_c,
-        "backup_db": backup_db,
-        "dev": dev_c,
-        "dev_db": dev_db,
-        "env": env,
-        "orch": orch_factory(**env),
-        "bucket": bucket,
-        "s3": s3_server,
-    }
 
 
 def s3_keys(c) -> list[str]:
@@ -146,7 +110,11 @@ def test_a_target_that_is_the_source_is_refused_before_dumping(cycle):
     )
     assert result.returncode == 2
     assert "refusing to restore into the source database" in result.stderr
-    assert s3_keys(c) == []
+    # no backup: only the refused cycle's report, kept for status and the status page
+    assert [k for k in s3_keys(c) if "/_orchestrator/" not in k] == []
+    (kept,) = [k for k in s3_keys(c) if "/_orchestrator/history/" in k]
+    report = json.loads(c["s3"].client().get_object(Bucket=c["bucket"], Key=kept)["Body"].read())
+    assert report["status"] == "failure" and "refusing" in report["error"]
 
 
 def test_missing_bucket_stops_the_dump_and_refuses_the_cycle(cycle, sink, tmp_path):
@@ -245,7 +213,7 @@ def test_run_loop_cycles_serves_health_and_stops_cleanly(cycle, tmp_path):
         assert wait_for(
             lambda: (
                 get(f"http://127.0.0.1:{port}/metrics")[1].count(
-                    'orchestrator_cycles_total{status="success"} 2'
+                    'orchestrator_cycles_total{status="success"} 2.0'
                 )
                 == 1
             ),
@@ -306,7 +274,7 @@ def test_failed_cycles_do_not_stop_the_loop(cycle, tmp_path, sink):
     try:
         assert wait_for(
             lambda: (
-                'orchestrator_cycles_total{status="failure"} 2'
+                'orchestrator_cycles_total{status="failure"} 2.0'
                 in get(f"http://127.0.0.1:{port}/metrics")[1]
             ),
             120,

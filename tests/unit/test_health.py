@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from orchestrator.health import HealthState, render_metrics
+from orchestrator.health import DrillOutcome, HealthState, render_metrics
 from orchestrator.notify import CycleReport, StepReport
 
 T0 = datetime(2026, 11, 25, 6, 0, tzinfo=UTC)
@@ -164,12 +164,35 @@ def test_metrics_before_any_cycle():
         "orchestrator_step_duration_seconds": "gauge",
         "orchestrator_dump_size_bytes": "gauge",
         "orchestrator_target_last_success_timestamp_seconds": "gauge",
+        "orchestrator_last_drill_success": "gauge",
+        "orchestrator_last_drill_rto_seconds": "gauge",
+        "orchestrator_last_drill_timestamp_seconds": "gauge",
+        "orchestrator_drills_total": "counter",
     }
     assert samples == {
         ("orchestrator_last_success_timestamp_seconds", frozenset()): 0.0,
         ("orchestrator_cycles_total", frozenset({("status", "success")})): 0.0,
         ("orchestrator_cycles_total", frozenset({("status", "failure")})): 0.0,
+        ("orchestrator_drills_total", frozenset({("status", "success")})): 0.0,
+        ("orchestrator_drills_total", frozenset({("status", "failure")})): 0.0,
     }
+
+
+def test_drill_metrics_follow_the_newest_drill():
+    state = HealthState(started_at=T0)
+    state.record_drill(DrillOutcome(True, T0, 125.5))
+    failed_at = T0 + timedelta(days=7)
+    state.record_drill(DrillOutcome(False, failed_at))
+    _, samples = parse(render_metrics(state, failed_at))
+    assert value(samples, "orchestrator_last_drill_success") == 0
+    assert value(samples, "orchestrator_last_drill_timestamp_seconds") == failed_at.timestamp()
+    assert ("orchestrator_last_drill_rto_seconds", frozenset()) not in samples  # it never got there
+    assert value(samples, "orchestrator_drills_total", status="success") == 1
+    assert value(samples, "orchestrator_drills_total", status="failure") == 1
+    state.record_drill(DrillOutcome(True, failed_at + timedelta(hours=1), 90.0))
+    _, samples = parse(render_metrics(state, failed_at))
+    assert value(samples, "orchestrator_last_drill_success") == 1
+    assert value(samples, "orchestrator_last_drill_rto_seconds") == 90.0
 
 
 def test_metrics_after_a_success_then_a_failure():
