@@ -35,6 +35,7 @@ NULL = b"\\N"
 END_OF_DATA = b"\\.\n"
 DROPPED_BEFORE_COPY = b"SET transaction_timeout = 0;\n"
 UTF8_NAMES = ("UTF8", "UTF-8", "UNICODE")
+_NOT_SEPARATORS = bytes(byte for byte in range(256) if byte not in b"\t\n")
 _ENCODING = re.compile(rb"SET client_encoding = '([^']*)';\n?")
 
 
@@ -182,13 +183,14 @@ class BlockMasker:
         Every row has exactly width-1 tabs (COPY escapes tabs in values), so after one
         split of the whole block on tabs, column i of row r (0 < i < width-1) sits at
         r*(width-1)+i, and one `map` per column rewrites it. The first and last fields of
-        adjacent rows share a part, "last\\nfirst", which `_edges` takes apart.
+        adjacent rows share a part, "last\\nfirst", which `_edges` takes apart. The block's
+        skeleton (its tabs and newlines alone) proves every row has its width.
         """
-        stride, rows = len(self.columns) - 1, block.count(b"\n")
-        parts = block.split(b"\t")
-        joins = parts[stride::stride]
-        if len(parts) != rows * stride + 1 or not all(map(_has_newline, joins)):
+        stride = len(self.columns) - 1
+        skeleton = block.translate(None, _NOT_SEPARATORS)
+        if skeleton != (b"\t" * stride + b"\n") * (len(skeleton) // (stride + 1)):
             return None
+        parts = block.split(b"\t")
         for index, masked in self.fields.items():
             if 0 < index < stride:
                 parts[index::stride] = masked.column(parts[index::stride])
@@ -217,10 +219,6 @@ class BlockMasker:
             lines[number - 1] = b"\t".join(values)
         lines.append(b"")
         return b"\n".join(lines)
-
-
-def _has_newline(part: bytes) -> bool:
-    return b"\n" in part
 
 
 def _edges(parts: list[bytes], stride: int, first: _Field | None, last: _Field | None) -> None:

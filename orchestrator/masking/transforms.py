@@ -559,7 +559,11 @@ def _build_phone(spec: TransformSpec, key: MaskKey, _type: str, max_length: int 
         state = fresh()
         state.update(value)
         digest: bytes = state.digest()
-        out = slots.translate(_phone_table(token, digest, count))
+        digits = digest.translate(_DIGITS)
+        if count <= len(digits) and digits[0] != _ZERO:  # the common case, inline
+            out = slots.translate(_SLOTS_BEFORE + digits + _SLOTS_AFTER)
+        else:
+            out = slots.translate(_phone_table(token, digest, count))
         while out == value:
             digest = token(digest)
             out = slots.translate(_phone_table(token, digest, count))
@@ -571,6 +575,8 @@ def _build_phone(spec: TransformSpec, key: MaskKey, _type: str, max_length: int 
 _IDENTITY = bytes(range(256))
 _SLOT = 0x80  # in a template, the n-th digit position is the byte 0x80 + n
 _SLOTS = 128
+_SLOTS_BEFORE, _SLOTS_AFTER = _IDENTITY[:_SLOT], _IDENTITY[_SLOT + 32 :]
+_ZERO = ord("0")
 
 
 def _phone_template(layout: bytes) -> tuple[bytes, int]:

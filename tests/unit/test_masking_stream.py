@@ -243,6 +243,12 @@ def test_a_row_with_the_wrong_number_of_fields_is_refused_with_its_number() -> N
     assert (caught.value.row, caught.value.reason) == (2, "has 3 fields, not 2")
 
 
+def test_rows_whose_field_counts_even_out_are_refused_not_shifted() -> None:
+    with pytest.raises(RowError) as caught:
+        _plain_masker(["keep", "hash", "keep"])(b"a\tb\tc\n1\t2\t3\t4\n5\t6\n")
+    assert (caught.value.row, caught.value.reason) == (2, "has 4 fields, not 3")
+
+
 @pytest.mark.parametrize("block", [b"a\tb\nc", b"a\tb\nc\td"])
 def test_a_block_must_end_with_a_newline(block: bytes) -> None:
     with pytest.raises(RowError, match="does not end with a newline"):
