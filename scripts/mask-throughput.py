@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import io
 import random
+import resource
 import time
 
 from orchestrator.masking import workers as pool
@@ -91,10 +92,14 @@ def main() -> None:
     started, cpu_started = time.perf_counter(), time.process_time()
     stats = filter_script(io.BytesIO(script), _Discard(), plan(), key, run_blocks)
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    workers_cpu = (
+        f", workers {children.ru_utime + children.ru_stime:.2f} s" if args.workers > 1 else ""
+    )
     print(
         f"{stats.rows} rows, {len(script) / 2**20:.0f} MiB, workers={args.workers}: "
         f"{seconds:.2f} s wall, {stats.rows / seconds:,.0f} rows/s; "
-        f"this process used {cpu:.2f} s of CPU ({stats.rows / cpu:,.0f} rows per CPU second)"
+        f"CPU: this process {cpu:.2f} s{workers_cpu}"
     )
 
 

@@ -7,6 +7,7 @@ instead of receiving it through a pipe; only blocks of rows travel.
 from __future__ import annotations
 
 import multiprocessing
+import sys
 from collections import deque
 from collections.abc import Callable, Iterator
 from multiprocessing.pool import AsyncResult
@@ -32,6 +33,11 @@ def runner(workers: int) -> RunBlocks | None:
     def run(masker: BlockMasker, blocks: Iterator[bytes]) -> Iterator[bytes]:
         global _masker
         _masker = masker
+        # A forked worker holds a copy of every unflushed output buffer, and Python
+        # flushes its standard streams when a worker process ends: write them out now,
+        # or the script's first lines could reach psql twice.
+        sys.stdout.flush()
+        sys.stderr.flush()
         with multiprocessing.get_context("fork").Pool(workers) as pool:
             pending: deque[AsyncResult[bytes]] = deque()
             for block in blocks:

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -473,3 +476,30 @@ def test_a_reader_that_stops_early_is_one_error_line(tmp_path: Path) -> None:
         err.getvalue()
         == "orchestrator-mask: error: the reader of the output (psql) stopped early\n"
     )
+
+
+def test_the_program_with_two_workers_writes_each_line_once(tmp_path: Path) -> None:
+    plan_file = tmp_path / "plan.json"
+    plan_file.write_text(plan().to_json())
+    rows = b"".join(b"%d\tu%d@x.org\tN%d\t+1 555 %04d\n" % (n, n, n % 7, n) for n in range(50000))
+    script = PREAMBLE + COPY_LINE + rows + TRAILER
+    outputs = []
+    for count in ("1", "2"):
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "orchestrator.masking",
+                "filter",
+                "--plan",
+                str(plan_file),
+                "--workers",
+                count,
+            ],
+            input=script,
+            capture_output=True,
+            env={**os.environ, "MASK_KEY": KEY_TEXT},
+            check=True,
+        )
+        outputs.append(done.stdout)
+    assert outputs[0] == outputs[1] == run_filter(script)
