@@ -424,7 +424,9 @@ def _table_plan(resolver: _Resolver, lengths: _LinkedLengths, key: str) -> Table
             continue
         resolved = resolver.resolve(key, column.name)
         spec = resolved.spec or KEEP
-        max_length = lengths.of(key, column.name) if spec.masks else column.max_length
+        max_length = column.max_length
+        if spec.masks:
+            max_length = _linked_length(resolver, lengths.group(key, column.name), spec)
         columns[column.name] = ColumnPlan(
             spec.name, dict(spec.params), column.base_type, max_length, resolved.via
         )
@@ -434,42 +436,53 @@ def _table_plan(resolver: _Resolver, lengths: _LinkedLengths, key: str) -> Table
     return TablePlan(key, columns, unlisted)
 
 
+def _linked_length(
+    resolver: _Resolver, group: list[tuple[str, str]], spec: TransformSpec
+) -> int | None:
+    """The smallest max_length among the linked columns masked with `spec`, so that a value
+    is cut the same way in every table that holds it (kept or nulled links do not count)."""
+    limits = []
+    for key, name in group:
+        table = resolver.schema.tables.get(key)
+        column = table.column(name) if table is not None else None
+        if column is None or column.max_length is None:
+            continue
+        if resolver.resolve(key, name).spec == spec:
+            limits.append(column.max_length)
+    return min(limits, default=None)
+
+
 class _LinkedLengths:
-    """The smallest max_length among columns linked by foreign keys or partitioning, so a
-    masked value is cut the same way in every table that holds it."""
+    """Groups of columns that hold the same values: linked by foreign keys, or a partition's
+    column and its parent's."""
 
     def __init__(self, schema: SchemaFacts) -> None:
         self.parent: dict[tuple[str, str], tuple[str, str]] = {}
-        self.limit: dict[tuple[str, str], int] = {}
         for key, table in schema.tables.items():
             for column in table.columns:
-                if column.max_length is not None:
-                    self._limit((key, column.name), column.max_length)
                 if table.parent is not None:
                     self._join((key, column.name), (table.parent, column.name))
             for fk in table.foreign_keys:
                 for own, referenced in zip(fk.columns, fk.referenced_columns, strict=False):
                     self._join((key, own), (fk.references, referenced))
+        self.groups: dict[tuple[str, str], list[tuple[str, str]]] = {}
+        for node in self.parent:
+            self.groups.setdefault(self._root(node), []).append(node)
 
     def _root(self, node: tuple[str, str]) -> tuple[str, str]:
         while self.parent.get(node, node) != node:
             node = self.parent[node]
         return node
 
-    def _limit(self, node: tuple[str, str], length: int) -> None:
-        root = self._root(node)
-        self.limit[root] = min(length, self.limit.get(root, length))
-
     def _join(self, one: tuple[str, str], other: tuple[str, str]) -> None:
         first, second = self._root(one), self._root(other)
+        self.parent.setdefault(second, second)
         if first != second:
             self.parent[first] = second
-            if first in self.limit:
-                self._limit(second, self.limit.pop(first))
 
-    def of(self, key: str, column: str) -> int | None:
-        """The max_length to mask `key`.`column` with (None: no limit)."""
-        return self.limit.get(self._root((key, column)))
+    def group(self, key: str, column: str) -> list[tuple[str, str]]:
+        """The columns linked with `key`.`column`, itself included."""
+        return self.groups.get(self._root((key, column)), [(key, column)])
 
 
 def masked_columns(plans: dict[str, TablePlan]) -> dict[str, list[str]]:

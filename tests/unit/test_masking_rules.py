@@ -513,6 +513,22 @@ def test_linked_columns_are_cut_to_the_shortest_of_their_group() -> None:
     assert plans["public.customer"].columns["notes"].max_length is None
 
 
+def test_a_kept_or_nulled_link_does_not_shorten_a_masked_key() -> None:
+    fk = ForeignKey(columns=("e",), references="public.a", referenced_columns=("e",))
+    schema = SchemaFacts(
+        tables={
+            "public.a": Table(columns=(varchar("e", 100),)),
+            "public.b": Table(columns=(varchar("e", 8),), foreign_keys=(fk,)),
+            "public.c": Table(columns=(varchar("e", 40),), foreign_keys=(fk,)),
+        }
+    )
+    text = "tables:\n  public.a:\n    e: email\n  public.b:\n    e: set_null\n"
+    plans = plan(load_rules(text, SETTING), schema, list(schema.tables))
+    assert plans["public.a"].columns["e"].max_length == 40
+    assert plans["public.b"].columns["e"].max_length == 8
+    assert plans["public.c"].columns["e"].max_length == 40
+
+
 # --- planning ---------------------------------------------------------------------------
 
 
