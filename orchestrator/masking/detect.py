@@ -90,8 +90,8 @@ _TRANSFORMS: dict[str, list[TransformSpec]] = {
     "address": [TransformSpec("redact", {"text": "REDACTED"}), TransformSpec("hash")],
     "birth_date": [TransformSpec("date_shift", {"days": SHIFT_DAYS})],
 }
-_FALLBACKS = [TransformSpec("hash"), TransformSpec("redact", {"text": "REDACTED"})]
-_FALLBACKS += [TransformSpec("set_null")]
+_NULL = TransformSpec("set_null")
+_FALLBACKS = [TransformSpec("hash"), TransformSpec("redact", {"text": "REDACTED"}), _NULL]
 _PLACEHOLDERS: dict[str, Any] = {
     **dict.fromkeys(("int2", "int4", "int8", "numeric", "float4", "float8"), 0),
     "bool": False,
@@ -317,22 +317,28 @@ class _Suggester:
         finding = self.found.get((root, column))
         reference = next(self._references(root, column), None)
         if reference is not None:
-            return self._follow(*reference, finding)
+            return self._follow(*reference, finding, self.schema.tables[root].column(column))
         if finding is None:
             return _Choice(None)
         if finding.spec is None:
             return _Choice(None, f"review: {finding.reason}, but no transform fits this column")
         return _Choice(finding.spec, finding.reason)
 
-    def _follow(self, fk: ForeignKey, referenced: str, finding: Finding | None) -> _Choice:
+    def _follow(
+        self, fk: ForeignKey, referenced: str, finding: Finding | None, column: Column | None
+    ) -> _Choice:
         key = location(fk.references, referenced)
         target = self.schema.root_of(fk.references)
         if target not in self.roots:
             note = f"references {key}, whose data is not in the archive: mask both or neither"
             return _Choice(None, note if finding is not None else "")
         followed = self.choice(target, referenced)
-        if followed.spec is not None:
-            return _Choice(followed.spec, f"references {key}, masked the same way")
+        if followed.spec is not None and column is not None:
+            if fit_problem(followed.spec, column) is None:
+                return _Choice(followed.spec, f"references {key}, masked the same way")
+            if fit_problem(_NULL, column) is None:  # a NULL reference is always consistent
+                return _Choice(_NULL, f"references {key}, whose transform does not fit here")
+            return _Choice(None, f"review: references {key}, whose transform does not fit here")
         if finding is not None:
             return _Choice(None, f"{finding.reason}, but it references {key}, which is kept")
         return _Choice(None)

@@ -305,6 +305,16 @@ SCHEMA = SchemaFacts(
             ),
         ),
         "public.archive": Table(columns=(col("email"),)),
+        "public.login": Table(
+            columns=(col("user_email", "character varying(12)", "varchar", max_length=12),),
+            foreign_keys=(
+                ForeignKey(
+                    columns=("user_email",),
+                    references="public.customer",
+                    referenced_columns=("email",),
+                ),
+            ),
+        ),
         '"odd.schema"."dotted.table"': Table(
             columns=(col("a.b"), col('say "hi"'), col("yes"), col("mail #1"))
         ),
@@ -312,6 +322,7 @@ SCHEMA = SchemaFacts(
     }
 )
 DATA = [
+    "public.login",
     "public.customer",
     "public.events_1",
     "public.events_2",
@@ -366,6 +377,8 @@ def test_suggested_rules_say_why_and_follow_foreign_keys() -> None:
         '    "yes": keep',
         '    "mail #1": email  # name looks like an e-mail',
         "  public.empty: {}",
+        "    user_email: set_null  # references public.customer.email, whose transform does not "
+        "fit here",
     ]:
         assert expected in lines
     assert "email_lower" not in text
