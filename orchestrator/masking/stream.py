@@ -29,7 +29,9 @@ from orchestrator.masking.transforms import (
 from orchestrator.names import table_key
 
 BLOCK_SIZE = 1 << 20
-MEMO_LIMIT = 1 << 16  # outputs remembered per column; the memo is cleared when full
+MEMO_LIMIT = 1 << 16  # outputs remembered per column, least recently used dropped first
+MEMO_VALUE_BYTES = 256  # blocks whose values are longer on average skip the memo
+REMEMBERED = ("email", "first_name", "last_name", "full_name", "phone", "hash", "date_shift")
 FieldFunction = Callable[[bytes], bytes]
 NULL = b"\\N"
 END_OF_DATA = b"\\.\n"
@@ -117,22 +119,31 @@ class _Field:
     """One masked column: its transform as a COPY field function, with a memo while it pays.
 
     `current` starts as the transform behind an LRU memo (in C, so a hit costs no Python
-    call). When a stretch of MEMO_LIMIT misses comes with fewer than one hit per four
-    misses (a column of distinct e-mails), `current` becomes the bare transform for good.
+    call), for the transforms whose inputs repeat (names, e-mails in foreign keys, dates).
+    When a stretch of MEMO_LIMIT misses comes with fewer than one hit per four misses (a
+    column of distinct e-mails), `current` becomes the bare transform for good. Blocks whose
+    values average more than MEMO_VALUE_BYTES skip the memo, which would hold them all.
     """
 
-    def __init__(self, compiled: Compiled) -> None:
+    def __init__(self, compiled: Compiled, remember: bool) -> None:
         self.direct = _direct(compiled)
         self.bare = compiled.apply if compiled.plain and not compiled.nullable else None
-        self.current: FieldFunction = functools.lru_cache(maxsize=MEMO_LIMIT)(self.direct)
+        self.current: FieldFunction = self.direct
+        if remember:
+            self.current = functools.lru_cache(maxsize=MEMO_LIMIT)(self.direct)
         self.judged = (0, 0)  # the memo's (hits, misses) when it was last judged
+
+    def function(self, size: int, count: int) -> FieldFunction:
+        """Give the function for `count` fields of `size` bytes in all."""
+        return self.current if size <= MEMO_VALUE_BYTES * count else self.direct
 
     def column(self, parts: list[bytes]) -> Iterator[bytes]:
         """Give the masked fields of one column of a block."""
-        bare = self.bare if self.current is self.direct else None
-        if bare is not None and b"\\" not in b"".join(parts):  # no NULL and no escape:
-            return map(bare, parts)  # type: ignore[arg-type]  # each value is its field
-        return map(self.current, parts)
+        joined = b"".join(parts)
+        masked = self.function(len(joined), len(parts))
+        if masked is self.direct and self.bare is not None and b"\\" not in joined:
+            return map(self.bare, parts)  # type: ignore[arg-type]  # no NULL, no escape
+        return map(masked, parts)
 
     def settle(self) -> None:
         """Drop the memo once it has shown that it does not pay (call between blocks):
@@ -223,18 +234,21 @@ class BlockMasker:
 
 def _edges(parts: list[bytes], stride: int, first: _Field | None, last: _Field | None) -> None:
     """Mask the first and last columns where they share the parts "last\\nfirst"."""
-    if first is not None:
-        parts[0] = first.current(parts[0])
     end = len(parts) - 1  # the final part is the last field of the last row, and "\n"
+    size, count = sum(map(len, parts[::stride])), 2 * (end // stride + 1)
+    head_of = first.function(size, count) if first is not None else None
+    tail_of = last.function(size, count) if last is not None else None
+    if head_of is not None:
+        parts[0] = head_of(parts[0])
     for position in range(stride, end, stride):
         tail, _, head = parts[position].partition(b"\n")
-        if last is not None:
-            tail = last.current(tail)
-        if first is not None:
-            head = first.current(head)
+        if tail_of is not None:
+            tail = tail_of(tail)
+        if head_of is not None:
+            head = head_of(head)
         parts[position] = tail + b"\n" + head
-    if last is not None:
-        parts[end] = last.current(parts[end][:-1]) + b"\n"
+    if tail_of is not None:
+        parts[end] = tail_of(parts[end][:-1]) + b"\n"
 
 
 def compile_table(plan: TablePlan, key: MaskKey, columns: list[str]) -> BlockMasker:
@@ -255,7 +269,7 @@ def compile_table(plan: TablePlan, key: MaskKey, columns: list[str]) -> BlockMas
             continue
         if column.transform != "keep":
             compiled = compile_spec(column.spec, key, column.base_type, column.max_length)
-            fields[index] = _Field(compiled)
+            fields[index] = _Field(compiled, column.transform in REMEMBERED)
     return BlockMasker(plan.table, tuple(columns), fields)
 
 

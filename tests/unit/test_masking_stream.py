@@ -240,6 +240,16 @@ def test_the_memo_gives_the_same_outputs_and_stops_when_values_never_repeat(
     assert last.current is not last.direct  # one value: the memo pays
 
 
+def test_the_memo_holds_no_long_values_and_serves_only_transforms_whose_inputs_repeat() -> None:
+    masker = _plain_masker(["hash", "keep", "redact"])
+    long_value = b"x" * 1000
+    block = b"".join(b"%s\tk\t%s\n" % (long_value, long_value) for _ in range(20))
+    assert masker(block) == masker._by_line(block)
+    hashed, redacted = masker.fields[0], masker.fields[2]
+    assert hashed.current.cache_info().currsize == 0  # type: ignore[attr-defined]
+    assert redacted.current is redacted.direct
+
+
 def test_a_row_with_the_wrong_number_of_fields_is_refused_with_its_number() -> None:
     with pytest.raises(RowError) as caught:
         _plain_masker(["hash", "keep"])(b"a\tb\nc\td\te\nf\tg\n")
