@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from orchestrator.masking.rules import location
+from orchestrator.masking.plan import location
 from orchestrator.masking.transforms import SpecError, TransformSpec, fit_problem, parse_spec
 from orchestrator.schema_facts import Column, ForeignKey, SchemaFacts, Table
 

@@ -13,9 +13,15 @@ from typing import Any
 
 from orchestrator.errors import ConfigError
 from orchestrator.masking.transforms import SpecError, TransformSpec, parse_spec
+from orchestrator.names import table_key
 
 PLAN_FORMAT = 1
 UNLISTED_POLICIES = ("fail", "keep")
+
+
+def location(table: str, column: str) -> str:
+    """Give "schema.table.column", the column quoted like a table key part when it must be."""
+    return table + table_key("", column)
 
 
 class PlanError(ConfigError):

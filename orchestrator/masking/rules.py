@@ -28,7 +28,7 @@ from typing import Any
 import yaml
 
 from orchestrator.errors import ConfigError
-from orchestrator.masking.plan import UNLISTED_POLICIES, ColumnPlan, TablePlan
+from orchestrator.masking.plan import UNLISTED_POLICIES, ColumnPlan, TablePlan, location
 from orchestrator.masking.transforms import (
     SpecError,
     TransformSpec,
@@ -91,11 +91,6 @@ class Problem:
 
     location: str
     message: str
-
-
-def location(table: str, column: str) -> str:
-    """Give "schema.table.column", the column quoted like a table key part when it must be."""
-    return table + table_key("", column)
 
 
 # --- loading ----------------------------------------------------------------------------

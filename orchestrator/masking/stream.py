@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from orchestrator.errors import JobError
-from orchestrator.masking.plan import TablePlan
+from orchestrator.masking.plan import TablePlan, location
 from orchestrator.masking.transforms import (
     Compiled,
     MaskKey,
@@ -263,7 +263,7 @@ def compile_table(plan: TablePlan, key: MaskKey, columns: list[str]) -> BlockMas
         if column is None:
             if plan.unlisted != "keep":
                 raise FilterError(
-                    f"{_location(plan.table, name)}: not in the masking plan "
+                    f"{location(plan.table, name)}: not in the masking plan "
                     "(unlisted_columns: fail)"
                 )
             continue
@@ -271,11 +271,6 @@ def compile_table(plan: TablePlan, key: MaskKey, columns: list[str]) -> BlockMas
             compiled = compile_spec(column.spec, key, column.base_type, column.max_length)
             fields[index] = _Field(compiled, column.transform in REMEMBERED)
     return BlockMasker(plan.table, tuple(columns), fields)
-
-
-def _location(table: str, column: str) -> str:
-    """`schema.table.column`, the column quoted like a table key part when it must be."""
-    return table + table_key("", column)
 
 
 # --- the script -------------------------------------------------------------------------
@@ -486,7 +481,7 @@ def _copy_rows(
             rows += counts[index]
     except RowError as exc:
         _abort_copy(sink, len(masker.columns))
-        where = _location(masker.table, exc.column) if exc.column else masker.table
+        where = location(masker.table, exc.column) if exc.column else masker.table
         raise FilterError(f"{where}: row {rows + exc.row}: {exc.reason}") from None
     except FilterError:
         _abort_copy(sink, len(masker.columns))
