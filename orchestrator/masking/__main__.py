@@ -1,0 +1,108 @@
+"""The masking filter program, run between pg_restore and psql:
+
+    pg_restore -f - -L LIST archive.dump \\
+      | python -m orchestrator.masking filter --plan PLAN.json [--stats STATS.json] [--workers N] \\
+      | psql ...
+
+The key comes from the environment (MASK_KEY), never from the command line. An error is
+one line on stderr, `orchestrator-mask: error: ...`, holding no data value; the exit code
+is 1, or 2 when the plan file or MASK_KEY is wrong (nothing was read then).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import BinaryIO, TextIO
+
+from orchestrator import logs
+from orchestrator.errors import ConfigError, OrchestratorError
+from orchestrator.masking import workers
+from orchestrator.masking.plan import TablePlan
+from orchestrator.masking.stream import filter_script
+from orchestrator.masking.transforms import KEY_SETTING, load_key
+
+PROGRAM = "orchestrator-mask"
+MAX_WORKERS = 64
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m orchestrator.masking",
+        description="Mask the COPY data of one table in a pg_restore script (stdin to stdout).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("filter", help="mask one table's rows between pg_restore and psql")
+    run.add_argument("--plan", required=True, type=Path, help="the table's plan (JSON)")
+    run.add_argument("--stats", type=Path, help="write rows and masked columns here (JSON)")
+    run.add_argument("--workers", type=int, default=1, help="processes that mask (default 1)")
+    return parser
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    environ: Mapping[str, str] = os.environ,
+    stdin: BinaryIO | None = None,
+    stdout: BinaryIO | None = None,
+    stderr: TextIO | None = None,
+) -> int:
+    """Run the program; give its exit code (0 ok, 1 failed, 2 bad plan or key)."""
+    args = _parser().parse_args(argv)
+    source, sink = stdin or sys.stdin.buffer, stdout or sys.stdout.buffer
+    err = stderr or sys.stderr
+    try:
+        _filter(args, environ, source, sink)
+    except OrchestratorError as exc:
+        return _fail(err, str(exc), exc.exit_code)
+    except BrokenPipeError:
+        _silence_stdout(sink)
+        return _fail(err, "the reader of the output (psql) stopped early", 1)
+    except Exception as exc:  # a bug: say where, but never the message (it may hold data)
+        frame = traceback.extract_tb(exc.__traceback__)[-1]
+        where = f"{Path(frame.filename).name}:{frame.lineno}"
+        return _fail(err, f"internal error ({type(exc).__name__} at {where})", 1)
+    return 0
+
+
+def _filter(
+    args: argparse.Namespace, environ: Mapping[str, str], source: BinaryIO, sink: BinaryIO
+) -> None:
+    if not 1 <= args.workers <= MAX_WORKERS:
+        raise ConfigError(f"--workers: must be from 1 to {MAX_WORKERS}")
+    key = load_key(environ.get(KEY_SETTING))
+    try:
+        plan = TablePlan.from_json(args.plan.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"--plan: cannot read {args.plan}: {exc.strerror}") from None
+    except ConfigError as exc:
+        raise ConfigError(f"--plan: {args.plan}: {exc}") from None
+    stats = filter_script(source, sink, plan, key, workers.runner(args.workers))
+    sink.flush()
+    if args.stats is not None:
+        try:
+            args.stats.write_text(json.dumps(stats.as_dict(), ensure_ascii=False) + "\n")
+        except OSError as exc:
+            raise ConfigError(f"--stats: cannot write {args.stats}: {exc.strerror}") from None
+
+
+def _fail(err: TextIO, message: str, code: int) -> int:
+    print(f"{PROGRAM}: error: {logs.mask(message)}", file=err)
+    return code
+
+
+def _silence_stdout(sink: BinaryIO) -> None:
+    """After a broken pipe, point stdout at /dev/null so the exit flush cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sink.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())

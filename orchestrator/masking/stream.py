@@ -1,0 +1,529 @@
+"""The COPY-script filter: pg_restore's SQL script in, the same script with masked rows out.
+
+Lines outside COPY data pass through unchanged, except `SET transaction_timeout = 0;`
+before the first COPY (servers before 17 reject it, and 0 is the default anyway). Rows are
+read and written in blocks of about 1 MiB cut at a newline, so memory stays flat whatever
+the table's size; within a row only the masked fields are unescaped and rewritten.
+
+Fails closed: a COPY of another table, a column the plan does not name (under `fail`),
+data as INSERT statements, an archive not in UTF8, or a stream that ends inside the COPY
+data all stop the filter with a FilterError. No message ever holds a data value.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from orchestrator.errors import JobError
+from orchestrator.masking.plan import TablePlan, location
+from orchestrator.masking.transforms import (
+    Compiled,
+    MaskKey,
+    TransformError,
+    compile_spec,
+)
+from orchestrator.names import table_key
+
+BLOCK_SIZE = 1 << 20
+MEMO_LIMIT = 1 << 16  # outputs remembered per column, least recently used dropped first
+MEMO_VALUE_BYTES = 256  # blocks whose values are longer on average skip the memo
+REMEMBERED = ("email", "first_name", "last_name", "full_name", "phone", "hash", "date_shift")
+FieldFunction = Callable[[bytes], bytes]
+NULL = b"\\N"
+END_OF_DATA = b"\\.\n"
+DROPPED_BEFORE_COPY = b"SET transaction_timeout = 0;\n"
+UTF8_NAMES = ("UTF8", "UTF-8", "UNICODE")
+_NOT_SEPARATORS = bytes(byte for byte in range(256) if byte not in b"\t\n")
+_ENCODING = re.compile(rb"SET client_encoding = '([^']*)';\n?")
+
+
+class FilterError(JobError):
+    """The stream cannot be masked safely; the message names tables and columns only."""
+
+
+class RowError(ValueError):
+    """A row of a block failed: `row` counts from 1 within the block."""
+
+    def __init__(self, row: int, column: str, reason: str) -> None:
+        super().__init__(row, column, reason)
+        self.row, self.column, self.reason = row, column, reason
+
+
+# --- COPY text fields -------------------------------------------------------------------
+
+_ESCAPE = re.compile(rb"\\(?:([0-7]{1,3})|x([0-9A-Fa-f]{1,2})|(.))", re.DOTALL)
+_SIMPLE = {b"b": b"\b", b"f": b"\f", b"n": b"\n", b"r": b"\r", b"t": b"\t", b"v": b"\v"}
+
+
+def _unescape_one(match: re.Match[bytes]) -> bytes:
+    octal, hexa, char = match.groups()
+    if octal is not None:
+        return bytes((int(octal, 8) & 0xFF,))
+    if hexa is not None:
+        return bytes((int(hexa, 16),))
+    return _SIMPLE.get(char, char)
+
+
+def unescape(field: bytes) -> bytes:
+    """Give the value of a COPY text field that is not NULL (`\\N`), escapes undone."""
+    return _ESCAPE.sub(_unescape_one, field) if b"\\" in field else field
+
+
+def escape(value: bytes) -> bytes:
+    """Give `value` as a COPY text field (backslash, tab, newline, carriage return escaped)."""
+    return (
+        value.replace(b"\\", b"\\\\")
+        .replace(b"\t", b"\\t")
+        .replace(b"\n", b"\\n")
+        .replace(b"\r", b"\\r")
+    )
+
+
+def decode_field(field: bytes) -> str | None:
+    """Give the text of a COPY field, None for NULL; UnicodeDecodeError when not UTF-8."""
+    return None if field == NULL else unescape(field).decode()
+
+
+# --- the per-table row function ---------------------------------------------------------
+
+
+def _direct(compiled: Compiled) -> FieldFunction:
+    """Give the function from a COPY field to its masked COPY field."""
+    apply, plain, nullable = compiled.apply, compiled.plain, compiled.nullable
+    on_null = NULL if compiled.on_null is None else escape(compiled.on_null)
+
+    def finish(result: bytes | None) -> bytes:
+        return NULL if result is None else result if plain else escape(result)
+
+    def slow(raw: bytes) -> bytes:  # NULL is `\N`: every field needing care holds a backslash
+        return on_null if raw == NULL else finish(apply(_ESCAPE.sub(_unescape_one, raw)))
+
+    if plain and not nullable:
+
+        def masked(raw: bytes) -> bytes:
+            return slow(raw) if b"\\" in raw else apply(raw)  # type: ignore[return-value]
+
+        return masked
+
+    def masked_and_finished(raw: bytes) -> bytes:
+        return slow(raw) if b"\\" in raw else finish(apply(raw))
+
+    return masked_and_finished
+
+
+class _Field:
+    """One masked column: its transform as a COPY field function, with a memo while it pays.
+
+    `current` starts as the transform behind an LRU memo (in C, so a hit costs no Python
+    call), for the transforms whose inputs repeat (names, e-mails in foreign keys, dates).
+    When a stretch of MEMO_LIMIT misses comes with fewer than one hit per four misses (a
+    column of distinct e-mails), `current` becomes the bare transform for good. Blocks whose
+    values average more than MEMO_VALUE_BYTES skip the memo, which would hold them all.
+    """
+
+    def __init__(self, compiled: Compiled, remember: bool) -> None:
+        self.direct = _direct(compiled)
+        self.bare = compiled.apply if compiled.plain and not compiled.nullable else None
+        self.current: FieldFunction = self.direct
+        if remember:
+            self.current = functools.lru_cache(maxsize=MEMO_LIMIT)(self.direct)
+        self.judged = (0, 0)  # the memo's (hits, misses) when it was last judged
+
+    def function(self, size: int, count: int) -> FieldFunction:
+        """Give the function for `count` fields of `size` bytes in all."""
+        return self.current if size <= MEMO_VALUE_BYTES * count else self.direct
+
+    def column(self, parts: list[bytes]) -> Iterator[bytes]:
+        """Give the masked fields of one column of a block."""
+        joined = b"".join(parts)
+        masked = self.function(len(joined), len(parts))
+        if masked is self.direct and self.bare is not None and b"\\" not in joined:
+            return map(self.bare, parts)  # type: ignore[arg-type]  # no NULL, no escape
+        return map(masked, parts)
+
+    def settle(self) -> None:
+        """Drop the memo once it has shown that it does not pay (call between blocks):
+        judged afresh over each stretch of MEMO_LIMIT misses."""
+        info = getattr(self.current, "cache_info", None)
+        if info is None:
+            return
+        hits, misses = info()[:2]
+        if misses - self.judged[1] >= MEMO_LIMIT:
+            if (hits - self.judged[0]) * 4 < misses - self.judged[1]:
+                self.current = self.direct
+            self.judged = (hits, misses)
+
+
+@dataclass(frozen=True)
+class BlockMasker:
+    """Masks blocks of COPY rows of one table: `(block) -> block`, each row ending in `\\n`.
+
+    Raises RowError for a row with the wrong number of fields or a value its transform
+    cannot take. Not picklable (it holds closures): worker processes get it by forking.
+    """
+
+    table: str
+    columns: tuple[str, ...]
+    fields: dict[int, _Field] = field(repr=False)
+
+    @property
+    def masked(self) -> tuple[str, ...]:
+        """The masked columns, in COPY order."""
+        return tuple(self.columns[index] for index in self.fields)
+
+    def __call__(self, block: bytes) -> bytes:
+        """Give `block` with every masked field rewritten."""
+        if not self.fields or not block:
+            return block
+        if len(self.columns) > 1 and block.endswith(b"\n"):
+            try:
+                out = self._by_stride(block)
+            except TransformError:
+                out = None
+            if out is not None:
+                return out
+        return self._by_line(block)
+
+    def _by_stride(self, block: bytes) -> bytes | None:
+        """Mask without a loop over rows; None when the block's shape is off.
+
+        Every row has exactly width-1 tabs (COPY escapes tabs in values), so after one
+        split of the whole block on tabs, column i of row r (0 < i < width-1) sits at
+        r*(width-1)+i, and one `map` per column rewrites it. The first and last fields of
+        adjacent rows share a part, "last\\nfirst", which `_edges` takes apart. The block's
+        skeleton (its tabs and newlines alone) proves every row has its width.
+        """
+        stride = len(self.columns) - 1
+        skeleton = block.translate(None, _NOT_SEPARATORS)
+        if skeleton != (b"\t" * stride + b"\n") * (len(skeleton) // (stride + 1)):
+            return None
+        parts = block.split(b"\t")
+        for index, masked in self.fields.items():
+            if 0 < index < stride:
+                parts[index::stride] = masked.column(parts[index::stride])
+        first, last = self.fields.get(0), self.fields.get(stride)
+        if first is not None or last is not None:
+            _edges(parts, stride, first, last)
+        for masked in self.fields.values():
+            masked.settle()
+        return b"\t".join(parts)
+
+    def _by_line(self, block: bytes) -> bytes:
+        """Mask row by row: a one-column table, or a block that fails (to name the row)."""
+        lines = block.split(b"\n")
+        if lines.pop():
+            raise RowError(len(lines) + 1, "", "does not end with a newline")
+        width = len(self.columns)
+        for number, line in enumerate(lines, 1):
+            values = line.split(b"\t")
+            if len(values) != width:
+                raise RowError(number, "", f"has {len(values)} fields, not {width}")
+            for index, masked in self.fields.items():
+                try:
+                    values[index] = masked.direct(values[index])
+                except TransformError as exc:
+                    raise RowError(number, self.columns[index], str(exc)) from None
+            lines[number - 1] = b"\t".join(values)
+        lines.append(b"")
+        return b"\n".join(lines)
+
+
+def _edges(parts: list[bytes], stride: int, first: _Field | None, last: _Field | None) -> None:
+    """Mask the first and last columns where they share the parts "last\\nfirst"."""
+    end = len(parts) - 1  # the final part is the last field of the last row, and "\n"
+    size, count = sum(map(len, parts[::stride])), 2 * (end // stride + 1)
+    head_of = first.function(size, count) if first is not None else None
+    tail_of = last.function(size, count) if last is not None else None
+    if head_of is not None:
+        parts[0] = head_of(parts[0])
+    for position in range(stride, end, stride):
+        tail, _, head = parts[position].partition(b"\n")
+        if tail_of is not None:
+            tail = tail_of(tail)
+        if head_of is not None:
+            head = head_of(head)
+        parts[position] = tail + b"\n" + head
+    if tail_of is not None:
+        parts[end] = tail_of(parts[end][:-1]) + b"\n"
+
+
+def compile_table(plan: TablePlan, key: MaskKey, columns: list[str]) -> BlockMasker:
+    """Give the masker of `plan`'s table for a COPY with `columns` in this order.
+
+    Raises FilterError when a column is not in the plan and the plan's unlisted policy is
+    `fail`.
+    """
+    fields: dict[int, _Field] = {}
+    for index, name in enumerate(columns):
+        column = plan.columns.get(name)
+        if column is None:
+            if plan.unlisted != "keep":
+                raise FilterError(
+                    f"{location(plan.table, name)}: not in the masking plan "
+                    "(unlisted_columns: fail)"
+                )
+            continue
+        if column.transform != "keep":
+            compiled = compile_spec(column.spec, key, column.base_type, column.max_length)
+            fields[index] = _Field(compiled, column.transform in REMEMBERED)
+    return BlockMasker(plan.table, tuple(columns), fields)
+
+
+# --- the script -------------------------------------------------------------------------
+
+
+@dataclass
+class FilterStats:
+    """What one run of the filter did."""
+
+    table: str
+    rows: int = 0
+    columns: list[str] = field(default_factory=list)
+    masked_columns: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, object]:
+        """Give the stats as a JSON-ready mapping."""
+        return {
+            "table": self.table,
+            "rows": self.rows,
+            "columns": self.columns,
+            "masked_columns": self.masked_columns,
+        }
+
+
+class _Reader:
+    """Lines, then blocks of whole COPY rows, from a binary stream."""
+
+    def __init__(self, source: BinaryIO, size: int = BLOCK_SIZE) -> None:
+        self.source, self.size = source, size
+        self.buffer, self.pos = b"", 0
+
+    def line(self) -> bytes:
+        """Give the next line with its newline (the last may lack one); b"" at the end."""
+        while True:
+            end = self.buffer.find(b"\n", self.pos)
+            if end >= 0:
+                line, self.pos = self.buffer[self.pos : end + 1], end + 1
+                return line
+            chunk = self.source.read(self.size)
+            if not chunk:
+                line, self.buffer, self.pos = self.buffer[self.pos :], b"", 0
+                return line
+            self.buffer, self.pos = self.buffer[self.pos :] + chunk, 0
+
+    def rows(self) -> Iterator[bytes]:
+        """Give blocks of whole rows up to the end-of-data line `\\.`, which it consumes.
+
+        Raises FilterError when the stream ends first.
+        """
+        data = self.buffer[self.pos :]
+        while (end := _end_of_data(data)) < 0:
+            cut = data.rfind(b"\n") + 1
+            if cut:
+                yield data[:cut]
+            chunk = self.source.read(self.size)
+            if not chunk:
+                if data[cut:] == END_OF_DATA[:-1]:  # `\.` without a newline, at the very end
+                    self.buffer, self.pos = b"", 0
+                    return
+                raise FilterError("the stream ended inside the COPY data (pg_restore failed?)")
+            data = data[cut:] + chunk
+        if end:
+            yield data[:end]
+        self.buffer, self.pos = data, end + len(END_OF_DATA)
+
+
+def _end_of_data(data: bytes) -> int:
+    """Where the end-of-data line starts in `data` (which starts at a line start), or -1."""
+    if data.startswith(END_OF_DATA):
+        return 0
+    found = data.find(b"\n" + END_OF_DATA)
+    return found + 1 if found >= 0 else -1
+
+
+@dataclass(frozen=True)
+class CopyHeader:
+    """The table and columns of a `COPY ... FROM stdin;` line."""
+
+    table: str
+    columns: list[str]
+
+
+_COPY_TAIL = re.compile(r"\s*FROM stdin;\s*")
+_UNQUOTED = re.compile(r"[^\s\".,()]+")
+
+
+def parse_copy_line(line: bytes) -> CopyHeader:
+    """Give the table key and column names of a COPY line as pg_dump writes it.
+
+    Raises FilterError when the line is not `COPY schema.table (col, ...) FROM stdin;`.
+    """
+    try:
+        text = line.decode()
+        schema, pos = _identifier(text, len("COPY "))
+        if text[pos : pos + 1] != ".":
+            raise ValueError("no schema")
+        table, pos = _identifier(text, pos + 1)
+        columns: list[str] = []
+        pos = _skip_spaces(text, pos)
+        if text[pos : pos + 1] == "(":
+            while text[pos] != ")":
+                name, pos = _identifier(text, _skip_spaces(text, pos + 1))
+                columns.append(name)
+                pos = _skip_spaces(text, pos)
+                if text[pos] not in ",)":
+                    raise ValueError("bad column list")
+            pos += 1
+        if not _COPY_TAIL.fullmatch(text, pos):
+            raise ValueError("no FROM stdin")
+    except (ValueError, IndexError):
+        raise FilterError("cannot read the COPY line of the stream") from None
+    return CopyHeader(table_key(schema, table), columns)
+
+
+def _skip_spaces(text: str, pos: int) -> int:
+    while text[pos : pos + 1] == " ":
+        pos += 1
+    return pos
+
+
+def _identifier(text: str, pos: int) -> tuple[str, int]:
+    """Read one SQL identifier at `pos`: "quoted" (with "" for a quote) or plain."""
+    if text[pos : pos + 1] == '"':
+        name, pos = "", pos + 1
+        while True:
+            end = text.index('"', pos)
+            name += text[pos:end]
+            if text[end + 1 : end + 2] != '"':
+                return name, end + 1
+            name, pos = name + '"', end + 2
+    match = _UNQUOTED.match(text, pos)
+    if match is None:
+        raise ValueError("no identifier")
+    return match.group().lower(), match.end()
+
+
+def _check_encoding(line: bytes, encoding: str | None) -> str | None:
+    match = _ENCODING.fullmatch(line)
+    if match is None:
+        return encoding
+    return match.group(1).decode(errors="replace").upper()
+
+
+def filter_script(
+    source: BinaryIO,
+    sink: BinaryIO,
+    plan: TablePlan,
+    key: MaskKey,
+    run_blocks: Callable[[BlockMasker, Iterator[bytes]], Iterator[bytes]] | None = None,
+    block_size: int = BLOCK_SIZE,
+) -> FilterStats:
+    """Copy pg_restore's script from `source` to `sink`, masking the rows of `plan`'s table.
+
+    `run_blocks` maps the masker over the blocks in order (default: in this process; the
+    program passes a worker pool). Gives the stats; raises FilterError when the stream
+    cannot be masked safely, after making any COPY already begun fail on the server.
+    """
+    reader, stats, encoding, copies = _Reader(source, block_size), FilterStats(plan.table), None, 0
+    while line := reader.line():
+        if line.startswith(b"COPY "):
+            _expect_utf8(encoding)
+            header = parse_copy_line(line)
+            if header.table != plan.table:
+                raise FilterError(f"the stream holds data of {header.table}, not {plan.table}")
+            masker = compile_table(plan, key, header.columns)
+            stats.columns, stats.masked_columns = header.columns, list(masker.masked)
+            sink.write(line)
+            stats.rows += _copy_rows(reader, sink, masker, run_blocks or _in_process)
+            copies += 1
+        elif line.startswith(b"INSERT INTO "):
+            raise FilterError("the stream holds INSERT statements (a dump made with --inserts?)")
+        elif not (copies == 0 and line == DROPPED_BEFORE_COPY):
+            encoding = _check_encoding(line, encoding)
+            sink.write(line)
+    if copies == 0:
+        raise FilterError(f"the stream holds no COPY data for {plan.table}")
+    return stats
+
+
+def _expect_utf8(encoding: str | None) -> None:
+    if encoding not in UTF8_NAMES:
+        found = "no SET client_encoding" if encoding is None else f"client_encoding {encoding}"
+        raise FilterError(f"the stream has {found}; masking handles UTF8 archives only")
+
+
+def _in_process(masker: BlockMasker, blocks: Iterator[bytes]) -> Iterator[bytes]:
+    return map(masker, blocks)
+
+
+def _copy_rows(
+    reader: _Reader,
+    sink: BinaryIO,
+    masker: BlockMasker,
+    run_blocks: Callable[[BlockMasker, Iterator[bytes]], Iterator[bytes]],
+) -> int:
+    """Mask and write the rows of one COPY and its end line; give the number of rows."""
+    counts: list[int] = []
+
+    def counted(blocks: Iterator[bytes]) -> Iterator[bytes]:
+        for block in blocks:
+            counts.append(block.count(b"\n"))
+            yield block
+
+    rows = 0
+    try:
+        for index, out in enumerate(run_blocks(masker, counted(reader.rows()))):
+            sink.write(out)
+            rows += counts[index]
+    except RowError as exc:
+        _abort_copy(sink, len(masker.columns))
+        where = location(masker.table, exc.column) if exc.column else masker.table
+        raise FilterError(f"{where}: row {rows + exc.row}: {exc.reason}") from None
+    except FilterError:
+        _abort_copy(sink, len(masker.columns))
+        raise
+    sink.write(END_OF_DATA)
+    return rows
+
+
+def _abort_copy(sink: BinaryIO, width: int) -> None:
+    """Write a row with one field too many: the server then rejects the whole COPY (psql
+    would otherwise take the end of its input as the end of the data and keep the rows)."""
+    try:
+        sink.write(b"\t" * width + b"orchestrator-mask: aborted\n")
+        sink.flush()
+    except OSError:
+        pass
+
+
+def sample_rows(source: BinaryIO, max_rows: int) -> tuple[list[str], list[list[str | None]]]:
+    """Give the COPY columns and the decoded values (None for NULL) of the first `max_rows`
+    rows of a pg_restore script, reading no further than it needs.
+
+    Gives ([], []) when the script holds no COPY; raises FilterError when it is not UTF8.
+    """
+    reader, encoding = _Reader(source, 1 << 16), None
+    while line := reader.line():
+        if line.startswith(b"COPY "):
+            _expect_utf8(encoding)
+            header = parse_copy_line(line)
+            return header.columns, _read_sample(reader, max_rows)
+        encoding = _check_encoding(line, encoding)
+    return [], []
+
+
+def _read_sample(reader: _Reader, max_rows: int) -> list[list[str | None]]:
+    rows: list[list[str | None]] = []
+    while len(rows) < max_rows:
+        line = reader.line()
+        if not line or line.rstrip(b"\n") == END_OF_DATA[:-1]:
+            break
+        try:
+            rows.append([decode_field(field) for field in line.rstrip(b"\n").split(b"\t")])
+        except UnicodeDecodeError:
+            raise FilterError("a sampled row is not valid UTF-8") from None
+    return rows

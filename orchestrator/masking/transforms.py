@@ -1,0 +1,714 @@
+"""Keyed, deterministic transforms: what a masked column's values become.
+
+An output depends only on the key (MASK_KEY), the transform's name, its parameters and the
+input value, never on the table or column, so a value masks the same way wherever it
+appears and in every run; another key gives unrelated outputs. Tokens are keyed BLAKE2b
+digests, one subkey per (transform, parameters).
+
+Values travel as UTF-8 bytes (COPY text with the escapes undone), so the stream never
+decodes what it does not have to. NULL stays NULL for every transform except `value`.
+An empty string stays empty for the token transforms (it holds nothing to hide). Otherwise
+an output never equals its input, except where the rule asks for a fixed output (`redact`,
+`value`), for `infinity` under `date_shift`, and for JSON leaves no path reaches.
+"""
+
+from __future__ import annotations
+
+import binascii
+import datetime
+import hashlib
+import ipaddress
+import json
+import re
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from orchestrator import logs
+from orchestrator.errors import ConfigError
+from orchestrator.masking import _dates, _jsonpath
+from orchestrator.masking._names import FIRST_NAMES, LAST_NAMES
+from orchestrator.schema_facts import Column
+
+KEY_SETTING = "MASK_KEY"
+MIN_KEY_LENGTH = 16
+MAX_SHIFT_DAYS = 36525
+DEFAULT_DOMAIN = "example.com"
+DEFAULT_REDACTION = "REDACTED"
+EMAIL_TOKEN_LENGTH = 26  # lowercase base32 characters, 5 bits each
+MIN_EMAIL_TOKEN = 8
+MIN_EMAIL_LENGTH = 20
+MIN_HASH_LENGTH = 16
+STRING_TRANSFORMS = ("email", "first_name", "last_name", "full_name", "phone", "hash", "redact")
+DATE_TYPES = ("date", "timestamp", "timestamptz")
+JSON_TYPES = ("json", "jsonb")
+
+ValueFn = Callable[[bytes], bytes | None]
+_Build = Callable[["TransformSpec", "MaskKey", str, int | None], "Compiled"]
+
+
+class SpecError(ValueError):
+    """A column rule names no known transform or gives it wrong parameters."""
+
+
+class TransformError(ValueError):
+    """A value cannot be transformed; the message says why and never holds the value."""
+
+
+@dataclass(frozen=True)
+class TransformSpec:
+    """A transform and its parameters, defaults filled in (so equal rules compare equal)."""
+
+    name: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    def as_rule(self) -> str | dict[str, Any]:
+        """Give the spec as a rules file writes it: a bare name, or a mapping with params."""
+        return {"transform": self.name, **self.params} if self.params else self.name
+
+    def canonical(self) -> str:
+        """Give the spec as canonical JSON text (the input of its subkey)."""
+        return json.dumps([self.name, self.params], sort_keys=True, separators=(",", ":"))
+
+    def describe(self) -> str:
+        """Give the spec for people: `email` or `date_shift (days: 30)`."""
+        if not self.params:
+            return self.name
+        shown = ", ".join(f"{key}: {json.dumps(value)}" for key, value in self.params.items())
+        return f"{self.name} ({shown})"
+
+    @property
+    def masks(self) -> bool:
+        """Whether the transform changes values (everything but keep)."""
+        return self.name != "keep"
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """A transform ready to run on one column's values.
+
+    `apply` takes a non-NULL value and gives its output (None for NULL, only when
+    `nullable`); `on_null` is the output for a NULL input (None: NULL stays NULL); `plain`
+    says outputs never hold a backslash, tab, newline or carriage return, so they need no
+    COPY escaping.
+    """
+
+    apply: ValueFn
+    on_null: bytes | None = None
+    plain: bool = False
+    nullable: bool = False
+
+
+class MaskKey:
+    """The secret every transform is keyed with; its repr never shows it."""
+
+    __slots__ = ("_root",)
+
+    def __init__(self, text: str) -> None:
+        self._root = hashlib.blake2b(text.encode(), digest_size=32, person=b"mask-root").digest()
+
+    def __repr__(self) -> str:
+        return "MaskKey(***)"
+
+    def subkey(self, spec: TransformSpec) -> bytes:
+        """Give the 32-byte key of one transform with its parameters."""
+        return hashlib.blake2b(
+            spec.canonical().encode(), key=self._root, digest_size=32, person=b"mask-subkey"
+        ).digest()
+
+
+def load_key(text: str | None) -> MaskKey:
+    """Give the MaskKey for the MASK_KEY setting and register it as a secret for the logs.
+
+    Raises ConfigError (naming MASK_KEY, never the key) when it is unset, blank or shorter
+    than 16 characters.
+    """
+    if not text or not text.strip():
+        raise ConfigError(f"{KEY_SETTING} is not set: masking needs a secret key")
+    if len(text) < MIN_KEY_LENGTH:
+        raise ConfigError(f"{KEY_SETTING} must be at least {MIN_KEY_LENGTH} characters long")
+    logs.register_secret(text)
+    return MaskKey(text)
+
+
+# --- rules: parsing and checking specs --------------------------------------------------
+
+
+def parse_spec(raw: object) -> TransformSpec:
+    """Give the spec of a column rule: a transform name, or a mapping with `transform:`.
+
+    Raises SpecError for an unknown transform, unknown or missing parameters, or bad values.
+    """
+    if isinstance(raw, str):
+        name, params = raw, {}
+    elif isinstance(raw, Mapping) and isinstance(raw.get("transform"), str):
+        name = raw["transform"]
+        params = {key: value for key, value in raw.items() if key != "transform"}
+    else:
+        raise SpecError("a column rule is a transform name or a mapping with transform:")
+    kind = _KINDS.get(name)
+    if kind is None:
+        raise SpecError(f"unknown transform {name!r} (known: {', '.join(sorted(_KINDS))})")
+    if any(not isinstance(key, str) for key in params):
+        raise SpecError(f"{name}: parameter names must be text")
+    return TransformSpec(name, kind.params(name, params))
+
+
+def fit_problem(spec: TransformSpec, column: Column, unique: bool = False) -> str | None:
+    """Give why `spec` cannot apply to `column`, or None when it fits.
+
+    `unique` says the column alone is a unique key (a fixed output would break it).
+    """
+    if column.generated and spec.masks:
+        return "a generated column is computed on restore from other columns: only keep applies"
+    return _KINDS[spec.name].fits(spec, column, unique)
+
+
+def compile_spec(
+    spec: TransformSpec, key: MaskKey, base_type: str = "text", max_length: int | None = None
+) -> Compiled:
+    """Give `spec` ready to run on values of a column of `base_type` and `max_length`."""
+    compiled = _KINDS[spec.name].build(spec, key, base_type, max_length)
+    if base_type == "bpchar" and spec.name in STRING_TRANSFORMS:
+        return _ignoring_padding(compiled)  # char(n) pads with blanks that carry no meaning
+    return compiled
+
+
+def apply_text(compiled: Compiled, value: str | None) -> str | None:
+    """Give the output of `compiled` for a value as text (None for NULL); for tests and tools."""
+    out = compiled.on_null if value is None else compiled.apply(value.encode())
+    return None if out is None else out.decode()
+
+
+def _ignoring_padding(compiled: Compiled) -> Compiled:
+    apply = compiled.apply
+
+    def unpadded(value: bytes) -> bytes | None:
+        return apply(value.rstrip(b" "))
+
+    return Compiled(unpadded, compiled.on_null, compiled.plain, compiled.nullable)
+
+
+# --- parameters -------------------------------------------------------------------------
+
+_REQUIRED = object()
+_DOMAIN = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+")
+
+
+def _take(name: str, params: Mapping[str, Any], known: Mapping[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(params) - set(known))
+    if unknown:
+        allowed = ", ".join(known) if known else "none"
+        raise SpecError(f"{name}: unknown parameter {unknown[0]!r} (allowed: {allowed})")
+    taken = {key: params.get(key, default) for key, default in known.items()}
+    missing = [key for key, value in taken.items() if value is _REQUIRED]
+    if missing:
+        raise SpecError(f"{name}: parameter {missing[0]!r} is required")
+    return taken
+
+
+def _no_params(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    return _take(name, params, {})
+
+
+def _email_params(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    taken = _take(name, params, {"domain": DEFAULT_DOMAIN})
+    domain = taken["domain"]
+    if not isinstance(domain, str) or not _DOMAIN.fullmatch(domain.lower()):
+        raise SpecError(f"{name}: domain must be a domain name like example.com")
+    return {"domain": domain.lower()}
+
+
+def _redact_params(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    taken = _take(name, params, {"text": DEFAULT_REDACTION})
+    if not isinstance(taken["text"], str):
+        raise SpecError(f"{name}: text must be text (quote it)")
+    return taken
+
+
+def _value_params(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    return {"value": _json_value(name, _take(name, params, {"value": _REQUIRED})["value"])}
+
+
+def _json_value(name: str, value: Any) -> Any:
+    """YAML dates become ISO text; anything else must be plain JSON data."""
+    if isinstance(value, datetime.datetime):
+        return value.isoformat(sep=" ")
+    if isinstance(value, datetime.date):
+        return value.isoformat()
+    if value is None or isinstance(value, str | bool | int | float):
+        return value
+    if isinstance(value, list):
+        return [_json_value(name, item) for item in value]
+    if isinstance(value, Mapping) and all(isinstance(key, str) for key in value):
+        return {key: _json_value(name, item) for key, item in value.items()}
+    raise SpecError(f"{name}: value must be text, a number, true/false, null, a list or a map")
+
+
+def _shift_params(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    days = _take(name, params, {"days": _REQUIRED})["days"]
+    if isinstance(days, bool) or not isinstance(days, int) or not 0 < days <= MAX_SHIFT_DAYS:
+        raise SpecError(f"{name}: days must be a whole number from 1 to {MAX_SHIFT_DAYS}")
+    return {"days": days}
+
+
+def _json_params(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    paths = _take(name, params, {"paths": _REQUIRED})["paths"]
+    if not isinstance(paths, Mapping) or not paths:
+        raise SpecError(f"{name}: paths must map JSON paths to transforms")
+    normalized: dict[str, Any] = {}
+    for path, raw in paths.items():
+        if not isinstance(path, str) or "" in path.split("."):
+            raise SpecError(f"{name}: path {path!r} must be dot-separated keys, like a.b.*")
+        try:
+            inner = parse_spec(raw)
+        except SpecError as exc:
+            raise SpecError(f"{name}: path {path}: {exc}") from None
+        if inner.name == "json":
+            raise SpecError(f"{name}: path {path}: json cannot be nested")
+        normalized[path] = {"transform": inner.name, **inner.params}
+    return {"paths": normalized}
+
+
+# --- fitting a column -------------------------------------------------------------------
+
+
+def _fits_any(_spec: TransformSpec, _column: Column, _unique: bool) -> str | None:
+    return None
+
+
+def _fits_set_null(spec: TransformSpec, column: Column, _unique: bool) -> str | None:
+    return f"{spec.name} on a NOT NULL column" if column.not_null else None
+
+
+def _fits_text(spec: TransformSpec, column: Column, unique: bool) -> str | None:
+    if column.category != "S":
+        return f"{spec.name} needs a text column, not {column.type}"
+    needed = _email_length(spec) if spec.name == "email" else None
+    needed = MIN_HASH_LENGTH if spec.name == "hash" else needed
+    if needed is not None and column.max_length is not None and column.max_length < needed:
+        return f"{spec.name} needs a column of at least {needed} characters, not {column.type}"
+    if spec.name == "redact":
+        return _fits_fixed(spec.params["text"], column, unique)
+    return None
+
+
+def _email_length(spec: TransformSpec) -> int:
+    return max(MIN_EMAIL_LENGTH, MIN_EMAIL_TOKEN + 1 + len(spec.params["domain"]))
+
+
+def _fits_fixed(text: str, column: Column, unique: bool) -> str | None:
+    if column.max_length is not None and len(text) > column.max_length:
+        return f"the text is longer than {column.type} allows"
+    if unique:
+        return "gives every row the same value, but the column is a unique key"
+    return None
+
+
+def _fits_type(names: tuple[str, ...]) -> Callable[[TransformSpec, Column, bool], str | None]:
+    def fits(spec: TransformSpec, column: Column, _unique: bool) -> str | None:
+        if column.base_type not in names:
+            return f"{spec.name} needs a column of type {' or '.join(names)}, not {column.type}"
+        return None
+
+    return fits
+
+
+def _fits_value(spec: TransformSpec, column: Column, unique: bool) -> str | None:
+    value = spec.params["value"]
+    if value is None:
+        return _fits_set_null(spec, column, unique)
+    if column.base_type in JSON_TYPES:
+        return "gives every row the same value, but the column is a unique key" if unique else None
+    if isinstance(value, list | dict):
+        return f"a list or map value fits only a json or jsonb column, not {column.type}"
+    try:
+        text = _value_text(value, column.base_type)
+    except ValueError as exc:
+        return f"value does not fit {column.type}: {exc}"
+    if column.category == "S":
+        return _fits_fixed(text, column, unique)
+    if unique:
+        return "gives every row the same value, but the column is a unique key"
+    return None
+
+
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+_NUMBER = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?|NaN|[+-]?Infinity")
+_INT_RANGES = {"int2": 2**15, "int4": 2**31, "int8": 2**63}
+_BOOLEANS = {"t": True, "true": True, "y": True, "yes": True, "on": True, "1": True}
+_BOOLEANS |= {"f": False, "false": False, "n": False, "no": False, "off": False, "0": False}
+
+
+def _value_text(value: str | bool | int | float, base_type: str) -> str:
+    """Give the COPY text of a fixed value for `base_type`; ValueError when it cannot be one."""
+    if base_type == "bool":
+        flag = value if isinstance(value, bool) else _BOOLEANS.get(str(value).strip().lower())
+        if flag is None:
+            raise ValueError("not true or false")
+        return "t" if flag else "f"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    text = str(value)
+    check = _VALUE_CHECKS.get(base_type)
+    return text if check is None else check(text)
+
+
+def _check_int(base_type: str) -> Callable[[str], str]:
+    def check(text: str) -> str:
+        if not _INTEGER.fullmatch(text.strip()):
+            raise ValueError("not a whole number")
+        number = int(text.strip())
+        if not -_INT_RANGES[base_type] <= number < _INT_RANGES[base_type]:
+            raise ValueError("out of range")
+        return str(number)
+
+    return check
+
+
+def _check_number(text: str) -> str:
+    if not _NUMBER.fullmatch(text.strip()):
+        raise ValueError("not a number")
+    return text.strip()
+
+
+def _check_date(text: str) -> str:
+    try:
+        _dates.shift(text.strip().encode(), 0)
+    except _dates.NotADate:
+        raise ValueError("not a date in YYYY-MM-DD form") from None
+    return text.strip()
+
+
+def _check_uuid(text: str) -> str:
+    return str(uuid.UUID(text))
+
+
+def _check_inet(text: str) -> str:
+    return str(ipaddress.ip_interface(text.strip()))
+
+
+_VALUE_CHECKS: dict[str, Callable[[str], str]] = {
+    **{name: _check_int(name) for name in _INT_RANGES},
+    "numeric": _check_number,
+    "float4": _check_number,
+    "float8": _check_number,
+    **{name: _check_date for name in DATE_TYPES},
+    "uuid": _check_uuid,
+    "inet": _check_inet,
+    "cidr": _check_inet,
+}
+
+
+# --- building ---------------------------------------------------------------------------
+
+
+def _keyed(key: MaskKey, spec: TransformSpec, size: int) -> Callable[[], Any]:
+    """Give a maker of fresh keyed BLAKE2b states of one transform: copying a pre-keyed
+    state costs about a third less than keying a new one for every value."""
+    return hashlib.blake2b(key=key.subkey(spec), digest_size=size).copy
+
+
+def _tokens(key: MaskKey, spec: TransformSpec, size: int) -> Callable[[bytes], bytes]:
+    """Give the keyed digest function of one transform."""
+    fresh = _keyed(key, spec, size)
+
+    def token(value: bytes) -> bytes:
+        state = fresh()
+        state.update(value)
+        digest: bytes = state.digest()
+        return digest
+
+    return token
+
+
+_BASE32 = bytes(b"abcdefghijklmnopqrstuvwxyz234567"[byte & 31] for byte in range(256))
+_DIGITS = bytes(b"0123456789"[byte % 10] for byte in range(256))
+_PHONE_LAYOUT = bytes(byte if chr(byte) in " +-.()/" else ord("X") for byte in range(256))
+
+
+def _build_keep(_spec: TransformSpec, _key: MaskKey, _type: str, _max: int | None) -> Compiled:
+    return Compiled(lambda value: value)
+
+
+def _build_set_null(_spec: TransformSpec, _key: MaskKey, _type: str, _max: int | None) -> Compiled:
+    return Compiled(lambda _value: None, plain=True, nullable=True)
+
+
+def _build_email(spec: TransformSpec, key: MaskKey, _type: str, max_length: int | None) -> Compiled:
+    """`<token>@<domain>`: each token character is the low 5 bits of one digest byte, so
+    26 characters carry 130 bits; a short column gets a shorter token."""
+    domain: str = spec.params["domain"]
+    suffix = b"@" + domain.encode()
+    length = EMAIL_TOKEN_LENGTH if max_length is None else max_length - len(suffix)
+    length = min(EMAIL_TOKEN_LENGTH, length)
+    if length < 1:
+        raise SpecError(f"email: a column of {max_length} characters cannot hold an address")
+    token, fresh = _tokens(key, spec, EMAIL_TOKEN_LENGTH), _keyed(key, spec, EMAIL_TOKEN_LENGTH)
+
+    def email(value: bytes) -> bytes:
+        if not value:
+            return value
+        state = fresh()
+        state.update(value)
+        digest: bytes = state.digest()
+        out = digest[:length].translate(_BASE32) + suffix
+        while out == value:
+            digest = token(digest)
+            out = digest[:length].translate(_BASE32) + suffix
+        return out
+
+    return Compiled(email, plain=True)
+
+
+def _build_hash(spec: TransformSpec, key: MaskKey, _type: str, max_length: int | None) -> Compiled:
+    token = _tokens(key, spec, 16)
+    length = 32 if max_length is None else min(32, max_length)
+
+    def hash_(value: bytes) -> bytes:
+        if not value:
+            return value
+        digest = token(value)
+        out = binascii.hexlify(digest)[:length]
+        while out == value:
+            digest = token(digest)
+            out = binascii.hexlify(digest)[:length]
+        return out
+
+    return Compiled(hash_, plain=True)
+
+
+def _fitting(names: tuple[str, ...], max_length: int | None) -> tuple[bytes, ...]:
+    """The names that fit the column, or all of them cut to fit when none does."""
+    encoded = tuple(name.encode() for name in names)
+    if max_length is None:
+        return encoded
+    fit = tuple(name for name in encoded if len(name) <= max_length)
+    return fit or tuple(name[:max_length] for name in encoded)
+
+
+def _build_name(names: tuple[str, ...]) -> _Build:
+    def build(spec: TransformSpec, key: MaskKey, _type: str, max_length: int | None) -> Compiled:
+        choices = _fitting(names, max_length)
+        count = len(choices)
+        token = _tokens(key, spec, 8)
+
+        def name(value: bytes) -> bytes:
+            if not value:
+                return value
+            number = int.from_bytes(token(value))
+            out = choices[number % count]
+            if len(out) == len(value) and out.lower() == value.lower():
+                out = choices[(number + 1) % count]
+            return out
+
+        return Compiled(name, plain=True)
+
+    return build
+
+
+def _build_full_name(
+    spec: TransformSpec, key: MaskKey, _type: str, max_length: int | None
+) -> Compiled:
+    names = _full_names(max_length)
+    count = len(names)
+    token = _tokens(key, spec, 8)
+
+    def full_name(value: bytes) -> bytes:
+        if not value:
+            return value
+        index = int.from_bytes(token(value)) % count
+        out = names[index]
+        if len(out) == len(value) and out.lower() == value.lower():
+            out = names[(index + 1) % count]
+        return out
+
+    return Compiled(full_name, plain=True)
+
+
+def _full_names(max_length: int | None) -> tuple[bytes, ...]:
+    """Every "First Last" that fits the column (about 29,000 without a limit); in a column
+    too short for any, first names alone."""
+    room = 1 << 30 if max_length is None else max_length
+    names = tuple(
+        pair
+        for first in FIRST_NAMES
+        for last in LAST_NAMES
+        if len(pair := f"{first} {last}".encode()) <= room
+    )
+    return names or _fitting(FIRST_NAMES, max_length)
+
+
+def _build_phone(spec: TransformSpec, key: MaskKey, _type: str, max_length: int | None) -> Compiled:
+    """Digits (and any letters) become token digits; spaces and `+-.()/` stay in place."""
+    token, fresh = _tokens(key, spec, 32), _keyed(key, spec, 32)
+    templates: dict[bytes, tuple[bytes, int]] = {}
+
+    def phone(value: bytes) -> bytes:
+        if not value:
+            return value
+        layout = value.translate(_PHONE_LAYOUT)
+        template = templates.get(layout)
+        if template is None:
+            template = _phone_template(layout)
+            if len(templates) >= 4096:
+                templates.clear()
+            templates[layout] = template
+        slots, count = template
+        state = fresh()
+        state.update(value)
+        digest: bytes = state.digest()
+        digits = digest.translate(_DIGITS)
+        if count <= len(digits) and digits[0] != _ZERO:  # the common case, inline
+            out = slots.translate(_SLOTS_BEFORE + digits + _SLOTS_AFTER)
+        else:
+            out = slots.translate(_phone_table(token, digest, count))
+        while out == value:
+            digest = token(digest)
+            out = slots.translate(_phone_table(token, digest, count))
+        return out[:max_length]
+
+    return Compiled(phone, plain=True)
+
+
+_IDENTITY = bytes(range(256))
+_SLOT = 0x80  # in a template, the n-th digit position is the byte 0x80 + n
+_SLOTS = 128
+_SLOTS_BEFORE, _SLOTS_AFTER = _IDENTITY[:_SLOT], _IDENTITY[_SLOT + 32 :]
+_ZERO = ord("0")
+
+
+def _phone_template(layout: bytes) -> tuple[bytes, int]:
+    """Give the layout with its digit positions numbered as slot bytes, and their count.
+
+    Positions past the 128th become 0: no phone number is that long."""
+    if b"X" not in layout:  # only separators: every character becomes a digit
+        layout = b"X" * len(layout)
+    slots, count = bytearray(layout), 0
+    for position, byte in enumerate(layout):
+        if byte == ord("X"):
+            slots[position] = _SLOT + count if count < _SLOTS else ord("0")
+            count += 1
+    return bytes(slots), min(count, _SLOTS)
+
+
+def _phone_table(token: Callable[[bytes], bytes], digest: bytes, count: int) -> bytes:
+    """Give the translation table that turns slot bytes into the digits of `digest`: one
+    `translate` then fills every position (far cheaper than formatting digit by digit)."""
+    while len(digest) < count:
+        digest += token(digest[-32:])
+    digits = digest[:_SLOTS].translate(_DIGITS)
+    if digits[0] == ord("0"):  # a phone number rarely starts with 0 after its + or bracket
+        digits = b"%d" % (1 + digest[0] % 9) + digits[1:]
+    return _IDENTITY[:_SLOT] + digits + _IDENTITY[_SLOT + len(digits) :]
+
+
+def _build_redact(
+    spec: TransformSpec, _key: MaskKey, _type: str, max_length: int | None
+) -> Compiled:
+    text = spec.params["text"][:max_length].encode()
+    return Compiled(lambda _value: text, plain=_is_plain(text))
+
+
+def _build_value(spec: TransformSpec, key: MaskKey, base_type: str, max_: int | None) -> Compiled:
+    value = spec.params["value"]
+    if value is None:
+        return _build_set_null(spec, key, base_type, max_)
+    if base_type in JSON_TYPES or isinstance(value, list | dict):
+        text = _jsonpath.dump(value)
+    else:
+        text = _value_text(value, base_type)
+    out = text.encode()
+    return Compiled(lambda _value: out, on_null=out, plain=_is_plain(out))
+
+
+def _is_plain(text: bytes) -> bool:
+    return not any(char in text for char in (b"\\", b"\t", b"\n", b"\r"))
+
+
+def _build_date_shift(spec: TransformSpec, key: MaskKey, _type: str, _max: int | None) -> Compiled:
+    """Move the date by an offset in [-days, -1] or [1, days], chosen by the value's token."""
+    days = spec.params["days"]
+    token = _tokens(key, spec, 8)
+
+    def date_shift(value: bytes) -> bytes:
+        number = int.from_bytes(token(value)) % (2 * days)
+        offset = number - days if number < days else number - days + 1
+        try:
+            return _dates.shift(value, offset)
+        except _dates.NotADate as exc:
+            raise TransformError(str(exc)) from None
+
+    return Compiled(date_shift, plain=True)
+
+
+def _build_json(spec: TransformSpec, key: MaskKey, _type: str, _max: int | None) -> Compiled:
+    paths = [
+        (tuple(path.split(".")), path, _json_leaf(parse_spec(inner), key))
+        for path, inner in spec.params["paths"].items()
+    ]
+
+    def json_(value: bytes) -> bytes:
+        try:
+            document = _jsonpath.parse(value.decode())
+            for segments, path, leaf in paths:
+                try:
+                    document = _jsonpath.rewrite(document, segments, leaf)
+                except TransformError as exc:
+                    raise TransformError(f"json path {path}: {exc}") from None
+            return _jsonpath.dump(document).encode()
+        except UnicodeDecodeError:
+            raise TransformError("not valid UTF-8") from None
+        except _jsonpath.InvalidJson as exc:
+            raise TransformError(str(exc)) from None
+        except RecursionError:
+            raise TransformError("JSON nested too deeply") from None
+
+    return Compiled(json_)
+
+
+def _json_leaf(spec: TransformSpec, key: MaskKey) -> Callable[[Any], Any]:
+    """What one path does to each leaf it reaches: JSON null stays null (except under
+    `value`); a string transform on a number or true/false works on its JSON text."""
+    if spec.name == "keep":
+        return lambda leaf: leaf
+    if spec.name == "value":
+        return lambda _leaf: spec.params["value"]
+    apply = compile_spec(spec, key).apply
+
+    def leaf(node: Any) -> Any:
+        if node is None:
+            return None
+        text = node if type(node) is str else _jsonpath.dump(node)
+        out = apply(text.encode())
+        return None if out is None else out.decode()
+
+    return leaf
+
+
+# --- the registry -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Kind:
+    params: Callable[[str, Mapping[str, Any]], dict[str, Any]]
+    fits: Callable[[TransformSpec, Column, bool], str | None]
+    build: Callable[[TransformSpec, MaskKey, str, int | None], Compiled]
+
+
+_KINDS: dict[str, _Kind] = {
+    "keep": _Kind(_no_params, _fits_any, _build_keep),
+    "set_null": _Kind(_no_params, _fits_set_null, _build_set_null),
+    "email": _Kind(_email_params, _fits_text, _build_email),
+    "first_name": _Kind(_no_params, _fits_text, _build_name(FIRST_NAMES)),
+    "last_name": _Kind(_no_params, _fits_text, _build_name(LAST_NAMES)),
+    "full_name": _Kind(_no_params, _fits_text, _build_full_name),
+    "phone": _Kind(_no_params, _fits_text, _build_phone),
+    "hash": _Kind(_no_params, _fits_text, _build_hash),
+    "redact": _Kind(_redact_params, _fits_text, _build_redact),
+    "value": _Kind(_value_params, _fits_value, _build_value),
+    "date_shift": _Kind(_shift_params, _fits_type(DATE_TYPES), _build_date_shift),
+    "json": _Kind(_json_params, _fits_type(JSON_TYPES), _build_json),
+}
+TRANSFORMS: tuple[str, ...] = tuple(_KINDS)

@@ -1,0 +1,515 @@
+"""The COPY-script filter: everything outside the data passes, masked rows change, and any
+stream that cannot be masked safely stops the filter without showing a value."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestrator.masking import stream, workers
+from orchestrator.masking.__main__ import main
+from orchestrator.masking.plan import ColumnPlan, PlanError, TablePlan
+from orchestrator.masking.stream import (
+    FilterError,
+    RowError,
+    compile_table,
+    decode_field,
+    escape,
+    filter_script,
+    parse_copy_line,
+    sample_rows,
+    unescape,
+)
+from orchestrator.masking.transforms import apply_text, compile_spec, load_key, parse_spec
+
+KEY_TEXT = "stream-test-key-0000"
+KEY = load_key(KEY_TEXT)
+PREAMBLE = b"""--
+-- PostgreSQL database dump
+--
+
+SET statement_timeout = 0;
+SET lock_timeout = 0;
+SET idle_in_transaction_session_timeout = 0;
+SET transaction_timeout = 0;
+SET client_encoding = 'UTF8';
+SET standard_conforming_strings = on;
+SELECT pg_catalog.set_config('search_path', '', false);
+SET check_function_bodies = false;
+SET xmloption = content;
+SET client_min_messages = warning;
+SET row_security = off;
+
+--
+-- Data for Name: customer; Type: TABLE DATA; Schema: public; Owner: alice
+--
+
+"""
+TRAILER = b"""\\.
+
+
+--
+-- PostgreSQL database dump complete
+--
+
+"""
+COPY_LINE = b'COPY public.customer (id, email, "First Name", phone) FROM stdin;\n'
+ROWS = b"1\ta@b.com\tAnn\t+1 555 0100\n2\t\\N\tBob\\tby\t555-0101\n"
+
+
+def plan(unlisted: str = "fail", **columns: ColumnPlan) -> TablePlan:
+    default = {
+        "id": ColumnPlan("keep", base_type="int4"),
+        "email": ColumnPlan("email", {"domain": "example.com"}),
+        "First Name": ColumnPlan("first_name"),
+        "phone": ColumnPlan("phone"),
+    }
+    return TablePlan("public.customer", default | columns, unlisted)
+
+
+def masked(value: str | None, rule: object, base_type: str = "text") -> str | None:
+    return apply_text(compile_spec(parse_spec(rule), KEY, base_type), value)
+
+
+def run_filter(script: bytes, table_plan: TablePlan | None = None, **options: Any) -> bytes:
+    out = io.BytesIO()
+    filter_script(io.BytesIO(script), out, table_plan or plan(), KEY, **options)
+    return out.getvalue()
+
+
+# --- COPY text fields -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        b"plain",
+        b"tab\there",
+        b"new\nline",
+        b"cr\rlf",
+        b"back\\slash",
+        b"\\N",
+        "Zoë 漢字".encode(),
+        b"",
+    ],
+)
+def test_escaping_round_trips(value: bytes) -> None:
+    field = escape(value)
+    assert b"\t" not in field
+    assert b"\n" not in field
+    assert unescape(field) == value
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        (b"\\101\\x42\\103", b"ABC"),
+        (b"\\b\\f\\v\\q", b"\b\f\vq"),
+        (b"a\\\\N", b"a\\N"),
+        (b"\\303\\251", "é".encode()),
+    ],
+)
+def test_every_copy_escape_is_undone(field: bytes, value: bytes) -> None:
+    assert unescape(field) == value
+
+
+def test_null_decodes_to_none() -> None:
+    assert decode_field(b"\\N") is None
+    assert decode_field(b"\\\\N") == "\\N"
+
+
+# --- COPY lines -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("line", "table", "columns"),
+    [
+        (COPY_LINE, "public.customer", ["id", "email", "First Name", "phone"]),
+        (
+            b'COPY "odd.schema"."dotted.table" ("a""b", "c d", e) FROM stdin;\n',
+            '"odd.schema"."dotted.table"',
+            ['a"b', "c d", "e"],
+        ),
+        (b'COPY public."Mixed" (x) FROM stdin;\n', "public.Mixed", ["x"]),
+        (b"COPY public.empty  FROM stdin;\n", "public.empty", []),
+    ],
+)
+def test_copy_lines_give_the_table_key_and_columns(
+    line: bytes, table: str, columns: list[str]
+) -> None:
+    header = parse_copy_line(line)
+    assert (header.table, header.columns) == (table, columns)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"COPY customer (id) FROM stdin;\n",
+        b"COPY public.t (id) TO stdout;\n",
+        b'COPY public."t (id) FROM stdin;\n',
+    ],
+)
+def test_a_copy_line_that_cannot_be_read_stops_the_filter(line: bytes) -> None:
+    with pytest.raises(FilterError, match="cannot read the COPY line"):
+        parse_copy_line(line)
+
+
+# --- the block masker -------------------------------------------------------------------
+
+
+def _plain_masker(rules: list[object], width: int | None = None) -> Any:
+    columns = [f"c{i}" for i in range(width or len(rules))]
+    column_plans = {
+        name: ColumnPlan(
+            *(
+                ("keep",)
+                if rule == "keep"
+                else (parse_spec(rule).name, dict(parse_spec(rule).params))
+            )
+        )
+        for name, rule in zip(columns, rules, strict=False)
+    }
+    return compile_table(TablePlan("s.t", column_plans), KEY, columns)
+
+
+@pytest.mark.parametrize(
+    "rules",
+    [
+        ["hash"],
+        ["hash", "keep"],
+        ["keep", "hash"],
+        ["hash", "keep", "hash"],
+        ["keep", "hash", "keep"],
+        ["hash", "redact", "keep", "email"],
+    ],
+)
+def test_blocks_mask_every_masked_column_wherever_it_is(rules: list[object]) -> None:
+    rows = [[f"r{r}c{c}" for c in range(len(rules))] for r in range(5)]
+    rows[2][0] = "\\N"
+    block = b"".join("\t".join(row).encode() + b"\n" for row in rows)
+    out = _plain_masker(rules)(block).decode()
+    expected = [
+        [
+            value if rule == "keep" else _expected(value, rule)
+            for value, rule in zip(row, rules, strict=True)
+        ]
+        for row in rows
+    ]
+    assert out.split("\n")[:-1] == ["\t".join(row) for row in expected]
+
+
+def _expected(field: str, rule: object) -> str:
+    value = masked(decode_field(field.encode()), rule)
+    return "\\N" if value is None else escape(value.encode()).decode()
+
+
+def test_values_are_unescaped_before_masking_and_outputs_escaped_after() -> None:
+    rules: list[object] = [
+        "hash",
+        {"transform": "redact", "text": "a\tb\\c"},
+        {"transform": "json", "paths": {"k": "keep"}},
+    ]
+    block = b'x\\ty\tsecret\t{"k": "q\\\\"uote\\\\n"}\n'
+    out = _plain_masker(rules)(block)
+    assert out == b'%s\ta\\tb\\\\c\t{"k": "q\\\\"uote\\\\n"}\n' % masked("x\ty", "hash").encode()
+
+
+def test_a_value_rule_fills_nulls_and_set_null_empties_the_column() -> None:
+    rules: list[object] = [{"transform": "value", "value": "std"}, "set_null", "keep"]
+    assert _plain_masker(rules)(b"\\N\tx\ty\nz\t\\N\t\\N\n") == b"std\t\\N\ty\nstd\t\\N\t\\N\n"
+
+
+def test_the_memo_gives_the_same_outputs_and_stops_when_values_never_repeat(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(stream, "MEMO_LIMIT", 8)
+    masker = _plain_masker(["hash", "keep", "hash"])
+    repeated = b"".join(b"v%d\tk\tsame\n" % (n % 3) for n in range(50))
+    distinct = b"".join(b"u%d\tk\tsame\n" % n for n in range(50))
+    for block in (repeated, distinct, distinct.replace(b"u", b"w"), repeated):
+        assert masker(block) == masker._by_line(block)
+    first, last = masker.fields[0], masker.fields[2]
+    assert first.current is first.direct  # distinct values: the memo was dropped
+    assert last.current is not last.direct  # one value: the memo pays
+
+
+def test_the_memo_holds_no_long_values_and_serves_only_transforms_whose_inputs_repeat() -> None:
+    masker = _plain_masker(["hash", "keep", "redact"])
+    long_value = b"x" * 1000
+    block = b"".join(b"%s\tk\t%s\n" % (long_value, long_value) for _ in range(20))
+    assert masker(block) == masker._by_line(block)
+    hashed, redacted = masker.fields[0], masker.fields[2]
+    assert hashed.current.cache_info().currsize == 0  # type: ignore[attr-defined]
+    assert redacted.current is redacted.direct
+
+
+def test_a_row_with_the_wrong_number_of_fields_is_refused_with_its_number() -> None:
+    with pytest.raises(RowError) as caught:
+        _plain_masker(["hash", "keep"])(b"a\tb\nc\td\te\nf\tg\n")
+    assert (caught.value.row, caught.value.reason) == (2, "has 3 fields, not 2")
+
+
+def test_rows_whose_field_counts_even_out_are_refused_not_shifted() -> None:
+    with pytest.raises(RowError) as caught:
+        _plain_masker(["keep", "hash", "keep"])(b"a\tb\tc\n1\t2\t3\t4\n5\t6\n")
+    assert (caught.value.row, caught.value.reason) == (2, "has 4 fields, not 3")
+
+
+@pytest.mark.parametrize("block", [b"a\tb\nc", b"a\tb\nc\td"])
+def test_a_block_must_end_with_a_newline(block: bytes) -> None:
+    with pytest.raises(RowError, match="does not end with a newline"):
+        _plain_masker(["keep", "hash"])(block)
+
+
+def test_a_one_column_table_is_masked_row_by_row() -> None:
+    assert _plain_masker(["redact"])(b"a\n\\N\nb\n") == b"REDACTED\n\\N\nREDACTED\n"
+
+
+# --- the whole script -------------------------------------------------------------------
+
+
+def test_a_whole_script_passes_through_with_only_the_rows_masked() -> None:
+    out = run_filter(PREAMBLE + COPY_LINE + ROWS + TRAILER)
+    first = (
+        masked("a@b.com", "email"),
+        masked("Ann", "first_name"),
+        masked("+1 555 0100", "phone"),
+    )
+    second = (masked("Bob\tby", "first_name"), masked("555-0101", "phone"))
+    expected_rows = "1\t{}\t{}\t{}\n2\t\\N\t{}\t{}\n".format(*first, *second).encode()
+    assert (
+        out
+        == PREAMBLE.replace(b"SET transaction_timeout = 0;\n", b"")
+        + COPY_LINE
+        + expected_rows
+        + TRAILER
+    )
+
+
+def test_transaction_timeout_is_dropped_only_before_the_first_copy() -> None:
+    script = PREAMBLE + COPY_LINE + ROWS + b"\\.\nSET transaction_timeout = 0;\n"
+    assert run_filter(script).endswith(b"\\.\nSET transaction_timeout = 0;\n")
+
+
+@pytest.mark.parametrize("block_size", [1, 7, 64, 1 << 20])
+def test_any_block_size_gives_the_same_output(block_size: int) -> None:
+    script = PREAMBLE + COPY_LINE + ROWS * 40 + TRAILER
+    assert run_filter(script, block_size=block_size) == run_filter(script)
+
+
+def test_two_workers_give_the_same_output_in_the_same_order() -> None:
+    rows = b"".join(b"%d\tu%d@x.org\tN%d\t+1 555 %04d\n" % (n, n, n % 7, n) for n in range(3000))
+    script = PREAMBLE + COPY_LINE + rows + TRAILER
+    pooled = run_filter(script, run_blocks=workers.runner(2), block_size=4096)
+    assert pooled == run_filter(script)
+
+
+def test_the_stats_count_rows_and_name_the_masked_columns() -> None:
+    stats = filter_script(
+        io.BytesIO(PREAMBLE + COPY_LINE + ROWS + TRAILER), io.BytesIO(), plan(), KEY
+    )
+    assert stats.as_dict() == {
+        "table": "public.customer",
+        "rows": 2,
+        "columns": ["id", "email", "First Name", "phone"],
+        "masked_columns": ["email", "First Name", "phone"],
+    }
+
+
+def test_a_column_missing_from_the_plan_is_kept_under_unlisted_keep() -> None:
+    partial = TablePlan("public.customer", {"email": ColumnPlan("hash")}, "keep")
+    out = run_filter(PREAMBLE + COPY_LINE + ROWS + TRAILER, partial)
+    assert b"\tAnn\t+1 555 0100\n" in out
+
+
+@pytest.mark.parametrize(
+    ("script", "message"),
+    [
+        (
+            PREAMBLE + COPY_LINE.replace(b"phone", b"mobile") + ROWS + TRAILER,
+            "public.customer.mobile: not in the masking plan (unlisted_columns: fail)",
+        ),
+        (
+            PREAMBLE + COPY_LINE.replace(b"customer", b"other") + ROWS + TRAILER,
+            "holds data of public.other, not public.customer",
+        ),
+        (
+            PREAMBLE.replace(b"'UTF8'", b"'LATIN1'") + COPY_LINE + ROWS + TRAILER,
+            "client_encoding LATIN1; masking handles UTF8",
+        ),
+        (
+            PREAMBLE.replace(b"SET client_encoding = 'UTF8';\n", b"") + COPY_LINE + ROWS + TRAILER,
+            "no SET client_encoding",
+        ),
+        (PREAMBLE + TRAILER[3:], "holds no COPY data"),
+        (PREAMBLE + b"INSERT INTO public.customer VALUES (1, 'a@b.com');\n", "INSERT statements"),
+        (PREAMBLE + COPY_LINE + ROWS, "ended inside the COPY data"),
+        (
+            PREAMBLE + COPY_LINE + b"1\ta@b.com\tAnn\n" + TRAILER,
+            "public.customer: row 1: has 3 fields, not 4",
+        ),
+    ],
+)
+def test_streams_that_cannot_be_masked_safely_stop_the_filter(script: bytes, message: str) -> None:
+    with pytest.raises(FilterError) as caught:
+        run_filter(script)
+    assert message in str(caught.value)
+    assert "a@b.com" not in str(caught.value)
+
+
+def test_a_value_that_cannot_be_masked_names_column_and_row_but_not_the_value() -> None:
+    dated = plan(phone=ColumnPlan("date_shift", {"days": 3}, "date"))
+    script = (
+        PREAMBLE + COPY_LINE + b"1\ta@b.com\tAnn\t2024-01-01\n2\t\\N\tBo\t31/12/1999\n" + TRAILER
+    )
+    out = io.BytesIO()
+    with pytest.raises(FilterError) as caught:
+        filter_script(io.BytesIO(script), out, dated, KEY, block_size=16)
+    assert str(caught.value) == "public.customer.phone: row 2: not a date or timestamp in ISO form"
+    assert out.getvalue().endswith(b"\t\t\t\torchestrator-mask: aborted\n")  # the COPY fails too
+
+
+# --- sampling ---------------------------------------------------------------------------
+
+
+def test_sample_rows_gives_decoded_values_and_stops_reading_early() -> None:
+    source = io.BytesIO(PREAMBLE + COPY_LINE + ROWS * 100000 + TRAILER)
+    columns, rows = sample_rows(source, 3)
+    assert columns == ["id", "email", "First Name", "phone"]
+    assert rows == [
+        ["1", "a@b.com", "Ann", "+1 555 0100"],
+        ["2", None, "Bob\tby", "555-0101"],
+        ["1", "a@b.com", "Ann", "+1 555 0100"],
+    ]
+    assert source.tell() < len(source.getvalue()) // 2
+
+
+def test_sample_rows_of_an_empty_table_or_a_script_without_copy() -> None:
+    assert sample_rows(io.BytesIO(PREAMBLE + COPY_LINE + TRAILER), 5) == (
+        ["id", "email", "First Name", "phone"],
+        [],
+    )
+    assert sample_rows(io.BytesIO(PREAMBLE), 5) == ([], [])
+
+
+# --- the program ------------------------------------------------------------------------
+
+
+def _program(
+    tmp_path: Path,
+    script: bytes,
+    environ: dict[str, str] | None = None,
+    plan_text: str | None = None,
+) -> tuple[int, bytes, str, Path]:
+    plan_file, stats_file = tmp_path / "plan.json", tmp_path / "stats.json"
+    plan_file.write_text(plan().to_json() if plan_text is None else plan_text)
+    out, err = io.BytesIO(), io.StringIO()
+    code = main(
+        ["filter", "--plan", str(plan_file), "--stats", str(stats_file)],
+        {"MASK_KEY": KEY_TEXT} if environ is None else environ,
+        io.BytesIO(script),
+        out,
+        err,
+    )
+    return code, out.getvalue(), err.getvalue(), stats_file
+
+
+def test_the_program_masks_stdin_to_stdout_and_writes_stats(tmp_path: Path) -> None:
+    code, out, err, stats = _program(tmp_path, PREAMBLE + COPY_LINE + ROWS + TRAILER)
+    assert (code, err) == (0, "")
+    assert out == run_filter(PREAMBLE + COPY_LINE + ROWS + TRAILER)
+    assert json.loads(stats.read_text())["rows"] == 2
+
+
+def test_the_program_reports_an_unlisted_column_in_one_line_without_values(tmp_path: Path) -> None:
+    script = PREAMBLE + COPY_LINE.replace(b"phone", b"mobile") + ROWS + TRAILER
+    code, _, err, stats = _program(tmp_path, script)
+    assert code == 1
+    assert err == (
+        "orchestrator-mask: error: public.customer.mobile: "
+        "not in the masking plan (unlisted_columns: fail)\n"
+    )
+    assert not stats.exists()
+
+
+@pytest.mark.parametrize(
+    ("environ", "plan_text", "message"),
+    [
+        ({}, None, "MASK_KEY is not set"),
+        ({"MASK_KEY": "short"}, None, "MASK_KEY must be at least 16 characters"),
+        (None, "{}", "not a masking plan of format 1"),
+        (None, "[", "not a masking plan"),
+    ],
+)
+def test_a_bad_key_or_plan_exits_2(
+    tmp_path: Path, environ: dict[str, str] | None, plan_text: str | None, message: str
+) -> None:
+    code, out, err, _ = _program(
+        tmp_path, PREAMBLE + COPY_LINE + ROWS + TRAILER, environ, plan_text
+    )
+    assert code == 2
+    assert out == b""
+    assert err.startswith("orchestrator-mask: error: ")
+    assert message in err
+    assert err.count("\n") == 1
+
+
+def test_plans_round_trip_through_json() -> None:
+    table_plan = plan(phone=ColumnPlan("date_shift", {"days": 3}, "date", None, "public.x.y"))
+    assert TablePlan.from_json(table_plan.to_json()) == table_plan
+    with pytest.raises(PlanError, match="bad transform"):
+        TablePlan.from_json(table_plan.to_json().replace('"days": 3', '"days": 0'))
+
+
+class _ClosedPipe(io.BytesIO):
+    def write(self, data: Any) -> int:
+        raise BrokenPipeError
+
+
+def test_a_reader_that_stops_early_is_one_error_line(tmp_path: Path) -> None:
+    plan_file = tmp_path / "plan.json"
+    plan_file.write_text(plan().to_json())
+    err = io.StringIO()
+    script = io.BytesIO(PREAMBLE + COPY_LINE + ROWS + TRAILER)
+    code = main(
+        ["filter", "--plan", str(plan_file)], {"MASK_KEY": KEY_TEXT}, script, _ClosedPipe(), err
+    )
+    assert code == 1
+    assert (
+        err.getvalue()
+        == "orchestrator-mask: error: the reader of the output (psql) stopped early\n"
+    )
+
+
+def test_the_program_with_two_workers_writes_each_line_once(tmp_path: Path) -> None:
+    plan_file = tmp_path / "plan.json"
+    plan_file.write_text(plan().to_json())
+    rows = b"".join(b"%d\tu%d@x.org\tN%d\t+1 555 %04d\n" % (n, n, n % 7, n) for n in range(50000))
+    script = PREAMBLE + COPY_LINE + rows + TRAILER
+    outputs = []
+    for count in ("1", "2"):
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "orchestrator.masking",
+                "filter",
+                "--plan",
+                str(plan_file),
+                "--workers",
+                count,
+            ],
+            input=script,
+            capture_output=True,
+            env={**os.environ, "MASK_KEY": KEY_TEXT},
+            check=True,
+        )
+        outputs.append(done.stdout)
+    assert outputs[0] == outputs[1] == run_filter(script)
