@@ -23,6 +23,7 @@ from orchestrator.actions import backup as backup_action
 from orchestrator.actions import drill as drill_action
 from orchestrator.actions import fetch as fetch_action
 from orchestrator.actions import listing
+from orchestrator.actions import mask as mask_action
 from orchestrator.actions import pipeline as pipeline_action
 from orchestrator.actions import prune as prune_action
 from orchestrator.actions import rekey as rekey_action
@@ -174,13 +175,47 @@ def cmd_restore(settings: Settings, args: argparse.Namespace) -> int:
     dump = Path(args.dump) if args.dump else None
     if args.jobs is not None:
         settings = settings.model_copy(update={"restore_jobs": args.jobs})
-    result = restore_action.restore(settings, args.target, args.ref, dump)
+    rules = Path(args.mask_rules) if args.mask_rules else None
+    result = restore_action.restore(settings, args.target, args.ref, dump, rules)
     previous = f", previous copy kept as {result.previous}" if result.previous else ""
     print(
         f"restored {result.backup_id} into {result.target} ({result.database}) by "
         f"{result.strategy} in {result.seconds:.1f}s: {result.tables} tables, "
         f"{result.rows} rows verified{previous}"
     )
+    if result.masking is not None:
+        for table, done in result.masking["tables"].items():
+            print(f"  masked {table}: {', '.join(done['columns'])} ({done['rows']} rows)")
+        print(f"  rules sha256 {result.masking['rules_sha256']}; no column unlisted")
+    return 0
+
+
+def cmd_mask_suggest(settings: Settings, args: argparse.Namespace) -> int:
+    manifest, text = mask_action.suggest(settings, args.ref, args.rows)
+    if args.output:
+        out = Path(args.output)
+        if out.exists() and not args.force:
+            raise ConfigError(f"-o: {out} exists (review it, or add --force to replace it)")
+        out.write_text(text, encoding="utf-8")
+        print(f"wrote {out}: rules for backup {manifest.id}; review it, then set DEV_MASK_RULES")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_mask_check(settings: Settings, args: argparse.Namespace) -> int:
+    rules = Path(args.rules) if args.rules else None
+    manifest, problems = mask_action.check_rules(settings, rules, args.ref)
+    for problem in problems:
+        print(f"{problem.location}: {problem.message}")
+    if problems:
+        print(
+            f"orchestrator: error: {len(problems)} problem(s) with the rules against backup "
+            f"{manifest.id}",
+            file=sys.stderr,
+        )
+        return 2
+    print(f"the rules fit backup {manifest.id}: every column is covered")
     return 0
 
 
@@ -319,7 +354,27 @@ def build_parser() -> argparse.ArgumentParser:
         "--dump", help="use this local copy of the archive (checked against the manifest)"
     )
     p.add_argument("--jobs", type=_positive, help="parallel pg_restore jobs (default RESTORE_JOBS)")
+    p.add_argument(
+        "--mask-rules",
+        metavar="FILE",
+        help="mask with these rules (dev uses DEV_MASK_RULES; the backup target is never masked)",
+    )
     p.set_defaults(func=cmd_restore)
+
+    mask = sub.add_parser("mask", help="masking rules for dev copies: suggest and check them")
+    masks = mask.add_subparsers(dest="mask_command", required=True, metavar="SUBCOMMAND")
+    p = masks.add_parser("suggest", help="write a complete rules file for a backup")
+    p.add_argument("--from", dest="ref", default="latest", metavar="ID|latest")
+    p.add_argument("-o", "--output", help="write the rules here (default: print them)")
+    p.add_argument("--force", action="store_true", help="replace the --output file")
+    p.add_argument(
+        "--rows", type=_positive, default=mask_action.SAMPLE_ROWS, help="rows sampled per table"
+    )
+    p.set_defaults(func=cmd_mask_suggest)
+    p = masks.add_parser("check", help="check rules against a backup's schema (exit 2: problems)")
+    p.add_argument("--rules", metavar="FILE", help="the rules file (default: DEV_MASK_RULES)")
+    p.add_argument("--from", dest="ref", default="latest", metavar="ID|latest")
+    p.set_defaults(func=cmd_mask_check)
 
     p = sub.add_parser("drill", help="restore into a scratch database, check it, report the RTO")
     p.add_argument("--from", dest="ref", default="latest", metavar="ID|latest")

@@ -19,10 +19,10 @@ import subprocess
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import sh
 
@@ -31,6 +31,7 @@ from orchestrator.errors import CommandFailed
 from orchestrator.logs import get_logger
 
 log = get_logger(__name__)
+T = TypeVar("T")
 
 TAIL_LINES = 20
 FIRST_ERRORS = 5
@@ -330,3 +331,43 @@ def _kill_pipeline(procs: list[_GroupProcess]) -> None:
         _kill_group(proc)  # waits for the group to go, SIGKILL after the grace period
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.popen.wait(timeout=KILL_GRACE_SECONDS)
+
+
+def read_stream(
+    argv: Sequence[str], consume: Callable[[IO[bytes]], T], *, timeout: float | None = None
+) -> T:
+    """Run `argv` and give what `consume` makes of its stdout, read as it comes.
+
+    When `consume` stops reading early, the process (group) is ended and its exit does
+    not count; when it ran to its end on its own, a non-zero exit raises CommandFailed.
+    """
+    program = Path(argv[0]).name
+    log.info("command.start", command=shlex.join([program, *argv[1:]]))
+    keeper = _StderrKeeper()
+    popen = subprocess.Popen(
+        list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+    )
+    proc = _GroupProcess(popen)
+    with _live_lock:
+        _live[id(proc)] = proc
+    drain = threading.Thread(target=_drain, args=(popen.stderr, keeper), daemon=True)
+    drain.start()
+    try:
+        assert popen.stdout is not None
+        with popen.stdout:
+            found = consume(popen.stdout)
+            finished = not popen.stdout.read(1)  # at the end of the output, or stopped early
+    except BaseException:
+        _kill_pipeline([proc])
+        raise
+    finally:
+        with _live_lock:
+            _live.pop(id(proc), None)
+    if not finished:
+        _kill_pipeline([proc])
+        return found
+    code = popen.wait(timeout=timeout)
+    drain.join(timeout=1.0)
+    if code != 0:
+        raise CommandFailed(program, _describe_exit(code), keeper.lines())
+    return found

@@ -56,6 +56,8 @@ class TargetSettings:
     no_acl: bool
     keep_previous: int
     post_restore_sql: tuple[Path, ...]
+    mask_rules: Path | None = None
+    mask_setting: str = "DEV_MASK_RULES"
 
 
 def _env(*names: str) -> Any:
@@ -213,6 +215,9 @@ class Settings(BaseSettings):
     dev_post_restore_sql: CsvList = Field(
         default_factory=list, validation_alias="DEV_POST_RESTORE_SQL"
     )
+    dev_mask_rules: Path | None = Field(default=None, validation_alias="DEV_MASK_RULES")
+    mask_key: SecretStr | None = Field(default=None, validation_alias="MASK_KEY")
+    mask_workers: int = Field(default=2, ge=1, le=16, validation_alias="MASK_WORKERS")
     restore_jobs: int = Field(default=4, ge=1, le=64, validation_alias="RESTORE_JOBS")
     restore_timeout: int = Field(default=6 * 3600, gt=0, validation_alias="RESTORE_TIMEOUT")
     restore_session_wait: int = Field(
@@ -269,6 +274,18 @@ class Settings(BaseSettings):
     def _check_schedule(cls, value: str) -> str:
         parse_schedule(value)  # raises ValueError with the accepted forms
         return value
+
+    @field_validator("mask_key", mode="after")
+    @classmethod
+    def _register_mask_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            register_secret(value.get_secret_value())
+        return value
+
+    @field_validator("dev_mask_rules", mode="before")
+    @classmethod
+    def _blank_path_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("drill_schedule")
     @classmethod
@@ -448,10 +465,12 @@ class Settings(BaseSettings):
             no_acl=not getattr(self, f"{name}_restore_acl"),
             keep_previous=getattr(self, f"{name}_keep_previous"),
             post_restore_sql=tuple(Path(p) for p in getattr(self, f"{name}_post_restore_sql", [])),
+            mask_rules=self.dev_mask_rules if name == "dev" else None,
         )
 
-    def adhoc_target(self, url: ConnInfo) -> TargetSettings:
-        """Restore settings for a target given on the command line (defaults of `backup`)."""
+    def adhoc_target(self, url: ConnInfo, mask_rules: Path | None = None) -> TargetSettings:
+        """Restore settings for a target given on the command line (defaults of `backup`),
+        masked by the rules file `mask_rules` when given (--mask-rules)."""
         return TargetSettings(
             name=url.database,
             url=url,
@@ -460,7 +479,13 @@ class Settings(BaseSettings):
             no_acl=True,
             keep_previous=self.backup_keep_previous,
             post_restore_sql=(),
+            mask_rules=mask_rules,
+            mask_setting="--mask-rules",
         )
+
+    def mask_key_text(self) -> str | None:
+        """MASK_KEY's value (a secret: only for the masking filter's environment)."""
+        return self.mask_key.get_secret_value() if self.mask_key is not None else None
 
     @property
     def pg_dump_extra_argv(self) -> list[str]:

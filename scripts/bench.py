@@ -5,9 +5,13 @@
 (c) orchestrator pipeline, archive on a local SeaweedFS S3 server
 (c') the same with PG_DUMP_COMPRESS=gzip, the floor's compression: the orchestration's own cost
 (e) the pipeline with two age recipients and two stores (a second SeaweedFS server)
+(u) a dev refresh (`restore --target dev --dump`) of a database whose table of a million
+    customers has e-mail, name and phone columns, without masking rules
+(m) the same refresh with rules that mask those three columns
 Each is run ROUNDS times (default 5, alternating, so drift hits them all alike); prints the
-medians: c/a, c'/a, b/c, e/c and the orchestrator process's peak RSS. LINES (default
-"abcge") picks which ways run, e.g. "ce" for the encryption line alone.
+medians: c/a, c'/a, b/c, e/c, m/u and the peak RSS of the orchestrator process and of the
+masking filter's processes. LINES (default "abcge"; "um" for the masked line) picks which
+ways run.
 
 Two untimed pipeline cycles come first (their times are printed, not counted): after them
 each target holds a current and a previous copy, as production's targets do from the third
@@ -107,36 +111,123 @@ def old_way(bins: Path, source: str, targets: list[postgres.Cluster], work: Path
         )
 
 
-def pipeline(env: dict[str, str], name: str) -> int:
-    """Run `orchestrator pipeline`; give its peak RSS in bytes (VmHWM, sampled to the end).
+FILTER_PEAKS: list[int] = []
 
-    Its JSON log is kept in .demo/bench-pipeline-<name>.log.
-    """
+
+def _peak_of(pid: int) -> int:
+    """VmHWM of a process in bytes (0 when it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return 0
+
+
+def _filters() -> list[int]:
+    """Pids of running masking filter processes."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if b"orchestrator.masking\0filter" in cmdline.read_bytes():
+                found.append(int(cmdline.parent.name))
+        except OSError:
+            continue
+    return found
+
+
+def orchestrate(env: dict[str, str], args: list[str], name: str) -> int:
+    """Run `orchestrator ARGS`; give its peak RSS in bytes (VmHWM, sampled to the end); the
+    masking filters' peaks go to FILTER_PEAKS. Its JSON log is kept in
+    .demo/bench-<name>.log."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "orchestrator", "pipeline"],
+        [sys.executable, "-m", "orchestrator", *args],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
     peak = 0
-    status = Path(f"/proc/{proc.pid}/status")
     while proc.poll() is None:
-        try:
-            for line in status.read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    peak = max(peak, int(line.split()[1]) * 1024)
-        except (FileNotFoundError, ProcessLookupError):
-            pass
+        peak = max(peak, _peak_of(proc.pid))
+        FILTER_PEAKS.extend(_peak_of(pid) for pid in _filters())
         time.sleep(0.05)
     out, err = proc.communicate()
-    log = REPO / ".demo" / f"bench-pipeline-{name}.log"
+    log = REPO / ".demo" / f"bench-{name}.log"
     log.parent.mkdir(exist_ok=True)
     log.write_text(err)
     if proc.returncode != 0:
         sys.stderr.write(out + err[-4000:])
-        raise SystemExit("pipeline failed")
+        raise SystemExit(f"orchestrator {args[0]} failed")
     return peak
+
+
+def pipeline(env: dict[str, str], name: str) -> int:
+    """Run `orchestrator pipeline`; give its peak RSS (log: .demo/bench-pipeline-NAME.log)."""
+    return orchestrate(env, ["pipeline"], f"pipeline-{name}")
+
+
+CUSTOMERS = 1_000_000
+CUSTOMERS_SQL = f"""
+CREATE TABLE customers (
+    id bigint PRIMARY KEY, email text NOT NULL UNIQUE, full_name text NOT NULL, phone text,
+    city text NOT NULL, plan text NOT NULL, created_at timestamptz NOT NULL
+);
+INSERT INTO customers
+SELECT g, 'customer' || g || '@mail.example.org', 'Name' || (g % 9973) || ' Surname' || (g % 7919),
+       '+1 555 ' || lpad((g % 10000000)::text, 7, '0'), 'city ' || (g % 1000),
+       CASE WHEN g % 3 = 0 THEN 'gold' ELSE 'basic' END,
+       timestamptz '2020-01-01' + g * interval '1 minute'
+FROM generate_series(1, {CUSTOMERS}) g;
+"""
+MASK_RULES = """\
+tables:
+  public.customers:
+    id: keep
+    email: email
+    full_name: full_name
+    phone: phone
+    city: keep
+    plan: keep
+    created_at: keep
+"""
+
+
+def masked_refresh_setup(
+    source: postgres.Cluster, dev: postgres.Cluster, env: dict[str, str], work: Path
+) -> tuple[dict[str, str], dict[str, str], list[str]]:
+    """A database with a million customers, one backup of it and its local dump; give the
+    environments of the refresh without and with masking rules, and its arguments."""
+    source.create_database("customers")
+    source.psql(CUSTOMERS_SQL, "customers")
+    source.psql("VACUUM ANALYZE customers", "customers")
+    dev.create_database("customers")
+    base = {
+        **env,
+        "SOURCE_DATABASE_URL": source.url("customers"),
+        "DEV_DATABASE_URL": dev.url("customers"),
+    }
+    rules = work / "mask.yaml"
+    rules.write_text(MASK_RULES)
+    masked = {**base, "DEV_MASK_RULES": str(rules), "MASK_KEY": "bench-mask-key-0123456789abcdef"}
+    result = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "backup"],
+        env=base,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    backup_id = result.stdout.strip()
+    dump = work / "customers.dump"
+    subprocess.run(
+        [sys.executable, "-m", "orchestrator", "fetch", backup_id, "-o", str(dump)],
+        env=base,
+        capture_output=True,
+        check=True,
+    )
+    args = ["restore", "--target", "dev", "--from", backup_id, "--dump", str(dump)]
+    return base, masked, args
 
 
 A = "(a) floor: dump, then 2 restores at once"
@@ -144,6 +235,8 @@ B = "(b) old way: dump+restore, dump+restore"
 C = "(c) orchestrator pipeline (+ S3 archive)"
 G = "(c') the same, gzip like the floor"
 E = "(e) pipeline, 2 recipients, 2 stores"
+U = "(u) dev refresh, 1M customers, no rules"
+M = "(m) the same, e-mail, name, phone masked"
 
 
 def age_recipients(count: int) -> str:
@@ -213,6 +306,8 @@ def main() -> None:
                 }
             )
         ways = {
+            "u": (U, lambda n: rss.append(orchestrate(plain_env, refresh, f"refresh-{n}"))),
+            "m": (M, lambda n: rss.append(orchestrate(masked_env, refresh, f"masked-{n}"))),
             "a": (A, lambda n: floor(bins[major], url, targets, work)),
             "b": (B, lambda n: old_way(bins[major], url, targets, work)),
             "c": (C, lambda n: rss.append(pipeline(env, n))),
@@ -224,6 +319,17 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp)
             clusters = (source_c, *targets)
+            if "u" in lines or "m" in lines:
+                print(f"masked line: a database of {CUSTOMERS:,} customers, backed up once")
+                plain_env, masked_env, refresh = masked_refresh_setup(
+                    source_c, targets[1], env, work
+                )
+                for name, chosen in (("warmup-plain", plain_env), ("warmup-masked", masked_env)):
+                    settle(clusters)
+                    timed(
+                        f"(u/m) {name} (not counted)",
+                        lambda n=name, e=chosen: rss.append(orchestrate(e, refresh, n)),
+                    )
             print("warm-up: two cycles give each target a current and a previous copy")
             for cycle in ("warmup-1", "warmup-2"):
                 settle(clusters)
@@ -246,7 +352,7 @@ def main() -> None:
 def report(runs: dict[str, list[float]], rss: list[int], rounds: int) -> None:
     """Print the medians and the ratios of the ways that ran."""
     m = {key: statistics.median(times) for key, times in runs.items()}
-    names = {"a": "a", "b": "b", "c": "c", "g": "c'", "e": "e"}
+    names = {"a": "a", "b": "b", "c": "c", "g": "c'", "e": "e", "u": "u", "m": "m"}
     shown = ", ".join(f"{names[k]} {v:.1f} s" for k, v in m.items())
     print(f"\nmedians of {rounds} round(s): {shown}")
     ratios = [
@@ -254,11 +360,14 @@ def report(runs: dict[str, list[float]], rss: list[int], rounds: int) -> None:
         ("g", "a", "c'/a", "(same compression as the floor)"),
         ("b", "c", "b/c", "(higher is better)"),
         ("e", "c", "e/c", "(encryption and a second store; target <= 1.10)"),
+        ("m", "u", "m/u", "(masked dev refresh; target <= 1.5)"),
     ]
     for top, bottom, name, note in ratios:
         if top in m and bottom in m:
             print(f"  {name} = {m[top] / m[bottom]:.2f}   {note}")
     print(f"  orchestrator peak RSS = {max(rss) / 2**20:.0f} MiB   (target < 150 MiB)")
+    if FILTER_PEAKS:
+        print(f"  masking filter peak RSS = {max(FILTER_PEAKS) / 2**20:.0f} MiB (per process)")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """The demo behind scripts/demo: throwaway servers, sample data, the main job, then cleanup.
 
-Shows one pipeline cycle (dump once, encrypt to a public key, archive in two stores, restore
-backup and dev with a scrub script), then backup, status, drill, list, verify, fetch,
-decrypting an archive with the plain `age` tool, and the status page written to a file.
+Shows masking rules suggested from a first backup, then one pipeline cycle (dump once,
+encrypt to a public key, archive in two stores, restore backup, and dev masked on the way
+in), then backup, status, drill, list, verify, fetch, decrypting an archive with the plain
+`age` tool, and the status page written to a file.
 """
 
 from __future__ import annotations
@@ -110,25 +111,32 @@ def main() -> None:
             "LOG_FORMAT": "console",
         }
         keyed = {**env, "ARCHIVE_IDENTITY_FILE": str(identity)}
-        scrub = REPO / ".demo" / "scrub.sql"
-        scrub.write_text(
-            "UPDATE public.customers SET email = 'user' || id || '@example.invalid',\n"
-            "    full_name = 'Customer ' || id, phone = NULL;\n"
-        )
-        env["DEV_POST_RESTORE_SQL"] = str(scrub)
         for target in targets:  # what the old cron jobs left there
             target.create_database("shop")
             target.psql(
                 "CREATE TABLE yesterday (v text); INSERT INTO yesterday VALUES ('old')", "shop"
             )
+        step("backup: a first archive, so masking rules can be suggested from it")
+        orchestrator(env, "backup")
+        step("mask suggest: rules found in the archive (names and sampled values); review them")
+        rules = demo / "mask.yaml"
+        rules.unlink(missing_ok=True)
+        orchestrator(keyed, "mask", "suggest", "-o", str(rules))
+        print("\n".join(rules.read_text().splitlines()[:22]) + "\n  ...")
+        step("mask check: the rules cover every column of the backup")
+        orchestrator(env, "mask", "check", "--rules", str(rules))
+        env.update({"DEV_MASK_RULES": str(rules), "MASK_KEY": "demo-mask-key-" + "0" * 16})
         step(
-            "pipeline: dump once -> encrypt -> archive in both stores + restore backup and dev "
-            "(dev scrubbed) -> prune"
+            "pipeline: dump once -> encrypt -> archive in both stores + restore backup, and dev "
+            "masked on the way in -> prune"
         )
         orchestrator(env, "pipeline")
-        print(
-            "dev now holds:", targets[1].psql("SELECT email, phone FROM customers LIMIT 1", "shop")
-        )
+        row = "SELECT email, full_name, phone FROM customers ORDER BY id LIMIT 1"
+        print("backup holds:", targets[0].psql(row, "shop"))
+        print("dev holds:   ", targets[1].psql(row, "shop"))
+        comment = "SELECT shobj_description(oid, 'pg_database') FROM pg_database"
+        said = targets[1].psql(f"{comment} WHERE datname = 'shop'")
+        print("dev says:    ", said[:110] + "...")
         print(
             "backup's previous copy kept as shop_previous:",
             targets[0].psql("SELECT v FROM yesterday", "shop_previous"),

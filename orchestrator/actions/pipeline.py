@@ -35,6 +35,7 @@ from orchestrator.actions.backup import (
     work_dir,
 )
 from orchestrator.actions.common import client_for
+from orchestrator.actions.masked import load_masking
 from orchestrator.actions.prune import prune
 from orchestrator.actions.status import save_last_cycle
 from orchestrator.actions.sync import sync
@@ -127,6 +128,7 @@ def preflight(settings: Settings, targets: list[TargetSettings]) -> list[str]:
         settings.retention_policy()  # an all-zero policy is a ConfigError before any dump
     recipients = settings.recipients()
     for target in targets:
+        load_masking(settings, target)  # a bad rules file or MASK_KEY: exit 2, nothing dumped
         identity = restore_action.target_identity(target.url, settings.maintenance_database)
         restore_action.guard(settings, target.url, identity)
     return recipients
@@ -321,6 +323,8 @@ def _restore_work(
             "backup_id": manifest.id,
             "strategy": result.strategy,
             "previous": result.previous,
+            "masked": result.masking is not None,
+            **({"masking": result.masking} if result.masking is not None else {}),
         }
 
     return work

@@ -10,6 +10,7 @@ A target that is the source is refused before anything is touched.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import secrets
 import time
 from collections.abc import Iterator
@@ -17,10 +18,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
 from orchestrator import cancel, catalog, conninfo, history, restore_plan
+from orchestrator.actions import masked
 from orchestrator.actions.backup import work_dir
 from orchestrator.actions.common import client_for, sha256_of, stores_from
 from orchestrator.actions.fetch import needed_identities, open_sealed, plain_copy
@@ -28,6 +31,8 @@ from orchestrator.catalog import Located, Manifest
 from orchestrator.conninfo import ConnInfo
 from orchestrator.errors import ConfigError, IntegrityError, JobError, OrchestratorError
 from orchestrator.logs import get_logger, mask, with_context
+from orchestrator.masking.plan import TablePlan
+from orchestrator.names import table_key
 from orchestrator.postgres import inspect
 from orchestrator.postgres import restore as pgrestore
 from orchestrator.postgres.clients import ClientSet
@@ -53,14 +58,27 @@ class RestoreResult:
     rows: int
     previous: str | None = None
     ignored_errors: list[str] = field(default_factory=list)
+    masking: dict[str, Any] | None = None
 
 
-def resolve_target(settings: Settings, name_or_url: str) -> TargetSettings:
-    """`backup`, `dev`, or a postgresql:// URL; ConfigError naming --target otherwise."""
+def resolve_target(
+    settings: Settings, name_or_url: str, mask_rules: Path | None = None
+) -> TargetSettings:
+    """`backup`, `dev`, or a postgresql:// URL (ConfigError naming --target otherwise), with
+    `mask_rules` (--mask-rules) replacing the target's own rules; the backup target is the
+    disaster-recovery copy and is never masked."""
     if name_or_url in TARGET_NAMES:
-        return settings.target(name_or_url)
+        target = settings.target(name_or_url)
+        if mask_rules is None:
+            return target
+        if name_or_url == "backup":
+            raise ConfigError(
+                "--mask-rules: the backup target is the disaster-recovery copy and is never "
+                "masked; restore masked copies into dev or a URL"
+            )
+        return dataclasses.replace(target, mask_rules=mask_rules, mask_setting="--mask-rules")
     try:
-        return settings.adhoc_target(conninfo.parse(name_or_url))
+        return settings.adhoc_target(conninfo.parse(name_or_url), mask_rules)
     except ValueError as exc:
         raise ConfigError(f"--target: must be backup, dev or a postgresql:// URL ({exc})") from None
 
@@ -165,14 +183,21 @@ def find_manifest(settings: Settings, ref: str) -> Manifest:
 
 
 def restore(
-    settings: Settings, target_ref: str, ref: str = "latest", dump: Path | None = None
+    settings: Settings,
+    target_ref: str,
+    ref: str = "latest",
+    dump: Path | None = None,
+    mask_rules: Path | None = None,
 ) -> RestoreResult:
-    """Restore backup `ref` (from the local `dump` when given) into a target.
+    """Restore backup `ref` (from the local `dump` when given) into a target, masked by the
+    target's rules (DEV_MASK_RULES for dev) or `mask_rules`.
 
-    Raises ConfigError (bad target, target is the source, no suitable pg_restore) before
-    touching anything, and JobError when the restore fails; the target is then unchanged.
+    Raises ConfigError (bad target, target is the source, no suitable pg_restore, bad
+    rules) before touching anything, MaskingRefused when the rules do not fit the backup,
+    and JobError when the restore fails; the target is then unchanged.
     """
-    target = resolve_target(settings, target_ref)
+    target = resolve_target(settings, target_ref, mask_rules)
+    masked.load_masking(settings, target)  # a bad rules file or key: exit 2 before any work
     located = find_backup(settings, ref)
     manifest = located.manifest
     identity = target_identity(target.url, settings.maintenance_database)
@@ -219,6 +244,8 @@ def _remember(
         "backup_id": backup_id,
         "strategy": result.strategy if result else None,
         "seconds": result.seconds if result else None,
+        "masked": target.mask_rules is not None,
+        "masking": result.masking if result else None,
         "error": mask(error) if error else None,
     }
     with contextlib.suppress(OrchestratorError):
@@ -250,13 +277,16 @@ class Restorer:
                 f"MAINTENANCE_DATABASE: the target database {self.target.url.database!r} cannot "
                 "also be the database used to create and rename databases"
             )
+        masking = masked.load_masking(self.settings, self.target)
+        # the gate: rules that do not fit this backup stop the restore before anything loads
+        plans = masked.plans_for(masking, self.manifest) if masking is not None else {}
         try:
-            return self._run()
+            return self._run(masking, plans)
         except psycopg.Error as exc:
             first = mask(str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc))
             raise JobError(f"restore into {self.target.name} failed: {first}") from None
 
-    def _run(self) -> RestoreResult:
+    def _run(self, masking: masked.Masking | None, plans: dict[str, TablePlan]) -> RestoreResult:
         started = time.monotonic()
         with contextlib.closing(
             _maintenance(self.target.url, self.settings.maintenance_database)
@@ -274,8 +304,15 @@ class Restorer:
                 why=why,
                 pg_restore=self.client.version,
             )
+            stats: dict[str, dict[str, Any]] = {}
             if strategy == "swap":
-                ignored, previous = self._swap(maint, caps.server_major)
+                ignored, previous = self._swap(maint, caps.server_major, masking, plans, stats)
+            elif masking is not None:
+                raise ConfigError(
+                    f"{masking.setting} needs the swap strategy (a role that may create "
+                    "databases): masked rows must be loaded into a new database, never over the "
+                    "target"
+                )
             else:
                 ignored, previous = self._transaction(caps.server_major), None
         result = RestoreResult(
@@ -288,6 +325,7 @@ class Restorer:
             rows=sum(self.manifest.row_counts.values()),
             previous=previous,
             ignored_errors=ignored,
+            masking=masked.masking_report(masking, stats) if masking is not None else None,
         )
         log.info("restore.done", target=self.target.name, seconds=result.seconds, strategy=strategy)
         return result
@@ -305,25 +343,65 @@ class Restorer:
             timeout=float(self.settings.restore_timeout),
         )
 
-    def _swap(self, maint: Conn, server_major: int) -> tuple[list[str], str | None]:
+    def _swap(
+        self,
+        maint: Conn,
+        server_major: int,
+        masking: masked.Masking | None,
+        plans: dict[str, TablePlan],
+        stats: dict[str, dict[str, Any]],
+    ) -> tuple[list[str], str | None]:
         staging = restore_plan.staging_name(self.target.url.database, secrets.token_hex(4))
         inspect.create_database(maint, staging)
         try:
             staged = self.target.url.with_database(staging)
             with ThreadPoolExecutor(max_workers=1) as pool:
                 room = pool.submit(with_context(self._make_room), maint, server_major)
-                ignored = pgrestore.run_restore(
-                    self.client, staged, self.archive, self._options(False)
-                )
+                ignored = self._load(staged, masking, plans, stats)
                 room.result()
             self._verify(staged)
             self._post_restore_sql(staged)
+            when = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+            comment = masked.database_comment(self.manifest.id, when, masking, stats)
+            inspect.comment_on_database(maint, staging, comment)
             previous = self._swap_in(maint, staging, server_major)
         except BaseException:
             with contextlib.suppress(Exception):
                 inspect.drop_database(maint, staging, server_major)
             raise
         return ignored, previous
+
+    def _load(
+        self,
+        staged: ConnInfo,
+        masking: masked.Masking | None,
+        plans: dict[str, TablePlan],
+        stats: dict[str, dict[str, Any]],
+    ) -> list[str]:
+        """Restore the archive into the empty `staged` database: in one pg_restore, or
+        masked (section by section, masked tables through the filter)."""
+        if masking is None:
+            return pgrestore.run_restore(self.client, staged, self.archive, self._options(False))
+        known = self.manifest.tables
+
+        def table_of(entry: pgrestore.TocEntry) -> str | None:
+            found = pgrestore.entry_table(entry, known)
+            return table_key(*found) if found else None
+
+        with work_dir(self.settings) as folder:
+            load = masked.MaskedLoad(
+                self.client,
+                staged,
+                self.archive,
+                self._options(False),
+                masking,
+                plans,
+                folder,
+                table_of,
+            )
+            ignored = load.run()
+            stats.update(load.stats)
+        return ignored
 
     def _make_room(self, maint: Conn, server_major: int) -> None:
         """Drop the previous copy this swap would drop anyway (ages_out), while pg_restore

@@ -118,7 +118,7 @@ def targets(settings: Settings, kept: history.History) -> list[TargetDoc]:
                 server=target_server(url),
                 last_refresh_at=when,
                 backup_id=backup_id,
-                masked=False,
+                masked=name == "dev" and settings.dev_mask_rules is not None,
             )
         )
     return found

@@ -264,6 +264,15 @@ def terminate_sessions(conn: Conn, database: str) -> int:
     return ended
 
 
+def comment_on_database(conn: Conn, database: str, comment: str) -> None:
+    """COMMENT ON DATABASE `database` IS `comment` (the role must own it)."""
+    conn.execute(
+        sql.SQL("COMMENT ON DATABASE {} IS {}").format(
+            sql.Identifier(database), sql.Literal(comment)
+        )
+    )
+
+
 def rename_databases(conn: Conn, renames: list[tuple[str, str]]) -> None:
     """Apply ALTER DATABASE ... RENAME TO ... for each pair, all in one transaction."""
     with conn.transaction():

@@ -93,13 +93,63 @@ def table_data_tables(toc: str, known: Iterable[TableName]) -> list[TableName]:
 
 @dataclass(frozen=True)
 class RestoreOptions:
-    """How pg_restore runs (from settings and the chosen strategy)."""
+    """How pg_restore runs (from settings and the chosen strategy). `section` and
+    `use_list` restore one section (pre-data, data, post-data) of the entries a list names."""
 
     jobs: int = 2
     no_owner: bool = True
     no_acl: bool = True
     single_transaction: bool = False
     timeout: float | None = None
+    section: str | None = None
+    use_list: Path | None = None
+
+
+@dataclass(frozen=True)
+class TocEntry:
+    """One entry of `pg_restore --list`: its line as printed, its kind, and what follows
+    the kind ("<schema> <name> <owner>")."""
+
+    line: str
+    kind: str
+    rest: str
+
+
+# kinds that matter to a masked restore, longest first (BLOBS before BLOB)
+TOC_KINDS = (
+    "MATERIALIZED VIEW DATA",
+    "STATISTICS DATA",
+    "BLOB METADATA",
+    "SEQUENCE SET",
+    "TABLE DATA",
+    "BLOBS",
+    "BLOB",
+)
+
+
+def toc_list(toc: str) -> list[TocEntry]:
+    """Every entry of a `pg_restore --list` output, in order (comment lines dropped); kinds
+    other than TOC_KINDS are "other"."""
+    entries = []
+    for line in toc.splitlines():
+        match = _TOC_LINE.match(line)
+        if match:
+            text = match["rest"]
+            kind = next((k for k in TOC_KINDS if text.startswith(f"{k} ")), "other")
+            entries.append(TocEntry(line, kind, text[len(kind) + 1 :] if kind != "other" else text))
+    return entries
+
+
+def entry_table(entry: TocEntry, known: Iterable[TableName]) -> TableName | None:
+    """The (schema, table) of `known` that a TABLE DATA entry loads, or None."""
+    candidates = sorted(known, key=lambda t: len(t[0]) + len(t[1]), reverse=True)
+    return _match(entry.rest, candidates)
+
+
+def write_list(entries: Iterable[TocEntry], path: Path) -> Path:
+    """Write a list file for `pg_restore --use-list` naming `entries`; give its path."""
+    path.write_text("".join(f"{entry.line}\n" for entry in entries), encoding="utf-8")
+    return path
 
 
 def restore_argv(
@@ -119,7 +169,26 @@ def restore_argv(
         argv.append("--no-owner")
     if options.no_acl:
         argv.append("--no-acl")
+    if options.section:
+        argv.append(f"--section={options.section}")
+    if options.use_list:
+        argv.append(f"--use-list={options.use_list}")
     return [*argv, str(archive)]
+
+
+def copy_stages(
+    client: ClientSet, target: ConnInfo, archive: Path, entry_list: Path, middle: execute.Stage
+) -> list[execute.Stage]:
+    """The pipeline that loads one TABLE DATA entry through `middle`: pg_restore prints the
+    entry's COPY script (no server involved), `middle` rewrites it, psql runs it into
+    `target` in one transaction, stopping at the first error."""
+    script = [client.tool("pg_restore"), f"--use-list={entry_list}", "--file=-", str(archive)]
+    load = psql_argv(client, target, "-")
+    return [
+        execute.Stage(script),
+        middle,
+        execute.Stage(load, libpq_env(target, "masked-copy")),
+    ]
 
 
 def run_restore(
@@ -204,7 +273,14 @@ def run_sql_file(client: ClientSet, target: ConnInfo, path: Path, timeout: float
 
     Raises CommandFailed naming the file's first error.
     """
-    argv = [
+    argv = psql_argv(client, target, str(path))
+    execute.run(argv, env=libpq_env(target, "post-restore-sql"), timeout=timeout)
+
+
+def psql_argv(client: ClientSet, target: ConnInfo, script: str) -> list[str]:
+    """psql running `script` (a path, or - for stdin) into `target` in one transaction,
+    stopping at the first error (no password in it)."""
+    return [
         client.tool("psql"),
         "--no-password",
         "--no-psqlrc",
@@ -212,6 +288,5 @@ def run_sql_file(client: ClientSet, target: ConnInfo, path: Path, timeout: float
         "--single-transaction",
         "--set=ON_ERROR_STOP=1",
         f"--dbname={target.url}",
-        f"--file={path}",
+        f"--file={script}",
     ]
-    execute.run(argv, env=libpq_env(target, "post-restore-sql"), timeout=timeout)

@@ -138,3 +138,17 @@ def test_pipeline_timeout_kills_every_stage(tmp_path):
     assert time.monotonic() - started < 10
     time.sleep(0.2)
     assert not marker.exists()
+
+
+def test_read_stream_stops_the_program_when_the_reader_has_enough():
+    started = time.monotonic()
+    first = execute.read_stream(["yes", "row"], lambda out: out.readline())
+    assert first == b"row\n" and time.monotonic() - started < 10
+
+
+def test_read_stream_reports_a_program_that_fails_on_its_own():
+    with pytest.raises(CommandFailed, match="exited with code 2: error: no archive"):
+        execute.read_stream(
+            ["sh", "-c", "echo 'error: no archive' >&2; exit 2"], lambda o: o.read()
+        )
+    assert execute.read_stream(["printf", "a\\nb\\n"], lambda o: o.read()) == b"a\nb\n"

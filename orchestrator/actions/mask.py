@@ -1,0 +1,120 @@
+"""`orchestrator mask suggest` and `mask check`: masking rules from and against a backup.
+
+Both work from the archive alone, never a database connection: `check` needs only the
+backup's manifest (its schema facts), `suggest` also samples rows from the archive itself
+(`pg_restore --file=-` of each table's data, stopped after the first rows).
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import BinaryIO, cast
+
+from orchestrator import execute
+from orchestrator.actions.backup import work_dir
+from orchestrator.actions.common import client_for
+from orchestrator.actions.fetch import needed_identities, plain_copy
+from orchestrator.actions.restore import find_backup
+from orchestrator.catalog import Manifest
+from orchestrator.errors import ConfigError
+from orchestrator.logs import get_logger, with_context
+from orchestrator.masking.detect import suggest_rules
+from orchestrator.masking.rules import Problem, check, load_rules
+from orchestrator.masking.stream import sample_rows
+from orchestrator.names import table_key
+from orchestrator.postgres import restore as pgrestore
+from orchestrator.postgres.clients import ClientSet
+from orchestrator.postgres.restore import TocEntry
+from orchestrator.schema_facts import SchemaFacts
+from orchestrator.settings import Settings
+
+log = get_logger(__name__)
+SAMPLE_ROWS = 1000
+SAMPLERS = 4
+Samples = dict[str, dict[str, list[str | None]]]
+
+
+def facts_of(manifest: Manifest, setting: str) -> SchemaFacts:
+    """The backup's schema facts; ConfigError when it was taken before they were kept."""
+    if manifest.schema_facts is None:
+        raise ConfigError(
+            f"{setting}: backup {manifest.id} has no schema facts (taken before masked copies "
+            "existed); take a new backup first"
+        )
+    return manifest.schema_facts
+
+
+def check_rules(settings: Settings, rules: Path | None, ref: str) -> tuple[Manifest, list[Problem]]:
+    """Check a rules file (`rules`, else DEV_MASK_RULES) against backup `ref`'s schema; give
+    the backup and every problem. Raises ConfigError when no file is named or it cannot be
+    read or parsed."""
+    path, setting = (
+        (rules, "--rules") if rules is not None else (settings.dev_mask_rules, "DEV_MASK_RULES")
+    )
+    if path is None:
+        raise ConfigError("--rules: no rules file given and DEV_MASK_RULES is not set")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ConfigError(f"{setting}: cannot read {path}: {reason}") from None
+    manifest = find_backup(settings, ref).manifest
+    loaded = load_rules(text, setting)
+    return manifest, check(loaded, facts_of(manifest, setting), list(manifest.row_counts))
+
+
+def suggest(settings: Settings, ref: str, rows: int = SAMPLE_ROWS) -> tuple[Manifest, str]:
+    """A complete rules file for backup `ref`: every table and column, personal data (found
+    by column name and by sampled values) with a transform, the rest `keep`; give the
+    backup and the YAML text. Needs ARCHIVE_IDENTITY_FILE for an encrypted backup."""
+    located = find_backup(settings, ref)
+    manifest = located.manifest
+    facts = facts_of(manifest, "--from")
+    identities = needed_identities(settings, located, "mask suggest")
+    with work_dir(settings) as folder:
+        archive, used = plain_copy(located, folder, identities)
+        client = client_for(
+            settings, "pg_restore", used.dump_major, f"written by pg_dump {used.pg_dump_version}"
+        )
+        samples = _sample(client, archive, used, folder, rows)
+    header = (
+        f"Masking rules suggested by orchestrator for backup {manifest.id}.\n"
+        "Review every line: columns with a transform were found by their name or by the\n"
+        "values sampled from the archive (the comment says which); everything else is kept.\n"
+        "Under unlisted_columns: fail, a column added later stops the dev refresh until\n"
+        "it is listed here."
+    )
+    return manifest, suggest_rules(facts, list(manifest.row_counts), samples, header)
+
+
+def _sample(
+    client: ClientSet, archive: Path, manifest: Manifest, folder: Path, rows: int
+) -> Samples:
+    """The first `rows` rows of each table that holds any, read from the archive."""
+    entries = pgrestore.toc_list(pgrestore.list_toc(client, archive))
+    wanted: list[tuple[str, TocEntry]] = []
+    for entry in entries:
+        if entry.kind == "TABLE DATA" and (found := pgrestore.entry_table(entry, manifest.tables)):
+            key = table_key(*found)
+            if manifest.row_counts.get(key):
+                wanted.append((key, entry))
+    lists = [
+        pgrestore.write_list([entry], folder / f"sample-{index}.list")
+        for index, (_key, entry) in enumerate(wanted)
+    ]
+    count = len(wanted)
+    with ThreadPoolExecutor(max_workers=SAMPLERS) as pool:
+        sampled = pool.map(
+            with_context(_sample_table), [client] * count, [archive] * count, lists, [rows] * count
+        )
+        return {key: values for (key, _entry), values in zip(wanted, sampled, strict=True)}
+
+
+def _sample_table(
+    client: ClientSet, archive: Path, listed: Path, rows: int
+) -> dict[str, list[str | None]]:
+    """The first `rows` values of each column of the one table `listed` names."""
+    argv = [client.tool("pg_restore"), f"--use-list={listed}", "--file=-", str(archive)]
+    columns, values = execute.read_stream(argv, lambda out: sample_rows(cast(BinaryIO, out), rows))
+    return {name: [row[i] for row in values] for i, name in enumerate(columns)}

@@ -1,0 +1,218 @@
+"""Masked copies: a restore in which the rows of masked tables are rewritten between the
+archive and the server, so no raw value of a masked column ever reaches it.
+
+The archive is restored in its three sections into the new (staging) database:
+
+1. pre-data: tables, types, functions (no rows, no indexes or constraints yet);
+2. data: the tables whose columns are all kept, by pg_restore; beside it, each table with a
+   masked column through `pg_restore --file=- | python -m orchestrator.masking filter | psql`
+   (the filter gets the table's plan and MASK_KEY, in its environment);
+3. post-data: indexes, constraints, triggers, materialized views (refreshed over the masked
+   rows), so a broken uniqueness or foreign key fails the restore before the swap.
+
+Planner statistics that pg_dump 18+ may write (`STATISTICS DATA`: most common values, i.e.
+raw values) are never restored into a masked copy; ANALYZE computes them from the masked
+rows. Large objects keep their metadata but not their contents unless the rules say
+`large_objects: keep`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from orchestrator import execute
+from orchestrator.catalog import Manifest
+from orchestrator.conninfo import ConnInfo
+from orchestrator.errors import ConfigError, JobError
+from orchestrator.logs import get_logger, with_context
+from orchestrator.masking.plan import TablePlan
+from orchestrator.masking.rules import Problem, Rules, check, load_rules, plan
+from orchestrator.masking.transforms import KEY_SETTING, load_key
+from orchestrator.postgres import restore as pgrestore
+from orchestrator.postgres.clients import ClientSet
+from orchestrator.postgres.restore import RestoreOptions, TocEntry
+from orchestrator.settings import Settings, TargetSettings
+
+log = get_logger(__name__)
+SHOWN_PROBLEMS = 20
+NEVER_IN_A_MASKED_COPY = ("STATISTICS DATA",)  # raw most-common values and histograms
+
+
+@dataclass(frozen=True)
+class Masking:
+    """Rules loaded and the key checked, for one target."""
+
+    rules: Rules
+    key: str
+    setting: str
+    workers: int
+
+
+class MaskingRefused(JobError):
+    """The rules do not fit the backup's schema (a new column, a bad rule): nothing was
+    loaded into the target."""
+
+    def __init__(self, setting: str, backup_id: str, problems: list[Problem]) -> None:
+        shown = "; ".join(f"{p.location}: {p.message}" for p in problems[:SHOWN_PROBLEMS])
+        more = (
+            f"; and {len(problems) - SHOWN_PROBLEMS} more" if len(problems) > SHOWN_PROBLEMS else ""
+        )
+        super().__init__(
+            f"{setting} does not fit backup {backup_id}, nothing was loaded: {shown}{more}"
+        )
+        self.problems = problems
+
+
+def load_masking(settings: Settings, target: TargetSettings) -> Masking | None:
+    """The target's masking (None when it has no rules file). Raises ConfigError naming the
+    setting when the rules file cannot be read or parsed, or MASK_KEY is unset or short."""
+    if target.mask_rules is None:
+        return None
+    try:
+        text = target.mask_rules.read_text(encoding="utf-8")
+    except (OSError, UnicodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ConfigError(
+            f"{target.mask_setting}: cannot read {target.mask_rules}: {reason}"
+        ) from None
+    rules = load_rules(text, target.mask_setting)
+    key = settings.mask_key_text()
+    load_key(key)  # ConfigError naming MASK_KEY, never its value
+    assert key is not None
+    return Masking(rules, key, target.mask_setting, settings.mask_workers)
+
+
+def plans_for(masking: Masking, manifest: Manifest) -> dict[str, TablePlan]:
+    """Each data table's plan for `manifest`. Raises ConfigError when the backup has no
+    schema facts, MaskingRefused when the rules do not fit its schema (unlisted columns
+    under `unlisted_columns: fail` among them)."""
+    facts = manifest.schema_facts
+    if facts is None:
+        raise ConfigError(
+            f"{masking.setting}: backup {manifest.id} has no schema facts (it was taken before "
+            "masked copies existed); take a new backup, masking needs its schema"
+        )
+    data_tables = list(manifest.row_counts)
+    problems = check(masking.rules, facts, data_tables)
+    if problems:
+        raise MaskingRefused(masking.setting, manifest.id, problems)
+    return plan(masking.rules, facts, data_tables)
+
+
+@dataclass
+class MaskedLoad:
+    """One masked restore of `archive` into the empty database `target`."""
+
+    client: ClientSet
+    target: ConnInfo
+    archive: Path
+    options: RestoreOptions
+    masking: Masking
+    plans: dict[str, TablePlan]
+    folder: Path
+    table_of: Callable[[TocEntry], str | None]
+    stats: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def run(self) -> list[str]:
+        """Restore the three sections, masked tables through the filter; give the harmless
+        errors pg_restore ignored. Raises JobError/CommandFailed at the first failure."""
+        entries = pgrestore.toc_list(pgrestore.list_toc(self.client, self.archive))
+        masked = {e.line: key for e in entries if (key := self._masked_table(e)) is not None}
+        kept = [e for e in entries if e.line not in masked and not self._never(e)]
+        listed = pgrestore.write_list(kept, self.folder / "restore.list")
+        ignored = self._section("pre-data", listed)
+        with ThreadPoolExecutor(max_workers=1 + max(1, self.options.jobs)) as pool:
+            data = pool.submit(with_context(self._section), "data", listed)
+            chosen = [entry for entry in entries if entry.line in masked]
+            copies = [
+                pool.submit(with_context(self._copy), entry, masked[entry.line], index)
+                for index, entry in enumerate(chosen)
+            ]
+            for copy in copies:
+                copy.result()
+            ignored += data.result()
+        ignored += self._section("post-data", listed)
+        return sorted(set(ignored))
+
+    def _masked_table(self, entry: TocEntry) -> str | None:
+        """The table key of a TABLE DATA entry whose plan masks a column."""
+        if entry.kind != "TABLE DATA":
+            return None
+        key = self.table_of(entry)
+        if key is None:
+            raise JobError(f"the archive's entry {entry.rest!r} matches no table of the manifest")
+        found = self.plans.get(key)
+        return key if found is not None and found.masked_columns() else None
+
+    def _never(self, entry: TocEntry) -> bool:
+        if entry.kind in NEVER_IN_A_MASKED_COPY:
+            return True
+        return entry.kind == "BLOBS" and self.masking.rules.large_objects != "keep"
+
+    def _section(self, section: str, listed: Path) -> list[str]:
+        options = RestoreOptions(
+            jobs=self.options.jobs,
+            no_owner=self.options.no_owner,
+            no_acl=self.options.no_acl,
+            timeout=self.options.timeout,
+            section=section,
+            use_list=listed,
+        )
+        return pgrestore.run_restore(self.client, self.target, self.archive, options)
+
+    def _copy(self, entry: TocEntry, table: str, index: int) -> None:
+        """Load one masked table: archive -> filter -> psql."""
+        plan_file = self.folder / f"plan-{index}.json"
+        plan_file.write_text(self.plans[table].to_json(), encoding="utf-8")
+        stats_file = self.folder / f"stats-{index}.json"
+        one = pgrestore.write_list([entry], self.folder / f"entry-{index}.list")
+        middle = execute.Stage(
+            [
+                sys.executable,
+                "-m",
+                "orchestrator.masking",
+                "filter",
+                f"--plan={plan_file}",
+                f"--stats={stats_file}",
+                f"--workers={self.masking.workers}",
+            ],
+            {KEY_SETTING: self.masking.key},
+        )
+        stages = pgrestore.copy_stages(self.client, self.target, self.archive, one, middle)
+        execute.run_pipeline(stages, timeout=self.options.timeout)
+        found = json.loads(stats_file.read_text(encoding="utf-8"))
+        self.stats[table] = {
+            "columns": found.get("masked_columns", []),
+            "rows": found.get("rows", 0),
+        }
+        log.info("restore.masked_table", table=table, **self.stats[table])
+
+
+def masking_report(masking: Masking, stats: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """What a masked restore did, for its report, the webhook and status: the rules file's
+    sha256, the masked columns and rows per table, and that no column was unlisted."""
+    return {
+        "rules_sha256": masking.rules.sha256,
+        "tables": {table: stats[table] for table in sorted(stats)},
+        "unlisted": [],
+    }
+
+
+def database_comment(
+    backup_id: str, when: str, masking: Masking | None, stats: dict[str, Any]
+) -> str:
+    """The COMMENT ON DATABASE of a restored copy: which backup, when, and for a masked copy
+    which rules and what they masked, so anyone connected to it can tell."""
+    if masking is None:
+        return f"orchestrator: copy of backup {backup_id}, restored {when}"
+    tables = "; ".join(f"{t}({', '.join(s.get('columns', []))})" for t, s in sorted(stats.items()))
+    return (
+        f"orchestrator: MASKED copy of backup {backup_id}, restored {when}; rules sha256 "
+        f"{masking.rules.sha256}; masked: {tables or 'nothing'}; unlisted columns: none"
+    )[:4000]
