@@ -19,8 +19,17 @@ P = ParamSpec("P")
 R = TypeVar("R")
 _SECRETS: set[str] = set()
 MASK = "***"
-_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^@\s]*)(?=@)", re.I)
+# the password runs to the last @ before the host: an unencoded @ inside it is masked too
+_URL_PASSWORD = re.compile(
+    r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<pw>\S*?)(?=@[^@\s/?#]*(?:[/?#\s]|$))", re.I
+)
 _KEYWORD_PASSWORD = re.compile(r"(?P<head>\bpassword\s*=\s*)(?P<pw>'[^']*'|\S+)", re.I)
+# NAME=value where the name says it holds a secret (PGPASSWORD=, AWS_SECRET_ACCESS_KEY=,
+# ?token=, api_key=): the value is masked; a message that only names the setting is not
+_NAMED_SECRET = re.compile(
+    r"(?P<head>\b\w*(?:password|passwd|secret|token|api_?key|private_?key)\w*=)(?P<pw>[^\s&]+)",
+    re.I,
+)
 
 
 def register_secret(value: str | None) -> None:
@@ -33,6 +42,7 @@ def mask(text: str) -> str:
     """Give `text` with registered secrets and URL / keyword passwords replaced by ***."""
     text = _URL_PASSWORD.sub(lambda m: m["head"] + MASK, text)
     text = _KEYWORD_PASSWORD.sub(lambda m: m["head"] + MASK, text)
+    text = _NAMED_SECRET.sub(lambda m: m["head"] + MASK, text)
     for secret in sorted(_SECRETS, key=len, reverse=True):
         text = text.replace(secret, MASK)
     return text

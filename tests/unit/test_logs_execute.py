@@ -21,6 +21,17 @@ from orchestrator.errors import CommandFailed
         ("host=h password=hunter2 dbname=x", "host=h password=*** dbname=x"),
         ("password='with space' user=u", "password=*** user=u"),
         ("postgresql://app@h/db", "postgresql://app@h/db"),
+        ("postgres://u:p@ss@db/x now", "postgres://u:***@db/x now"),  # an unencoded @
+        ("postgres://u:p@ss:w@db:5432", "postgres://u:***@db:5432"),
+        ("env PGPASSWORD=pw1 psql", "env PGPASSWORD=*** psql"),
+        ("AWS_SECRET_ACCESS_KEY=abc123 x", "AWS_SECRET_ACCESS_KEY=*** x"),
+        ("https://hc.example/ping?token=abc&x=1", "https://hc.example/ping?token=***&x=1"),
+        (
+            "MASK_KEY: must hold at least 16 characters",
+            "MASK_KEY: must hold at least 16 characters",
+        ),
+        ("AWS_SECRET_ACCESS_KEY_2: access denied", "AWS_SECRET_ACCESS_KEY_2: access denied"),
+        ("user@example.com wrote: a@b", "user@example.com wrote: a@b"),
     ],
 )
 def test_mask(text, expected):
