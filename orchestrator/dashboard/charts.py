@@ -8,6 +8,7 @@ the charts follow the light and dark schemes. Every data-derived text is passed 
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -127,9 +128,27 @@ def _y_axis(ticks: list[float], unit: str) -> list[str]:
     return parts
 
 
+MIN_LABEL_GAP = 80.0  # a "Nov 30 07:17" label is about 70 units wide
+
+
+def _spaced(labels: list[tuple[float, str]]) -> list[tuple[float, str]]:
+    """The labels worth drawing: each text once, and only the outer ones when they would
+    run into each other (points close in time on a narrow axis)."""
+    kept: list[tuple[float, str]] = []
+    for x, label in labels:
+        if all(label != text for _x, text in kept):
+            kept.append((x, label))
+    gaps = [b[0] - a[0] for a, b in itertools.pairwise(kept)]
+    if gaps and min(gaps) < MIN_LABEL_GAP:
+        outer = [kept[0], kept[-1]]
+        kept = outer if outer[1][0] - outer[0][0] >= 2 * MIN_LABEL_GAP else outer[:1]
+    return kept
+
+
 def _x_labels(labels: list[tuple[float, str]]) -> list[str]:
     """Labels under the plot at x positions; of several, the first is left-aligned and the
     last right-aligned, so that none is cut at the edges."""
+    labels = _spaced(labels)
     parts = []
     for index, (x, label) in enumerate(labels):
         anchor = "middle"
