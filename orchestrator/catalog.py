@@ -19,11 +19,11 @@ from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Literal, NoReturn
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from orchestrator.errors import ConfigError, IntegrityError, NotFound, OrchestratorError
+from orchestrator.errors import ConfigError, IntegrityError, JobError, NotFound, OrchestratorError
 from orchestrator.logs import get_logger, with_context
 from orchestrator.names import split_table_key
 from orchestrator.schema_facts import SchemaFacts
@@ -176,6 +176,17 @@ def dump_backup_id(key: str) -> str | None:
         return None
 
 
+def stray_dumps(storage: Storage, manifest: Manifest) -> list[str]:
+    """Dump objects of the manifest's backup that it does not name: what an interrupted
+    rekey left (the old or the new object). Only keys of the layout, in the id's folder."""
+    folder = manifest.dump_key.rsplit("/", 1)[0] + "/"
+    return [
+        info.key
+        for info in storage.list(folder)
+        if dump_backup_id(info.key) == manifest.id and info.key != manifest.dump_key
+    ]
+
+
 def owns_dump_key(manifest: Manifest) -> bool:
     """True when the manifest's dump key is one the layout gives for its id."""
     return dump_backup_id(manifest.dump_key) == manifest.id
@@ -205,6 +216,17 @@ def list_backups(storage: Storage, database: str | None = None) -> list[Manifest
     if database:
         backups = [m for m in backups if m.database == database]
     return sorted(backups, key=lambda m: (m.created_at, m.id), reverse=True)
+
+
+def newest_backup(storage: Storage, database: str) -> Manifest | None:
+    """The newest readable backup of `database` in one store, reading only the manifests
+    it takes to find it (ids sort by time)."""
+    keys = [o.key for o in storage.list(f"{safe_name(database)}/") if is_manifest_key(o.key)]
+    for key in sorted(keys, key=lambda k: k.rsplit("/", 1)[-1], reverse=True):
+        manifest = _try_read(storage, key)
+        if manifest is not None and manifest.manifest_key == key and manifest.database == database:
+            return manifest
+    return None
 
 
 def _try_read(storage: Storage, key: str) -> Manifest | None:
@@ -270,9 +292,11 @@ class Copy:
 
 @dataclass(frozen=True)
 class Located:
-    """A backup and every store that holds it (in store order)."""
+    """A backup and every store that holds it (in store order); `unreachable` are the
+    stores that could not be asked (label and why), which may hold it too."""
 
     copies: tuple[Copy, ...]
+    unreachable: tuple[tuple[str, str], ...] = ()
 
     @property
     def manifest(self) -> Manifest:
@@ -316,24 +340,39 @@ def find_located(
 ) -> Located:
     """Resolve `ref` (an id or `latest`) across the stores; see `find` for `latest`.
 
-    A store that cannot be asked is logged and passed over. Raises NotFound when no store
-    holds such a backup, or the stores' errors when none could be asked.
+    A store that cannot be asked is logged and passed over (and named in `unreachable`).
+    Raises NotFound when every store answered and none holds such a backup, JobError when
+    the stores that answered do not hold it but others could not be asked, or the stores'
+    errors when none could be asked.
     """
     if ref == "latest":
-        located, _failed = list_located(stores, database)
+        located, failed = list_located(stores, database)
         if source_identity is not None:
             located = [b for b in located if b.manifest.source_identity in (None, source_identity)]
         if not located:
-            raise NotFound("there are no backups yet")
-        return located[0]
+            _not_found(failed, "there are no backups yet")
+        return Located(located[0].copies, _why(failed))
     key = manifest_key_for(ref)
     outcomes = fan_out(stores, lambda store: read_manifest(store.storage, key))
     found = [Copy(o.store, o.value) for o in outcomes if o.value is not None]
-    if found:
-        return Located(tuple(found))
     failed = [(o.store, o.error) for o in outcomes if not isinstance(o.error, NotFound | None)]
+    if found:
+        return Located(tuple(found), _why(failed))
     if len(failed) == len(outcomes):
         raise combined(failed, f"read backup {ref}")
+    _not_found(failed, f"no backup with id {ref!r} (see `orchestrator list`)")
+
+
+def _why(failed: Sequence[tuple[NamedStore, OrchestratorError]]) -> tuple[tuple[str, str], ...]:
     for store, error in failed:
         log.warning("catalog.store_unreadable", store=store.label, error=str(error))
-    raise NotFound(f"no backup with id {ref!r} (see `orchestrator list`)")
+    return tuple((store.label, str(error)) for store, error in failed)
+
+
+def _not_found(failed: Sequence[tuple[NamedStore, OrchestratorError]], message: str) -> NoReturn:
+    """NotFound when every store answered; when some could not be asked, a JobError naming
+    them (they may hold it: that is no configuration error)."""
+    if failed:
+        names = "; ".join(f"{store.label}: {error}" for store, error in failed)
+        raise JobError(f"{message} in the stores that answered; could not ask {names}")
+    raise NotFound(message)

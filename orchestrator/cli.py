@@ -152,7 +152,7 @@ def cmd_sync(settings: Settings, args: argparse.Namespace) -> int:
         print(f"{verb} {plan.backup_id}: {plan.source} -> {plan.target}")
     for error in result.errors:
         print(f"orchestrator: error: {logs.mask(error)}", file=sys.stderr)
-    if not result.planned:
+    if not result.planned and result.ok:
         print("every store holds every backup")
     return 0 if result.ok else 1
 
@@ -221,7 +221,9 @@ def cmd_mask_check(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_drill(settings: Settings, args: argparse.Namespace) -> int:
     notifier = drill_action.drill_notifier(settings)
-    report, _kept = drill_action.recorded_drill(settings, notifier, args.ref, args.target_url)
+    report, _kept = drill_action.recorded_drill(
+        settings, notifier, args.ref, args.target_url, lock=True
+    )
     assert report is not None  # recorded_drill raises when there is no report
     if args.json:
         document = {

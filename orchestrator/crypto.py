@@ -21,7 +21,8 @@ from typing import Any, BinaryIO
 
 import pyrage
 
-from orchestrator.errors import ConfigError, JobError
+from orchestrator import cancel
+from orchestrator.errors import ConfigError, Interrupted, JobError
 from orchestrator.logs import register_secret
 
 SCHEME = "age"
@@ -65,13 +66,17 @@ def recipient_lines(text: str) -> list[str]:
 
 
 def parse_recipient(text: str) -> Recipient:
-    """Give the pyrage recipient for an `age1…` (or `ssh-ed25519 …`/`ssh-rsa …`) public key.
+    """Give the pyrage recipient for an `age1…` public key.
 
-    Raises ValueError naming the entry (its start only) when it is not one.
+    Raises ValueError naming the entry (its start only) when it is not one. SSH keys are
+    refused: the tool reads only age identities back, so a backup encrypted to an SSH key
+    alone could not be restored by it.
     """
     try:
         if text.startswith(SSH_PREFIXES):
-            return pyrage.ssh.Recipient.from_str(text)
+            raise ValueError(
+                f"{text[:12]!r}…: SSH keys are not supported; use an age key (age-keygen)"
+            )
         if text.startswith("AGE-SECRET-KEY-"):
             raise ValueError("is a private key (an identity), not a recipient; use its public key")
         return pyrage.x25519.Recipient.from_str(text)
@@ -123,37 +128,67 @@ def read_identity_file(path: Path, setting: str) -> list[Identity]:
     return load_identities(text, setting)
 
 
-class _HashingReader:
-    """A reader that hashes and counts what passes through it."""
+class _Stream:
+    """What pyrage reads from or writes to: it hashes and counts the bytes, stops the work
+    when a stop is requested, and keeps the first exception raised in it, which pyrage
+    would otherwise turn into its own error (a SIGTERM must stay a stop)."""
 
     def __init__(self, inner: BinaryIO) -> None:
         self.inner = inner
         self.digest = hashlib.sha256()
         self.size = 0
+        self.failure: BaseException | None = None
+
+    def _step(self) -> None:
+        if cancel.stop_requested():
+            raise StoppedError("stopped (shutdown requested)")
+
+    def _keep(self, exc: BaseException) -> BaseException:
+        if self.failure is None:
+            self.failure = exc
+        return exc
+
+
+class _HashingReader(_Stream):
+    """A reader that hashes and counts what passes through it."""
 
     def read(self, size: int = -1) -> bytes:
-        data = self.inner.read(size)
-        self.digest.update(data)
-        self.size += len(data)
+        try:
+            self._step()
+            data = self.inner.read(size)
+            self.digest.update(data)
+            self.size += len(data)
+        except BaseException as exc:
+            raise self._keep(exc) from None
         return data
 
 
-class _HashingWriter:
+class _HashingWriter(_Stream):
     """A writer that hashes and counts what passes through it."""
 
-    def __init__(self, inner: BinaryIO) -> None:
-        self.inner = inner
-        self.digest = hashlib.sha256()
-        self.size = 0
-
     def write(self, data: bytes) -> int:
-        written = self.inner.write(data)
-        self.digest.update(data)
-        self.size += len(data)
+        try:
+            self._step()
+            written = self.inner.write(data)
+            self.digest.update(data)
+            self.size += len(data)
+        except BaseException as exc:
+            raise self._keep(exc) from None
         return written
 
     def flush(self) -> None:
         self.inner.flush()
+
+
+class StoppedError(JobError):
+    """Encryption or decryption stopped because a stop was requested."""
+
+
+def _reraise_kept(*streams: _Stream) -> None:
+    """Raise what was raised inside a stream (a stop, a signal), if anything was."""
+    for stream in streams:
+        if isinstance(stream.failure, StoppedError | Interrupted | KeyboardInterrupt):
+            raise stream.failure
 
 
 def expected_size(header_length: int, plain_size: int) -> int:
@@ -190,7 +225,11 @@ def encrypt_file(source: Path, dest: Path, recipients: list[str]) -> Sealed:
         parsed = [parse_recipient(r) for r in recipients]
         with source.open("rb") as plain, dest.open("wb") as out:
             reader, writer = _HashingReader(plain), _HashingWriter(out)
-            pyrage.encrypt_io(reader, writer, parsed)
+            try:
+                pyrage.encrypt_io(reader, writer, parsed)
+            except pyrage.EncryptError:
+                _reraise_kept(reader, writer)
+                raise
             out.flush()
         sealed = Sealed(
             writer.size, writer.digest.hexdigest(), reader.size, reader.digest.hexdigest()
@@ -221,8 +260,12 @@ def decrypt_file(source: Path, dest: Path, identities: list[Identity]) -> tuple[
     ciphertext is damaged."""
     try:
         with source.open("rb") as sealed, dest.open("wb") as out:
-            writer = _HashingWriter(out)
-            pyrage.decrypt_io(sealed, writer, identities)
+            reader, writer = _HashingReader(sealed), _HashingWriter(out)
+            try:
+                pyrage.decrypt_io(reader, writer, identities)
+            except pyrage.DecryptError:
+                _reraise_kept(reader, writer)
+                raise
             out.flush()
     except BaseException as exc:
         dest.unlink(missing_ok=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -39,6 +40,10 @@ KILL_GRACE_SECONDS = 5.0
 POLL_SECONDS = 0.02
 _ERROR_MARKERS = ("error:", "ERROR:", "FATAL:", "fatal:", "could not", "No such file")
 
+# Secrets of our own that no child needs (pg_dump, pg_restore and psql get their password
+# through PGPASSWORD in `env`; the masking filter gets MASK_KEY the same way): kept out of
+# every child's environment, so a core dump or /proc/<pid>/environ of one shows none.
+_OUR_SECRETS = re.compile(r"^(AWS_SECRET_ACCESS_KEY|AWS_SESSION_TOKEN|MASK_KEY)(_\d+)?$")
 _live: dict[int, Any] = {}
 # Reentrant: the signal handler (terminate_all) may run while this thread holds the lock.
 _live_lock = threading.RLock()
@@ -77,6 +82,13 @@ class _StderrKeeper:
     def lines(self) -> list[str]:
         """First error lines, then tail lines not already among them."""
         return self.first_errors + [t for t in self.tail if t not in self.first_errors]
+
+
+def child_environment(extra: Mapping[str, str] | None) -> dict[str, str]:
+    """This process's environment without our own secrets, plus `extra` (what the child
+    needs, secrets included)."""
+    inherited = {k: v for k, v in os.environ.items() if not _OUR_SECRETS.match(k)}
+    return {**inherited, **(extra or {})}
 
 
 def _kill_group(proc: Any) -> None:
@@ -129,7 +141,7 @@ def run(
     keeper = _StderrKeeper(max_errors)
     captured = io.StringIO()
     started = time.monotonic()
-    full_env = {**os.environ, **(env or {})}
+    full_env = child_environment(env)
     # a buffer, not a callable: sh's callable stdout sink adds a 0.1 s poll to every run
     out: Any = str(stdout_path) if stdout_path else captured
     try:
@@ -216,9 +228,12 @@ def run_pipeline(stages: Sequence[Stage], *, timeout: float | None = None) -> li
     )
     keepers = [_StderrKeeper() for _stage in stages]
     started = time.monotonic()
-    procs = _spawn(stages, keepers)
+    drains: list[threading.Thread] = []
+    procs = _spawn(stages, keepers, drains)
     try:
         codes = _wait_all(procs, names, keepers, timeout)
+        for drain in drains:  # every stage's last lines, before one is named the cause
+            drain.join(timeout=KILL_GRACE_SECONDS)
     except BaseException:
         _kill_pipeline(procs)
         raise
@@ -259,7 +274,9 @@ class _GroupProcess:
         return self.popen.poll() is None, self.popen.returncode
 
 
-def _spawn(stages: Sequence[Stage], keepers: list[_StderrKeeper]) -> list[_GroupProcess]:
+def _spawn(
+    stages: Sequence[Stage], keepers: list[_StderrKeeper], drains: list[threading.Thread]
+) -> list[_GroupProcess]:
     """Start the stages joined by OS pipes (not `sh`, whose pipes copy every byte through
     Python threads: a pipeline moves whole tables)."""
     procs: list[_GroupProcess] = []
@@ -272,7 +289,7 @@ def _spawn(stages: Sequence[Stage], keepers: list[_StderrKeeper]) -> list[_Group
                 stdin=previous if previous is not None else subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL if last else subprocess.PIPE,
                 stderr=subprocess.PIPE,
-                env={**os.environ, **(stage.env or {})},
+                env=child_environment(stage.env),
                 start_new_session=True,
             )
             if previous is not None:
@@ -282,9 +299,11 @@ def _spawn(stages: Sequence[Stage], keepers: list[_StderrKeeper]) -> list[_Group
             procs.append(proc)
             with _live_lock:
                 _live[id(proc)] = proc
-            threading.Thread(
+            drain = threading.Thread(
                 target=_drain, args=(popen.stderr, keepers[index]), daemon=True
-            ).start()
+            )
+            drain.start()
+            drains.append(drain)
     except BaseException:
         _kill_pipeline(procs)
         raise
@@ -318,9 +337,7 @@ def _wait_all(
             _kill_pipeline(procs)
             raise CommandFailed(names[0], "was stopped", [])
         time.sleep(POLL_SECONDS)
-    codes = [int(p.popen.wait()) for p in procs]
-    time.sleep(POLL_SECONDS)  # let the stderr readers take the last lines
-    return codes
+    return [int(p.popen.wait()) for p in procs]
 
 
 def _kill_pipeline(procs: list[_GroupProcess]) -> None:
@@ -345,7 +362,11 @@ def read_stream(
     log.info("command.start", command=shlex.join([program, *argv[1:]]))
     keeper = _StderrKeeper()
     popen = subprocess.Popen(
-        list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+        list(argv),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        env=child_environment(None),
     )
     proc = _GroupProcess(popen)
     with _live_lock:
@@ -366,8 +387,12 @@ def read_stream(
     if not finished:
         _kill_pipeline([proc])
         return found
-    code = popen.wait(timeout=timeout)
-    drain.join(timeout=1.0)
+    try:
+        code = popen.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_pipeline([proc])
+        raise CommandFailed(program, f"timed out after {timeout:g}s", keeper.lines()) from None
+    drain.join(timeout=KILL_GRACE_SECONDS)
     if code != 0:
         raise CommandFailed(program, _describe_exit(code), keeper.lines())
     return found

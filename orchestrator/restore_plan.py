@@ -77,6 +77,14 @@ def _host_key(host: str) -> str:
     return "local" if host in LOCAL_ALIASES or host.startswith("/") else host
 
 
+def same_server(a: Endpoint, b: Endpoint) -> bool:
+    """True when `a` and `b` are on one server: the same host (aliases of this host count
+    as one) and port, or the same cluster by system identifier."""
+    if _host_key(a.host) == _host_key(b.host) and a.port == b.port:
+        return True
+    return bool(a.system_identifier) and a.system_identifier == b.system_identifier
+
+
 def same_database(a: Endpoint, b: Endpoint) -> str | None:
     """Give why `a` and `b` are the same database, or None when nothing says they are.
 

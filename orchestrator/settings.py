@@ -579,5 +579,6 @@ def _export_client_variables(env_file: str | Path | None) -> None:
     if env_file is None or not Path(env_file).is_file():
         return
     for name, value in dotenv_values(env_file).items():
-        if name.startswith(CLIENT_PREFIXES) and value and name not in os.environ:
+        numbered = _NUMBERED.match(name.upper())  # other stores' keys go to their own client
+        if name.startswith(CLIENT_PREFIXES) and value and name not in os.environ and not numbered:
             os.environ[name] = value

@@ -31,6 +31,7 @@ from orchestrator.errors import (
     CommandFailed,
     ConfigError,
     IntegrityError,
+    Interrupted,
     JobError,
     NotFound,
     OrchestratorError,
@@ -258,6 +259,8 @@ def with_unused_id(stores: list[NamedStore], dump: LocalDump) -> LocalDump:
 def _holds(storage: Storage, key: str) -> bool:
     try:
         storage.get_bytes(key)
+    except Interrupted:
+        raise
     except OrchestratorError:  # NotFound (free) or cannot tell
         return False
     return True
@@ -373,16 +376,24 @@ def open_stores(settings: Settings) -> OpenStores:
 def _warn_other_source(storage: Storage, manifest: Manifest) -> None:
     """Warn when the newest backup of this database name came from another cluster: two
     sources sharing a prefix mix their retention (give each source its own prefix). Not an
-    error, since a provider's major upgrade or failover changes the identity too."""
-    for other in catalog.list_backups(storage, manifest.database)[:1]:
-        if other.source_identity and manifest.source_identity not in (None, other.source_identity):
-            log.warning(
-                "backup.other_source",
-                database=manifest.database,
-                previous=other.source_identity,
-                now=manifest.source_identity,
-                advice="one STORAGE_URL prefix per source unless the server was replaced",
-            )
+    error, since a provider's major upgrade or failover changes the identity too; best
+    effort (a store that cannot say is no reason to fail the upload)."""
+    try:
+        other = catalog.newest_backup(storage, manifest.database)
+    except Interrupted:
+        raise
+    except OrchestratorError as exc:
+        log.warning("backup.other_source_unknown", error=str(exc))
+        return
+    previous = other.source_identity if other is not None else None
+    if previous and manifest.source_identity not in (None, previous):
+        log.warning(
+            "backup.other_source",
+            database=manifest.database,
+            previous=previous,
+            now=manifest.source_identity,
+            advice="one STORAGE_URL prefix per source unless the server was replaced",
+        )
 
 
 def _delete_quietly(storage: Storage, key: str) -> None:

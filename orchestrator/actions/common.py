@@ -6,11 +6,14 @@ import hashlib
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from orchestrator.errors import ConfigError
+from orchestrator.logs import get_logger
 from orchestrator.postgres import clients
 from orchestrator.settings import Settings, StoreSettings
 from orchestrator.storage import Storage, open_storage
 from orchestrator.storage.multi import NamedStore
 
+log = get_logger(__name__)
 HASH_CHUNK = 4 * 1024 * 1024
 
 
@@ -41,6 +44,16 @@ def store_labels(configured: list[StoreSettings], described: list[str]) -> list[
         f"{label}#{store.number}" if hosted.count(label) > 1 else label
         for label, store in zip(hosted, configured, strict=True)
     ]
+
+
+def stores_or_none(settings: Settings) -> list[NamedStore]:
+    """The stores, for best-effort writes such as the history: none (logged) when they
+    cannot even be opened."""
+    try:
+        return stores_from(settings)
+    except ConfigError as exc:
+        log.warning("stores.unusable", error=str(exc))
+        return []
 
 
 def storage_from(settings: Settings) -> Storage:

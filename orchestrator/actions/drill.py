@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator import conninfo, history, restore_plan
-from orchestrator.actions.common import client_for, stores_from
-from orchestrator.actions.restore import find_backup, local_archive
+from orchestrator.actions.common import client_for, stores_or_none
+from orchestrator.actions.restore import find_backup, local_archive, target_identity
 from orchestrator.catalog import Manifest
 from orchestrator.conninfo import ConnInfo
 from orchestrator.errors import AlreadyRunning, ConfigError, Interrupted, OrchestratorError
@@ -29,6 +29,7 @@ from orchestrator.postgres import restore as pgrestore
 from orchestrator.postgres.clients import ClientSet
 from orchestrator.postgres.lock import cycle_lock
 from orchestrator.postgres.restore import RestoreOptions
+from orchestrator.restore_plan import Endpoint
 from orchestrator.settings import Settings
 
 log = get_logger(__name__)
@@ -43,6 +44,7 @@ class DrillReport:
     server: str
     scratch_database: str
     pg_restore_version: str
+    database: str = ""  # the source database the backup is of
     fetch_seconds: float = 0.0
     restore_seconds: float = 0.0
     verify_seconds: float = 0.0
@@ -109,7 +111,7 @@ def _drill_lock(settings: Settings) -> Iterator[None]:
         if source is not None:
             try:
                 stack.enter_context(cycle_lock(source, "SOURCE_DATABASE_URL"))
-            except AlreadyRunning:
+            except (AlreadyRunning, Interrupted):
                 raise
             except OrchestratorError as exc:
                 log.warning("drill.unlocked", reason=str(exc))
@@ -151,8 +153,9 @@ def recorded_drill(
         except OrchestratorError as exc:
             failure = exc
     kept = document(report, run_id, started, str(failure) if failure else None)
-    with contextlib.suppress(OrchestratorError):
-        history.record(stores_from(settings), "drill", kept)
+    source = settings.source_database_url
+    database = report.database if report else (source.database if source else None)
+    history.record(stores_or_none(settings), "drill", kept, database)
     notifier.finish(kept["status"] == "success", kept, drill_summary(kept), drill_text(kept))
     if failure is not None:
         raise failure
@@ -160,13 +163,26 @@ def recorded_drill(
 
 
 def drill_server(settings: Settings, target_url: str | None) -> ConnInfo:
-    """The server to drill on: --target-url, else BACKUP_DATABASE_URL's server."""
+    """The server to drill on: --target-url, else BACKUP_DATABASE_URL's server. With
+    DEV_MASK_RULES set, the dev server is refused (a drill restores raw data)."""
     if target_url is None:
         return settings.target("backup").url
     try:
-        return conninfo.parse(target_url)
+        server = conninfo.parse(target_url)
     except ValueError as exc:
         raise ConfigError(f"--target-url: {exc}") from None
+    dev = settings.dev_database_url
+    if dev is not None and settings.dev_mask_rules is not None:
+        identities = [target_identity(url, settings.maintenance_database) for url in (server, dev)]
+        here, there = (
+            Endpoint(u.host, u.port, "", i) for u, i in zip((server, dev), identities, strict=True)
+        )
+        if restore_plan.same_server(here, there):
+            raise ConfigError(
+                "--target-url: that is the dev server, which holds masked copies only "
+                "(DEV_MASK_RULES); a drill restores the raw backup: drill elsewhere"
+            )
+    return server
 
 
 def drill(settings: Settings, ref: str = "latest", target_url: str | None = None) -> DrillReport:
@@ -184,7 +200,7 @@ def drill(settings: Settings, ref: str = "latest", target_url: str | None = None
         f"written by pg_dump {manifest.pg_dump_version}",
     )
     scratch = restore_plan.staging_name(f"drill_{manifest.database}", secrets.token_hex(4))
-    report = DrillReport(manifest.id, server.url, scratch, client.version)
+    report = DrillReport(manifest.id, server.url, scratch, client.version, manifest.database)
     started = time.monotonic()
     with local_archive(settings, located, None, "drill") as (archive, used):
         report.fetch_seconds = round(time.monotonic() - started, 3)
@@ -226,6 +242,8 @@ def _restore_and_check(
     started = time.monotonic()
     try:
         report.ignored_errors = pgrestore.run_restore(client, scratch, archive, options)
+    except Interrupted:
+        raise
     except OrchestratorError as exc:
         report.problems.append(f"restore failed: {exc}")
         return

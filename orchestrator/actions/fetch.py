@@ -127,25 +127,35 @@ def open_sealed(
 def plain_copy(
     located: Located, folder: Path, identities: list[crypto.Identity] | None
 ) -> tuple[Path, Manifest]:
-    """The backup's plain pg_dump archive in `folder`, from the first store with a good copy,
-    decrypted when it is encrypted; give it and the manifest of the copy used.
+    """The backup's plain pg_dump archive in `folder`, from the first store whose copy is
+    good and opens (decrypted when it is encrypted); give it and that copy's manifest.
 
-    `identities` must be given for an encrypted backup (see `needed_identities`).
+    `identities` must be given for an encrypted backup (see `needed_identities`); a copy
+    they cannot open (say, still encrypted to an old key) is passed over like a bad one.
     """
-    stored = folder / "archive.stored"
-    copy = download_any(located, stored)
-    if not copy.manifest.encrypted:
-        return stored.rename(folder / "archive.dump"), copy.manifest
-    if not identities:
-        raise ConfigError(
-            f"ARCHIVE_IDENTITY_FILE is not set: backup {located.manifest.id} is encrypted"
-        )
-    try:
-        return open_sealed(
-            stored, copy.manifest, folder / "archive.dump", identities
-        ), copy.manifest
-    finally:
-        stored.unlink(missing_ok=True)
+
+    def attempt(copy: Copy) -> tuple[Path, Manifest]:
+        stored = folder / "archive.stored"
+        download_checked(copy.store.storage, copy.manifest, stored)
+        if not copy.manifest.encrypted:
+            return stored.replace(folder / "archive.dump"), copy.manifest
+        try:
+            if not identities:
+                raise ConfigError(
+                    f"ARCHIVE_IDENTITY_FILE is not set: backup {copy.manifest.id} is encrypted"
+                )
+            return open_sealed(stored, copy.manifest, folder / "archive.dump", identities), (
+                copy.manifest
+            )
+        finally:
+            stored.unlink(missing_ok=True)
+
+    by_label = {c.store.label: c for c in located.copies}
+    return first_success(
+        [c.store for c in located.copies],
+        lambda store: attempt(by_label[store.label]),
+        f"read backup {located.manifest.id}",
+    )
 
 
 def needed_identities(
@@ -186,15 +196,17 @@ def fetch(
     located = catalog.find_located(stores_from(settings), ref)
     manifest = located.manifest
     identities = None if raw else needed_identities(settings, located, "fetch")
-    keep_sealed = raw or identities is None
-    name = manifest.dump_key.rsplit("/", 1)[-1] if keep_sealed else f"{manifest.id}.dump"
-    dest = target_path(output, name)
+    target_path(output, manifest.id)  # a bad --output is refused before downloading
+    folder = output if output.is_dir() else output.parent
     callback = progress(manifest.size_bytes) if progress else None
-    if keep_sealed:
-        copy = download_any(located, dest, callback)
-    else:
-        with _temp_beside(dest) as sealed:
-            copy = download_any(located, sealed, callback)
-            open_sealed(sealed, copy.manifest, dest, identities or [])
+    with _temp_beside(folder / ".fetch") as stored:
+        copy = download_any(located, stored, callback)
+        sealed = copy.manifest.encrypted and not raw  # each copy says what it holds
+        name = f"{copy.manifest.id}.dump" if sealed else copy.manifest.dump_key.rsplit("/", 1)[-1]
+        dest = target_path(output, name)
+        if sealed:
+            open_sealed(stored, copy.manifest, dest, identities or [])
+        else:
+            stored.replace(dest)
     log.info("fetch.done", backup_id=manifest.id, path=str(dest), store=copy.store.label)
-    return FetchResult(copy.manifest, dest, copy.manifest.encrypted and keep_sealed)
+    return FetchResult(copy.manifest, dest, copy.manifest.encrypted and not sealed)

@@ -11,11 +11,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO, cast
 
-from orchestrator import execute
+from orchestrator import catalog, execute
 from orchestrator.actions.backup import work_dir
-from orchestrator.actions.common import client_for
+from orchestrator.actions.common import client_for, stores_from
 from orchestrator.actions.fetch import needed_identities, plain_copy
-from orchestrator.actions.restore import find_backup
 from orchestrator.catalog import Manifest
 from orchestrator.errors import ConfigError
 from orchestrator.logs import get_logger, with_context
@@ -35,12 +34,20 @@ SAMPLERS = 4
 Samples = dict[str, dict[str, list[str | None]]]
 
 
+def _find(settings: Settings, ref: str) -> catalog.Located:
+    """Backup `ref` from the stores alone (`latest`: of the source's database when it is
+    named), never asking production anything."""
+    source = settings.source_database_url
+    return catalog.find_located(stores_from(settings), ref, source.database if source else None)
+
+
 def facts_of(manifest: Manifest, setting: str) -> SchemaFacts:
     """The backup's schema facts; ConfigError when it was taken before they were kept."""
     if manifest.schema_facts is None:
         raise ConfigError(
             f"{setting}: backup {manifest.id} has no schema facts (taken before masked copies "
-            "existed); take a new backup first"
+            "existed, or its catalogs could not be read then: see that backup's log); take a "
+            "new backup first"
         )
     return manifest.schema_facts
 
@@ -59,7 +66,7 @@ def check_rules(settings: Settings, rules: Path | None, ref: str) -> tuple[Manif
     except (OSError, UnicodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
         raise ConfigError(f"{setting}: cannot read {path}: {reason}") from None
-    manifest = find_backup(settings, ref).manifest
+    manifest = _find(settings, ref).manifest
     loaded = load_rules(text, setting)
     return manifest, check(loaded, facts_of(manifest, setting), list(manifest.row_counts))
 
@@ -68,7 +75,7 @@ def suggest(settings: Settings, ref: str, rows: int = SAMPLE_ROWS) -> tuple[Mani
     """A complete rules file for backup `ref`: every table and column, personal data (found
     by column name and by sampled values) with a transform, the rest `keep`; give the
     backup and the YAML text. Needs ARCHIVE_IDENTITY_FILE for an encrypted backup."""
-    located = find_backup(settings, ref)
+    located = _find(settings, ref)
     manifest = located.manifest
     facts = facts_of(manifest, "--from")
     identities = needed_identities(settings, located, "mask suggest")

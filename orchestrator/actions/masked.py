@@ -95,8 +95,9 @@ def plans_for(masking: Masking, manifest: Manifest) -> dict[str, TablePlan]:
     facts = manifest.schema_facts
     if facts is None:
         raise ConfigError(
-            f"{masking.setting}: backup {manifest.id} has no schema facts (it was taken before "
-            "masked copies existed); take a new backup, masking needs its schema"
+            f"{masking.setting}: backup {manifest.id} has no schema facts (taken before masked "
+            "copies existed, or its catalogs could not be read then: see that backup's log); "
+            "take a new backup, masking needs its schema"
         )
     data_tables = list(manifest.row_counts)
     problems = check(masking.rules, facts, data_tables)
@@ -116,7 +117,7 @@ class MaskedLoad:
     masking: Masking
     plans: dict[str, TablePlan]
     folder: Path
-    table_of: Callable[[TocEntry], str | None]
+    tables_of: Callable[[TocEntry], list[str]]
     stats: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def run(self) -> list[str]:
@@ -141,14 +142,17 @@ class MaskedLoad:
         return sorted(set(ignored))
 
     def _masked_table(self, entry: TocEntry) -> str | None:
-        """The table key of a TABLE DATA entry whose plan masks a column."""
+        """The table key of a TABLE DATA entry whose plan masks a column. When the entry's
+        names could be read as more than one table and any of them is masked, it is
+        masked: if the guess is wrong the filter refuses the other table's COPY (nothing
+        loads), where a wrong guess the other way would load raw rows."""
         if entry.kind != "TABLE DATA":
             return None
-        key = self.table_of(entry)
-        if key is None:
+        keys = self.tables_of(entry)
+        if not keys:
             raise JobError(f"the archive's entry {entry.rest!r} matches no table of the manifest")
-        found = self.plans.get(key)
-        return key if found is not None and found.masked_columns() else None
+        masked = [k for k in keys if (p := self.plans.get(k)) is not None and p.masked_columns()]
+        return masked[0] if masked else None
 
     def _never(self, entry: TocEntry) -> bool:
         if entry.kind in NEVER_IN_A_MASKED_COPY:

@@ -43,6 +43,7 @@ from orchestrator.conninfo import ConnInfo
 from orchestrator.errors import (
     AlreadyRunning,
     CommandFailed,
+    ConfigError,
     Interrupted,
     JobError,
     OrchestratorError,
@@ -128,7 +129,11 @@ def preflight(settings: Settings, targets: list[TargetSettings]) -> list[str]:
         settings.retention_policy()  # an all-zero policy is a ConfigError before any dump
     recipients = settings.recipients()
     for target in targets:
-        load_masking(settings, target)  # a bad rules file or MASK_KEY: exit 2, nothing dumped
+        if load_masking(settings, target) is not None and target.strategy == "transaction":
+            raise ConfigError(
+                f"{target.name.upper()}_RESTORE_STRATEGY=transaction cannot mask: a masked copy "
+                "is loaded into a new database and swapped in (set it to auto or swap)"
+            )
         identity = restore_action.target_identity(target.url, settings.maintenance_database)
         restore_action.guard(settings, target.url, identity)
     return recipients
@@ -192,11 +197,22 @@ def _run_cycle(
     finally:
         report.finished_at = datetime.now(UTC)
         _summary(report)
-        with contextlib.suppress(Exception):  # no store, or stopped: nowhere to save it
-            usable = _when_ready(store).usable
-            for named in usable:
-                save_last_cycle(named.storage, report.as_dict())
-            history.record(usable, "cycle", report.as_dict())
+        _keep(settings, store, report)
+
+
+def _keep(settings: Settings, store: Future[OpenStores], report: CycleReport) -> None:
+    """Keep the cycle's report (last cycle, history) in every store that answered; when
+    there is none (misconfigured, or a stop while it was being opened), nowhere."""
+    try:
+        usable = _when_ready(store).usable
+    except Interrupted:
+        raise
+    except Exception as exc:  # OrchestratorError, or a crash opening the stores
+        log.warning("pipeline.report_not_kept", error=mask(str(exc)))
+        return
+    for named in usable:
+        save_last_cycle(named.storage, report.as_dict())
+    history.record(usable, "cycle", report.as_dict(), settings.require_source().database)
 
 
 def _cycle(

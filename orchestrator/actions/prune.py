@@ -131,7 +131,8 @@ def _delete(storage: Storage, key: str) -> str | None:
 
 
 def remove_backup(storage: Storage, manifest: Manifest, protected: set[str]) -> str | None:
-    """Delete the manifest, then (only if that worked) the dump; give an error line or None.
+    """Delete the manifest, then (only if that worked) the dump and any other dump object of
+    the same id (what an interrupted rekey left); give an error line or None.
 
     Keys in `protected` (those of kept backups) are never deleted.
     """
@@ -141,12 +142,19 @@ def remove_backup(storage: Storage, manifest: Manifest, protected: set[str]) -> 
     failure = _delete(storage, manifest.manifest_key)
     if failure:
         return f"{manifest.id}: manifest not deleted, backup left whole: {failure}"
-    failure = _delete(storage, manifest.dump_key)
-    if failure:
-        return (
-            f"{manifest.id}: manifest deleted but the dump {storage.describe(manifest.dump_key)} "
-            f"was not (delete it by hand): {failure}"
-        )
+    try:
+        strays = catalog.stray_dumps(storage, manifest)  # left by an interrupted rekey
+    except Interrupted:
+        raise
+    except OrchestratorError:
+        strays = []
+    for key in [manifest.dump_key, *strays]:
+        failure = _delete(storage, key)
+        if failure:
+            return (
+                f"{manifest.id}: manifest deleted but the dump {storage.describe(key)} "
+                f"was not (delete it by hand): {failure}"
+            )
     log.info("prune.removed", backup_id=manifest.id)
     return None
 

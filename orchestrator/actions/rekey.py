@@ -79,18 +79,36 @@ def rekey(settings: Settings, ref: str = "all", dry_run: bool = False) -> RekeyR
         None if dry_run else settings.identities("rekey decrypts backups to re-encrypt them")
     )
     stores = stores_from(settings)
-    backups = (
-        catalog.list_located(stores)[0] if ref == "all" else [catalog.find_located(stores, ref)]
-    )
     result = RekeyResult(dry_run, len(recipients))
+    if ref == "all":
+        backups, failed = catalog.list_located(stores)
+        result.errors += [f"{store.label}: cannot list it: {error}" for store, error in failed]
+    else:
+        backups = [catalog.find_located(stores, ref)]
     for backup in backups:
         copies = [c for c in backup.copies if stale(c, recipients)]
         items = [RekeyItem(c.manifest.id, c.store.label, _was(c.manifest)) for c in copies]
         result.planned += items
-        if copies and not dry_run:
+        if dry_run:
+            continue
+        if copies:
             with work_dir(settings) as folder:
                 _rekey_backup(backup, copies, recipients, identities or [], folder, result)
+        for current in (c for c in backup.copies if c not in copies):
+            _remove_strays(current, result)  # what an interrupted run left behind
     return result
+
+
+def _remove_strays(copy: Copy, result: RekeyResult) -> None:
+    try:
+        strays = catalog.stray_dumps(copy.store.storage, copy.manifest)
+        if strays:
+            copy.store.storage.delete(strays)
+            log.info("rekey.leftovers_removed", backup_id=copy.manifest.id, keys=strays)
+    except Interrupted:
+        raise
+    except OrchestratorError as exc:
+        result.errors.append(f"{copy.manifest.id} in {copy.store.label}: {exc}")
 
 
 def _rekey_backup(
@@ -159,10 +177,4 @@ def _replace(
             f"{new.dump_key} holds {stored} bytes after the upload, not {new.size_bytes}"
         )
     storage.put_bytes(new.manifest_key, new.to_json())
-    folder = new.dump_key.rsplit("/", 1)[0] + "/"
-    leftovers = [
-        o.key
-        for o in storage.list(folder)
-        if catalog.dump_backup_id(o.key) == old.id and o.key != new.dump_key
-    ]
-    storage.delete(leftovers)
+    storage.delete(catalog.stray_dumps(storage, new))

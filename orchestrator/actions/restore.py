@@ -25,7 +25,7 @@ import psycopg
 from orchestrator import cancel, catalog, conninfo, history, restore_plan
 from orchestrator.actions import masked
 from orchestrator.actions.backup import work_dir
-from orchestrator.actions.common import client_for, sha256_of, stores_from
+from orchestrator.actions.common import client_for, sha256_of, stores_from, stores_or_none
 from orchestrator.actions.fetch import needed_identities, open_sealed, plain_copy
 from orchestrator.catalog import Located, Manifest
 from orchestrator.conninfo import ConnInfo
@@ -197,10 +197,11 @@ def restore(
     and JobError when the restore fails; the target is then unchanged.
     """
     target = resolve_target(settings, target_ref, mask_rules)
+    identity = target_identity(target.url, settings.maintenance_database)
+    target = _masked_if_dev(settings, target, identity)
     masked.load_masking(settings, target)  # a bad rules file or key: exit 2 before any work
     located = find_backup(settings, ref)
     manifest = located.manifest
-    identity = target_identity(target.url, settings.maintenance_database)
     guard(settings, target.url, identity, recorded_source(manifest))
     client = client_for(
         settings,
@@ -213,10 +214,27 @@ def restore(
         try:
             result = Restorer(settings, target, used, client, archive).run()
         except OrchestratorError as exc:
-            _remember(settings, target, manifest.id, started, None, str(exc))
+            _remember(settings, target, manifest, started, None, str(exc))
             raise
-    _remember(settings, target, manifest.id, started, result, None)
+    _remember(settings, target, manifest, started, result, None)
     return result
+
+
+def _masked_if_dev(
+    settings: Settings, target: TargetSettings, identity: str | None
+) -> TargetSettings:
+    """A target given by URL that is the dev database (by URL or by cluster and name) is
+    restored with DEV_MASK_RULES, as `--target dev` would be: dev never gets raw data."""
+    dev = settings.dev_database_url
+    if target.mask_rules is not None or settings.dev_mask_rules is None or dev is None:
+        return target
+    if target.name in TARGET_NAMES:
+        return target
+    dev_identity = target_identity(dev, settings.maintenance_database) if identity else None
+    if restore_plan.same_database(_endpoint(target.url, identity), _endpoint(dev, dev_identity)):
+        log.info("restore.dev_rules_apply", reason="the target is the dev database")
+        return dataclasses.replace(target, mask_rules=settings.dev_mask_rules)
+    return target
 
 
 def target_server(url: ConnInfo) -> str:
@@ -227,7 +245,7 @@ def target_server(url: ConnInfo) -> str:
 def _remember(
     settings: Settings,
     target: TargetSettings,
-    backup_id: str,
+    manifest: Manifest,
     started: datetime,
     result: RestoreResult | None,
     error: str | None,
@@ -241,15 +259,14 @@ def _remember(
         "target": target.name,
         "database": target.url.database,
         "server": target_server(target.url),
-        "backup_id": backup_id,
+        "backup_id": manifest.id,
         "strategy": result.strategy if result else None,
         "seconds": result.seconds if result else None,
         "masked": target.mask_rules is not None,
         "masking": result.masking if result else None,
         "error": mask(error) if error else None,
     }
-    with contextlib.suppress(OrchestratorError):
-        history.record(stores_from(settings), "restore", document)
+    history.record(stores_or_none(settings), "restore", document, manifest.database)
 
 
 def _iso(moment: datetime) -> str:
@@ -384,9 +401,8 @@ class Restorer:
             return pgrestore.run_restore(self.client, staged, self.archive, self._options(False))
         known = self.manifest.tables
 
-        def table_of(entry: pgrestore.TocEntry) -> str | None:
-            found = pgrestore.entry_table(entry, known)
-            return table_key(*found) if found else None
+        def tables_of(entry: pgrestore.TocEntry) -> list[str]:
+            return [table_key(*found) for found in pgrestore.entry_tables(entry, known)]
 
         with work_dir(self.settings) as folder:
             load = masked.MaskedLoad(
@@ -397,7 +413,7 @@ class Restorer:
                 masking,
                 plans,
                 folder,
-                table_of,
+                tables_of,
             )
             ignored = load.run()
             stats.update(load.stats)

@@ -59,21 +59,27 @@ def save_last_cycle(storage: Storage, document: dict[str, Any]) -> None:
     """Store the last cycle's report beside the backups (best effort: a failure is logged)."""
     try:
         storage.put_bytes(LAST_CYCLE_KEY, json.dumps(document, indent=2).encode())
+    except Interrupted:
+        raise
     except OrchestratorError as exc:
         log.warning("status.save_failed", error=str(exc))
 
 
 def read_snapshot(settings: Settings, stores: list[NamedStore] | None = None) -> Snapshot:
-    """Read every backup and the history from the stores. Raises the stores' errors when
-    none can be listed."""
+    """Read the backups and the history of the source's database (of every database when
+    SOURCE_DATABASE_URL is unset: several jobs may share the stores) from the stores.
+    Raises the stores' errors when none can be listed."""
     stores = stores if stores is not None else stores_from(settings)
-    backups, _failed = catalog.list_located(stores)
-    return Snapshot([located_summary(b) for b in backups], history.load(stores))
+    source = settings.source_database_url
+    database = source.database if source else None
+    backups, _failed = catalog.list_located(stores, database)
+    return Snapshot([located_summary(b) for b in backups], history.load(stores, database))
 
 
 def status(settings: Settings, now: datetime | None = None) -> Status:
     """Give recent backups (newest first, across every store), the newest one's age, the
-    last cycle, the recent cycles and drills, and each target's last successful refresh."""
+    last cycle, the recent cycles and drills, and each target's last successful refresh;
+    of the source's database when SOURCE_DATABASE_URL is set."""
     stores = stores_from(settings)
     snap = read_snapshot(settings, stores)
     result = Status(

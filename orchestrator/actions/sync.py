@@ -4,6 +4,10 @@ A copy is made as a backup is: the dump object first (downloaded once and checke
 the manifest, then stored and its size checked in each store that lacks it), its manifest
 last. Running it again copies nothing. The pipeline runs it for its own database, so a
 store that missed a cycle (down, unreachable) catches up on the next one.
+
+With ARCHIVE_RECIPIENTS set, nothing plain leaves the host: a backup stored plain (made
+before encryption was turned on) is encrypted to the recipients on its way to the store
+that lacks it. Encrypted backups are copied as they are.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from orchestrator import catalog
-from orchestrator.actions.backup import LocalDump, archive, work_dir
+from orchestrator.actions.backup import LocalDump, archive, seal, work_dir
 from orchestrator.actions.common import stores_from
 from orchestrator.actions.fetch import download_any
 from orchestrator.catalog import Located
@@ -76,6 +80,7 @@ def sync(
     result = SyncResult(dry_run)
     if len(stores) < 2:
         return result
+    recipients = settings.recipients()
     located, failed = catalog.list_located(stores, database)
     result.errors += [f"{store.label}: cannot list it: {error}" for store, error in failed]
     reachable = [s for s in stores if s.label not in {f.label for f, _e in failed}]
@@ -84,7 +89,7 @@ def sync(
         result.planned += plans
         if not dry_run:
             with work_dir(settings) as folder:
-                _copy(backup, lacking, folder, plans, result)
+                _copy(backup, lacking, folder, plans, result, recipients)
     return result
 
 
@@ -94,16 +99,20 @@ def _copy(
     folder: Path,
     plans: list[CopyPlan],
     result: SyncResult,
+    recipients: list[str],
 ) -> None:
-    """Download one good copy of `backup`, then store it in each of `lacking` at once."""
+    """Download one good copy of `backup` (encrypting a plain one when there are
+    recipients), then store it in each of `lacking` at once."""
     try:
         copy = download_any(backup, folder / "copy")
+        dump = LocalDump(folder / "copy", copy.manifest)
+        if not copy.manifest.encrypted:
+            dump = seal(dump, recipients)  # unchanged without recipients
     except Interrupted:
         raise
     except OrchestratorError as exc:
         result.errors.append(f"{backup.manifest.id}: no good copy to copy from: {exc}")
         return
-    dump = LocalDump(folder / "copy", copy.manifest)
     outcomes = fan_out(lacking, lambda store: archive(store.storage, dump, check_source=False))
     for plan, outcome in zip(plans, outcomes, strict=True):
         if outcome.ok:

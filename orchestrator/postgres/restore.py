@@ -146,6 +146,13 @@ def entry_table(entry: TocEntry, known: Iterable[TableName]) -> TableName | None
     return _match(entry.rest, candidates)
 
 
+def entry_tables(entry: TocEntry, known: Iterable[TableName]) -> list[TableName]:
+    """Every (schema, table) of `known` that a TABLE DATA entry may load. TOC lines print
+    names unquoted, so `public users x y` is table `users` of owner `x y` or table
+    `users x` of owner `y`: callers that must not guess (masking) look at all of them."""
+    return [table for table in known if _match(entry.rest, [table])]
+
+
 def write_list(entries: Iterable[TocEntry], path: Path) -> Path:
     """Write a list file for `pg_restore --use-list` naming `entries`; give its path."""
     path.write_text("".join(f"{entry.line}\n" for entry in entries), encoding="utf-8")

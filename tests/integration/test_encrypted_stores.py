@@ -68,6 +68,7 @@ class Setup:
     logs: list[str] = field(default_factory=list)
 
     def run(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        # an empty value unsets the setting for this run
         result = self.orch.run(*args, extra_env=env or None)
         self.logs.append(result.stderr + result.stdout)
         return result
@@ -100,6 +101,9 @@ def second_store_env(server: s3.S3Server, bucket: str, prefix: str = "dr") -> di
         "AWS_SECRET_ACCESS_KEY_2": s3.WORKER_SECRET,
         "S3_REGION_2": "us-east-1",
     }
+
+
+NO_SECOND_STORE = dict.fromkeys(second_store_env(s3.S3Server("", Path(), None, []), ""), "")  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -362,3 +366,68 @@ def test_no_identity_or_secret_reaches_any_log_line(setup: Setup):
     text = "\n".join(s.logs)
     assert s.key.secret not in text and s.key.secret[15:] not in text
     assert s3.SECRET_KEY not in text and s3.WORKER_SECRET not in text
+
+
+def test_sync_never_uploads_a_plain_backup_once_recipients_are_set(setup: Setup):
+    """A backup made before encryption was turned on is encrypted on its way to a store
+    that lacks it; the copies then differ, and reading takes each copy as it is."""
+    s = setup
+    plain_only = {"ARCHIVE_RECIPIENTS": "", **NO_SECOND_STORE}
+    backup_id = s.ok("backup", **plain_only).stdout.strip()
+    assert s.manifests(0)[0]["encryption"] is None and s.manifests(1) == []
+    s.ok("sync")
+    (copied,) = s.manifests(1)
+    assert copied["dump_key"].endswith(".dump.age") and copied["encryption"] is not None
+    assert b"PGDMP" not in s.get(1, f"dr/{copied['dump_key']}")
+    assert copied["plain_sha256"] == s.manifests(0)[0]["sha256"]
+    with_key = {"ARCHIVE_IDENTITY_FILE": str(s.key.identity_file)}
+    out = Path(s.ok("fetch", backup_id, "-o", str(s.tmp), **with_key).stdout.strip())
+    assert out.read_bytes().startswith(b"PGDMP")  # the plain copy of store 1
+    proxy = _proxy_all_failing(s.stores[0][0])
+    try:
+        down = {**with_key, "S3_ENDPOINT_URL": proxy.endpoint}
+        again = Path(s.ok("fetch", backup_id, "-o", str(s.tmp / "x.dump"), **down).stdout.strip())
+    finally:
+        proxy.stop()
+    assert again.read_bytes() == out.read_bytes()  # decrypted from store 2
+
+
+def test_a_store_that_cannot_be_asked_is_never_taken_for_a_missing_backup(setup: Setup):
+    s = setup
+    only_second = {  # a backup in store 2 alone
+        "STORAGE_URL": f"s3://{s.stores[1][1]}/dr",
+        "S3_ENDPOINT_URL": s.stores[1][0].endpoint,
+        **NO_SECOND_STORE,
+    }
+    backup_id = s.ok("backup", **only_second).stdout.strip()
+    assert s.manifests(0) == [] and len(s.manifests(1)) == 1
+    # store 1 answers "not here"; store 2, which holds it, cannot be asked
+    proxy = _proxy_all_failing(s.stores[1][0])
+    try:
+        result = s.run("fetch", backup_id, "-o", str(s.tmp), S3_ENDPOINT_URL_2=proxy.endpoint)
+        verified = s.run("verify", "latest", "--json", S3_ENDPOINT_URL=proxy.endpoint)
+    finally:
+        proxy.stop()
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "could not ask" in result.stderr.splitlines()[-1] and "/dr" in result.stderr
+    assert verified.returncode == 1 and "could not be asked" in verified.stdout
+
+
+def test_rekey_names_a_store_it_cannot_reach_and_removes_what_an_interrupted_run_left(
+    setup: Setup,
+):
+    s = setup
+    s.ok("backup")
+    server, bucket, prefix = s.stores[0]
+    (manifest,) = s.manifests(0)
+    stray = f"{prefix}/{manifest['dump_key'].removesuffix('.dump.age')}.0badc0de.dump.age"
+    server.client().put_object(Bucket=bucket, Key=stray, Body=b"left by an interrupted rekey")  # type: ignore[attr-defined]
+    env = {"ARCHIVE_IDENTITY_FILE": str(s.key.identity_file)}
+    s.ok("rekey", **env)  # every copy is current: only the stray goes
+    assert stray not in s.keys(0)
+    proxy = _proxy_all_failing(s.stores[1][0])
+    try:
+        result = s.run("rekey", S3_ENDPOINT_URL_2=proxy.endpoint, **env)
+    finally:
+        proxy.stop()
+    assert result.returncode == 1 and "cannot list it" in result.stderr

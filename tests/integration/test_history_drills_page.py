@@ -8,10 +8,12 @@ from __future__ import annotations
 import itertools
 import json
 import signal
+import time
 from datetime import datetime
 
 import pytest
 
+from tests.conftest import load_sample, stop_with_sigterm
 from tests.harness import postgres, s3
 from tests.harness.browser import chromium, visit
 from tests.harness.ports import free_port
@@ -175,3 +177,33 @@ def test_history_keeps_manual_restores_and_prunes_itself_without_touching_backup
     assert [k for k in keys if "/_orchestrator/" in k] == [
         k for k in after if "/_orchestrator/" in k
     ]
+
+
+def test_jobs_for_two_databases_sharing_a_store_keep_their_own_history(
+    cycle, clusters, orch_factory, tmp_path
+):
+    c = cycle
+    other_db = load_sample(c["source"])
+    other = orch_factory(**{**c["env"], "SOURCE_DATABASE_URL": c["source"].url(other_db)})
+    c["orch"].ok("pipeline")
+    result = other.run("pipeline", extra_env={"DEV_DATABASE_URL": "postgresql://u@127.0.0.1:1/x"})
+    assert result.returncode == 1  # the other job's cycle fails
+    mine = json.loads(c["orch"].ok("status", "--json").stdout)
+    theirs = json.loads(other.ok("status", "--json").stdout)
+    assert [x["status"] for x in mine["cycles"]] == ["success"]
+    assert [x["status"] for x in theirs["cycles"]] == ["failure"]
+    assert {b["database"] for b in mine["backups"]} == {c["db"]}
+    assert {b["database"] for b in theirs["backups"]} == {other_db}
+
+
+def test_a_stop_during_a_drill_is_a_stop_not_a_failed_drill(cycle, sink, tmp_path):
+    c = cycle
+    c["orch"].ok("backup")
+    slow = wrap_tool(
+        tmp_path / "slow", c["source"].bin_dir, "pg_restore", 'sleep 30\nexec "$REAL" "$@"\n'
+    )
+    proc = c["orch"].start("drill", extra_env={"PG_BIN_DIRS": str(slow)})
+    time.sleep(4)
+    stop_with_sigterm(proc)
+    drills = json.loads(c["orch"].ok("status", "--json").stdout)["drills"]
+    assert drills == [] and not [r for r in sink.requests if r.path == "/hook"]

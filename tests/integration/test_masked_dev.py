@@ -443,3 +443,23 @@ def test_planner_statistics_in_the_archive_never_reach_a_masked_copy(
         assert raw_values_in_data_directory(dev, RAW) == []
     finally:
         dev.stop()
+
+
+def test_dev_reached_another_way_still_gets_only_masked_data(masked: Masked):
+    """The dev database named by URL is restored with DEV_MASK_RULES; a drill, which
+    restores the raw backup, is refused on the dev server."""
+    m = masked
+    m.orch.ok("backup")
+    as_url = m.dev.url(m.dev_db, host="localhost")
+    m.orch.ok("restore", "--target", as_url)
+    assert m.psql("SELECT count(*) FROM public.customers WHERE email LIKE 'rawmail%'") == "0"
+    refused = m.orch.run("drill", "--target-url", m.dev.url("postgres"))
+    assert refused.returncode == 2 and "dev server" in refused.stderr.splitlines()[-1]
+    assert raw_values_in_data_directory(m.dev, RAW) == []
+
+
+def test_mask_commands_never_ask_production(masked: Masked):
+    m = masked
+    m.orch.ok("backup")
+    gone = {"SOURCE_DATABASE_URL": "postgresql://u:pw@127.0.0.1:1/" + m.db}  # its name only
+    assert "the rules fit" in m.orch.ok("mask", "check", extra_env=gone).stdout

@@ -10,8 +10,8 @@ from pathlib import Path
 import pyrage
 import pytest
 
-from orchestrator import crypto
-from orchestrator.errors import ConfigError
+from orchestrator import cancel, crypto
+from orchestrator.errors import ConfigError, Interrupted
 from orchestrator.logs import mask
 
 IDENTITY = pyrage.x25519.Identity.generate()
@@ -42,7 +42,7 @@ def test_recipient_lines_split_on_commas_and_newlines_and_drop_comments(
         ("age1notakey", "is not an age public key"),
         ("hello", "is not an age public key"),
         (str(IDENTITY), "is a private key"),
-        ("ssh-ed25519 AAAAnotbase64", "is not an age public key"),
+        ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI", "SSH keys are not supported"),
     ],
 )
 def test_malformed_recipients_are_refused_without_echoing_them_whole(
@@ -177,3 +177,34 @@ def test_expected_size_follows_the_age_stream_format(
     header: int, plain: int, expected: int
 ) -> None:
     assert crypto.expected_size(header, plain) == expected
+
+
+def test_a_stop_ends_encryption_as_a_stop_and_leaves_no_output(tmp_path: Path) -> None:
+    plain = tmp_path / "plain"
+    plain.write_bytes(os.urandom(3_000_000))
+    with cancel.stoppable() as stop:
+        stop.set()
+        with pytest.raises(crypto.StoppedError):
+            crypto.encrypt_file(plain, tmp_path / "s.age", [RECIPIENT])
+    assert not (tmp_path / "s.age").exists()
+
+
+def test_a_signal_inside_the_stream_stays_a_signal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The SIGTERM handler raises Interrupted wherever the main thread is, here inside a
+    read pyrage asked for; pyrage would wrap it into its own error."""
+    plain = tmp_path / "plain"
+    plain.write_bytes(os.urandom(300_000))
+    steps = 0
+
+    def interrupted(self: crypto._Stream) -> None:
+        nonlocal steps
+        steps += 1
+        if steps == 3:
+            raise Interrupted("stopped by SIGTERM", 15)
+
+    monkeypatch.setattr(crypto._Stream, "_step", interrupted)
+    with pytest.raises(Interrupted):
+        crypto.encrypt_file(plain, tmp_path / "s.age", [RECIPIENT])
+    assert not (tmp_path / "s.age").exists()

@@ -163,3 +163,14 @@ def test_read_stream_reports_a_program_that_fails_on_its_own():
             ["sh", "-c", "echo 'error: no archive' >&2; exit 2"], lambda o: o.read()
         )
     assert execute.read_stream(["printf", "a\\nb\\n"], lambda o: o.read()) == b"a\nb\n"
+
+
+def test_children_never_inherit_our_secrets(monkeypatch):
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s1")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY_2", "s2")
+    monkeypatch.setenv("MASK_KEY", "mask-key-not-for-children")
+    monkeypatch.setenv("PGPASSWORD", "kept: a passfile alternative pg_dump may need")
+    seen = execute.run(["env"]).stdout
+    assert "s1" not in seen and "s2" not in seen and "mask-key" not in seen
+    assert "PGPASSWORD=kept" in seen
+    assert "MASK_KEY=given" in execute.run(["env"], env={"MASK_KEY": "given"}).stdout
