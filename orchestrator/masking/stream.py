@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from orchestrator.errors import JobError
+from orchestrator.masking._vector import values_of
 from orchestrator.masking.plan import TablePlan, location
 from orchestrator.masking.transforms import (
     Compiled,
@@ -33,6 +34,7 @@ MEMO_LIMIT = 1 << 16  # outputs remembered per column, least recently used dropp
 MEMO_VALUE_BYTES = 256  # blocks whose values are longer on average skip the memo
 REMEMBERED = ("email", "first_name", "last_name", "full_name", "phone", "hash", "date_shift")
 FieldFunction = Callable[[bytes], bytes]
+BACKSLASH = ord("\\")
 NULL = b"\\N"
 END_OF_DATA = b"\\.\n"
 DROPPED_BEFORE_COPY = b"SET transaction_timeout = 0;\n"
@@ -105,45 +107,60 @@ def _direct(compiled: Compiled) -> FieldFunction:
     if plain and not nullable:
 
         def masked(raw: bytes) -> bytes:
-            return slow(raw) if b"\\" in raw else apply(raw)  # type: ignore[return-value]
+            return slow(raw) if BACKSLASH in raw else apply(raw)  # type: ignore[return-value]
 
         return masked
 
     def masked_and_finished(raw: bytes) -> bytes:
-        return slow(raw) if b"\\" in raw else finish(apply(raw))
+        return slow(raw) if BACKSLASH in raw else finish(apply(raw))
 
     return masked_and_finished
 
 
 class _Field:
-    """One masked column: its transform as a COPY field function, with a memo while it pays.
+    """One masked column: its transform as a COPY field function, for a column at a time.
 
-    `current` starts as the transform behind an LRU memo (in C, so a hit costs no Python
-    call), for the transforms whose inputs repeat (names, e-mails in foreign keys, dates).
-    When a stretch of MEMO_LIMIT misses comes with fewer than one hit per four misses (a
-    column of distinct e-mails), `current` becomes the bare transform for good. Blocks whose
-    values average more than MEMO_VALUE_BYTES skip the memo, which would hold them all.
+    A transform with a column path (`Compiled.column`) masks a block's column in one call;
+    fields with escapes (NULL among them) go one by one. Others start behind an LRU memo
+    (in C, so a hit costs no Python call), for the transforms whose inputs repeat (dates).
+    When a stretch of MEMO_LIMIT misses comes with fewer than one hit per four misses,
+    `current` becomes the bare transform for good. Blocks whose values average more than
+    MEMO_VALUE_BYTES skip the memo, which would hold them all.
     """
 
     def __init__(self, compiled: Compiled, remember: bool) -> None:
         self.direct = _direct(compiled)
         self.bare = compiled.apply if compiled.plain and not compiled.nullable else None
+        self.vector = compiled.column if compiled.plain and not compiled.nullable else None
+        self.fixed = _fixed_field(compiled)
         self.current: FieldFunction = self.direct
-        if remember:
+        if remember and self.vector is None and self.fixed is None:
             self.current = functools.lru_cache(maxsize=MEMO_LIMIT)(self.direct)
         self.judged = (0, 0)  # the memo's (hits, misses) when it was last judged
 
-    def function(self, size: int, count: int) -> FieldFunction:
-        """Give the function for `count` fields of `size` bytes in all."""
-        return self.current if size <= MEMO_VALUE_BYTES * count else self.direct
-
-    def column(self, parts: list[bytes]) -> Iterator[bytes]:
+    def column(self, parts: list[bytes]) -> list[bytes]:
         """Give the masked fields of one column of a block."""
+        if self.fixed is not None:
+            return [self.fixed] * len(parts)
+        if self.vector is not None:
+            return self._vectorized(parts)
         joined = b"".join(parts)
-        masked = self.function(len(joined), len(parts))
+        masked = self.current if len(joined) <= MEMO_VALUE_BYTES * len(parts) else self.direct
         if masked is self.direct and self.bare is not None and b"\\" not in joined:
-            return map(self.bare, parts)  # type: ignore[arg-type]  # no NULL, no escape
-        return map(masked, parts)
+            return list(map(self.bare, parts))  # type: ignore[arg-type]  # no NULL, no escape
+        return list(map(masked, parts))
+
+    def _vectorized(self, parts: list[bytes]) -> list[bytes]:
+        """The column path, then the fields that hold a backslash (escapes, NULL) again one
+        by one (the column path took them as they are written)."""
+        assert self.vector is not None
+        found = values_of(parts)
+        if found is None:  # a raw newline in a field: not COPY text, but stay correct
+            return list(map(self.direct, parts))
+        out = self.vector(parts, found)
+        for index in found.holding(BACKSLASH):
+            out[index] = self.direct(parts[index])
+        return out
 
     def settle(self) -> None:
         """Drop the memo once it has shown that it does not pay (call between blocks):
@@ -156,6 +173,13 @@ class _Field:
             if (hits - self.judged[0]) * 4 < misses - self.judged[1]:
                 self.current = self.direct
             self.judged = (hits, misses)
+
+
+def _fixed_field(compiled: Compiled) -> bytes | None:
+    """The one field a fixed transform writes for every row, or None."""
+    if not compiled.fixed:
+        return None
+    return NULL if compiled.on_null is None else escape(compiled.on_null)
 
 
 @dataclass(frozen=True)
@@ -193,8 +217,9 @@ class BlockMasker:
 
         Every row has exactly width-1 tabs (COPY escapes tabs in values), so after one
         split of the whole block on tabs, column i of row r (0 < i < width-1) sits at
-        r*(width-1)+i, and one `map` per column rewrites it. The first and last fields of
-        adjacent rows share a part, "last\\nfirst", which `_edges` takes apart. The block's
+        r*(width-1)+i, and one call per column (`_Field.column`) rewrites it. The first and
+        last fields of adjacent rows share a part, "last\\nfirst", which `_edges` takes
+        apart. The block's
         skeleton (its tabs and newlines alone) proves every row has its width.
         """
         stride = len(self.columns) - 1
@@ -233,22 +258,19 @@ class BlockMasker:
 
 
 def _edges(parts: list[bytes], stride: int, first: _Field | None, last: _Field | None) -> None:
-    """Mask the first and last columns where they share the parts "last\\nfirst"."""
-    end = len(parts) - 1  # the final part is the last field of the last row, and "\n"
-    size, count = sum(map(len, parts[::stride])), 2 * (end // stride + 1)
-    head_of = first.function(size, count) if first is not None else None
-    tail_of = last.function(size, count) if last is not None else None
-    if head_of is not None:
-        parts[0] = head_of(parts[0])
-    for position in range(stride, end, stride):
-        tail, _, head = parts[position].partition(b"\n")
-        if tail_of is not None:
-            tail = tail_of(tail)
-        if head_of is not None:
-            head = head_of(head)
-        parts[position] = tail + b"\n" + head
-    if tail_of is not None:
-        parts[end] = tail_of(parts[end][:-1]) + b"\n"
+    """Mask the first and last columns where they share the parts "last\\nfirst": taken
+    apart with one split, each column masked as a whole, then paired again."""
+    end = len(parts) - 1  # the final part is the last field of the last row, and "\\n"
+    shared = parts[stride:end:stride]
+    pieces = b"\n".join(shared).split(b"\n") if shared else []
+    heads, tails = [parts[0], *pieces[1::2]], [*pieces[0::2], parts[end][:-1]]
+    if first is not None:
+        heads = first.column(heads)
+    if last is not None:
+        tails = last.column(tails)
+    parts[0] = heads[0]
+    parts[stride:end:stride] = map(b"\n".join, zip(tails, heads[1:], strict=False))
+    parts[end] = tails[-1] + b"\n"
 
 
 def compile_table(plan: TablePlan, key: MaskKey, columns: list[str]) -> BlockMasker:
