@@ -95,6 +95,13 @@ def keep_mask(width: int) -> Bytes:
     return leading_mask(width).astype(np.uint8) * np.uint8(0xFF)
 
 
+def translate(array: Bytes, table: bytes) -> Bytes:
+    """Give `array` with every byte mapped through `table` (256 bytes), read-only: C's
+    `bytes.translate` is several times quicker than numpy's `take` for this."""
+    mapped: Bytes = np.frombuffer(array.tobytes().translate(table), np.uint8)
+    return mapped.reshape(array.shape)
+
+
 def split_rows(rows: Bytes) -> list[bytes]:
     """Give each row of an (n, width) array of bytes without newlines as bytes."""
     count, width = rows.shape

@@ -50,6 +50,7 @@ from orchestrator.masking._vector import (
     leading_mask,
     split_lines,
     split_rows,
+    translate,
     values_of,
     windows,
 )
@@ -455,9 +456,9 @@ _BASE32 = bytes(b"abcdefghijklmnopqrstuvwxyz234567"[byte & 31] for byte in range
 _DIGITS = bytes(b"0123456789"[byte % 10] for byte in range(256))
 _SEPARATORS = b" +-.()/"  # what phone keeps in place; every other byte becomes a digit
 _PHONE_LAYOUT = bytes(byte if byte in _SEPARATORS else ord("X") for byte in range(256))
-_BASE32_ARRAY = np.frombuffer(_BASE32, np.uint8)
-_DIGITS_ARRAY = np.frombuffer(_DIGITS, np.uint8)
-_HEX_ARRAY = np.frombuffer(bytes(range(256)).hex().encode(), np.uint8).reshape(256, 2)
+_FIRST_DIGIT = bytes(  # a phone number rarely starts with 0 after its + or bracket
+    ord("1") + byte % 9 if byte % 10 == 0 else _DIGITS[byte] for byte in range(256)
+)
 _DIGIT_FLAGS = bytes(byte not in _SEPARATORS + b"\n" for byte in range(256))
 BLOCK_DIGITS = 16  # token digits in one PRF block
 COLUMN_PHONE_DIGITS = 2 * BLOCK_DIGITS  # phone values with more take the one-value path
@@ -496,7 +497,7 @@ def _build_email(spec: TransformSpec, key: MaskKey, _type: str, max_length: int 
 
     def emails(values: list[bytes], found: Values) -> list[bytes]:
         lines = np.empty((len(found), length + len(tail)), np.uint8)
-        lines[:, :length] = _BASE32_ARRAY.take(prf.tokens(found, 2)[:, :length])
+        lines[:, :length] = translate(prf.tokens(found, 2)[:, :length], _BASE32)
         lines[:, length:] = tail
         return _never_the_input(split_lines(lines), values, found, email)
 
@@ -519,7 +520,7 @@ def _build_hash(spec: TransformSpec, key: MaskKey, _type: str, max_length: int |
         return out
 
     def hashes(values: list[bytes], found: Values) -> list[bytes]:
-        hexed = _HEX_ARRAY.take(prf.tokens(found, 1), axis=0).reshape(len(found), 32)
+        hexed = np.frombuffer(binascii.hexlify(prf.tokens(found, 1).data), np.uint8).reshape(-1, 32)
         return _never_the_input(split_rows(hexed[:, :length]), values, found, hash_)
 
     return Compiled(hash_, plain=True, column=_columnwise(hash_, hashes))
@@ -580,6 +581,9 @@ def _full_names(max_length: int | None) -> tuple[bytes, ...]:
     return names or _fitting(FIRST_NAMES, max_length)
 
 
+_LOWER = bytes(range(256)).lower()
+
+
 class _Lowered:
     """The choices of a name transform in lowercase, as an array padded with zeros."""
 
@@ -591,9 +595,6 @@ class _Lowered:
         ).reshape(len(choices), self.width)
 
 
-_LOWER = np.frombuffer(bytes(range(256)).lower(), np.uint8)
-
-
 def _same_names(found: Values, indexes: Any, lowered: _Lowered) -> Any:
     """Which values are, whatever the case, the choice at their index (so they take the
     next one): checked only where the lengths agree."""
@@ -601,8 +602,8 @@ def _same_names(found: Values, indexes: Any, lowered: _Lowered) -> Any:
     if not len(candidates):
         return candidates
     lengths = found.lengths[candidates]
-    got = _LOWER.take(windows(found, lowered.width, rows=candidates))
-    got &= keep_mask(lowered.width).take(lengths, 0)
+    got = translate(windows(found, lowered.width, rows=candidates), _LOWER)
+    got = got & keep_mask(lowered.width).take(lengths, 0)
     same = (got == lowered.rows.take(indexes[candidates], 0)).all(axis=1)
     return candidates[same]
 
@@ -700,9 +701,7 @@ def _phone_template(layout: bytes) -> tuple[bytes, int]:
 def _phone_fill(slots: bytes, count: int, token: bytes) -> bytes:
     """Give the template with its digit positions filled from `token`: one `translate` for
     the first 128 (far cheaper than formatting digit by digit)."""
-    digits = token[:count].translate(_DIGITS)
-    if digits[0] == ord("0"):  # a phone number rarely starts with 0 after its + or bracket
-        digits = b"%d" % (1 + token[0] % 9) + digits[1:]
+    digits = token[:1].translate(_FIRST_DIGIT) + token[1:count].translate(_DIGITS)
     first = digits[:_SLOTS]
     out = slots.translate(_IDENTITY[:_SLOT] + first + _IDENTITY[_SLOT + len(first) :])
     if count <= _SLOTS:
@@ -716,36 +715,34 @@ def _phone_column(found: Values, prf: Prf, limit: int) -> tuple[list[bytes], lis
     make instead: outputs equal to their input (to derive again), values with more than
     COLUMN_PHONE_DIGITS digit positions or only separators, values longer than `limit`.
 
-    Works on the joined values: a running count of digit positions over the whole buffer
-    numbers them, and the token digits each value uses, laid end to end, are read at
-    those numbers.
+    Works on the joined values: the positions of every digit, value after value, take the
+    token digits each value uses, laid end to end in the same order.
     """
     start, stop = int(found.starts[0]), int(found.ends[-1]) + 1
     body = found.text[start:stop]
-    text = np.frombuffer(body, np.uint8)
-    flags = np.frombuffer(body.translate(_DIGIT_FLAGS), np.uint8)
-    ends = found.ends - start
-    counted = np.cumsum(flags, dtype=np.int32)
-    counts = np.diff(counted[ends], prepend=0)
+    flags = np.frombuffer(body.translate(_DIGIT_FLAGS), np.bool_)
+    positions = np.flatnonzero(flags)  # of every digit, value after value
+    starts, ends = found.starts - start, found.ends - start
+    counts = np.add.reduceat(flags.view(np.uint8), starts, dtype=np.int32)
     long = counts > COLUMN_PHONE_DIGITS
     others = ((counts == 0) & (found.lengths > 0)) | long | (found.lengths > limit)
-    if long.any():  # their digit positions must not shift the others'
+    if long.any():  # their digits are left out, so as not to shift the others'
         flags = flags.copy()
         for index in np.flatnonzero(long).tolist():
-            flags[int(found.starts[index]) - start : int(ends[index])] = 0
-        counted = np.cumsum(flags, dtype=np.int32)
-        counts[long] = 0
-    if not counted[-1]:
+            flags[int(found.starts[index]) - start : int(ends[index])] = False
+        positions, counts = np.flatnonzero(flags), np.where(long, 0, counts)
+    text = np.frombuffer(body, np.uint8)
+    if not len(positions):
         return split_lines(body), np.flatnonzero(others).tolist()
     blocks = 2 if int(counts.max()) > BLOCK_DIGITS else 1
     tokens = prf.tokens(found, blocks)
-    digits = _DIGITS_ARRAY.take(tokens)
-    lead = tokens[:, 0]
-    digits[:, 0] = np.where(lead % 10 == 0, ord("1") + lead % 9, ord("0") + lead % 10)
-    used = digits[leading_mask(blocks * BLOCK_DIGITS).take(counts, 0)]  # value after value
-    out = np.where(flags.view(bool), used.take(counted - 1, mode="clip"), text)
-    changed = np.logical_or.reduceat(out != text, found.starts - start)
-    others |= ~changed & (found.lengths > 0)
+    used = translate(tokens, _DIGITS)[leading_mask(blocks * BLOCK_DIGITS).take(counts, 0)]
+    some = counts > 0
+    firsts = (np.cumsum(counts) - counts)[some]  # where each value's digits start in `used`
+    used[firsts] = translate(tokens[some, 0], _FIRST_DIGIT)
+    out = text.copy()
+    out[positions] = used
+    others |= ~np.logical_or.reduceat(out != text, starts) & some  # the input: derive anew
     return split_lines(out), np.flatnonzero(others).tolist()
 
 
