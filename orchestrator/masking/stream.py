@@ -12,7 +12,6 @@ data all stop the filter with a FilterError. No message ever holds a data value.
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -30,9 +29,6 @@ from orchestrator.masking.transforms import (
 from orchestrator.names import table_key
 
 BLOCK_SIZE = 1 << 20
-MEMO_LIMIT = 1 << 16  # outputs remembered per column, least recently used dropped first
-MEMO_VALUE_BYTES = 256  # blocks whose values are longer on average skip the memo
-REMEMBERED = ("email", "first_name", "last_name", "full_name", "phone", "hash", "date_shift")
 FieldFunction = Callable[[bytes], bytes]
 BACKSLASH = ord("\\")
 NULL = b"\\N"
@@ -120,23 +116,17 @@ def _direct(compiled: Compiled) -> FieldFunction:
 class _Field:
     """One masked column: its transform as a COPY field function, for a column at a time.
 
-    A transform with a column path (`Compiled.column`) masks a block's column in one call;
-    fields with escapes (NULL among them) go one by one. Others start behind an LRU memo
-    (in C, so a hit costs no Python call), for the transforms whose inputs repeat (dates).
-    When a stretch of MEMO_LIMIT misses comes with fewer than one hit per four misses,
-    `current` becomes the bare transform for good. Blocks whose values average more than
-    MEMO_VALUE_BYTES skip the memo, which would hold them all.
+    A transform with a column path (`Compiled.column`: the token transforms) masks a
+    block's column in one call, then the fields holding a backslash (escapes, NULL) again
+    one by one; a fixed one (set_null, value) fills the column; others (json) go field by
+    field.
     """
 
-    def __init__(self, compiled: Compiled, remember: bool) -> None:
+    def __init__(self, compiled: Compiled) -> None:
         self.direct = _direct(compiled)
         self.bare = compiled.apply if compiled.plain and not compiled.nullable else None
         self.vector = compiled.column if compiled.plain and not compiled.nullable else None
         self.fixed = _fixed_field(compiled)
-        self.current: FieldFunction = self.direct
-        if remember and self.vector is None and self.fixed is None:
-            self.current = functools.lru_cache(maxsize=MEMO_LIMIT)(self.direct)
-        self.judged = (0, 0)  # the memo's (hits, misses) when it was last judged
 
     def column(self, parts: list[bytes]) -> list[bytes]:
         """Give the masked fields of one column of a block."""
@@ -144,11 +134,9 @@ class _Field:
             return [self.fixed] * len(parts)
         if self.vector is not None:
             return self._vectorized(parts)
-        joined = b"".join(parts)
-        masked = self.current if len(joined) <= MEMO_VALUE_BYTES * len(parts) else self.direct
-        if masked is self.direct and self.bare is not None and b"\\" not in joined:
+        if self.bare is not None and b"\\" not in b"".join(parts):
             return list(map(self.bare, parts))  # type: ignore[arg-type]  # no NULL, no escape
-        return list(map(masked, parts))
+        return list(map(self.direct, parts))
 
     def _vectorized(self, parts: list[bytes]) -> list[bytes]:
         """The column path, then the fields that hold a backslash (escapes, NULL) again one
@@ -161,18 +149,6 @@ class _Field:
         for index in found.holding(BACKSLASH):
             out[index] = self.direct(parts[index])
         return out
-
-    def settle(self) -> None:
-        """Drop the memo once it has shown that it does not pay (call between blocks):
-        judged afresh over each stretch of MEMO_LIMIT misses."""
-        info = getattr(self.current, "cache_info", None)
-        if info is None:
-            return
-        hits, misses = info()[:2]
-        if misses - self.judged[1] >= MEMO_LIMIT:
-            if (hits - self.judged[0]) * 4 < misses - self.judged[1]:
-                self.current = self.direct
-            self.judged = (hits, misses)
 
 
 def _fixed_field(compiled: Compiled) -> bytes | None:
@@ -233,8 +209,6 @@ class BlockMasker:
         first, last = self.fields.get(0), self.fields.get(stride)
         if first is not None or last is not None:
             _edges(parts, stride, first, last)
-        for masked in self.fields.values():
-            masked.settle()
         return b"\t".join(parts)
 
     def _by_line(self, block: bytes) -> bytes:
@@ -291,7 +265,7 @@ def compile_table(plan: TablePlan, key: MaskKey, columns: list[str]) -> BlockMas
             continue
         if column.transform != "keep":
             compiled = compile_spec(column.spec, key, column.base_type, column.max_length)
-            fields[index] = _Field(compiled, column.transform in REMEMBERED)
+            fields[index] = _Field(compiled)
     return BlockMasker(plan.table, tuple(columns), fields)
 
 

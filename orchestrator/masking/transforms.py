@@ -27,6 +27,7 @@ from __future__ import annotations
 import binascii
 import dataclasses
 import datetime
+import functools
 import hashlib
 import ipaddress
 import itertools
@@ -460,6 +461,7 @@ _FIRST_DIGIT = bytes(  # a phone number rarely starts with 0 after its + or brac
     ord("1") + byte % 9 if byte % 10 == 0 else _DIGITS[byte] for byte in range(256)
 )
 _DIGIT_FLAGS = bytes(byte not in _SEPARATORS + b"\n" for byte in range(256))
+SHIFT_MEMO = 1 << 16  # dates shifted, remembered per column (least recently used dropped)
 BLOCK_DIGITS = 16  # token digits in one PRF block
 COLUMN_PHONE_DIGITS = 2 * BLOCK_DIGITS  # phone values with more take the one-value path
 
@@ -780,13 +782,23 @@ def _build_date_shift(spec: TransformSpec, key: MaskKey, _type: str, _max: int |
 
     def date_shift(value: bytes) -> bytes:
         number = int.from_bytes(prf.token(value, 1)[:8]) % (2 * days)
-        offset = number - days if number < days else number - days + 1
-        try:
-            return _dates.shift(value, offset)
-        except _dates.NotADate as exc:
-            raise TransformError(str(exc)) from None
+        return _shifted(value, number - days + (number >= days))
 
-    return Compiled(date_shift, plain=True)
+    remembered = functools.lru_cache(maxsize=SHIFT_MEMO)(_shifted)  # birth dates repeat
+
+    def date_shifts(values: list[bytes], found: Values) -> list[bytes]:
+        numbers = prf.tokens(found, 1).view(">u8")[:, 0] % np.uint64(2 * days)
+        offsets = numbers.astype(np.int64) - days + (numbers >= days)
+        return list(map(remembered, values, offsets.tolist()))
+
+    return Compiled(date_shift, plain=True, column=_columnwise(date_shift, date_shifts))
+
+
+def _shifted(value: bytes, offset: int) -> bytes:
+    try:
+        return _dates.shift(value, offset)
+    except _dates.NotADate as exc:
+        raise TransformError(str(exc)) from None
 
 
 def _build_json(spec: TransformSpec, key: MaskKey, _type: str, _max: int | None) -> Compiled:

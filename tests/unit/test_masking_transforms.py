@@ -176,6 +176,17 @@ def test_a_column_with_a_newline_in_a_value_still_masks_value_by_value(rule: obj
     assert compiled.column([]) == []
 
 
+def test_date_shift_a_column_at_a_time_gives_exactly_the_one_value_outputs() -> None:
+    compiled = compile_spec(parse_spec({"transform": "date_shift", "days": 30}), KEY, "date")
+    days = [f"{1990 + n % 30:04d}-0{1 + n % 9}-1{n % 10}".encode() for n in range(300)]
+    stamps = [b"2024-05-17 10:%02d:00.123+02" % n for n in range(60)]
+    values = [*days, *days[:50], *stamps, b"infinity", b"0044-03-15 BC"]
+    assert compiled.column is not None
+    assert compiled.column(values) == [compiled.apply(value) for value in values]
+    with pytest.raises(TransformError):
+        compiled.column([*values, b"31/12/1999"])
+
+
 @pytest.mark.parametrize(
     ("rule", "value", "expected"),
     [
