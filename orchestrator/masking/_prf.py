@@ -52,13 +52,18 @@ class Prf:
         """Give the `blocks` * 16 bytes of the token of `value`."""
         size = len(value)
         count = (size + PREFIX + BLOCK - 1) // BLOCK
-        message = size.to_bytes(PREFIX, "big") + value + bytes(count * BLOCK - PREFIX - size)
-        masked = (int.from_bytes(message) ^ self._mask(count)).to_bytes(count * BLOCK)
-        encrypted = self._enc.update(masked)
-        total = 0
-        for start in range(0, count * BLOCK, BLOCK):
-            total ^= int.from_bytes(encrypted[start : start + BLOCK])
-        return self._fin.update(b"".join((total ^ j).to_bytes(BLOCK) for j in range(blocks)))
+        message = int.from_bytes((size.to_bytes(PREFIX) + value).ljust(count * BLOCK, b"\0"))
+        encrypted = self._enc.update((message ^ self._mask(count)).to_bytes(count * BLOCK))
+        if count == 1:
+            total = int.from_bytes(encrypted)
+        else:
+            total = 0
+            for start in range(0, count * BLOCK, BLOCK):
+                total ^= int.from_bytes(encrypted[start : start + BLOCK])
+        finals = total.to_bytes(BLOCK)
+        if blocks > 1:
+            finals += b"".join([(total ^ j).to_bytes(BLOCK) for j in range(1, blocks)])
+        return self._fin.update(finals)
 
     def tokens(self, values: Values, blocks: int) -> Bytes:
         """Give the tokens of every value, `blocks` * 16 bytes each, as an (n, 16 * blocks)

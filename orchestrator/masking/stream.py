@@ -126,6 +126,7 @@ class _Field:
         self.direct = _direct(compiled)
         self.bare = compiled.apply if compiled.plain and not compiled.nullable else None
         self.vector = compiled.column if compiled.plain and not compiled.nullable else None
+        self.filler = compiled.filler
         self.fixed = _fixed_field(compiled)
 
     def column(self, parts: list[bytes]) -> list[bytes]:
@@ -139,14 +140,20 @@ class _Field:
         return list(map(self.direct, parts))
 
     def _vectorized(self, parts: list[bytes]) -> list[bytes]:
-        """The column path, then the fields that hold a backslash (escapes, NULL) again one
-        by one (the column path took them as they are written)."""
+        """The column path, with the fields that hold a backslash (escapes, NULL) replaced
+        by the transform's filler there and masked one by one."""
         assert self.vector is not None
-        found = values_of(parts)
+        values, found = parts, values_of(parts)
         if found is None:  # a raw newline in a field: not COPY text, but stay correct
             return list(map(self.direct, parts))
-        out = self.vector(parts, found)
-        for index in found.holding(BACKSLASH):
+        escaped = found.holding(BACKSLASH)
+        if escaped:
+            values = list(parts)
+            for index in escaped:
+                values[index] = self.filler
+            found = values_of(values)
+        out = self.vector(values, found)
+        for index in escaped:
             out[index] = self.direct(parts[index])
         return out
 

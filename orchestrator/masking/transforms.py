@@ -128,8 +128,9 @@ class Compiled:
     `nullable`); `on_null` is the output for a NULL input (None: NULL stays NULL); `plain`
     says outputs never hold a backslash, tab, newline or carriage return, so they need no
     COPY escaping. `column`, when there is one, gives the outputs of many non-NULL values
-    at once, exactly `[apply(value) for value in values]`, only faster. `fixed` says every
-    value and NULL alike give `on_null`.
+    at once, exactly `[apply(value) for value in values]`, only faster; `filler` is a
+    value it always takes without error, to stand in for values masked another way.
+    `fixed` says every value and NULL alike give `on_null`.
     """
 
     apply: ValueFn
@@ -137,6 +138,7 @@ class Compiled:
     plain: bool = False
     nullable: bool = False
     column: ColumnFn | None = None
+    filler: bytes = b""
     fixed: bool = False
 
 
@@ -672,8 +674,7 @@ def _build_phone(spec: TransformSpec, key: MaskKey, _type: str, max_length: int 
         return out[:max_length]
 
     def phones(values: list[bytes], found: Values) -> list[bytes]:
-        limit = COLUMN_PHONE_DIGITS if max_length is None else max_length
-        outputs, others = _phone_column(found, prf, limit)
+        outputs, others = _phone_column(found, prf, max_length)
         for index in others:
             outputs[index] = phone(values[index])
         return outputs
@@ -712,10 +713,11 @@ def _phone_fill(slots: bytes, count: int, token: bytes) -> bytes:
     return bytes(next(rest) if byte == _X else byte for byte in out)
 
 
-def _phone_column(found: Values, prf: Prf, limit: int) -> tuple[list[bytes], list[int]]:
+def _phone_column(found: Values, prf: Prf, limit: int | None) -> tuple[list[bytes], list[int]]:
     """The phone outputs of a column, and the indexes of those the one-value path must
     make instead: outputs equal to their input (to derive again), values with more than
-    COLUMN_PHONE_DIGITS digit positions or only separators, values longer than `limit`.
+    COLUMN_PHONE_DIGITS digit positions or only separators, values longer than `limit`
+    (bytes, to be cut).
 
     Works on the joined values: the positions of every digit, value after value, take the
     token digits each value uses, laid end to end in the same order.
@@ -727,7 +729,9 @@ def _phone_column(found: Values, prf: Prf, limit: int) -> tuple[list[bytes], lis
     starts, ends = found.starts - start, found.ends - start
     counts = np.add.reduceat(flags.view(np.uint8), starts, dtype=np.int32)
     long = counts > COLUMN_PHONE_DIGITS
-    others = ((counts == 0) & (found.lengths > 0)) | long | (found.lengths > limit)
+    others = ((counts == 0) & (found.lengths > 0)) | long
+    if limit is not None:
+        others |= found.lengths > limit
     if long.any():  # their digits are left out, so as not to shift the others'
         flags = flags.copy()
         for index in np.flatnonzero(long).tolist():
@@ -791,7 +795,8 @@ def _build_date_shift(spec: TransformSpec, key: MaskKey, _type: str, _max: int |
         offsets = numbers.astype(np.int64) - days + (numbers >= days)
         return list(map(remembered, values, offsets.tolist()))
 
-    return Compiled(date_shift, plain=True, column=_columnwise(date_shift, date_shifts))
+    column = _columnwise(date_shift, date_shifts)
+    return Compiled(date_shift, plain=True, column=column, filler=b"infinity")
 
 
 def _shifted(value: bytes, offset: int) -> bytes:

@@ -176,6 +176,13 @@ def test_a_column_with_a_newline_in_a_value_still_masks_value_by_value(rule: obj
     assert compiled.column([]) == []
 
 
+@pytest.mark.parametrize("rule", [*TOKEN_RULES, "redact", {"transform": "date_shift", "days": 3}])
+def test_every_column_path_takes_its_filler(rule: object) -> None:
+    compiled = compile_spec(parse_spec(rule), KEY, "text", 40)
+    assert compiled.column is not None
+    assert compiled.column([compiled.filler] * 3) == [compiled.apply(compiled.filler)] * 3
+
+
 def test_date_shift_a_column_at_a_time_gives_exactly_the_one_value_outputs() -> None:
     compiled = compile_spec(parse_spec({"transform": "date_shift", "days": 30}), KEY, "date")
     days = [f"{1990 + n % 30:04d}-0{1 + n % 9}-1{n % 10}".encode() for n in range(300)]
