@@ -202,8 +202,8 @@ class BlockMasker:
         split of the whole block on tabs, column i of row r (0 < i < width-1) sits at
         r*(width-1)+i, and one call per column (`_Field.column`) rewrites it. The first and
         last fields of adjacent rows share a part, "last\\nfirst", which `_edges` takes
-        apart. The block's
-        skeleton (its tabs and newlines alone) proves every row has its width.
+        apart. The block's skeleton (its tabs and newlines alone) proves every row has its
+        width.
         """
         stride = len(self.columns) - 1
         skeleton = block.translate(None, _NOT_SEPARATORS)
@@ -241,7 +241,7 @@ class BlockMasker:
 def _edges(parts: list[bytes], stride: int, first: _Field | None, last: _Field | None) -> None:
     """Mask the first and last columns where they share the parts "last\\nfirst": taken
     apart with one split, each column masked as a whole, then paired again."""
-    end = len(parts) - 1  # the final part is the last field of the last row, and "\\n"
+    end = len(parts) - 1  # the final part is the last field of the last row, and "\n"
     shared = parts[stride:end:stride]
     pieces = b"\n".join(shared).split(b"\n") if shared else []
     heads, tails = [parts[0], *pieces[1::2]], [*pieces[0::2], parts[end][:-1]]

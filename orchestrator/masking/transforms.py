@@ -46,6 +46,7 @@ from orchestrator.masking import _dates, _jsonpath
 from orchestrator.masking._names import FIRST_NAMES, LAST_NAMES
 from orchestrator.masking._prf import Prf
 from orchestrator.masking._vector import (
+    Ints,
     Values,
     keep_mask,
     leading_mask,
@@ -599,17 +600,18 @@ class _Lowered:
         ).reshape(len(choices), self.width)
 
 
-def _same_names(found: Values, indexes: Any, lowered: _Lowered) -> Any:
+def _same_names(found: Values, indexes: Ints, lowered: _Lowered) -> Ints:
     """Which values are, whatever the case, the choice at their index (so they take the
     next one): checked only where the lengths agree."""
-    candidates = np.flatnonzero(lowered.sizes.take(indexes) == found.lengths)
+    candidates: Ints = np.flatnonzero(lowered.sizes.take(indexes) == found.lengths)
     if not len(candidates):
         return candidates
     lengths = found.lengths[candidates]
     got = translate(windows(found, lowered.width, rows=candidates), _LOWER)
     got = got & keep_mask(lowered.width).take(lengths, 0)
     same = (got == lowered.rows.take(indexes[candidates], 0)).all(axis=1)
-    return candidates[same]
+    same_ones: Ints = candidates[same]
+    return same_ones
 
 
 def _build_name(choose: Callable[[int | None], tuple[bytes, ...]]) -> _Build:
@@ -635,7 +637,7 @@ def _build_name(choose: Callable[[int | None], tuple[bytes, ...]]) -> _Build:
 
         def names(values: list[bytes], found: Values) -> list[bytes]:
             numbers = prf.tokens(found, 1).view(">u8")[:, 0]
-            indexes = (numbers % np.uint64(count)).astype(np.intp)
+            indexes = (numbers % np.uint64(count)).astype(np.int64)
             outputs: list[bytes] = table.take(indexes).tolist()
             for index in _same_names(found, indexes, lowered).tolist():
                 outputs[index] = choices[(indexes[index] + 1) % count]
