@@ -17,8 +17,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
+import numpy as np
+
 from orchestrator.errors import JobError
-from orchestrator.masking._vector import values_of
+from orchestrator.masking._vector import NEWLINE, values_of
 from orchestrator.masking.plan import TablePlan, location
 from orchestrator.masking.transforms import (
     Compiled,
@@ -30,7 +32,7 @@ from orchestrator.names import table_key
 
 BLOCK_SIZE = 1 << 20
 FieldFunction = Callable[[bytes], bytes]
-BACKSLASH = ord("\\")
+BACKSLASH, DOT = ord("\\"), ord(".")
 NULL = b"\\N"
 END_OF_DATA = b"\\.\n"
 DROPPED_BEFORE_COPY = b"SET transaction_timeout = 0;\n"
@@ -341,11 +343,19 @@ class _Reader:
 
 
 def _end_of_data(data: bytes) -> int:
-    """Where the end-of-data line starts in `data` (which starts at a line start), or -1."""
+    """Where the end-of-data line starts in `data` (which starts at a line start), or -1.
+
+    Looks at the backslashes only: numpy finds them several times quicker than
+    `bytes.find` scans for the whole line.
+    """
     if data.startswith(END_OF_DATA):
         return 0
-    found = data.find(b"\n" + END_OF_DATA)
-    return found + 1 if found >= 0 else -1
+    array = np.frombuffer(data, np.uint8)
+    found = np.flatnonzero(array[1:-2] == BACKSLASH) + 1  # room for "\n" before, ".\n" after
+    ends = found[
+        (array[found - 1] == NEWLINE) & (array[found + 1] == DOT) & (array[found + 2] == NEWLINE)
+    ]
+    return int(ends[0]) if len(ends) else -1
 
 
 @dataclass(frozen=True)
@@ -474,7 +484,7 @@ def _copy_rows(
 
     def counted(blocks: Iterator[bytes]) -> Iterator[bytes]:
         for block in blocks:
-            counts.append(block.count(b"\n"))
+            counts.append(_lines_in(block))
             yield block
 
     rows = 0
@@ -491,6 +501,12 @@ def _copy_rows(
         raise
     sink.write(END_OF_DATA)
     return rows
+
+
+def _lines_in(block: bytes) -> int:
+    """The number of newlines in `block` (numpy's count is several times quicker than
+    `bytes.count` here, which goes byte by byte)."""
+    return int(np.count_nonzero(np.frombuffer(block, np.uint8) == NEWLINE))
 
 
 def _abort_copy(sink: BinaryIO, width: int) -> None:

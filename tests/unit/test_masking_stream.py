@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator.masking import workers
+from orchestrator.masking import stream, workers
 from orchestrator.masking.__main__ import main
 from orchestrator.masking.plan import ColumnPlan, PlanError, TablePlan
 from orchestrator.masking.stream import (
@@ -159,6 +159,26 @@ def test_copy_lines_give_the_table_key_and_columns(
 def test_a_copy_line_that_cannot_be_read_stops_the_filter(line: bytes) -> None:
     with pytest.raises(FilterError, match="cannot read the COPY line"):
         parse_copy_line(line)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\\.\n",
+        b"1\ta\n\\.\n\n",
+        b"\\N\ta\n\\N\tb\n\\.\n",
+        b"\\\\.\n\\.x\n\\.",
+        b"1\t\\.\n2\tb\n",
+        b"",
+        b"\\",
+        b"a\n\\.\n" * 3,
+        b"\n\\.\n",
+    ],
+)
+def test_the_end_of_data_line_is_found_only_at_a_line_start(data: bytes) -> None:
+    found = data.find(b"\n\\.\n")  # the plain way: the line after a newline
+    expected = 0 if data.startswith(b"\\.\n") else found + 1 if found >= 0 else -1
+    assert stream._end_of_data(data) == expected
 
 
 # --- the block masker -------------------------------------------------------------------
