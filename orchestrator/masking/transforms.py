@@ -802,6 +802,8 @@ def _build_date_shift(spec: TransformSpec, key: MaskKey, _type: str, _max: int |
 
 
 def _shifted(value: bytes, offset: int) -> bytes:
+    """Give `value` with its date moved by `offset` days; TransformError when it is not a
+    date or timestamp in ISO form."""
     try:
         return _dates.shift(value, offset)
     except _dates.NotADate as exc:
