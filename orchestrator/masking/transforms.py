@@ -2,8 +2,18 @@
 
 An output depends only on the key (MASK_KEY), the transform's name, its parameters and the
 input value, never on the table or column, so a value masks the same way wherever it
-appears and in every run; another key gives unrelated outputs. Tokens are keyed BLAKE2b
-digests, one subkey per (transform, parameters).
+appears and in every run; another key gives unrelated outputs.
+
+Tokens come from a keyed PRF, PMAC-style on AES-256 (`_prf`): for each transform with its
+parameters (its canonical spec), keyed BLAKE2b of the spec under MASK_KEY's root key gives
+three AES-256 keys (`enc`, `off`, `fin`); a value `v` is encoded as its 4-byte big-endian
+length followed by `v`, zero-padded to whole 16-byte blocks `M_i`; `S` is the XOR of
+`AES_enc(M_i XOR AES_off(i))`, and token block `j` is `AES_fin(S XOR j)` (i and j as 16-byte
+big-endian numbers). A transform takes as many token blocks as it needs.
+
+Each token transform is built twice, with bit-identical results (tests hold them to it):
+`apply` for one value, and `column` for many values at once, such as a block's column
+(numpy, a few AES calls for the whole column).
 
 Values travel as UTF-8 bytes (COPY text with the escapes undone), so the stream never
 decodes what it does not have to. NULL stays NULL for every transform except `value`.
@@ -15,20 +25,37 @@ an output never equals its input, except where the rule asks for a fixed output 
 from __future__ import annotations
 
 import binascii
+import dataclasses
 import datetime
+import functools
 import hashlib
 import ipaddress
+import itertools
 import json
 import re
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
+
+import numpy as np
 
 from orchestrator import logs
 from orchestrator.errors import ConfigError
 from orchestrator.masking import _dates, _jsonpath
 from orchestrator.masking._names import FIRST_NAMES, LAST_NAMES
+from orchestrator.masking._prf import Prf
+from orchestrator.masking._vector import (
+    Ints,
+    Values,
+    keep_mask,
+    leading_mask,
+    split_lines,
+    split_rows,
+    translate,
+    values_of,
+    windows,
+)
 from orchestrator.schema_facts import Column
 
 KEY_SETTING = "MASK_KEY"
@@ -45,6 +72,16 @@ DATE_TYPES = ("date", "timestamp", "timestamptz")
 JSON_TYPES = ("json", "jsonb")
 
 ValueFn = Callable[[bytes], bytes | None]
+
+
+class ColumnFn(Protocol):
+    """The outputs of many non-NULL values at once, exactly as `apply` gives them one by
+    one; `found` is `values_of(values)` when the caller already has it."""
+
+    def __call__(self, values: list[bytes], found: Values | None = None, /) -> list[bytes]: ...
+
+
+_Many = Callable[[list[bytes], Values], list[bytes]]
 _Build = Callable[["TransformSpec", "MaskKey", str, int | None], "Compiled"]
 
 
@@ -68,7 +105,7 @@ class TransformSpec:
         return {"transform": self.name, **self.params} if self.params else self.name
 
     def canonical(self) -> str:
-        """Give the spec as canonical JSON text (the input of its subkey)."""
+        """Give the spec as canonical JSON text (what its keys are derived from)."""
         return json.dumps([self.name, self.params], sort_keys=True, separators=(",", ":"))
 
     def describe(self) -> str:
@@ -91,13 +128,19 @@ class Compiled:
     `apply` takes a non-NULL value and gives its output (None for NULL, only when
     `nullable`); `on_null` is the output for a NULL input (None: NULL stays NULL); `plain`
     says outputs never hold a backslash, tab, newline or carriage return, so they need no
-    COPY escaping.
+    COPY escaping. `column`, when there is one, gives the outputs of many non-NULL values
+    at once, exactly `[apply(value) for value in values]`, only faster; `filler` is a
+    value it always takes without error, to stand in for values masked another way.
+    `fixed` says every value and NULL alike give `on_null`.
     """
 
     apply: ValueFn
     on_null: bytes | None = None
     plain: bool = False
     nullable: bool = False
+    column: ColumnFn | None = None
+    filler: bytes = b""
+    fixed: bool = False
 
 
 class MaskKey:
@@ -111,11 +154,15 @@ class MaskKey:
     def __repr__(self) -> str:
         return "MaskKey(***)"
 
-    def subkey(self, spec: TransformSpec) -> bytes:
-        """Give the 32-byte key of one transform with its parameters."""
-        return hashlib.blake2b(
-            spec.canonical().encode(), key=self._root, digest_size=32, person=b"mask-subkey"
-        ).digest()
+    def prf(self, spec: TransformSpec) -> Prf:
+        """Give the PRF of one transform with its parameters: three independent AES-256 keys,
+        each keyed BLAKE2b of the canonical spec under the root key with its own tag."""
+        domain = spec.canonical().encode()
+        enc, off, fin = (
+            hashlib.blake2b(domain, key=self._root, digest_size=32, person=tag).digest()
+            for tag in (b"mask-prf-enc", b"mask-prf-off", b"mask-prf-fin")
+        )
+        return Prf(enc, off, fin)
 
 
 def load_key(text: str | None) -> MaskKey:
@@ -182,12 +229,18 @@ def apply_text(compiled: Compiled, value: str | None) -> str | None:
 
 
 def _ignoring_padding(compiled: Compiled) -> Compiled:
-    apply = compiled.apply
+    apply, column = compiled.apply, compiled.column
 
     def unpadded(value: bytes) -> bytes | None:
         return apply(value.rstrip(b" "))
 
-    return Compiled(unpadded, compiled.on_null, compiled.plain, compiled.nullable)
+    def unpadded_column(values: list[bytes], _found: Values | None = None, /) -> list[bytes]:
+        assert column is not None
+        return column(list(map(bytes.rstrip, values, itertools.repeat(b" "))))
+
+    return dataclasses.replace(
+        compiled, apply=unpadded, column=None if column is None else unpadded_column
+    )
 
 
 # --- parameters -------------------------------------------------------------------------
@@ -403,29 +456,17 @@ _VALUE_CHECKS: dict[str, Callable[[str], str]] = {
 
 # --- building ---------------------------------------------------------------------------
 
-
-def _keyed(key: MaskKey, spec: TransformSpec, size: int) -> Callable[[], Any]:
-    """Give a maker of fresh keyed BLAKE2b states of one transform: copying a pre-keyed
-    state costs about a third less than keying a new one for every value."""
-    return hashlib.blake2b(key=key.subkey(spec), digest_size=size).copy
-
-
-def _tokens(key: MaskKey, spec: TransformSpec, size: int) -> Callable[[bytes], bytes]:
-    """Give the keyed digest function of one transform."""
-    fresh = _keyed(key, spec, size)
-
-    def token(value: bytes) -> bytes:
-        state = fresh()
-        state.update(value)
-        digest: bytes = state.digest()
-        return digest
-
-    return token
-
-
 _BASE32 = bytes(b"abcdefghijklmnopqrstuvwxyz234567"[byte & 31] for byte in range(256))
 _DIGITS = bytes(b"0123456789"[byte % 10] for byte in range(256))
-_PHONE_LAYOUT = bytes(byte if chr(byte) in " +-.()/" else ord("X") for byte in range(256))
+_SEPARATORS = b" +-.()/"  # what phone keeps in place; every other byte becomes a digit
+_PHONE_LAYOUT = bytes(byte if byte in _SEPARATORS else ord("X") for byte in range(256))
+_FIRST_DIGIT = bytes(  # a phone number rarely starts with 0 after its + or bracket
+    ord("1") + byte % 9 if byte % 10 == 0 else _DIGITS[byte] for byte in range(256)
+)
+_DIGIT_FLAGS = bytes(byte not in _SEPARATORS + b"\n" for byte in range(256))
+SHIFT_MEMO = 1 << 16  # dates shifted, remembered per column (least recently used dropped)
+BLOCK_DIGITS = 16  # token digits in one PRF block
+COLUMN_PHONE_DIGITS = 2 * BLOCK_DIGITS  # phone values with more take the one-value path
 
 
 def _build_keep(_spec: TransformSpec, _key: MaskKey, _type: str, _max: int | None) -> Compiled:
@@ -433,11 +474,11 @@ def _build_keep(_spec: TransformSpec, _key: MaskKey, _type: str, _max: int | Non
 
 
 def _build_set_null(_spec: TransformSpec, _key: MaskKey, _type: str, _max: int | None) -> Compiled:
-    return Compiled(lambda _value: None, plain=True, nullable=True)
+    return Compiled(lambda _value: None, plain=True, nullable=True, fixed=True)
 
 
 def _build_email(spec: TransformSpec, key: MaskKey, _type: str, max_length: int | None) -> Compiled:
-    """`<token>@<domain>`: each token character is the low 5 bits of one digest byte, so
+    """`<token>@<domain>`: each token character is the low 5 bits of one token byte, so
     26 characters carry 130 bits; a short column gets a shorter token."""
     domain: str = spec.params["domain"]
     suffix = b"@" + domain.encode()
@@ -445,38 +486,74 @@ def _build_email(spec: TransformSpec, key: MaskKey, _type: str, max_length: int 
     length = min(EMAIL_TOKEN_LENGTH, length)
     if length < 1:
         raise SpecError(f"email: a column of {max_length} characters cannot hold an address")
-    token, fresh = _tokens(key, spec, EMAIL_TOKEN_LENGTH), _keyed(key, spec, EMAIL_TOKEN_LENGTH)
+    prf = key.prf(spec)
 
     def email(value: bytes) -> bytes:
         if not value:
             return value
-        state = fresh()
-        state.update(value)
-        digest: bytes = state.digest()
-        out = digest[:length].translate(_BASE32) + suffix
+        token = prf.token(value, 2)
+        out = token[:length].translate(_BASE32) + suffix
         while out == value:
-            digest = token(digest)
-            out = digest[:length].translate(_BASE32) + suffix
+            token = prf.token(token, 2)
+            out = token[:length].translate(_BASE32) + suffix
         return out
 
-    return Compiled(email, plain=True)
+    tail = np.frombuffer(suffix + b"\n", np.uint8)
+
+    def emails(values: list[bytes], found: Values) -> list[bytes]:
+        lines = np.empty((len(found), length + len(tail)), np.uint8)
+        lines[:, :length] = translate(prf.tokens(found, 2)[:, :length], _BASE32)
+        lines[:, length:] = tail
+        return _never_the_input(split_lines(lines), values, found, email)
+
+    return Compiled(email, plain=True, column=_columnwise(email, emails))
 
 
 def _build_hash(spec: TransformSpec, key: MaskKey, _type: str, max_length: int | None) -> Compiled:
-    token = _tokens(key, spec, 16)
+    """The 128-bit token in lowercase hex, cut to the column."""
+    prf = key.prf(spec)
     length = 32 if max_length is None else min(32, max_length)
 
     def hash_(value: bytes) -> bytes:
         if not value:
             return value
-        digest = token(value)
-        out = binascii.hexlify(digest)[:length]
+        token = prf.token(value, 1)
+        out = binascii.hexlify(token)[:length]
         while out == value:
-            digest = token(digest)
-            out = binascii.hexlify(digest)[:length]
+            token = prf.token(token, 1)
+            out = binascii.hexlify(token)[:length]
         return out
 
-    return Compiled(hash_, plain=True)
+    def hashes(values: list[bytes], found: Values) -> list[bytes]:
+        hexed = np.frombuffer(binascii.hexlify(prf.tokens(found, 1).data), np.uint8).reshape(-1, 32)
+        return _never_the_input(split_rows(hexed[:, :length]), values, found, hash_)
+
+    return Compiled(hash_, plain=True, column=_columnwise(hash_, hashes))
+
+
+def _columnwise(one: Callable[[bytes], bytes], many: _Many) -> ColumnFn:
+    """Give the column function of a transform from its one-value and its column paths:
+    values that cannot form a column (one holds a newline) go one by one."""
+
+    def column(values: list[bytes], found: Values | None = None, /) -> list[bytes]:
+        if not values:
+            return []
+        found = values_of(values) if found is None else found
+        return list(map(one, values)) if found is None else many(values, found)
+
+    return column
+
+
+def _never_the_input(
+    outputs: list[bytes], values: list[bytes], found: Values, one: Callable[[bytes], bytes]
+) -> list[bytes]:
+    """Give the column outputs of a fixed-length transform with empty values kept empty and
+    any output equal to its input re-derived (by `one`, the one-value path, which does it)."""
+    size = len(outputs[0]) if outputs else 0
+    for index in np.flatnonzero((found.lengths == 0) | (found.lengths == size)).tolist():
+        if outputs[index] == values[index] or not values[index]:
+            outputs[index] = one(values[index])
+    return outputs
 
 
 def _fitting(names: tuple[str, ...], max_length: int | None) -> tuple[bytes, ...]:
@@ -488,43 +565,12 @@ def _fitting(names: tuple[str, ...], max_length: int | None) -> tuple[bytes, ...
     return fit or tuple(name[:max_length] for name in encoded)
 
 
-def _build_name(names: tuple[str, ...]) -> _Build:
-    def build(spec: TransformSpec, key: MaskKey, _type: str, max_length: int | None) -> Compiled:
-        choices = _fitting(names, max_length)
-        count = len(choices)
-        token = _tokens(key, spec, 8)
-
-        def name(value: bytes) -> bytes:
-            if not value:
-                return value
-            number = int.from_bytes(token(value))
-            out = choices[number % count]
-            if len(out) == len(value) and out.lower() == value.lower():
-                out = choices[(number + 1) % count]
-            return out
-
-        return Compiled(name, plain=True)
-
-    return build
+def _first_names(max_length: int | None) -> tuple[bytes, ...]:
+    return _fitting(FIRST_NAMES, max_length)
 
 
-def _build_full_name(
-    spec: TransformSpec, key: MaskKey, _type: str, max_length: int | None
-) -> Compiled:
-    names = _full_names(max_length)
-    count = len(names)
-    token = _tokens(key, spec, 8)
-
-    def full_name(value: bytes) -> bytes:
-        if not value:
-            return value
-        index = int.from_bytes(token(value)) % count
-        out = names[index]
-        if len(out) == len(value) and out.lower() == value.lower():
-            out = names[(index + 1) % count]
-        return out
-
-    return Compiled(full_name, plain=True)
+def _last_names(max_length: int | None) -> tuple[bytes, ...]:
+    return _fitting(LAST_NAMES, max_length)
 
 
 def _full_names(max_length: int | None) -> tuple[bytes, ...]:
@@ -540,9 +586,74 @@ def _full_names(max_length: int | None) -> tuple[bytes, ...]:
     return names or _fitting(FIRST_NAMES, max_length)
 
 
+_LOWER = bytes(range(256)).lower()
+
+
+class _Lowered:
+    """The choices of a name transform in lowercase, as an array padded with zeros."""
+
+    def __init__(self, choices: tuple[bytes, ...]) -> None:
+        self.width = max(len(choice) for choice in choices)
+        self.sizes = np.array([len(choice) for choice in choices])
+        self.rows = np.frombuffer(
+            b"".join(choice.lower().ljust(self.width, b"\0") for choice in choices), np.uint8
+        ).reshape(len(choices), self.width)
+
+
+def _same_names(found: Values, indexes: Ints, lowered: _Lowered) -> Ints:
+    """Which values are, whatever the case, the choice at their index (so they take the
+    next one): checked only where the lengths agree."""
+    candidates: Ints = np.flatnonzero(lowered.sizes.take(indexes) == found.lengths)
+    if not len(candidates):
+        return candidates
+    lengths = found.lengths[candidates]
+    got = translate(windows(found, lowered.width, rows=candidates), _LOWER)
+    got = got & keep_mask(lowered.width).take(lengths, 0)
+    same = (got == lowered.rows.take(indexes[candidates], 0)).all(axis=1)
+    same_ones: Ints = candidates[same]
+    return same_ones
+
+
+def _build_name(choose: Callable[[int | None], tuple[bytes, ...]]) -> _Build:
+    """A name from the choices that fit the column, picked by the first 8 token bytes (as a
+    big-endian number, modulo the count); the next one when it is the input, whatever the
+    case."""
+
+    def build(spec: TransformSpec, key: MaskKey, _type: str, max_length: int | None) -> Compiled:
+        choices = choose(max_length)
+        count, prf = len(choices), key.prf(spec)
+        table = np.empty(count, dtype=object)
+        table[:] = choices
+        lowered = _Lowered(choices)
+
+        def name(value: bytes) -> bytes:
+            if not value:
+                return value
+            index = int.from_bytes(prf.token(value, 1)[:8]) % count
+            out = choices[index]
+            if len(out) == len(value) and out.lower() == value.lower():
+                out = choices[(index + 1) % count]
+            return out
+
+        def names(values: list[bytes], found: Values) -> list[bytes]:
+            numbers = prf.tokens(found, 1).view(">u8")[:, 0]
+            indexes = (numbers % np.uint64(count)).astype(np.int64)
+            outputs: list[bytes] = table.take(indexes).tolist()
+            for index in _same_names(found, indexes, lowered).tolist():
+                outputs[index] = choices[(indexes[index] + 1) % count]
+            for index in np.flatnonzero(found.lengths == 0).tolist():
+                outputs[index] = b""
+            return outputs
+
+        return Compiled(name, plain=True, column=_columnwise(name, names))
+
+    return build
+
+
 def _build_phone(spec: TransformSpec, key: MaskKey, _type: str, max_length: int | None) -> Compiled:
-    """Digits (and any letters) become token digits; spaces and `+-.()/` stay in place."""
-    token, fresh = _tokens(key, spec, 32), _keyed(key, spec, 32)
+    """Digits (and any letters) become token digits, the k-th digit position taking the k-th
+    token byte modulo 10 (the first never 0); spaces and `+-.()/` stay in place."""
+    prf = key.prf(spec)
     templates: dict[bytes, tuple[bytes, int]] = {}
 
     def phone(value: bytes) -> bytes:
@@ -556,59 +667,102 @@ def _build_phone(spec: TransformSpec, key: MaskKey, _type: str, max_length: int 
                 templates.clear()
             templates[layout] = template
         slots, count = template
-        state = fresh()
-        state.update(value)
-        digest: bytes = state.digest()
-        digits = digest.translate(_DIGITS)
-        if count <= len(digits) and digits[0] != _ZERO:  # the common case, inline
-            out = slots.translate(_SLOTS_BEFORE + digits + _SLOTS_AFTER)
-        else:
-            out = slots.translate(_phone_table(token, digest, count))
+        blocks = max(1, -(-count // 16))
+        token = prf.token(value, blocks)
+        out = _phone_fill(slots, count, token)
         while out == value:
-            digest = token(digest)
-            out = slots.translate(_phone_table(token, digest, count))
+            token = prf.token(token, blocks)
+            out = _phone_fill(slots, count, token)
         return out[:max_length]
 
-    return Compiled(phone, plain=True)
+    def phones(values: list[bytes], found: Values) -> list[bytes]:
+        outputs, others = _phone_column(found, prf, max_length)
+        for index in others:
+            outputs[index] = phone(values[index])
+        return outputs
+
+    return Compiled(phone, plain=True, column=_columnwise(phone, phones))
 
 
 _IDENTITY = bytes(range(256))
 _SLOT = 0x80  # in a template, the n-th digit position is the byte 0x80 + n
-_SLOTS = 128
-_SLOTS_BEFORE, _SLOTS_AFTER = _IDENTITY[:_SLOT], _IDENTITY[_SLOT + 32 :]
-_ZERO = ord("0")
+_SLOTS = 128  # positions past these stay b"X" in the template and are filled one by one
+_X = ord("X")
 
 
 def _phone_template(layout: bytes) -> tuple[bytes, int]:
-    """Give the layout with its digit positions numbered as slot bytes, and their count.
-
-    Positions past the 128th become 0: no phone number is that long."""
+    """Give the layout with its digit positions numbered as slot bytes, and their count."""
     if b"X" not in layout:  # only separators: every character becomes a digit
         layout = b"X" * len(layout)
     slots, count = bytearray(layout), 0
     for position, byte in enumerate(layout):
-        if byte == ord("X"):
-            slots[position] = _SLOT + count if count < _SLOTS else ord("0")
+        if byte == _X:
+            if count < _SLOTS:
+                slots[position] = _SLOT + count
             count += 1
-    return bytes(slots), min(count, _SLOTS)
+    return bytes(slots), count
 
 
-def _phone_table(token: Callable[[bytes], bytes], digest: bytes, count: int) -> bytes:
-    """Give the translation table that turns slot bytes into the digits of `digest`: one
-    `translate` then fills every position (far cheaper than formatting digit by digit)."""
-    while len(digest) < count:
-        digest += token(digest[-32:])
-    digits = digest[:_SLOTS].translate(_DIGITS)
-    if digits[0] == ord("0"):  # a phone number rarely starts with 0 after its + or bracket
-        digits = b"%d" % (1 + digest[0] % 9) + digits[1:]
-    return _IDENTITY[:_SLOT] + digits + _IDENTITY[_SLOT + len(digits) :]
+def _phone_fill(slots: bytes, count: int, token: bytes) -> bytes:
+    """Give the template with its digit positions filled from `token`: one `translate` for
+    the first 128 (far cheaper than formatting digit by digit)."""
+    digits = token[:1].translate(_FIRST_DIGIT) + token[1:count].translate(_DIGITS)
+    first = digits[:_SLOTS]
+    out = slots.translate(_IDENTITY[:_SLOT] + first + _IDENTITY[_SLOT + len(first) :])
+    if count <= _SLOTS:
+        return out
+    rest = iter(digits[_SLOTS:])
+    return bytes(next(rest) if byte == _X else byte for byte in out)
+
+
+def _phone_column(found: Values, prf: Prf, limit: int | None) -> tuple[list[bytes], list[int]]:
+    """The phone outputs of a column, and the indexes of those the one-value path must
+    make instead: outputs equal to their input (to derive again), values with more than
+    COLUMN_PHONE_DIGITS digit positions or only separators, values longer than `limit`
+    (bytes, to be cut).
+
+    Works on the joined values: the positions of every digit, value after value, take the
+    token digits each value uses, laid end to end in the same order.
+    """
+    start, stop = int(found.starts[0]), int(found.ends[-1]) + 1
+    body = found.text[start:stop]
+    flags = np.frombuffer(body.translate(_DIGIT_FLAGS), np.bool_)
+    positions = np.flatnonzero(flags)  # of every digit, value after value
+    starts, ends = found.starts - start, found.ends - start
+    counts = np.add.reduceat(flags.view(np.uint8), starts, dtype=np.int32)
+    long = counts > COLUMN_PHONE_DIGITS
+    others = ((counts == 0) & (found.lengths > 0)) | long
+    if limit is not None:
+        others |= found.lengths > limit
+    if long.any():  # their digits are left out, so as not to shift the others'
+        flags = flags.copy()
+        for index in np.flatnonzero(long).tolist():
+            flags[int(found.starts[index]) - start : int(ends[index])] = False
+        positions, counts = np.flatnonzero(flags), np.where(long, 0, counts)
+    text = np.frombuffer(body, np.uint8)
+    if not len(positions):
+        return split_lines(body), np.flatnonzero(others).tolist()
+    blocks = 2 if int(counts.max()) > BLOCK_DIGITS else 1
+    tokens = prf.tokens(found, blocks)
+    used = translate(tokens, _DIGITS)[leading_mask(blocks * BLOCK_DIGITS).take(counts, 0)]
+    some = counts > 0
+    firsts = (np.cumsum(counts) - counts)[some]  # where each value's digits start in `used`
+    used[firsts] = translate(tokens[some, 0], _FIRST_DIGIT)
+    out = text.copy()
+    out[positions] = used
+    others |= ~np.logical_or.reduceat(out != text, starts) & some  # the input: derive anew
+    return split_lines(out), np.flatnonzero(others).tolist()
 
 
 def _build_redact(
     spec: TransformSpec, _key: MaskKey, _type: str, max_length: int | None
 ) -> Compiled:
     text = spec.params["text"][:max_length].encode()
-    return Compiled(lambda _value: text, plain=_is_plain(text))
+
+    def texts(values: list[bytes], _found: Values | None = None, /) -> list[bytes]:
+        return [text] * len(values)
+
+    return Compiled(lambda _value: text, plain=_is_plain(text), column=texts)
 
 
 def _build_value(spec: TransformSpec, key: MaskKey, base_type: str, max_: int | None) -> Compiled:
@@ -620,7 +774,7 @@ def _build_value(spec: TransformSpec, key: MaskKey, base_type: str, max_: int | 
     else:
         text = _value_text(value, base_type)
     out = text.encode()
-    return Compiled(lambda _value: out, on_null=out, plain=_is_plain(out))
+    return Compiled(lambda _value: out, on_null=out, plain=_is_plain(out), fixed=True)
 
 
 def _is_plain(text: bytes) -> bool:
@@ -630,17 +784,30 @@ def _is_plain(text: bytes) -> bool:
 def _build_date_shift(spec: TransformSpec, key: MaskKey, _type: str, _max: int | None) -> Compiled:
     """Move the date by an offset in [-days, -1] or [1, days], chosen by the value's token."""
     days = spec.params["days"]
-    token = _tokens(key, spec, 8)
+    prf = key.prf(spec)
 
     def date_shift(value: bytes) -> bytes:
-        number = int.from_bytes(token(value)) % (2 * days)
-        offset = number - days if number < days else number - days + 1
-        try:
-            return _dates.shift(value, offset)
-        except _dates.NotADate as exc:
-            raise TransformError(str(exc)) from None
+        number = int.from_bytes(prf.token(value, 1)[:8]) % (2 * days)
+        return _shifted(value, number - days + (number >= days))
 
-    return Compiled(date_shift, plain=True)
+    remembered = functools.lru_cache(maxsize=SHIFT_MEMO)(_shifted)  # birth dates repeat
+
+    def date_shifts(values: list[bytes], found: Values) -> list[bytes]:
+        numbers = prf.tokens(found, 1).view(">u8")[:, 0] % np.uint64(2 * days)
+        offsets = numbers.astype(np.int64) - days + (numbers >= days)
+        return list(map(remembered, values, offsets.tolist()))
+
+    column = _columnwise(date_shift, date_shifts)
+    return Compiled(date_shift, plain=True, column=column, filler=b"infinity")
+
+
+def _shifted(value: bytes, offset: int) -> bytes:
+    """Give `value` with its date moved by `offset` days; TransformError when it is not a
+    date or timestamp in ISO form."""
+    try:
+        return _dates.shift(value, offset)
+    except _dates.NotADate as exc:
+        raise TransformError(str(exc)) from None
 
 
 def _build_json(spec: TransformSpec, key: MaskKey, _type: str, _max: int | None) -> Compiled:
@@ -701,9 +868,9 @@ _KINDS: dict[str, _Kind] = {
     "keep": _Kind(_no_params, _fits_any, _build_keep),
     "set_null": _Kind(_no_params, _fits_set_null, _build_set_null),
     "email": _Kind(_email_params, _fits_text, _build_email),
-    "first_name": _Kind(_no_params, _fits_text, _build_name(FIRST_NAMES)),
-    "last_name": _Kind(_no_params, _fits_text, _build_name(LAST_NAMES)),
-    "full_name": _Kind(_no_params, _fits_text, _build_full_name),
+    "first_name": _Kind(_no_params, _fits_text, _build_name(_first_names)),
+    "last_name": _Kind(_no_params, _fits_text, _build_name(_last_names)),
+    "full_name": _Kind(_no_params, _fits_text, _build_name(_full_names)),
     "phone": _Kind(_no_params, _fits_text, _build_phone),
     "hash": _Kind(_no_params, _fits_text, _build_hash),
     "redact": _Kind(_redact_params, _fits_text, _build_redact),

@@ -161,6 +161,26 @@ def test_a_copy_line_that_cannot_be_read_stops_the_filter(line: bytes) -> None:
         parse_copy_line(line)
 
 
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\\.\n",
+        b"1\ta\n\\.\n\n",
+        b"\\N\ta\n\\N\tb\n\\.\n",
+        b"\\\\.\n\\.x\n\\.",
+        b"1\t\\.\n2\tb\n",
+        b"",
+        b"\\",
+        b"a\n\\.\n" * 3,
+        b"\n\\.\n",
+    ],
+)
+def test_the_end_of_data_line_is_found_only_at_a_line_start(data: bytes) -> None:
+    found = data.find(b"\n\\.\n")  # the plain way: the line after a newline
+    expected = 0 if data.startswith(b"\\.\n") else found + 1 if found >= 0 else -1
+    assert stream._end_of_data(data) == expected
+
+
 # --- the block masker -------------------------------------------------------------------
 
 
@@ -188,11 +208,13 @@ def _plain_masker(rules: list[object], width: int | None = None) -> Any:
         ["hash", "keep", "hash"],
         ["keep", "hash", "keep"],
         ["hash", "redact", "keep", "email"],
+        ["phone", "full_name"],
     ],
 )
-def test_blocks_mask_every_masked_column_wherever_it_is(rules: list[object]) -> None:
-    rows = [[f"r{r}c{c}" for c in range(len(rules))] for r in range(5)]
-    rows[2][0] = "\\N"
+@pytest.mark.parametrize("count", [1, 5])
+def test_blocks_mask_every_masked_column_wherever_it_is(rules: list[object], count: int) -> None:
+    rows = [[f"r{r}c{c}" for c in range(len(rules))] for r in range(count)]
+    rows[-1][0] = "\\N"
     block = b"".join("\t".join(row).encode() + b"\n" for row in rows)
     out = _plain_masker(rules)(block).decode()
     expected = [
@@ -226,28 +248,29 @@ def test_a_value_rule_fills_nulls_and_set_null_empties_the_column() -> None:
     assert _plain_masker(rules)(b"\\N\tx\ty\nz\t\\N\t\\N\n") == b"std\t\\N\ty\nstd\t\\N\t\\N\n"
 
 
-def test_the_memo_gives_the_same_outputs_and_stops_when_values_never_repeat(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(stream, "MEMO_LIMIT", 8)
-    masker = _plain_masker(["hash", "keep", "hash"])
-    repeated = b"".join(b"v%d\tk\tsame\n" % (n % 3) for n in range(50))
-    distinct = b"".join(b"u%d\tk\tsame\n" % n for n in range(50))
-    for block in (repeated, distinct, distinct.replace(b"u", b"w"), repeated):
-        assert masker(block) == masker._by_line(block)
-    first, last = masker.fields[0], masker.fields[2]
-    assert first.current is first.direct  # distinct values: the memo was dropped
-    assert last.current is not last.direct  # one value: the memo pays
+SHIFT: dict[str, object] = {"transform": "date_shift", "days": 30}
 
 
-def test_the_memo_holds_no_long_values_and_serves_only_transforms_whose_inputs_repeat() -> None:
-    masker = _plain_masker(["hash", "keep", "redact"])
-    long_value = b"x" * 1000
-    block = b"".join(b"%s\tk\t%s\n" % (long_value, long_value) for _ in range(20))
-    assert masker(block) == masker._by_line(block)
-    hashed, redacted = masker.fields[0], masker.fields[2]
-    assert hashed.current.cache_info().currsize == 0  # type: ignore[attr-defined]
-    assert redacted.current is redacted.direct
+def test_date_columns_are_masked_a_column_at_a_time_like_value_by_value() -> None:
+    masker = _plain_masker([SHIFT, "keep", SHIFT])
+    block = b"".join(
+        b"2024-01-0%d\tk\t%04d-01-01 10:00:00+02\n" % (n % 3 + 1, 1000 + n) for n in range(50)
+    )
+    block += b"\\N\tk\tinfinity\n\\N\tk\t\\N\n"
+    assert masker._by_stride(block) == masker._by_line(block)  # NULLs: no fallback
+
+
+@pytest.mark.parametrize(
+    "rule", ["email", "hash", "phone", "first_name", "last_name", "full_name", "redact"]
+)
+def test_token_columns_are_masked_a_column_at_a_time_like_value_by_value(rule: str) -> None:
+    masker = _plain_masker([rule, "keep", rule])
+    rows = [
+        b"a%d@x.org\t\\N\t+1 555 %04d\n" % (n, n) if n % 5 else b"\\N\tk\tq\\\\r\n"
+        for n in range(60)
+    ]
+    block = b"".join(rows) + b"\tk\t\n"  # empty values too
+    assert masker._by_stride(block) == masker._by_line(block)
 
 
 def test_a_row_with_the_wrong_number_of_fields_is_refused_with_its_number() -> None:
