@@ -23,7 +23,6 @@ from orchestrator.actions import backup as backup_action
 from orchestrator.actions import drill as drill_action
 from orchestrator.actions import fetch as fetch_action
 from orchestrator.actions import listing
-from orchestrator.actions import mask as mask_action
 from orchestrator.actions import pipeline as pipeline_action
 from orchestrator.actions import prune as prune_action
 from orchestrator.actions import rekey as rekey_action
@@ -35,6 +34,7 @@ from orchestrator.errors import ConfigError, Interrupted, OrchestratorError
 from orchestrator.settings import Settings, load_settings
 
 log = logs.get_logger(__name__)
+SAMPLE_ROWS = 1000  # rows `mask suggest` samples from each table
 
 
 def _human_size(size: float) -> str:
@@ -191,6 +191,8 @@ def cmd_restore(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_mask_suggest(settings: Settings, args: argparse.Namespace) -> int:
+    from orchestrator.actions import mask as mask_action  # loads numpy: only when asked
+
     manifest, text = mask_action.suggest(settings, args.ref, args.rows)
     if args.output:
         out = Path(args.output)
@@ -204,6 +206,8 @@ def cmd_mask_suggest(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_mask_check(settings: Settings, args: argparse.Namespace) -> int:
+    from orchestrator.actions import mask as mask_action  # loads numpy: only when asked
+
     rules = Path(args.rules) if args.rules else None
     manifest, problems = mask_action.check_rules(settings, rules, args.ref)
     for problem in problems:
@@ -369,9 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from", dest="ref", default="latest", metavar="ID|latest")
     p.add_argument("-o", "--output", help="write the rules here (default: print them)")
     p.add_argument("--force", action="store_true", help="replace the --output file")
-    p.add_argument(
-        "--rows", type=_positive, default=mask_action.SAMPLE_ROWS, help="rows sampled per table"
-    )
+    p.add_argument("--rows", type=_positive, default=SAMPLE_ROWS, help="rows sampled per table")
     p.set_defaults(func=cmd_mask_suggest)
     p = masks.add_parser("check", help="check rules against a backup's schema (exit 2: problems)")
     p.add_argument("--rules", metavar="FILE", help="the rules file (default: DEV_MASK_RULES)")

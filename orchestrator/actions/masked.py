@@ -24,23 +24,25 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrator import execute
 from orchestrator.catalog import Manifest
 from orchestrator.conninfo import ConnInfo
 from orchestrator.errors import ConfigError, JobError
 from orchestrator.logs import get_logger, with_context
-from orchestrator.masking.plan import TablePlan
-from orchestrator.masking.rules import Problem, Rules, check, load_rules, plan
-from orchestrator.masking.transforms import KEY_SETTING, load_key
 from orchestrator.postgres import restore as pgrestore
 from orchestrator.postgres.clients import ClientSet
 from orchestrator.postgres.restore import RestoreOptions, TocEntry
 from orchestrator.settings import Settings, TargetSettings
 
+if TYPE_CHECKING:  # the masking core loads only when a target is masked (see load_masking)
+    from orchestrator.masking.plan import TablePlan
+    from orchestrator.masking.rules import Problem, Rules
+
 log = get_logger(__name__)
 SHOWN_PROBLEMS = 20
+KEY_SETTING = "MASK_KEY"
 NEVER_IN_A_MASKED_COPY = ("STATISTICS DATA",)  # raw most-common values and histograms
 
 
@@ -81,6 +83,10 @@ def load_masking(settings: Settings, target: TargetSettings) -> Masking | None:
         raise ConfigError(
             f"{target.mask_setting}: cannot read {target.mask_rules}: {reason}"
         ) from None
+    # imported here: numpy and cryptography cost every other command 0.2 s and 25 MiB
+    from orchestrator.masking.rules import load_rules
+    from orchestrator.masking.transforms import load_key
+
     rules = load_rules(text, target.mask_setting)
     key = settings.mask_key_text()
     load_key(key)  # ConfigError naming MASK_KEY, never its value
@@ -100,6 +106,8 @@ def plans_for(masking: Masking, manifest: Manifest) -> dict[str, TablePlan]:
             "take a new backup, masking needs its schema"
         )
     data_tables = list(manifest.row_counts)
+    from orchestrator.masking.rules import check, plan
+
     problems = check(masking.rules, facts, data_tables)
     if problems:
         raise MaskingRefused(masking.setting, manifest.id, problems)

@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 
@@ -31,7 +31,6 @@ from orchestrator.catalog import Located, Manifest
 from orchestrator.conninfo import ConnInfo
 from orchestrator.errors import ConfigError, IntegrityError, JobError, OrchestratorError
 from orchestrator.logs import get_logger, mask, with_context
-from orchestrator.masking.plan import TablePlan
 from orchestrator.names import table_key
 from orchestrator.postgres import inspect
 from orchestrator.postgres import restore as pgrestore
@@ -40,6 +39,9 @@ from orchestrator.postgres.inspect import Conn
 from orchestrator.postgres.restore import RestoreOptions
 from orchestrator.restore_plan import Capabilities, Endpoint, Strategy
 from orchestrator.settings import TARGET_NAMES, Settings, TargetSettings
+
+if TYPE_CHECKING:
+    from orchestrator.masking.plan import TablePlan
 
 log = get_logger(__name__)
 RETRY_SECONDS = 0.5

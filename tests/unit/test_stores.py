@@ -241,3 +241,26 @@ def test_a_copy_is_stale_unless_encrypted_to_exactly_the_current_recipients(
 ) -> None:
     (one,) = _named(tmp_path, "one")
     assert stale(Copy(one, _manifest("shop-20261130T060000Z", stored)), current) is expected
+
+
+def test_commands_that_do_not_mask_never_load_the_masking_core():
+    """numpy and cryptography cost every command 0.2 s and 25 MiB: only masking loads them."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, orchestrator.cli, orchestrator.actions.pipeline;"
+        "from orchestrator.actions import masked; from orchestrator.masking import transforms;"
+        "print(masked.KEY_SETTING == transforms.KEY_SETTING)"
+    )
+    quiet = (
+        "import sys, orchestrator.cli, orchestrator.actions.pipeline; print('numpy' in sys.modules)"
+    )
+    assert (
+        subprocess.run([sys.executable, "-c", quiet], capture_output=True, text=True).stdout.strip()
+        == "False"
+    )
+    assert (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip()
+        == "True"
+    )
