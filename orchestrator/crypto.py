@@ -23,6 +23,7 @@ import pyrage
 
 from orchestrator import cancel
 from orchestrator.errors import ConfigError, Interrupted, JobError
+from orchestrator.files import setting_file_text
 from orchestrator.logs import register_secret
 
 SCHEME = "age"
@@ -120,12 +121,7 @@ def load_identities(text: str, setting: str) -> list[Identity]:
 
 def read_identity_file(path: Path, setting: str) -> list[Identity]:
     """load_identities() of the file at `path`; ConfigError naming `setting` when unreadable."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise ConfigError(f"{setting}: cannot read {path}: {reason}") from None
-    return load_identities(text, setting)
+    return load_identities(setting_file_text(path, setting), setting)
 
 
 class _Stream:

@@ -32,6 +32,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from orchestrator import conninfo, crypto, retention
 from orchestrator.conninfo import ConnInfo
 from orchestrator.errors import ConfigError
+from orchestrator.files import setting_file_text
 from orchestrator.logs import register_secret
 from orchestrator.restore_plan import StrategySetting
 from orchestrator.schedule_spec import parse_schedule
@@ -397,19 +398,13 @@ class Settings(BaseSettings):
         found = crypto.recipient_lines(self.archive_recipients or "")
         path = self.archive_recipients_file
         if path is not None:
+            listed = crypto.recipient_lines(setting_file_text(path, "ARCHIVE_RECIPIENTS_FILE"))
+            if not listed:
+                raise ConfigError(f"ARCHIVE_RECIPIENTS_FILE: {path} holds no recipient")
             try:
-                text = path.read_text(encoding="utf-8")
-            except (OSError, UnicodeError) as exc:
-                reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-                raise ConfigError(
-                    f"ARCHIVE_RECIPIENTS_FILE: cannot read {path}: {reason}"
-                ) from None
-            try:
-                found += crypto.check_recipients(crypto.recipient_lines(text))
+                found += crypto.check_recipients(listed)
             except ValueError as exc:
                 raise ConfigError(f"ARCHIVE_RECIPIENTS_FILE: {exc}") from None
-            if not crypto.recipient_lines(text):
-                raise ConfigError(f"ARCHIVE_RECIPIENTS_FILE: {path} holds no recipient")
         return list(dict.fromkeys(found))
 
     def identities(self, why: str) -> list[crypto.Identity]:

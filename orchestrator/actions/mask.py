@@ -15,11 +15,12 @@ from orchestrator import catalog, execute
 from orchestrator.actions.backup import work_dir
 from orchestrator.actions.common import client_for, stores_from
 from orchestrator.actions.fetch import needed_identities, plain_copy
+from orchestrator.actions.masked import read_rules
 from orchestrator.catalog import Manifest
 from orchestrator.errors import ConfigError
 from orchestrator.logs import get_logger, with_context
 from orchestrator.masking.detect import suggest_rules
-from orchestrator.masking.rules import Problem, check, load_rules
+from orchestrator.masking.rules import Problem, check
 from orchestrator.masking.stream import sample_rows
 from orchestrator.names import table_key
 from orchestrator.postgres import restore as pgrestore
@@ -61,13 +62,8 @@ def check_rules(settings: Settings, rules: Path | None, ref: str) -> tuple[Manif
     )
     if path is None:
         raise ConfigError("--rules: no rules file given and DEV_MASK_RULES is not set")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise ConfigError(f"{setting}: cannot read {path}: {reason}") from None
+    loaded = read_rules(path, setting)
     manifest = _find(settings, ref).manifest
-    loaded = load_rules(text, setting)
     return manifest, check(loaded, facts_of(manifest, setting), list(manifest.row_counts))
 
 

@@ -30,6 +30,7 @@ from orchestrator import execute
 from orchestrator.catalog import Manifest
 from orchestrator.conninfo import ConnInfo
 from orchestrator.errors import ConfigError, JobError
+from orchestrator.files import setting_file_text
 from orchestrator.logs import get_logger, with_context
 from orchestrator.postgres import restore as pgrestore
 from orchestrator.postgres.clients import ClientSet
@@ -76,22 +77,22 @@ def load_masking(settings: Settings, target: TargetSettings) -> Masking | None:
     setting when the rules file cannot be read or parsed, or MASK_KEY is unset or short."""
     if target.mask_rules is None:
         return None
-    try:
-        text = target.mask_rules.read_text(encoding="utf-8")
-    except (OSError, UnicodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise ConfigError(
-            f"{target.mask_setting}: cannot read {target.mask_rules}: {reason}"
-        ) from None
-    # imported here: numpy and cryptography cost every other command 0.2 s and 25 MiB
-    from orchestrator.masking.rules import load_rules
+    rules = read_rules(target.mask_rules, target.mask_setting)
     from orchestrator.masking.transforms import load_key
 
-    rules = load_rules(text, target.mask_setting)
     key = settings.mask_key_text()
     load_key(key)  # ConfigError naming MASK_KEY, never its value
     assert key is not None
     return Masking(rules, key, target.mask_setting, settings.mask_workers)
+
+
+def read_rules(path: Path, setting: str) -> Rules:
+    """The rules file `setting` names, read and parsed. Raises ConfigError naming `setting`
+    when it cannot be read or parsed."""
+    # imported here: numpy and cryptography cost every other command 0.2 s and 25 MiB
+    from orchestrator.masking.rules import load_rules
+
+    return load_rules(setting_file_text(path, setting), setting)
 
 
 def plans_for(masking: Masking, manifest: Manifest) -> dict[str, TablePlan]:
