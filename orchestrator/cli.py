@@ -31,18 +31,11 @@ from orchestrator.actions import status as status_action
 from orchestrator.actions import sync as sync_action
 from orchestrator.actions import verify as verify_action
 from orchestrator.errors import ConfigError, Interrupted, OrchestratorError
+from orchestrator.notify import human_size
 from orchestrator.settings import Settings, load_settings
 
 log = logs.get_logger(__name__)
 SAMPLE_ROWS = 1000  # rows `mask suggest` samples from each table
-
-
-def _human_size(size: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size} B"
 
 
 class TtyProgress:
@@ -59,9 +52,7 @@ class TtyProgress:
         with self.lock:
             self.done += moved
             pct = 100 * self.done / self.total if self.total else 100
-            self.stream.write(
-                f"\r{_human_size(self.done)} / {_human_size(self.total)} ({pct:.0f}%)"
-            )
+            self.stream.write(f"\r{human_size(self.done)} / {human_size(self.total)} ({pct:.0f}%)")
             if self.done >= self.total:
                 self.stream.write("\n")
             self.stream.flush()
@@ -87,7 +78,7 @@ def cmd_list(settings: Settings, args: argparse.Namespace) -> int:
     print(f"{'ID':<40} {'CREATED (UTC)':<20} {'SIZE':>10} {'SERVER':>8} {'TABLES':>6} ENC{stores}")
     for row in rows:
         created = row["created_at"].replace("T", " ").removesuffix("Z")[:19]
-        size = _human_size(row["size_bytes"])
+        size = human_size(row["size_bytes"])
         server, tables = row["server_version"], row["tables"]
         enc = "age" if row["encrypted"] else "-"
         held = f"  {', '.join(row['stores'])}" if several else ""

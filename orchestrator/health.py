@@ -26,7 +26,7 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.registry import Collector
 
 from orchestrator.logs import mask
-from orchestrator.notify import CycleReport
+from orchestrator.notify import CycleReport, iso_z
 
 __all__ = ["CONTENT_TYPE", "DrillOutcome", "HealthServer", "HealthState", "render_metrics", "serve"]
 
@@ -152,7 +152,7 @@ class HealthState:
             failed_note = f"; last cycle {last.run_id} failed: {failed.splitlines()[0]}"
         if snap.last_success is not None:
             age = (now - snap.last_success).total_seconds()
-            stamp = snap.last_success.isoformat(timespec="seconds").replace("+00:00", "Z")
+            stamp = iso_z(snap.last_success)
             if age > max_age.total_seconds():
                 return False, (
                     f"newest successful cycle finished {_ago(age)} ago ({stamp}), "

@@ -34,6 +34,8 @@ __all__ = [
     "StepReport",
     "drill_summary",
     "drill_text",
+    "human_size",
+    "iso_z",
     "safe_url",
     "slack_text",
     "summary_line",
@@ -104,8 +106,8 @@ class CycleReport:
         return {
             "status": "success" if self.ok else "failure",
             "run_id": mask(self.run_id),
-            "started_at": _iso(self.started_at),
-            "finished_at": _iso(self.finished_at) if self.finished_at else None,
+            "started_at": iso_z(self.started_at),
+            "finished_at": iso_z(self.finished_at) if self.finished_at else None,
             "duration_seconds": round(duration, 3) if duration is not None else None,
             "steps": [
                 {
@@ -127,7 +129,8 @@ def _utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def _iso(moment: datetime) -> str:
+def iso_z(moment: datetime) -> str:
+    """`moment` in UTC to the second, ISO-8601 ending in Z, as reports write times."""
     return _utc(moment).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
@@ -138,7 +141,7 @@ def _json_safe(value: Any) -> Any:
     if value is None or isinstance(value, bool | int | float):
         return value
     if isinstance(value, datetime):
-        return _iso(value)
+        return iso_z(value)
     if isinstance(value, dict):
         return {mask(str(k)): _json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
@@ -161,7 +164,8 @@ def _human_seconds(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m"
 
 
-def _human_size(size: float) -> str:
+def human_size(size: float) -> str:
+    """Give a size in bytes in binary units: `512 B`, `4.1 MiB`."""
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if size < 1024 or unit == "TiB":
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
@@ -227,7 +231,7 @@ def slack_text(report: CycleReport) -> str:
         parts = []
         for s in report.steps:
             size = s.detail.get("size_bytes")
-            sized = f" {_human_size(size)}" if isinstance(size, int | float) else ""
+            sized = f" {human_size(size)}" if isinstance(size, int | float) else ""
             parts.append(f"{s.name}{sized} {_human_seconds(s.seconds)}")
         lines.append(_slack_escape(mask(" · ".join(parts))))
     else:

@@ -8,12 +8,14 @@ from urllib.parse import urlsplit
 
 from orchestrator.errors import ConfigError
 from orchestrator.logs import get_logger
+from orchestrator.notify import Notifier
 from orchestrator.postgres import clients
 from orchestrator.settings import Settings, StoreSettings
 from orchestrator.storage import Storage, open_storage
 from orchestrator.storage.multi import NamedStore
 
 log = get_logger(__name__)
+NOTIFY_TIMEOUT = 5.0
 HASH_CHUNK = 4 * 1024 * 1024
 
 
@@ -54,6 +56,18 @@ def stores_or_none(settings: Settings) -> list[NamedStore]:
     except ConfigError as exc:
         log.warning("stores.unusable", error=str(exc))
         return []
+
+
+def notifier_for(settings: Settings, healthcheck_url: str | None) -> Notifier:
+    """The webhook of settings and the given healthcheck URL (HEALTHCHECK_URL for cycles,
+    DRILL_HEALTHCHECK_URL for drills); does nothing when no URL is set."""
+    # 5 s per request keeps a hung alert endpoint inside the 30 s stop budget of `run`
+    return Notifier(
+        settings.notify_webhook_url,
+        healthcheck_url,
+        settings.notify_on_success,
+        timeout=NOTIFY_TIMEOUT,
+    )
 
 
 def storage_from(settings: Settings) -> Storage:

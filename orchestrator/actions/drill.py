@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator import conninfo, history, restore_plan
-from orchestrator.actions.common import client_for, stores_or_none
+from orchestrator.actions.common import client_for, notifier_for, stores_or_none
 from orchestrator.actions.restore import find_backup, local_archive, target_identity
 from orchestrator.catalog import Manifest
 from orchestrator.conninfo import ConnInfo
 from orchestrator.errors import AlreadyRunning, ConfigError, Interrupted, OrchestratorError
 from orchestrator.logs import get_logger, mask
-from orchestrator.notify import Notifier, drill_summary, drill_text
+from orchestrator.notify import Notifier, drill_summary, drill_text, iso_z
 from orchestrator.postgres import inspect
 from orchestrator.postgres import restore as pgrestore
 from orchestrator.postgres.clients import ClientSet
@@ -33,7 +33,6 @@ from orchestrator.restore_plan import Endpoint
 from orchestrator.settings import Settings
 
 log = get_logger(__name__)
-NOTIFY_TIMEOUT = 5.0
 
 
 @dataclass
@@ -73,8 +72,8 @@ def document(
         "kind": "drill",
         "status": "success" if ok else "failure",
         "run_id": run_id,
-        "started_at": _iso(started),
-        "finished_at": _iso(datetime.now(UTC)),
+        "started_at": iso_z(started),
+        "finished_at": iso_z(datetime.now(UTC)),
         "error": mask(error) if error else None,
     }
     if report is not None:
@@ -97,10 +96,6 @@ def document(
     return found
 
 
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
 @contextlib.contextmanager
 def _drill_lock(settings: Settings) -> Iterator[None]:
     """The cycle lock, so a drill never runs beside a cycle (raises AlreadyRunning). When
@@ -120,12 +115,7 @@ def _drill_lock(settings: Settings) -> Iterator[None]:
 
 def drill_notifier(settings: Settings) -> Notifier:
     """Alerts for drills: the webhook (as for cycles) and DRILL_HEALTHCHECK_URL's pings."""
-    return Notifier(
-        settings.notify_webhook_url,
-        settings.drill_healthcheck_url,
-        settings.notify_on_success,
-        timeout=NOTIFY_TIMEOUT,
-    )
+    return notifier_for(settings, settings.drill_healthcheck_url)
 
 
 def recorded_drill(

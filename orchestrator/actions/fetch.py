@@ -13,6 +13,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from orchestrator import catalog, crypto
 from orchestrator.actions.common import sha256_of, stores_from
@@ -24,6 +25,7 @@ from orchestrator.storage import Progress, Storage
 from orchestrator.storage.multi import first_success
 
 log = get_logger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,15 @@ def download_checked(
     return dest
 
 
+def _each_copy(located: Located, attempt: Callable[[Copy], T], what: str) -> T:
+    """`attempt` on the first copy of `located` where it succeeds, trying the copies' stores
+    in order (see storage.multi.first_success)."""
+    by_label = {c.store.label: c for c in located.copies}
+    return first_success(
+        [c.store for c in located.copies], lambda store: attempt(by_label[store.label]), what
+    )
+
+
 def download_any(located: Located, dest: Path, progress: Progress | None = None) -> Copy:
     """Download the first good copy of `located` to `dest`, trying its stores in order;
     give the copy used. Raises the stores' errors when none gives a good copy."""
@@ -81,31 +92,19 @@ def download_any(located: Located, dest: Path, progress: Progress | None = None)
         download_checked(copy.store.storage, copy.manifest, dest, progress)
         return copy
 
-    by_label = {c.store.label: c for c in located.copies}
-    return first_success(
-        [c.store for c in located.copies],
-        lambda store: attempt(by_label[store.label]),
-        f"download backup {located.manifest.id}",
-    )
+    return _each_copy(located, attempt, f"download backup {located.manifest.id}")
 
 
 def check_file(path: Path, manifest: Manifest) -> None:
     """Raise IntegrityError unless the file's size and SHA-256 are the stored object's."""
-    _check(path, manifest.id, manifest.size_bytes, manifest.sha256)
-
-
-def check_plain(path: Path, manifest: Manifest) -> None:
-    """Raise IntegrityError unless the file is the plain pg_dump archive the manifest names."""
-    _check(path, manifest.id, manifest.plain_size, manifest.plain_digest)
-
-
-def _check(path: Path, backup_id: str, size_bytes: int, sha256: str) -> None:
     size = path.stat().st_size
-    if size != size_bytes:
-        raise IntegrityError(f"{backup_id}: size {size} differs from the manifest's {size_bytes}")
+    if size != manifest.size_bytes:
+        raise IntegrityError(
+            f"{manifest.id}: size {size} differs from the manifest's {manifest.size_bytes}"
+        )
     digest = sha256_of(path)
-    if digest != sha256:
-        raise IntegrityError(f"{backup_id}: sha256 {digest} differs from the manifest's")
+    if digest != manifest.sha256:
+        raise IntegrityError(f"{manifest.id}: sha256 {digest} differs from the manifest's")
 
 
 def open_sealed(
@@ -150,12 +149,7 @@ def plain_copy(
         finally:
             stored.unlink(missing_ok=True)
 
-    by_label = {c.store.label: c for c in located.copies}
-    return first_success(
-        [c.store for c in located.copies],
-        lambda store: attempt(by_label[store.label]),
-        f"read backup {located.manifest.id}",
-    )
+    return _each_copy(located, attempt, f"read backup {located.manifest.id}")
 
 
 def needed_identities(

@@ -34,7 +34,7 @@ from orchestrator.actions.backup import (
     with_unused_id,
     work_dir,
 )
-from orchestrator.actions.common import client_for
+from orchestrator.actions.common import client_for, notifier_for
 from orchestrator.actions.masked import load_masking
 from orchestrator.actions.prune import prune
 from orchestrator.actions.status import save_last_cycle
@@ -57,7 +57,6 @@ from orchestrator.storage.multi import NamedStore
 
 log = get_logger(__name__)
 T = TypeVar("T")
-NOTIFY_TIMEOUT = 5.0
 
 
 @dataclass
@@ -80,14 +79,8 @@ def configured_targets(settings: Settings) -> list[TargetSettings]:
 
 
 def notifier_from(settings: Settings) -> Notifier:
-    """The notifier configured in settings (does nothing when no URL is set)."""
-    # 5 s per request keeps a hung alert endpoint inside the 30 s stop budget of `run`
-    return Notifier(
-        settings.notify_webhook_url,
-        settings.healthcheck_url,
-        settings.notify_on_success,
-        timeout=NOTIFY_TIMEOUT,
-    )
+    """The notifier of cycles: the webhook and HEALTHCHECK_URL's pings."""
+    return notifier_for(settings, settings.healthcheck_url)
 
 
 def _step(report: CycleReport, name: str, work: Callable[[], dict[str, Any] | None]) -> bool:
@@ -298,8 +291,8 @@ def _branches(
     recipients: list[str],
     uploaded: list[NamedStore],
     report: CycleReport,
-) -> dict[str, bool]:
-    """Upload and every restore at once, from the same local file; give each step's success.
+) -> None:
+    """Upload and every restore at once, from the same local file, each a step of `report`.
     The stores that received the backup are appended to `uploaded`, even when others failed.
     """
 
@@ -317,10 +310,9 @@ def _branches(
     for target in targets:
         work[f"restore:{target.name}"] = _restore_work(settings, target, dump)
     with ThreadPoolExecutor(max_workers=len(work), thread_name_prefix="cycle") as pool:
-        futures = {
-            name: pool.submit(with_context(_step), report, name, fn) for name, fn in work.items()
-        }
-        return {name: future.result() for name, future in futures.items()}
+        futures = [pool.submit(with_context(_step), report, name, fn) for name, fn in work.items()]
+        for future in futures:
+            future.result()  # a stop or a crash in a branch surfaces here
 
 
 def _restore_work(

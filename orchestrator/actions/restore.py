@@ -32,6 +32,7 @@ from orchestrator.conninfo import ConnInfo
 from orchestrator.errors import ConfigError, IntegrityError, JobError, OrchestratorError
 from orchestrator.logs import get_logger, mask, with_context
 from orchestrator.names import table_key
+from orchestrator.notify import iso_z
 from orchestrator.postgres import inspect
 from orchestrator.postgres import restore as pgrestore
 from orchestrator.postgres.clients import ClientSet
@@ -155,9 +156,11 @@ def local_archive(
         manifest = located.manifest
         if dump is None:
             yield plain_copy(located, folder, needed_identities(settings, located, doing))
-        elif _holds(dump, manifest.plain_size, manifest.plain_digest):
+            return
+        given = (dump.stat().st_size, sha256_of(dump))
+        if given == (manifest.plain_size, manifest.plain_digest):
             yield dump, manifest
-        elif manifest.encrypted and _holds(dump, manifest.size_bytes, manifest.sha256):
+        elif manifest.encrypted and given == (manifest.size_bytes, manifest.sha256):
             keys = settings.identities(f"{dump} is encrypted and {doing} needs it")
             yield open_sealed(dump, manifest, folder / "archive.dump", keys), manifest
         else:
@@ -167,21 +170,12 @@ def local_archive(
             )
 
 
-def _holds(path: Path, size: int, sha256: str) -> bool:
-    return path.stat().st_size == size and sha256_of(path) == sha256
-
-
 def find_backup(settings: Settings, ref: str) -> Located:
     """Resolve `ref` (id or latest, latest of the source's database when it is set) in the
     stores, with every store that holds it."""
     database = settings.source_database_url.database if settings.source_database_url else None
     identity = _live_source_identity(settings) if ref == "latest" else None
     return catalog.find_located(stores_from(settings), ref, database, identity)
-
-
-def find_manifest(settings: Settings, ref: str) -> Manifest:
-    """The manifest of `ref` as the first store holding it has it (see find_backup)."""
-    return find_backup(settings, ref).manifest
 
 
 def restore(
@@ -256,8 +250,8 @@ def _remember(
     document = {
         "status": "success" if result is not None else "failure",
         "run_id": secrets.token_hex(6),
-        "started_at": _iso(started),
-        "finished_at": _iso(datetime.now(UTC)),
+        "started_at": iso_z(started),
+        "finished_at": iso_z(datetime.now(UTC)),
         "target": target.name,
         "database": target.url.database,
         "server": target_server(target.url),
@@ -269,10 +263,6 @@ def _remember(
         "error": mask(error) if error else None,
     }
     history.record(stores_or_none(settings), "restore", document, manifest.database)
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 @dataclass
@@ -380,7 +370,7 @@ class Restorer:
                 room.result()
             self._verify(staged)
             self._post_restore_sql(staged)
-            when = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+            when = iso_z(datetime.now(UTC))
             comment = masked.database_comment(self.manifest.id, when, masking, stats)
             inspect.comment_on_database(maint, staging, comment)
             previous = self._swap_in(maint, staging, server_major)
