@@ -1,7 +1,7 @@
 """Command line: parse arguments, call one action, map its outcome to an exit code.
 
 Exit codes: 0 success, 1 the job failed, 2 bad usage or configuration,
-3 another cycle is already running, 128+N stopped by signal N.
+3 another cycle or drill is already running, 128+N stopped by signal N.
 """
 
 from __future__ import annotations
@@ -317,7 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Dump PostgreSQL once, archive it to S3-compatible storage, restore it.",
         epilog="Settings come from the environment and ./.env; see README.md. "
         "Exit codes: 0 ok, 1 job failed, 2 usage or configuration error, "
-        "3 another cycle is running.",
+        "3 another cycle or drill is running.",
     )
     parser.add_argument("--version", action="version", version=f"orchestrator {__version__}")
     parser.add_argument("--env-file", help="settings file to read (default: ./.env when it exists)")
