@@ -33,7 +33,8 @@ def s3_keys(c) -> list[str]:
 
 def test_full_pipeline_dumps_once_and_feeds_archive_and_both_targets(cycle, sink):
     c = cycle
-    result = c["orch"].ok("pipeline", "--json", extra_env={"NOTIFY_ON_SUCCESS": "true"})
+    # end to end: the console script in its own process, as cron or a container runs it
+    result = c["orch"].ok_process("pipeline", "--json", extra_env={"NOTIFY_ON_SUCCESS": "true"})
     report = json.loads(result.stdout)
     assert report["status"] == "success"
     names = [s["name"] for s in report["steps"]]
@@ -97,7 +98,7 @@ def test_a_second_cycle_is_refused_with_exit_code_3(cycle):
     c = cycle
     with psycopg.connect(c["source"].url(c["db"]), autocommit=True) as holder:
         holder.execute("SELECT pg_advisory_lock(%s)", (lock_key(c["db"]),))
-        result = c["orch"].run("pipeline")
+        result = c["orch"].run_process("pipeline")
     assert result.returncode == 3
     assert "already running" in result.stderr.splitlines()[-1]
     assert s3_keys(c) == []
