@@ -12,9 +12,23 @@ import contextvars
 import threading
 from collections.abc import Callable, Iterator
 
-_STOP = threading.Event()
+
+class _Flag(threading.Event):
+    """An event that also wakes the waiters registered with `wakes` when it is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiters: list[threading.Event] = []
+
+    def set(self) -> None:
+        super().set()
+        for waiter in list(self.waiters):
+            waiter.set()
+
+
+_STOP = _Flag()
 _ON_STOP: list[Callable[[], None]] = []
-_SCOPED: contextvars.ContextVar[threading.Event | None] = contextvars.ContextVar(
+_SCOPED: contextvars.ContextVar[_Flag | None] = contextvars.ContextVar(
     "orchestrator_scoped_stop", default=None
 )
 
@@ -44,12 +58,29 @@ def stoppable() -> Iterator[threading.Event]:
     """Give an event that, once set (from any thread), makes stop_requested() true for the
     work done inside this block: in this thread, and in threads that run with a copy of its
     context (logs.with_context). The rest of the process carries on."""
-    event = threading.Event()
+    event = _Flag()
     token = _SCOPED.set(event)
     try:
         yield event
     finally:
         _SCOPED.reset(token)
+
+
+@contextlib.contextmanager
+def wakes(waiter: threading.Event) -> Iterator[None]:
+    """While inside, a stop requested for the process or for this scope sets `waiter` (at
+    once when one already was): a thread blocked on `waiter.wait()` wakes for a stop
+    without polling."""
+    flags = [flag for flag in (_STOP, _SCOPED.get()) if flag is not None]
+    for flag in flags:
+        flag.waiters.append(waiter)
+    try:
+        if stop_requested():
+            waiter.set()
+        yield
+    finally:
+        for flag in flags:
+            flag.waiters.remove(waiter)
 
 
 def reset() -> None:

@@ -40,10 +40,16 @@ KILL_GRACE_SECONDS = 5.0
 POLL_SECONDS = 0.02
 _ERROR_MARKERS = ("error:", "ERROR:", "FATAL:", "fatal:", "could not", "No such file")
 
-# Secrets of our own that no child needs (pg_dump, pg_restore and psql get their password
-# through PGPASSWORD in `env`; the masking filter gets MASK_KEY the same way): kept out of
-# every child's environment, so a core dump or /proc/<pid>/environ of one shows none.
-_OUR_SECRETS = re.compile(r"^(AWS_SECRET_ACCESS_KEY|AWS_SESSION_TOKEN|MASK_KEY)(_\d+)?$")
+# What a child inherits from this process: where programs, libraries and the home folder
+# are, the locale and time zone, libpq's own variables (PG*: sslmode, passfile, and
+# PGPASSWORD when the user gives passwords that way), and Python's for our own filter.
+# Nothing else: the tool's settings hold production's URL and password, the stores' keys
+# and MASK_KEY, and a process connected to dev must never hold them (a core dump or
+# /proc/<pid>/environ would show them). What a child needs beyond this comes in `extra`.
+_INHERITED = re.compile(
+    r"^(PATH|HOME|USER|LOGNAME|SHELL|LANG|LANGUAGE|LC_[A-Z]+|TZ|TZDIR|TMPDIR|LD_LIBRARY_PATH"
+    r"|PG[A-Z]+|PYTHON[A-Z_]*|VIRTUAL_ENV|COVERAGE_[A-Z_]+)$"
+)
 _live: dict[int, Any] = {}
 # Reentrant: the signal handler (terminate_all) may run while this thread holds the lock.
 _live_lock = threading.RLock()
@@ -85,9 +91,10 @@ class _StderrKeeper:
 
 
 def child_environment(extra: Mapping[str, str] | None) -> dict[str, str]:
-    """This process's environment without our own secrets, plus `extra` (what the child
-    needs, secrets included)."""
-    inherited = {k: v for k, v in os.environ.items() if not _OUR_SECRETS.match(k)}
+    """The environment a child gets: the few variables every program may need from this
+    process's (see `_INHERITED`), plus `extra`, what this child needs (its secrets
+    included)."""
+    inherited = {k: v for k, v in os.environ.items() if _INHERITED.match(k)}
     return {**inherited, **(extra or {})}
 
 

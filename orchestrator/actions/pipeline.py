@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures import Future, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import Any
 
 import structlog
 
-from orchestrator import cancel, history
+from orchestrator import cancel, history, tasks
 from orchestrator.actions import restore as restore_action
 from orchestrator.actions.backup import (
     LocalDump,
@@ -48,7 +47,7 @@ from orchestrator.errors import (
     JobError,
     OrchestratorError,
 )
-from orchestrator.logs import get_logger, mask, with_context
+from orchestrator.logs import get_logger, mask
 from orchestrator.notify import CycleReport, Notifier, StepReport
 from orchestrator.postgres import clients
 from orchestrator.postgres.lock import cycle_lock
@@ -56,7 +55,6 @@ from orchestrator.settings import TARGET_NAMES, Settings, TargetSettings
 from orchestrator.storage.multi import NamedStore
 
 log = get_logger(__name__)
-T = TypeVar("T")
 
 
 @dataclass
@@ -146,9 +144,11 @@ def pipeline(settings: Settings, notifier: Notifier | None = None) -> PipelineRe
         with structlog.contextvars.bound_contextvars(step="preflight"):
             # opening the store (importing boto3, loading its models: 0.2 s of CPU) and
             # finding the clients run beside the lock, the guard and the start of the dump
-            store = _in_background(lambda: open_stores(settings))
-            pool = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="discover"))
-            pool.submit(with_context(clients.discover), settings.pg_bin_dirs)
+            store = tasks.in_background(lambda: open_stores(settings), "open-stores")
+            discovering = tasks.in_background(
+                lambda: clients.discover(settings.pg_bin_dirs), "discover"
+            )
+            stack.callback(wait, [discovering])  # its last log line comes before the cycle's
             lock_error = _take_lock(stack, source)
         with (notifier or notifier_from(settings)).cycle(run_id) as report:
             _run_cycle(settings, store, targets, lock_error, report)
@@ -197,7 +197,7 @@ def _keep(settings: Settings, store: Future[OpenStores], report: CycleReport) ->
     """Keep the cycle's report (last cycle, history) in every store that answered; when
     there is none (misconfigured, or a stop while it was being opened), nowhere."""
     try:
-        usable = _when_ready(store).usable
+        usable = _stores_when_ready(store).usable
     except Interrupted:
         raise
     except Exception as exc:  # OrchestratorError, or a crash opening the stores
@@ -218,62 +218,47 @@ def _cycle(
     """The steps. A store found misconfigured while the dump runs stops the dump and ends
     the cycle with its ConfigError, so a wrong bucket costs no more than a second of dump."""
     with work_dir(settings) as folder:
-        dumped: list[LocalDump] = []
-
-        def dump_step() -> dict[str, Any]:
-            try:
-                dump = take_dump(settings, folder)
-            except CommandFailed:
-                _raise_if_failed(store)  # a refused store stopped the dump: say why
-                raise
-            dumped.append(with_unused_id(_when_ready(store).usable, dump))
-            manifest = dumped[0].manifest
-            return {"backup_id": manifest.id, "size_bytes": manifest.size_bytes}
-
-        with cancel.stoppable() as stop:
-            store.add_done_callback(lambda done: _stop_when_failed(done, stop))
-            dumped_ok = _step(report, "dump", dump_step)
-        if not dumped_ok:
-            _raise_if_failed(store)  # a misconfigured store ends the cycle (exit 2)
+        dump = _dump_step(settings, store, folder, report)
+        if dump is None:
             return
-        uploaded: list[NamedStore] = []
         stores = store.result()
-        _branches(settings, stores, targets, dumped[0], recipients, uploaded, report)
+        uploaded = _branches(settings, stores, targets, dump, recipients, report)
         if len(uploaded) > 1 and not stores.failed and len(uploaded) == len(stores.usable):
             _step(report, "sync", lambda: _sync_step(settings, uploaded))
         if uploaded and settings.prune_after_backup:
             _step(report, "prune", lambda: _prune_step(settings, uploaded))
 
 
-def _stop_when_failed(done: Future[OpenStores], stop: threading.Event) -> None:
-    if done.exception() is not None:
-        stop.set()
+def _dump_step(
+    settings: Settings, store: Future[OpenStores], folder: Path, report: CycleReport
+) -> LocalDump | None:
+    """The dump step; give the dump, or None when it failed (recorded in `report`).
 
+    The stores open beside the dump; a store found misconfigured stops the dump at once and
+    its ConfigError ends the cycle, so a wrong bucket costs no more than a second of dump.
+    """
+    dumped: Future[LocalDump] = Future()
 
-def _in_background(work: Callable[[], T]) -> Future[T]:
-    """Run `work` in a daemon thread with this context; give its future. A daemon thread,
-    so that a store that never answers can hold up neither a stop nor the exit."""
-    future: Future[T] = Future()
-
-    def run() -> None:
-        if future.set_running_or_notify_cancel():
-            try:
-                future.set_result(work())
-            except BaseException as exc:
-                future.set_exception(exc)
-
-    threading.Thread(target=with_context(run), name="background", daemon=True).start()
-    return future
-
-
-def _when_ready(future: Future[T]) -> T:
-    """future.result(), giving up with JobError once a stop is requested."""
-    while True:
+    def work() -> dict[str, Any]:
         try:
-            return future.result(timeout=0.1)
-        except FutureTimeout:
-            if cancel.stop_requested():
-                raise JobError("stopped while the store was being opened") from None
+            dump = take_dump(settings, folder)
+        except CommandFailed:
+            _raise_if_failed(store)  # a refused store stopped the dump: say why
+            raise
+        dumped.set_result(with_unused_id(_stores_when_ready(store).usable, dump))
+        manifest = dumped.result().manifest
+        return {"backup_id": manifest.id, "size_bytes": manifest.size_bytes}
+
+    with cancel.stoppable() as stop:
+        store.add_done_callback(lambda done: stop.set() if done.exception() else None)
+        if _step(report, "dump", work):
+            return dumped.result()
+    _raise_if_failed(store)  # a misconfigured store ends the cycle (exit 2)
+    return None
+
+
+def _stores_when_ready(store: Future[OpenStores]) -> OpenStores:
+    return tasks.result_unless_stopped(store, "the stores were being opened")
 
 
 def _raise_if_failed(future: Future[OpenStores]) -> None:
@@ -289,30 +274,34 @@ def _branches(
     targets: list[TargetSettings],
     dump: LocalDump,
     recipients: list[str],
-    uploaded: list[NamedStore],
     report: CycleReport,
-) -> None:
-    """Upload and every restore at once, from the same local file, each a step of `report`.
-    The stores that received the backup are appended to `uploaded`, even when others failed.
-    """
+) -> list[NamedStore]:
+    """Upload and every restore at once, from the same local file, each a step of `report`;
+    give the stores that received the backup (even when others failed)."""
+    received: Future[list[NamedStore]] = Future()  # set once, by the upload branch
 
     def upload() -> dict[str, Any]:
         sealed = seal(dump, recipients)  # nothing leaves the host unencrypted
         try:
             done, detail = archive_everywhere(stores, sealed)
         except UploadFailed as exc:
-            uploaded.extend(exc.stored_in)
+            received.set_result(exc.stored_in)
             raise
-        uploaded.extend(done)
+        received.set_result(done)
         return {"key": sealed.manifest.dump_key, "encrypted": bool(recipients), "stores": detail}
 
     work: dict[str, Callable[[], dict[str, Any] | None]] = {"upload": upload}
     for target in targets:
         work[f"restore:{target.name}"] = _restore_work(settings, target, dump)
-    with ThreadPoolExecutor(max_workers=len(work), thread_name_prefix="cycle") as pool:
-        futures = [pool.submit(with_context(_step), report, name, fn) for name, fn in work.items()]
-        for future in futures:
-            future.result()  # a stop or a crash in a branch surfaces here
+    # _step records every failure in the report; only a stop or a crash surfaces here
+    tasks.run_together({name: _as_step(report, name, fn) for name, fn in work.items()}, "cycle")
+    return received.result() if received.done() else []
+
+
+def _as_step(
+    report: CycleReport, name: str, work: Callable[[], dict[str, Any] | None]
+) -> Callable[[], bool]:
+    return lambda: _step(report, name, work)
 
 
 def _restore_work(

@@ -89,7 +89,9 @@ class S3Storage:
             max_pool_connections=max(10, options.max_concurrency * 2),
         )
         try:
-            self.client: S3Client = boto3.client(
+            # A session of its own: credentials are resolved for this store now, never
+            # taken from what boto3's process-wide default session resolved earlier.
+            self.client: S3Client = boto3.session.Session().client(
                 "s3",
                 endpoint_url=options.endpoint_url,
                 region_name=options.region,

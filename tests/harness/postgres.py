@@ -9,13 +9,13 @@ from __future__ import annotations
 import glob
 import os
 import pwd
-import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
+from tests.harness.cleanup import remove_later
 from tests.harness.ports import free_port
 
 PG_CACHE = Path(os.environ.get("ORCH_PG_CACHE", "/var/cache/orchestrator/pg"))
@@ -113,7 +113,7 @@ class Cluster:
             capture_output=True,
             check=False,
         )
-        shutil.rmtree(self.root, ignore_errors=True)
+        remove_later(self.root)
 
 
 def start_cluster(major: int, bin_dir: Path, extra_options: str = "") -> Cluster:

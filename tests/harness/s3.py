@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -17,6 +18,7 @@ from pathlib import Path
 import boto3
 from botocore.config import Config
 
+from tests.harness.cleanup import remove_later
 from tests.harness.ports import free_port
 
 ACCESS_KEY = "orchestrator-test"
@@ -84,8 +86,11 @@ class S3Server:
         _wait_ready(self)
 
     def stop(self) -> None:
-        self.halt()
-        shutil.rmtree(self.root, ignore_errors=True)
+        """Kill the server (its data is thrown away: no need for a graceful stop)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+        remove_later(self.root)
 
 
 def start_s3() -> S3Server:

@@ -46,7 +46,7 @@ def test_wrong_password_is_a_config_error_and_writes_nothing(
     orch = orch_factory(
         SOURCE_DATABASE_URL=source.url(db, password="not-the-password"), **s3_env(s3_server, bucket)
     )
-    result = orch.run("backup")
+    result = orch.run_process("backup")  # the CLI contract: exit 2, one line
     assert result.returncode == 2
     last = result.stderr.strip().splitlines()[-1]
     assert "SOURCE_DATABASE_URL" in last and "password authentication failed" in last

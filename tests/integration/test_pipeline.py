@@ -33,7 +33,8 @@ def s3_keys(c) -> list[str]:
 
 def test_full_pipeline_dumps_once_and_feeds_archive_and_both_targets(cycle, sink):
     c = cycle
-    result = c["orch"].ok("pipeline", "--json", extra_env={"NOTIFY_ON_SUCCESS": "true"})
+    # end to end: the console script in its own process, as cron or a container runs it
+    result = c["orch"].ok_process("pipeline", "--json", extra_env={"NOTIFY_ON_SUCCESS": "true"})
     report = json.loads(result.stdout)
     assert report["status"] == "success"
     names = [s["name"] for s in report["steps"]]
@@ -97,7 +98,7 @@ def test_a_second_cycle_is_refused_with_exit_code_3(cycle):
     c = cycle
     with psycopg.connect(c["source"].url(c["db"]), autocommit=True) as holder:
         holder.execute("SELECT pg_advisory_lock(%s)", (lock_key(c["db"]),))
-        result = c["orch"].run("pipeline")
+        result = c["orch"].run_process("pipeline")
     assert result.returncode == 3
     assert "already running" in result.stderr.splitlines()[-1]
     assert s3_keys(c) == []
@@ -298,3 +299,41 @@ def test_unreachable_store_still_restores_the_targets(cycle):
     assert "FAILED" in lines["upload"] and lines["restore:backup"].endswith("ok")
     assert lines["restore:dev"].endswith("ok") and "prune" not in lines
     assert c["dev"].psql(CHECK_SQL, c["dev_db"]) == c["source"].psql(CHECK_SQL, c["db"])
+
+
+def recording_bin(folder: Path, real_bin: Path, log: Path) -> Path:
+    """A bin folder whose pg_dump, pg_restore and psql each append their whole environment
+    (one `=== tool args` header a call) to `log`, then run the real tool."""
+    folder.mkdir()
+    for tool in ("pg_dump", "pg_restore", "psql"):
+        script = folder / tool
+        script.write_text(
+            "#!/usr/bin/env bash\n"
+            f'{{ echo "=== {tool} $*"; env; }} >> "{log}"\n'
+            f'exec "{real_bin}/{tool}" "$@"\n'
+        )
+        script.chmod(0o755)
+    return folder
+
+
+def test_only_pg_dump_holds_the_source_password(cycle, tmp_path):
+    """Every child gets an environment built for it: the pg_restore and psql runs connected
+    to the targets (and the TOC reads) never hold production's password or URL."""
+    c = cycle
+    source_pw = "only-for-pg_dump-5f1c"
+    c["source"].psql(f"CREATE ROLE dumper LOGIN SUPERUSER PASSWORD '{source_pw}'")
+    log = tmp_path / "children.env"
+    recording = recording_bin(tmp_path / "rec-bin", c["source"].bin_dir, log)
+    source_url = c["source"].url(c["db"], user="dumper", password=source_pw)
+    c["orch"].ok(
+        "pipeline", extra_env={"SOURCE_DATABASE_URL": source_url, "PG_BIN_DIRS": str(recording)}
+    )
+    calls = [chunk for chunk in log.read_text().split("=== ")[1:] if "--version" not in chunk]
+    dumps = [call for call in calls if call.startswith("pg_dump ")]
+    others = [call for call in calls if not call.startswith("pg_dump ")]
+    assert len(dumps) == 1 and f"PGPASSWORD={source_pw}" in dumps[0]
+    assert any(call.startswith("pg_restore -") for call in others)
+    for call in calls:
+        assert "SOURCE_DATABASE_URL" not in call and "AWS_SECRET_ACCESS_KEY" not in call
+    for call in others:
+        assert source_pw not in call, call.splitlines()[0]

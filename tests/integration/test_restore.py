@@ -12,7 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.conftest import Clusters, load_sample
+from tests.conftest import Clusters, Orchestrator, all_bin_dirs, load_sample
 from tests.harness import postgres
 from tests.harness.wrappers import wrap_tool
 from tests.integration.test_backup_roundtrip import CHECK_SQL
@@ -86,11 +86,29 @@ def schema_of(cluster, database: str) -> str:
     return cluster.psql(SCHEMA_SQL, database)
 
 
-@pytest.fixture
-def setup(clusters: Clusters, orch_factory):
-    """A PG17 source with sample data and one backup; targets on PG15 (backup) and PG14 (dev)."""
+@pytest.fixture(scope="module")
+def archived(clusters: Clusters, tmp_path_factory):
+    """A PG17 source with sample data and one backup of it in a folder store, shared by the
+    module's tests: restores and drills read the archive and never change it."""
     source = clusters.get(17)
     db = load_sample(source)
+    home = tmp_path_factory.mktemp("restore-archive")
+    store = f"file://{home}/store"
+    orch = Orchestrator(
+        home,
+        {
+            "PG_BIN_DIRS": all_bin_dirs(clusters),
+            "STORAGE_URL": store,
+            "SOURCE_DATABASE_URL": source.url(db),
+        },
+    )
+    return {"source": source, "db": db, "store": store, "id": orch.ok("backup").stdout.strip()}
+
+
+@pytest.fixture
+def setup(archived, clusters: Clusters, orch_factory):
+    """The module's backup, and fresh targets on PG15 (backup) and PG14 (dev)."""
+    source, db = archived["source"], archived["db"]
     backup_c, dev_c = clusters.get(15), clusters.get(14)
     backup_db, dev_db = fresh_target(backup_c), fresh_target(dev_c)
 
@@ -98,8 +116,8 @@ def setup(clusters: Clusters, orch_factory):
         SOURCE_DATABASE_URL=source.url(db),
         BACKUP_DATABASE_URL=backup_c.url(backup_db),
         DEV_DATABASE_URL=dev_c.url(dev_db),
+        STORAGE_URL=archived["store"],
     )
-    backup_id = orch.ok("backup").stdout.strip()
     return {
         "source": source,
         "db": db,
@@ -108,7 +126,7 @@ def setup(clusters: Clusters, orch_factory):
         "dev": dev_c,
         "dev_db": dev_db,
         "orch": orch,
-        "id": backup_id,
+        "id": archived["id"],
     }
 
 

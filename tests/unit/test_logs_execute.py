@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import time
 from pathlib import Path
 
@@ -165,12 +166,53 @@ def test_read_stream_reports_a_program_that_fails_on_its_own():
     assert execute.read_stream(["printf", "a\\nb\\n"], lambda o: o.read()) == b"a\nb\n"
 
 
-def test_children_never_inherit_our_secrets(monkeypatch):
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s1")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY_2", "s2")
-    monkeypatch.setenv("MASK_KEY", "mask-key-not-for-children")
+# What the tool's own settings put in its environment: production's URL and password, the
+# other targets, the stores' keys, MASK_KEY, alert URLs with tokens. No child gets any.
+SETTINGS_ENVIRONMENT = {
+    "SOURCE_DATABASE_URL": "postgresql://app:prod-pw-1@prod.example/neondb",
+    "NEON_PRODUCTION_DATABASE_URL": "postgresql://app:prod-pw-2@prod.example/neondb",
+    "DEV_DATABASE_URL": "postgresql://dev:dev-pw-3@dev.example/dev",
+    "DATABASE_URL": "postgresql://app:prod-pw-4@prod.example/neondb",
+    "AWS_SECRET_ACCESS_KEY": "store-secret-5",
+    "AWS_SECRET_ACCESS_KEY_2": "store-secret-6",
+    "AWS_SESSION_TOKEN": "store-token-7",
+    "MASK_KEY": "mask-key-not-for-children-8",
+    "NOTIFY_WEBHOOK_URL": "https://hooks.example/T0/secret-9",
+}
+
+
+def _env_of_run() -> str:
+    return execute.run(["env"]).stdout
+
+
+def _env_of_pipeline(tmp_path) -> str:
+    out = tmp_path / "env.txt"
+    execute.run_pipeline([execute.Stage(["env"]), execute.Stage(["sh", "-c", f"cat > {out}"])])
+    return out.read_text()
+
+
+def _env_of_stream() -> str:
+    return execute.read_stream(["env"], lambda o: o.read()).decode()
+
+
+@pytest.mark.parametrize("starter", ["run", "run_pipeline", "read_stream"])
+def test_children_get_only_what_every_program_needs(monkeypatch, tmp_path, starter):
+    for name, value in SETTINGS_ENVIRONMENT.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("PGSSLMODE", "verify-full")
     monkeypatch.setenv("PGPASSWORD", "kept: a passfile alternative pg_dump may need")
-    seen = execute.run(["env"]).stdout
-    assert "s1" not in seen and "s2" not in seen and "mask-key" not in seen
-    assert "PGPASSWORD=kept" in seen
+    seen = {
+        "run": _env_of_run,
+        "run_pipeline": lambda: _env_of_pipeline(tmp_path),
+        "read_stream": _env_of_stream,
+    }[starter]()
+    names = {line.split("=", 1)[0] for line in seen.splitlines() if "=" in line}
+    assert not names & set(SETTINGS_ENVIRONMENT), seen
+    for value in SETTINGS_ENVIRONMENT.values():
+        assert value not in seen
+    assert "PGSSLMODE=verify-full" in seen and "PGPASSWORD=kept" in seen
+    assert f"PATH={os.environ['PATH']}" in seen
+
+
+def test_a_child_gets_the_secrets_given_to_it():
     assert "MASK_KEY=given" in execute.run(["env"], env={"MASK_KEY": "given"}).stdout

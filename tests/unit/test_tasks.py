@@ -1,0 +1,103 @@
+"""The concurrency helpers: context carried into threads, waits that a stop ends at once."""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+import time
+from concurrent.futures import Future
+
+import pytest
+
+from orchestrator import cancel, tasks
+from orchestrator.errors import JobError
+
+marker: contextvars.ContextVar[str] = contextvars.ContextVar("marker", default="unset")
+
+
+@pytest.fixture(autouse=True)
+def _no_stop_left_behind():
+    yield
+    cancel.reset()
+
+
+def test_background_work_runs_in_a_daemon_thread_with_the_callers_context():
+    marker.set("caller's")
+    seen = tasks.in_background(
+        lambda: (marker.get(), threading.current_thread().daemon), "probe"
+    ).result(timeout=5)
+    assert seen == ("caller's", True)
+
+
+def test_a_result_or_an_error_is_handed_over():
+    assert tasks.result_unless_stopped(tasks.in_background(lambda: 42), "x") == 42
+
+    def boom() -> None:
+        raise ValueError("broken store")
+
+    with pytest.raises(ValueError, match="broken store"):
+        tasks.result_unless_stopped(tasks.in_background(boom), "x")
+
+
+def _stop_soon(stop) -> float:
+    """Call `stop` 0.2 s from now in another thread; give when it was planned."""
+    threading.Timer(0.2, stop).start()
+    return time.monotonic()
+
+
+@pytest.mark.timeout(10)  # a wait that a stop does not end would hang
+@pytest.mark.parametrize("scope", ["process", "scoped", "already"])
+def test_a_stop_ends_the_wait_at_once(scope):
+    never: Future[int] = Future()
+    started = time.monotonic()
+    with cancel.stoppable() as scoped:
+        if scope == "process":
+            _stop_soon(cancel.request_stop)
+        elif scope == "scoped":
+            _stop_soon(scoped.set)
+        else:
+            cancel.request_stop()
+        with pytest.raises(JobError, match="stopped while opening the stores"):
+            tasks.result_unless_stopped(never, "opening the stores")
+    assert time.monotonic() - started < 2
+
+
+def test_a_scoped_stop_elsewhere_does_not_end_this_wait():
+    with cancel.stoppable() as other:
+        other.set()
+    assert tasks.result_unless_stopped(tasks.in_background(lambda: "done"), "x") == "done"
+
+
+def test_run_together_runs_every_piece_at_once_and_gives_results_by_name():
+    meeting = threading.Barrier(3, timeout=5)  # only passes when all three run at once
+    marker.set("cycle")
+
+    def piece(n: int):
+        return lambda: (meeting.wait(), n * 10, marker.get())[1:]
+
+    assert tasks.run_together({"a": piece(1), "b": piece(2), "c": piece(3)}) == {
+        "a": (10, "cycle"),
+        "b": (20, "cycle"),
+        "c": (30, "cycle"),
+    }
+    assert tasks.run_together({}) == {}
+
+
+def test_run_together_raises_the_first_failure_after_every_piece_ended():
+    ended = []
+
+    def fails(message: str):
+        def run() -> None:
+            time.sleep(0.1)
+            ended.append(message)
+            raise RuntimeError(message)
+
+        return run
+
+    def slow() -> None:
+        time.sleep(0.3)
+        ended.append("slow")
+
+    with pytest.raises(RuntimeError, match="first"):
+        tasks.run_together({"x": fails("first"), "y": slow, "z": fails("second")})
+    assert sorted(ended) == ["first", "second", "slow"]
