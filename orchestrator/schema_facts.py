@@ -57,6 +57,11 @@ class Table(BaseModel):
         """Give the column called `name`, or None."""
         return next((c for c in self.columns if c.name == name), None)
 
+    def key_columns(self) -> set[str]:
+        """Give the columns that are part of a primary key or a unique constraint or index,
+        alone or with others."""
+        return {name for columns in self.unique for name in columns}
+
 
 class SchemaFacts(BaseModel):
     """Every user table of the source, keyed like row counts (`names.table_key`)."""
