@@ -18,7 +18,7 @@ class Column(BaseModel):
     "bpchar", "text", "int4", "date", "timestamptz", "jsonb", "citext"...); `category` is
     pg_type.typcategory ("S" string, "N" numeric, "D" date/time, "B" boolean, "U" user
     types incl. json/jsonb, "A" array, "E" enum, "I" network...); `max_length` the n of
-    varchar(n)/char(n) (None when unlimited).
+    varchar(n)/char(n), of the elements for arrays of them (None when unlimited).
     """
 
     model_config = ConfigDict(frozen=True)

@@ -434,7 +434,7 @@ def _json_finding(
         _collect_leaves(document, (), leaves)
     by_name = kind_by_name(column.name)
     paths: dict[str, str | dict[str, Any]] = {}
-    for path, found in leaves.items():
+    for path, found in sorted(leaves.items()):
         kind = kind_by_name(path.rsplit(".", 1)[-1]) or _leaf_kind(found)
         if kind is not None:
             paths[path] = _rule(_leaf_transform(kind))

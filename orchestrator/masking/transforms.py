@@ -71,6 +71,7 @@ STRING_TRANSFORMS = ("email", "first_name", "last_name", "full_name", "phone", "
 DATE_TYPES = ("date", "timestamp", "timestamptz")
 JSON_TYPES = ("json", "jsonb")
 UNIQUE_SAFE = ("keep", "email", "hash")
+_SAME_FOR_ALL = "gives every row the same value, but the column is part of a unique key"
 OTHER_STRINGS = ("keep", "scrub")
 
 ValueFn = Callable[[bytes], bytes | None]
@@ -260,7 +261,7 @@ def _not_unique_message(spec: TransformSpec) -> str:
     if spec.name == "set_null" or (spec.name == "value" and spec.params["value"] is None):
         return "gives every row NULL, but the column is part of a unique key"
     if spec.name in ("redact", "value"):
-        return "gives every row the same value, but the column is part of a unique key"
+        return _SAME_FOR_ALL
     return (
         f"{spec.name} can give two rows the same value, but the column is part of a unique "
         "key (use hash, or email for e-mail addresses)"
@@ -469,7 +470,7 @@ def _fits_fixed(text: str, column: Column, unique: bool) -> str | None:
     if column.max_length is not None and len(text) > column.max_length:
         return f"the text is longer than {column.type} allows"
     if unique:
-        return "gives every row the same value, but the column is a unique key"
+        return _SAME_FOR_ALL
     return None
 
 
@@ -487,7 +488,7 @@ def _fits_value(spec: TransformSpec, column: Column, unique: bool) -> str | None
     if value is None:
         return _fits_set_null(spec, column, unique)
     if column.base_type in JSON_TYPES:
-        return "gives every row the same value, but the column is a unique key" if unique else None
+        return _SAME_FOR_ALL if unique else None
     if isinstance(value, list | dict):
         return f"a list or map value fits only a json or jsonb column, not {column.type}"
     try:
@@ -497,7 +498,7 @@ def _fits_value(spec: TransformSpec, column: Column, unique: bool) -> str | None
     if column.category == "S":
         return _fits_fixed(text, column, unique)
     if unique:
-        return "gives every row the same value, but the column is a unique key"
+        return _SAME_FOR_ALL
     return None
 
 

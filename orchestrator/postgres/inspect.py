@@ -309,7 +309,7 @@ def analyze(conn: Conn) -> None:
 _COLUMNS = """
     SELECT n.nspname, c.relname, c.relkind, a.attname,
            format_type(a.atttypid, a.atttypmod), bt.typname, t.typcategory,
-           CASE WHEN bt.typname IN ('varchar', 'bpchar')
+           CASE WHEN bt.typname IN ('varchar', 'bpchar', '_varchar', '_bpchar')
                  AND (CASE WHEN t.typbasetype <> 0 THEN t.typtypmod ELSE a.atttypmod END) > 4
                 THEN (CASE WHEN t.typbasetype <> 0 THEN t.typtypmod ELSE a.atttypmod END) - 4
            END,
