@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from orchestrator.masking._vector import Ints
+
 Replace = Callable[[list[bytes]], list[bytes]]  # items (UTF-8) to what they become, in order
 
 EMAIL, PHONE, IBAN, CARD, IP = "email", "phone", "iban", "card", "ip"
@@ -38,24 +40,25 @@ _WORD = frozenset(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwx
     range(0x80, 0x100)
 )
 MAX_LOCAL = 128  # bytes of an e-mail address's local part looked at, at most
-_LOCAL_REVERSED = re.compile(rb"[0-9A-Za-z_.%+\-\x80-\xff]+")  # matched backwards from the @
+_LOCAL = _WORD | frozenset(b".%+-")
 _HEX_OR_COLON = frozenset(b"0123456789ABCDEFabcdef:")
 _IPV6_TOKEN = _HEX_OR_COLON | frozenset(b".")
-_DOMAIN = re.compile(
+_DOMAIN = (  # labels of letters, digits and inner hyphens; the last one starts with a letter
     rb"(?:[0-9A-Za-z\x80-\xff](?:[0-9A-Za-z\-\x80-\xff]*[0-9A-Za-z\x80-\xff])?\.)+"
     rb"[A-Za-z\x80-\xff][0-9A-Za-z\-\x80-\xff]*[0-9A-Za-z\x80-\xff]"
 )
+_AT_DOMAIN = re.compile(rb"@(?>" + _DOMAIN + rb")(?![0-9A-Za-z_\x80-\xff@])")
 _RUN_CHARS = b"0123456789 ().-/+"
 _IBAN_RUN = re.compile(rb"[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,32}")
-_SMALL_IBANS = re.compile(rb"[A-Z]{2}[0-9]{2}")
 _DIGIT_BYTES = b"0123456789"
 MIN_RUN_DIGITS = 4  # the fewest digits of an item found in a run (an IPv4 address)
 MIN_ITEM_DIGITS = 7  # the fewest digits of a phone or card number
 MAX_GAP = 3  # separators between two digits of one item, at most
-LARGE = 4096  # texts this long are searched with numpy for where items may start
-_RUN_FLAGS = bytes(byte in _RUN_CHARS for byte in range(256))
+_QUICK_BELOW = 4096  # shorter texts are first looked over for what every item holds
+_RUN_TABLE = np.array([byte in _RUN_CHARS for byte in range(256)])
+_UPPER_TABLE = np.array([65 <= byte <= 90 for byte in range(256)])
+_LOCAL_TABLE = np.array([byte in _LOCAL for byte in range(256)])
 _DIGIT_FLAGS = bytes(48 <= byte <= 57 for byte in range(256))
-_UPPER_FLAGS = bytes(65 <= byte <= 90 for byte in range(256))
 _HEX_COLON_FLAGS = bytes(byte in _HEX_OR_COLON for byte in range(256))
 
 
@@ -185,7 +188,11 @@ Item = tuple[str, int, int]  # kind, start, end (byte offsets)
 def find_items(data: bytes) -> list[Item]:
     """Give the items in `data` (UTF-8 text; newlines end every item), sorted, none
     overlapping (the earlier, then the longer, wins)."""
-    found = [*_emails(data), *_runs(data), *_ibans(data), *_ipv6s(data)]
+    digits = np.flatnonzero(_flags(data, _DIGIT_FLAGS))
+    sources = [_emails(data), _runs(data, digits), _ibans(data, digits), _ipv6s(data)]
+    found = [item for source in sources for item in source]
+    if sum(1 for source in sources if source) <= 1:
+        return found  # each finder gives its items in order, none overlapping
     found.sort(key=lambda item: (item[1], -item[2]))
     items: list[Item] = []
     reached = 0
@@ -201,54 +208,61 @@ def _word_before(data: bytes, pos: int) -> bool:
 
 
 def _emails(data: bytes) -> list[Item]:
-    items = []
-    at = data.find(b"@")
-    while at >= 0:
-        local = _LOCAL_REVERSED.match(data[max(0, at - MAX_LOCAL) : at][::-1])
-        start = at - (local.end() if local else 0)
-        domain = _DOMAIN.match(data, at + 1)
-        if start < at and domain is not None and not _word_before(data, start):
-            end = domain.end()
-            if end >= len(data) or (data[end] not in _WORD and data[end] != 64):
-                items.append((EMAIL, start, end))
-        at = data.find(b"@", at + 1)
-    return items
+    """E-mail addresses: each @ followed by a domain (one regex scan, fast to each @);
+    the local parts, the runs of local-part bytes before them, found all at once."""
+    if b"@" not in data:
+        return []
+    found = [(match.start(), match.end()) for match in _AT_DOMAIN.finditer(data)]
+    if not found:
+        return []
+    ats, ends = np.array(found).T
+    text = np.frombuffer(data, np.uint8)
+    breaks = np.flatnonzero(~_LOCAL_TABLE[text])  # every @ is one: a local part stops there
+    previous = np.searchsorted(breaks, ats) - 1
+    starts = np.where(previous >= 0, breaks[np.maximum(previous, 0)] + 1, 0)
+    cut = starts < ats - MAX_LOCAL  # a local part too long to be one: glued to a word
+    good = (starts < ats) & ~cut
+    return [
+        (EMAIL, start, end)
+        for start, end in zip(starts[good].tolist(), ends[good].tolist(), strict=True)
+    ]
 
 
 def _flags(data: bytes, table: bytes) -> npt.NDArray[np.bool_]:
     return np.frombuffer(data.translate(table), np.bool_)
 
 
-def _run_spans(data: bytes) -> list[tuple[int, int]]:
-    """The runs of digits that may hold a phone or card number or an IPv4 address, from
-    their first digit to their last: digits one after another, or apart by at most 3
-    separators (` ().-/+`); kept when they hold at least 7 digits, or 4 to 6 digits in
-    at least 4 groups (a dotted IPv4 address)."""
-    positions = np.flatnonzero(_flags(data, _DIGIT_FLAGS))
+def _run_spans(data: bytes, positions: Ints) -> list[tuple[int, int]]:
+    """The runs of digits (`positions`: of every digit in `data`) that may hold a phone or
+    card number or an IPv4 address, from their first digit to their last: digits one
+    after another, or apart by at most 3 separators (` ().-/+`); kept when they hold at
+    least 7 digits, or 4 to 6 digits in at least 4 groups (a dotted IPv4 address)."""
     if len(positions) < MIN_RUN_DIGITS:
         return []
     gaps = np.diff(positions)
     joined = gaps == 1
     near = np.flatnonzero((gaps > 1) & (gaps <= MAX_GAP + 1))
     if len(near):
-        separators = _flags(data + b"x" * MAX_GAP, _RUN_FLAGS)
-        between = separators[positions[near, None] + np.arange(1, MAX_GAP + 1)]
+        text = np.frombuffer(data + b"x" * MAX_GAP, np.uint8)
+        between = _RUN_TABLE[text[positions[near, None] + np.arange(1, MAX_GAP + 1)]]
         inside = np.arange(1, MAX_GAP + 1) < gaps[near, None]
         joined[near] = (between | ~inside).all(axis=1)
     cuts = np.flatnonzero(~joined) + 1
     firsts = np.concatenate(([0], cuts))
     lasts = np.concatenate((cuts, [len(positions)])) - 1
     counts = lasts - firsts + 1
-    groups = np.concatenate(([0], np.cumsum(gaps > 1)))
-    spread = groups[lasts] - groups[firsts] + 1
-    keep = (counts >= MIN_ITEM_DIGITS) | ((counts >= MIN_RUN_DIGITS) & (spread >= 4))
+    keep = counts >= MIN_ITEM_DIGITS
+    few = np.flatnonzero(~keep & (counts >= MIN_RUN_DIGITS))
+    if len(few):  # 4 to 6 digits: an IPv4 address needs 4 groups
+        groups = np.concatenate(([0], np.cumsum(gaps > 1)))
+        keep[few] = groups[lasts[few]] - groups[firsts[few]] + 1 >= 4
     starts, ends = positions[firsts[keep]], positions[lasts[keep]] + 1
     return list(zip(starts.tolist(), ends.tolist(), strict=True))
 
 
-def _runs(data: bytes) -> list[Item]:
+def _runs(data: bytes, digits: Ints) -> list[Item]:
     items: list[Item] = []
-    for start, end in _run_spans(data):
+    for start, end in _run_spans(data, digits):
         first = start - 1 if start > 0 and data[start - 1] == 43 else start  # a leading +
         if _word_before(data, first) or (end < len(data) and data[end] in _WORD):
             continue
@@ -256,32 +270,31 @@ def _runs(data: bytes) -> list[Item]:
     return items
 
 
-def _ibans(data: bytes) -> list[Item]:
-    if len(data) < LARGE:
-        starts = [match.start() for match in _SMALL_IBANS.finditer(data)]
-    else:
-        upper, digit = _flags(data, _UPPER_FLAGS), _flags(data, _DIGIT_FLAGS)
-        hits = upper[:-3] & upper[1:-2] & digit[2:-1] & digit[3:]
-        starts = np.flatnonzero(hits).tolist()
+def _ibans(data: bytes, digits: Ints) -> list[Item]:
+    """IBANs start with two capital letters and two digits: looked for only before pairs
+    of digits."""
+    pairs = digits[:-1][np.diff(digits) == 1]
+    pairs = pairs[pairs >= 2]
+    if not len(pairs):
+        return []
+    text = np.frombuffer(data, np.uint8)
+    capitals = _UPPER_TABLE[text[pairs - 2]] & _UPPER_TABLE[text[pairs - 1]]
     items: list[Item] = []
-    for start in starts:
+    for start in (pairs[capitals] - 2).tolist():
         match = _IBAN_RUN.match(data, start)
         if match is None or _word_before(data, start) or (items and start < items[-1][2]):
             continue
-        text = match.group().decode()
-        items += _within(text, start, lambda part: IBAN if iban_valid(part) else None, 15)
+        text_ = match.group().decode()
+        items += _within(text_, start, lambda part: IBAN if iban_valid(part) else None, 15)
     return items
 
 
 def _ipv6s(data: bytes) -> list[Item]:
     if b":" not in data:
         return []
-    if len(data) < LARGE:
-        colons = [i for i in range(len(data)) if data[i] == 58]
-    else:
-        flags = _flags(data, _HEX_COLON_FLAGS)
-        colon = np.frombuffer(data, np.uint8) == 58
-        colons = (np.flatnonzero(colon[1:-1] & flags[:-2] & flags[2:]) + 1).tolist()
+    flags = _flags(data, _HEX_COLON_FLAGS)
+    colon = np.frombuffer(data, np.uint8) == 58
+    colons = (np.flatnonzero(colon[1:-1] & flags[:-2] & flags[2:]) + 1).tolist()
     items: list[Item] = []
     reached = 0
     for colon in colons:
@@ -319,24 +332,25 @@ class Scrub:
     def data(self, data: bytes) -> bytes:
         """Give UTF-8 `data` with every item replaced (the rest kept); a newline is never
         inside an item, so many texts joined by newlines can go at once."""
-        if not _maybe(data):
+        if len(data) < _QUICK_BELOW and not _maybe(data):
             return data
         items = find_items(data)
         if not items:
             return data
         self.found += len(items)
+        kinds = [item[0] for item in items]
         replaced: list[bytes] = [b""] * len(items)
-        for kind in KINDS:
-            chosen = [index for index, item in enumerate(items) if item[0] == kind]
-            if chosen:
-                found = [data[items[i][1] : items[i][2]] for i in chosen]
-                for index, out in zip(chosen, self.replacers.of(kind)(found), strict=True):
-                    replaced[index] = out
-        pieces, pos = [], 0
-        for (_kind, start, end), out in zip(items, replaced, strict=True):
-            pieces += [data[pos:start], out]
-            pos = end
-        pieces.append(data[pos:])
+        for kind in set(kinds):
+            chosen = [i for i, one in enumerate(kinds) if one == kind]
+            outputs = self.replacers.of(kind)([data[items[i][1] : items[i][2]] for i in chosen])
+            for index, out in zip(chosen, outputs, strict=True):
+                replaced[index] = out
+        edges = [0, *(edge for _kind, start, end in items for edge in (start, end)), len(data)]
+        pieces: list[bytes] = [b""] * (2 * len(items) + 1)
+        pieces[0::2] = [
+            data[start:end] for start, end in zip(edges[0::2], edges[1::2], strict=True)
+        ]
+        pieces[1::2] = replaced
         return b"".join(pieces)
 
 

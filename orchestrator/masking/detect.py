@@ -22,6 +22,7 @@ import yaml
 from orchestrator.masking import _array, _scrub
 from orchestrator.masking.plan import location
 from orchestrator.masking.transforms import (
+    INTEGER_TYPES,
     SpecError,
     TransformSpec,
     bytea_bytes,
@@ -483,6 +484,8 @@ def _leaf_transform(kind: str) -> TransformSpec:
 def suggest_transform(kind: str, column: Column, unique: bool = False) -> TransformSpec | None:
     """Give the first transform for `kind` that fits `column`, or None when none does."""
     candidates = [*_TRANSFORMS.get(kind, []), *_FALLBACKS]
+    if column.base_type in INTEGER_TYPES:  # the digits' shape kept, keys kept unique
+        candidates.append(TransformSpec("permute"))
     if column.base_type in _PLACEHOLDERS:
         candidates.append(TransformSpec("value", {"value": _PLACEHOLDERS[column.base_type]}))
     return next((spec for spec in candidates if fit_problem(spec, column, unique) is None), None)

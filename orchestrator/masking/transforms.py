@@ -70,7 +70,8 @@ MIN_HASH_LENGTH = 16
 STRING_TRANSFORMS = ("email", "first_name", "last_name", "full_name", "phone", "hash", "redact")
 DATE_TYPES = ("date", "timestamp", "timestamptz")
 JSON_TYPES = ("json", "jsonb")
-UNIQUE_SAFE = ("keep", "email", "hash")
+UNIQUE_SAFE = ("keep", "email", "hash", "permute")
+INTEGER_TYPES = ("int2", "int4", "int8")
 _SAME_FOR_ALL = "gives every row the same value, but the column is part of a unique key"
 OTHER_STRINGS = ("keep", "scrub")
 
@@ -505,6 +506,7 @@ def _fits_value(spec: TransformSpec, column: Column, unique: bool) -> str | None
 _INTEGER = re.compile(r"[+-]?[0-9]+")
 _NUMBER = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?|NaN|[+-]?Infinity")
 _INT_RANGES = {"int2": 2**15, "int4": 2**31, "int8": 2**63}
+_INT_LIMITS = {name: (-limit, limit - 1) for name, limit in _INT_RANGES.items()}
 _BOOLEANS = {"t": True, "true": True, "y": True, "yes": True, "on": True, "1": True}
 _BOOLEANS |= {"f": False, "false": False, "n": False, "no": False, "off": False, "0": False}
 
@@ -898,6 +900,73 @@ def _is_plain(text: bytes) -> bool:
     return not any(char in text for char in (b"\\", b"\t", b"\n", b"\r"))
 
 
+FEISTEL_ROUNDS = 6
+
+
+def _build_permute(spec: TransformSpec, key: MaskKey, base_type: str, _max: int | None) -> Compiled:
+    """A keyed permutation of the integers with the same sign and number of digits that
+    fit the type: within each such class (`[10^(k-1), 10^k - 1]` cut to the type's range,
+    0..9 for one digit), `P^-1((P(x) + 1) mod N)` where P is a Feistel permutation of the
+    class (the PRF as round function, cycle-walking into the class). One cycle through
+    the whole class: distinct stays distinct (keys hold) and no value maps to itself."""
+    lowest, highest = _INT_LIMITS[base_type]
+    prf = key.prf(spec)
+
+    def permute(value: bytes) -> bytes:
+        try:
+            number = int(value)
+        except ValueError:
+            raise TransformError("not a whole number") from None
+        if not lowest <= number <= highest:
+            raise TransformError("out of the column type's range")
+        size = abs(number)
+        digits = len(str(size))
+        floor = 0 if digits == 1 and number >= 0 else 1 if digits == 1 else 10 ** (digits - 1)
+        ceiling = min(10**digits - 1, highest if number >= 0 else -lowest)
+        cycle = _Cycle(prf, ceiling - floor + 1, bytes((digits, number < 0)))
+        out = floor + cycle.next(size - floor)
+        return str(-out if number < 0 else out).encode()
+
+    return Compiled(permute, plain=True)
+
+
+class _Cycle:
+    """A keyed permutation P of [0, count) and the cycle `P^-1(P(x) + 1 mod count)`."""
+
+    def __init__(self, prf: Prf, count: int, tweak: bytes) -> None:
+        self.prf, self.count, self.tweak = prf, count, tweak
+        self.half = max(1, -(-(count - 1).bit_length() // 2))
+        self.mask = (1 << self.half) - 1
+
+    def next(self, x: int) -> int:
+        """Give the element after `x` on the cycle."""
+        if self.count < 2:
+            return x
+        return self._walk(self._inverse, (self._walk(self._forward, x) + 1) % self.count)
+
+    def _walk(self, step: Callable[[int], int], x: int) -> int:
+        x = step(x)
+        while x >= self.count:  # cycle-walking: at most 4 steps on average
+            x = step(x)
+        return x
+
+    def _round(self, number: int, half: int) -> int:
+        block = self.prf.block(self.tweak + bytes((number,)) + half.to_bytes(15 - len(self.tweak)))
+        return int.from_bytes(block[:8]) & self.mask
+
+    def _forward(self, x: int) -> int:
+        left, right = x >> self.half, x & self.mask
+        for number in range(FEISTEL_ROUNDS):
+            left, right = right, left ^ self._round(number, right)
+        return (left << self.half) | right
+
+    def _inverse(self, x: int) -> int:
+        left, right = x >> self.half, x & self.mask
+        for number in reversed(range(FEISTEL_ROUNDS)):
+            left, right = right ^ self._round(number, left), left
+        return (left << self.half) | right
+
+
 def _build_date_shift(spec: TransformSpec, key: MaskKey, _type: str, _max: int | None) -> Compiled:
     """Move the date by an offset in [-days, -1] or [1, days], chosen by the value's token."""
     days = spec.params["days"]
@@ -1182,6 +1251,7 @@ _KINDS: dict[str, _Kind] = {
     "redact": _Kind(_redact_params, _fits_text, _build_redact),
     "value": _Kind(_value_params, _fits_value, _build_value),
     "date_shift": _Kind(_shift_params, _fits_type(DATE_TYPES), _build_date_shift),
+    "permute": _Kind(_no_params, _fits_type(INTEGER_TYPES), _build_permute),
     "json": _Kind(_json_params, _fits_type(JSON_TYPES), _build_json),
     "scrub": _Kind(_scrub_params, _fits_scrub, _build_scrub),
     "array": _Kind(_array_params, _fits_array, _build_array),

@@ -218,8 +218,10 @@ def test_emails_in_a_column_named_misc_are_found_by_value() -> None:
             TransformSpec("date_shift", {"days": 30}),
         ),
         (col("dob"), False, TransformSpec("hash")),
+        (col("phone", "bigint", "int8", "N", not_null=True), False, TransformSpec("permute")),
+        (col("card_no", "bigint", "int8", "N", not_null=True), True, TransformSpec("permute")),
         (
-            col("phone", "bigint", "int8", "N", not_null=True),
+            col("card_no", "numeric", "numeric", "N", not_null=True),
             False,
             TransformSpec("value", {"value": 0}),
         ),
@@ -514,10 +516,11 @@ KEYED = SchemaFacts(
             columns=(
                 col("account", "integer", "int4", "N", not_null=True),
                 col("card_number", "bigint", "int8", "N", not_null=True),
+                col("pan", "numeric", "numeric", "N", not_null=True),
                 col("payer_email", not_null=True),
                 col("note", not_null=True),
             ),
-            unique=(("account", "card_number"), ("payer_email", "note")),
+            unique=(("account", "card_number", "pan"), ("payer_email", "note")),
         )
     }
 )
@@ -532,7 +535,8 @@ def test_key_columns_never_get_a_rule_that_breaks_the_key() -> None:
         "addresses"
     ) in lines
     assert "    note: hash  # e-mail addresses inside 1 of 1 sampled values" in lines
-    card = next(line for line in lines if line.startswith("    card_number:"))
-    assert card.startswith("    card_number: keep  # review: name looks like a card number; kept:")
-    assert "part of a unique key" in card
+    assert "    card_number: permute  # name looks like a card number" in lines
+    pan = next(line for line in lines if line.startswith("    pan:"))
+    assert pan.startswith("    pan: keep  # review: name looks like a card number; kept:")
+    assert "part of a unique key" in pan
     assert check(load_rules(text, "R"), KEYED, ["public.payment"]) == []

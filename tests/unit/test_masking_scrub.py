@@ -17,7 +17,6 @@ from orchestrator.masking.stream import escape, filter_script, unescape
 from orchestrator.masking.transforms import (
     SpecError,
     TransformError,
-    TransformSpec,
     bytea_bytes,
     compile_spec,
     fit_problem,
@@ -332,6 +331,8 @@ INTS = column("integer", "int4", "N", not_null=True)
         ({"transform": "value", "value": 0}, INTS, True, "gives every row the same value"),
         ("email", TEXT, True, None),
         ("hash", TEXT, True, None),
+        ("permute", INTS, True, None),
+        ("permute", TEXT, False, "permute needs a column of type int2 or int4 or int8"),
     ],
 )
 def test_fit_problems_of_hidden_data_and_keys(
@@ -342,8 +343,9 @@ def test_fit_problems_of_hidden_data_and_keys(
 
 
 def test_only_transforms_that_keep_values_distinct_are_unique_safe() -> None:
-    safe = [name for name in ("keep", "email", "hash") if unique_safe(TransformSpec(name))]
-    assert safe == ["keep", "email", "hash"]
+    names = ("keep", "email", "hash", "permute", "phone", "full_name", "scrub", "set_null")
+    safe = [name for name in names if unique_safe(parse_spec(name))]
+    assert safe == ["keep", "email", "hash", "permute"]
     json_rule = {"transform": "json", "paths": {"a": "hash"}, "other_strings": "scrub"}
     assert not unique_safe(parse_spec(json_rule))
 
@@ -409,3 +411,43 @@ def test_arrays_json_and_bytea_go_through_the_filter() -> None:
     assert json.loads(doc) == {"k": email("c@d.org") + "\n"}
     assert bytea_bytes(out_blob) == f"to {email('a@b.org')}".encode()
     assert stats.scrubbed == {"tags": 1, "doc": 1, "blob": 1}
+
+
+# --- permute: integer keys ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("base_type", "low", "high"),
+    [
+        ("int2", 0, 9),
+        ("int2", 10, 99),
+        ("int2", -9, -1),
+        ("int2", -99, -10),
+        ("int2", 10000, 32767),
+        ("int2", -32768, -10000),
+    ],
+)
+def test_permute_is_a_cycle_through_each_digit_class(base_type: str, low: int, high: int) -> None:
+    compiled = compile_spec(parse_spec("permute"), KEY, base_type)
+    values = list(range(low, high + 1))
+    outputs = [int(compiled.apply(str(value).encode()) or b"") for value in values]
+    assert sorted(outputs) == values  # distinct stays distinct, within the class
+    assert all(out != value for out, value in zip(outputs, values, strict=True))
+
+
+def test_permute_keeps_big_keys_in_their_type_and_digit_count() -> None:
+    compiled = compile_spec(parse_spec("permute"), KEY, "int8")
+    for value in (4111111111111111, 9223372036854775807, -9223372036854775808):
+        out = compiled.apply(str(value).encode())
+        assert out is not None and int(out) != value
+        assert len(out.lstrip(b"-")) == len(str(abs(value)))
+        assert -(2**63) <= int(out) < 2**63 and (int(out) < 0) == (value < 0)
+    other = compile_spec(parse_spec("permute"), OTHER_KEY, "int8")
+    assert other.apply(b"4111111111111111") != compiled.apply(b"4111111111111111")
+
+
+def test_permute_refuses_what_is_not_a_whole_number_in_range() -> None:
+    compiled = compile_spec(parse_spec("permute"), KEY, "int2")
+    for value in (b"1.5", b"40000"):
+        with pytest.raises(TransformError):
+            compiled.apply(value)
