@@ -28,8 +28,9 @@ class Column(BaseModel):
     base_type: str
     category: str
     max_length: int | None = None
-    not_null: bool = False
+    not_null: bool = False  # NOT NULL on the column or its domain
     generated: bool = False  # generated columns are computed, never in the COPY data
+    checks: tuple[str, ...] = ()  # CHECK constraints of its domain, or of the column alone
 
 
 class ForeignKey(BaseModel):

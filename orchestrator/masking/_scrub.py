@@ -39,7 +39,7 @@ _SEPARATOR = re.compile(r"[ ().\-/]+")
 _WORD = frozenset(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_") | frozenset(
     range(0x80, 0x100)
 )
-MAX_LOCAL = 128  # bytes of an e-mail address's local part looked at, at most
+MAX_LOCAL = 64  # bytes of an e-mail address's local part, at most (RFC 5321)
 _LOCAL = _WORD | frozenset(b".%+-")
 _HEX_OR_COLON = frozenset(b"0123456789ABCDEFabcdef:")
 _IPV6_TOKEN = _HEX_OR_COLON | frozenset(b".")
@@ -57,7 +57,7 @@ MAX_GAP = 3  # separators between two digits of one item, at most
 _QUICK_BELOW = 4096  # shorter texts are first looked over for what every item holds
 _RUN_TABLE = np.array([byte in _RUN_CHARS for byte in range(256)])
 _UPPER_TABLE = np.array([65 <= byte <= 90 for byte in range(256)])
-_LOCAL_TABLE = np.array([byte in _LOCAL for byte in range(256)])
+_LOCAL_FLAGS = bytes(byte in _LOCAL for byte in range(256))
 _DIGIT_FLAGS = bytes(48 <= byte <= 57 for byte in range(256))
 _HEX_COLON_FLAGS = bytes(byte in _HEX_OR_COLON for byte in range(256))
 
@@ -210,22 +210,18 @@ def _word_before(data: bytes, pos: int) -> bool:
 def _emails(data: bytes) -> list[Item]:
     """E-mail addresses: each @ followed by a domain (one regex scan, fast to each @);
     the local parts, the runs of local-part bytes before them, found all at once."""
-    if b"@" not in data:
-        return []
-    found = [(match.start(), match.end()) for match in _AT_DOMAIN.finditer(data)]
+    found = [match.span() for match in _AT_DOMAIN.finditer(data)]
     if not found:
         return []
     ats, ends = np.array(found).T
-    text = np.frombuffer(data, np.uint8)
-    breaks = np.flatnonzero(~_LOCAL_TABLE[text])  # every @ is one: a local part stops there
-    previous = np.searchsorted(breaks, ats) - 1
-    starts = np.where(previous >= 0, breaks[np.maximum(previous, 0)] + 1, 0)
-    cut = starts < ats - MAX_LOCAL  # a local part too long to be one: glued to a word
-    good = (starts < ats) & ~cut
-    return [
-        (EMAIL, start, end)
-        for start, end in zip(starts[good].tolist(), ends[good].tolist(), strict=True)
-    ]
+    padded = np.frombuffer(b"\n" * (MAX_LOCAL + 1) + data, np.uint8)
+    before = padded[ats[:, None] + np.arange(MAX_LOCAL, 0, -1)]  # backwards from the @
+    local = np.frombuffer(before.tobytes().translate(_LOCAL_FLAGS), np.bool_)
+    local = local.reshape(before.shape)
+    lengths = np.where(local.all(axis=1), MAX_LOCAL + 1, np.argmin(local, axis=1))
+    good = (lengths > 0) & (lengths <= MAX_LOCAL)  # longer: glued to a word, not an address
+    starts = (ats - lengths)[good].tolist()
+    return [(EMAIL, start, end) for start, end in zip(starts, ends[good].tolist(), strict=True)]
 
 
 def _flags(data: bytes, table: bytes) -> npt.NDArray[np.bool_]:
@@ -339,17 +335,20 @@ class Scrub:
             return data
         self.found += len(items)
         kinds = [item[0] for item in items]
-        replaced: list[bytes] = [b""] * len(items)
-        for kind in set(kinds):
-            chosen = [i for i, one in enumerate(kinds) if one == kind]
-            outputs = self.replacers.of(kind)([data[items[i][1] : items[i][2]] for i in chosen])
-            for index, out in zip(chosen, outputs, strict=True):
-                replaced[index] = out
-        edges = [0, *(edge for _kind, start, end in items for edge in (start, end)), len(data)]
+        slices = [data[start:end] for _kind, start, end in items]
+        if len(set(kinds)) == 1:
+            replaced = self.replacers.of(kinds[0])(slices)
+        else:
+            replaced = [b""] * len(items)
+            for kind in set(kinds):
+                chosen = [i for i, one in enumerate(kinds) if one == kind]
+                outputs = self.replacers.of(kind)([slices[i] for i in chosen])
+                for index, out in zip(chosen, outputs, strict=True):
+                    replaced[index] = out
+        starts = [item[1] for item in items]
+        ends = [0, *(item[2] for item in items)]
         pieces: list[bytes] = [b""] * (2 * len(items) + 1)
-        pieces[0::2] = [
-            data[start:end] for start, end in zip(edges[0::2], edges[1::2], strict=True)
-        ]
+        pieces[0::2] = [data[a:b] for a, b in zip(ends, [*starts, len(data)], strict=True)]
         pieces[1::2] = replaced
         return b"".join(pieces)
 

@@ -129,6 +129,7 @@ class _Field:
         self.bare = compiled.apply if compiled.plain and not compiled.nullable else None
         columnar = (compiled.plain or compiled.column_plain) and not compiled.nullable
         self.vector = compiled.column if columnar else None
+        self.joined = compiled.joined if not compiled.nullable else None
         self.tally = compiled.tally
         self.filler = compiled.filler
         self.fixed = _fixed_field(compiled)
@@ -137,6 +138,12 @@ class _Field:
         """Give the masked fields of one column of a block."""
         if self.fixed is not None:
             return [self.fixed] * len(parts)
+        if self.joined is not None:
+            text = b"\n".join(parts)
+            if b"\\" not in text:  # no escape, no NULL: every value plain
+                out = self.joined(text).split(b"\n")
+                if len(out) == len(parts):
+                    return out
         if self.vector is not None:
             return self._vectorized(parts)
         if self.bare is not None and b"\\" not in b"".join(parts):

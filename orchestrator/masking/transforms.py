@@ -42,7 +42,7 @@ import numpy as np
 
 from orchestrator import logs
 from orchestrator.errors import ConfigError
-from orchestrator.masking import _array, _dates, _jsonpath, _scrub
+from orchestrator.masking import _array, _checks, _dates, _jsonpath, _scrub
 from orchestrator.masking._names import FIRST_NAMES, LAST_NAMES
 from orchestrator.masking._prf import Prf
 from orchestrator.masking._vector import (
@@ -138,7 +138,9 @@ class Compiled:
     `fixed` says every value and NULL alike give `on_null`. `column_plain` says that
     outputs of values without those bytes hold none either, so the column path applies to
     such values even when `plain` is False. `tally`, when there is one, counts the
-    embedded items the transform replaced (scrub).
+    embedded items the transform replaced (scrub). `joined`, when there is one, gives
+    the outputs of values without those bytes joined by newlines, from the values joined
+    by newlines (one pass over a block's column).
     """
 
     apply: ValueFn
@@ -150,6 +152,7 @@ class Compiled:
     fixed: bool = False
     column_plain: bool = False
     tally: Tally | None = None
+    joined: Callable[[bytes], bytes] | None = None
 
 
 class Tally:
@@ -242,7 +245,32 @@ def fit_problem(spec: TransformSpec, column: Column, unique: bool = False) -> st
     misfit = _KINDS[spec.name].fits(spec, column, unique)
     if misfit is None and unique and not unique_safe(spec):
         return _not_unique_message(spec)
+    if misfit is None and column.checks and spec.masks:
+        return _check_problem(spec, column)
     return misfit
+
+
+_PROBES = (b"someone@domain.example", b"x")  # inputs whose outputs show a transform's shape
+
+
+def _check_problem(spec: TransformSpec, column: Column) -> str | None:
+    """Why an output of `spec` breaks a CHECK of `column` (its domain's or its own), or
+    None when none certainly does. Decided for the transforms whose outputs have one
+    shape whatever the input (email, hash, redact, value: from probe inputs under a
+    probe key); the others are left to the server at restore."""
+    if spec.name not in ("email", "hash", "redact", "value") or spec.params.get("value", 0) is None:
+        return None
+    compiled = compile_spec(spec, _probe_key(), column.base_type, column.max_length)
+    outputs = [out.decode() for probe in _PROBES if (out := compiled.apply(probe)) is not None]
+    for definition in column.checks:
+        if _checks.broken_by(definition, outputs):
+            return f"gives values that the column's {definition} refuses"
+    return None
+
+
+@functools.cache
+def _probe_key() -> MaskKey:
+    return MaskKey("orchestrator-check-probe-key")
 
 
 def unique_safe(spec: TransformSpec) -> bool:
@@ -1178,7 +1206,11 @@ def _build_scrub(
         outputs = split_lines(scrubber.data(b"\n".join(values)) + b"\n")
         return outputs if max_length is None else list(map(cut, outputs))
 
-    return Compiled(scrub, column=scrubs, column_plain=True, tally=scrubber.tally)
+    def joined(text: bytes) -> bytes:
+        out = scrubber.data(text)
+        return out if max_length is None else b"\n".join(map(cut, out.split(b"\n")))
+
+    return Compiled(scrub, column=scrubs, column_plain=True, tally=scrubber.tally, joined=joined)
 
 
 def bytea_bytes(value: bytes) -> bytes:

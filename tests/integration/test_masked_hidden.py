@@ -70,6 +70,10 @@ CREATE TABLE public.payments (
 );
 INSERT INTO public.payments SELECT g % 7, 4000000000000000 + g, g FROM generate_series(1, {ROWS}) g;
 CREATE TABLE public.members (id int PRIMARY KEY, login_email text UNIQUE);
+-- a domain whose CHECK no masked e-mail can pass
+CREATE DOMAIN corp_email AS text CHECK (VALUE ~ '@corp\\.example$');
+CREATE TABLE public.staff (id int PRIMARY KEY, mail corp_email);
+INSERT INTO public.staff SELECT g, 'staff' || g || '@corp.example' FROM generate_series(1, 20) g;
 INSERT INTO public.members SELECT g, 'hidden' || (4 * g) || '@leak-mail.example'
 FROM generate_series(1, {ROWS // 4}) g;
 """
@@ -86,6 +90,7 @@ RAW = [
     "arraymail7@",
     "arrayquote7@",
     "blobmail7@",
+    "staff7@",
 ]
 
 
@@ -154,6 +159,7 @@ def test_suggest_finds_every_hiding_place_and_keeps_keys_unique(hidden: Hidden):
         rule_of(text, "card_number") == "    card_number: permute  # name looks like a card number"
     )
     assert rule_of(text, "login_email").startswith("    login_email: email  #")
+    assert rule_of(text, "mail").startswith("    mail: set_null  #")  # its domain's CHECK
     assert "leak-mail" not in text  # no sampled value in the file
     assert "the rules fit" in hidden.orch.ok("mask", "check").stdout
 
@@ -227,6 +233,12 @@ def test_a_refresh_with_the_suggested_rules_leaves_no_hidden_value_in_dev(hidden
             "    login_email: set_null",
             "public.members.login_email",
             "gives every row NULL, but the column is part of a unique key",
+        ),
+        (
+            "    mail: set_null",
+            "    mail: email",
+            "public.staff.mail",
+            "gives values that the column's CHECK ((VALUE ~ '@corp\\.example$'::text)) refuses",
         ),
         (
             "    card_number: permute",

@@ -451,3 +451,59 @@ def test_permute_refuses_what_is_not_a_whole_number_in_range() -> None:
     for value in (b"1.5", b"40000"):
         with pytest.raises(TransformError):
             compiled.apply(value)
+
+
+# --- CHECK constraints of domains and columns -------------------------------------------------
+
+CORP = "CHECK ((VALUE ~ '@corp\\.example$'::text))"
+ANY_MAIL = "CHECK ((VALUE ~ '^[^@]+@[^@]+\\.[[:alpha:]]+$'::text))"
+SHORT = "CHECK ((char_length((VALUE)::text) <= 10))"
+NOT_MAIL = "CHECK (((VALUE)::text !~* '@example\\.com$'::text))"
+EITHER = "CHECK (((VALUE ~ '^a'::text) OR (VALUE ~ '^b'::text)))"
+POSITIVE = "CHECK ((VALUE > 0))"
+
+
+@pytest.mark.parametrize(
+    ("rule", "checks", "broken"),
+    [
+        ("email", (CORP,), True),
+        ("email", (ANY_MAIL,), False),
+        ("email", (NOT_MAIL,), True),
+        ("hash", (ANY_MAIL,), True),
+        ("hash", (SHORT,), True),
+        ({"transform": "redact", "text": "n/a"}, (SHORT,), False),
+        ({"transform": "redact", "text": "n/a"}, (CORP,), True),
+        ("email", (EITHER,), False),  # an OR is left to the server
+        ("set_null", (CORP,), False),  # NULL passes a CHECK
+        ("phone", (CORP,), False),  # outputs vary with the input: left to the server
+    ],
+)
+def test_outputs_that_a_domain_or_column_check_refuses_are_found(
+    rule: object, checks: tuple[str, ...], broken: bool
+) -> None:
+    target = column("public.mail", "text", "S", checks=checks)
+    problem = fit_problem(parse_spec(rule), target)
+    assert (problem is not None) == broken
+    if broken:
+        assert problem is not None and "refuses" in problem and checks[0] in problem
+
+
+def test_a_value_that_breaks_a_numeric_check_is_left_to_the_server() -> None:
+    target = column("public.positive", "int4", "N", checks=(POSITIVE,))
+    assert fit_problem(parse_spec({"transform": "value", "value": 0}), target) is None
+
+
+@pytest.mark.parametrize("max_length", [None, 24])
+def test_the_filter_scrubs_a_column_in_one_pass_exactly_like_value_by_value(
+    max_length: int | None,
+) -> None:
+    texts = [f"row {n}: mail u{n}@x.org, call +1 202 555 {n:04d} é" for n in range(300)]
+    rows = b"".join(b"%d\t%s\n" % (n, text.encode()) for n, text in enumerate(texts))
+    columns = {
+        "id": ColumnPlan("keep", base_type="int4"),
+        "note": ColumnPlan("scrub", {"domain": "example.com"}, "varchar", max_length),
+    }
+    lines, _stats = run_table(rows, columns)
+    assert [line.split(b"\t")[1].decode() for line in lines] == [
+        scrub(text, max_length) for text in texts
+    ]
