@@ -425,6 +425,7 @@ def _json_finding(
     `items.*.email`): paths whose key names or values look personal get their transform,
     and every other string leaf is scrubbed (`other_strings: scrub`)."""
     leaves: dict[str, list[str | None]] = {}
+    strings: list[str | None] = []
     for value in values:
         if value is None:
             continue
@@ -432,14 +433,14 @@ def _json_finding(
             document = json.loads(value)
         except ValueError:
             continue
-        _collect_leaves(document, (), leaves)
+        _collect_leaves(document, (), leaves, strings)
     by_name = kind_by_name(column.name)
     paths: dict[str, str | dict[str, Any]] = {}
     for path, found in sorted(leaves.items()):
         kind = kind_by_name(path.rsplit(".", 1)[-1]) or _leaf_kind(found)
         if kind is not None:
             paths[path] = _rule(_leaf_transform(kind))
-    inside = embedded_items([text for found in leaves.values() for text in found])
+    inside = embedded_items(strings)
     if not paths and inside is None and by_name is None:
         return None
     reasons = [f"name looks like {_LABELS[by_name]}"] if by_name else []
@@ -453,21 +454,30 @@ def _json_finding(
     return Finding(table, column.name, "json", spec, "; ".join(reasons))
 
 
-def _collect_leaves(node: Any, path: tuple[str, ...], leaves: dict[str, list[str | None]]) -> None:
-    """Add the string leaves of `node` to `leaves` by path: object keys, `*` for array
-    elements (keys that a path cannot name, with a dot or empty, are left to
-    other_strings)."""
+def _collect_leaves(
+    node: Any,
+    path: tuple[str, ...] | None,
+    leaves: dict[str, list[str | None]],
+    strings: list[str | None],
+) -> None:
+    """Add the leaves of `node` to `leaves` by path (object keys, `*` for array
+    elements): strings, and numbers as their JSON text (a card number may be one); every
+    string leaf to `strings` too. Below a key that a path cannot name (with a dot, empty,
+    or `*`) leaves have no path (`path` None): only other_strings reaches them."""
     if isinstance(node, dict):
         for key, value in node.items():
-            if key and "." not in key and key != "*":
-                _collect_leaves(value, (*path, key), leaves)
-            else:
-                _collect_leaves(value, (*path, "*"), {})  # reached by no path
+            named = bool(key) and "." not in key and key != "*"
+            child = (*path, key) if path is not None and named else None
+            _collect_leaves(value, child, leaves, strings)
     elif isinstance(node, list):
         for item in node:
-            _collect_leaves(item, (*path, "*"), leaves)
-    elif isinstance(node, str) and path:
-        leaves.setdefault(".".join(path), []).append(node)
+            _collect_leaves(item, None if path is None else (*path, "*"), leaves, strings)
+    elif isinstance(node, str | int | float) and not isinstance(node, bool):
+        text = node if isinstance(node, str) else json.dumps(node)
+        if isinstance(node, str):
+            strings.append(text)
+        if path:
+            leaves.setdefault(".".join(path), []).append(text)
 
 
 def _leaf_kind(values: list[str | None]) -> str | None:

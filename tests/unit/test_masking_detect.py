@@ -540,3 +540,15 @@ def test_key_columns_never_get_a_rule_that_breaks_the_key() -> None:
     assert pan.startswith("    pan: keep  # review: name looks like a card number; kept:")
     assert "part of a unique key" in pan
     assert check(load_rules(text, "R"), KEYED, ["public.payment"]) == []
+
+
+def test_json_numbers_under_personal_keys_and_items_under_odd_keys_are_found() -> None:
+    values = ['{"card": 4111111111111111, "a.b": {"x": "mail q@r.org"}, "n": 3}']
+    finding = detect_column("public.t", col("doc", "jsonb", "jsonb", "U"), values)
+    assert finding is not None
+    assert finding.spec == parse_spec(
+        {"transform": "json", "paths": {"card": "hash"}, "other_strings": "scrub"}
+    )
+    assert finding.reason == (
+        "paths card; string leaves hold e-mail addresses inside 1 of 1 sampled values"
+    )
