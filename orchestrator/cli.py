@@ -176,7 +176,11 @@ def cmd_restore(settings: Settings, args: argparse.Namespace) -> int:
     )
     if result.masking is not None:
         for table, done in result.masking["tables"].items():
-            print(f"  masked {table}: {', '.join(done['columns'])} ({done['rows']} rows)")
+            scrubbed = "".join(
+                f"; {name}: {count} items scrubbed"
+                for name, count in done.get("scrubbed", {}).items()
+            )
+            print(f"  masked {table}: {', '.join(done['columns'])} ({done['rows']} rows{scrubbed})")
         print(f"  rules sha256 {result.masking['rules_sha256']}; no column unlisted")
     return 0
 

@@ -18,7 +18,7 @@ class Column(BaseModel):
     "bpchar", "text", "int4", "date", "timestamptz", "jsonb", "citext"...); `category` is
     pg_type.typcategory ("S" string, "N" numeric, "D" date/time, "B" boolean, "U" user
     types incl. json/jsonb, "A" array, "E" enum, "I" network...); `max_length` the n of
-    varchar(n)/char(n) (None when unlimited).
+    varchar(n)/char(n), of the elements for arrays of them (None when unlimited).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -28,8 +28,9 @@ class Column(BaseModel):
     base_type: str
     category: str
     max_length: int | None = None
-    not_null: bool = False
+    not_null: bool = False  # NOT NULL on the column or its domain
     generated: bool = False  # generated columns are computed, never in the COPY data
+    checks: tuple[str, ...] = ()  # CHECK constraints of its domain, or of the column alone
 
 
 class ForeignKey(BaseModel):
@@ -56,6 +57,11 @@ class Table(BaseModel):
     def column(self, name: str) -> Column | None:
         """Give the column called `name`, or None."""
         return next((c for c in self.columns if c.name == name), None)
+
+    def key_columns(self) -> set[str]:
+        """Give the columns that are part of a primary key or a unique constraint or index,
+        alone or with others."""
+        return {name for columns in self.unique for name in columns}
 
 
 class SchemaFacts(BaseModel):

@@ -8,10 +8,13 @@
 (u) a dev refresh (`restore --target dev --dump`) of a database whose table of a million
     customers has e-mail, name and phone columns, without masking rules
 (m) the same refresh with rules that mask those three columns
+(v) a dev refresh of a database whose table of a million notes (free text, one row in ten
+    holding an e-mail address) has no masking rules
+(s) the same refresh with the notes scrubbed (`body: scrub`)
 Each is run ROUNDS times (default 5, alternating, so drift hits them all alike); prints the
-medians: c/a, c'/a, b/c, e/c, m/u and the peak RSS of the orchestrator process and of the
-masking filter's processes. LINES (default "abcge"; "um" for the masked line) picks which
-ways run.
+medians: c/a, c'/a, b/c, e/c, m/u, s/v and the peak RSS of the orchestrator process and of the
+masking filter's processes. LINES (default "abcge"; "um" for the masked line, "vs" for the
+scrub line) picks which ways run.
 
 Two untimed pipeline cycles come first (their times are printed, not counted): after them
 each target holds a current and a previous copy, as production's targets do from the third
@@ -194,22 +197,45 @@ tables:
 """
 
 
+NOTES = 1_000_000
+NOTES_SQL = f"""
+CREATE TABLE notes (id bigint PRIMARY KEY, body text NOT NULL);
+INSERT INTO notes
+SELECT g, 'Thanks for order ' || g || ', delivery on Tuesday as agreed with the warehouse team'
+          || CASE WHEN g % 10 = 0 THEN ', reach me at writer' || g || '@mail.example.org' ELSE ''
+             END
+FROM generate_series(1, {NOTES}) g;
+"""
+SCRUB_RULES = """\
+tables:
+  public.notes:
+    id: keep
+    body: scrub
+"""
+
+
 def masked_refresh_setup(
-    source: postgres.Cluster, dev: postgres.Cluster, env: dict[str, str], work: Path
+    source: postgres.Cluster,
+    dev: postgres.Cluster,
+    env: dict[str, str],
+    work: Path,
+    table: tuple[str, str, str] = ("customers", CUSTOMERS_SQL, MASK_RULES),
 ) -> tuple[dict[str, str], dict[str, str], list[str]]:
-    """A database with a million customers, one backup of it and its local dump; give the
-    environments of the refresh without and with masking rules, and its arguments."""
-    source.create_database("customers")
-    source.psql(CUSTOMERS_SQL, "customers")
-    source.psql("VACUUM ANALYZE customers", "customers")
-    dev.create_database("customers")
+    """A database (`table`: its name, SQL and masking rules; default a million customers),
+    one backup of it and its local dump; give the environments of the refresh without and
+    with masking rules, and its arguments."""
+    name, sql, mask_rules = table
+    source.create_database(name)
+    source.psql(sql, name)
+    source.psql(f"VACUUM ANALYZE {name}", name)
+    dev.create_database(name)
     base = {
         **env,
-        "SOURCE_DATABASE_URL": source.url("customers"),
-        "DEV_DATABASE_URL": dev.url("customers"),
+        "SOURCE_DATABASE_URL": source.url(name),
+        "DEV_DATABASE_URL": dev.url(name),
     }
-    rules = work / "mask.yaml"
-    rules.write_text(MASK_RULES)
+    rules = work / f"mask-{name}.yaml"
+    rules.write_text(mask_rules)
     masked = {**base, "DEV_MASK_RULES": str(rules), "MASK_KEY": "bench-mask-key-0123456789abcdef"}
     result = subprocess.run(
         [sys.executable, "-m", "orchestrator", "backup"],
@@ -219,7 +245,7 @@ def masked_refresh_setup(
         check=True,
     )
     backup_id = result.stdout.strip()
-    dump = work / "customers.dump"
+    dump = work / f"{name}.dump"
     subprocess.run(
         [sys.executable, "-m", "orchestrator", "fetch", backup_id, "-o", str(dump)],
         env=base,
@@ -237,6 +263,8 @@ G = "(c') the same, gzip like the floor"
 E = "(e) pipeline, 2 recipients, 2 stores"
 U = "(u) dev refresh, 1M customers, no rules"
 M = "(m) the same, e-mail, name, phone masked"
+V = "(v) dev refresh, 1M notes, no rules"
+S = "(s) the same, notes scrubbed"
 
 
 def age_recipients(count: int) -> str:
@@ -308,6 +336,8 @@ def main() -> None:
         ways = {
             "u": (U, lambda n: rss.append(orchestrate(plain_env, refresh, f"refresh-{n}"))),
             "m": (M, lambda n: rss.append(orchestrate(masked_env, refresh, f"masked-{n}"))),
+            "v": (V, lambda n: rss.append(orchestrate(notes_env, notes, f"notes-{n}"))),
+            "s": (S, lambda n: rss.append(orchestrate(scrub_env, notes, f"scrubbed-{n}"))),
             "a": (A, lambda n: floor(bins[major], url, targets, work)),
             "b": (B, lambda n: old_way(bins[major], url, targets, work)),
             "c": (C, lambda n: rss.append(pipeline(env, n))),
@@ -329,6 +359,17 @@ def main() -> None:
                     timed(
                         f"(u/m) {name} (not counted)",
                         lambda n=name, e=chosen: rss.append(orchestrate(e, refresh, n)),
+                    )
+            if "v" in lines or "s" in lines:
+                print(f"scrub line: a database of {NOTES:,} notes, backed up once")
+                notes_env, scrub_env, notes = masked_refresh_setup(
+                    source_c, targets[1], env, work, ("notes", NOTES_SQL, SCRUB_RULES)
+                )
+                for name, chosen in (("warmup-notes", notes_env), ("warmup-scrub", scrub_env)):
+                    settle(clusters)
+                    timed(
+                        f"(v/s) {name} (not counted)",
+                        lambda n=name, e=chosen: rss.append(orchestrate(e, notes, n)),
                     )
             print("warm-up: two cycles give each target a current and a previous copy")
             for cycle in ("warmup-1", "warmup-2"):
@@ -352,7 +393,8 @@ def main() -> None:
 def report(runs: dict[str, list[float]], rss: list[int], rounds: int) -> None:
     """Print the medians and the ratios of the ways that ran."""
     m = {key: statistics.median(times) for key, times in runs.items()}
-    names = {"a": "a", "b": "b", "c": "c", "g": "c'", "e": "e", "u": "u", "m": "m"}
+    names = {"a": "a", "b": "b", "c": "c", "g": "c'", "e": "e", "u": "u", "m": "m", "v": "v"}
+    names["s"] = "s"
     shown = ", ".join(f"{names[k]} {v:.1f} s" for k, v in m.items())
     print(f"\nmedians of {rounds} round(s): {shown}")
     ratios = [
@@ -361,6 +403,7 @@ def report(runs: dict[str, list[float]], rss: list[int], rounds: int) -> None:
         ("b", "c", "b/c", "(higher is better)"),
         ("e", "c", "e/c", "(encryption and a second store; target <= 1.10)"),
         ("m", "u", "m/u", "(masked dev refresh; target <= 1.5)"),
+        ("s", "v", "s/v", "(scrubbed dev refresh; target <= 1.5)"),
     ]
     for top, bottom, name, note in ratios:
         if top in m and bottom in m:

@@ -204,12 +204,15 @@ class MaskedLoad:
             "columns": found.get("masked_columns", []),
             "rows": found.get("rows", 0),
         }
+        if found.get("scrubbed"):
+            self.stats[table]["scrubbed"] = found["scrubbed"]
         log.info("restore.masked_table", table=table, **self.stats[table])
 
 
 def masking_report(masking: Masking, stats: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """What a masked restore did, for its report, the webhook and status: the rules file's
-    sha256, the masked columns and rows per table, and that no column was unlisted."""
+    sha256, the masked columns and rows per table, the items scrubbed per column (counted
+    by the filter; only for columns that scrub), and that no column was unlisted."""
     return {
         "rules_sha256": masking.rules.sha256,
         "tables": {table: stats[table] for table in sorted(stats)},
@@ -224,8 +227,18 @@ def database_comment(
     which rules and what they masked, so anyone connected to it can tell."""
     if masking is None:
         return f"orchestrator: copy of backup {backup_id}, restored {when}"
-    tables = "; ".join(f"{t}({', '.join(s.get('columns', []))})" for t, s in sorted(stats.items()))
+    tables = "; ".join(f"{t}({_columns_of(s)})" for t, s in sorted(stats.items()))
     return (
         f"orchestrator: MASKED copy of backup {backup_id}, restored {when}; rules sha256 "
         f"{masking.rules.sha256}; masked: {tables or 'nothing'}; unlisted columns: none"
     )[:4000]
+
+
+def _columns_of(stats: dict[str, Any]) -> str:
+    """The masked columns of one table for the comment, with the items each one scrubbed:
+    `email, notes: 412 items scrubbed`."""
+    scrubbed = stats.get("scrubbed", {})
+    return ", ".join(
+        f"{name}: {scrubbed[name]} items scrubbed" if name in scrubbed else name
+        for name in stats.get("columns", [])
+    )

@@ -93,3 +93,50 @@ def _every_leaf(node: JsonNode, leaf: Callable[[JsonNode], JsonNode]) -> JsonNod
     if isinstance(node, list):
         return [_every_leaf(item, leaf) for item in node]
     return leaf(node)
+
+
+Leaf = Callable[[JsonNode], JsonNode]
+
+
+def rewrite_all(
+    node: JsonNode, paths: list[tuple[tuple[str, ...], Leaf]], other: Leaf | None = None
+) -> JsonNode:
+    """Give `node` with each path's `leaf` applied to every leaf it reaches (paths in
+    order, as `rewrite` one after the other would) and `other` applied to every string
+    leaf no path reaches. Object keys are kept."""
+    if not paths and other is None:
+        return node
+    if isinstance(node, JsonObject):
+        return JsonObject(
+            (key, rewrite_all(value, _step(paths, key, False), other)) for key, value in node
+        )
+    if isinstance(node, list):
+        return [
+            rewrite_all(item, _step(paths, str(index), True), other)
+            for index, item in enumerate(node)
+        ]
+    reached = [leaf for segments, leaf in paths if not segments]
+    for leaf in reached:
+        node = leaf(node)
+    if not reached and other is not None and isinstance(node, str) and type(node) is str:
+        node = other(node)
+    return node
+
+
+def _step(
+    paths: list[tuple[tuple[str, ...], Leaf]], key: str, in_array: bool
+) -> list[tuple[tuple[str, ...], Leaf]]:
+    """The paths that go on below `key` (of an object) or position `key` (of an array)."""
+    kept = []
+    for segments, leaf in paths:
+        if not segments:
+            kept.append((segments, leaf))
+            continue
+        head = segments[0]
+        if in_array:
+            hit = head == "*" or (head.isascii() and head.isdigit() and int(head) == int(key))
+        else:
+            hit = head in ("*", key)
+        if hit:
+            kept.append((segments[1:], leaf))
+    return kept

@@ -9,6 +9,7 @@ column (type, length, NOT NULL, unique keys) and a short reason for people.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import json
 import re
@@ -18,12 +19,24 @@ from typing import Any
 
 import yaml
 
+from orchestrator.masking import _array, _scrub
 from orchestrator.masking.plan import location
-from orchestrator.masking.transforms import SpecError, TransformSpec, fit_problem, parse_spec
+from orchestrator.masking.transforms import (
+    INTEGER_TYPES,
+    SpecError,
+    TransformSpec,
+    bytea_bytes,
+    element_column,
+    fit_problem,
+    parse_spec,
+)
 from orchestrator.schema_facts import Column, ForeignKey, SchemaFacts, Table
 
 Samples = Mapping[str, Mapping[str, Sequence[str | None]]]  # table -> column -> values
 VALUE_SHARE = 0.6
+FREE_TEXT_LENGTH = 60  # characters on average, at least
+FREE_TEXT_WORDS = 6  # in at least half the values
+FREE_TEXT_DISTINCT = 0.5  # distinct values among those sampled, at least
 SHIFT_DAYS = 30
 
 _LABELS = {
@@ -90,7 +103,14 @@ _TRANSFORMS: dict[str, list[TransformSpec]] = {
     "address": [TransformSpec("redact", {"text": "REDACTED"}), TransformSpec("hash")],
     "birth_date": [TransformSpec("date_shift", {"days": SHIFT_DAYS})],
 }
+_TRANSFORMS["embedded"] = [TransformSpec("scrub", {"domain": "example.com"}), TransformSpec("hash")]
+_TRANSFORMS["free_text"] = [TransformSpec("redact", {"text": "REDACTED"}), TransformSpec("hash")]
+_TRANSFORMS["binary"] = [TransformSpec("redact", {"text": "REDACTED"})]
 _NULL = TransformSpec("set_null")
+_NO_UNIQUE_FIT = (
+    "it is part of a unique key, and no transform that fits its type keeps values distinct "
+    "(a constant or NULL would break the key and the restore)"
+)
 _FALLBACKS = [TransformSpec("hash"), TransformSpec("redact", {"text": "REDACTED"}), _NULL]
 _PLACEHOLDERS: dict[str, Any] = {
     **dict.fromkeys(("int2", "int4", "int8", "numeric", "float4", "float8"), 0),
@@ -116,6 +136,7 @@ class Finding:
     kind: str
     spec: TransformSpec | None
     reason: str
+    unique: bool = False  # part of a primary key or unique constraint or index
 
 
 # --- by name ----------------------------------------------------------------------------
@@ -219,6 +240,55 @@ def kind_by_values(values: Sequence[str | None]) -> tuple[str, str] | None:
     return None
 
 
+_ITEM_LABELS = {
+    "email": "e-mail addresses",
+    "phone": "phone numbers",
+    "iban": "IBANs",
+    "card": "card numbers",
+    "ip": "IP addresses",
+}
+
+
+def embedded_items(values: Sequence[str | None]) -> tuple[int, str] | None:
+    """Give (values holding an item, reason) when any of `values` holds an e-mail address,
+    phone number, IBAN, card number or IP address anywhere in it (one is enough: a leak
+    is worse than a false alarm); None when none does."""
+    present = [value for value in values if value is not None and value.strip()]
+    holding: dict[str, int] = {}
+    count = 0
+    for value in present:
+        kinds = set(_scrub.kinds(value))
+        count += bool(kinds)
+        for kind in kinds:
+            holding[kind] = holding.get(kind, 0) + 1
+    if not count:
+        return None
+    parts = [
+        f"{_ITEM_LABELS[kind]} inside {holding[kind]} of {len(present)} sampled values"
+        for kind in _scrub.KINDS
+        if kind in holding
+    ]
+    return count, "; ".join(parts)
+
+
+def free_text(values: Sequence[str | None]) -> str | None:
+    """Give why `values` look like prose nobody can review (long texts of many words, few
+    repeated), or None: names and addresses inside prose cannot be found."""
+    present = [value for value in values if value is not None and value.strip()]
+    if not present:
+        return None
+    words = [len(value.split()) for value in present]
+    average = sum(map(len, present)) / len(present)
+    wordy = sum(1 for count in words if count >= FREE_TEXT_WORDS)
+    distinct = len(set(present)) / len(present)
+    if average < FREE_TEXT_LENGTH or wordy < len(present) / 2 or distinct < FREE_TEXT_DISTINCT:
+        return None
+    return (
+        f"free text ({round(average)} characters on average): names and addresses inside "
+        "prose are not found, redacted instead"
+    )
+
+
 # --- findings ---------------------------------------------------------------------------
 
 
@@ -227,26 +297,205 @@ def detect_column(
 ) -> Finding | None:
     """Give the finding for one column (None when it does not look personal).
 
-    `unique` says the column alone is a unique key, so a fixed output would not do.
+    `unique` says the column is part of a unique key, so only transforms that keep values
+    distinct will do. Text columns are read whole and for items inside them, JSON
+    documents leaf by leaf, arrays element by element, bytea as UTF-8 text.
     """
     if column.generated or column.category == "B":
         return None
+    if column.base_type in ("json", "jsonb"):
+        return _json_finding(table, column, values, unique)
+    if column.category == "A":
+        return _array_finding(table, column, values, unique)
+    if column.base_type == "bytea":
+        return _bytea_finding(table, column, values, unique)
+    return _text_finding(table, column, values, unique)
+
+
+def _text_finding(
+    table: str, column: Column, values: Sequence[str | None], unique: bool
+) -> Finding | None:
     by_name = kind_by_name(column.name)
-    by_values = kind_by_values(values) if column.base_type not in ("json", "jsonb") else None
-    if by_name is None and by_values is None:
-        return None
+    by_values = kind_by_values(values)
+    text = column.category == "S"
+    inside = embedded_items(values) if text and by_values is None else None
+    prose = free_text(values) if text and by_values is None and inside is None else None
     reasons = [f"name looks like {_LABELS[by_name]}"] if by_name else []
+    reasons += [found[1] for found in (by_values, inside) if found is not None]
+    reasons += [prose] if prose is not None else []
+    if not reasons:
+        return None
     if by_values is not None:
-        reasons.append(by_values[1])
-    kind = by_values[0] if by_values is not None else str(by_name)
+        kind = by_values[0]
+    elif inside is not None and by_name not in _TRANSFORMS:
+        kind = "embedded"
+    elif prose is not None and by_name is None:
+        kind = "free_text"
+    else:
+        kind = str(by_name)
+    spec = suggest_transform(kind, column, unique)
+    return Finding(table, column.name, kind, spec, "; ".join(reasons))
+
+
+def _bytea_finding(
+    table: str, column: Column, values: Sequence[str | None], unique: bool
+) -> Finding | None:
+    """bytea that decodes as UTF-8 text is read like text: scrub when every sampled value
+    decodes, redact when some do not (scrub stops on bytes that are not text)."""
+    texts = [_bytea_text(value) for value in values if value is not None]
+    decoded = [text for text in texts if text is not None]
+    by_name = kind_by_name(column.name)
+    inside = embedded_items(decoded)
+    reasons = [f"name looks like {_LABELS[by_name]}"] if by_name else []
+    reasons += [f"bytea holding UTF-8 text with {inside[1]}"] if inside else []
+    if not reasons:
+        return None
+    kind = "embedded" if len(decoded) == len(texts) else "binary"
     return Finding(
         table, column.name, kind, suggest_transform(kind, column, unique), "; ".join(reasons)
     )
 
 
+def _bytea_text(value: str) -> str | None:
+    try:
+        return bytea_bytes(value.encode()).decode()
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def _array_finding(
+    table: str, column: Column, values: Sequence[str | None], unique: bool
+) -> Finding | None:
+    """Arrays of text are read element by element: the element transform is what a text
+    column of those elements would get, under `array`."""
+    element = element_column(column)
+    if element.category != "S":
+        return None
+    elements: list[str | None] = []
+    for value in values:
+        if value is None:
+            continue
+        try:
+            found = _array.leaves(_array.parse(value.encode())[1])
+        except _array.InvalidArray:
+            continue
+        elements += [None if item is None else item.decode() for item in found]
+    inner = _text_finding(table, element, elements, unique)
+    if inner is None or inner.spec is None:
+        return None
+    spec = parse_spec({"transform": "array", "each": _rule(inner.spec)})
+    if fit_problem(spec, column, unique) is not None:
+        return Finding(table, column.name, inner.kind, None, f"elements: {inner.reason}")
+    return Finding(table, column.name, inner.kind, spec, f"elements: {inner.reason}")
+
+
+def _rule(spec: TransformSpec) -> str | dict[str, Any]:
+    """Give a rule as a rules file would write it: the name alone with default parameters,
+    the rules inside `array` and `json` likewise."""
+    try:
+        if parse_spec(spec.name) == spec:
+            return spec.name
+    except SpecError:  # the transform has required parameters
+        pass
+    params = dict(spec.params)
+    if "each" in params:
+        params["each"] = _rule(parse_spec(params["each"]))
+    if "paths" in params:
+        params["paths"] = {path: _rule(parse_spec(raw)) for path, raw in params["paths"].items()}
+    return {"transform": spec.name, **params}
+
+
+# JSON leaves: what a leaf of each kind becomes (string transforms only: a leaf may be
+# any JSON value, and these take any)
+_LEAF_TRANSFORMS = {
+    "email": TransformSpec("email", {"domain": "example.com"}),
+    "phone": TransformSpec("phone"),
+    "first_name": TransformSpec("first_name"),
+    "last_name": TransformSpec("last_name"),
+    "full_name": TransformSpec("full_name"),
+}
+_LEAF_DEFAULT = TransformSpec("hash")
+_LEAF_REDACTED = ("address", "birth_date")
+
+
+def _json_finding(
+    table: str, column: Column, values: Sequence[str | None], unique: bool
+) -> Finding | None:
+    """Every string leaf of the sampled documents, by path (`contact.email`,
+    `items.*.email`): paths whose key names or values look personal get their transform,
+    and every other string leaf is scrubbed (`other_strings: scrub`)."""
+    leaves: dict[str, list[str | None]] = {}
+    strings: list[str | None] = []
+    for value in values:
+        if value is None:
+            continue
+        try:
+            document = json.loads(value)
+        except ValueError:
+            continue
+        _collect_leaves(document, (), leaves, strings)
+    by_name = kind_by_name(column.name)
+    paths: dict[str, str | dict[str, Any]] = {}
+    for path, found in sorted(leaves.items()):
+        kind = kind_by_name(path.rsplit(".", 1)[-1]) or _leaf_kind(found)
+        if kind is not None:
+            paths[path] = _rule(_leaf_transform(kind))
+    inside = embedded_items(strings)
+    if not paths and inside is None and by_name is None:
+        return None
+    reasons = [f"name looks like {_LABELS[by_name]}"] if by_name else []
+    reasons += [f"paths {', '.join(paths)}"] if paths else []
+    reasons += [f"string leaves hold {inside[1]}"] if inside else []
+    spec: TransformSpec | None = parse_spec(
+        {"transform": "json", "paths": paths, "other_strings": "scrub"}
+    )
+    if spec is not None and fit_problem(spec, column, unique) is not None:
+        spec = suggest_transform("json", column, unique)
+    return Finding(table, column.name, "json", spec, "; ".join(reasons))
+
+
+def _collect_leaves(
+    node: Any,
+    path: tuple[str, ...] | None,
+    leaves: dict[str, list[str | None]],
+    strings: list[str | None],
+) -> None:
+    """Add the leaves of `node` to `leaves` by path (object keys, `*` for array
+    elements): strings, and numbers as their JSON text (a card number may be one); every
+    string leaf to `strings` too. Below a key that a path cannot name (with a dot, empty,
+    or `*`) leaves have no path (`path` None): only other_strings reaches them."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            named = bool(key) and "." not in key and key != "*"
+            child = (*path, key) if path is not None and named else None
+            _collect_leaves(value, child, leaves, strings)
+    elif isinstance(node, list):
+        for item in node:
+            _collect_leaves(item, None if path is None else (*path, "*"), leaves, strings)
+    elif isinstance(node, str | int | float) and not isinstance(node, bool):
+        text = node if isinstance(node, str) else json.dumps(node)
+        if isinstance(node, str):
+            strings.append(text)
+        if path:
+            leaves.setdefault(".".join(path), []).append(text)
+
+
+def _leaf_kind(values: list[str | None]) -> str | None:
+    found = kind_by_values(values)
+    return None if found is None else found[0]
+
+
+def _leaf_transform(kind: str) -> TransformSpec:
+    if kind in _LEAF_REDACTED:
+        return TransformSpec("redact", {"text": "REDACTED"})
+    return _LEAF_TRANSFORMS.get(kind, _LEAF_DEFAULT)
+
+
 def suggest_transform(kind: str, column: Column, unique: bool = False) -> TransformSpec | None:
     """Give the first transform for `kind` that fits `column`, or None when none does."""
     candidates = [*_TRANSFORMS.get(kind, []), *_FALLBACKS]
+    if column.base_type in INTEGER_TYPES:  # the digits' shape kept, keys kept unique
+        candidates.append(TransformSpec("permute"))
     if column.base_type in _PLACEHOLDERS:
         candidates.append(TransformSpec("value", {"value": _PLACEHOLDERS[column.base_type]}))
     return next((spec for spec in candidates if fit_problem(spec, column, unique) is None), None)
@@ -259,7 +508,7 @@ def detect(schema: SchemaFacts, data_tables: Collection[str], samples: Samples) 
     findings = []
     for root, members in _roots(schema, data_tables).items():
         table = schema.tables[root]
-        unique = {columns[0] for columns in table.unique if len(columns) == 1}
+        unique = table.key_columns()
         for column in table.columns:
             values = [
                 value
@@ -268,7 +517,7 @@ def detect(schema: SchemaFacts, data_tables: Collection[str], samples: Samples) 
             ]
             finding = detect_column(root, column, values, column.name in unique)
             if finding is not None:
-                findings.append(finding)
+                findings.append(dataclasses.replace(finding, unique=column.name in unique))
     return findings
 
 
@@ -317,15 +566,24 @@ class _Suggester:
         finding = self.found.get((root, column))
         reference = next(self._references(root, column), None)
         if reference is not None:
-            return self._follow(*reference, finding, self.schema.tables[root].column(column))
+            table = self.schema.tables[root]
+            unique = column in table.key_columns()
+            return self._follow(*reference, finding, table.column(column), unique)
         if finding is None:
             return _Choice(None)
+        if finding.spec is None and finding.unique:
+            return _Choice(None, f"review: {finding.reason}; kept: {_NO_UNIQUE_FIT}")
         if finding.spec is None:
             return _Choice(None, f"review: {finding.reason}, but no transform fits this column")
         return _Choice(finding.spec, finding.reason)
 
     def _follow(
-        self, fk: ForeignKey, referenced: str, finding: Finding | None, column: Column | None
+        self,
+        fk: ForeignKey,
+        referenced: str,
+        finding: Finding | None,
+        column: Column | None,
+        unique: bool,
     ) -> _Choice:
         key = location(fk.references, referenced)
         target = self.schema.root_of(fk.references)
@@ -334,9 +592,9 @@ class _Suggester:
             return _Choice(None, note if finding is not None else "")
         followed = self.choice(target, referenced)
         if followed.spec is not None and column is not None:
-            if fit_problem(followed.spec, column) is None:
+            if fit_problem(followed.spec, column, unique) is None:
                 return _Choice(followed.spec, f"references {key}, masked the same way")
-            if fit_problem(_NULL, column) is None:  # a NULL reference is always consistent
+            if fit_problem(_NULL, column, unique) is None:  # a NULL reference is consistent
                 return _Choice(_NULL, f"references {key}, whose transform does not fit here")
             return _Choice(None, f"review: references {key}, whose transform does not fit here")
         if finding is not None:
@@ -390,12 +648,7 @@ def _yaml_key(text: str) -> str:
 def _yaml_rule(spec: TransformSpec | None) -> str:
     if spec is None:
         return "keep"
-    try:
-        if parse_spec(spec.name) == spec:  # the parameters are the defaults: say the name only
-            return spec.name
-    except SpecError:  # the transform has required parameters
-        pass
-    rule = spec.as_rule()
+    rule = _rule(spec)
     if isinstance(rule, str):
         return rule
     return str(

@@ -232,7 +232,7 @@ class _Resolver:
         if table is None:
             self.problems.add(Problem(key, "unknown table (not in the backup's schema)"))
             return
-        unique = {columns[0] for columns in table.unique if len(columns) == 1}
+        unique = table.key_columns()
         for name, column_rule in rule.columns.items():
             column = table.column(name)
             if column is None:
@@ -391,7 +391,9 @@ def _follow_problems(
         keys = ", ".join(where for where, _ in followed)
         return {Problem(resolved.location, f"references masked keys that disagree: {keys}")}
     assert resolved.spec is not None
-    misfit = fit_problem(resolved.spec, column)
+    misfit = fit_problem(
+        resolved.spec, column, column.name in resolver.schema.tables[key].key_columns()
+    )
     if misfit is None:
         return set()
     return {Problem(resolved.location, f"follows its masked key {resolved.via}, but {misfit}")}

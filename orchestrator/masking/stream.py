@@ -127,7 +127,10 @@ class _Field:
     def __init__(self, compiled: Compiled) -> None:
         self.direct = _direct(compiled)
         self.bare = compiled.apply if compiled.plain and not compiled.nullable else None
-        self.vector = compiled.column if compiled.plain and not compiled.nullable else None
+        columnar = (compiled.plain or compiled.column_plain) and not compiled.nullable
+        self.vector = compiled.column if columnar else None
+        self.joined = compiled.joined if not compiled.nullable else None
+        self.tally = compiled.tally
         self.filler = compiled.filler
         self.fixed = _fixed_field(compiled)
 
@@ -135,6 +138,12 @@ class _Field:
         """Give the masked fields of one column of a block."""
         if self.fixed is not None:
             return [self.fixed] * len(parts)
+        if self.joined is not None:
+            text = b"\n".join(parts)
+            if b"\\" not in text:  # no escape, no NULL: every value plain
+                out = self.joined(text).split(b"\n")
+                if len(out) == len(parts):
+                    return out
         if self.vector is not None:
             return self._vectorized(parts)
         if self.bare is not None and b"\\" not in b"".join(parts):
@@ -184,15 +193,35 @@ class BlockMasker:
         """The masked columns, in COPY order."""
         return tuple(self.columns[index] for index in self.fields)
 
+    def take_counts(self) -> dict[str, int]:
+        """Give the items each counting column (scrub) replaced since the last call, and
+        count from zero again."""
+        counts = {}
+        for index, masked in self.fields.items():
+            if masked.tally is not None:
+                counts[self.columns[index]] = masked.tally.total()
+                masked.tally.reset()
+        return counts
+
+    def add_counts(self, counts: dict[str, int]) -> None:
+        """Add counts taken from a copy of this masker (in a worker process)."""
+        for index, masked in self.fields.items():
+            if masked.tally is not None:
+                masked.tally.count += counts.get(self.columns[index], 0)
+
     def __call__(self, block: bytes) -> bytes:
         """Give `block` with every masked field rewritten."""
         if not self.fields or not block:
             return block
         if len(self.columns) > 1 and block.endswith(b"\n"):
+            before = self.take_counts()
             try:
                 out = self._by_stride(block)
             except TransformError:
                 out = None
+            if out is None:  # masked again row by row: count those rows once
+                self.take_counts()
+            self.add_counts(before)
             if out is not None:
                 return out
         return self._by_line(block)
@@ -289,6 +318,7 @@ class FilterStats:
     rows: int = 0
     columns: list[str] = field(default_factory=list)
     masked_columns: list[str] = field(default_factory=list)
+    scrubbed: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, object]:
         """Give the stats as a JSON-ready mapping."""
@@ -297,6 +327,7 @@ class FilterStats:
             "rows": self.rows,
             "columns": self.columns,
             "masked_columns": self.masked_columns,
+            "scrubbed": self.scrubbed,
         }
 
 
@@ -452,6 +483,8 @@ def filter_script(
             stats.columns, stats.masked_columns = header.columns, list(masker.masked)
             sink.write(line)
             stats.rows += _copy_rows(reader, sink, masker, run_blocks or _in_process)
+            for name, count in masker.take_counts().items():
+                stats.scrubbed[name] = stats.scrubbed.get(name, 0) + count
             copies += 1
         elif line.startswith(b"INSERT INTO "):
             raise FilterError("the stream holds INSERT statements (a dump made with --inserts?)")

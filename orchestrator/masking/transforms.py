@@ -42,7 +42,7 @@ import numpy as np
 
 from orchestrator import logs
 from orchestrator.errors import ConfigError
-from orchestrator.masking import _dates, _jsonpath
+from orchestrator.masking import _array, _checks, _dates, _jsonpath, _scrub
 from orchestrator.masking._names import FIRST_NAMES, LAST_NAMES
 from orchestrator.masking._prf import Prf
 from orchestrator.masking._vector import (
@@ -70,6 +70,10 @@ MIN_HASH_LENGTH = 16
 STRING_TRANSFORMS = ("email", "first_name", "last_name", "full_name", "phone", "hash", "redact")
 DATE_TYPES = ("date", "timestamp", "timestamptz")
 JSON_TYPES = ("json", "jsonb")
+UNIQUE_SAFE = ("keep", "email", "hash", "permute")
+INTEGER_TYPES = ("int2", "int4", "int8")
+_SAME_FOR_ALL = "gives every row the same value, but the column is part of a unique key"
+OTHER_STRINGS = ("keep", "scrub")
 
 ValueFn = Callable[[bytes], bytes | None]
 
@@ -131,7 +135,12 @@ class Compiled:
     COPY escaping. `column`, when there is one, gives the outputs of many non-NULL values
     at once, exactly `[apply(value) for value in values]`, only faster; `filler` is a
     value it always takes without error, to stand in for values masked another way.
-    `fixed` says every value and NULL alike give `on_null`.
+    `fixed` says every value and NULL alike give `on_null`. `column_plain` says that
+    outputs of values without those bytes hold none either, so the column path applies to
+    such values even when `plain` is False. `tally`, when there is one, counts the
+    embedded items the transform replaced (scrub). `joined`, when there is one, gives
+    the outputs of values without those bytes joined by newlines, from the values joined
+    by newlines (one pass over a block's column).
     """
 
     apply: ValueFn
@@ -141,6 +150,29 @@ class Compiled:
     column: ColumnFn | None = None
     filler: bytes = b""
     fixed: bool = False
+    column_plain: bool = False
+    tally: Tally | None = None
+    joined: Callable[[bytes], bytes] | None = None
+
+
+class Tally:
+    """A count of items replaced, with the tallies of inner transforms (array elements,
+    JSON leaves) added in `total`."""
+
+    __slots__ = ("count", "parts")
+
+    def __init__(self, parts: tuple[Tally, ...] = ()) -> None:
+        self.count, self.parts = 0, parts
+
+    def total(self) -> int:
+        """Give the items counted here and in the inner tallies."""
+        return self.count + sum(part.total() for part in self.parts)
+
+    def reset(self) -> None:
+        """Count from zero again, inner tallies included."""
+        self.count = 0
+        for part in self.parts:
+            part.reset()
 
 
 class MaskKey:
@@ -205,11 +237,64 @@ def parse_spec(raw: object) -> TransformSpec:
 def fit_problem(spec: TransformSpec, column: Column, unique: bool = False) -> str | None:
     """Give why `spec` cannot apply to `column`, or None when it fits.
 
-    `unique` says the column alone is a unique key (a fixed output would break it).
+    `unique` says the column is part of a primary key or unique constraint or index:
+    then only transforms that keep distinct values distinct (`unique_safe`) fit.
     """
     if column.generated and spec.masks:
         return "a generated column is computed on restore from other columns: only keep applies"
-    return _KINDS[spec.name].fits(spec, column, unique)
+    misfit = _KINDS[spec.name].fits(spec, column, unique)
+    if misfit is None and unique and not unique_safe(spec):
+        return _not_unique_message(spec)
+    if misfit is None and column.checks and spec.masks:
+        return _check_problem(spec, column)
+    return misfit
+
+
+_PROBES = (b"someone@domain.example", b"x")  # inputs whose outputs show a transform's shape
+
+
+def _check_problem(spec: TransformSpec, column: Column) -> str | None:
+    """Why an output of `spec` breaks a CHECK of `column` (its domain's or its own), or
+    None when none certainly does. Decided for the transforms whose outputs have one
+    shape whatever the input (email, hash, redact, value: from probe inputs under a
+    probe key); the others are left to the server at restore."""
+    if spec.name not in ("email", "hash", "redact", "value") or spec.params.get("value", 0) is None:
+        return None
+    compiled = compile_spec(spec, _probe_key(), column.base_type, column.max_length)
+    outputs = [out.decode() for probe in _PROBES if (out := compiled.apply(probe)) is not None]
+    for definition in column.checks:
+        if _checks.broken_by(definition, outputs):
+            return f"gives values that the column's {definition} refuses"
+    return None
+
+
+@functools.cache
+def _probe_key() -> MaskKey:
+    return MaskKey("orchestrator-check-probe-key")
+
+
+def unique_safe(spec: TransformSpec) -> bool:
+    """Whether `spec` keeps distinct values distinct (so unique keys hold): keep, email,
+    hash, and array or json transforms made only of those."""
+    if spec.name in UNIQUE_SAFE:
+        return True
+    if spec.name == "array":
+        return unique_safe(parse_spec(spec.params["each"]))
+    if spec.name == "json":
+        inner = [parse_spec(raw) for raw in spec.params["paths"].values()]
+        return "other_strings" not in spec.params and all(map(unique_safe, inner))
+    return False
+
+
+def _not_unique_message(spec: TransformSpec) -> str:
+    if spec.name == "set_null" or (spec.name == "value" and spec.params["value"] is None):
+        return "gives every row NULL, but the column is part of a unique key"
+    if spec.name in ("redact", "value"):
+        return _SAME_FOR_ALL
+    return (
+        f"{spec.name} can give two rows the same value, but the column is part of a unique "
+        "key (use hash, or email for e-mail addresses)"
+    )
 
 
 def compile_spec(
@@ -307,21 +392,46 @@ def _shift_params(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _json_params(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
-    paths = _take(name, params, {"paths": _REQUIRED})["paths"]
-    if not isinstance(paths, Mapping) or not paths:
+    taken = _take(name, params, {"paths": {}, "other_strings": "keep"})
+    paths, other = taken["paths"], taken["other_strings"]
+    if other not in OTHER_STRINGS:
+        raise SpecError(f"{name}: other_strings must be {' or '.join(OTHER_STRINGS)}")
+    if not isinstance(paths, Mapping) or (not paths and other == "keep"):
         raise SpecError(f"{name}: paths must map JSON paths to transforms")
     normalized: dict[str, Any] = {}
     for path, raw in paths.items():
         if not isinstance(path, str) or "" in path.split("."):
             raise SpecError(f"{name}: path {path!r} must be dot-separated keys, like a.b.*")
-        try:
-            inner = parse_spec(raw)
-        except SpecError as exc:
-            raise SpecError(f"{name}: path {path}: {exc}") from None
-        if inner.name == "json":
-            raise SpecError(f"{name}: path {path}: json cannot be nested")
-        normalized[path] = {"transform": inner.name, **inner.params}
-    return {"paths": normalized}
+        normalized[path] = _inner_rule(f"{name}: path {path}", raw, _NOT_IN_JSON)
+    return {"paths": normalized, **({"other_strings": other} if other != "keep" else {})}
+
+
+def _scrub_params(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    return _email_params(name, params)
+
+
+def _array_params(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    raw = _take(name, params, {"each": _REQUIRED})["each"]
+    return {"each": _inner_rule(f"{name}: each", raw, _NOT_IN_ARRAY)}
+
+
+_NOT_IN_JSON = {
+    "json": "json cannot be nested",
+    "array": "array applies to array columns only",
+}
+_NOT_IN_ARRAY = {"array": "arrays of arrays are one array (give the element's)"}
+
+
+def _inner_rule(where: str, raw: object, refused: Mapping[str, str]) -> dict[str, Any]:
+    """Give the rule of a transform inside another (a JSON path's, an array's elements')
+    with its defaults; SpecError prefixed with `where` when it is bad or `refused` there."""
+    try:
+        inner = parse_spec(raw)
+    except SpecError as exc:
+        raise SpecError(f"{where}: {exc}") from None
+    if inner.name in refused:
+        raise SpecError(f"{where}: {refused[inner.name]}")
+    return {"transform": inner.name, **inner.params}
 
 
 # --- fitting a column -------------------------------------------------------------------
@@ -336,6 +446,8 @@ def _fits_set_null(spec: TransformSpec, column: Column, _unique: bool) -> str | 
 
 
 def _fits_text(spec: TransformSpec, column: Column, unique: bool) -> str | None:
+    if spec.name == "redact" and column.base_type == "bytea":
+        return _fits_fixed(spec.params["text"], column, unique)
     if column.category != "S":
         return f"{spec.name} needs a text column, not {column.type}"
     needed = _email_length(spec) if spec.name == "email" else None
@@ -347,6 +459,38 @@ def _fits_text(spec: TransformSpec, column: Column, unique: bool) -> str | None:
     return None
 
 
+def _fits_scrub(spec: TransformSpec, column: Column, _unique: bool) -> str | None:
+    if column.category != "S" and column.base_type != "bytea":
+        return f"{spec.name} needs a text or bytea column, not {column.type}"
+    return None
+
+
+_ELEMENT_CATEGORIES = {
+    **dict.fromkeys(("text", "varchar", "bpchar", "citext", "name"), "S"),
+    **dict.fromkeys(("int2", "int4", "int8", "numeric", "float4", "float8"), "N"),
+    **dict.fromkeys(DATE_TYPES, "D"),
+    "bool": "B",
+    "inet": "I",
+    "cidr": "I",
+}
+
+
+def element_column(column: Column) -> Column:
+    """Give the column an element of array `column` would be (its type, length)."""
+    base = column.base_type[1:] if column.base_type.startswith("_") else column.base_type
+    shown = column.type[:-2] if column.type.endswith("[]") else column.type
+    category = _ELEMENT_CATEGORIES.get(base, "U")
+    update = {"type": shown, "base_type": base, "category": category, "not_null": False}
+    return column.model_copy(update=update)
+
+
+def _fits_array(spec: TransformSpec, column: Column, unique: bool) -> str | None:
+    if column.category != "A":
+        return f"{spec.name} needs an array column, not {column.type}"
+    misfit = fit_problem(parse_spec(spec.params["each"]), element_column(column), unique)
+    return None if misfit is None else f"each: {misfit}"
+
+
 def _email_length(spec: TransformSpec) -> int:
     return max(MIN_EMAIL_LENGTH, MIN_EMAIL_TOKEN + 1 + len(spec.params["domain"]))
 
@@ -355,7 +499,7 @@ def _fits_fixed(text: str, column: Column, unique: bool) -> str | None:
     if column.max_length is not None and len(text) > column.max_length:
         return f"the text is longer than {column.type} allows"
     if unique:
-        return "gives every row the same value, but the column is a unique key"
+        return _SAME_FOR_ALL
     return None
 
 
@@ -373,7 +517,7 @@ def _fits_value(spec: TransformSpec, column: Column, unique: bool) -> str | None
     if value is None:
         return _fits_set_null(spec, column, unique)
     if column.base_type in JSON_TYPES:
-        return "gives every row the same value, but the column is a unique key" if unique else None
+        return _SAME_FOR_ALL if unique else None
     if isinstance(value, list | dict):
         return f"a list or map value fits only a json or jsonb column, not {column.type}"
     try:
@@ -383,13 +527,14 @@ def _fits_value(spec: TransformSpec, column: Column, unique: bool) -> str | None
     if column.category == "S":
         return _fits_fixed(text, column, unique)
     if unique:
-        return "gives every row the same value, but the column is a unique key"
+        return _SAME_FOR_ALL
     return None
 
 
 _INTEGER = re.compile(r"[+-]?[0-9]+")
 _NUMBER = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?|NaN|[+-]?Infinity")
 _INT_RANGES = {"int2": 2**15, "int4": 2**31, "int8": 2**63}
+_INT_LIMITS = {name: (-limit, limit - 1) for name, limit in _INT_RANGES.items()}
 _BOOLEANS = {"t": True, "true": True, "y": True, "yes": True, "on": True, "1": True}
 _BOOLEANS |= {"f": False, "false": False, "n": False, "no": False, "off": False, "0": False}
 
@@ -755,9 +900,11 @@ def _phone_column(found: Values, prf: Prf, limit: int | None) -> tuple[list[byte
 
 
 def _build_redact(
-    spec: TransformSpec, _key: MaskKey, _type: str, max_length: int | None
+    spec: TransformSpec, _key: MaskKey, base_type: str, max_length: int | None
 ) -> Compiled:
     text = spec.params["text"][:max_length].encode()
+    if base_type == "bytea":
+        text = bytea_text(text)
 
     def texts(values: list[bytes], _found: Values | None = None, /) -> list[bytes]:
         return [text] * len(values)
@@ -779,6 +926,73 @@ def _build_value(spec: TransformSpec, key: MaskKey, base_type: str, max_: int | 
 
 def _is_plain(text: bytes) -> bool:
     return not any(char in text for char in (b"\\", b"\t", b"\n", b"\r"))
+
+
+FEISTEL_ROUNDS = 6
+
+
+def _build_permute(spec: TransformSpec, key: MaskKey, base_type: str, _max: int | None) -> Compiled:
+    """A keyed permutation of the integers with the same sign and number of digits that
+    fit the type: within each such class (`[10^(k-1), 10^k - 1]` cut to the type's range,
+    0..9 for one digit), `P^-1((P(x) + 1) mod N)` where P is a Feistel permutation of the
+    class (the PRF as round function, cycle-walking into the class). One cycle through
+    the whole class: distinct stays distinct (keys hold) and no value maps to itself."""
+    lowest, highest = _INT_LIMITS[base_type]
+    prf = key.prf(spec)
+
+    def permute(value: bytes) -> bytes:
+        try:
+            number = int(value)
+        except ValueError:
+            raise TransformError("not a whole number") from None
+        if not lowest <= number <= highest:
+            raise TransformError("out of the column type's range")
+        size = abs(number)
+        digits = len(str(size))
+        floor = 0 if digits == 1 and number >= 0 else 1 if digits == 1 else 10 ** (digits - 1)
+        ceiling = min(10**digits - 1, highest if number >= 0 else -lowest)
+        cycle = _Cycle(prf, ceiling - floor + 1, bytes((digits, number < 0)))
+        out = floor + cycle.next(size - floor)
+        return str(-out if number < 0 else out).encode()
+
+    return Compiled(permute, plain=True)
+
+
+class _Cycle:
+    """A keyed permutation P of [0, count) and the cycle `P^-1(P(x) + 1 mod count)`."""
+
+    def __init__(self, prf: Prf, count: int, tweak: bytes) -> None:
+        self.prf, self.count, self.tweak = prf, count, tweak
+        self.half = max(1, -(-(count - 1).bit_length() // 2))
+        self.mask = (1 << self.half) - 1
+
+    def next(self, x: int) -> int:
+        """Give the element after `x` on the cycle."""
+        if self.count < 2:
+            return x
+        return self._walk(self._inverse, (self._walk(self._forward, x) + 1) % self.count)
+
+    def _walk(self, step: Callable[[int], int], x: int) -> int:
+        x = step(x)
+        while x >= self.count:  # cycle-walking: at most 4 steps on average
+            x = step(x)
+        return x
+
+    def _round(self, number: int, half: int) -> int:
+        block = self.prf.block(self.tweak + bytes((number,)) + half.to_bytes(15 - len(self.tweak)))
+        return int.from_bytes(block[:8]) & self.mask
+
+    def _forward(self, x: int) -> int:
+        left, right = x >> self.half, x & self.mask
+        for number in range(FEISTEL_ROUNDS):
+            left, right = right, left ^ self._round(number, right)
+        return (left << self.half) | right
+
+    def _inverse(self, x: int) -> int:
+        left, right = x >> self.half, x & self.mask
+        for number in reversed(range(FEISTEL_ROUNDS)):
+            left, right = right ^ self._round(number, left), left
+        return (left << self.half) | right
 
 
 def _build_date_shift(spec: TransformSpec, key: MaskKey, _type: str, _max: int | None) -> Compiled:
@@ -811,19 +1025,21 @@ def _shifted(value: bytes, offset: int) -> bytes:
 
 
 def _build_json(spec: TransformSpec, key: MaskKey, _type: str, _max: int | None) -> Compiled:
+    tallies: list[Tally] = []
     paths = [
-        (tuple(path.split(".")), path, _json_leaf(parse_spec(inner), key))
+        (tuple(path.split(".")), _json_leaf(parse_spec(inner), key, path, tallies))
         for path, inner in spec.params["paths"].items()
     ]
+    other = None
+    if spec.params.get("other_strings") == "scrub":
+        scrub = _scrubber(key, DEFAULT_DOMAIN)
+        tallies.append(scrub.tally)
+        other = scrub.text
 
     def json_(value: bytes) -> bytes:
         try:
             document = _jsonpath.parse(value.decode())
-            for segments, path, leaf in paths:
-                try:
-                    document = _jsonpath.rewrite(document, segments, leaf)
-                except TransformError as exc:
-                    raise TransformError(f"json path {path}: {exc}") from None
+            document = _jsonpath.rewrite_all(document, paths, other)
             return _jsonpath.dump(document).encode()
         except UnicodeDecodeError:
             raise TransformError("not valid UTF-8") from None
@@ -832,26 +1048,217 @@ def _build_json(spec: TransformSpec, key: MaskKey, _type: str, _max: int | None)
         except RecursionError:
             raise TransformError("JSON nested too deeply") from None
 
-    return Compiled(json_)
+    return Compiled(json_, tally=Tally(tuple(tallies)) if tallies else None)
 
 
-def _json_leaf(spec: TransformSpec, key: MaskKey) -> Callable[[Any], Any]:
+def _json_leaf(
+    spec: TransformSpec, key: MaskKey, path: str, tallies: list[Tally]
+) -> Callable[[Any], Any]:
     """What one path does to each leaf it reaches: JSON null stays null (except under
-    `value`); a string transform on a number or true/false works on its JSON text."""
+    `value`); a string transform on a number or true/false works on its JSON text. A
+    value it cannot take is a TransformError naming the path."""
     if spec.name == "keep":
         return lambda leaf: leaf
     if spec.name == "value":
         return lambda _leaf: spec.params["value"]
-    apply = compile_spec(spec, key).apply
+    compiled = compile_spec(spec, key)
+    apply = compiled.apply
+    if compiled.tally is not None:
+        tallies.append(compiled.tally)
 
     def leaf(node: Any) -> Any:
         if node is None:
             return None
         text = node if type(node) is str else _jsonpath.dump(node)
-        out = apply(text.encode())
+        try:
+            out = apply(text.encode())
+        except TransformError as exc:
+            raise TransformError(f"json path {path}: {exc}") from None
         return None if out is None else out.decode()
 
     return leaf
+
+
+# --- scrub: items embedded in text ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Scrubber:
+    """Texts with their embedded items replaced, and the tally of items replaced."""
+
+    scrub: _scrub.Scrub
+    tally: Tally
+
+    def text(self, text: str) -> str:
+        """Give `text` scrubbed, counting its items in the tally."""
+        return self.data(text.encode()).decode()
+
+    def data(self, data: bytes) -> bytes:
+        """Give UTF-8 `data` scrubbed (texts joined by newlines may go at once)."""
+        before = self.scrub.found
+        out = self.scrub.data(data)
+        self.tally.count += self.scrub.found - before
+        return out
+
+
+def _scrubber(key: MaskKey, domain: str) -> _Scrubber:
+    """The scrubber under `key`: an e-mail becomes what `email` (with `domain`, in an
+    unbounded column) gives for it and a phone number what `phone` gives, so a scrubbed
+    item matches the same value masked in a column; IBANs, card numbers and IP addresses
+    get token-made values of the same kind (see `_item_replacer`)."""
+    email = compile_spec(TransformSpec("email", {"domain": domain}), key).column
+    phone = compile_spec(TransformSpec("phone"), key).column
+    assert email is not None and phone is not None
+    iban, card, ip = (_item_replacer(key, kind, make) for kind, make in _FAKES.items())
+    replacers = _scrub.Replacers(email, phone, iban, card, ip)
+    return _Scrubber(_scrub.Scrub(replacers), Tally())
+
+
+def _item_replacer(
+    key: MaskKey, kind: str, make: Callable[[str, bytes], str]
+) -> Callable[[list[bytes]], list[bytes]]:
+    """Items of `kind` made anew from their tokens (`make`), derived again from the
+    token while the output equals the item."""
+    prf = key.prf(TransformSpec("scrub", {"item": kind}))
+
+    def replace(item: bytes) -> bytes:
+        text = item.decode()
+        token = prf.token(item, 2)
+        out = make(text, token)
+        while out == text:
+            token = prf.token(token, 2)
+            out = make(text, token)
+        return out.encode()
+
+    return lambda items: list(map(replace, items))
+
+
+def _fake_iban(item: str, token: bytes) -> str:
+    body = iter(token[2:] * 2)
+    chars = [
+        chr(48 + next(body) % 10)
+        if char.isdigit()
+        else chr(65 + next(body) % 26)
+        if char != " "
+        else " "
+        for char in item[4:]
+    ]
+    bban = "".join(chars)
+    check = 98 - _scrub.iban_remainder(bban.replace(" ", "") + item[:2] + "00")
+    return f"{item[:2]}{check:02d}{bban}"
+
+
+def _fake_card(item: str, token: bytes) -> str:
+    digits = iter(token)
+    out = [item[0]] + [chr(48 + next(digits) % 10) if char.isdigit() else char for char in item[1:]]
+    places = [i for i, char in enumerate(out) if char.isdigit()]
+    out[places[-1]] = "0"
+    body = "".join(out[i] for i in places)
+    out[places[-1]] = str((10 - _scrub.luhn_sum(body)) % 10)
+    return "".join(out)
+
+
+def _fake_ip(item: str, token: bytes) -> str:
+    if ":" in item:
+        return str(ipaddress.IPv6Address(b"\xfd" + token[1:16]))
+    return f"10.{token[0]}.{token[1]}.{token[2]}"
+
+
+_FAKES: dict[str, Callable[[str, bytes], str]] = {
+    "iban": _fake_iban,
+    "card": _fake_card,
+    "ip": _fake_ip,
+}
+
+
+def _build_scrub(
+    spec: TransformSpec, key: MaskKey, base_type: str, max_length: int | None
+) -> Compiled:
+    """Every embedded item replaced, the rest of the text kept; cut to the column's
+    length in characters. On bytea, the bytes are read as UTF-8 text and written back as
+    hex; bytes that are not UTF-8 text are a TransformError (fail closed)."""
+    scrubber = _scrubber(key, spec.params["domain"])
+
+    def cut(data: bytes) -> bytes:
+        if max_length is None or len(data) <= max_length:
+            return data
+        return data.decode()[:max_length].encode()  # varchar(n) counts characters
+
+    if base_type == "bytea":
+
+        def scrub_bytea(value: bytes) -> bytes:
+            try:
+                text = bytea_bytes(value).decode()
+            except UnicodeDecodeError:
+                raise TransformError(
+                    "bytea value is not UTF-8 text: scrub cannot read it (use redact or set_null)"
+                ) from None
+            return bytea_text(cut(scrubber.text(text).encode()))
+
+        return Compiled(scrub_bytea, tally=scrubber.tally)
+
+    def scrub(value: bytes) -> bytes:
+        return cut(scrubber.data(value))
+
+    def scrubs(values: list[bytes], _found: Values | None = None, /) -> list[bytes]:
+        if not values:
+            return []
+        outputs = split_lines(scrubber.data(b"\n".join(values)) + b"\n")
+        return outputs if max_length is None else list(map(cut, outputs))
+
+    def joined(text: bytes) -> bytes:
+        out = scrubber.data(text)
+        return out if max_length is None else b"\n".join(map(cut, out.split(b"\n")))
+
+    return Compiled(scrub, column=scrubs, column_plain=True, tally=scrubber.tally, joined=joined)
+
+
+def bytea_bytes(value: bytes) -> bytes:
+    """Give the bytes of a bytea value as COPY text holds it (escapes undone): hex
+    (`\\x4142`) or the older escape form (`AB`, `\\101`, `\\\\`). ValueError when
+    it is neither."""
+    if value.startswith(b"\\x"):
+        return bytes.fromhex(value[2:].decode("ascii"))
+    return _BYTEA_ESCAPE.sub(_bytea_escaped, value)
+
+
+_BYTEA_ESCAPE = re.compile(rb"\\([0-7]{3}|\\)")
+
+
+def _bytea_escaped(match: re.Match[bytes]) -> bytes:
+    code = match.group(1)
+    return b"\\" if code == b"\\" else bytes((int(code, 8),))
+
+
+def bytea_text(data: bytes) -> bytes:
+    """Give `data` as a bytea value in hex form (before COPY escaping)."""
+    return b"\\x" + binascii.hexlify(data)
+
+
+# --- arrays -------------------------------------------------------------------------------
+
+
+def _build_array(
+    spec: TransformSpec, key: MaskKey, base_type: str, max_length: int | None
+) -> Compiled:
+    """Each element through the `each` transform (NULL elements stay NULL), the array
+    written back with every element quoted."""
+    element = base_type[1:] if base_type.startswith("_") else base_type
+    inner = compile_spec(parse_spec(spec.params["each"]), key, element, max_length)
+    apply = inner.apply
+
+    def element_of(value: bytes) -> bytes | None:
+        return apply(value)
+
+    def array(value: bytes) -> bytes:
+        try:
+            prefix, elements = _array.parse(value)
+        except _array.InvalidArray as exc:
+            raise TransformError(str(exc)) from None
+        return _array.dump(prefix, _array.map_elements(elements, element_of))
+
+    tally = None if inner.tally is None else Tally((inner.tally,))
+    return Compiled(array, tally=tally)
 
 
 # --- the registry -----------------------------------------------------------------------
@@ -876,6 +1283,9 @@ _KINDS: dict[str, _Kind] = {
     "redact": _Kind(_redact_params, _fits_text, _build_redact),
     "value": _Kind(_value_params, _fits_value, _build_value),
     "date_shift": _Kind(_shift_params, _fits_type(DATE_TYPES), _build_date_shift),
+    "permute": _Kind(_no_params, _fits_type(INTEGER_TYPES), _build_permute),
     "json": _Kind(_json_params, _fits_type(JSON_TYPES), _build_json),
+    "scrub": _Kind(_scrub_params, _fits_scrub, _build_scrub),
+    "array": _Kind(_array_params, _fits_array, _build_array),
 }
 TRANSFORMS: tuple[str, ...] = tuple(_KINDS)

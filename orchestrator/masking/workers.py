@@ -20,9 +20,18 @@ IN_FLIGHT_PER_WORKER = 2
 _masker: BlockMasker | None = None  # set in the parent just before the workers fork
 
 
-def _mask(block: bytes) -> bytes:
+def _mask(block: bytes) -> tuple[bytes, dict[str, int]]:
+    """Mask a block in a worker; give it with the items its columns counted."""
     assert _masker is not None
-    return _masker(block)
+    out = _masker(block)
+    return out, _masker.take_counts()
+
+
+def _counted(masker: BlockMasker, result: tuple[bytes, dict[str, int]]) -> bytes:
+    """Add a worker's counts to the parent's masker; give the masked block."""
+    out, counts = result
+    masker.add_counts(counts)
+    return out
 
 
 def runner(workers: int) -> RunBlocks | None:
@@ -39,12 +48,12 @@ def runner(workers: int) -> RunBlocks | None:
         sys.stdout.flush()
         sys.stderr.flush()
         with multiprocessing.get_context("fork").Pool(workers) as pool:
-            pending: deque[AsyncResult[bytes]] = deque()
+            pending: deque[AsyncResult[tuple[bytes, dict[str, int]]]] = deque()
             for block in blocks:
                 pending.append(pool.apply_async(_mask, (block,)))
                 if len(pending) >= IN_FLIGHT_PER_WORKER * workers:
-                    yield pending.popleft().get()
+                    yield _counted(masker, pending.popleft().get())
             while pending:
-                yield pending.popleft().get()
+                yield _counted(masker, pending.popleft().get())
 
     return run

@@ -309,11 +309,11 @@ def analyze(conn: Conn) -> None:
 _COLUMNS = """
     SELECT n.nspname, c.relname, c.relkind, a.attname,
            format_type(a.atttypid, a.atttypmod), bt.typname, t.typcategory,
-           CASE WHEN bt.typname IN ('varchar', 'bpchar')
+           CASE WHEN bt.typname IN ('varchar', 'bpchar', '_varchar', '_bpchar')
                  AND (CASE WHEN t.typbasetype <> 0 THEN t.typtypmod ELSE a.atttypmod END) > 4
                 THEN (CASE WHEN t.typbasetype <> 0 THEN t.typtypmod ELSE a.atttypmod END) - 4
            END,
-           a.attnotnull, a.attgenerated <> ''
+           a.attnotnull OR t.typnotnull, a.attgenerated <> ''
     FROM pg_class c
     JOIN pg_namespace n ON n.oid = c.relnamespace
     JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
@@ -322,6 +322,19 @@ _COLUMNS = """
     WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
       AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'
     ORDER BY n.nspname, c.relname, a.attnum
+"""
+_CHECKS = """
+    SELECT n.nspname, c.relname, a.attname, pg_get_constraintdef(k.oid)
+    FROM pg_class c
+    JOIN pg_namespace n ON n.oid = c.relnamespace
+    JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+    JOIN pg_type t ON t.oid = a.atttypid
+    JOIN pg_constraint k ON k.contype = 'c'
+     AND (k.contypid IN (t.oid, t.typbasetype)
+          OR (k.conrelid = c.oid AND k.conkey = ARRAY[a.attnum]::int2[]))
+    WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+      AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'
+    ORDER BY 1, 2, 3, 4
 """
 _PARENTS = """
     SELECT cn.nspname, c.relname, pn.nspname, p.relname
@@ -375,6 +388,9 @@ def schema_facts(conn: Conn) -> SchemaFacts | None:
 def _schema_facts(conn: Conn) -> SchemaFacts:
     columns: dict[str, list[Column]] = {}
     partitioned: set[str] = set()
+    checks: dict[tuple[str, str], list[str]] = {}
+    for schema, table, name, definition in conn.execute(_CHECKS).fetchall():
+        checks.setdefault((table_key(schema, table), name), []).append(str(definition))
     for schema, table, kind, *column in conn.execute(_COLUMNS).fetchall():
         key = table_key(str(schema), str(table))
         name, shown, base, category, length, not_null, generated = column
@@ -387,6 +403,7 @@ def _schema_facts(conn: Conn) -> SchemaFacts:
                 max_length=int(length) if length is not None else None,
                 not_null=bool(not_null),
                 generated=bool(generated),
+                checks=tuple(checks.get((key, str(name)), ())),
             )
         )
         if kind == "p":

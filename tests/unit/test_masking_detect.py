@@ -18,7 +18,7 @@ from orchestrator.masking.detect import (
     suggest_rules,
 )
 from orchestrator.masking.rules import check, load_rules, plan
-from orchestrator.masking.transforms import TransformSpec
+from orchestrator.masking.transforms import TransformSpec, parse_spec
 from orchestrator.schema_facts import Column, ForeignKey, SchemaFacts, Table
 
 
@@ -218,8 +218,10 @@ def test_emails_in_a_column_named_misc_are_found_by_value() -> None:
             TransformSpec("date_shift", {"days": 30}),
         ),
         (col("dob"), False, TransformSpec("hash")),
+        (col("phone", "bigint", "int8", "N", not_null=True), False, TransformSpec("permute")),
+        (col("card_no", "bigint", "int8", "N", not_null=True), True, TransformSpec("permute")),
         (
-            col("phone", "bigint", "int8", "N", not_null=True),
+            col("card_no", "numeric", "numeric", "N", not_null=True),
             False,
             TransformSpec("value", {"value": 0}),
         ),
@@ -366,7 +368,8 @@ def test_suggested_rules_say_why_and_follow_foreign_keys() -> None:
         "  public.events:",
         "    customer_email: email  # references public.customer.email, masked the same way",
         "    ip: set_null  # name looks like an IP address",
-        "    payload: keep",
+        "    payload: {transform: json, paths: {a: email}, other_strings: scrub}  # paths a; "
+        "string leaves hold e-mail addresses inside 1 of 1 sampled values",
         "  public.referral:",
         "    referrer_email: email  # references public.events.customer_email, masked the same way",
         "    author_email: keep  # references public.archive.email, whose data is not in the "
@@ -398,4 +401,154 @@ def test_detect_reports_partitions_under_their_root_with_pooled_samples() -> Non
     assert (
         findings[("public.events", "customer_email")].reason
         == "name looks like an e-mail; 1 of 1 sampled values are e-mail addresses"
+    )
+
+
+# --- items hidden inside values ---------------------------------------------------------
+
+PROSE = (
+    "The customer asked about the delivery window again and we promised a call back "
+    "before the end of the week, see ticket history for details"
+)
+CODES = ["ACTIVE", "PENDING", "CLOSED", "AB-12", "X1", "gold", "eu-west-1", "v2.3.1", "2024-05-17"]
+
+
+def spec_of(rule: object) -> TransformSpec:
+    return parse_spec(rule)
+
+
+@pytest.mark.parametrize(
+    ("column", "values", "spec", "reason"),
+    [
+        (
+            col("notes"),
+            ["ok"] * 999 + ["reach me at someone@domain.org"],
+            spec_of("scrub"),
+            "e-mail addresses inside 1 of 1000 sampled values",
+        ),
+        (
+            col("notes"),
+            ["call +1 202 555 0143 after 5", "fine", "IBAN DE89 3704 0044 0532 0130 00"],
+            spec_of("scrub"),
+            "phone numbers inside 1 of 3 sampled values; IBANs inside 1 of 3 sampled values",
+        ),
+        (
+            col("notes"),
+            [f"{PROSE} #{n}" for n in range(50)],
+            spec_of({"transform": "redact", "text": "REDACTED"}),
+            "free text (141 characters on average): names and addresses inside prose are not "
+            "found, redacted instead",
+        ),
+        (
+            col("tags", "text[]", "_text", "A"),
+            ['{a@b.org,"c@d.org"}', "{x@y.org,NULL}", "{}"],
+            spec_of({"transform": "array", "each": "email"}),
+            "elements: 3 of 3 sampled values are e-mail addresses",
+        ),
+        (
+            col("tags", "text[]", "_text", "A"),
+            ['{"see a@b.org",plain}', "{{x,y},{z,NULL}}"],
+            spec_of({"transform": "array", "each": "scrub"}),
+            "elements: e-mail addresses inside 1 of 5 sampled values",
+        ),
+        (
+            col("doc", "bytea", "bytea", "U"),
+            ["\\x" + b"mail a@b.org".hex(), "\\x" + b"nothing".hex()],
+            spec_of("scrub"),
+            "bytea holding UTF-8 text with e-mail addresses inside 1 of 2 sampled values",
+        ),
+        (
+            col("doc", "bytea", "bytea", "U"),
+            ["\\x" + b"mail a@b.org".hex(), "\\xff00"],
+            spec_of("redact"),
+            "bytea holding UTF-8 text with e-mail addresses inside 1 of 1 sampled values",
+        ),
+        (
+            col("profile", "jsonb", "jsonb", "U"),
+            [
+                '{"contact": {"email": "a@b.org", "phone": "+44 20 7946 0007"}, "n": 1}',
+                '{"items": [{"email": "c@d.org", "sku": "X1"}, {"email": "e@f.org"}]}',
+                '{"note": "ring 020 7946 0018", "plan": "gold"}',
+            ],
+            spec_of(
+                {
+                    "transform": "json",
+                    "paths": {
+                        "contact.email": "email",
+                        "contact.phone": "phone",
+                        "items.*.email": "email",
+                    },
+                    "other_strings": "scrub",
+                }
+            ),
+            "paths contact.email, contact.phone, items.*.email; string leaves hold e-mail "
+            "addresses inside 3 of 7 sampled values; phone numbers inside 2 of 7 sampled values",
+        ),
+    ],
+)
+def test_items_hidden_inside_values_are_found_and_say_why(
+    column: Column, values: list[str | None], spec: TransformSpec, reason: str
+) -> None:
+    finding = detect_column("public.t", column, values)
+    assert finding is not None
+    assert (finding.spec, finding.reason) == (spec, reason)
+
+
+@pytest.mark.parametrize(
+    ("column", "values"),
+    [
+        (col("status"), CODES * 100),
+        (col("label"), [f"product {n}" for n in range(1000)]),
+        (col("tags", "text[]", "_text", "A"), ["{red,green}", "{blue}", None]),
+        (col("meta", "jsonb", "jsonb", "U"), ['{"plan": "gold", "n": 3}', '{"tags": ["x"]}']),
+        (col("blob", "bytea", "bytea", "U"), ["\\x89504e47", "\\x" + b"plain words".hex()]),
+    ],
+)
+def test_enums_codes_and_clean_documents_stay_kept(
+    column: Column, values: list[str | None]
+) -> None:
+    assert detect_column("public.t", column, values) is None
+
+
+KEYED = SchemaFacts(
+    tables={
+        "public.payment": Table(
+            columns=(
+                col("account", "integer", "int4", "N", not_null=True),
+                col("card_number", "bigint", "int8", "N", not_null=True),
+                col("pan", "numeric", "numeric", "N", not_null=True),
+                col("payer_email", not_null=True),
+                col("note", not_null=True),
+            ),
+            unique=(("account", "card_number", "pan"), ("payer_email", "note")),
+        )
+    }
+)
+
+
+def test_key_columns_never_get_a_rule_that_breaks_the_key() -> None:
+    samples = {"public.payment": {"payer_email": ["a@b.org"], "note": ["mail x@y.org"]}}
+    text = suggest_rules(KEYED, ["public.payment"], samples, "keys")
+    lines = text.splitlines()
+    assert (
+        "    payer_email: email  # name looks like an e-mail; 1 of 1 sampled values are e-mail "
+        "addresses"
+    ) in lines
+    assert "    note: hash  # e-mail addresses inside 1 of 1 sampled values" in lines
+    assert "    card_number: permute  # name looks like a card number" in lines
+    pan = next(line for line in lines if line.startswith("    pan:"))
+    assert pan.startswith("    pan: keep  # review: name looks like a card number; kept:")
+    assert "part of a unique key" in pan
+    assert check(load_rules(text, "R"), KEYED, ["public.payment"]) == []
+
+
+def test_json_numbers_under_personal_keys_and_items_under_odd_keys_are_found() -> None:
+    values = ['{"card": 4111111111111111, "a.b": {"x": "mail q@r.org"}, "n": 3}']
+    finding = detect_column("public.t", col("doc", "jsonb", "jsonb", "U"), values)
+    assert finding is not None
+    assert finding.spec == parse_spec(
+        {"transform": "json", "paths": {"card": "hash"}, "other_strings": "scrub"}
+    )
+    assert finding.reason == (
+        "paths card; string leaves hold e-mail addresses inside 1 of 1 sampled values"
     )

@@ -278,7 +278,7 @@ def test_unreadable_rules_name_the_setting_and_the_line(text: str, message: str)
             [
                 (
                     "public.customer.id",
-                    "gives every row the same value, but the column is a unique key",
+                    "gives every row the same value, but the column is part of a unique key",
                 )
             ],
         ),

@@ -343,6 +343,7 @@ def test_the_stats_count_rows_and_name_the_masked_columns() -> None:
         "rows": 2,
         "columns": ["id", "email", "First Name", "phone"],
         "masked_columns": ["email", "First Name", "phone"],
+        "scrubbed": {},
     }
 
 
