@@ -274,6 +274,7 @@ class Restorer:
     manifest: Manifest
     client: ClientSet
     archive: Path
+    unlisted: list[str] = field(default_factory=list)  # the columns kept unlisted (masked)
 
     def run(self) -> RestoreResult:
         """Check the target again on the connection used, choose the strategy, restore.
@@ -289,6 +290,10 @@ class Restorer:
         masking = masked.load_masking(self.settings, self.target)
         # the gate: rules that do not fit this backup stop the restore before anything loads
         plans = masked.plans_for(masking, self.manifest) if masking is not None else {}
+        if masking is not None:
+            self.unlisted = masked.unlisted_kept(masking.rules, self.manifest.schema_facts, plans)
+        if self.unlisted:
+            log.warning("restore.unlisted_kept", target=self.target.name, columns=self.unlisted)
         try:
             return self._run(masking, plans)
         except psycopg.Error as exc:
@@ -334,7 +339,7 @@ class Restorer:
             rows=sum(self.manifest.row_counts.values()),
             previous=previous,
             ignored_errors=ignored,
-            masking=masked.masking_report(masking, stats) if masking is not None else None,
+            masking=masked.masking_report(masking, stats, self.unlisted) if masking else None,
         )
         log.info("restore.done", target=self.target.name, seconds=result.seconds, strategy=strategy)
         return result
@@ -371,7 +376,7 @@ class Restorer:
             self._verify(staged)
             self._post_restore_sql(staged)
             when = iso_z(datetime.now(UTC))
-            comment = masked.database_comment(self.manifest.id, when, masking, stats)
+            comment = masked.database_comment(self.manifest.id, when, masking, stats, self.unlisted)
             inspect.comment_on_database(maint, staging, comment)
             previous = self._swap_in(maint, staging, server_major)
         except BaseException:
