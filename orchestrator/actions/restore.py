@@ -194,7 +194,7 @@ def restore(
     """
     target = resolve_target(settings, target_ref, mask_rules)
     identity = target_identity(target.url, settings.maintenance_database)
-    target = _masked_if_dev(settings, target, identity)
+    target = _dev_if_named(settings, target, identity)
     masked.load_masking(settings, target)  # a bad rules file or key: exit 2 before any work
     located = find_backup(settings, ref)
     manifest = located.manifest
@@ -216,21 +216,27 @@ def restore(
     return result
 
 
-def _masked_if_dev(
+def _dev_if_named(
     settings: Settings, target: TargetSettings, identity: str | None
 ) -> TargetSettings:
-    """A target given by URL that is the dev database (by URL or by cluster and name) is
-    restored with DEV_MASK_RULES, as `--target dev` would be: dev never gets raw data."""
+    """A target given by URL that is the dev database (by URL, or by cluster and name) is
+    restored exactly as `--target dev` would be: DEV_MASK_RULES (or --mask-rules),
+    DEV_POST_RESTORE_SQL, DEV_KEEP_PREVIOUS, the DEV_ strategy, owners and grants, and
+    recorded as dev; only the URL given (its credentials) is kept. Dev never gets raw or
+    unscrubbed data by another path."""
     dev = settings.dev_database_url
-    if target.mask_rules is not None or settings.dev_mask_rules is None or dev is None:
-        return target
-    if target.name in TARGET_NAMES:
+    if dev is None or target.name in TARGET_NAMES:
         return target
     dev_identity = target_identity(dev, settings.maintenance_database) if identity else None
-    if restore_plan.same_database(_endpoint(target.url, identity), _endpoint(dev, dev_identity)):
-        log.info("restore.dev_rules_apply", reason="the target is the dev database")
-        return dataclasses.replace(target, mask_rules=settings.dev_mask_rules)
-    return target
+    if not restore_plan.same_database(
+        _endpoint(target.url, identity), _endpoint(dev, dev_identity)
+    ):
+        return target
+    log.info("restore.dev_settings_apply", reason="the target is the dev database")
+    as_dev = dataclasses.replace(settings.target("dev"), url=target.url)
+    if target.mask_rules is None:
+        return as_dev
+    return dataclasses.replace(as_dev, mask_rules=target.mask_rules, mask_setting="--mask-rules")
 
 
 def target_server(url: ConnInfo) -> str:

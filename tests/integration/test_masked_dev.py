@@ -491,13 +491,22 @@ def test_planner_statistics_in_the_archive_never_reach_a_masked_copy(
 
 
 def test_dev_reached_another_way_still_gets_only_masked_data(masked: Masked):
-    """The dev database named by URL is restored with DEV_MASK_RULES; a drill, which
-    restores the raw backup, is refused on the dev server."""
+    """The dev database named by URL is restored as dev: with DEV_MASK_RULES,
+    DEV_POST_RESTORE_SQL and DEV_KEEP_PREVIOUS; a drill, which restores the raw backup, is
+    refused on the dev server."""
     m = masked
     m.orch.ok("backup")
+    grant = m.tmp / "grant.sql"
+    grant.write_text("CREATE TABLE post_restore_ran ();\n")
     as_url = m.dev.url(m.dev_db, host="localhost")
-    m.orch.ok("restore", "--target", as_url)
+    env = {"DEV_POST_RESTORE_SQL": str(grant), "DEV_KEEP_PREVIOUS": "0"}
+    out = m.orch.ok("restore", "--target", as_url, extra_env=env).stdout
+    assert " into dev (" in out and "masked public.customers" in out
     assert m.psql("SELECT count(*) FROM public.customers WHERE email LIKE 'rawmail%'") == "0"
+    assert m.psql("SELECT to_regclass('public.post_restore_ran') IS NOT NULL") == "t"
+    assert f"{m.dev_db}_previous" not in m.dev.psql(
+        "SELECT string_agg(datname, ' ') FROM pg_database"
+    )
     refused = m.orch.run("drill", "--target-url", m.dev.url("postgres"))
     assert refused.returncode == 2 and "dev server" in refused.stderr.splitlines()[-1]
     assert raw_values_in_data_directory(m.dev, RAW) == []
