@@ -42,8 +42,12 @@ _ERROR_MARKERS = ("error:", "ERROR:", "FATAL:", "fatal:", "could not", "No such 
 
 # Secrets of our own that no child needs (pg_dump, pg_restore and psql get their password
 # through PGPASSWORD in `env`; the masking filter gets MASK_KEY the same way): kept out of
-# every child's environment, so a core dump or /proc/<pid>/environ of one shows none.
-_OUR_SECRETS = re.compile(r"^(AWS_SECRET_ACCESS_KEY|AWS_SESSION_TOKEN|MASK_KEY)(_\d+)?$")
+# every child's environment, so a core dump or /proc/<pid>/environ of one shows none. The
+# database URLs (SOURCE_DATABASE_URL, RAILWAY_BACKUP_DB_URL, ...) carry passwords too: the
+# child connected to dev must not hold production's.
+_OUR_SECRETS = re.compile(
+    r"^(AWS_SECRET_ACCESS_KEY|AWS_SESSION_TOKEN|MASK_KEY)(_\d+)?$|^\w*(DATABASE|_DB)_URL$"
+)
 _live: dict[int, Any] = {}
 # Reentrant: the signal handler (terminate_all) may run while this thread holds the lock.
 _live_lock = threading.RLock()
