@@ -433,8 +433,7 @@ def test_sessions_the_role_may_not_end_fail_the_swap_and_keep_the_target(cluster
 
 def test_restorer_checks_the_guard_on_its_own_connection(setup, monkeypatch):
     from orchestrator.actions import restore as restore_action
-    from orchestrator.actions.common import client_for, storage_from
-    from orchestrator.catalog import find
+    from orchestrator.actions.common import client_for
     from orchestrator.errors import ConfigError
     from orchestrator.settings import load_settings
 
@@ -443,7 +442,7 @@ def test_restorer_checks_the_guard_on_its_own_connection(setup, monkeypatch):
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("SOURCE_DATABASE_URL")
     settings = load_settings(None)
-    manifest = find(storage_from(settings), s["id"])
+    manifest = restore_action.find_backup(settings, s["id"]).manifest
     target = settings.adhoc_target(restore_action.conninfo.parse(s["source"].url(s["db"])))
     client = client_for(settings, "pg_restore", manifest.dump_major, "test")
     restorer = restore_action.Restorer(settings, target, manifest, client, Path("/nonexistent"))
