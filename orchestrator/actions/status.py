@@ -110,23 +110,23 @@ def _last_cycle(stores: list[NamedStore]) -> dict[str, Any] | None:
 
 def targets(settings: Settings, kept: history.History) -> list[TargetDoc]:
     """Each configured target with its last successful refresh (by a cycle or a manual
-    restore), from the history, and for a masked one the unlisted columns that refresh
-    recorded as kept."""
+    restore), from the history: when, from which backup, whether that refresh was masked
+    and, for a masked one, the unlisted columns it recorded as kept."""
     found = []
     for name in TARGET_NAMES:
         url = getattr(settings, f"{name}_database_url")
         if url is None:
             continue
-        newest = _newest_refresh(name, kept)
+        when, backup_id, record = _newest_refresh(name, kept) or (None, None, {})
         doc = TargetDoc(
             name=name,
             database=url.database,
             server=target_server(url),
-            last_refresh_at=newest[0] if newest else None,
-            backup_id=newest[1] if newest else None,
-            masked=name == "dev" and settings.dev_mask_rules is not None,
+            last_refresh_at=when,
+            backup_id=backup_id,
+            masked=record.get("masked") is True,
         )
-        masking = newest[2] if newest else None
+        masking = record.get("masking")
         if isinstance(masking, dict) and isinstance(masking.get("unlisted"), list):
             doc["unlisted"] = [str(column) for column in masking["unlisted"]]
         found.append(doc)
@@ -140,28 +140,19 @@ def last_refresh(name: str, kept: history.History) -> tuple[str | None, str | No
 
 
 def _newest_refresh(name: str, kept: history.History) -> tuple[str, str | None, Any] | None:
-    """(when, backup id, masking record) of the newest successful refresh of `name`."""
+    """(when, backup id, what the refresh recorded: the cycle step's detail or the restore
+    document, both with `masked` and `masking`) of the newest successful refresh of `name`."""
     refreshes: list[tuple[str, str | None, Any]] = []
     for cycle in kept.cycles:
         for step in cycle.get("steps") or []:
             if step.get("name") == f"restore:{name}" and step.get("ok"):
                 detail = step.get("detail") or {}
-                refreshes.append(
-                    (
-                        str(cycle.get("finished_at") or ""),
-                        detail.get("backup_id"),
-                        detail.get("masking"),
-                    )
-                )
+                when = str(cycle.get("finished_at") or "")
+                refreshes.append((when, detail.get("backup_id"), detail))
     for restore in kept.restores:
         if restore.get("target") == name and restore.get("status") == "success":
-            refreshes.append(
-                (
-                    str(restore.get("finished_at") or ""),
-                    restore.get("backup_id"),
-                    restore.get("masking"),
-                )
-            )
+            when = str(restore.get("finished_at") or "")
+            refreshes.append((when, restore.get("backup_id"), restore))
     refreshes = [r for r in refreshes if r[0]]
     return max(refreshes, key=lambda r: r[0]) if refreshes else None
 
