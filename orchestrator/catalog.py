@@ -1,4 +1,4 @@
-"""The archive's catalog: the manifest model, the object key layout, list and resolve.
+"""The archive's catalog: the manifest model, the object key layout, listing and locating backups.
 
 Layout under the store's root (bucket prefix or folder):
 
@@ -237,42 +237,6 @@ def _try_read(storage: Storage, key: str) -> Manifest | None:
         return None
 
 
-def resolve(backups: Iterable[Manifest], ref: str) -> Manifest:
-    """Give the backup named by `ref` (an id, or `latest`) among `backups` (newest first).
-
-    Raises NotFound when there is no such backup.
-    """
-    items = list(backups)
-    if ref == "latest":
-        if not items:
-            raise NotFound("there are no backups yet")
-        return items[0]
-    for manifest in items:
-        if manifest.id == ref:
-            return manifest
-    raise NotFound(f"no backup with id {ref!r} (see `orchestrator list`)")
-
-
-def find(
-    storage: Storage, ref: str, database: str | None = None, source_identity: str | None = None
-) -> Manifest:
-    """Resolve `ref` against the store; for an id, read its manifest directly.
-
-    `latest` considers only `database` when given, and only backups of the cluster
-    `source_identity` (or of unknown identity) when given: a store shared by two sources
-    whose databases have the same name never hands one source's data to the other.
-    """
-    if ref == "latest":
-        backups = list_backups(storage, database)
-        if source_identity is not None:
-            backups = [m for m in backups if m.source_identity in (None, source_identity)]
-        return resolve(backups, ref)
-    try:
-        return read_manifest(storage, manifest_key_for(ref))
-    except NotFound:
-        raise NotFound(f"no backup with id {ref!r} (see `orchestrator list`)") from None
-
-
 def foreign_objects(objects: Iterable[ObjectInfo]) -> Iterator[ObjectInfo]:
     """Yield objects that are neither a manifest, a dump nor state written by this tool."""
     for obj in objects:
@@ -338,7 +302,11 @@ def find_located(
     database: str | None = None,
     source_identity: str | None = None,
 ) -> Located:
-    """Resolve `ref` (an id or `latest`) across the stores; see `find` for `latest`.
+    """Resolve `ref` (an id or `latest`) across the stores.
+
+    `latest` considers only `database` when given, and only backups of the cluster
+    `source_identity` (or of unknown identity) when given: a store shared by two sources
+    whose databases have the same name never hands one source's data to the other.
 
     A store that cannot be asked is logged and passed over (and named in `unreachable`).
     Raises NotFound when every store answered and none holds such a backup, JobError when

@@ -23,6 +23,7 @@ from orchestrator.actions import backup as backup_action
 from orchestrator.actions import drill as drill_action
 from orchestrator.actions import fetch as fetch_action
 from orchestrator.actions import listing
+from orchestrator.actions import masked as masked_action
 from orchestrator.actions import pipeline as pipeline_action
 from orchestrator.actions import prune as prune_action
 from orchestrator.actions import rekey as rekey_action
@@ -181,7 +182,8 @@ def cmd_restore(settings: Settings, args: argparse.Namespace) -> int:
                 for name, count in done.get("scrubbed", {}).items()
             )
             print(f"  masked {table}: {', '.join(done['columns'])} ({done['rows']} rows{scrubbed})")
-        print(f"  rules sha256 {result.masking['rules_sha256']}; no column unlisted")
+        unlisted = masked_action.unlisted_text(result.masking["unlisted"])
+        print(f"  rules sha256 {result.masking['rules_sha256']}; unlisted columns: {unlisted}")
     return 0
 
 

@@ -11,7 +11,7 @@ from orchestrator.logs import get_logger
 from orchestrator.notify import Notifier
 from orchestrator.postgres import clients
 from orchestrator.settings import Settings, StoreSettings
-from orchestrator.storage import Storage, open_storage
+from orchestrator.storage import open_storage
 from orchestrator.storage.multi import NamedStore
 
 log = get_logger(__name__)
@@ -68,11 +68,6 @@ def notifier_for(settings: Settings, healthcheck_url: str | None) -> Notifier:
         settings.notify_on_success,
         timeout=NOTIFY_TIMEOUT,
     )
-
-
-def storage_from(settings: Settings) -> Storage:
-    """Open the first store (STORAGE_URL): where the tool's own state is kept."""
-    return stores_from(settings)[0].storage
 
 
 def client_for(settings: Settings, tool: str, needed_major: int, why: str) -> clients.ClientSet:

@@ -35,6 +35,7 @@ from orchestrator.logs import get_logger, with_context
 from orchestrator.postgres import restore as pgrestore
 from orchestrator.postgres.clients import ClientSet
 from orchestrator.postgres.restore import RestoreOptions, TocEntry
+from orchestrator.schema_facts import SchemaFacts
 from orchestrator.settings import Settings, TargetSettings
 
 if TYPE_CHECKING:  # the masking core loads only when a target is masked (see load_masking)
@@ -209,28 +210,80 @@ class MaskedLoad:
         log.info("restore.masked_table", table=table, **self.stats[table])
 
 
-def masking_report(masking: Masking, stats: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def unlisted_kept(
+    rules: Rules, facts: SchemaFacts | None, plans: dict[str, TablePlan]
+) -> list[str]:
+    """Give the columns ("schema.table.column", sorted) that reach the copy as they are
+    because no rule names them (`unlisted_columns: keep`): each column the plan keeps that
+    neither a column rule nor a whole-table `keep` (of the table, or of a partitioned table
+    above it) names; a column that follows a masked key is masked, so never among them.
+    [] when the plan has none."""
+    from orchestrator.masking.plan import location
+
+    found = []
+    for key, table_plan in plans.items():
+        named = _rule_table(rules, facts, key) if facts is not None else key
+        rule = rules.tables.get(named) if named is not None else None
+        if rule is not None and rule.keep_all:
+            continue
+        listed = rule.columns if rule is not None else {}
+        found += [
+            location(key, name)
+            for name, column in table_plan.columns.items()
+            if column.transform == "keep" and name not in listed
+        ]
+    return sorted(found)
+
+
+def _rule_table(rules: Rules, facts: SchemaFacts, key: str) -> str | None:
+    """The nearest of `key` and the partitioned tables above it that a rule names."""
+    seen: set[str] = set()
+    current: str | None = key
+    while current is not None and current not in seen:
+        if current in rules.tables:
+            return current
+        seen.add(current)
+        table = facts.tables.get(current)
+        current = table.parent if table is not None else None
+    return None
+
+
+def masking_report(
+    masking: Masking, stats: dict[str, dict[str, Any]], unlisted: list[str]
+) -> dict[str, Any]:
     """What a masked restore did, for its report, the webhook and status: the rules file's
     sha256, the masked columns and rows per table, the items scrubbed per column (counted
-    by the filter; only for columns that scrub), and that no column was unlisted."""
+    by the filter; only for columns that scrub), and the columns kept because no rule
+    names them (`unlisted_kept`)."""
     return {
         "rules_sha256": masking.rules.sha256,
         "tables": {table: stats[table] for table in sorted(stats)},
-        "unlisted": [],
+        "unlisted": list(unlisted),
     }
 
 
+def unlisted_text(unlisted: list[str]) -> str:
+    """The unlisted columns kept, for people: "none", or their count and names."""
+    return f"{len(unlisted)} kept as they are: {', '.join(unlisted)}" if unlisted else "none"
+
+
 def database_comment(
-    backup_id: str, when: str, masking: Masking | None, stats: dict[str, Any]
+    backup_id: str,
+    when: str,
+    masking: Masking | None,
+    stats: dict[str, Any],
+    unlisted: list[str],
 ) -> str:
     """The COMMENT ON DATABASE of a restored copy: which backup, when, and for a masked copy
-    which rules and what they masked, so anyone connected to it can tell."""
+    which rules, what they masked and which unlisted columns they kept, so anyone connected
+    to it can tell."""
     if masking is None:
         return f"orchestrator: copy of backup {backup_id}, restored {when}"
     tables = "; ".join(f"{t}({_columns_of(s)})" for t, s in sorted(stats.items()))
     return (
         f"orchestrator: MASKED copy of backup {backup_id}, restored {when}; rules sha256 "
-        f"{masking.rules.sha256}; masked: {tables or 'nothing'}; unlisted columns: none"
+        f"{masking.rules.sha256}; unlisted columns: {unlisted_text(unlisted)}; "
+        f"masked: {tables or 'nothing'}"
     )[:4000]
 
 

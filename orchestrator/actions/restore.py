@@ -194,7 +194,7 @@ def restore(
     """
     target = resolve_target(settings, target_ref, mask_rules)
     identity = target_identity(target.url, settings.maintenance_database)
-    target = _masked_if_dev(settings, target, identity)
+    target = _dev_if_named(settings, target, identity)
     masked.load_masking(settings, target)  # a bad rules file or key: exit 2 before any work
     located = find_backup(settings, ref)
     manifest = located.manifest
@@ -216,21 +216,27 @@ def restore(
     return result
 
 
-def _masked_if_dev(
+def _dev_if_named(
     settings: Settings, target: TargetSettings, identity: str | None
 ) -> TargetSettings:
-    """A target given by URL that is the dev database (by URL or by cluster and name) is
-    restored with DEV_MASK_RULES, as `--target dev` would be: dev never gets raw data."""
+    """A target given by URL that is the dev database (by URL, or by cluster and name) is
+    restored exactly as `--target dev` would be: DEV_MASK_RULES (or --mask-rules),
+    DEV_POST_RESTORE_SQL, DEV_KEEP_PREVIOUS, the DEV_ strategy, owners and grants, and
+    recorded as dev; only the URL given (its credentials) is kept. Dev never gets raw or
+    unscrubbed data by another path."""
     dev = settings.dev_database_url
-    if target.mask_rules is not None or settings.dev_mask_rules is None or dev is None:
-        return target
-    if target.name in TARGET_NAMES:
+    if dev is None or target.name in TARGET_NAMES:
         return target
     dev_identity = target_identity(dev, settings.maintenance_database) if identity else None
-    if restore_plan.same_database(_endpoint(target.url, identity), _endpoint(dev, dev_identity)):
-        log.info("restore.dev_rules_apply", reason="the target is the dev database")
-        return dataclasses.replace(target, mask_rules=settings.dev_mask_rules)
-    return target
+    if not restore_plan.same_database(
+        _endpoint(target.url, identity), _endpoint(dev, dev_identity)
+    ):
+        return target
+    log.info("restore.dev_settings_apply", reason="the target is the dev database")
+    as_dev = dataclasses.replace(settings.target("dev"), url=target.url)
+    if target.mask_rules is None:
+        return as_dev
+    return dataclasses.replace(as_dev, mask_rules=target.mask_rules, mask_setting="--mask-rules")
 
 
 def target_server(url: ConnInfo) -> str:
@@ -274,6 +280,7 @@ class Restorer:
     manifest: Manifest
     client: ClientSet
     archive: Path
+    unlisted: list[str] = field(default_factory=list)  # the columns kept unlisted (masked)
 
     def run(self) -> RestoreResult:
         """Check the target again on the connection used, choose the strategy, restore.
@@ -289,6 +296,10 @@ class Restorer:
         masking = masked.load_masking(self.settings, self.target)
         # the gate: rules that do not fit this backup stop the restore before anything loads
         plans = masked.plans_for(masking, self.manifest) if masking is not None else {}
+        if masking is not None:
+            self.unlisted = masked.unlisted_kept(masking.rules, self.manifest.schema_facts, plans)
+        if self.unlisted:
+            log.warning("restore.unlisted_kept", target=self.target.name, columns=self.unlisted)
         try:
             return self._run(masking, plans)
         except psycopg.Error as exc:
@@ -334,7 +345,7 @@ class Restorer:
             rows=sum(self.manifest.row_counts.values()),
             previous=previous,
             ignored_errors=ignored,
-            masking=masked.masking_report(masking, stats) if masking is not None else None,
+            masking=masked.masking_report(masking, stats, self.unlisted) if masking else None,
         )
         log.info("restore.done", target=self.target.name, seconds=result.seconds, strategy=strategy)
         return result
@@ -371,7 +382,7 @@ class Restorer:
             self._verify(staged)
             self._post_restore_sql(staged)
             when = iso_z(datetime.now(UTC))
-            comment = masked.database_comment(self.manifest.id, when, masking, stats)
+            comment = masked.database_comment(self.manifest.id, when, masking, stats, self.unlisted)
             inspect.comment_on_database(maint, staging, comment)
             previous = self._swap_in(maint, staging, server_major)
         except BaseException:

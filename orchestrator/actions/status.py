@@ -110,41 +110,51 @@ def _last_cycle(stores: list[NamedStore]) -> dict[str, Any] | None:
 
 def targets(settings: Settings, kept: history.History) -> list[TargetDoc]:
     """Each configured target with its last successful refresh (by a cycle or a manual
-    restore), from the history."""
+    restore), from the history: when, from which backup, whether that refresh was masked
+    and, for a masked one, the unlisted columns it recorded as kept."""
     found = []
     for name in TARGET_NAMES:
         url = getattr(settings, f"{name}_database_url")
         if url is None:
             continue
-        when, backup_id = last_refresh(name, kept)
-        found.append(
-            TargetDoc(
-                name=name,
-                database=url.database,
-                server=target_server(url),
-                last_refresh_at=when,
-                backup_id=backup_id,
-                masked=name == "dev" and settings.dev_mask_rules is not None,
-            )
+        when, backup_id, record = _newest_refresh(name, kept) or (None, None, {})
+        doc = TargetDoc(
+            name=name,
+            database=url.database,
+            server=target_server(url),
+            last_refresh_at=when,
+            backup_id=backup_id,
+            masked=record.get("masked") is True,
         )
+        masking = record.get("masking")
+        if isinstance(masking, dict) and isinstance(masking.get("unlisted"), list):
+            doc["unlisted"] = [str(column) for column in masking["unlisted"]]
+        found.append(doc)
     return found
 
 
 def last_refresh(name: str, kept: history.History) -> tuple[str | None, str | None]:
     """(when, from which backup) of the newest successful refresh of target `name`. Pure."""
-    refreshes: list[tuple[str, str | None]] = []
+    newest = _newest_refresh(name, kept)
+    return (newest[0], newest[1]) if newest else (None, None)
+
+
+def _newest_refresh(name: str, kept: history.History) -> tuple[str, str | None, Any] | None:
+    """(when, backup id, what the refresh recorded: the cycle step's detail or the restore
+    document, both with `masked` and `masking`) of the newest successful refresh of `name`."""
+    refreshes: list[tuple[str, str | None, Any]] = []
     for cycle in kept.cycles:
         for step in cycle.get("steps") or []:
             if step.get("name") == f"restore:{name}" and step.get("ok"):
                 detail = step.get("detail") or {}
-                refreshes.append((str(cycle.get("finished_at") or ""), detail.get("backup_id")))
+                when = str(cycle.get("finished_at") or "")
+                refreshes.append((when, detail.get("backup_id"), detail))
     for restore in kept.restores:
         if restore.get("target") == name and restore.get("status") == "success":
-            refreshes.append((str(restore.get("finished_at") or ""), restore.get("backup_id")))
+            when = str(restore.get("finished_at") or "")
+            refreshes.append((when, restore.get("backup_id"), restore))
     refreshes = [r for r in refreshes if r[0]]
-    if not refreshes:
-        return None, None
-    return max(refreshes, key=lambda r: r[0])
+    return max(refreshes, key=lambda r: r[0]) if refreshes else None
 
 
 def allowed_backup_age(settings: Settings) -> float:

@@ -94,6 +94,7 @@ class TargetDoc(TypedDict, total=False):
     last_refresh_at: str | None
     backup_id: str | None
     masked: bool
+    unlisted: list[str]  # columns the last masked refresh kept because no rule names them
 
 
 @dataclass(frozen=True)

@@ -233,8 +233,21 @@ def _target_card(target: TargetDoc, limit: float, now: datetime) -> str:
         )
     return (
         f'<article class="panel card"><h3>{name}{badge}</h3><p class="where">{where}</p>'
-        f'{fresh}<p class="from">from backup {_code(target.get("backup_id"))}</p></article>'
+        f'{fresh}<p class="from">from backup {_code(target.get("backup_id"))}</p>'
+        f"{_unlisted(target)}</article>"
     )
+
+
+def _unlisted(target: TargetDoc) -> str:
+    """The unlisted columns the last masked refresh kept as they are (nothing when the
+    refresh recorded no masking)."""
+    unlisted = target.get("unlisted")
+    if unlisted is None:
+        return ""
+    if not unlisted:
+        return '<p class="unlisted">unlisted columns: none</p>'
+    names = ", ".join(_code(column) for column in unlisted)
+    return f'<p class="unlisted">unlisted columns kept as they are ({len(unlisted)}): {names}</p>'
 
 
 def _trends(data: PageData) -> str:

@@ -23,7 +23,10 @@ ERROR_BODY = (
 
 class FaultyProxy:
     """Forwards to `upstream`; requests matching `rule` get a 400 InvalidRequest instead,
-    and requests matching `slow` are held for `delay` seconds before being forwarded."""
+    requests matching `slow` are held for `delay` seconds before being forwarded, and
+    requests matching `corrupt` are forwarded with one byte of their body flipped (headers,
+    checksums and signatures as the client sent them), the server's answer recorded in
+    `corrupted`."""
 
     def __init__(self, upstream: str) -> None:
         parts = urlsplit(upstream)
@@ -31,7 +34,9 @@ class FaultyProxy:
         self.rule: Rule = lambda _m, _p: False
         self.slow: Rule = lambda _m, _p: False
         self.delay = 0.0
+        self.corrupt: Rule = lambda _m, _p: False
         self.failed: list[str] = []
+        self.corrupted: list[tuple[str, int, bytes]] = []  # (request, status, answer)
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -53,6 +58,9 @@ class FaultyProxy:
                     return
                 if proxy.slow(self.command, self.path):
                     time.sleep(proxy.delay)
+                flipped = bool(body) and proxy.corrupt(self.command, self.path)
+                if flipped:
+                    body = body[:1] + bytes([body[1] ^ 0xFF]) + body[2:]
                 conn = http.client.HTTPConnection(*proxy.upstream, timeout=60)
                 conn.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
                 for name, value in self.headers.items():
@@ -60,6 +68,8 @@ class FaultyProxy:
                 conn.endheaders(body)
                 answer = conn.getresponse()
                 data = answer.read()
+                if flipped:
+                    proxy.corrupted.append((f"{self.command} {self.path}", answer.status, data))
                 self.send_response(answer.status)
                 for name, value in answer.getheaders():
                     if name.lower() not in ("content-length", "transfer-encoding", "connection"):

@@ -11,6 +11,7 @@ import os
 import pwd
 import subprocess
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -35,6 +36,12 @@ def installs() -> dict[int, Path]:
     return found
 
 
+def unprivileged() -> Callable[[], None] | None:
+    """A preexec_fn that runs a child as the `postgres` user when we are root (None
+    otherwise: we are unprivileged already)."""
+    return _demote if os.geteuid() == 0 else None
+
+
 def _demote() -> None:
     entry = pwd.getpwnam("postgres")
     os.setgid(entry.pw_gid)
@@ -43,7 +50,7 @@ def _demote() -> None:
 
 
 def _as_server_user(argv: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
-    preexec = _demote if os.geteuid() == 0 else None
+    preexec = unprivileged()
     return subprocess.run(  # type: ignore[call-overload,no-any-return]
         argv, preexec_fn=preexec, check=True, capture_output=True, text=True, **kwargs
     )
@@ -109,7 +116,7 @@ class Cluster:
     def stop(self) -> None:
         subprocess.run(
             [str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop"],
-            preexec_fn=_demote if os.geteuid() == 0 else None,
+            preexec_fn=unprivileged(),
             capture_output=True,
             check=False,
         )

@@ -321,25 +321,72 @@ def test_failed_manifest_write_removes_the_dump_object(
     assert objects(s3_server, bucket) == []
 
 
-def test_password_never_in_argv_logs_or_manifest(clusters: Clusters, orch_factory, tmp_path):
+def recording_bin(folder: Path, real_bin: Path) -> Path:
+    """A bin folder whose pg_dump, pg_restore and psql each write their argv and their whole
+    environment (names and values) to `folder`/calls/<tool>-<pid>, then run the real tool."""
+    (folder / "calls").mkdir(parents=True)
+    for tool in ("pg_dump", "pg_restore", "psql"):
+        script = folder / tool
+        script.write_text(
+            "#!/usr/bin/env bash\n"
+            f'{{ printf "%s\\n" "$@"; echo "--env--"; env; }} > "{folder}/calls/{tool}-$$"\n'
+            f'exec "{real_bin}/{tool}" "$@"\n'
+        )
+        script.chmod(0o755)
+    return folder
+
+
+def recorded_calls(folder: Path) -> list[tuple[str, list[str], dict[str, str]]]:
+    """(tool, argv, environment) of each recorded call."""
+    calls = []
+    for path in sorted((folder / "calls").iterdir()):
+        argv, _, env_text = path.read_text().partition("--env--\n")
+        env = dict(line.split("=", 1) for line in env_text.splitlines() if "=" in line)
+        calls.append((path.name.rsplit("-", 1)[0], argv.splitlines(), env))
+    return calls
+
+
+def test_password_goes_only_to_pg_dump_through_its_environment(
+    clusters: Clusters, orch_factory, tmp_path
+):
+    """The source's password reaches pg_dump as PGPASSWORD (the value, not in argv) and no
+    other child: the target's pg_restore and psql, which get their own password from a
+    passfile here, would use a leaked PGPASSWORD first. Never in logs or manifests."""
     source = clusters.get(15)
     db = load_sample(source)
-    seen = tmp_path / "argv.txt"
-    body = f'printf "%s\\n" "$@" > "{seen}"\nenv | cut -d= -f1 >> "{seen}"\nexec "$REAL" "$@"\n'
-    wrapped = wrapper_bin(tmp_path, source.bin_dir, body)
-    orch = orch_factory(
-        SOURCE_DATABASE_URL=source.url(db), PG_BIN_DIRS=str(wrapped), LOG_LEVEL="DEBUG"
+    target_password = "target-only-pw-5d1c"
+    source.psql(
+        "DO $$ BEGIN CREATE ROLE target_owner LOGIN CREATEDB PASSWORD "
+        f"'{target_password}'; EXCEPTION WHEN duplicate_object THEN NULL; END $$"
     )
-    result = orch.ok("backup")
-    argv = seen.read_text()
-    assert "--format=custom" in argv and "PGPASSWORD" in argv.splitlines()
+    target = f"tgt_{tmp_path.name[-8:].replace('-', '_')}"
+    passfile = tmp_path / "pgpass"
+    passfile.write_text(f"127.0.0.1:{source.port}:*:target_owner:{target_password}\n")
+    passfile.chmod(0o600)
+    recording = recording_bin(tmp_path / "recording-bin", source.bin_dir)
+    orch = orch_factory(
+        SOURCE_DATABASE_URL=source.url(db),
+        BACKUP_DATABASE_URL=f"postgresql://target_owner@127.0.0.1:{source.port}/{target}",
+        PGPASSFILE=str(passfile),
+        PG_BIN_DIRS=str(recording),
+        LOG_LEVEL="DEBUG",
+    )
+    result = orch.ok("pipeline")
+    calls = recorded_calls(recording)
+    dumps = [env for tool, argv, env in calls if tool == "pg_dump" and "--version" not in argv]
+    assert len(dumps) == 1 and dumps[0]["PGPASSWORD"] == postgres.PASSWORD
+    others = [(tool, env) for tool, argv, env in calls if env is not dumps[0]]
+    assert {tool for tool, _ in others} >= {"pg_dump", "pg_restore"}  # probes and the restore
     encoded = source.url(db).split("@")[0].split(":")[-1]
     for secret in (postgres.PASSWORD, encoded):
-        assert secret not in argv
+        assert not [argv for _tool, argv, _env in calls if secret in "\n".join(argv)]
+        assert not [(tool, name) for tool, env in others for name, v in env.items() if secret in v]
         assert secret not in result.stderr and secret not in result.stdout
         for path in (tmp_path / "store").rglob("*.json"):
             assert secret not in path.read_text()
-    assert os.environ.get("PGPASSWORD") is None
+    assert source.psql("SELECT count(*) FROM public.customers", target) == source.psql(
+        "SELECT count(*) FROM public.customers", db
+    )
 
 
 def test_s3_secret_never_logged(clusters: Clusters, s3_server, bucket, orch_factory):

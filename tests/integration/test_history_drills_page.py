@@ -199,11 +199,14 @@ def test_jobs_for_two_databases_sharing_a_store_keep_their_own_history(
 def test_a_stop_during_a_drill_is_a_stop_not_a_failed_drill(cycle, sink, tmp_path):
     c = cycle
     c["orch"].ok("backup")
-    slow = wrap_tool(
-        tmp_path / "slow", c["source"].bin_dir, "pg_restore", 'sleep 30\nexec "$REAL" "$@"\n'
-    )
+    restoring = tmp_path / "restoring"
+    body = f'touch "{restoring}"\nsleep 30\nexec "$REAL" "$@"\n'
+    slow = wrap_tool(tmp_path / "slow", c["source"].bin_dir, "pg_restore", body)
     proc = c["orch"].start("drill", extra_env={"PG_BIN_DIRS": str(slow)})
-    time.sleep(4)
+    deadline = time.monotonic() + 30
+    while not restoring.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert restoring.exists(), "the drill never reached its restore"  # it is mid-drill now
     stop_with_sigterm(proc)
     drills = json.loads(c["orch"].ok("status", "--json").stdout)["drills"]
     assert drills == [] and not [r for r in sink.requests if r.path == "/hook"]

@@ -196,7 +196,7 @@ def test_dev_gets_masked_rows_with_constraints_and_joins_intact_and_no_raw_value
     assert report["status"] == "success", result.stderr[-3000:]
     steps = {s["name"]: s for s in report["steps"]}
     masking = steps["restore:dev"]["detail"]["masking"]
-    assert masking["unlisted"] == [] and len(masking["rules_sha256"]) == 64
+    assert masking["unlisted"] == [] and len(masking["rules_sha256"]) == 64  # every column listed
     assert masking["tables"]["public.customers"] == {
         "columns": ["email", "full_name", "phone", "birth_date", "profile"],
         "rows": ROWS,
@@ -264,7 +264,7 @@ def test_dev_gets_masked_rows_with_constraints_and_joins_intact_and_no_raw_value
     assert masking["rules_sha256"] in comment and "unlisted columns: none" in comment
     status = json.loads(m.orch.ok("status", "--json").stdout)
     dev = next(t for t in status["targets"] if t["name"] == "dev")
-    assert dev["masked"] is True
+    assert dev["masked"] is True and dev["unlisted"] == []
     assert KEY not in result.stderr + result.stdout + json.dumps(status)
 
 
@@ -288,7 +288,8 @@ def test_refreshes_are_identical_under_one_key_and_unrelated_under_another(maske
     m = masked
     m.orch.ok("pipeline")
     first = m.psql(MASKED_SQL)
-    m.orch.ok("restore", "--target", "dev")
+    restored = m.orch.ok("restore", "--target", "dev").stdout
+    assert "; unlisted columns: none" in restored
     assert m.psql(MASKED_SQL) == first
     m.orch.ok("restore", "--target", "dev", extra_env={"MASK_KEY": OTHER_KEY})
     assert m.psql(MASKED_SQL) != first
@@ -315,9 +316,53 @@ def test_a_new_unlisted_column_stops_only_the_dev_refresh(masked: Masked):
     assert old_content(m.dev, m.dev_db) == "old content"
     assert raw_values_in_data_directory(m.dev, ["rawpass", *RAW]) == []
     hook = json.loads(next(r.body for r in sink.requests if r.path == "/hook"))
-    assert "public.customers.passport" in hook["text"] or "public.customers.passport" in json.dumps(
-        hook
-    )
+    assert "public.customers.passport" in hook["text"]
+
+
+KEPT_UNLISTED = [
+    "public.customers.tier",
+    "public.products.id",
+    "public.products.name",
+    "sales.orders_h1.amount",
+    "sales.orders_h2.amount",
+]
+KEEP_RULES = (
+    RULES.replace("unlisted_columns: fail", "unlisted_columns: keep")
+    .replace("    tier: keep\n", "")
+    .replace("  public.products: keep\n", "")
+    .replace("    amount: keep\n", "")
+)
+
+
+def test_unlisted_columns_kept_are_named_in_every_record_of_the_refresh(masked: Masked):
+    """Under `unlisted_columns: keep` the columns no rule names reach dev as they are: the
+    report, the webhook, status, the page, the database's comment and the CLI name each."""
+    m = masked
+    m.rules.write_text(KEEP_RULES)
+    sink = Recorder()
+    try:
+        hooked = {"NOTIFY_WEBHOOK_URL": f"{sink.url}/hook", "NOTIFY_ON_SUCCESS": "true"}
+        report = json.loads(m.orch.ok("pipeline", "--json", extra_env=hooked).stdout)
+    finally:
+        sink.stop()
+    steps = {s["name"]: s for s in report["steps"]}
+    assert steps["restore:dev"]["detail"]["masking"]["unlisted"] == KEPT_UNLISTED
+    hook = json.loads(next(r.body for r in sink.requests if r.path == "/hook"))
+    hook_steps = {s["name"]: s for s in hook["steps"]}
+    assert hook_steps["restore:dev"]["detail"]["masking"]["unlisted"] == KEPT_UNLISTED
+    assert m.psql("SELECT tier FROM public.customers WHERE id = 2") == "gold"  # kept indeed
+    described = "SELECT shobj_description(oid, 'pg_database') FROM pg_database"
+    comment = m.psql(f"{described} WHERE datname = '{m.dev_db}'")
+    assert f"unlisted columns: 5 kept as they are: {', '.join(KEPT_UNLISTED)};" in comment
+    status = json.loads(m.orch.ok("status", "--json").stdout)
+    assert next(t for t in status["targets"] if t["name"] == "dev")["unlisted"] == KEPT_UNLISTED
+    page = m.tmp / "status.html"
+    m.orch.ok("report", "--html", str(page))
+    shown = page.read_text()
+    assert "unlisted columns kept as they are (5)" in shown
+    assert all(f"<code>{column}</code>" in shown for column in KEPT_UNLISTED)
+    restored = m.orch.ok("restore", "--target", "dev").stdout
+    assert f"unlisted columns: 5 kept as they are: {', '.join(KEPT_UNLISTED)}" in restored
 
 
 @pytest.mark.parametrize(
@@ -446,13 +491,22 @@ def test_planner_statistics_in_the_archive_never_reach_a_masked_copy(
 
 
 def test_dev_reached_another_way_still_gets_only_masked_data(masked: Masked):
-    """The dev database named by URL is restored with DEV_MASK_RULES; a drill, which
-    restores the raw backup, is refused on the dev server."""
+    """The dev database named by URL is restored as dev: with DEV_MASK_RULES,
+    DEV_POST_RESTORE_SQL and DEV_KEEP_PREVIOUS; a drill, which restores the raw backup, is
+    refused on the dev server."""
     m = masked
     m.orch.ok("backup")
+    grant = m.tmp / "grant.sql"
+    grant.write_text("CREATE TABLE post_restore_ran ();\n")
     as_url = m.dev.url(m.dev_db, host="localhost")
-    m.orch.ok("restore", "--target", as_url)
+    env = {"DEV_POST_RESTORE_SQL": str(grant), "DEV_KEEP_PREVIOUS": "0"}
+    out = m.orch.ok("restore", "--target", as_url, extra_env=env).stdout
+    assert " into dev (" in out and "masked public.customers" in out
     assert m.psql("SELECT count(*) FROM public.customers WHERE email LIKE 'rawmail%'") == "0"
+    assert m.psql("SELECT to_regclass('public.post_restore_ran') IS NOT NULL") == "t"
+    assert f"{m.dev_db}_previous" not in m.dev.psql(
+        "SELECT string_agg(datname, ' ') FROM pg_database"
+    )
     refused = m.orch.run("drill", "--target-url", m.dev.url("postgres"))
     assert refused.returncode == 2 and "dev server" in refused.stderr.splitlines()[-1]
     assert raw_values_in_data_directory(m.dev, RAW) == []

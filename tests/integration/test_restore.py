@@ -297,6 +297,23 @@ def test_post_restore_sql_runs_before_the_swap(setup, tmp_path):
     assert all(e.endswith("@scrubbed.invalid") for e in seen if e)
 
 
+def test_a_target_url_naming_dev_gets_what_target_dev_gets(setup, tmp_path):
+    """Without masking rules: DEV_POST_RESTORE_SQL runs and DEV_KEEP_PREVIOUS applies (the
+    URL's defaults would keep one previous copy and run no SQL), and it counts as dev."""
+    s = setup
+    scrub = tmp_path / "scrub.sql"
+    scrub.write_text("UPDATE public.customers SET email = 'user' || id || '@scrubbed.invalid';\n")
+    env = {"DEV_POST_RESTORE_SQL": str(scrub), "DEV_KEEP_PREVIOUS": "2"}
+    as_url = s["dev"].url(s["dev_db"], host="localhost")
+    for _ in range(2):
+        assert " into dev (" in s["orch"].ok("restore", "--target", as_url, extra_env=env).stdout
+    emails = "SELECT string_agg(DISTINCT split_part(email, '@', 2), ',') FROM public.customers"
+    assert s["dev"].psql(emails, s["dev_db"]) == "scrubbed.invalid"
+    names = databases(s["dev"])
+    assert {f"{s['dev_db']}_previous", f"{s['dev_db']}_previous_2"} <= names
+    assert old_content(s["dev"], f"{s['dev_db']}_previous_2") == "old content"
+
+
 def test_failing_post_restore_sql_leaves_dev_intact(setup, tmp_path):
     s = setup
     bad = tmp_path / "bad.sql"
@@ -375,6 +392,10 @@ def test_drill_reports_and_cleans_up(setup):
     assert databases(s["backup"]) == before
     human = s["orch"].ok("drill", "--target-url", s["dev"].url("postgres")).stdout
     assert re.search(r"RTO\s+\d+\.\d s", human) and "drill OK" in human
+    # production down: the drill runs without the cycle lock, and says so (README: Drills)
+    down = {"SOURCE_DATABASE_URL": f"postgresql://u:pw@127.0.0.1:1/{s['db']}"}
+    unlocked = s["orch"].ok("drill", "--from", s["id"], extra_env=down)
+    assert "drill OK" in unlocked.stdout and '"event": "drill.unlocked"' in unlocked.stderr
 
 
 def test_restore_without_targets_configured_names_the_variable(orch_factory, clusters):
@@ -430,8 +451,7 @@ def test_sessions_the_role_may_not_end_fail_the_swap_and_keep_the_target(cluster
 
 def test_restorer_checks_the_guard_on_its_own_connection(setup, monkeypatch):
     from orchestrator.actions import restore as restore_action
-    from orchestrator.actions.common import client_for, storage_from
-    from orchestrator.catalog import find
+    from orchestrator.actions.common import client_for
     from orchestrator.errors import ConfigError
     from orchestrator.settings import load_settings
 
@@ -440,7 +460,7 @@ def test_restorer_checks_the_guard_on_its_own_connection(setup, monkeypatch):
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("SOURCE_DATABASE_URL")
     settings = load_settings(None)
-    manifest = find(storage_from(settings), s["id"])
+    manifest = restore_action.find_backup(settings, s["id"]).manifest
     target = settings.adhoc_target(restore_action.conninfo.parse(s["source"].url(s["db"])))
     client = client_for(settings, "pg_restore", manifest.dump_major, "test")
     restorer = restore_action.Restorer(settings, target, manifest, client, Path("/nonexistent"))

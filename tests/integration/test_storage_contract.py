@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 from pathlib import Path
@@ -10,8 +11,11 @@ import pytest
 
 from orchestrator.errors import ConfigError, NotFound, StorageError
 from orchestrator.storage import Storage, open_storage
+from orchestrator.storage import s3 as s3_backend
 from orchestrator.storage.base import S3Options
+from orchestrator.storage.local import CHUNK
 from tests.harness import s3
+from tests.harness.faulty_proxy import FaultyProxy
 
 pytestmark = pytest.mark.integration
 
@@ -104,12 +108,38 @@ def test_describe_names_the_location(storage: Storage):
     assert described.startswith(("s3://", "/"))
 
 
-def test_folder_backend_is_atomic_and_hides_temp_files(tmp_path: Path):
+def test_folder_backend_hides_temp_files(tmp_path: Path):
     store = open_storage(f"file://{tmp_path}/store")
     (tmp_path / "store" / "db").mkdir(parents=True)
     (tmp_path / "store" / "db" / ".tmp-leftover").write_bytes(b"partial")
     store.put_bytes("db/a.json", b"{}")
     assert [o.key for o in store.list()] == ["db/a.json"]
+
+
+def test_folder_writes_are_atomic_readers_see_the_old_object_or_the_new_one(tmp_path: Path):
+    """While a write is under way (its progress calls), a reader still gets the whole old
+    object; a write that fails midway leaves the old object and no temp file."""
+    store = open_storage(f"file://{tmp_path}/store")
+    store.put_bytes("db/a.dump", b"old")
+    new = make_file(tmp_path / "new.bin", 3 * CHUNK + 5)
+    seen: list[tuple[bytes, list[str]]] = []
+
+    def read_midway(_moved: int) -> None:
+        seen.append((store.get_bytes("db/a.dump"), [o.key for o in store.list()]))
+
+    store.put_file("db/a.dump", new, progress=read_midway)
+    assert (
+        seen == [(b"old", ["db/a.dump"])] * 4
+    )  # one call per 1 MiB chunk, the last before the rename
+    assert store.get_bytes("db/a.dump") == new.read_bytes()
+
+    def disk_full(_moved: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(StorageError, match="No space left"):
+        store.put_file("db/a.dump", make_file(tmp_path / "newer.bin", 2 * CHUNK), disk_full)
+    assert store.get_bytes("db/a.dump") == new.read_bytes()
+    assert [p.name for p in (tmp_path / "store" / "db").iterdir()] == ["a.dump"]
 
 
 def test_folder_backend_check_refuses_an_unwritable_root(tmp_path: Path):
@@ -145,3 +175,65 @@ def test_s3_uploads_carry_the_chosen_checksum(
         Bucket=bucket, Key="c/db/small.dump", ChecksumMode="ENABLED"
     )
     assert head.get(field)
+
+
+PART = 5 * 1024 * 1024  # S3's smallest part
+
+
+@pytest.fixture
+def small_parts(monkeypatch) -> None:
+    """Multipart from 5 MiB on, in 5 MiB parts: several parts without a 70 MiB file."""
+    monkeypatch.setattr(s3_backend, "MULTIPART_THRESHOLD", PART)
+    monkeypatch.setattr(s3_backend, "MIN_PART", PART)
+
+
+def s3_store(endpoint: str, bucket: str, monkeypatch, algorithm: str = "CRC32") -> Storage:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3.ACCESS_KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3.SECRET_KEY)
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    return open_storage(
+        f"s3://{bucket}/c", S3Options(endpoint_url=endpoint, checksum_algorithm=algorithm)
+    )
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "field"), [("CRC32", "ChecksumCRC32"), ("SHA256", "ChecksumSHA256")]
+)
+def test_s3_multipart_uploads_carry_a_checksum_on_every_part(
+    algorithm, field, small_parts, s3_server, bucket, tmp_path, monkeypatch
+):
+    """The server keeps a composite checksum ("...-4") only when every part carried one."""
+    store = s3_store(s3_server.endpoint, bucket, monkeypatch, algorithm)
+    source = make_file(tmp_path / "parts.bin", 3 * PART + 17)
+    store.put_file("db/parts.dump", source)
+    client = s3_server.client()
+    parts = client.get_object_attributes(
+        Bucket=bucket, Key="c/db/parts.dump", ObjectAttributes=["ObjectParts"]
+    )["ObjectParts"]
+    assert parts["TotalPartsCount"] == 4
+    head = client.head_object(Bucket=bucket, Key="c/db/parts.dump", ChecksumMode="ENABLED")
+    assert head.get(field, "").endswith("-4") and head.get("ChecksumType") == "COMPOSITE"
+    out = tmp_path / "parts.out"
+    store.get_file("db/parts.dump", out)
+    assert out.read_bytes() == source.read_bytes()
+
+
+def test_s3_a_part_corrupted_on_the_way_is_rejected_and_nothing_is_left(
+    small_parts, s3_server, bucket, tmp_path, monkeypatch
+):
+    """One byte of part 2 flipped between us and the server (signature untouched): the
+    server refuses the part on its checksum, the upload fails and is aborted."""
+    proxy = FaultyProxy(s3_server.endpoint)
+    proxy.corrupt = lambda method, path: method == "PUT" and "partNumber=2&" in f"{path}&"
+    try:
+        store = s3_store(proxy.endpoint, bucket, monkeypatch)
+        with pytest.raises(StorageError, match="BadDigest"):
+            store.put_file("db/bad.dump", make_file(tmp_path / "bad.bin", 3 * PART))
+    finally:
+        proxy.stop()
+    assert [(status, b"BadDigest" in answer) for _r, status, answer in proxy.corrupted] == [
+        (400, True)
+    ]
+    client = s3_server.client()
+    assert client.list_objects_v2(Bucket=bucket).get("KeyCount") == 0
+    assert client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []

@@ -3,9 +3,13 @@ external, no script), graceful gaps, and its size."""
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from datetime import timedelta
 from html.parser import HTMLParser
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -367,8 +371,37 @@ def test_page_stays_small_for_five_hundred_cycles():
     assert len(html.encode()) < 200_000
 
 
-def test_rendering_is_pure_same_data_same_page():
-    assert page() == page()
+RENDER_ELSEWHERE = (
+    "import copy, sys\n"
+    "from orchestrator.dashboard import render_status_page\n"
+    "from tests.harness import status_data\n"
+    "data = status_data.page_data()\n"
+    "before = copy.deepcopy(data)\n"
+    "sys.stdout.write(render_status_page(data))\n"
+    "assert data == before, 'rendering changed its data'\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("zone", "seed"), [("Pacific/Kiritimati", "1"), ("America/Los_Angeles", "2")]
+)
+def test_rendering_is_pure_the_same_page_in_another_process_zone_and_hash_seed(zone, seed):
+    """Nothing but the data shapes the page: not the machine's time zone, not the hash
+    seed (set order), not what an earlier call left behind, and the data is not changed."""
+    env = {**os.environ, "TZ": zone, "PYTHONHASHSEED": seed}
+    elsewhere = subprocess.run(
+        [sys.executable, "-c", RENDER_ELSEWHERE],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=Path(__file__).parents[2],
+        check=True,
+    ).stdout
+    page()  # an earlier call in this process must leave nothing behind
+    assert page() == elsewhere
+
+
+def test_ages_are_measured_at_the_data_s_generated_at():
     later = status_data.page_data(generated_at=NOW + timedelta(hours=1))
     assert "2 h ago" in visible_text(render_status_page(later))
 

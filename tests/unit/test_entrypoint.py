@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
+
+from tests.harness.postgres import unprivileged
 
 ENTRYPOINT = Path(__file__).resolve().parents[2] / "scripts" / "docker-entrypoint"
 SECRET = "postgresql://dump:s3cr3t pass@db.example.com/app?sslmode=require"
@@ -17,13 +21,15 @@ DUMP_ENV = [sys.executable, "-c", "import json, os; print(json.dumps(dict(os.env
 
 
 def run(
-    env: dict[str, str], *command: str, cwd: Path | None = None
+    env: dict[str, str], *command: str, cwd: Path | None = None, as_user: bool = False
 ) -> subprocess.CompletedProcess[str]:
+    """Run the entrypoint with `env` (and PATH, LANG); `as_user` drops root first."""
     base = {"PATH": os.environ["PATH"], "LANG": "C.UTF-8"}
     return subprocess.run(
         [str(ENTRYPOINT), *(command or DUMP_ENV)],
         env={**base, **env},
         cwd=cwd,
+        preexec_fn=unprivileged() if as_user else None,
         capture_output=True,
         text=True,
         timeout=30,
@@ -112,13 +118,24 @@ def test_a_folder_is_refused(tmp_path: Path) -> None:
     assert "BACKUP_DATABASE_URL_FILE" in result.stderr
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
-def test_unreadable_file_is_refused(tmp_path: Path) -> None:
-    path = secret_file(tmp_path, SECRET)
-    path.chmod(0)
-    result = run({"SOURCE_DATABASE_URL_FILE": str(path)}, "true")
-    assert result.returncode == 2
-    assert "SOURCE_DATABASE_URL_FILE" in result.stderr
+def test_unreadable_file_is_refused_for_an_unprivileged_user(tmp_path: Path) -> None:
+    """As the image runs (not root): a secret file the user may not read is exit 2 naming
+    the variable; the same file made readable passes (so the refusal is the permission)."""
+    shared = Path(tempfile.mkdtemp(prefix="entrypoint-"))  # tmp_path is root's alone
+    try:
+        shared.chmod(0o755)
+        path = secret_file(shared, SECRET)
+        path.chmod(0o600 if os.geteuid() == 0 else 0)  # root owns it: another user cannot read
+        refused = run({"SOURCE_DATABASE_URL_FILE": str(path)}, "true", as_user=True)
+        assert refused.returncode == 2, refused.stderr
+        assert "SOURCE_DATABASE_URL_FILE" in refused.stderr and "s3cr3t" not in refused.stderr
+        path.chmod(0o644)
+        allowed = run(
+            {"SOURCE_DATABASE_URL_FILE": str(path)}, "printenv", "SOURCE_DATABASE_URL", as_user=True
+        )
+        assert (allowed.returncode, allowed.stdout) == (0, SECRET + "\n"), allowed.stderr
+    finally:
+        shutil.rmtree(shared)
 
 
 def test_secret_values_never_reach_stderr(tmp_path: Path) -> None:

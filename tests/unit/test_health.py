@@ -245,8 +245,22 @@ def test_label_values_are_escaped():
     assert value(samples, target, target=weird) == T0.timestamp()
 
 
-def test_render_is_pure():
+def test_render_depends_only_on_the_state_and_the_time_given():
+    """The age is measured at `now` (not the wall clock), a later `now` changes only the
+    age, and rendering leaves the state as it was."""
     state = HealthState(started_at=T0)
     state.record(good(T0))
     now = T0 + timedelta(hours=1)
-    assert render_metrics(state, now) == render_metrics(state, now)
+    first = render_metrics(state, now)
+    assert value(parse(first)[1], "orchestrator_last_success_age_seconds") == 3600
+    later = render_metrics(state, now + timedelta(minutes=30))
+    changed = [
+        (a, b) for a, b in zip(first.splitlines(), later.splitlines(), strict=True) if a != b
+    ]
+    assert changed == [
+        (
+            "orchestrator_last_success_age_seconds 3600.0",
+            "orchestrator_last_success_age_seconds 5400.0",
+        )
+    ]
+    assert render_metrics(state, now) == first

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from orchestrator import history
-from orchestrator.actions.status import allowed_backup_age, last_refresh
+from orchestrator.actions.status import allowed_backup_age, last_refresh, targets
 from orchestrator.settings import Settings
 
 NOW = datetime(2026, 11, 30, 12, tzinfo=UTC)
@@ -101,6 +101,43 @@ def test_last_refresh_is_the_newest_success_by_a_cycle_or_a_manual_restore() -> 
     assert last_refresh("dev", kept) == ("2026-11-29T20:00:00Z", "b1")
     assert last_refresh("backup", kept) == ("2026-11-30T06:05:00Z", "b3")
     assert last_refresh("other", kept) == (None, None)
+
+
+def test_status_says_masked_and_unlisted_from_what_the_newest_refresh_recorded() -> None:
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        DEV_DATABASE_URL="postgresql://u@dev.example/app",
+        BACKUP_DATABASE_URL="postgresql://u@backup.example/app",
+        DEV_MASK_RULES="/etc/rules.yaml",  # set now, but the newest dev refresh was raw
+    )
+    masked = {"masked": True, "masking": {"unlisted": ["public.t.tier"], "tables": {}}}
+    kept = history.History(
+        cycles=[
+            {
+                "finished_at": "2026-11-30T06:05:00Z",
+                "steps": [
+                    {"name": "restore:backup", "ok": True, "detail": {"backup_id": "b2"}},
+                    {"name": "restore:dev", "ok": True, "detail": {"backup_id": "b2", **masked}},
+                ],
+            }
+        ],
+        restores=[
+            {
+                "target": "dev",
+                "status": "success",
+                "finished_at": "2026-11-30T09:00:00Z",
+                "backup_id": "b1",
+                "masked": False,
+                "masking": None,
+            }
+        ],
+    )
+    found = {t["name"]: t for t in targets(settings, kept)}
+    assert (found["dev"]["masked"], "unlisted" in found["dev"]) == (False, False)
+    kept.restores.clear()
+    found = {t["name"]: t for t in targets(settings, kept)}
+    assert (found["dev"]["masked"], found["dev"]["unlisted"]) == (True, ["public.t.tier"])
+    assert (found["backup"]["masked"], "unlisted" in found["backup"]) == (False, False)
 
 
 @pytest.mark.parametrize(

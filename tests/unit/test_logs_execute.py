@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
+import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -87,10 +90,8 @@ def test_timeout_kills_the_whole_process_group(tmp_path):
         execute.run(["sh", "-c", f"sleep 60 & echo $! > {pidfile}; wait"], timeout=1)
     assert time.monotonic() - started < 10
     child = int(pidfile.read_text())
-    time.sleep(0.2)
-    status = Path(f"/proc/{child}/status")
     # gone, or a zombie waiting for a reaper (PID 1 in containers may not reap)
-    assert not status.exists() or "State:\tZ" in status.read_text()
+    assert wait_until(lambda: not running(child))
 
 
 def test_large_stdout_is_not_truncated():
@@ -136,20 +137,45 @@ def test_every_stage_exit_code_counts(failing):
         execute.run_pipeline(stages)
 
 
-def test_pipeline_timeout_kills_every_stage(tmp_path):
-    marker = tmp_path / "alive"
+def running(pid: int) -> bool:
+    """True while `pid` is a live process (a zombie has ended: it only waits to be reaped)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def wait_until(check: Callable[[], bool], seconds: float = 5.0) -> bool:
+    """Poll `check` until it holds or `seconds` pass; give its last answer."""
+    deadline = time.monotonic() + seconds
+    while not check() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return check()
+
+
+def test_pipeline_timeout_kills_every_stage_and_their_children(tmp_path):
+    """Each stage is a shell with a child of its own (its process group); a timeout must end
+    all of them, not only give up waiting."""
+    pids = tmp_path / "pids"
+    stage = f"sleep 30 & echo $! >> {pids}; echo $$ >> {pids}; wait"
     started = time.monotonic()
-    with pytest.raises(CommandFailed, match="timed out"):
-        execute.run_pipeline(
-            [
-                execute.Stage(["sleep", "30"]),
-                execute.Stage(["sh", "-c", f"sleep 30; touch {marker}"]),
-            ],
-            timeout=0.5,
-        )
-    assert time.monotonic() - started < 10
-    time.sleep(0.2)
-    assert not marker.exists()
+    try:
+        with pytest.raises(CommandFailed, match="timed out"):
+            execute.run_pipeline(
+                [execute.Stage(["sh", "-c", stage]), execute.Stage(["sh", "-c", stage])],
+                timeout=1.5,
+            )
+        assert time.monotonic() - started < 10
+        found = [int(line) for line in pids.read_text().split()]
+        assert len(found) == 4  # both shells and both of their children had started
+        assert wait_until(lambda: not any(running(pid) for pid in found)), [
+            pid for pid in found if running(pid)
+        ]
+    finally:
+        for pid in [int(line) for line in pids.read_text().split()] if pids.exists() else []:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def test_read_stream_stops_the_program_when_the_reader_has_enough():
@@ -172,6 +198,7 @@ SETTINGS_ENVIRONMENT = {
     "SOURCE_DATABASE_URL": "postgresql://app:prod-pw-1@prod.example/neondb",
     "NEON_PRODUCTION_DATABASE_URL": "postgresql://app:prod-pw-2@prod.example/neondb",
     "DEV_DATABASE_URL": "postgresql://dev:dev-pw-3@dev.example/dev",
+    "RAILWAY_BACKUP_DB_URL": "postgresql://u:backup-pw-10@backup.example/db",
     "DATABASE_URL": "postgresql://app:prod-pw-4@prod.example/neondb",
     "AWS_SECRET_ACCESS_KEY": "store-secret-5",
     "AWS_SECRET_ACCESS_KEY_2": "store-secret-6",

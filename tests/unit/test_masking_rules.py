@@ -468,6 +468,17 @@ def test_a_followed_transform_must_fit_the_foreign_key_column() -> None:
     ]
 
 
+def k_references(table: str) -> tuple[ForeignKey, ...]:
+    """A foreign key from column k to `table`.k."""
+    return (ForeignKey(columns=("k",), references=table, referenced_columns=("k",)),)
+
+
+CYCLE = {  # x.k references y.k, which references x.k
+    "public.x": Table(columns=(col("k"),), foreign_keys=k_references("public.y")),
+    "public.y": Table(columns=(col("k"),), foreign_keys=k_references("public.x")),
+}
+
+
 def test_foreign_key_chains_and_cycles_resolve() -> None:
     fk = ForeignKey
     schema = SchemaFacts(
@@ -485,18 +496,7 @@ def test_foreign_key_chains_and_cycles_resolve() -> None:
                     fk(columns=("k",), references="public.b", referenced_columns=("k",)),
                 ),
             ),
-            "public.x": Table(
-                columns=(col("k"),),
-                foreign_keys=(
-                    fk(columns=("k",), references="public.y", referenced_columns=("k",)),
-                ),
-            ),
-            "public.y": Table(
-                columns=(col("k"),),
-                foreign_keys=(
-                    fk(columns=("k",), references="public.x", referenced_columns=("k",)),
-                ),
-            ),
+            **CYCLE,
         }
     )
     loaded = load_rules("unlisted_columns: keep\ntables:\n  public.a:\n    k: hash\n", SETTING)
@@ -575,3 +575,73 @@ def test_planning_refuses_rules_with_problems() -> None:
         == f"masking rules: public.customer.notes: {UNLISTED_MESSAGE} (and 1 more)"
     )
     assert caught.value.problems[1] == Problem("public.customer.phone", UNLISTED_MESSAGE)
+
+
+# --- found by the mutation run (scripts/mutation) ---------------------------------------
+
+
+def test_a_foreign_key_cycle_no_rule_names_is_unlisted_under_fail() -> None:
+    schema = SchemaFacts(tables=CYCLE)
+    found = check(load_rules("tables: {}\n", SETTING), schema, list(schema.tables))
+    assert found == [
+        Problem("public.x.k", UNLISTED_MESSAGE),
+        Problem("public.y.k", UNLISTED_MESSAGE),
+    ]
+
+
+def test_a_column_referencing_two_keys_masked_differently_is_a_problem() -> None:
+    schema = SchemaFacts(
+        tables={
+            "public.a": Table(columns=(col("k"),)),
+            "public.b": Table(columns=(col("k"),)),
+            "public.z": Table(
+                columns=(col("k"),),
+                foreign_keys=k_references("public.a") + k_references("public.b"),
+            ),
+        }
+    )
+    text = "tables:\n  public.a:\n    k: hash\n  public.b:\n    k: {transform: redact, text: x}\n"
+    assert check(load_rules(text, SETTING), schema, list(schema.tables)) == [
+        Problem("public.z.k", "references masked keys that disagree: public.a.k, public.b.k")
+    ]
+
+
+@pytest.mark.parametrize(("count", "more"), [(1, ""), (2, " (and 1 more)")])
+def test_refused_plans_name_the_first_problem_and_count_the_rest(count: int, more: str) -> None:
+    ghosts = "".join(f"  public.ghost{n}: keep\n" for n in range(count))
+    with pytest.raises(RulesProblems) as refused:
+        plan(rules(COMPLETE + ghosts), SCHEMA, DATA)
+    assert str(refused.value) == (
+        f"masking rules: public.ghost0: unknown table (not in the backup's schema){more}"
+    )
+
+
+@pytest.mark.parametrize("empty", ["", "~", "null"])
+def test_an_empty_tables_entry_is_no_tables(empty: str) -> None:
+    assert load_rules(f"tables: {empty}\n", SETTING).tables == {}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("tables: keep\n", "DEV_MASK_RULES: line 1: tables must be a mapping"),
+        (
+            "tables:\n  ? [a, b]\n  : keep\n",
+            "DEV_MASK_RULES: line 2: a key of tables must be a name",
+        ),
+    ],
+)
+def test_tables_must_be_a_mapping_of_names(text: str, message: str) -> None:
+    with pytest.raises(RulesError) as caught:
+        load_rules(text, SETTING)
+    assert str(caught.value) == message
+
+
+def test_a_kept_varchar_column_keeps_its_length_in_the_plan() -> None:
+    schema = SchemaFacts(tables={"public.v": Table(columns=(varchar("code", 12), col("n")))})
+    plans = plan(
+        load_rules("tables:\n  public.v:\n    code: keep\n    n: hash\n", SETTING),
+        schema,
+        ["public.v"],
+    )
+    assert plans["public.v"].columns["code"].max_length == 12

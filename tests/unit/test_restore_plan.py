@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from orchestrator.restore_plan import (
@@ -13,6 +15,7 @@ from orchestrator.restore_plan import (
     previous_names,
     real_errors,
     same_database,
+    same_server,
     staging_name,
     swap_renames,
 )
@@ -32,6 +35,31 @@ from orchestrator.restore_plan import (
 def test_choose_strategy(setting, caps, expected):
     strategy, why = choose_strategy(setting, caps)
     assert strategy == expected and why
+
+
+@pytest.mark.parametrize(
+    ("setting", "caps", "why"),
+    [
+        ("auto", Capabilities(True, False, False, 15), "the role may create and rename databases"),
+        (
+            "auto",
+            Capabilities(False, False, True, 15),
+            "the role may not create or rename databases",
+        ),
+        ("swap", Capabilities(False, False, False, 17), "set to swap"),
+    ],
+)
+def test_choose_strategy_says_why(setting, caps, why):
+    assert choose_strategy(setting, caps)[1] == why
+
+
+def test_a_name_that_just_fits_is_kept_and_one_byte_more_is_cut_to_exactly_63_bytes():
+    suffix_room = 63 - len("_previous")
+    fits = "f" * suffix_room
+    assert previous_names(fits, 1) == [fits + "_previous"]
+    [cut] = previous_names(fits + "g", 1)
+    assert len(cut.encode()) == 63 and cut.endswith("_previous")
+    assert re.fullmatch(rf"f{{{suffix_room - 9}}}_[0-9a-f]{{8}}_previous", cut)
 
 
 def test_names_fit_in_63_bytes_and_are_distinct():
@@ -74,6 +102,22 @@ def test_local_aliases_are_one_host(a, b):
     assert same_database(Endpoint(a, 5432, "d"), Endpoint(b, 5432, "d"))
 
 
+@pytest.mark.parametrize(
+    ("a", "b", "same"),
+    [
+        (Endpoint("localhost", 5432, "x"), Endpoint("127.0.0.1", 5432, "y"), True),
+        (Endpoint("Db.Example.com.", 5432, "x"), Endpoint("db.example.com", 5432, "y"), True),
+        (Endpoint("a.example", 5432, "x", "77"), Endpoint("b.example", 6432, "y", "77"), True),
+        (Endpoint("a.example", 5432, "x", "77"), Endpoint("b.example", 5432, "y", "78"), False),
+        (Endpoint("a.example", 5432, "x"), Endpoint("b.example", 5432, "y"), False),
+        (Endpoint("a.example", 5432, "x", ""), Endpoint("b.example", 5432, "y", ""), False),
+        (Endpoint("localhost", 5432, "x"), Endpoint("localhost", 5433, "x"), False),
+    ],
+)
+def test_same_server(a, b, same):
+    assert same_server(a, b) is same
+
+
 def test_real_errors_skip_known_harmless_ones_even_interleaved():
     lines = [
         "pg_restore: error: could not execute query: ERROR:  unrecognized configuration "
@@ -85,10 +129,12 @@ def test_real_errors_skip_known_harmless_ones_even_interleaved():
         'pg_restore: error: could not execute query: ERROR:  role "app" does not exist',
         "pg_restore: warning: errors ignored on restore: 4",
         'pg_restore: error: COPY failed for table "t": ERROR:  out of disk',
+        "pg_restore: error: could not execute query: ERROR:  syntax error: at or near x",
     ]
     assert real_errors(lines) == [
         'ERROR:  role "app" does not exist',
         'COPY failed for table "t": ERROR:  out of disk',
+        "ERROR:  syntax error: at or near x",  # everything after the first "error: "
     ]
 
 

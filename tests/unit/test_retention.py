@@ -317,13 +317,37 @@ def test_subtract_from_days_follow_wall_clock_hours_elapsed_time() -> None:
 def test_subtract_from_before_year_one_raises() -> None:
     with pytest.raises(ValueError, match="before year 1"):
         parse_duration("3000y").subtract_from(_utc(2024, 1, 1))
+    assert parse_duration("2023y").subtract_from(_utc(2024, 1, 1)) == _utc(
+        1, 1, 1
+    )  # year 1 is fine
+
+
+def test_subtract_from_hours_of_a_naive_time_stay_naive() -> None:
+    assert parse_duration("12h").subtract_from(datetime(2024, 3, 1, 6)) == datetime(2024, 2, 29, 18)
+
+
+def test_subtract_from_one_hour_is_elapsed_time_across_a_clock_change() -> None:
+    # 2024-03-10 03:30 EDT is one hour after 01:30 EST (02:00 to 03:00 never happened)
+    before = parse_duration("1h").subtract_from(datetime(2024, 3, 10, 3, 30, tzinfo=NEW_YORK))
+    assert before.astimezone(UTC) == _utc(2024, 3, 10, 6, 30)
+
+
+def test_within_counts_calendar_months_in_the_policy_time_zone() -> None:
+    # the newest is 2024-03-01 02:00 UTC, still 29 February in New York: one month back is
+    # 29 January 21:00 there (30 January 02:00 UTC), where in UTC it would be 1 February
+    snapshots = [Snapshot("new", _utc(2024, 3, 1, 2)), Snapshot("jan31", _utc(2024, 1, 31, 12))]
+    in_new_york = apply_policy(snapshots, Policy(within=parse_duration("1m"), tz=NEW_YORK))
+    in_utc = apply_policy(snapshots, Policy(within=parse_duration("1m")))
+    assert [d.keep for d in in_new_york] == [True, True]
+    assert [d.keep for d in in_utc] == [True, False]
 
 
 def test_empty_policy_is_refused() -> None:
     assert Policy().is_empty
     assert not Policy(within=parse_duration("1h")).is_empty
-    with pytest.raises(ValueError, match="keeps nothing is refused"):
+    with pytest.raises(ValueError) as refused:
         apply_policy(SNAPSHOTS, Policy())
+    assert str(refused.value) == "a retention policy that keeps nothing is refused"
     with pytest.raises(ValueError, match="keeps nothing is refused"):
         apply_policy([], Policy())
 

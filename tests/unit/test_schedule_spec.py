@@ -10,7 +10,7 @@ from datetime import UTC, datetime, time, timedelta
 import pytest
 import schedule
 
-from orchestrator.schedule_spec import Schedule, apply, parse_schedule
+from orchestrator.schedule_spec import MAX_INTERVAL_SECONDS, Schedule, apply, parse_schedule
 
 
 @pytest.mark.parametrize(
@@ -91,21 +91,47 @@ def test_bad_schedules(text):
 
 
 @pytest.mark.parametrize(
-    "kwargs",
+    ("kwargs", "message"),
     [
-        {},
-        {"times": (time(6),), "every_seconds": 60},
-        {"every_seconds": 0},
-        {"times": (time(6, 0, 30),)},
+        ({}, "a schedule needs either times of day or an interval, not both"),
+        (
+            {"times": (time(6),), "every_seconds": 60},
+            "a schedule needs either times of day or an interval, not both",
+        ),
+        ({"every_seconds": 0}, "a schedule interval must be positive, not 0"),
+        (
+            {"every_seconds": MAX_INTERVAL_SECONDS + 1},
+            "a schedule interval must be at most 366 days",
+        ),
+        ({"times": (time(6, 0, 30),)}, "schedule times are whole minutes in UTC, not 06:00:30"),
+        (
+            {"times": (time(6, 0, 0, 1),)},
+            "schedule times are whole minutes in UTC, not 06:00:00.000001",
+        ),
+        (
+            {"times": (time(6, tzinfo=UTC),)},
+            "schedule times are whole minutes in UTC, not 06:00:00+00:00",
+        ),
+        ({"every_seconds": 60, "weekdays": (0,)}, "weekdays need times of day"),
+        ({"times": (time(6),), "weekdays": (7,)}, "weekdays are 0 (Monday) to 6 (Sunday)"),
+        ({"times": (time(6),), "weekdays": (-1,)}, "weekdays are 0 (Monday) to 6 (Sunday)"),
     ],
 )
-def test_schedule_rejects_inconsistent_values(kwargs):
-    with pytest.raises(ValueError):
+def test_schedule_rejects_inconsistent_values(kwargs, message):
+    with pytest.raises(ValueError) as raised:
         Schedule(**kwargs)
+    assert str(raised.value) == message
 
 
-def test_schedule_sorts_and_dedupes_times():
+def test_the_longest_interval_and_the_extreme_weekdays_are_allowed():
+    assert Schedule(every_seconds=MAX_INTERVAL_SECONDS).every_seconds == MAX_INTERVAL_SECONDS
+    assert Schedule(times=(time(6),), weekdays=(6, 0)).weekdays == (0, 6)
+    assert parse_schedule("every 1s").every_seconds == 1
+
+
+def test_schedule_sorts_and_dedupes_times_and_weekdays():
     assert Schedule(times=(time(18), time(6), time(18))).times == (time(6), time(18))
+    assert Schedule(times=(time(3),), weekdays=(3, 0, 3)).weekdays == (0, 3)
 
 
 def utc(text: str) -> datetime:
@@ -223,6 +249,17 @@ def test_apply_interval(text, seconds):
     assert job.unit == "seconds" and job.interval == seconds
     assert scheduler.next_run is not None
     assert abs(scheduler.next_run - (before + timedelta(seconds=seconds))) < timedelta(seconds=2)
+
+
+def test_a_naive_time_is_utc_whatever_the_local_zone(local_tz):
+    assert TWICE.next_run(datetime(2026, 11, 25, 19)) == utc("2026-11-26T06:00:00")
+    assert TWICE.next_run(datetime(2026, 11, 25, 5)) == utc("2026-11-25T06:00:00")
+
+
+def test_apply_interval_tags_its_job():
+    scheduler = schedule.Scheduler()
+    apply(parse_schedule("every 4h"), scheduler, lambda: None, tag="orchestrator-drill")
+    assert [job.tags for job in scheduler.jobs] == [{"orchestrator-drill"}]
 
 
 def test_applied_job_runs_when_due():
