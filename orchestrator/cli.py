@@ -287,6 +287,9 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
         print(f"last drill:    {drill.get('status')} at {drill.get('finished_at')}{took}")
     else:
         print("last drill:    none recorded")
+    for label, found_next in (("next cycle:", found.next_cycle), ("next drill:", found.next_drill)):
+        text = status_action.next_run_text(found_next) or "not scheduled"
+        print(f"{label:<15}{text}")
     for target in found.targets:
         when = target.get("last_refresh_at") or "never (no refresh recorded)"
         source = f" from {target['backup_id']}" if target.get("backup_id") else ""

@@ -35,7 +35,7 @@ from orchestrator.errors import ConfigError
 from orchestrator.files import setting_file_text
 from orchestrator.logs import register_secret
 from orchestrator.restore_plan import StrategySetting
-from orchestrator.schedule_spec import parse_schedule
+from orchestrator.schedule_spec import Schedule, check_zone, parse_schedule
 from orchestrator.storage.base import S3Options
 
 CsvList = Annotated[list[str], NoDecode]
@@ -228,6 +228,7 @@ class Settings(BaseSettings):
 
     schedule: str = Field(default="06:00,18:00", validation_alias="SCHEDULE")
     drill_schedule: str | None = Field(default=None, validation_alias="DRILL_SCHEDULE")
+    schedule_tz: str = Field(default="UTC", validation_alias="SCHEDULE_TZ")
     drill_healthcheck_url: str | None = Field(
         default=None, validation_alias="DRILL_HEALTHCHECK_URL"
     )
@@ -294,6 +295,12 @@ class Settings(BaseSettings):
         if value is None or not value.strip():
             return None
         parse_schedule(value)
+        return value.strip()
+
+    @field_validator("schedule_tz")
+    @classmethod
+    def _check_schedule_tz(cls, value: str) -> str:
+        check_zone(value.strip())
         return value.strip()
 
     _check_endpoint = field_validator("s3_endpoint_url")(lambda value: _endpoint(value))
@@ -387,6 +394,16 @@ class Settings(BaseSettings):
         if policy.is_empty:
             raise ConfigError(EMPTY_POLICY)
         return policy
+
+    def cycle_schedule(self) -> Schedule:
+        """SCHEDULE read in SCHEDULE_TZ (both were checked when the settings were read)."""
+        return parse_schedule(self.schedule, self.schedule_tz)
+
+    def drill_plan(self) -> Schedule | None:
+        """DRILL_SCHEDULE read in SCHEDULE_TZ; None when unset (no scheduled drills)."""
+        if not self.drill_schedule:
+            return None
+        return parse_schedule(self.drill_schedule, self.schedule_tz)
 
     def recipients(self) -> list[str]:
         """The age recipients (ARCHIVE_RECIPIENTS and ARCHIVE_RECIPIENTS_FILE together); an

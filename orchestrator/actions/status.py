@@ -22,7 +22,8 @@ from orchestrator.dashboard import (
 )
 from orchestrator.errors import Interrupted, OrchestratorError
 from orchestrator.logs import get_logger
-from orchestrator.schedule_spec import parse_schedule
+from orchestrator.notify import iso_z
+from orchestrator.schedule_spec import Schedule, check_zone
 from orchestrator.settings import TARGET_NAMES, Settings
 from orchestrator.storage import Storage
 from orchestrator.storage.multi import NamedStore
@@ -45,6 +46,8 @@ class Status:
     cycles: list[dict[str, Any]] = field(default_factory=list)
     drills: list[dict[str, Any]] = field(default_factory=list)
     targets: list[dict[str, Any]] = field(default_factory=list)
+    next_cycle: dict[str, Any] | None = None
+    next_drill: dict[str, Any] | None = None
 
 
 @dataclass
@@ -88,6 +91,10 @@ def status(settings: Settings, now: datetime | None = None) -> Status:
         drills=snap.history.drills[:RECENT_RUNS],
         targets=[dict(t) for t in targets(settings, snap.history)],
     )
+    when = now or datetime.now(UTC)
+    result.next_cycle = next_run(settings.cycle_schedule(), snap.history.cycles, when)
+    drills = settings.drill_plan()
+    result.next_drill = next_run(drills, snap.history.drills, when) if drills else None
     if snap.backups:
         created = datetime.fromisoformat(snap.backups[0]["created_at"].replace("Z", "+00:00"))
         result.newest_age_seconds = round(((now or datetime.now(UTC)) - created).total_seconds(), 1)
@@ -147,10 +154,44 @@ def last_refresh(name: str, kept: history.History) -> tuple[str | None, str | No
     return max(refreshes, key=lambda r: r[0])
 
 
+def next_run(spec: Schedule, done: list[dict[str, Any]], now: datetime) -> dict[str, Any]:
+    """When `spec` runs next after `now`: `schedule` (its description), `utc` (ISO, Z),
+    `local` (`YYYY-MM-DD HH:MM ZONE` in the schedule's zone) and `tz`. An interval counts
+    from the newest finished run in `done` (newest first); with none, `utc` and `local`
+    are None (the loop counts from its own start). Pure."""
+    found: dict[str, Any] = {"schedule": spec.describe(), "tz": spec.tz, "utc": None, "local": None}
+    if spec.is_interval:
+        last = next(
+            (history.parse_moment(d.get("finished_at")) for d in done if d.get("finished_at")), None
+        )
+        if last is None:
+            return found
+        due = max(now, spec.next_run(last))
+    else:
+        due = spec.next_run(now)
+    local = due.astimezone(check_zone(spec.tz))
+    found["utc"] = iso_z(due)
+    found["local"] = f"{local:%Y-%m-%d %H:%M} {local.tzname()}"
+    return found
+
+
+def next_run_text(found: dict[str, Any] | None) -> str | None:
+    """`2026-12-05 17:00 UTC (18:00 CET, Europe/Berlin)`, or the schedule alone when the
+    time is not known; None when nothing is scheduled. Pure."""
+    if found is None:
+        return None
+    if found["utc"] is None:
+        return f"{found['schedule']}, counted from the loop's start"
+    utc = str(found["utc"]).replace("T", " ").removesuffix(":00Z") + " UTC"
+    if found["tz"] == "UTC":
+        return utc
+    return f"{utc} ({str(found['local']).split(' ', 1)[1]}, {found['tz']})"
+
+
 def allowed_backup_age(settings: Settings) -> float:
     """How old the newest backup may be before the page says so: two schedule gaps plus ten
     minutes for the cycle itself, but never more than HEALTH_MAX_AGE."""
-    gap = parse_schedule(settings.schedule).longest_gap_seconds()
+    gap = settings.cycle_schedule().longest_gap_seconds()
     return float(min(settings.health_max_age, 2 * gap + CYCLE_SLACK_SECONDS))
 
 
@@ -158,12 +199,16 @@ def page_data(settings: Settings, snap: Snapshot, now: datetime | None = None) -
     """The status page's data from what the stores said (`snap`) and the settings."""
     source = settings.source_database_url
     where = f"{source.host}:{source.port}/{source.database}" if source else "—"
-    drill_schedule = settings.drill_schedule
+    drills = settings.drill_plan()
+    when = now or datetime.now(UTC)
+    next_drill = next_run(drills, snap.history.drills, when) if drills else None
     return PageData(
         title=f"orchestrator — {source.database if source else 'status'}",
-        generated_at=now or datetime.now(UTC),
-        schedule=parse_schedule(settings.schedule).describe(),
-        drill_schedule=parse_schedule(drill_schedule).describe() if drill_schedule else None,
+        generated_at=when,
+        schedule=settings.cycle_schedule().describe(),
+        drill_schedule=drills.describe() if drills else None,
+        next_cycle=next_run_text(next_run(settings.cycle_schedule(), snap.history.cycles, when)),
+        next_drill=next_run_text(next_drill),
         max_backup_age_seconds=allowed_backup_age(settings),
         source=where,
         cycles=[cast(CycleDoc, c) for c in snap.history.cycles],

@@ -10,6 +10,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from datetime import datetime
 from pathlib import Path
 
 import psycopg
@@ -233,6 +234,28 @@ def test_run_loop_cycles_serves_health_and_stops_cleanly(cycle, tmp_path):
     assert proc.returncode == 0, err[-2000:]
     assert our_children(proc.pid) == []
     assert "run.stopped" in err
+
+
+def test_cron_schedule_runs_the_cycle_on_the_minute(cycle, tmp_path):
+    c = cycle
+    port = free_port()
+    proc = start_run(c, tmp_path, SCHEDULE="*/1 * * * *", HEALTH_PORT=str(port))
+    try:
+        assert wait_for(
+            lambda: (
+                'orchestrator_cycles_total{status="success"} 1.0'
+                in get(f"http://127.0.0.1:{port}/metrics")[1]
+            ),
+            120,
+        )
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=40)
+    assert proc.returncode == 0, err[-2000:]
+    (kept,) = [k for k in s3_keys(c) if "/_orchestrator/history/" in k]
+    report = json.loads(c["s3"].client().get_object(Bucket=c["bucket"], Key=kept)["Body"].read())
+    started = datetime.fromisoformat(report["started_at"].replace("Z", "+00:00"))
+    assert report["status"] == "success" and started.second < 3, report["started_at"]
 
 
 def test_sigterm_mid_restore_leaves_targets_and_storage_clean(cycle, tmp_path):

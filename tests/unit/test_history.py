@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from orchestrator import history
-from orchestrator.actions.status import allowed_backup_age, last_refresh
+from orchestrator.actions.status import allowed_backup_age, last_refresh, next_run, next_run_text
+from orchestrator.schedule_spec import parse_schedule
 from orchestrator.settings import Settings
 
 NOW = datetime(2026, 11, 30, 12, tzinfo=UTC)
@@ -114,3 +115,20 @@ def test_last_refresh_is_the_newest_success_by_a_cycle_or_a_manual_restore() -> 
 def test_backup_age_limit_follows_the_schedule(schedule: str, max_age: int, allowed: float) -> None:
     settings = Settings(_env_file=None, SCHEDULE=schedule, HEALTH_MAX_AGE=max_age)  # type: ignore[call-arg]
     assert allowed_backup_age(settings) == allowed
+
+
+@pytest.mark.parametrize(
+    ("schedule", "tz", "done", "expected"),
+    [
+        ("0 6,18 * * *", "Europe/Berlin", [], "2026-12-05 17:00 UTC (18:00 CET, Europe/Berlin)"),
+        ("0 6,18 * * *", "UTC", [], "2026-12-05 18:00 UTC"),
+        ("0 6 * * *", "Europe/Berlin", [], "2026-12-06 05:00 UTC (06:00 CET, Europe/Berlin)"),
+        ("every 4h", "UTC", [], "every 4h, counted from the loop's start"),
+        ("every 4h", "UTC", [{"finished_at": "2026-12-05T14:00:00Z"}], "2026-12-05 18:00 UTC"),
+        ("every 1h", "UTC", [{"finished_at": "2026-12-05T10:00:00Z"}], "2026-12-05 16:30 UTC"),
+    ],
+)
+def test_next_run_is_shown_in_utc_and_schedule_tz(schedule, tz, done, expected) -> None:
+    spec = parse_schedule(schedule, tz)
+    now = datetime(2026, 12, 5, 16, 30, tzinfo=UTC)
+    assert next_run_text(next_run(spec, done, now)) == expected
