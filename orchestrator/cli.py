@@ -290,6 +290,7 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     for label, found_next in (("next cycle:", found.next_cycle), ("next drill:", found.next_drill)):
         text = status_action.next_run_text(found_next) or "not scheduled"
         print(f"{label:<15}{text}")
+    print(f"{'alerts:':<15}{', '.join(found.notify) or 'none'}")
     for target in found.targets:
         when = target.get("last_refresh_at") or "never (no refresh recorded)"
         source = f" from {target['backup_id']}" if target.get("backup_id") else ""

@@ -26,7 +26,7 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.registry import Collector
 
 from orchestrator.logs import mask
-from orchestrator.notify import CycleReport, iso_z
+from orchestrator.notify import CycleReport, failure_counts, iso_z
 
 __all__ = ["CONTENT_TYPE", "DrillOutcome", "HealthServer", "HealthState", "render_metrics", "serve"]
 
@@ -194,6 +194,18 @@ class _StateCollector(Collector):
         yield from self._cycles()
         yield from self._steps()
         yield from self._drills()
+        yield from self._notifications()
+
+    def _notifications(self) -> Iterator[Metric]:
+        failed = CounterMetricFamily(
+            "orchestrator_notify_failures",
+            "Notifications (webhook, healthcheck ping, Apprise channel) that failed since start.",
+            labels=["kind"],
+        )
+        counts = failure_counts()
+        for kind in ("apprise", "healthcheck", "webhook"):
+            failed.add_metric([kind], counts.get(kind, 0))
+        yield failed
 
     def _cycles(self) -> Iterator[Metric]:
         snap, last = self.snap, self.snap.last_report
@@ -286,7 +298,8 @@ def render_metrics(state: HealthState, now: datetime) -> str:
     `orchestrator_last_cycle_timestamp_seconds` (last cycle), `orchestrator_dump_size_bytes`,
     `orchestrator_target_last_success_timestamp_seconds{target}`, and for drills
     `orchestrator_last_drill_success`, `orchestrator_last_drill_rto_seconds`,
-    `orchestrator_last_drill_timestamp_seconds`, `orchestrator_drills_total{status}`. A
+    `orchestrator_last_drill_timestamp_seconds`, `orchestrator_drills_total{status}`, and
+    `orchestrator_notify_failures_total{kind}` (this process's failed notifications). A
     family with nothing to report yet has its HELP and TYPE lines only.
     """
     registry = CollectorRegistry(auto_describe=False)

@@ -30,6 +30,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from orchestrator import conninfo, crypto, retention
+from orchestrator.channels import parse_channels
 from orchestrator.conninfo import ConnInfo
 from orchestrator.errors import ConfigError
 from orchestrator.files import setting_file_text
@@ -236,6 +237,10 @@ class Settings(BaseSettings):
     prune_after_backup: bool = Field(default=True, validation_alias="PRUNE_AFTER_BACKUP")
     notify_webhook_url: str | None = Field(default=None, validation_alias="NOTIFY_WEBHOOK_URL")
     notify_on_success: bool = Field(default=False, validation_alias="NOTIFY_ON_SUCCESS")
+    notify_urls: Annotated[str | None, NoDecode] = Field(
+        default=None, validation_alias="NOTIFY_URLS"
+    )
+    status_page_url: str | None = Field(default=None, validation_alias="STATUS_PAGE_URL")
     healthcheck_url: str | None = Field(default=None, validation_alias="HEALTHCHECK_URL")
     health_port: int | None = Field(default=None, ge=0, le=65535, validation_alias="HEALTH_PORT")
     health_max_age: int = Field(default=26 * 3600, gt=0, validation_alias="HEALTH_MAX_AGE")
@@ -313,6 +318,19 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
         register_secret(value)  # such URLs carry their token in the path
+        return value
+
+    @field_validator("notify_urls")
+    @classmethod
+    def _check_channels(cls, value: str | None) -> str | None:
+        parse_channels(value)  # registers every URL's secrets; ValueError naming the entry
+        return value
+
+    @field_validator("status_page_url")
+    @classmethod
+    def _check_page_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
         return value
 
     @field_validator("pg_bin_dirs", mode="before")
@@ -404,6 +422,10 @@ class Settings(BaseSettings):
         if not self.drill_schedule:
             return None
         return parse_schedule(self.drill_schedule, self.schedule_tz)
+
+    def channel_urls(self) -> list[str]:
+        """The Apprise URLs of NOTIFY_URLS (checked when the settings were read)."""
+        return parse_channels(self.notify_urls)
 
     def recipients(self) -> list[str]:
         """The age recipients (ARCHIVE_RECIPIENTS and ARCHIVE_RECIPIENTS_FILE together); an

@@ -59,14 +59,19 @@ def stores_or_none(settings: Settings) -> list[NamedStore]:
 
 
 def notifier_for(settings: Settings, healthcheck_url: str | None) -> Notifier:
-    """The webhook of settings and the given healthcheck URL (HEALTHCHECK_URL for cycles,
-    DRILL_HEALTHCHECK_URL for drills); does nothing when no URL is set."""
+    """The webhook and Apprise channels of settings and the given healthcheck URL
+    (HEALTHCHECK_URL for cycles, DRILL_HEALTHCHECK_URL for drills); does nothing when no
+    URL is set."""
     # 5 s per request keeps a hung alert endpoint inside the 30 s stop budget of `run`
+    source = settings.source_database_url
     return Notifier(
         settings.notify_webhook_url,
         healthcheck_url,
         settings.notify_on_success,
         timeout=NOTIFY_TIMEOUT,
+        channel_urls=settings.channel_urls(),
+        subject=source.database if source else None,
+        page_url=settings.status_page_url,
     )
 
 

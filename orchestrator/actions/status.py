@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from orchestrator import catalog, history
+from orchestrator import catalog, channels, history
 from orchestrator.actions.common import stores_from
 from orchestrator.actions.listing import located_summary
 from orchestrator.actions.restore import target_server
@@ -22,7 +22,7 @@ from orchestrator.dashboard import (
 )
 from orchestrator.errors import Interrupted, OrchestratorError
 from orchestrator.logs import get_logger
-from orchestrator.notify import iso_z
+from orchestrator.notify import iso_z, safe_url
 from orchestrator.schedule_spec import Schedule, check_zone
 from orchestrator.settings import TARGET_NAMES, Settings
 from orchestrator.storage import Storage
@@ -48,6 +48,7 @@ class Status:
     targets: list[dict[str, Any]] = field(default_factory=list)
     next_cycle: dict[str, Any] | None = None
     next_drill: dict[str, Any] | None = None
+    notify: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -92,6 +93,7 @@ def status(settings: Settings, now: datetime | None = None) -> Status:
         targets=[dict(t) for t in targets(settings, snap.history)],
     )
     when = now or datetime.now(UTC)
+    result.notify = alert_channels(settings)
     result.next_cycle = next_run(settings.cycle_schedule(), snap.history.cycles, when)
     drills = settings.drill_plan()
     result.next_drill = next_run(drills, snap.history.drills, when) if drills else None
@@ -154,6 +156,15 @@ def last_refresh(name: str, kept: history.History) -> tuple[str | None, str | No
     return max(refreshes, key=lambda r: r[0])
 
 
+def alert_channels(settings: Settings) -> list[str]:
+    """Where alerts go, as may be shown: `webhook https://host`, `slack://`,
+    `mailto://smtp.example.com` (scheme and host only; never a token or password)."""
+    found = (
+        [f"webhook {safe_url(settings.notify_webhook_url)}"] if settings.notify_webhook_url else []
+    )
+    return found + [channels.label(url) for url in settings.channel_urls()]
+
+
 def next_run(spec: Schedule, done: list[dict[str, Any]], now: datetime) -> dict[str, Any]:
     """When `spec` runs next after `now`: `schedule` (its description), `utc` (ISO, Z),
     `local` (`YYYY-MM-DD HH:MM ZONE` in the schedule's zone) and `tz`. An interval counts
@@ -209,6 +220,7 @@ def page_data(settings: Settings, snap: Snapshot, now: datetime | None = None) -
         drill_schedule=drills.describe() if drills else None,
         next_cycle=next_run_text(next_run(settings.cycle_schedule(), snap.history.cycles, when)),
         next_drill=next_run_text(next_drill),
+        alerts=", ".join(alert_channels(settings)) or None,
         max_backup_age_seconds=allowed_backup_age(settings),
         source=where,
         cycles=[cast(CycleDoc, c) for c in snap.history.cycles],
