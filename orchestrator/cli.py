@@ -22,6 +22,7 @@ from orchestrator import __version__, cancel, execute, logs, scheduler
 from orchestrator.actions import backup as backup_action
 from orchestrator.actions import drill as drill_action
 from orchestrator.actions import fetch as fetch_action
+from orchestrator.actions import init as init_action
 from orchestrator.actions import listing
 from orchestrator.actions import pipeline as pipeline_action
 from orchestrator.actions import prune as prune_action
@@ -30,7 +31,7 @@ from orchestrator.actions import restore as restore_action
 from orchestrator.actions import status as status_action
 from orchestrator.actions import sync as sync_action
 from orchestrator.actions import verify as verify_action
-from orchestrator.errors import ConfigError, Interrupted, OrchestratorError
+from orchestrator.errors import ConfigError, Interrupted, JobError, OrchestratorError
 from orchestrator.notify import human_size
 from orchestrator.settings import Settings, load_settings
 
@@ -256,6 +257,18 @@ def cmd_pipeline(settings: Settings, args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+def cmd_init(settings: Settings, _args: argparse.Namespace) -> int:
+    results = init_action.init(settings)
+    for result in results:
+        said = f"FAILED: {result.error}" if result.error else result.outcome
+        print(f"{result.store.setting:<15}{result.store.label}: {said}")
+    failed = [r for r in results if r.error]
+    if failed:
+        names = ", ".join(f"{r.store.label} ({r.store.setting})" for r in failed)
+        raise JobError(f"could not initialise {names}")
+    return 0
+
+
 def cmd_run(settings: Settings, _args: argparse.Namespace) -> int:
     return scheduler.run_forever(settings)
 
@@ -326,6 +339,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"orchestrator {__version__}")
     parser.add_argument("--env-file", help="settings file to read (default: ./.env when it exists)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser(
+        "init", help="make every store ready (creates folders, marks them, checks S3 stores)"
+    )
+    p.set_defaults(func=cmd_init)
 
     p = sub.add_parser("backup", help="dump the source and archive it; prints the backup id")
     p.set_defaults(func=cmd_backup)

@@ -25,7 +25,14 @@ from s3transfer.subscribers import BaseSubscriber
 
 from orchestrator import cancel
 from orchestrator.errors import ConfigError, NotFound, OrchestratorError, StorageError
-from orchestrator.storage.base import ObjectInfo, Progress, S3Options, check_key
+from orchestrator.storage.base import (
+    MARKER_KEY,
+    ObjectInfo,
+    Progress,
+    S3Options,
+    check_key,
+    marker_document,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -156,6 +163,22 @@ class S3Storage:
             raise self._fail(exc, f"open bucket {self.bucket!r}") from None
         except (BotoCoreError, NoCredentialsError) as exc:
             raise self._fail(exc, f"reach {self.describe()}") from None
+
+    def initialise(self) -> bool:
+        """Check the bucket, write the marker unless it is there and read it back (proves
+        the store reachable and writable); give True when written now. Raises ConfigError
+        (missing bucket, refused credentials) or StorageError."""
+        self.check()
+        try:
+            self.get_bytes(MARKER_KEY)
+            return False
+        except NotFound:
+            pass
+        written = marker_document("init")
+        self.put_bytes(MARKER_KEY, written)
+        if self.get_bytes(MARKER_KEY) != written:
+            raise StorageError(f"{self.describe(MARKER_KEY)} reads back different bytes")
+        return True
 
     def _checksum_args(self) -> dict[str, Any]:
         """A checksum on every write (part) that the server verifies, S3_CHECKSUM_ALGORITHM,
