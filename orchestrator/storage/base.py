@@ -81,6 +81,10 @@ class Storage(Protocol):
     def put_bytes(self, key: str, data: bytes) -> None:
         """Store a small object (manifests). Raises StorageError."""
 
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        """Store a small object only when `key` does not exist yet (atomically: of two
+        writers one wins); give False when it existed. Raises StorageError."""
+
     def get_file(self, key: str, dest: Path, progress: Progress | None = None) -> None:
         """Write the object to `dest` (the caller makes it atomic). Raises NotFound."""
 

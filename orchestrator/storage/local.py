@@ -140,6 +140,23 @@ class LocalStorage:
         """Write `data` to `key` atomically."""
         self._atomic_write(key, None, data)
 
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        """Create the file `key` exclusively, fsynced; False when it existed."""
+        self._require_marker()
+        target = self._path(key)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            raise StorageError(f"cannot write {target}: {exc.strerror}") from None
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        return True
+
     def get_file(self, key: str, dest: Path, progress: Progress | None = None) -> None:
         """Copy the object to `dest`; raise NotFound when it does not exist."""
         source = self._path(key)

@@ -241,6 +241,24 @@ class S3Storage:
         except (ClientError, BotoCoreError) as exc:
             raise self._fail(exc, f"write {self.describe(key)}") from None
 
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        """A conditional put (`If-None-Match: *`); False when the object existed."""
+        try:
+            self.client.put_object(
+                Bucket=self.bucket,
+                Key=self._full(key),
+                Body=data,
+                IfNoneMatch="*",
+                **self._checksum_args(),
+            )
+        except ClientError as exc:
+            if _code(exc) in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+                return False
+            raise self._fail(exc, f"write {self.describe(key)}") from None
+        except BotoCoreError as exc:
+            raise self._fail(exc, f"write {self.describe(key)}") from None
+        return True
+
     def get_file(self, key: str, dest: Path, progress: Progress | None = None) -> None:
         """Download the object to `dest` with parallel ranged reads."""
         try:

@@ -23,7 +23,8 @@ ERROR_BODY = (
 
 class FaultyProxy:
     """Forwards to `upstream`; requests matching `rule` get a 400 InvalidRequest instead,
-    and requests matching `slow` are held for `delay` seconds before being forwarded."""
+    requests matching `slow` are held for `delay` seconds before being forwarded, and
+    requests matching `hold` wait (listed in `held`) until `released` is set."""
 
     def __init__(self, upstream: str) -> None:
         parts = urlsplit(upstream)
@@ -31,6 +32,9 @@ class FaultyProxy:
         self.rule: Rule = lambda _m, _p: False
         self.slow: Rule = lambda _m, _p: False
         self.delay = 0.0
+        self.hold: Rule = lambda _m, _p: False
+        self.held: list[str] = []
+        self.released = threading.Event()
         self.failed: list[str] = []
         proxy = self
 
@@ -53,6 +57,9 @@ class FaultyProxy:
                     return
                 if proxy.slow(self.command, self.path):
                     time.sleep(proxy.delay)
+                if proxy.hold(self.command, self.path):
+                    proxy.held.append(f"{self.command} {self.path}")
+                    proxy.released.wait(120)
                 conn = http.client.HTTPConnection(*proxy.upstream, timeout=60)
                 conn.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
                 for name, value in self.headers.items():
@@ -64,7 +71,8 @@ class FaultyProxy:
                 for name, value in answer.getheaders():
                     if name.lower() not in ("content-length", "transfer-encoding", "connection"):
                         self.send_header(name, value)
-                self.send_header("Content-Length", str(len(data)))
+                length = answer.getheader("Content-Length") if self.command == "HEAD" else None
+                self.send_header("Content-Length", length or str(len(data)))  # HEAD: the object's
                 self.end_headers()
                 self.wfile.write(data)
                 conn.close()
@@ -77,5 +85,6 @@ class FaultyProxy:
         self.thread.start()
 
     def stop(self) -> None:
+        self.released.set()
         self.server.shutdown()
         self.server.server_close()

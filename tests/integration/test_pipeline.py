@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -102,6 +103,25 @@ def test_a_second_cycle_is_refused_with_exit_code_3(cycle):
     assert result.returncode == 3
     assert "already running" in result.stderr.splitlines()[-1]
     assert s3_keys(c) == []
+
+
+def test_a_cycle_is_refused_while_a_prune_holds_the_store_lock(cycle):
+    c = cycle
+    holder = {
+        "command": "prune",
+        "host": socket.gethostname(),
+        "pid": os.getpid(),  # alive: this test process
+        "started_at": "2026-12-05T10:00:00Z",
+        "expires_at": "2999-01-01T00:00:00Z",
+    }
+    key = f"prod/_orchestrator/locks/{c['db']}.json"
+    c["s3"].client().put_object(Bucket=c["bucket"], Key=key, Body=json.dumps(holder).encode())
+    result = c["orch"].run("pipeline")
+    assert result.returncode == 3, result.stderr[-2000:]
+    last = result.stderr.splitlines()[-1]
+    assert "pipeline refused: prune (pid" in last and c["db"] in last
+    assert s3_keys(c) == [key]  # nothing dumped, nothing kept, the holder's lock untouched
+    assert old_content(c["backup"], c["backup_db"]) == "old content"
 
 
 def test_a_target_that_is_the_source_is_refused_before_dumping(cycle):
