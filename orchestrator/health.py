@@ -28,7 +28,15 @@ from prometheus_client.registry import Collector
 from orchestrator.logs import mask
 from orchestrator.notify import CycleReport, failure_counts, iso_z
 
-__all__ = ["CONTENT_TYPE", "DrillOutcome", "HealthServer", "HealthState", "render_metrics", "serve"]
+__all__ = [
+    "CONTENT_TYPE",
+    "DrillOutcome",
+    "HealthServer",
+    "HealthState",
+    "Seed",
+    "render_metrics",
+    "serve",
+]
 
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 HTML = "text/html; charset=utf-8"
@@ -58,6 +66,19 @@ class DrillOutcome:
     ok: bool
     finished_at: datetime
     rto_seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class Seed:
+    """What the history in the stores says, to start from after a restart: the newest
+    cycle, the newest successful one's end, its dump size, each target's last refresh and
+    the newest drill."""
+
+    last_report: CycleReport | None = None
+    last_success: datetime | None = None
+    dump_size_bytes: int | float | None = None
+    target_success: dict[str, datetime] | None = None
+    last_drill: DrillOutcome | None = None
 
 
 @dataclass(frozen=True)
@@ -92,6 +113,20 @@ class HealthState:
         self._target_success: dict[str, datetime] = {}
         self._last_drill: DrillOutcome | None = None
         self._drills = {True: 0, False: 0}
+
+    def seed(self, found: Seed) -> None:
+        """Start from what the history says (after a restart); what this process recorded
+        already wins. The `_total` counters stay counts of this process."""
+        with self._lock:
+            self._last_report = self._last_report or found.last_report
+            self._last_success = self._last_success or (
+                _utc(found.last_success) if found.last_success else None
+            )
+            if self._dump_size is None:
+                self._dump_size = found.dump_size_bytes
+            for target, moment in (found.target_success or {}).items():
+                self._target_success.setdefault(target, _utc(moment))
+            self._last_drill = self._last_drill or found.last_drill
 
     def record_drill(self, drill: DrillOutcome) -> None:
         """Remember a finished drill."""

@@ -26,7 +26,7 @@ from orchestrator.actions.drill import drill_notifier, recorded_drill
 from orchestrator.actions.pipeline import pipeline
 from orchestrator.dashboard import render_status_page
 from orchestrator.errors import AlreadyRunning, ConfigError, Interrupted, OrchestratorError
-from orchestrator.health import DrillOutcome, HealthServer, HealthState, serve
+from orchestrator.health import DrillOutcome, HealthServer, HealthState, Seed, serve
 from orchestrator.history import History
 from orchestrator.logs import get_logger, mask
 from orchestrator.notify import CycleReport
@@ -110,6 +110,12 @@ class StatusBoard:
             self._snapshot = snapshot
         log.debug("status.refreshed")
 
+    def seed(self) -> Seed:
+        """What the history read at the last refresh says, for /healthz and /metrics."""
+        with self._lock:
+            snapshot = self._snapshot
+        return status_action.health_seed(snapshot.history if snapshot else History())
+
     def page(self) -> str:
         """The status page, rendered now."""
         with self._lock:
@@ -165,6 +171,7 @@ def run_forever(settings: Settings) -> int:
     state = HealthState()
     board = StatusBoard(settings)
     board.refresh()
+    state.seed(board.seed())  # after a restart: the last cycle, drill and refreshes
     server = _start_health(settings, state, board)
     now = datetime.now(UTC)
     jobs = [Job("cycle", spec, lambda: run_cycle(settings, state, board), spec.next_run(now))]

@@ -21,8 +21,9 @@ from orchestrator.dashboard import (
     render_status_page,
 )
 from orchestrator.errors import Interrupted, OrchestratorError
+from orchestrator.health import DrillOutcome, Seed
 from orchestrator.logs import get_logger
-from orchestrator.notify import iso_z, safe_url
+from orchestrator.notify import CycleReport, StepReport, iso_z, safe_url
 from orchestrator.schedule_spec import Schedule, check_zone
 from orchestrator.settings import TARGET_NAMES, Settings
 from orchestrator.storage import Storage
@@ -197,6 +198,56 @@ def next_run_text(found: dict[str, Any] | None) -> str | None:
     if found["tz"] == "UTC":
         return utc
     return f"{utc} ({str(found['local']).split(' ', 1)[1]}, {found['tz']})"
+
+
+def health_seed(kept: history.History) -> Seed:
+    """What /healthz and /metrics start from after a restart, from the history: the newest
+    cycle, the newest successful one (its end and dump size), each target's last refresh
+    (by a cycle or a manual restore) and the newest drill. Pure."""
+    cycles = [cycle_report(doc) for doc in kept.cycles]
+    good = next((report for report in cycles if report.ok), None)
+    dump = good.step("dump") if good else None
+    size = dump.detail.get("size_bytes") if dump else None
+    refreshed = {name: last_refresh(name, kept)[0] for name in TARGET_NAMES}
+    drill = kept.drills[0] if kept.drills else None
+    drill_end = history.parse_moment(drill.get("finished_at")) if drill else None
+    return Seed(
+        last_report=cycles[0] if cycles else None,
+        last_success=good.finished_at if good else None,
+        dump_size_bytes=size if isinstance(size, int | float) else None,
+        target_success={
+            name: moment
+            for name, when in refreshed.items()
+            if (moment := history.parse_moment(when)) is not None
+        },
+        last_drill=DrillOutcome(
+            drill.get("status") == "success", drill_end, drill.get("rto_seconds")
+        )
+        if drill and drill_end
+        else None,
+    )
+
+
+def cycle_report(doc: dict[str, Any]) -> CycleReport:
+    """A cycle kept in the history as the report it was written from. Pure."""
+    started = history.parse_moment(doc.get("started_at")) or datetime.fromtimestamp(0, UTC)
+    report = CycleReport(
+        run_id=str(doc.get("run_id") or "-"),
+        started_at=started,
+        finished_at=history.parse_moment(doc.get("finished_at")),
+        error=doc.get("error"),
+    )
+    for step in doc.get("steps") or []:
+        report.steps.append(
+            StepReport(
+                name=str(step.get("name")),
+                ok=bool(step.get("ok")),
+                seconds=float(step.get("seconds") or 0),
+                error=step.get("error"),
+                detail=dict(step.get("detail") or {}),
+            )
+        )
+    return report
 
 
 def allowed_backup_age(settings: Settings) -> float:

@@ -278,6 +278,29 @@ def test_cron_schedule_runs_the_cycle_on_the_minute(cycle, tmp_path):
     assert report["status"] == "success" and started.second < 3, report["started_at"]
 
 
+def test_after_a_restart_healthz_and_metrics_start_from_the_history(cycle, tmp_path):
+    c = cycle
+    dead = f"postgresql://u:pw@127.0.0.1:{free_port()}/nowhere"
+    failed = c["orch"].run("pipeline", "--json", extra_env={"DEV_DATABASE_URL": dead})
+    run_id = json.loads(failed.stdout)["run_id"]
+    port = free_port()
+    proc = start_run(c, tmp_path, SCHEDULE="@yearly", HEALTH_PORT=str(port))
+    try:
+        assert wait_for(lambda: get(f"http://127.0.0.1:{port}/healthz")[0] != 0, 30)
+        code, text = get(f"http://127.0.0.1:{port}/healthz")
+        metrics = get(f"http://127.0.0.1:{port}/metrics")[1].splitlines()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=40)
+    assert code == 200 and f"last cycle {run_id} failed: restore:dev" in text, text
+    assert "orchestrator_last_cycle_success 0.0" in metrics
+    assert any(
+        m.startswith('orchestrator_target_last_success_timestamp_seconds{target="backup"}')
+        for m in metrics
+    )
+    assert 'orchestrator_cycles_total{status="failure"} 0.0' in metrics  # counts this process
+
+
 def test_sigterm_mid_restore_leaves_targets_and_storage_clean(cycle, tmp_path):
     c = cycle
     slow = wrap_tool(

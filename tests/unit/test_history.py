@@ -8,7 +8,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from orchestrator import history
-from orchestrator.actions.status import allowed_backup_age, last_refresh, next_run, next_run_text
+from orchestrator.actions.status import (
+    allowed_backup_age,
+    health_seed,
+    last_refresh,
+    next_run,
+    next_run_text,
+)
+from orchestrator.health import DrillOutcome, Seed
 from orchestrator.schedule_spec import parse_schedule
 from orchestrator.settings import Settings
 
@@ -132,3 +139,36 @@ def test_next_run_is_shown_in_utc_and_schedule_tz(schedule, tz, done, expected) 
     spec = parse_schedule(schedule, tz)
     now = datetime(2026, 12, 5, 16, 30, tzinfo=UTC)
     assert next_run_text(next_run(spec, done, now)) == expected
+
+
+def test_health_seed_takes_the_newest_cycle_success_refreshes_and_drill() -> None:
+    kept = history.History(
+        cycles=[
+            {
+                "run_id": "new",
+                "status": "failure",
+                "started_at": "2026-12-05T06:00:00Z",
+                "finished_at": "2026-12-05T06:05:00Z",
+                "steps": [{"name": "restore:dev", "ok": False, "seconds": 1.0, "error": "down"}],
+            },
+            {
+                "run_id": "old",
+                "status": "success",
+                "started_at": "2026-12-04T18:00:00Z",
+                "finished_at": "2026-12-04T18:04:00Z",
+                "steps": [
+                    {"name": "dump", "ok": True, "seconds": 9.0, "detail": {"size_bytes": 1234}},
+                    {"name": "restore:backup", "ok": True, "seconds": 5.0},
+                ],
+            },
+        ],
+        drills=[{"status": "success", "finished_at": "2026-12-01T09:00:00Z", "rto_seconds": 61.5}],
+    )
+    seed = health_seed(kept)
+    assert seed.last_report is not None and seed.last_report.run_id == "new"
+    assert not seed.last_report.ok and seed.last_report.failed_steps[0].error == "down"
+    assert seed.last_success == datetime(2026, 12, 4, 18, 4, tzinfo=UTC)
+    assert seed.dump_size_bytes == 1234
+    assert seed.target_success == {"backup": datetime(2026, 12, 4, 18, 4, tzinfo=UTC)}
+    assert seed.last_drill == DrillOutcome(True, datetime(2026, 12, 1, 9, tzinfo=UTC), 61.5)
+    assert health_seed(history.History()) == Seed(target_success={})
