@@ -24,7 +24,10 @@ from orchestrator.logs import mask, register_secret
 __all__ = ["Failure", "label", "parse_channels", "send"]
 
 _SEPARATORS = re.compile(r"[\s,]+")
-_SECRET_MIN = 4  # shorter URL parts (ports, "yes", channel names like "#ops") are not masked
+_SECRET_MIN = 4  # shorter URL parts (ports, "yes") are not masked
+# query parameters that carry credentials (`?token=`, `?apikey=`, `?pass=`...); the others
+# (`mode=insecure`, `to=...`) are options, left readable
+_SECRET_KEY = re.compile(r"token|key|secret|pass|pw|auth|sig|code|cred", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -67,7 +70,7 @@ def _register(url: str) -> None:
     except ValueError:
         return
     pieces += [unquote(p) for p in re.split(r"[/@:]", parts.netloc + parts.path)]
-    pieces += [value for _key, value in parse_qsl(parts.query)]
+    pieces += [value for key, value in parse_qsl(parts.query) if _SECRET_KEY.search(key)]
     for piece in pieces:
         if piece and len(piece) >= _SECRET_MIN and not _is_server(piece):
             register_secret(piece)

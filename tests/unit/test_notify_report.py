@@ -156,6 +156,8 @@ def test_notify_urls_split_on_commas_and_spaces_and_unknown_services_are_named()
     with pytest.raises(ValueError, match=r"entry 2 \(nope://\) is not a URL Apprise can send to"):
         parse_channels("json://h:1/p nope://secret-thing")
     assert "secret-thing" not in mask("nope://secret-thing and secret-thing")
+    parse_channels("ntfys://ntfy.sh/alerts-4f9a?token=tk_ab12cd34&priority=high")
+    assert mask("tk_ab12cd34 alerts-4f9a high") == "*** *** high"  # options stay readable
 
 
 def test_channel_message_has_title_first_error_steps_and_page_link():
