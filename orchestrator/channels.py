@@ -21,7 +21,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from orchestrator.logs import mask, register_secret
 
-__all__ = ["Failure", "label", "parse_channels", "send"]
+__all__ = ["Failure", "check_services", "label", "parse_channels", "send"]
 
 _SEPARATORS = re.compile(r"[\s,]+")
 _SECRET_MIN = 4  # shorter URL parts (ports, "yes") are not masked
@@ -42,23 +42,31 @@ def parse_channels(text: str | None) -> list[str]:
     """The Apprise URLs in `text` (commas or whitespace between them; empty: none).
 
     Registers each URL and its token-like parts as secrets. Raises ValueError naming the
-    entry by position and label when it is not a URL or not a service Apprise knows.
+    entry by position when it is not a URL. Whether Apprise knows the service is checked
+    by `check_services`, which loads Apprise (about a second), so only jobs that notify
+    pay for it.
     """
     urls = [part for part in _SEPARATORS.split(text or "") if part]
     for position, url in enumerate(urls, start=1):
         _register(url)
         if "://" not in url:
             raise ValueError(f"entry {position} is not a URL like slack://... or mailto://...")
-    if urls:
-        import apprise
-
-        for position, url in enumerate(urls, start=1):
-            if apprise.Apprise.instantiate(url) is None:
-                raise ValueError(
-                    f"entry {position} ({label(url)}) is not a URL Apprise can send to "
-                    "(see https://github.com/caronc/apprise/wiki)"
-                )
     return urls
+
+
+def check_services(urls: list[str]) -> None:
+    """Raise ValueError naming the first entry (by position and label) that is not a
+    service Apprise can send to."""
+    if not urls:
+        return
+    import apprise  # heavy: only when channels are configured
+
+    for position, url in enumerate(urls, start=1):
+        if apprise.Apprise.instantiate(url) is None:
+            raise ValueError(
+                f"entry {position} ({label(url)}) is not a URL Apprise can send to "
+                "(see https://github.com/caronc/apprise/wiki)"
+            )
 
 
 def _register(url: str) -> None:

@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 
 from orchestrator import cancel
 from orchestrator.actions import status as status_action
+from orchestrator.actions.common import checked_channels
 from orchestrator.actions.drill import drill_notifier, recorded_drill
 from orchestrator.actions.pipeline import pipeline
 from orchestrator.dashboard import render_status_page
@@ -168,6 +169,7 @@ def run_forever(settings: Settings) -> int:
     """Serve the schedules until a stop is requested; give the exit code (0 on a clean stop)."""
     spec = schedule_from(settings)
     drills = drill_schedule_from(settings)
+    checked_channels(settings)  # a channel Apprise does not know stops `run` at once
     state = HealthState()
     board = StatusBoard(settings)
     board.refresh()

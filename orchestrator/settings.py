@@ -324,6 +324,7 @@ class Settings(BaseSettings):
     @classmethod
     def _check_channels(cls, value: str | None) -> str | None:
         parse_channels(value)  # registers every URL's secrets; ValueError naming the entry
+        # (whether Apprise knows each service is checked by the jobs that notify)
         return value
 
     @field_validator("status_page_url")

@@ -6,6 +6,7 @@ import hashlib
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from orchestrator import channels
 from orchestrator.errors import ConfigError
 from orchestrator.logs import get_logger
 from orchestrator.notify import Notifier
@@ -69,10 +70,21 @@ def notifier_for(settings: Settings, healthcheck_url: str | None) -> Notifier:
         healthcheck_url,
         settings.notify_on_success,
         timeout=NOTIFY_TIMEOUT,
-        channel_urls=settings.channel_urls(),
+        channel_urls=checked_channels(settings),
         subject=source.database if source else None,
         page_url=settings.status_page_url,
     )
+
+
+def checked_channels(settings: Settings) -> list[str]:
+    """NOTIFY_URLS, each checked to be a service Apprise can send to; ConfigError naming
+    the setting and the entry otherwise."""
+    urls = settings.channel_urls()
+    try:
+        channels.check_services(urls)
+    except ValueError as exc:
+        raise ConfigError(f"NOTIFY_URLS: {exc}") from None
+    return urls
 
 
 def storage_from(settings: Settings) -> Storage:

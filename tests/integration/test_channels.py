@@ -12,7 +12,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from tests.harness.ports import free_port
-from tests.integration.test_pipeline import get, start_run, wait_for
+from tests.integration.test_pipeline import get, s3_keys, start_run, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -106,3 +106,18 @@ def test_failing_channel_is_counted_and_logged_without_its_token_and_the_cycle_s
     failed = [json.loads(ln) for ln in err.splitlines() if '"notify.failed"' in ln]
     assert [f["url"] for f in failed] == ["json://127.0.0.1"]
     assert PATH_TOKEN not in err
+
+
+def test_a_service_apprise_does_not_know_stops_the_cycle_with_exit_2(cycle, tmp_path):
+    c = cycle
+    bad = {"NOTIFY_URLS": f"json://127.0.0.1:9/x nope://{PATH_TOKEN}"}
+    result = c["orch"].run("pipeline", extra_env=bad)
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert "NOTIFY_URLS: entry 2 (nope://) is not a URL Apprise can send to" in last
+    assert PATH_TOKEN not in result.stderr
+    assert not [k for k in s3_keys(c) if k.endswith(".manifest.json")]
+    ran = start_run(c, tmp_path, SCHEDULE="@yearly", RUN_ON_START="true", **bad)
+    _out, err = ran.communicate(timeout=60)
+    assert ran.returncode == 2 and "NOTIFY_URLS: entry 2" in err.strip().splitlines()[-1]
+    c["orch"].ok("status", extra_env=bad)  # commands that do not notify never load Apprise

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from orchestrator.channels import label, parse_channels
+from orchestrator.channels import check_services, label, parse_channels
 from orchestrator.logs import mask
 from orchestrator.notify import (
     CycleReport,
@@ -154,7 +154,9 @@ def test_notify_urls_split_on_commas_and_spaces_and_unknown_services_are_named()
     urls = parse_channels(" slack://A1b2/C3d4/E5f6 ,ntfys://ntfy.sh/x\n json://h:1/p ")
     assert urls == ["slack://A1b2/C3d4/E5f6", "ntfys://ntfy.sh/x", "json://h:1/p"]
     with pytest.raises(ValueError, match=r"entry 2 \(nope://\) is not a URL Apprise can send to"):
-        parse_channels("json://h:1/p nope://secret-thing")
+        check_services(parse_channels("json://h:1/p nope://secret-thing"))
+    with pytest.raises(ValueError, match="entry 1 is not a URL"):
+        parse_channels("hooks.slack.com")
     assert "secret-thing" not in mask("nope://secret-thing and secret-thing")
     parse_channels("ntfys://ntfy.sh/alerts-4f9a?token=tk_ab12cd34&priority=high")
     assert mask("tk_ab12cd34 alerts-4f9a high") == "*** *** high"  # options stay readable
