@@ -22,6 +22,7 @@ from orchestrator import __version__, cancel, execute, logs, scheduler
 from orchestrator.actions import backup as backup_action
 from orchestrator.actions import drill as drill_action
 from orchestrator.actions import fetch as fetch_action
+from orchestrator.actions import init as init_action
 from orchestrator.actions import listing
 from orchestrator.actions import masked as masked_action
 from orchestrator.actions import pipeline as pipeline_action
@@ -31,7 +32,7 @@ from orchestrator.actions import restore as restore_action
 from orchestrator.actions import status as status_action
 from orchestrator.actions import sync as sync_action
 from orchestrator.actions import verify as verify_action
-from orchestrator.errors import ConfigError, Interrupted, OrchestratorError
+from orchestrator.errors import ConfigError, Interrupted, JobError, OrchestratorError
 from orchestrator.notify import human_size
 from orchestrator.settings import Settings, load_settings
 
@@ -262,6 +263,18 @@ def cmd_pipeline(settings: Settings, args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+def cmd_init(settings: Settings, _args: argparse.Namespace) -> int:
+    results = init_action.init(settings)
+    for result in results:
+        said = f"FAILED: {result.error}" if result.error else result.outcome
+        print(f"{result.store.setting:<15}{result.store.label}: {said}")
+    failed = [r for r in results if r.error]
+    if failed:
+        names = ", ".join(f"{r.store.label} ({r.store.setting})" for r in failed)
+        raise JobError(f"could not initialise {names}")
+    return 0
+
+
 def cmd_run(settings: Settings, _args: argparse.Namespace) -> int:
     return scheduler.run_forever(settings)
 
@@ -293,6 +306,10 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
         print(f"last drill:    {drill.get('status')} at {drill.get('finished_at')}{took}")
     else:
         print("last drill:    none recorded")
+    for label, found_next in (("next cycle:", found.next_cycle), ("next drill:", found.next_drill)):
+        text = status_action.next_run_text(found_next) or "not scheduled"
+        print(f"{label:<15}{text}")
+    print(f"{'alerts:':<15}{', '.join(found.notify) or 'none'}")
     for target in found.targets:
         when = target.get("last_refresh_at") or "never (no refresh recorded)"
         source = f" from {target['backup_id']}" if target.get("backup_id") else ""
@@ -328,6 +345,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"orchestrator {__version__}")
     parser.add_argument("--env-file", help="settings file to read (default: ./.env when it exists)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser(
+        "init", help="make every store ready (creates folders, marks them, checks S3 stores)"
+    )
+    p.set_defaults(func=cmd_init)
 
     p = sub.add_parser("backup", help="dump the source and archive it; prints the backup id")
     p.set_defaults(func=cmd_backup)

@@ -41,6 +41,11 @@ class StorageError(JobError):
     """The archive store failed an operation (network, permissions at run time, ...)."""
 
 
+class StoreNotInitialised(StorageError):
+    """A folder store without the marker of `orchestrator init` (perhaps an unmounted
+    path): that store is refused, exit code 1."""
+
+
 class IntegrityError(JobError):
     """Stored bytes do not match the manifest (checksum or size)."""
 

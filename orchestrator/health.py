@@ -26,9 +26,17 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.registry import Collector
 
 from orchestrator.logs import mask
-from orchestrator.notify import CycleReport, iso_z
+from orchestrator.notify import CycleReport, failure_counts, iso_z
 
-__all__ = ["CONTENT_TYPE", "DrillOutcome", "HealthServer", "HealthState", "render_metrics", "serve"]
+__all__ = [
+    "CONTENT_TYPE",
+    "DrillOutcome",
+    "HealthServer",
+    "HealthState",
+    "Seed",
+    "render_metrics",
+    "serve",
+]
 
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 HTML = "text/html; charset=utf-8"
@@ -58,6 +66,19 @@ class DrillOutcome:
     ok: bool
     finished_at: datetime
     rto_seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class Seed:
+    """What the history in the stores says, to start from after a restart: the newest
+    cycle, the newest successful one's end, its dump size, each target's last refresh and
+    the newest drill."""
+
+    last_report: CycleReport | None = None
+    last_success: datetime | None = None
+    dump_size_bytes: int | float | None = None
+    target_success: dict[str, datetime] | None = None
+    last_drill: DrillOutcome | None = None
 
 
 @dataclass(frozen=True)
@@ -92,6 +113,20 @@ class HealthState:
         self._target_success: dict[str, datetime] = {}
         self._last_drill: DrillOutcome | None = None
         self._drills = {True: 0, False: 0}
+
+    def seed(self, found: Seed) -> None:
+        """Start from what the history says (after a restart); what this process recorded
+        already wins. The `_total` counters stay counts of this process."""
+        with self._lock:
+            self._last_report = self._last_report or found.last_report
+            self._last_success = self._last_success or (
+                _utc(found.last_success) if found.last_success else None
+            )
+            if self._dump_size is None:
+                self._dump_size = found.dump_size_bytes
+            for target, moment in (found.target_success or {}).items():
+                self._target_success.setdefault(target, _utc(moment))
+            self._last_drill = self._last_drill or found.last_drill
 
     def record_drill(self, drill: DrillOutcome) -> None:
         """Remember a finished drill."""
@@ -194,6 +229,18 @@ class _StateCollector(Collector):
         yield from self._cycles()
         yield from self._steps()
         yield from self._drills()
+        yield from self._notifications()
+
+    def _notifications(self) -> Iterator[Metric]:
+        failed = CounterMetricFamily(
+            "orchestrator_notify_failures",
+            "Notifications (webhook, healthcheck ping, Apprise channel) that failed since start.",
+            labels=["kind"],
+        )
+        counts = failure_counts()
+        for kind in ("apprise", "healthcheck", "webhook"):
+            failed.add_metric([kind], counts.get(kind, 0))
+        yield failed
 
     def _cycles(self) -> Iterator[Metric]:
         snap, last = self.snap, self.snap.last_report
@@ -286,7 +333,8 @@ def render_metrics(state: HealthState, now: datetime) -> str:
     `orchestrator_last_cycle_timestamp_seconds` (last cycle), `orchestrator_dump_size_bytes`,
     `orchestrator_target_last_success_timestamp_seconds{target}`, and for drills
     `orchestrator_last_drill_success`, `orchestrator_last_drill_rto_seconds`,
-    `orchestrator_last_drill_timestamp_seconds`, `orchestrator_drills_total{status}`. A
+    `orchestrator_last_drill_timestamp_seconds`, `orchestrator_drills_total{status}`, and
+    `orchestrator_notify_failures_total{kind}` (this process's failed notifications). A
     family with nothing to report yet has its HELP and TYPE lines only.
     """
     registry = CollectorRegistry(auto_describe=False)

@@ -93,7 +93,7 @@ def record(
 
     Best effort: a store that refuses is logged and skipped; never raises but for a stop.
     """
-    started = _when(document.get("started_at")) or datetime.now(UTC)
+    started = parse_moment(document.get("started_at")) or datetime.now(UTC)
     key = key_for(kind, started, str(document.get("run_id") or "run"), database)
     data = json.dumps({**document, "kind": kind, "database": database}, indent=2).encode()
     for store in stores:
@@ -109,7 +109,9 @@ def record(
             log.warning("history.save_failed", store=store.label, kind=kind, error=str(exc))
 
 
-def _when(text: object) -> datetime | None:
+def parse_moment(text: object) -> datetime | None:
+    """The aware datetime an ISO-8601 text (`...Z` too) names; naive means UTC; None when
+    `text` is not one."""
     if not isinstance(text, str):
         return None
     try:

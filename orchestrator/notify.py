@@ -1,10 +1,14 @@
-"""Alerts for one cycle: healthchecks.io-style pings and a JSON webhook.
+"""Alerts for one cycle or drill: healthchecks.io-style pings, a JSON webhook, and messages
+to chat and mail channels through Apprise (NOTIFY_URLS, see `orchestrator.channels`).
 
 `Notifier.cycle()` wraps a cycle. It pings `<healthcheck>/start` on entry and, on exit,
 `<healthcheck>` or `<healthcheck>/fail`, and POSTs a JSON summary to the webhook on failure
-(and on success when asked). A notification never fails the job and never hides its error:
-every HTTP call has a timeout and one retry, its failures are logged as warnings and
-swallowed, and an exception raised by the cycle's body propagates unchanged.
+(and on success when asked), and sends the same events to each Apprise channel as a short
+title and a plain-text body. A notification never fails the job and never hides its error:
+every HTTP call has a timeout and one retry, every call runs in its own thread that the job
+stops waiting for at a fixed bound, failures are logged as warnings, counted (see
+`failure_counts`, exported on /metrics) and swallowed, and an exception raised by the
+cycle's body propagates unchanged.
 
 Only the standard library talks HTTP here (`urllib.request`). Every string that leaves
 the process passes through `orchestrator.logs.mask`; URLs (which may carry tokens) are
@@ -18,13 +22,15 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from orchestrator import channels
 from orchestrator.errors import ConfigError
 from orchestrator.logs import get_logger, mask
 
@@ -32,8 +38,10 @@ __all__ = [
     "CycleReport",
     "Notifier",
     "StepReport",
+    "channel_message",
     "drill_summary",
     "drill_text",
+    "failure_counts",
     "human_size",
     "iso_z",
     "safe_url",
@@ -45,6 +53,21 @@ log = get_logger(__name__)
 
 _RETRY_PAUSE = 0.5  # seconds between the first attempt and the retry
 _MAX_ERROR_CHARS = 300  # of one error in the human-readable texts
+_failures: Counter[str] = Counter()
+_failures_lock = threading.Lock()
+Task = tuple[str, str, Callable[[], bool]]  # kind, what may be logged of the URL, the call
+
+
+def failure_counts() -> dict[str, int]:
+    """Notifications that failed or were abandoned in this process, by kind (`webhook`,
+    `healthcheck`, `apprise`)."""
+    with _failures_lock:
+        return dict(_failures)
+
+
+def _count_failure(kind: str) -> None:
+    with _failures_lock:
+        _failures[kind] += 1
 
 
 @dataclass
@@ -243,6 +266,59 @@ def slack_text(report: CycleReport) -> str:
     return "\n".join(lines)
 
 
+def channel_message(
+    document: dict[str, Any], subject: str | None, page_url: str | None
+) -> tuple[str, str]:
+    """The title and plain-text body of a chat or mail message about a cycle or drill
+    `document`: `orchestrator: cycle failed on neondb`, then the summary, the first error,
+    the steps with their times, and the status page's address when given. Masked. Pure."""
+    kind = str(document.get("kind") or "cycle")
+    ok = document.get("status") == "success"
+    verb = "failed" if not ok else "succeeded" if kind == "cycle" else "passed"
+    title = f"orchestrator: {kind} {verb} on {subject or 'the source database'}"
+    lines = []
+    first = _first_error(document)
+    if first:
+        lines += [f"First error: {first}", ""]
+    lines += ["Steps:", *(f"  {line}" for line in _step_lines(document))]
+    if page_url:
+        lines += ["", f"Status page: {page_url}"]
+    return mask(title), mask("\n".join(lines))
+
+
+def _first_error(document: dict[str, Any]) -> str | None:
+    """The first failed step's error (`restore:dev: cannot connect`), else the job's own
+    error, else the first problem a drill found."""
+    for step in document.get("steps") or []:
+        if not step.get("ok") and step.get("error"):
+            return f"{step.get('name')}: {_first_line(str(step['error']))}"
+    if document.get("error"):
+        return _first_line(str(document["error"]))
+    problems = document.get("problems") or []
+    return _first_line(str(problems[0])) if problems else None
+
+
+def _step_lines(document: dict[str, Any]) -> list[str]:
+    """One line per step with its outcome and time (a drill: fetch, restore, verify, RTO)."""
+    if "steps" in document:
+        found = []
+        for step in document["steps"]:
+            size = (step.get("detail") or {}).get("size_bytes")
+            sized = f" ({human_size(size)})" if isinstance(size, int | float) else ""
+            outcome = "ok" if step.get("ok") else "FAILED"
+            found.append(
+                f"{step.get('name')} {outcome} {_human_seconds(step.get('seconds') or 0)}{sized}"
+            )
+        return found or ["none ran"]
+    parts = ("fetch", "restore", "verify", "rto")
+    found = [
+        f"{part.upper() if part == 'rto' else part} {_human_seconds(document[part + '_seconds'])}"
+        for part in parts
+        if isinstance(document.get(f"{part}_seconds"), int | float)
+    ]
+    return found or ["none ran"]
+
+
 def safe_url(url: str) -> str:
     """Give only the scheme, host and port of `url`, for logs (paths and queries often hold
     tokens); `<unparsable url>` when it cannot be read."""
@@ -274,10 +350,11 @@ def _ping_url(base: str, suffix: str) -> str:
 class Notifier:
     """Sends the pings and the webhook of each cycle; see `cycle()`.
 
-    `webhook_url` and `healthcheck_url` may be None (or empty) to skip them. `timeout` bounds
-    each HTTP attempt; one call makes at most two attempts, so one notification step takes
-    at most about `2 * timeout + 0.5` seconds. Raises `ConfigError` when a URL is not
-    http(s).
+    `webhook_url` and `healthcheck_url` may be None (or empty) to skip them; `channel_urls`
+    are Apprise URLs (checked by `channels.parse_channels`), messages about `subject` (the
+    source database) linking to `page_url`. `timeout` bounds each HTTP attempt; one call
+    makes at most two attempts, and the job waits at most `2 * timeout + 1.5` seconds for
+    all of them together. Raises `ConfigError` when a webhook or ping URL is not http(s).
     """
 
     def __init__(
@@ -286,11 +363,17 @@ class Notifier:
         healthcheck_url: str | None,
         notify_on_success: bool,
         timeout: float = 10.0,
+        channel_urls: Sequence[str] = (),
+        subject: str | None = None,
+        page_url: str | None = None,
     ) -> None:
         self.webhook_url = _check_url(webhook_url)
         self.healthcheck_url = _check_url(healthcheck_url)
         self.notify_on_success = notify_on_success
         self.timeout = timeout
+        self.channel_urls = list(channel_urls)
+        self.subject = subject
+        self.page_url = page_url
 
     @contextmanager
     def cycle(self, run_id: str) -> Iterator[CycleReport]:
@@ -325,23 +408,22 @@ class Notifier:
     def start(self) -> None:
         """Ping `<healthcheck>/start` (for jobs that do not use `cycle()`). Never raises."""
         if self.healthcheck_url:
-            self._post_all([("healthcheck", _ping_url(self.healthcheck_url, "/start"), b"", "")])
+            url = _ping_url(self.healthcheck_url, "/start")
+            self._run_all([self._http("healthcheck", url, b"", "")])
 
     def finish(self, ok: bool, document: dict[str, Any], summary: str, text: str) -> None:
-        """Ping `<healthcheck>` or `<healthcheck>/fail` with `summary`, and POST `document`
-        with a Slack `text` to the webhook on failure (and on success when asked). Strings
-        are masked. Never raises."""
+        """Ping `<healthcheck>` or `<healthcheck>/fail` with `summary`, and on failure (and
+        on success when asked) POST `document` with a Slack `text` to the webhook and send a
+        message to each Apprise channel. Strings are masked. Never raises."""
         try:
-            calls: list[tuple[str, str, bytes, str]] = []
+            calls: list[Task] = []
             if self.healthcheck_url:
                 url = _ping_url(self.healthcheck_url, "" if ok else "/fail")
                 body = mask(summary).encode()
-                calls.append(("healthcheck", url, body, "text/plain; charset=utf-8"))
-            if self.webhook_url and (not ok or self.notify_on_success):
-                payload = {**_json_safe(document), "text": mask(text)}
-                body = json.dumps(payload, default=str).encode()
-                calls.append(("webhook", self.webhook_url, body, "application/json"))
-            self._post_all(calls)
+                calls.append(self._http("healthcheck", url, body, "text/plain; charset=utf-8"))
+            if not ok or self.notify_on_success:
+                calls += self._messages(document, text)
+            self._run_all(calls)
         except Exception as exc:  # a notification never fails the job
             log.warning("notify.error", error=f"{type(exc).__name__}: {exc}")
 
@@ -349,30 +431,55 @@ class Notifier:
         document = {**report.as_dict(), "kind": "cycle"}
         self.finish(report.ok, document, summary_line(report), slack_text(report))
 
-    def _post_all(self, calls: list[tuple[str, str, bytes, str]]) -> None:
-        """POST every call concurrently; give up waiting at the worst-case bound. Never raises."""
+    def _messages(self, document: dict[str, Any], text: str) -> list[Task]:
+        """The webhook's POST and one message per Apprise channel for a finished job."""
+        calls = []
+        if self.webhook_url:
+            payload = {**_json_safe(document), "text": mask(text)}
+            body = json.dumps(payload, default=str).encode()
+            calls.append(self._http("webhook", self.webhook_url, body, "application/json"))
+        if self.channel_urls:
+            title, message = channel_message(document, self.subject, self.page_url)
+            calls += [self._channel(url, title, message) for url in self.channel_urls]
+        return calls
+
+    def _http(self, kind: str, url: str, body: bytes, content_type: str) -> Task:
+        return kind, safe_url(url), lambda: self._post(kind, url, body, content_type)
+
+    def _channel(self, url: str, title: str, body: str) -> Task:
+        def call() -> bool:
+            failed = channels.send([url], title, body, self.timeout)
+            for failure in failed:
+                log.warning(
+                    "notify.failed", kind="apprise", url=failure.channel, error=failure.reason
+                )
+            if not failed:
+                log.debug("notify.sent", kind="apprise", url=channels.label(url))
+            return not failed
+
+        return "apprise", channels.label(url), call
+
+    def _run_all(self, calls: list[Task]) -> None:
+        """Run every call concurrently; give up waiting at the worst-case bound. Never raises."""
         try:
-            self._post_concurrently(calls)
+            self._run_concurrently(calls)
         except Exception as exc:  # e.g. no thread could be started: never fail the job
             log.warning("notify.error", error=f"{type(exc).__name__}: {exc}")
 
-    def _post_concurrently(self, calls: list[tuple[str, str, bytes, str]]) -> None:
+    def _run_concurrently(self, calls: list[Task]) -> None:
         if not calls:
             return
-        if len(calls) == 1:
-            self._post(*calls[0])
-            return
         threads = [
-            threading.Thread(target=self._post, args=call, name=f"notify-{call[0]}", daemon=True)
+            threading.Thread(target=_counted, args=call, name=f"notify-{call[0]}", daemon=True)
             for call in calls
         ]
         for thread in threads:
             thread.start()
         deadline = time.monotonic() + 2 * self.timeout + _RETRY_PAUSE + 1.0
-        for thread, call in zip(threads, calls, strict=True):
+        for thread, (kind, shown, _call) in zip(threads, calls, strict=True):
             thread.join(max(0.0, deadline - time.monotonic()))
             if thread.is_alive():
-                log.warning("notify.abandoned", kind=call[0], url=safe_url(call[1]))
+                log.warning("notify.abandoned", kind=kind, url=shown)
 
     def _post(self, kind: str, url: str, body: bytes, content_type: str) -> bool:
         """POST `body` to `url`: one retry on a connection error or a 5xx answer, none on a
@@ -414,3 +521,14 @@ class Notifier:
             "notify.failed", kind=kind, url=safe_url(url), attempts=attempt, error=mask(error)
         )
         return False
+
+
+def _counted(kind: str, _shown: str, call: Callable[[], bool]) -> None:
+    """Run one notification call; count it when it fails or raises. Never raises."""
+    try:
+        ok = call()
+    except Exception as exc:
+        log.warning("notify.error", kind=kind, error=mask(f"{type(exc).__name__}: {exc}"))
+        ok = False
+    if not ok:
+        _count_failure(kind)

@@ -1,33 +1,45 @@
-"""SCHEDULE and DRILL_SCHEDULE: times of day in UTC (`06:00,18:00`), on chosen weekdays
-(`sunday 03:00`, `mon,thu 02:30`), or an interval (`every 4h`).
+"""SCHEDULE and DRILL_SCHEDULE: cron expressions (`0 6,18 * * *`, `*/30 * * * *`, `@daily`),
+times of day (`06:00,18:00`), on chosen weekdays (`sunday 03:00`, `mon,thu 02:30`), or an
+interval (`every 4h`), all in one time zone (SCHEDULE_TZ, default UTC).
 
-`parse_schedule` reads the text, `Schedule.next_run` says when the next run is due (pure,
-UTC), and `apply` registers a job on a `schedule.Scheduler`. Times of day are registered
-with the `UTC` timezone (the `schedule` library resolves it through `pytz`), so they mean
-UTC whatever the process's local timezone is.
+`parse_schedule` reads the text and `Schedule.next_run` says when the next run is due
+(pure, in UTC). Cron expressions are evaluated by `cronsim` (the evaluator healthchecks.io
+uses); times of day are turned into cron expressions, so both behave on daylight-saving
+days as Debian's cron does: a time that does not exist that day (02:30 on the spring
+change) runs once at the first minute after the gap, a time that happens twice (02:30 on
+the autumn change) runs once, at its first occurrence; expressions with a wildcard hour
+(`*/30 * * * *`) follow real time and so run in both copies of the repeated hour.
 """
 
 from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
-from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-if TYPE_CHECKING:
-    import schedule
+from cronsim import CronSim, CronSimError
 
-__all__ = ["Schedule", "apply", "parse_schedule"]
+__all__ = ["Schedule", "check_zone", "parse_schedule"]
 
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600}
 _EVERY = re.compile(r"every\s+(?P<n>[0-9]+)\s*(?P<unit>[smh])", re.IGNORECASE)
 _TIME = re.compile(r"(?P<h>[0-9]{1,2}):(?P<m>[0-9]{2})")
 _DAYS_THEN_TIMES = re.compile(r"(?P<days>[A-Za-z]+(?:\s*,\s*[A-Za-z]+)*)\s+(?P<times>[0-9].*)")
 DAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
-JOB_TAG = "orchestrator-cycle"
 FORMS = "06:00,18:00, sunday 03:00, or every 4h / every 30m / every 20s"
+CRON_FIELDS = ("minute", "hour", "day-of-month", "month", "day-of-week")
+ALIASES = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
+_CRON_START = re.compile(r"^\s*[@0-9*]")
 
 
 MAX_INTERVAL_SECONDS = 366 * 24 * 3600
@@ -35,77 +47,132 @@ MAX_INTERVAL_SECONDS = 366 * 24 * 3600
 
 @dataclass(frozen=True)
 class Schedule:
-    """Either times of day in UTC (sorted, distinct; on `weekdays` only when given, 0 is
-    Monday) or an interval in seconds, not both.
+    """One of: a cron expression (`cron`, five fields), times of day (sorted, distinct; on
+    `weekdays` only when given, 0 is Monday), or an interval in seconds. Clock times are
+    read in the IANA zone `tz`.
 
-    Raises `ValueError` when neither or both are given, when the interval is not positive,
-    when a time has seconds, microseconds or a timezone, or when weekdays come without times.
+    Raises `ValueError` when not exactly one form is given, when the interval is not
+    positive, when a time has seconds, microseconds or a timezone, when weekdays come
+    without times, when `tz` is not a zone, or when `cron` is not a valid expression.
     """
 
     times: tuple[time, ...] = ()
     every_seconds: int | None = None
     weekdays: tuple[int, ...] = ()
+    cron: str | None = None
+    tz: str = "UTC"
 
     def __post_init__(self) -> None:
-        if bool(self.times) == (self.every_seconds is not None):
-            raise ValueError("a schedule needs either times of day or an interval, not both")
+        if [bool(self.times), self.every_seconds is not None, self.cron is not None].count(
+            True
+        ) != 1:
+            raise ValueError("a schedule needs a cron expression, times of day or an interval")
         if self.every_seconds is not None and self.every_seconds <= 0:
             raise ValueError(f"a schedule interval must be positive, not {self.every_seconds}")
         if self.every_seconds is not None and self.every_seconds > MAX_INTERVAL_SECONDS:
             raise ValueError("a schedule interval must be at most 366 days")
         for moment in self.times:
             if moment.second or moment.microsecond or moment.tzinfo is not None:
-                raise ValueError(f"schedule times are whole minutes in UTC, not {moment}")
+                raise ValueError(f"schedule times are whole minutes, not {moment}")
         if self.weekdays and not self.times:
             raise ValueError("weekdays need times of day")
         if any(not 0 <= day <= 6 for day in self.weekdays):
             raise ValueError("weekdays are 0 (Monday) to 6 (Sunday)")
+        check_zone(self.tz)
+        if self.cron is not None:
+            _check_cron(self.cron)
         if list(self.times) != sorted(set(self.times)):
             object.__setattr__(self, "times", tuple(sorted(set(self.times))))
         if list(self.weekdays) != sorted(set(self.weekdays)):
             object.__setattr__(self, "weekdays", tuple(sorted(set(self.weekdays))))
 
+    @property
+    def is_interval(self) -> bool:
+        """True for `every 4h`: runs counted from the loop's start and each run's end."""
+        return self.every_seconds is not None
+
     def describe(self) -> str:
-        """Give a short human description: `daily at 06:00, 18:00 UTC`, `every 4h`, or
-        `on Sunday at 03:00 UTC`."""
+        """Give a short human description: `daily at 06:00, 18:00 UTC`, `every 4h`,
+        `on Sunday at 03:00 UTC`, or `cron 0 6,18 * * * (Europe/Berlin)`."""
         if self.every_seconds is not None:
             return f"every {_interval_text(self.every_seconds)}"
-        at = ", ".join(t.strftime("%H:%M") for t in self.times) + " UTC"
+        if self.cron is not None:
+            return f"cron {self.cron} ({self.tz})"
+        at = ", ".join(t.strftime("%H:%M") for t in self.times) + f" {self.tz}"
         if self.weekdays and len(self.weekdays) < len(DAY_NAMES):
             days = ", ".join(DAY_NAMES[d].capitalize() for d in self.weekdays)
             return f"on {days} at {at}"
         return f"daily at {at}"
 
     def longest_gap_seconds(self) -> float:
-        """The longest time between two consecutive runs (an interval's length; for times of
-        day, the widest gap over a week, wrapping around)."""
+        """The longest time between two consecutive runs (an interval's length; for clock
+        schedules, the widest gap over the next 15 days from a Monday in January, or over a
+        year when runs are rarer than weekly)."""
         if self.every_seconds is not None:
             return float(self.every_seconds)
         start = datetime(2026, 1, 5, tzinfo=UTC)  # a Monday
         runs = [self.next_run(start)]
-        while runs[-1] < start + timedelta(days=15):
+        horizon = timedelta(days=15)
+        while runs[-1] < start + horizon or len(runs) < 3:
             runs.append(self.next_run(runs[-1]))
+            if len(runs) > 2 and runs[-1] - start > timedelta(days=800):
+                break
         return max((b - a).total_seconds() for a, b in itertools.pairwise(runs))
+
+    def expressions(self) -> tuple[str, ...]:
+        """The cron expressions this clock schedule stands for (none for an interval)."""
+        if self.cron is not None:
+            return (self.cron,)
+        days = ",".join(str((d + 1) % 7) for d in self.weekdays) if self.weekdays else "*"
+        return tuple(f"{t.minute} {t.hour} * * {days}" for t in self.times)
 
     def next_run(self, after: datetime) -> datetime:
         """Give the first run strictly after `after`, as an aware UTC datetime.
 
         A naive `after` is taken to be UTC. For an interval this is `after` plus the
-        interval (the loop counts intervals from registration and from each run's end).
+        interval (the loop counts intervals from its start and from each run's end).
         """
         after = after.replace(tzinfo=UTC) if after.tzinfo is None else after.astimezone(UTC)
         if self.every_seconds is not None:
             return after + timedelta(seconds=self.every_seconds)
-        day = after.date()
-        for offset in range(8):
-            date = day + timedelta(days=offset)
-            if self.weekdays and date.weekday() not in self.weekdays:
-                continue
-            for moment in self.times:
-                candidate = datetime.combine(date, moment, tzinfo=UTC)
-                if candidate > after:
-                    return candidate
-        raise AssertionError("unreachable: a later time exists within a week")
+        local = after.astimezone(ZoneInfo(self.tz))
+        return min(_next_cron(expression, local) for expression in self.expressions())
+
+
+def _next_cron(expression: str, after: datetime) -> datetime:
+    """The first time strictly after aware `after` that `expression` fires, in UTC."""
+    found: datetime = next(CronSim(expression, after))
+    return found.astimezone(UTC)
+
+
+def check_zone(name: str) -> ZoneInfo:
+    """Give the IANA zone `name`; raise ValueError saying what is wrong when it is none."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{name!r} is not a time zone name like Europe/Berlin or UTC") from None
+
+
+def _check_cron(expression: str) -> None:
+    """Raise ValueError naming the field of `expression` that is wrong."""
+    fields = expression.split()
+    if len(fields) != len(CRON_FIELDS):
+        raise ValueError(
+            f"{expression!r} has {len(fields)} fields; a cron expression has 5 "
+            f"({' '.join(CRON_FIELDS)}) or is one of {', '.join(ALIASES)}"
+        )
+    try:
+        CronSim(expression, datetime(2026, 1, 1, tzinfo=UTC))
+    except CronSimError as exc:
+        raise ValueError(f"{expression!r}: {_field_problem(str(exc))}") from None
+
+
+def _field_problem(message: str) -> str:
+    """cronsim's `Bad hour` as `the hour field is wrong`."""
+    for name in CRON_FIELDS:
+        if message.lower() == f"bad {name}":
+            return f"the {name} field is wrong (fields: {' '.join(CRON_FIELDS)})"
+    return message
 
 
 def _interval_text(seconds: int) -> str:
@@ -115,29 +182,38 @@ def _interval_text(seconds: int) -> str:
     return f"{seconds}s"
 
 
-def parse_schedule(text: str) -> Schedule:
-    """Read a SCHEDULE or DRILL_SCHEDULE value and give the `Schedule`.
+def parse_schedule(text: str, tz: str = "UTC") -> Schedule:
+    """Read a SCHEDULE or DRILL_SCHEDULE value and give the `Schedule`, clock times in `tz`.
 
-    Accepts times of day in UTC, `HH:MM` (24h) separated by commas, spaces allowed,
-    duplicates dropped (`06:00, 18:00`), optionally after weekday names (full or their
-    first three letters, comma-separated: `sunday 03:00`, `mon,thu 02:30`); or one
-    interval with a single unit and a positive whole number: `every 4h`, `every 30m`,
-    `every 20s`. Raises `ValueError` with a one-line message naming the text otherwise.
+    Accepts a cron expression of five fields (`0 6,18 * * *`, `*/30 * * * *`,
+    `0 3 * * sun`) or an alias (`@hourly`, `@daily`, `@weekly`, `@monthly`, `@yearly`);
+    times of day, `HH:MM` (24h) separated by commas, spaces allowed, duplicates dropped
+    (`06:00, 18:00`), optionally after weekday names (full or their first three letters,
+    comma-separated: `sunday 03:00`, `mon,thu 02:30`); or one interval with a single unit
+    and a positive whole number: `every 4h`, `every 30m`, `every 20s`. Raises `ValueError`
+    with a one-line message naming the text (and the wrong cron field) otherwise.
     """
     cleaned = text.strip()
-    problem = f"{text!r} is not a schedule like {FORMS}"
+    if cleaned.startswith("@") or (
+        _CRON_START.match(cleaned) and ":" not in cleaned and len(cleaned.split()) > 1
+    ):
+        expression = " ".join(ALIASES.get(cleaned.lower(), cleaned).split())
+        if cleaned.startswith("@") and cleaned.lower() not in ALIASES:
+            raise ValueError(f"{text!r} is not one of {', '.join(ALIASES)}")
+        return Schedule(cron=expression, tz=tz)
+    problem = f"{text!r} is not a schedule like 0 6,18 * * *, @daily, {FORMS}"
     every = _EVERY.fullmatch(cleaned)
     if every:
         seconds = int(every["n"]) * _UNIT_SECONDS[every["unit"].lower()]
         if seconds <= 0:
             raise ValueError(problem)
-        return Schedule(every_seconds=seconds)
+        return Schedule(every_seconds=seconds, tz=tz)
     weekdays: tuple[int, ...] = ()
     on_days = _DAYS_THEN_TIMES.fullmatch(cleaned)
     if on_days:
         weekdays = tuple(_weekday(name, problem) for name in on_days["days"].split(","))
         cleaned = on_days["times"]
-    return Schedule(times=_times(cleaned, problem), weekdays=weekdays)
+    return Schedule(times=_times(cleaned, problem), weekdays=weekdays, tz=tz)
 
 
 def _weekday(name: str, problem: str) -> int:
@@ -159,28 +235,3 @@ def _times(cleaned: str, problem: str) -> tuple[time, ...]:
             raise ValueError(problem)
         times.add(time(hour, minute))
     return tuple(sorted(times))
-
-
-def apply(
-    schedule_obj: Schedule,
-    scheduler: schedule.Scheduler,
-    job: Callable[[], None],
-    tag: str = JOB_TAG,
-) -> None:
-    """Register `job` on `scheduler` according to `schedule_obj`, tagged `tag`.
-
-    Times of day become `scheduler.every().day.at("HH:MM", "UTC")` jobs (one per time, or
-    one per weekday and time: `every().sunday.at(...)`; the `schedule` library needs `pytz`
-    for the timezone); an interval becomes `scheduler.every(n).seconds`. Raises whatever
-    `schedule` raises for a job it cannot register (not expected for a valid `Schedule`).
-    """
-    if schedule_obj.every_seconds is not None:
-        scheduler.every(schedule_obj.every_seconds).seconds.do(job).tag(tag)
-        return
-    for moment in schedule_obj.times:
-        at = moment.strftime("%H:%M")
-        if not schedule_obj.weekdays or len(schedule_obj.weekdays) == len(DAY_NAMES):
-            scheduler.every().day.at(at, "UTC").do(job).tag(tag)
-            continue
-        for day in schedule_obj.weekdays:
-            getattr(scheduler.every(), DAY_NAMES[day]).at(at, "UTC").do(job).tag(tag)

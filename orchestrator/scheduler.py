@@ -2,54 +2,91 @@
 restore drills on DRILL_SCHEDULE, `/healthz`, `/metrics` and the status page at `/`, and a
 clean stop on SIGTERM/SIGINT.
 
-Jobs run one after another in this thread, so a drill never overlaps a cycle here; the
-cycle lock keeps them apart across processes too. A failed cycle or drill never stops the
-loop. A stop request ends child processes and in-flight uploads through the cancel flag;
-targets are left as they were by the restore's design.
+The loop computes each job's next run itself (`Schedule.next_run`, cron semantics in
+SCHEDULE_TZ) and sleeps until the earliest one, waking at least once a second to notice a
+stop. Jobs run one after another in this thread, so a drill never overlaps a cycle here;
+the cycle lock keeps them apart across processes too. A job that is due while another
+runs starts when that one ends (the cycle first when both are due); runs missed meanwhile
+are not made up: after a job its next run is the first one after its end. A failed cycle
+or drill never stops the loop. A stop request ends child processes and in-flight uploads
+through the cancel flag; targets are left as they were by the restore's design.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-
-import schedule as schedule_lib
 
 from orchestrator import cancel
 from orchestrator.actions import status as status_action
+from orchestrator.actions.common import checked_channels
 from orchestrator.actions.drill import drill_notifier, recorded_drill
 from orchestrator.actions.pipeline import pipeline
 from orchestrator.dashboard import render_status_page
 from orchestrator.errors import AlreadyRunning, ConfigError, Interrupted, OrchestratorError
-from orchestrator.health import DrillOutcome, HealthServer, HealthState, serve
+from orchestrator.health import DrillOutcome, HealthServer, HealthState, Seed, serve
 from orchestrator.history import History
 from orchestrator.logs import get_logger, mask
 from orchestrator.notify import CycleReport
-from orchestrator.schedule_spec import Schedule, apply, parse_schedule
+from orchestrator.schedule_spec import Schedule
 from orchestrator.settings import Settings
 
 log = get_logger(__name__)
 MAX_SLEEP = 1.0
-DRILL_TAG = "orchestrator-drill"
 
 
 def schedule_from(settings: Settings) -> Schedule:
-    """SCHEDULE parsed; ConfigError naming it when malformed."""
+    """SCHEDULE parsed in SCHEDULE_TZ; ConfigError naming it when malformed."""
     try:
-        return parse_schedule(settings.schedule)
+        return settings.cycle_schedule()
     except ValueError as exc:
         raise ConfigError(f"SCHEDULE: {exc}") from None
 
 
 def drill_schedule_from(settings: Settings) -> Schedule | None:
-    """DRILL_SCHEDULE parsed (None when unset: no drills); ConfigError naming it."""
-    if not settings.drill_schedule:
-        return None
+    """DRILL_SCHEDULE parsed in SCHEDULE_TZ (None when unset: no drills); ConfigError naming it."""
     try:
-        return parse_schedule(settings.drill_schedule)
+        return settings.drill_plan()
     except ValueError as exc:
         raise ConfigError(f"DRILL_SCHEDULE: {exc}") from None
+
+
+@dataclass
+class Job:
+    """A scheduled job: what to run, on which schedule, and when it is next due (UTC)."""
+
+    name: str
+    spec: Schedule
+    action: Callable[[], None]
+    due: datetime
+
+    def run(self) -> None:
+        """Run the job, then set its next run to the first one after the job's end."""
+        log.info("job.start", job=self.name, due=self.due.isoformat())
+        self.action()
+        self.due = self.spec.next_run(datetime.now(UTC))
+        log.info("job.next", job=self.name, due=self.due.isoformat())
+
+
+def due_job(jobs: list[Job], now: datetime) -> Job | None:
+    """The job to run at `now`: the earliest due one (the first listed on a tie). Pure."""
+    ready = [job for job in jobs if job.due <= now]
+    return min(ready, key=lambda job: job.due) if ready else None
+
+
+def serve_jobs(jobs: list[Job]) -> None:
+    """Run `jobs` when due, one at a time, until a stop is requested (Interrupted)."""
+    while not cancel.stop_requested():
+        now = datetime.now(UTC)
+        job = due_job(jobs, now)
+        if job is not None:
+            job.run()
+            continue
+        wait = min(job.due for job in jobs) - now
+        time.sleep(max(0.05, min(MAX_SLEEP, wait.total_seconds())))
 
 
 class StatusBoard:
@@ -73,6 +110,12 @@ class StatusBoard:
         with self._lock:
             self._snapshot = snapshot
         log.debug("status.refreshed")
+
+    def seed(self) -> Seed:
+        """What the history read at the last refresh says, for /healthz and /metrics."""
+        with self._lock:
+            snapshot = self._snapshot
+        return status_action.health_seed(snapshot.history if snapshot else History())
 
     def page(self) -> str:
         """The status page, rendered now."""
@@ -126,27 +169,28 @@ def run_forever(settings: Settings) -> int:
     """Serve the schedules until a stop is requested; give the exit code (0 on a clean stop)."""
     spec = schedule_from(settings)
     drills = drill_schedule_from(settings)
+    checked_channels(settings)  # a channel Apprise does not know stops `run` at once
     state = HealthState()
     board = StatusBoard(settings)
     board.refresh()
+    state.seed(board.seed())  # after a restart: the last cycle, drill and refreshes
     server = _start_health(settings, state, board)
-    scheduler = schedule_lib.Scheduler()
-    apply(spec, scheduler, lambda: run_cycle(settings, state, board))
+    now = datetime.now(UTC)
+    jobs = [Job("cycle", spec, lambda: run_cycle(settings, state, board), spec.next_run(now))]
     if drills is not None:
-        apply(drills, scheduler, lambda: run_drill(settings, state, board), tag=DRILL_TAG)
+        action = lambda: run_drill(settings, state, board)  # noqa: E731
+        jobs.append(Job("drill", drills, action, drills.next_run(now)))
     log.info(
         "run.start",
         schedule=spec.describe(),
         drills=drills.describe() if drills else "never",
+        next_cycle=jobs[0].due.isoformat(),
         run_on_start=settings.run_on_start,
     )
     try:
         if settings.run_on_start:
             run_cycle(settings, state, board)
-        while not cancel.stop_requested():
-            scheduler.run_pending()
-            idle = scheduler.idle_seconds
-            time.sleep(MAX_SLEEP if idle is None else max(0.05, min(MAX_SLEEP, idle)))
+        serve_jobs(jobs)
     except Interrupted as exc:
         log.info("run.stopping", reason=str(exc))
     finally:

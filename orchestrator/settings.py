@@ -30,12 +30,13 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from orchestrator import conninfo, crypto, retention
+from orchestrator.channels import parse_channels
 from orchestrator.conninfo import ConnInfo
 from orchestrator.errors import ConfigError
 from orchestrator.files import setting_file_text
 from orchestrator.logs import register_secret
 from orchestrator.restore_plan import StrategySetting
-from orchestrator.schedule_spec import parse_schedule
+from orchestrator.schedule_spec import Schedule, check_zone, parse_schedule
 from orchestrator.storage.base import S3Options
 
 CsvList = Annotated[list[str], NoDecode]
@@ -228,6 +229,7 @@ class Settings(BaseSettings):
 
     schedule: str = Field(default="06:00,18:00", validation_alias="SCHEDULE")
     drill_schedule: str | None = Field(default=None, validation_alias="DRILL_SCHEDULE")
+    schedule_tz: str = Field(default="UTC", validation_alias="SCHEDULE_TZ")
     drill_healthcheck_url: str | None = Field(
         default=None, validation_alias="DRILL_HEALTHCHECK_URL"
     )
@@ -235,6 +237,10 @@ class Settings(BaseSettings):
     prune_after_backup: bool = Field(default=True, validation_alias="PRUNE_AFTER_BACKUP")
     notify_webhook_url: str | None = Field(default=None, validation_alias="NOTIFY_WEBHOOK_URL")
     notify_on_success: bool = Field(default=False, validation_alias="NOTIFY_ON_SUCCESS")
+    notify_urls: Annotated[str | None, NoDecode] = Field(
+        default=None, validation_alias="NOTIFY_URLS"
+    )
+    status_page_url: str | None = Field(default=None, validation_alias="STATUS_PAGE_URL")
     healthcheck_url: str | None = Field(default=None, validation_alias="HEALTHCHECK_URL")
     health_port: int | None = Field(default=None, ge=0, le=65535, validation_alias="HEALTH_PORT")
     health_max_age: int = Field(default=26 * 3600, gt=0, validation_alias="HEALTH_MAX_AGE")
@@ -296,6 +302,12 @@ class Settings(BaseSettings):
         parse_schedule(value)
         return value.strip()
 
+    @field_validator("schedule_tz")
+    @classmethod
+    def _check_schedule_tz(cls, value: str) -> str:
+        check_zone(value.strip())
+        return value.strip()
+
     _check_endpoint = field_validator("s3_endpoint_url")(lambda value: _endpoint(value))
 
     @field_validator("notify_webhook_url", "healthcheck_url", "drill_healthcheck_url")
@@ -306,6 +318,20 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
         register_secret(value)  # such URLs carry their token in the path
+        return value
+
+    @field_validator("notify_urls")
+    @classmethod
+    def _check_channels(cls, value: str | None) -> str | None:
+        parse_channels(value)  # registers every URL's secrets; ValueError naming the entry
+        # (whether Apprise knows each service is checked by the jobs that notify)
+        return value
+
+    @field_validator("status_page_url")
+    @classmethod
+    def _check_page_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
         return value
 
     @field_validator("pg_bin_dirs", mode="before")
@@ -387,6 +413,20 @@ class Settings(BaseSettings):
         if policy.is_empty:
             raise ConfigError(EMPTY_POLICY)
         return policy
+
+    def cycle_schedule(self) -> Schedule:
+        """SCHEDULE read in SCHEDULE_TZ (both were checked when the settings were read)."""
+        return parse_schedule(self.schedule, self.schedule_tz)
+
+    def drill_plan(self) -> Schedule | None:
+        """DRILL_SCHEDULE read in SCHEDULE_TZ; None when unset (no scheduled drills)."""
+        if not self.drill_schedule:
+            return None
+        return parse_schedule(self.drill_schedule, self.schedule_tz)
+
+    def channel_urls(self) -> list[str]:
+        """The Apprise URLs of NOTIFY_URLS (checked when the settings were read)."""
+        return parse_channels(self.notify_urls)
 
     def recipients(self) -> list[str]:
         """The age recipients (ARCHIVE_RECIPIENTS and ARCHIVE_RECIPIENTS_FILE together); an

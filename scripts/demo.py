@@ -116,6 +116,8 @@ def main() -> None:
             target.psql(
                 "CREATE TABLE yesterday (v text); INSERT INTO yesterday VALUES ('old')", "shop"
             )
+        step("init: mark the folder store and check the S3 store (as restic init / borg init)")
+        orchestrator(env, "init")
         step("backup: a first archive, so masking rules can be suggested from it")
         orchestrator(env, "backup")
         step("mask suggest: rules found in the archive (names and sampled values); review them")

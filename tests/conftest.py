@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -13,15 +14,25 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
+from orchestrator.errors import ConfigError
+from orchestrator.storage import Storage, open_storage
 from tests.harness import postgres, s3
 from tests.harness.postgres import Cluster
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_SQL = REPO / "scripts" / "sample-data.sql"
 REQUIRED_MAJORS = (14, 15, 17)
+StorageT = TypeVar("StorageT", bound=Storage)
+
+
+def initialised(storage: StorageT) -> StorageT:
+    """`storage`, made ready as `orchestrator init` does (a folder gets its marker)."""
+    storage.initialise()
+    return storage
 
 
 class Clusters:
@@ -186,11 +197,19 @@ def all_bin_dirs(clusters: Clusters) -> str:
 
 @pytest.fixture
 def orch_factory(tmp_path: Path, clusters: Clusters) -> Callable[..., Orchestrator]:
-    def make(**env: str) -> Orchestrator:
+    def make(*, uninitialised: bool = False, **env: str) -> Orchestrator:
+        """An orchestrator with these settings; its folder stores are initialised (as
+        `orchestrator init` would) unless `uninitialised`."""
         work = tmp_path / f"cwd-{uuid.uuid4().hex[:6]}"
         work.mkdir()
         base = {"PG_BIN_DIRS": all_bin_dirs(clusters), "STORAGE_URL": f"file://{tmp_path}/store"}
-        return Orchestrator(work, {**base, **env})
+        full = {**base, **env}
+        if not uninitialised:
+            for name, value in full.items():
+                if re.fullmatch(r"STORAGE_URL(_[0-9])?", name) and value.startswith(("file:", "/")):
+                    with contextlib.suppress(ConfigError):  # a malformed URL under test
+                        open_storage(value).initialise()
+        return Orchestrator(work, full)
 
     return make
 

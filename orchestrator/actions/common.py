@@ -6,6 +6,7 @@ import hashlib
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from orchestrator import channels
 from orchestrator.errors import ConfigError
 from orchestrator.logs import get_logger
 from orchestrator.notify import Notifier
@@ -59,15 +60,31 @@ def stores_or_none(settings: Settings) -> list[NamedStore]:
 
 
 def notifier_for(settings: Settings, healthcheck_url: str | None) -> Notifier:
-    """The webhook of settings and the given healthcheck URL (HEALTHCHECK_URL for cycles,
-    DRILL_HEALTHCHECK_URL for drills); does nothing when no URL is set."""
+    """The webhook and Apprise channels of settings and the given healthcheck URL
+    (HEALTHCHECK_URL for cycles, DRILL_HEALTHCHECK_URL for drills); does nothing when no
+    URL is set."""
     # 5 s per request keeps a hung alert endpoint inside the 30 s stop budget of `run`
+    source = settings.source_database_url
     return Notifier(
         settings.notify_webhook_url,
         healthcheck_url,
         settings.notify_on_success,
         timeout=NOTIFY_TIMEOUT,
+        channel_urls=checked_channels(settings),
+        subject=source.database if source else None,
+        page_url=settings.status_page_url,
     )
+
+
+def checked_channels(settings: Settings) -> list[str]:
+    """NOTIFY_URLS, each checked to be a service Apprise can send to; ConfigError naming
+    the setting and the entry otherwise."""
+    urls = settings.channel_urls()
+    try:
+        channels.check_services(urls)
+    except ValueError as exc:
+        raise ConfigError(f"NOTIFY_URLS: {exc}") from None
+    return urls
 
 
 def client_for(settings: Settings, tool: str, needed_major: int, why: str) -> clients.ClientSet:

@@ -33,7 +33,7 @@ from orchestrator.actions.backup import (
     with_unused_id,
     work_dir,
 )
-from orchestrator.actions.common import client_for, notifier_for
+from orchestrator.actions.common import client_for, notifier_for, stores_from
 from orchestrator.actions.masked import load_masking
 from orchestrator.actions.prune import prune
 from orchestrator.actions.status import save_last_cycle
@@ -52,6 +52,7 @@ from orchestrator.notify import CycleReport, Notifier, StepReport
 from orchestrator.postgres import clients
 from orchestrator.postgres.lock import cycle_lock
 from orchestrator.settings import TARGET_NAMES, Settings, TargetSettings
+from orchestrator.storage.locks import store_locks
 from orchestrator.storage.multi import NamedStore
 
 log = get_logger(__name__)
@@ -133,7 +134,8 @@ def preflight(settings: Settings, targets: list[TargetSettings]) -> list[str]:
 def pipeline(settings: Settings, notifier: Notifier | None = None) -> PipelineResult:
     """Run one cycle and give its report (step failures are inside, not raised).
 
-    Raises AlreadyRunning when another cycle holds the lock (nothing done, nothing sent).
+    Raises AlreadyRunning when another cycle holds the lock, or a prune, rekey or sync
+    holds a store's lock of the source's database (nothing done, nothing sent).
     Failures that end the cycle (source unreachable, a target that is the source, a
     missing bucket) are raised too, after the notifier has reported them.
     """
@@ -150,6 +152,8 @@ def pipeline(settings: Settings, notifier: Notifier | None = None) -> PipelineRe
             )
             stack.callback(wait, [discovering])  # its last log line comes before the cycle's
             lock_error = _take_lock(stack, source)
+            if lock_error is None:
+                _take_store_locks(stack, settings, source.database)
         with (notifier or notifier_from(settings)).cycle(run_id) as report:
             _run_cycle(settings, store, targets, lock_error, report)
     return PipelineResult(report)
@@ -167,6 +171,19 @@ def _take_lock(
     except OrchestratorError as exc:
         return exc
     return None
+
+
+def _take_store_locks(
+    stack: contextlib.ExitStack[bool | None], settings: Settings, database: str
+) -> None:
+    """Hold each store's lock of `database` for the rest of `stack`, so no prune, rekey or
+    sync changes its backups meanwhile. Raises AlreadyRunning when one of them holds it;
+    malformed store URLs are left to the cycle's own opening of the stores to report."""
+    try:
+        stores = stores_from(settings)
+    except ConfigError:
+        return
+    stack.enter_context(store_locks([(named, database) for named in stores], "pipeline"))
 
 
 def _run_cycle(

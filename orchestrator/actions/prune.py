@@ -23,6 +23,7 @@ from orchestrator.logs import get_logger
 from orchestrator.retention import Policy, Snapshot, apply_policy
 from orchestrator.settings import Settings
 from orchestrator.storage import ObjectInfo, Storage
+from orchestrator.storage.locks import store_locks
 from orchestrator.storage.multi import NamedStore, combined, fan_out
 
 log = get_logger(__name__)
@@ -190,13 +191,26 @@ def prune(
     result. Failed deletions are reported in the results, not raised.
     """
     policy = settings.retention_policy()
-    if stores is None:
-        stores = stores_from(settings)
-        checks = fan_out(stores, lambda store: store.storage.check())
-        failed = [(o.store, o.error) for o in checks if o.error is not None]
-        if len(failed) == len(stores):
-            raise combined(failed, "open a store")
-    return [prune_store(store, policy, dry_run, database) for store in stores]
+    if stores is not None:  # the pipeline's, which holds the stores' locks already
+        return [prune_store(store, policy, dry_run, database) for store in stores]
+    stores = stores_from(settings)
+    checks = fan_out(stores, lambda store: store.storage.check())
+    failed = [(o.store, o.error) for o in checks if o.error is not None]
+    if len(failed) == len(stores):
+        raise combined(failed, "open a store")
+    pairs = [] if dry_run else locked_pairs(stores, database)
+    with store_locks(pairs, "prune"):
+        return [prune_store(store, policy, dry_run, database) for store in stores]
+
+
+def locked_pairs(stores: list[NamedStore], database: str | None) -> list[tuple[NamedStore, str]]:
+    """Each store with each database whose backups a job may change: `database`, or every
+    database any store holds backups of."""
+    if database is not None:
+        return [(store, database) for store in stores]
+    located, _failed = catalog.list_located(stores)
+    names = {backup.manifest.database for backup in located}
+    return [(store, name) for store in stores for name in names]
 
 
 def prune_store(

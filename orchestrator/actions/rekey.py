@@ -23,6 +23,7 @@ from orchestrator.catalog import Copy, Encryption, Located, Manifest
 from orchestrator.errors import ConfigError, IntegrityError, Interrupted, OrchestratorError
 from orchestrator.logs import get_logger
 from orchestrator.settings import Settings
+from orchestrator.storage.locks import store_locks
 from orchestrator.storage.multi import fan_out
 
 log = get_logger(__name__)
@@ -85,18 +86,30 @@ def rekey(settings: Settings, ref: str = "all", dry_run: bool = False) -> RekeyR
         result.errors += [f"{store.label}: cannot list it: {error}" for store, error in failed]
     else:
         backups = [catalog.find_located(stores, ref)]
-    for backup in backups:
-        copies = [c for c in backup.copies if stale(c, recipients)]
-        items = [RekeyItem(c.manifest.id, c.store.label, _was(c.manifest)) for c in copies]
-        result.planned += items
-        if dry_run:
-            continue
-        if copies:
-            with work_dir(settings) as folder:
-                _rekey_backup(backup, copies, recipients, identities or [], folder, result)
-        for current in (c for c in backup.copies if c not in copies):
-            _remove_strays(current, result)  # what an interrupted run left behind
+    pairs = [] if dry_run else [(s, b.manifest.database) for b in backups for s in stores]
+    with store_locks(pairs, "rekey"):
+        for backup in backups:
+            _rekey_one(settings, backup, recipients, identities, result)
     return result
+
+
+def _rekey_one(
+    settings: Settings,
+    backup: Located,
+    recipients: list[str],
+    identities: list[crypto.Identity] | None,
+    result: RekeyResult,
+) -> None:
+    """Plan (and unless a dry run, do) the re-encryption of one backup's stale copies."""
+    copies = [c for c in backup.copies if stale(c, recipients)]
+    result.planned += [RekeyItem(c.manifest.id, c.store.label, _was(c.manifest)) for c in copies]
+    if result.dry_run:
+        return
+    if copies:
+        with work_dir(settings) as folder:
+            _rekey_backup(backup, copies, recipients, identities or [], folder, result)
+    for current in (c for c in backup.copies if c not in copies):
+        _remove_strays(current, result)  # what an interrupted run left behind
 
 
 def _remove_strays(copy: Copy, result: RekeyResult) -> None:

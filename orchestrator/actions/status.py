@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from orchestrator import catalog, history
+from orchestrator import catalog, channels, history
 from orchestrator.actions.common import stores_from
 from orchestrator.actions.listing import located_summary
 from orchestrator.actions.restore import target_server
@@ -21,8 +21,10 @@ from orchestrator.dashboard import (
     render_status_page,
 )
 from orchestrator.errors import Interrupted, OrchestratorError
+from orchestrator.health import DrillOutcome, Seed
 from orchestrator.logs import get_logger
-from orchestrator.schedule_spec import parse_schedule
+from orchestrator.notify import CycleReport, StepReport, iso_z, safe_url
+from orchestrator.schedule_spec import Schedule, check_zone
 from orchestrator.settings import TARGET_NAMES, Settings
 from orchestrator.storage import Storage
 from orchestrator.storage.multi import NamedStore
@@ -45,6 +47,9 @@ class Status:
     cycles: list[dict[str, Any]] = field(default_factory=list)
     drills: list[dict[str, Any]] = field(default_factory=list)
     targets: list[dict[str, Any]] = field(default_factory=list)
+    next_cycle: dict[str, Any] | None = None
+    next_drill: dict[str, Any] | None = None
+    notify: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -88,6 +93,11 @@ def status(settings: Settings, now: datetime | None = None) -> Status:
         drills=snap.history.drills[:RECENT_RUNS],
         targets=[dict(t) for t in targets(settings, snap.history)],
     )
+    when = now or datetime.now(UTC)
+    result.notify = alert_channels(settings)
+    result.next_cycle = next_run(settings.cycle_schedule(), snap.history.cycles, when)
+    drills = settings.drill_plan()
+    result.next_drill = next_run(drills, snap.history.drills, when) if drills else None
     if snap.backups:
         created = datetime.fromisoformat(snap.backups[0]["created_at"].replace("Z", "+00:00"))
         result.newest_age_seconds = round(((now or datetime.now(UTC)) - created).total_seconds(), 1)
@@ -157,10 +167,103 @@ def _newest_refresh(name: str, kept: history.History) -> tuple[str, str | None, 
     return max(refreshes, key=lambda r: r[0]) if refreshes else None
 
 
+def alert_channels(settings: Settings) -> list[str]:
+    """Where alerts go, as may be shown: `webhook https://host`, `slack://`,
+    `mailto://smtp.example.com` (scheme and host only; never a token or password)."""
+    found = (
+        [f"webhook {safe_url(settings.notify_webhook_url)}"] if settings.notify_webhook_url else []
+    )
+    return found + [channels.label(url) for url in settings.channel_urls()]
+
+
+def next_run(spec: Schedule, done: list[dict[str, Any]], now: datetime) -> dict[str, Any]:
+    """When `spec` runs next after `now`: `schedule` (its description), `utc` (ISO, Z),
+    `local` (`YYYY-MM-DD HH:MM ZONE` in the schedule's zone) and `tz`. An interval counts
+    from the newest finished run in `done` (newest first); with none, `utc` and `local`
+    are None (the loop counts from its own start). Pure."""
+    found: dict[str, Any] = {"schedule": spec.describe(), "tz": spec.tz, "utc": None, "local": None}
+    if spec.is_interval:
+        last = next(
+            (history.parse_moment(d.get("finished_at")) for d in done if d.get("finished_at")), None
+        )
+        if last is None:
+            return found
+        due = max(now, spec.next_run(last))
+    else:
+        due = spec.next_run(now)
+    local = due.astimezone(check_zone(spec.tz))
+    found["utc"] = iso_z(due)
+    found["local"] = f"{local:%Y-%m-%d %H:%M} {local.tzname()}"
+    return found
+
+
+def next_run_text(found: dict[str, Any] | None) -> str | None:
+    """`2026-12-05 17:00 UTC (18:00 CET, Europe/Berlin)`, or the schedule alone when the
+    time is not known; None when nothing is scheduled. Pure."""
+    if found is None:
+        return None
+    if found["utc"] is None:
+        return f"{found['schedule']}, counted from the loop's start"
+    utc = str(found["utc"]).replace("T", " ").removesuffix(":00Z") + " UTC"
+    if found["tz"] == "UTC":
+        return utc
+    return f"{utc} ({str(found['local']).split(' ', 1)[1]}, {found['tz']})"
+
+
+def health_seed(kept: history.History) -> Seed:
+    """What /healthz and /metrics start from after a restart, from the history: the newest
+    cycle, the newest successful one (its end and dump size), each target's last refresh
+    (by a cycle or a manual restore) and the newest drill. Pure."""
+    cycles = [cycle_report(doc) for doc in kept.cycles]
+    good = next((report for report in cycles if report.ok), None)
+    dump = good.step("dump") if good else None
+    size = dump.detail.get("size_bytes") if dump else None
+    refreshed = {name: last_refresh(name, kept)[0] for name in TARGET_NAMES}
+    drill = kept.drills[0] if kept.drills else None
+    drill_end = history.parse_moment(drill.get("finished_at")) if drill else None
+    return Seed(
+        last_report=cycles[0] if cycles else None,
+        last_success=good.finished_at if good else None,
+        dump_size_bytes=size if isinstance(size, int | float) else None,
+        target_success={
+            name: moment
+            for name, when in refreshed.items()
+            if (moment := history.parse_moment(when)) is not None
+        },
+        last_drill=DrillOutcome(
+            drill.get("status") == "success", drill_end, drill.get("rto_seconds")
+        )
+        if drill and drill_end
+        else None,
+    )
+
+
+def cycle_report(doc: dict[str, Any]) -> CycleReport:
+    """A cycle kept in the history as the report it was written from. Pure."""
+    started = history.parse_moment(doc.get("started_at")) or datetime.fromtimestamp(0, UTC)
+    report = CycleReport(
+        run_id=str(doc.get("run_id") or "-"),
+        started_at=started,
+        finished_at=history.parse_moment(doc.get("finished_at")),
+        error=doc.get("error"),
+    )
+    for step in doc.get("steps") or []:
+        report.steps.append(
+            StepReport(
+                name=str(step.get("name")),
+                ok=bool(step.get("ok")),
+                seconds=float(step.get("seconds") or 0),
+                error=step.get("error"),
+                detail=dict(step.get("detail") or {}),
+            )
+        )
+    return report
+
+
 def allowed_backup_age(settings: Settings) -> float:
     """How old the newest backup may be before the page says so: two schedule gaps plus ten
     minutes for the cycle itself, but never more than HEALTH_MAX_AGE."""
-    gap = parse_schedule(settings.schedule).longest_gap_seconds()
+    gap = settings.cycle_schedule().longest_gap_seconds()
     return float(min(settings.health_max_age, 2 * gap + CYCLE_SLACK_SECONDS))
 
 
@@ -168,12 +271,17 @@ def page_data(settings: Settings, snap: Snapshot, now: datetime | None = None) -
     """The status page's data from what the stores said (`snap`) and the settings."""
     source = settings.source_database_url
     where = f"{source.host}:{source.port}/{source.database}" if source else "—"
-    drill_schedule = settings.drill_schedule
+    drills = settings.drill_plan()
+    when = now or datetime.now(UTC)
+    next_drill = next_run(drills, snap.history.drills, when) if drills else None
     return PageData(
         title=f"orchestrator — {source.database if source else 'status'}",
-        generated_at=now or datetime.now(UTC),
-        schedule=parse_schedule(settings.schedule).describe(),
-        drill_schedule=parse_schedule(drill_schedule).describe() if drill_schedule else None,
+        generated_at=when,
+        schedule=settings.cycle_schedule().describe(),
+        drill_schedule=drills.describe() if drills else None,
+        next_cycle=next_run_text(next_run(settings.cycle_schedule(), snap.history.cycles, when)),
+        next_drill=next_run_text(next_drill),
+        alerts=", ".join(alert_channels(settings)) or None,
         max_backup_age_seconds=allowed_backup_age(settings),
         source=where,
         cycles=[cast(CycleDoc, c) for c in snap.history.cycles],

@@ -23,6 +23,7 @@ from orchestrator.catalog import Located
 from orchestrator.errors import Interrupted, OrchestratorError
 from orchestrator.logs import get_logger
 from orchestrator.settings import Settings
+from orchestrator.storage.locks import store_locks
 from orchestrator.storage.multi import NamedStore, fan_out
 
 log = get_logger(__name__)
@@ -74,8 +75,11 @@ def sync(
     """Copy into every store the backups it lacks (of `database` only, when given).
 
     Stores that cannot be listed are reported in the result's errors and get nothing;
-    one failed copy does not stop the others.
+    one failed copy does not stop the others. Unless `stores` are given (the pipeline's,
+    under its own locks), the stores' locks of the databases to copy are held; raises
+    AlreadyRunning when another job holds one.
     """
+    locking = stores is None and not dry_run  # the pipeline holds the stores' locks already
     stores = stores if stores is not None else stores_from(settings)
     result = SyncResult(dry_run)
     if len(stores) < 2:
@@ -84,12 +88,15 @@ def sync(
     located, failed = catalog.list_located(stores, database)
     result.errors += [f"{store.label}: cannot list it: {error}" for store, error in failed]
     reachable = [s for s in stores if s.label not in {f.label for f, _e in failed}]
-    for backup, lacking in missing_copies(located, reachable):
-        plans = [CopyPlan(backup.manifest.id, backup.stores[0], s.label) for s in lacking]
-        result.planned += plans
-        if not dry_run:
-            with work_dir(settings) as folder:
-                _copy(backup, lacking, folder, plans, result, recipients)
+    gaps = missing_copies(located, reachable)
+    names = {backup.manifest.database for backup, _lacking in gaps}
+    with store_locks([(s, n) for s in reachable for n in names] if locking else [], "sync"):
+        for backup, lacking in gaps:
+            plans = [CopyPlan(backup.manifest.id, backup.stores[0], s.label) for s in lacking]
+            result.planned += plans
+            if not dry_run:
+                with work_dir(settings) as folder:
+                    _copy(backup, lacking, folder, plans, result, recipients)
     return result
 
 

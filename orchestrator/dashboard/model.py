@@ -112,6 +112,9 @@ class PageData:
     max_backup_age_seconds: float
     source: str
     drill_schedule: str | None = None
+    next_cycle: str | None = None
+    next_drill: str | None = None
+    alerts: str | None = None
     cycles: Sequence[CycleDoc] = field(default_factory=list)
     drills: Sequence[DrillDoc] = field(default_factory=list)
     backups: Sequence[BackupDoc] = field(default_factory=list)

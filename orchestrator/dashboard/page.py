@@ -181,6 +181,9 @@ def _header(data: PageData) -> str:
         ("Source", safe(server_text(data.source) or MISSING)),
         ("Cycles", _text(data.schedule)),
         ("Drills", _text(data.drill_schedule) if data.drill_schedule else "not scheduled"),
+        ("Next cycle", _text(data.next_cycle) if data.next_cycle else MISSING),
+        ("Next drill", _text(data.next_drill) if data.next_drill else MISSING),
+        ("Alerts", _text(data.alerts) if data.alerts else "none"),
         ("Backup age limit", human_age(data.max_backup_age_seconds)),
     ]
     meta = "".join(f"<div><dt>{k}</dt><dd>{v}</dd></div>" for k, v in items)

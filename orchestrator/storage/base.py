@@ -6,10 +6,11 @@ folder); a backend never touches anything outside its root.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal, Protocol
 from urllib.parse import unquote, urlsplit
@@ -49,17 +50,40 @@ class S3Options:
     suffix: str = ""
 
 
+MARKER_KEY = "_orchestrator/store.json"  # written by `orchestrator init`
+
+
+def marker_document(how: str) -> bytes:
+    """The marker `orchestrator init` writes into a store (`how`: `init` or `adopted`)."""
+    found = {
+        "tool": "orchestrator",
+        "format": 1,
+        "how": how,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+    }
+    return json.dumps(found, indent=2).encode()
+
+
 class Storage(Protocol):
     """put / get / list / delete over keys under one root."""
 
     def check(self) -> None:
-        """Raise ConfigError when the store is missing or refuses these credentials."""
+        """Raise ConfigError when the store is missing or refuses these credentials, and
+        StoreNotInitialised when a folder store lacks the marker of `orchestrator init`."""
+
+    def initialise(self) -> bool:
+        """Make the store ready (`orchestrator init`): write the marker unless it is there
+        and read it back. Give True when it was written now. Raises the store's errors."""
 
     def put_file(self, key: str, path: Path, progress: Progress | None = None) -> None:
         """Store the file at `path` under `key`, whole or not at all. Raises StorageError."""
 
     def put_bytes(self, key: str, data: bytes) -> None:
         """Store a small object (manifests). Raises StorageError."""
+
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        """Store a small object only when `key` does not exist yet (atomically: of two
+        writers one wins); give False when it existed. Raises StorageError."""
 
     def get_file(self, key: str, dest: Path, progress: Progress | None = None) -> None:
         """Write the object to `dest` (the caller makes it atomic). Raises NotFound."""

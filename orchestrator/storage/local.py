@@ -2,6 +2,12 @@
 
 Writes go to a hidden temporary file beside the target, are fsynced, then renamed, so a
 reader never sees a partial object.
+
+A folder is a store only once it holds the marker `_orchestrator/store.json`, written by
+`orchestrator init` (as `restic init` and `borg init` make a repository): a folder
+without it is refused for every write, so a NAS path whose share is not mounted is never
+silently filled on the host's own disk. A folder that already holds this tool's backups
+or state (from before markers existed) gets its marker on first use.
 """
 
 from __future__ import annotations
@@ -14,11 +20,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
-from orchestrator.errors import ConfigError, NotFound, StorageError
-from orchestrator.storage.base import ObjectInfo, Progress, check_key
+from orchestrator.errors import ConfigError, NotFound, StorageError, StoreNotInitialised
+from orchestrator.logs import get_logger
+from orchestrator.storage.base import MARKER_KEY, ObjectInfo, Progress, check_key, marker_document
+
+log = get_logger(__name__)
 
 CHUNK = 1024 * 1024
 TEMP_PREFIX = ".tmp-"
+OWN_FOLDER = "_orchestrator"
+ADOPT_DEPTH = 4  # <database>/YYYY/MM/DD: where manifests sit
 
 
 class LocalStorage:
@@ -27,6 +38,7 @@ class LocalStorage:
     def __init__(self, root: Path, setting: str = "STORAGE_URL") -> None:
         self.root = root
         self.setting = setting
+        self._marked = False
 
     def _path(self, key: str) -> Path:
         try:
@@ -39,7 +51,15 @@ class LocalStorage:
         return str(self.root / key) if key else str(self.root)
 
     def check(self) -> None:
-        """Create the root folder if needed; raise ConfigError when it cannot be written."""
+        """Raise StoreNotInitialised when the folder is not a store (see the module), and
+        ConfigError when it cannot be written."""
+        self._require_marker()
+        if not os.access(self.root, os.W_OK | os.X_OK):
+            raise ConfigError(f"{self.setting}: {self.root} is not writable")
+
+    def initialise(self) -> bool:
+        """Create the folder (and its parents) and write the marker unless it is there; give
+        True when written now. Raises ConfigError when the folder cannot be made or written."""
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -48,8 +68,48 @@ class LocalStorage:
             ) from None
         if not os.access(self.root, os.W_OK | os.X_OK):
             raise ConfigError(f"{self.setting}: {self.root} is not writable")
+        if (self.root / MARKER_KEY).is_file():
+            self._marked = True
+            return False
+        self._write_marker("init")
+        return True
+
+    def _require_marker(self) -> None:
+        """Pass when the folder holds the marker (adopting a folder of this tool's backups);
+        raise StoreNotInitialised otherwise."""
+        if self._marked or (self.root / MARKER_KEY).is_file():
+            self._marked = True
+            return
+        if self._holds_our_files():
+            self._write_marker("adopted")
+            log.info("store.adopted", store=str(self.root), marker=MARKER_KEY)
+            return
+        state = "exists" if self.root.is_dir() else "does not exist"
+        raise StoreNotInitialised(
+            f"{self.setting}: {self.root} {state} but is not an initialised store (no "
+            f"{MARKER_KEY}); if the path is right (a mounted share, not an empty mount "
+            "point), run `orchestrator init` once"
+        )
+
+    def _holds_our_files(self) -> bool:
+        """True when the folder holds this tool's state or a backup's manifest."""
+        if not self.root.is_dir():
+            return False
+        if (self.root / OWN_FOLDER).is_dir():
+            return True
+        for dirpath, dirs, files in os.walk(self.root):
+            if any(name.endswith(".manifest.json") for name in files):
+                return True
+            if len(Path(dirpath).relative_to(self.root).parts) >= ADOPT_DEPTH:
+                dirs.clear()
+        return False
+
+    def _write_marker(self, how: str) -> None:
+        self._marked = True
+        self._atomic_write(MARKER_KEY, None, marker_document(how))
 
     def _atomic_write(self, key: str, write: Progress | None, source: Path | bytes) -> None:
+        self._require_marker()
         target = self._path(key)
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -79,6 +139,23 @@ class LocalStorage:
     def put_bytes(self, key: str, data: bytes) -> None:
         """Write `data` to `key` atomically."""
         self._atomic_write(key, None, data)
+
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        """Create the file `key` exclusively, fsynced; False when it existed."""
+        self._require_marker()
+        target = self._path(key)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            raise StorageError(f"cannot write {target}: {exc.strerror}") from None
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        return True
 
     def get_file(self, key: str, dest: Path, progress: Progress | None = None) -> None:
         """Copy the object to `dest`; raise NotFound when it does not exist."""

@@ -25,7 +25,14 @@ from s3transfer.subscribers import BaseSubscriber
 
 from orchestrator import cancel
 from orchestrator.errors import ConfigError, NotFound, OrchestratorError, StorageError
-from orchestrator.storage.base import ObjectInfo, Progress, S3Options, check_key
+from orchestrator.storage.base import (
+    MARKER_KEY,
+    ObjectInfo,
+    Progress,
+    S3Options,
+    check_key,
+    marker_document,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -159,6 +166,22 @@ class S3Storage:
         except (BotoCoreError, NoCredentialsError) as exc:
             raise self._fail(exc, f"reach {self.describe()}") from None
 
+    def initialise(self) -> bool:
+        """Check the bucket, write the marker unless it is there and read it back (proves
+        the store reachable and writable); give True when written now. Raises ConfigError
+        (missing bucket, refused credentials) or StorageError."""
+        self.check()
+        try:
+            self.get_bytes(MARKER_KEY)
+            return False
+        except NotFound:
+            pass
+        written = marker_document("init")
+        self.put_bytes(MARKER_KEY, written)
+        if self.get_bytes(MARKER_KEY) != written:
+            raise StorageError(f"{self.describe(MARKER_KEY)} reads back different bytes")
+        return True
+
     def _checksum_args(self) -> dict[str, Any]:
         """A checksum on every write (part) that the server verifies, S3_CHECKSUM_ALGORITHM,
         unless the store wants checksums only when required (S3_REQUEST_CHECKSUM_CALCULATION=
@@ -219,6 +242,24 @@ class S3Storage:
             )
         except (ClientError, BotoCoreError) as exc:
             raise self._fail(exc, f"write {self.describe(key)}") from None
+
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        """A conditional put (`If-None-Match: *`); False when the object existed."""
+        try:
+            self.client.put_object(
+                Bucket=self.bucket,
+                Key=self._full(key),
+                Body=data,
+                IfNoneMatch="*",
+                **self._checksum_args(),
+            )
+        except ClientError as exc:
+            if _code(exc) in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+                return False
+            raise self._fail(exc, f"write {self.describe(key)}") from None
+        except BotoCoreError as exc:
+            raise self._fail(exc, f"write {self.describe(key)}") from None
+        return True
 
     def get_file(self, key: str, dest: Path, progress: Progress | None = None) -> None:
         """Download the object to `dest` with parallel ranged reads."""

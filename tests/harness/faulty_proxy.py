@@ -26,7 +26,8 @@ class FaultyProxy:
     requests matching `slow` are held for `delay` seconds before being forwarded, and
     requests matching `corrupt` are forwarded with one byte of their body flipped (headers,
     checksums and signatures as the client sent them), the server's answer recorded in
-    `corrupted`."""
+    `corrupted`; requests matching `hold` wait (listed in `held`)
+    until `released` is set."""
 
     def __init__(self, upstream: str) -> None:
         parts = urlsplit(upstream)
@@ -35,6 +36,9 @@ class FaultyProxy:
         self.slow: Rule = lambda _m, _p: False
         self.delay = 0.0
         self.corrupt: Rule = lambda _m, _p: False
+        self.hold: Rule = lambda _m, _p: False
+        self.held: list[str] = []
+        self.released = threading.Event()
         self.failed: list[str] = []
         self.corrupted: list[tuple[str, int, bytes]] = []  # (request, status, answer)
         proxy = self
@@ -61,6 +65,9 @@ class FaultyProxy:
                 flipped = bool(body) and proxy.corrupt(self.command, self.path)
                 if flipped:
                     body = body[:1] + bytes([body[1] ^ 0xFF]) + body[2:]
+                if proxy.hold(self.command, self.path):
+                    proxy.held.append(f"{self.command} {self.path}")
+                    proxy.released.wait(120)
                 conn = http.client.HTTPConnection(*proxy.upstream, timeout=60)
                 conn.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
                 for name, value in self.headers.items():
@@ -74,7 +81,8 @@ class FaultyProxy:
                 for name, value in answer.getheaders():
                     if name.lower() not in ("content-length", "transfer-encoding", "connection"):
                         self.send_header(name, value)
-                self.send_header("Content-Length", str(len(data)))
+                length = answer.getheader("Content-Length") if self.command == "HEAD" else None
+                self.send_header("Content-Length", length or str(len(data)))  # HEAD: the object's
                 self.end_headers()
                 self.wfile.write(data)
                 conn.close()
@@ -87,5 +95,6 @@ class FaultyProxy:
         self.thread.start()
 
     def stop(self) -> None:
+        self.released.set()
         self.server.shutdown()
         self.server.server_close()

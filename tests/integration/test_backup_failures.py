@@ -151,7 +151,7 @@ def test_only_older_pg_dump_fails_before_dumping(clusters: Clusters, orch_factor
     line = result.stderr.strip().splitlines()[-1]
     assert "pg_dump 17 or newer is needed (the source runs 17." in line
     assert "found: 15." in line and "PG_BIN_DIRS" in line
-    assert not list((tmp_path / "store").rglob("*"))
+    assert [p.name for p in (tmp_path / "store").rglob("*") if p.is_file()] == ["store.json"]
 
 
 def test_newer_source_gets_its_own_major_pg_dump(clusters: Clusters, orch_factory, tmp_path):
@@ -482,3 +482,31 @@ def test_counting_beside_the_dump_skips_what_it_may_not_read(clusters: Clusters)
         # beside pg_dump, counts take one core (no parallel workers)
         setting = snap.conn.execute("SHOW max_parallel_workers_per_gather").fetchone()
         assert setting == ("0",)
+
+
+def test_uninitialised_folder_store_fails_alone_and_is_accepted_after_init(
+    clusters: Clusters, s3_server, bucket, orch_factory, tmp_path
+):
+    source = clusters.get(15)
+    db = load_sample(source)
+    mount_point = tmp_path / "nas"
+    mount_point.mkdir()  # empty: as an unmounted share's mount point looks
+    orch = orch_factory(
+        uninitialised=True,
+        SOURCE_DATABASE_URL=source.url(db),
+        **s3_env(s3_server, bucket),
+        STORAGE_URL_2=f"file://{mount_point}",
+    )
+    result = orch.run("backup")
+    assert result.returncode == 1, result.stderr[-2000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert "STORAGE_URL_2" in last and str(mount_point) in last and "orchestrator init" in last
+    assert any(k.endswith(".manifest.json") for k in objects(s3_server, bucket))
+    assert list(mount_point.iterdir()) == []  # nothing written on the host's own disk
+
+    initialised = orch.run("init")
+    assert initialised.returncode == 0, initialised.stderr[-2000:]
+    assert "STORAGE_URL_2" in initialised.stdout and "initialised" in initialised.stdout
+    assert "STORAGE_URL " in initialised.stdout
+    orch.ok("backup")
+    assert list(mount_point.rglob("*.manifest.json"))

@@ -13,7 +13,7 @@ from orchestrator.actions.backup import LocalDump, with_unused_id
 from orchestrator.schema_facts import SchemaFacts
 from orchestrator.storage.local import LocalStorage
 from orchestrator.storage.multi import NamedStore
-from tests.conftest import Clusters, load_sample, s3_env
+from tests.conftest import Clusters, initialised, load_sample, s3_env
 from tests.harness import postgres
 from tests.integration.test_prune import put_backup
 
@@ -153,11 +153,11 @@ def test_tables_whose_data_is_excluded_are_not_counted(
 
 def test_a_dump_whose_id_is_taken_is_named_one_second_later(tmp_path: Path):
     """Ids have one-second resolution: a second run in the same second (or two) moves on."""
-    store = LocalStorage(tmp_path / "store")
+    store = initialised(LocalStorage(tmp_path / "store"))
     taken = put_backup(store, "shop", "2026-11-25T06:00:00")
     put_backup(store, "shop", "2026-11-25T06:00:01")
     dump = LocalDump(tmp_path / "x.dump", taken.model_copy(update={"sha256": "other"}))
-    elsewhere = LocalStorage(tmp_path / "second")
+    elsewhere = initialised(LocalStorage(tmp_path / "second"))
     put_backup(elsewhere, "shop", "2026-11-25T06:00:02")  # taken in another store: also skipped
     stores = [
         NamedStore("one", "STORAGE_URL", store),
@@ -167,10 +167,10 @@ def test_a_dump_whose_id_is_taken_is_named_one_second_later(tmp_path: Path):
     assert renamed.id == "shop-20261125T060003Z" and renamed.sha256 == "other"
     assert renamed.created_at.isoformat() == "2026-11-25T06:00:03+00:00"
     assert renamed.dump_key == catalog.dump_key_for(renamed.id)
-    free = put_backup(LocalStorage(tmp_path / "empty"), "shop", "2026-11-25T07:00:00")
+    free = put_backup(initialised(LocalStorage(tmp_path / "empty")), "shop", "2026-11-25T07:00:00")
     assert (
         with_unused_id(
-            [NamedStore("x", "STORAGE_URL", LocalStorage(tmp_path / "other"))],
+            [NamedStore("x", "STORAGE_URL", initialised(LocalStorage(tmp_path / "other")))],
             LocalDump(dump.path, free),
         ).manifest
         == free

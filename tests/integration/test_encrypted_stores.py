@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -431,3 +432,37 @@ def test_rekey_names_a_store_it_cannot_reach_and_removes_what_an_interrupted_run
     finally:
         proxy.stop()
     assert result.returncode == 1 and "cannot list it" in result.stderr
+
+
+def test_prune_during_a_rekey_of_the_same_backups_is_refused_and_nothing_is_lost(setup: Setup):
+    s = setup
+    s.ok("backup")
+    s.ok("backup")
+    new = make_key(s.tmp, "new")
+    proxy = FaultyProxy(s.stores[0][0].endpoint)
+    proxy.hold = lambda method, path: method == "PUT" and ".dump" in path  # the new object
+    env = {"ARCHIVE_RECIPIENTS": new.recipient, "ARCHIVE_IDENTITY_FILE": str(s.key.identity_file)}
+    rekey = s.orch.start("rekey", extra_env={**env, "S3_ENDPOINT_URL": proxy.endpoint})
+    try:
+        deadline = time.monotonic() + 60
+        while not proxy.held and time.monotonic() < deadline and rekey.poll() is None:
+            time.sleep(0.05)
+        assert proxy.held, rekey.communicate(timeout=5)[1][-3000:]  # rekey is mid-change
+        assert any("/_orchestrator/locks/" in k for k in s.keys(0))
+        pruned = s.run("prune", KEEP_LAST="1", KEEP_DAILY="0", KEEP_WEEKLY="0", KEEP_MONTHLY="0")
+        assert pruned.returncode == 3, pruned.stderr[-2000:]
+        last = pruned.stderr.strip().splitlines()[-1]
+        assert "prune refused" in last and "rekey (pid" in last and s.db in last
+    finally:
+        proxy.released.set()
+        _out, err = rekey.communicate(timeout=120)
+        proxy.stop()
+    assert rekey.returncode == 0, err[-3000:]
+    for index in (0, 1):
+        manifests = s.manifests(index)
+        assert len(manifests) == 2  # nothing pruned while the rekey ran
+        assert all(m["encryption"]["recipients"] == [new.recipient] for m in manifests)
+        assert not any("/_orchestrator/locks/" in k for k in s.keys(index))
+    s.ok("verify", "latest", ARCHIVE_IDENTITY_FILE=str(new.identity_file))
+    s.ok("prune", KEEP_LAST="1", KEEP_DAILY="0", KEEP_WEEKLY="0", KEEP_MONTHLY="0")
+    assert len(s.manifests(0)) == 1

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+from datetime import datetime
 from pathlib import Path
 
 import psycopg
@@ -102,6 +104,25 @@ def test_a_second_cycle_is_refused_with_exit_code_3(cycle):
     assert result.returncode == 3
     assert "already running" in result.stderr.splitlines()[-1]
     assert s3_keys(c) == []
+
+
+def test_a_cycle_is_refused_while_a_prune_holds_the_store_lock(cycle):
+    c = cycle
+    holder = {
+        "command": "prune",
+        "host": socket.gethostname(),
+        "pid": os.getpid(),  # alive: this test process
+        "started_at": "2026-12-05T10:00:00Z",
+        "expires_at": "2999-01-01T00:00:00Z",
+    }
+    key = f"prod/_orchestrator/locks/{c['db']}.json"
+    c["s3"].client().put_object(Bucket=c["bucket"], Key=key, Body=json.dumps(holder).encode())
+    result = c["orch"].run("pipeline")
+    assert result.returncode == 3, result.stderr[-2000:]
+    last = result.stderr.splitlines()[-1]
+    assert "pipeline refused: prune (pid" in last and c["db"] in last
+    assert s3_keys(c) == [key]  # nothing dumped, nothing kept, the holder's lock untouched
+    assert old_content(c["backup"], c["backup_db"]) == "old content"
 
 
 def test_a_target_that_is_the_source_is_refused_before_dumping(cycle):
@@ -234,6 +255,51 @@ def test_run_loop_cycles_serves_health_and_stops_cleanly(cycle, tmp_path):
     assert proc.returncode == 0, err[-2000:]
     assert our_children(proc.pid) == []
     assert "run.stopped" in err
+
+
+def test_cron_schedule_runs_the_cycle_on_the_minute(cycle, tmp_path):
+    c = cycle
+    port = free_port()
+    proc = start_run(c, tmp_path, SCHEDULE="*/1 * * * *", HEALTH_PORT=str(port))
+    try:
+        assert wait_for(
+            lambda: (
+                'orchestrator_cycles_total{status="success"} 1.0'
+                in get(f"http://127.0.0.1:{port}/metrics")[1]
+            ),
+            120,
+        )
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=40)
+    assert proc.returncode == 0, err[-2000:]
+    (kept,) = [k for k in s3_keys(c) if "/_orchestrator/history/" in k]
+    report = json.loads(c["s3"].client().get_object(Bucket=c["bucket"], Key=kept)["Body"].read())
+    started = datetime.fromisoformat(report["started_at"].replace("Z", "+00:00"))
+    assert report["status"] == "success" and started.second < 3, report["started_at"]
+
+
+def test_after_a_restart_healthz_and_metrics_start_from_the_history(cycle, tmp_path):
+    c = cycle
+    dead = f"postgresql://u:pw@127.0.0.1:{free_port()}/nowhere"
+    failed = c["orch"].run("pipeline", "--json", extra_env={"DEV_DATABASE_URL": dead})
+    run_id = json.loads(failed.stdout)["run_id"]
+    port = free_port()
+    proc = start_run(c, tmp_path, SCHEDULE="@yearly", HEALTH_PORT=str(port))
+    try:
+        assert wait_for(lambda: get(f"http://127.0.0.1:{port}/healthz")[0] != 0, 30)
+        code, text = get(f"http://127.0.0.1:{port}/healthz")
+        metrics = get(f"http://127.0.0.1:{port}/metrics")[1].splitlines()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=40)
+    assert code == 200 and f"last cycle {run_id} failed: restore:dev" in text, text
+    assert "orchestrator_last_cycle_success 0.0" in metrics
+    assert any(
+        m.startswith('orchestrator_target_last_success_timestamp_seconds{target="backup"}')
+        for m in metrics
+    )
+    assert 'orchestrator_cycles_total{status="failure"} 0.0' in metrics  # counts this process
 
 
 def test_sigterm_mid_restore_leaves_targets_and_storage_clean(cycle, tmp_path):

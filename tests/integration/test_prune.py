@@ -23,7 +23,7 @@ from orchestrator import catalog
 from orchestrator.catalog import Manifest
 from orchestrator.storage import Storage, open_storage
 from orchestrator.storage.base import S3Options
-from tests.conftest import s3_env
+from tests.conftest import initialised, s3_env
 from tests.harness import s3
 
 pytestmark = pytest.mark.integration
@@ -140,8 +140,8 @@ def folder_backend(request, tmp_path: Path) -> Backend:
     (base / "top-level.txt").write_text("outside every prefix")
     return Backend(
         env={"STORAGE_URL": f"file://{base}/prod"},
-        store=open_storage(f"file://{base}/prod"),
-        other=open_storage(f"file://{base}/staging"),
+        store=initialised(open_storage(f"file://{base}/prod")),
+        other=initialised(open_storage(f"file://{base}/staging")),
         all_keys=all_keys,
         deny_delete=deny_delete,
     )
@@ -286,7 +286,7 @@ def test_failed_deletes_are_reported_and_the_others_still_happen(
 
 def test_a_bad_keep_within_is_a_config_error(tmp_path: Path, orch_factory):
     store = tmp_path / "store"
-    put_backup(open_storage(f"file://{store}"), "shop", "2026-03-10 18:00")
+    put_backup(initialised(open_storage(f"file://{store}")), "shop", "2026-03-10 18:00")
     orch = orch_factory(STORAGE_URL=f"file://{store}", KEEP_WITHIN="7 days")
 
     result = orch.run("prune")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.storage import open_storage
-from tests.conftest import Clusters, load_sample
+from tests.conftest import Clusters, initialised, load_sample
 from tests.harness import postgres, s3
 from tests.integration.test_prune import put_backup
 
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.integration
 def test_pipeline_prunes_only_its_own_database(clusters: Clusters, orch_factory, tmp_path):
     source = clusters.get(15)
     db = load_sample(source)
-    store = open_storage(f"file://{tmp_path}/store")
+    store = initialised(open_storage(f"file://{tmp_path}/store"))
     others = [put_backup(store, "otherdb", f"2026-01-{day:02d}T06:00:00") for day in (1, 2, 3)]
     orch = orch_factory(
         SOURCE_DATABASE_URL=source.url(db),
@@ -116,7 +116,7 @@ def test_fetch_refuses_device_outputs_and_reports_missing_dump_objects(
 
 
 def test_folder_store_survives_dangling_symlinks_and_naive_timestamps(orch_factory, tmp_path):
-    store = open_storage(f"file://{tmp_path}/store")
+    store = initialised(open_storage(f"file://{tmp_path}/store"))
     good = put_backup(store, "shop", "2026-02-01T06:00:00")
     (tmp_path / "store" / "shop" / "broken-link").symlink_to(tmp_path / "nowhere")
     naive = put_backup(store, "shop", "2026-02-02T06:00:00")

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import json
 import os
 from pathlib import Path
 
 import pytest
 
-from orchestrator.errors import ConfigError, NotFound, StorageError
+from orchestrator.errors import ConfigError, NotFound, StorageError, StoreNotInitialised
 from orchestrator.storage import Storage, open_storage
 from orchestrator.storage import s3 as s3_backend
-from orchestrator.storage.base import S3Options
+from orchestrator.storage.base import MARKER_KEY, S3Options
 from orchestrator.storage.local import CHUNK
+from tests.conftest import initialised
 from tests.harness import s3
 from tests.harness.faulty_proxy import FaultyProxy
 
@@ -23,13 +25,20 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(params=["s3", "folder"])
 def storage(request, tmp_path: Path, monkeypatch) -> Storage:
     if request.param == "folder":
-        return open_storage(f"file://{tmp_path}/store")
+        return initialised(open_storage(f"file://{tmp_path}/store"))
     server = request.getfixturevalue("s3_server")
     bucket = request.getfixturevalue("bucket")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3.ACCESS_KEY)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3.SECRET_KEY)
     monkeypatch.setenv("AWS_REGION", "us-east-1")
-    return open_storage(f"s3://{bucket}/some/prefix", S3Options(endpoint_url=server.endpoint))
+    return initialised(
+        open_storage(f"s3://{bucket}/some/prefix", S3Options(endpoint_url=server.endpoint))
+    )
+
+
+def keys(storage: Storage, prefix: str = "") -> list[str]:
+    """The keys under `prefix`, without the marker of `orchestrator init`."""
+    return [o.key for o in storage.list(prefix) if o.key != MARKER_KEY]
 
 
 def make_file(path: Path, size: int) -> Path:
@@ -81,8 +90,8 @@ def test_missing_objects_raise_not_found(storage: Storage, tmp_path: Path):
 def test_list_is_sorted_filtered_by_prefix_and_sized(storage: Storage):
     for key in ("b/2.json", "a/1.json", "a/sub/3.json", "ab/4.json"):
         storage.put_bytes(key, key.encode())
-    assert [o.key for o in storage.list()] == ["a/1.json", "a/sub/3.json", "ab/4.json", "b/2.json"]
-    assert [o.key for o in storage.list("a/")] == ["a/1.json", "a/sub/3.json"]
+    assert keys(storage) == ["a/1.json", "a/sub/3.json", "ab/4.json", "b/2.json"]
+    assert keys(storage, "a/") == ["a/1.json", "a/sub/3.json"]
     sizes = {o.key: o.size for o in storage.list()}
     assert sizes["a/1.json"] == len(b"a/1.json")
     assert all(o.modified.tzinfo is not None for o in storage.list())
@@ -92,7 +101,7 @@ def test_delete_removes_only_named_keys_and_ignores_missing(storage: Storage):
     for key in ("x/1", "x/2", "y/1"):
         storage.put_bytes(key, b"data")
     storage.delete(["x/1", "x/does-not-exist"])
-    assert [o.key for o in storage.list()] == ["x/2", "y/1"]
+    assert keys(storage) == ["x/2", "y/1"]
     storage.delete([])
 
 
@@ -109,23 +118,23 @@ def test_describe_names_the_location(storage: Storage):
 
 
 def test_folder_backend_hides_temp_files(tmp_path: Path):
-    store = open_storage(f"file://{tmp_path}/store")
+    store = initialised(open_storage(f"file://{tmp_path}/store"))
     (tmp_path / "store" / "db").mkdir(parents=True)
     (tmp_path / "store" / "db" / ".tmp-leftover").write_bytes(b"partial")
     store.put_bytes("db/a.json", b"{}")
-    assert [o.key for o in store.list()] == ["db/a.json"]
+    assert keys(store) == ["db/a.json"]
 
 
 def test_folder_writes_are_atomic_readers_see_the_old_object_or_the_new_one(tmp_path: Path):
     """While a write is under way (its progress calls), a reader still gets the whole old
     object; a write that fails midway leaves the old object and no temp file."""
-    store = open_storage(f"file://{tmp_path}/store")
+    store = initialised(open_storage(f"file://{tmp_path}/store"))
     store.put_bytes("db/a.dump", b"old")
     new = make_file(tmp_path / "new.bin", 3 * CHUNK + 5)
     seen: list[tuple[bytes, list[str]]] = []
 
     def read_midway(_moved: int) -> None:
-        seen.append((store.get_bytes("db/a.dump"), [o.key for o in store.list()]))
+        seen.append((store.get_bytes("db/a.dump"), keys(store)))
 
     store.put_file("db/a.dump", new, progress=read_midway)
     assert (
@@ -146,7 +155,7 @@ def test_folder_backend_check_refuses_an_unwritable_root(tmp_path: Path):
     blocker = tmp_path / "file-not-folder"
     blocker.write_text("x")
     with pytest.raises(ConfigError, match="STORAGE_URL"):
-        open_storage(f"file://{blocker}/store").check()
+        open_storage(f"file://{blocker}/store").initialise()
 
 
 def test_missing_bucket_is_a_config_error(s3_server, monkeypatch):
@@ -237,3 +246,36 @@ def test_s3_a_part_corrupted_on_the_way_is_rejected_and_nothing_is_left(
     client = s3_server.client()
     assert client.list_objects_v2(Bucket=bucket).get("KeyCount") == 0
     assert client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+def test_init_writes_the_marker_once_and_is_idempotent(storage: Storage):
+    assert storage.initialise() is False  # the fixture initialised it already
+    document = json.loads(storage.get_bytes(MARKER_KEY))
+    assert document["tool"] == "orchestrator" and document["how"] == "init"
+
+
+def test_folder_without_marker_is_refused_and_init_makes_it_a_store(tmp_path: Path):
+    mount_point = tmp_path / "mnt" / "nas"
+    mount_point.mkdir(parents=True)  # an empty mount point: the share is not mounted
+    store = open_storage(f"file://{mount_point}", S3Options(suffix="_2"))
+    for attempt in (store.check, lambda: store.put_bytes("db/x.json", b"{}")):
+        with pytest.raises(StoreNotInitialised, match=r"^STORAGE_URL_2: .*orchestrator init"):
+            attempt()
+    assert list(mount_point.iterdir()) == []
+    missing = open_storage(f"file://{tmp_path}/not-there")
+    with pytest.raises(StoreNotInitialised, match="does not exist"):
+        missing.check()
+    assert not (tmp_path / "not-there").exists()
+    assert store.initialise() is True
+    store.check()
+    store.put_bytes("db/x.json", b"{}")
+
+
+def test_folder_holding_our_backups_is_adopted_on_first_use(tmp_path: Path):
+    old = tmp_path / "old"
+    manifest = old / "shop" / "2026" / "11" / "25" / "shop-20261125T070000Z.manifest.json"
+    manifest.parent.mkdir(parents=True)
+    manifest.write_text("{}")
+    store = open_storage(str(old))
+    store.check()
+    assert json.loads(store.get_bytes(MARKER_KEY))["how"] == "adopted"

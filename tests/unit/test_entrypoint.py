@@ -188,3 +188,9 @@ def test_no_command_is_a_usage_error() -> None:
     )
     assert result.returncode == 2
     assert result.stderr.strip()
+
+
+def test_notify_urls_file_becomes_notify_urls(tmp_path: Path) -> None:
+    urls = "slack://TokenA/TokenB/TokenC\nmailtos://u:pw@smtp.example.com?to=ops@example.com"
+    env = environment(run({"NOTIFY_URLS_FILE": str(secret_file(tmp_path, urls + "\n"))}))
+    assert env["NOTIFY_URLS"] == urls and "NOTIFY_URLS_FILE" not in env

@@ -8,7 +8,16 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from orchestrator import history
-from orchestrator.actions.status import allowed_backup_age, last_refresh, targets
+from orchestrator.actions.status import (
+    allowed_backup_age,
+    health_seed,
+    last_refresh,
+    next_run,
+    next_run_text,
+    targets,
+)
+from orchestrator.health import DrillOutcome, Seed
+from orchestrator.schedule_spec import parse_schedule
 from orchestrator.settings import Settings
 
 NOW = datetime(2026, 11, 30, 12, tzinfo=UTC)
@@ -151,3 +160,53 @@ def test_status_says_masked_and_unlisted_from_what_the_newest_refresh_recorded()
 def test_backup_age_limit_follows_the_schedule(schedule: str, max_age: int, allowed: float) -> None:
     settings = Settings(_env_file=None, SCHEDULE=schedule, HEALTH_MAX_AGE=max_age)  # type: ignore[call-arg]
     assert allowed_backup_age(settings) == allowed
+
+
+@pytest.mark.parametrize(
+    ("schedule", "tz", "done", "expected"),
+    [
+        ("0 6,18 * * *", "Europe/Berlin", [], "2026-12-05 17:00 UTC (18:00 CET, Europe/Berlin)"),
+        ("0 6,18 * * *", "UTC", [], "2026-12-05 18:00 UTC"),
+        ("0 6 * * *", "Europe/Berlin", [], "2026-12-06 05:00 UTC (06:00 CET, Europe/Berlin)"),
+        ("every 4h", "UTC", [], "every 4h, counted from the loop's start"),
+        ("every 4h", "UTC", [{"finished_at": "2026-12-05T14:00:00Z"}], "2026-12-05 18:00 UTC"),
+        ("every 1h", "UTC", [{"finished_at": "2026-12-05T10:00:00Z"}], "2026-12-05 16:30 UTC"),
+    ],
+)
+def test_next_run_is_shown_in_utc_and_schedule_tz(schedule, tz, done, expected) -> None:
+    spec = parse_schedule(schedule, tz)
+    now = datetime(2026, 12, 5, 16, 30, tzinfo=UTC)
+    assert next_run_text(next_run(spec, done, now)) == expected
+
+
+def test_health_seed_takes_the_newest_cycle_success_refreshes_and_drill() -> None:
+    kept = history.History(
+        cycles=[
+            {
+                "run_id": "new",
+                "status": "failure",
+                "started_at": "2026-12-05T06:00:00Z",
+                "finished_at": "2026-12-05T06:05:00Z",
+                "steps": [{"name": "restore:dev", "ok": False, "seconds": 1.0, "error": "down"}],
+            },
+            {
+                "run_id": "old",
+                "status": "success",
+                "started_at": "2026-12-04T18:00:00Z",
+                "finished_at": "2026-12-04T18:04:00Z",
+                "steps": [
+                    {"name": "dump", "ok": True, "seconds": 9.0, "detail": {"size_bytes": 1234}},
+                    {"name": "restore:backup", "ok": True, "seconds": 5.0},
+                ],
+            },
+        ],
+        drills=[{"status": "success", "finished_at": "2026-12-01T09:00:00Z", "rto_seconds": 61.5}],
+    )
+    seed = health_seed(kept)
+    assert seed.last_report is not None and seed.last_report.run_id == "new"
+    assert not seed.last_report.ok and seed.last_report.failed_steps[0].error == "down"
+    assert seed.last_success == datetime(2026, 12, 4, 18, 4, tzinfo=UTC)
+    assert seed.dump_size_bytes == 1234
+    assert seed.target_success == {"backup": datetime(2026, 12, 4, 18, 4, tzinfo=UTC)}
+    assert seed.last_drill == DrillOutcome(True, datetime(2026, 12, 1, 9, tzinfo=UTC), 61.5)
+    assert health_seed(history.History()) == Seed(target_success={})

@@ -7,7 +7,16 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from orchestrator.notify import CycleReport, StepReport, safe_url, slack_text, summary_line
+from orchestrator.channels import check_services, label, parse_channels
+from orchestrator.logs import mask
+from orchestrator.notify import (
+    CycleReport,
+    StepReport,
+    channel_message,
+    safe_url,
+    slack_text,
+    summary_line,
+)
 
 START = datetime(2026, 11, 25, 6, 0, 0, tzinfo=UTC)
 
@@ -119,3 +128,59 @@ def test_long_errors_are_cut():
 )
 def test_safe_url(url, safe):
     assert safe_url(url) == safe
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("slack://TokenA/TokenB/TokenC/#ops", "slack://"),
+        ("discord://1234567890/WebhookToken", "discord://"),
+        ("tgram://123456789:AAbbCCdd/-1001234567890", "tgram://"),
+        ("mailtos://user:app-pw@smtp.example.com?to=ops@example.com", "mailtos://smtp.example.com"),
+        ("ntfys://ntfy.sh/my-backups", "ntfys://ntfy.sh"),
+        ("ntfy://my-topic", "ntfy://"),
+        ("json://127.0.0.1:8080/hook-token", "json://127.0.0.1"),
+        (
+            "workflows://prod-01.westus.logic.azure.com:443/wf/SIG",
+            "workflows://prod-01.westus.logic.azure.com",
+        ),
+    ],
+)
+def test_channel_label_is_scheme_and_server_host_only(url, shown):
+    assert label(url) == shown
+
+
+def test_notify_urls_split_on_commas_and_spaces_and_unknown_services_are_named():
+    urls = parse_channels(" slack://A1b2/C3d4/E5f6 ,ntfys://ntfy.sh/x\n json://h:1/p ")
+    assert urls == ["slack://A1b2/C3d4/E5f6", "ntfys://ntfy.sh/x", "json://h:1/p"]
+    with pytest.raises(ValueError, match=r"entry 2 \(nope://\) is not a URL Apprise can send to"):
+        check_services(parse_channels("json://h:1/p nope://secret-thing"))
+    with pytest.raises(ValueError, match="entry 1 is not a URL"):
+        parse_channels("hooks.slack.com")
+    assert "secret-thing" not in mask("nope://secret-thing and secret-thing")
+    parse_channels("ntfys://ntfy.sh/alerts-4f9a?token=tk_ab12cd34&priority=high")
+    assert mask("tk_ab12cd34 alerts-4f9a high") == "*** *** high"  # options stay readable
+
+
+def test_channel_message_has_title_first_error_steps_and_page_link():
+    report = CycleReport(run_id="r1", started_at=datetime(2026, 12, 5, tzinfo=UTC))
+    report.steps = [
+        StepReport("dump", True, 12.3, detail={"size_bytes": 4 * 1024 * 1024}),
+        StepReport("restore:dev", False, 0.4, error="cannot connect to dev\nmore"),
+    ]
+    document = {**report.as_dict(), "kind": "cycle"}
+    title, body = channel_message(document, "neondb", "https://status.example.com/")
+    assert title == "orchestrator: cycle failed on neondb"
+    assert body.splitlines() == [
+        "First error: restore:dev: cannot connect to dev",
+        "",
+        "Steps:",
+        "  dump ok 12.3s (4.0 MiB)",
+        "  restore:dev FAILED 0.4s",
+        "",
+        "Status page: https://status.example.com/",
+    ]
+    drill = {"kind": "drill", "status": "success", "fetch_seconds": 2.0, "rto_seconds": 65.0}
+    title, body = channel_message(drill, "neondb", None)
+    assert title == "orchestrator: drill passed on neondb"
+    assert body == "Steps:\n  fetch 2.0s\n  RTO 1m05s"

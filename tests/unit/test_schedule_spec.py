@@ -1,16 +1,20 @@
-"""SCHEDULE parsing, next runs, and registration on a real `schedule.Scheduler`."""
+"""SCHEDULE parsing and next runs: today's forms, cron expressions, SCHEDULE_TZ and the
+daylight-saving days of Europe/Berlin."""
 
 from __future__ import annotations
 
 import os
 import time as time_module
 from collections.abc import Iterator
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime, time
+from zoneinfo import ZoneInfo
 
 import pytest
-import schedule
 
-from orchestrator.schedule_spec import MAX_INTERVAL_SECONDS, Schedule, apply, parse_schedule
+from orchestrator.errors import ConfigError
+from orchestrator.schedule_spec import MAX_INTERVAL_SECONDS, Schedule, parse_schedule
+from orchestrator.scheduler import Job, due_job
+from orchestrator.settings import load_settings
 
 
 @pytest.mark.parametrize(
@@ -52,6 +56,7 @@ def test_good_schedules(text, expected, described):
     [
         "",
         "   ",
+        "daily",
         "every 0m",
         "every -1h",
         "every 1.5h",
@@ -62,13 +67,11 @@ def test_good_schedules(text, expected, described):
         "4h",
         "24:00",
         "12:60",
-        "6",
         "06:00:00",
         "06:00,",
         "06:00,,18:00",
         "06:00 18:00",
         "6pm",
-        "daily",
         "06:00\n18:00",
         "\uff10\uff16:\uff10\uff10",  # full-width digits
         "sunday",
@@ -84,8 +87,8 @@ def test_bad_schedules(text):
         parse_schedule(text)
     message = str(raised.value)
     assert message == (
-        f"{text!r} is not a schedule like 06:00,18:00, sunday 03:00, or every 4h / every 30m "
-        "/ every 20s"
+        f"{text!r} is not a schedule like 0 6,18 * * *, @daily, 06:00,18:00, sunday 03:00, "
+        "or every 4h / every 30m / every 20s"
     )
     assert "\n" not in message
 
@@ -93,24 +96,24 @@ def test_bad_schedules(text):
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({}, "a schedule needs either times of day or an interval, not both"),
+        ({}, "a schedule needs a cron expression, times of day or an interval"),
         (
             {"times": (time(6),), "every_seconds": 60},
-            "a schedule needs either times of day or an interval, not both",
+            "a schedule needs a cron expression, times of day or an interval",
         ),
         ({"every_seconds": 0}, "a schedule interval must be positive, not 0"),
         (
             {"every_seconds": MAX_INTERVAL_SECONDS + 1},
             "a schedule interval must be at most 366 days",
         ),
-        ({"times": (time(6, 0, 30),)}, "schedule times are whole minutes in UTC, not 06:00:30"),
+        ({"times": (time(6, 0, 30),)}, "schedule times are whole minutes, not 06:00:30"),
         (
             {"times": (time(6, 0, 0, 1),)},
-            "schedule times are whole minutes in UTC, not 06:00:00.000001",
+            "schedule times are whole minutes, not 06:00:00.000001",
         ),
         (
             {"times": (time(6, tzinfo=UTC),)},
-            "schedule times are whole minutes in UTC, not 06:00:00+00:00",
+            "schedule times are whole minutes, not 06:00:00+00:00",
         ),
         ({"every_seconds": 60, "weekdays": (0,)}, "weekdays need times of day"),
         ({"times": (time(6),), "weekdays": (7,)}, "weekdays are 0 (Monday) to 6 (Sunday)"),
@@ -194,6 +197,58 @@ def test_next_run(spec, after, expected):
     assert got == expected and got.tzinfo is UTC
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("0 6,18 * * *", "0 6,18 * * *"),
+        ("*/30  *  * * *", "*/30 * * * *"),
+        ("0 3 * * 0", "0 3 * * 0"),
+        ("0 3 * * sun", "0 3 * * sun"),
+        ("@hourly", "0 * * * *"),
+        ("@daily", "0 0 * * *"),
+        ("@weekly", "0 0 * * 0"),
+        ("@monthly", "0 0 1 * *"),
+        ("@YEARLY", "0 0 1 1 *"),
+    ],
+)
+def test_cron_expressions_and_aliases(text, expected):
+    parsed = parse_schedule(text, "Europe/Berlin")
+    assert parsed.cron == expected and parsed.tz == "Europe/Berlin"
+    assert parsed.describe() == f"cron {expected} (Europe/Berlin)"
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        ("60 * * * *", "minute"),
+        ("0 25 * * *", "hour"),
+        ("0 6 32 * *", "day-of-month"),
+        ("0 6 * 13 *", "month"),
+        ("0 6 * * 8", "day-of-week"),
+        ("0 6 31 2 *", "day-of-month"),  # a date that never comes
+        ("*/0 * * * *", "minute"),
+    ],
+)
+def test_bad_cron_field_is_named(text, field):
+    with pytest.raises(ValueError, match=f"the {field} field is wrong"):
+        parse_schedule(text)
+
+
+@pytest.mark.parametrize("text", ["0 6 * *", "0 6 * * * *", "@often", "* *"])
+def test_cron_with_wrong_shape_is_refused(text):
+    with pytest.raises(ValueError, match=r"fields|is not one of"):
+        parse_schedule(text)
+
+
+def test_unknown_zone_is_refused():
+    with pytest.raises(ValueError, match="'Mars/Olympus' is not a time zone"):
+        parse_schedule("0 6 * * *", "Mars/Olympus")
+
+
+def berlin(text: str, fold: int = 0) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=ZoneInfo("Europe/Berlin"), fold=fold)
+
+
 @pytest.fixture(params=["UTC", "America/New_York", "Asia/Kolkata"])
 def local_tz(request) -> Iterator[str]:
     """Run the test with the process's local timezone set to each of these."""
@@ -208,63 +263,115 @@ def local_tz(request) -> Iterator[str]:
     time_module.tzset()
 
 
-def local_naive(moment: datetime) -> datetime:
-    """`schedule` keeps next_run as a naive local time."""
-    return moment.astimezone().replace(tzinfo=None)
-
-
-def test_apply_times_of_day_are_utc_whatever_the_local_zone(local_tz):
-    scheduler = schedule.Scheduler()
-    calls: list[int] = []
-    spec = parse_schedule("18:00, 06:00, 12:30")
-    apply(spec, scheduler, lambda: calls.append(1))
-
-    assert len(scheduler.jobs) == 3
-    assert {job.unit for job in scheduler.jobs} == {"days"}
-    assert sorted(job.at_time for job in scheduler.jobs) == [time(6), time(12, 30), time(18)]
-    assert all("orchestrator-cycle" in job.tags for job in scheduler.jobs)
-    expected = local_naive(spec.next_run(datetime.now(UTC)))
-    assert scheduler.next_run is not None
-    assert abs(scheduler.next_run - expected) < timedelta(seconds=2)
-    assert calls == []
-
-
-def test_apply_weekdays_registers_one_job_per_day_and_time(local_tz):
-    scheduler = schedule.Scheduler()
-    spec = parse_schedule("sun,wed 03:00")
-    apply(spec, scheduler, lambda: None, tag="orchestrator-drill")
-    assert sorted(job.start_day for job in scheduler.jobs) == ["sunday", "wednesday"]
-    assert all("orchestrator-drill" in job.tags for job in scheduler.jobs)
-    expected = local_naive(spec.next_run(datetime.now(UTC)))
-    assert scheduler.next_run is not None
-    assert abs(scheduler.next_run - expected) < timedelta(seconds=2)
-
-
-@pytest.mark.parametrize(("text", "seconds"), [("every 20s", 20), ("every 4h", 14400)])
-def test_apply_interval(text, seconds):
-    scheduler = schedule.Scheduler()
-    before = datetime.now()
-    apply(parse_schedule(text), scheduler, lambda: None)
-    [job] = scheduler.jobs
-    assert job.unit == "seconds" and job.interval == seconds
-    assert scheduler.next_run is not None
-    assert abs(scheduler.next_run - (before + timedelta(seconds=seconds))) < timedelta(seconds=2)
-
-
 def test_a_naive_time_is_utc_whatever_the_local_zone(local_tz):
     assert TWICE.next_run(datetime(2026, 11, 25, 19)) == utc("2026-11-26T06:00:00")
     assert TWICE.next_run(datetime(2026, 11, 25, 5)) == utc("2026-11-25T06:00:00")
 
 
-def test_apply_interval_tags_its_job():
-    scheduler = schedule.Scheduler()
-    apply(parse_schedule("every 4h"), scheduler, lambda: None, tag="orchestrator-drill")
-    assert [job.tags for job in scheduler.jobs] == [{"orchestrator-drill"}]
+def runs(spec: Schedule, after: datetime, until: datetime) -> list[str]:
+    """Every run of `spec` after `after` up to `until`, as UTC texts."""
+    found, moment = [], after
+    while (moment := spec.next_run(moment)) <= until:
+        found.append(moment.strftime("%H:%M"))
+    return found
 
 
-def test_applied_job_runs_when_due():
-    scheduler = schedule.Scheduler()
-    calls: list[int] = []
-    apply(Schedule(every_seconds=1), scheduler, lambda: calls.append(1))
-    scheduler.run_all()
-    assert calls == [1]
+# 2026-03-29: Berlin's clocks jump from 02:00 CET (01:00 UTC) to 03:00 CEST.
+SPRING = (berlin("2026-03-29T00:00"), berlin("2026-03-29T06:00"))
+# 2026-10-25: Berlin's clocks go back from 03:00 CEST (01:00 UTC) to 02:00 CET.
+AUTUMN = (berlin("2026-10-25T00:00"), berlin("2026-10-25T06:00"))
+
+
+@pytest.mark.parametrize(
+    ("text", "day", "expected_utc"),
+    [
+        # a time that does not exist runs once, at the end of the gap (03:00 CEST = 01:00 UTC)
+        ("30 2 * * *", SPRING, ["01:00"]),
+        ("02:30", SPRING, ["01:00"]),
+        ("0 2 * * *", SPRING, ["01:00"]),
+        # times around the gap are untouched
+        ("30 1 * * *", SPRING, ["00:30"]),
+        ("0 3 * * *", SPRING, ["01:00"]),
+        # a wildcard hour follows real time: the hour that does not exist is simply absent
+        ("0 * * * *", SPRING, ["00:00", "01:00", "02:00", "03:00", "04:00"]),
+        # a time that happens twice runs once, at its first occurrence (02:30 CEST)
+        ("30 2 * * *", AUTUMN, ["00:30"]),
+        ("02:30", AUTUMN, ["00:30"]),
+        ("0 6,18 * * *", AUTUMN, ["05:00"]),  # 06:00 CET is 05:00 UTC
+        # a wildcard hour follows real time: both copies of 02:00 run (00:00 and 01:00 UTC)
+        ("0 * * * *", AUTUMN, ["23:00", "00:00", "01:00", "02:00", "03:00", "04:00", "05:00"]),
+    ],
+)
+def test_berlin_daylight_saving_days_behave_as_cron(text, day, expected_utc):
+    spec = parse_schedule(text, "Europe/Berlin")
+    assert runs(spec, day[0], day[1]) == expected_utc
+
+
+@pytest.mark.parametrize(
+    ("text", "after", "expected"),
+    [
+        # 06:00 in Berlin is 05:00 UTC in winter and 04:00 UTC in summer
+        ("0 6,18 * * *", utc("2026-03-28T06:00:00"), utc("2026-03-28T17:00:00")),
+        ("0 6,18 * * *", utc("2026-03-28T17:00:00"), utc("2026-03-29T04:00:00")),
+        ("06:00", utc("2026-10-25T00:00:00"), utc("2026-10-25T05:00:00")),
+        ("sunday 03:00", utc("2026-10-20T00:00:00"), utc("2026-10-25T02:00:00")),
+        ("@daily", utc("2026-07-01T12:00:00"), utc("2026-07-01T22:00:00")),
+        ("every 4h", utc("2026-03-29T00:30:00"), utc("2026-03-29T04:30:00")),  # real time
+    ],
+)
+def test_clock_times_are_read_in_schedule_tz(text, after, expected):
+    got = parse_schedule(text, "Europe/Berlin").next_run(after)
+    assert got == expected and got.tzinfo is UTC
+
+
+def test_cron_longest_gap():
+    assert parse_schedule("0 6,18 * * *").longest_gap_seconds() == 12 * 3600
+    assert parse_schedule("@weekly").longest_gap_seconds() == 7 * 86400
+    assert parse_schedule("*/1 * * * *").longest_gap_seconds() == 60
+
+
+def job(name: str, due: str) -> Job:
+    return Job(name, Schedule(every_seconds=60), lambda: None, utc(due))
+
+
+@pytest.mark.parametrize(
+    ("dues", "now", "expected"),
+    [
+        (("2026-01-01T06:00:00", "2026-01-01T07:00:00"), "2026-01-01T05:59:59", None),
+        (("2026-01-01T06:00:00", "2026-01-01T07:00:00"), "2026-01-01T06:00:00", "cycle"),
+        (("2026-01-01T06:00:00", "2026-01-01T06:00:00"), "2026-01-01T06:00:00", "cycle"),
+        (("2026-01-01T06:00:00", "2026-01-01T05:00:00"), "2026-01-01T06:30:00", "drill"),
+    ],
+)
+def test_due_job_is_the_earliest_due_and_the_cycle_on_a_tie(dues, now, expected):
+    jobs = [job("cycle", dues[0]), job("drill", dues[1])]
+    found = due_job(jobs, utc(now))
+    assert (found.name if found else None) == expected
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("SCHEDULE", "0 25 * * *", "SCHEDULE: '0 25 * * *': the hour field is wrong"),
+        ("DRILL_SCHEDULE", "0 6 * * 9", "DRILL_SCHEDULE: '0 6 * * 9': the day-of-week field"),
+        ("SCHEDULE_TZ", "Europe/Berlinn", "SCHEDULE_TZ: 'Europe/Berlinn' is not a time zone"),
+    ],
+)
+def test_bad_schedule_settings_are_one_line_naming_the_setting(
+    variable, value, expected, monkeypatch
+):
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError) as raised:
+        load_settings(env_file=None)
+    assert str(raised.value).startswith(expected) and "\n" not in str(raised.value)
+
+
+def test_schedule_tz_applies_to_both_schedules(monkeypatch):
+    monkeypatch.setenv("SCHEDULE", "0 6 * * *")
+    monkeypatch.setenv("DRILL_SCHEDULE", "sunday 09:00")
+    monkeypatch.setenv("SCHEDULE_TZ", "Europe/Berlin")
+    settings = load_settings(env_file=None)
+    drills = settings.drill_plan()
+    assert (
+        settings.cycle_schedule().tz == "Europe/Berlin" and drills and drills.tz == "Europe/Berlin"
+    )

@@ -20,6 +20,7 @@ from orchestrator.logs import mask
 from orchestrator.settings import StoreSettings, load_settings, numbered_stores
 from orchestrator.storage import open_storage
 from orchestrator.storage.multi import NamedStore, fan_out, first_success
+from tests.conftest import initialised
 
 
 @pytest.mark.parametrize(
@@ -118,7 +119,7 @@ def test_a_bad_second_store_url_names_its_own_variable() -> None:
 
 def _named(tmp_path: Path, *names: str) -> list[NamedStore]:
     return [
-        NamedStore(n, f"STORAGE_URL_{i + 1}", open_storage(str(tmp_path / n)))
+        NamedStore(n, f"STORAGE_URL_{i + 1}", initialised(open_storage(str(tmp_path / n))))
         for i, n in enumerate(names)
     ]
 
