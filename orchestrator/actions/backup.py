@@ -408,10 +408,14 @@ def backup(settings: Settings) -> BackupResult:
     every store; give the stored backup.
 
     The stores are checked and the recipients read before the dump starts, so a wrong
-    bucket or key costs no dump. Raises UploadFailed when a store did not get it.
+    bucket or key costs no dump, and when no store can take the backup (an uninitialised
+    folder, a store that is down) nothing is dumped: that store's error is raised. Raises
+    UploadFailed when a store did not get it.
     """
     recipients = settings.recipients()
     stores = open_stores(settings)
+    if not stores.usable:
+        raise combined(stores.failed, "open a store")
     with work_dir(settings) as folder:
         dump = with_unused_id(stores.usable, take_dump(settings, folder))
         sealed = seal(dump, recipients)

@@ -50,8 +50,8 @@ def fan_out(stores: Sequence[NamedStore], work: Callable[[NamedStore], T]) -> li
     Expected failures (OrchestratorError) are caught per store; a stop (Interrupted) and
     anything else (a bug) propagate once every store has finished.
     """
-    if len(stores) == 1:
-        return [_attempt(work, stores[0])]
+    if len(stores) <= 1:
+        return [_attempt(work, store) for store in stores]
     with ThreadPoolExecutor(max_workers=len(stores), thread_name_prefix="store") as pool:
         futures = [pool.submit(with_context(_attempt), work, store) for store in stores]
         return [future.result() for future in futures]

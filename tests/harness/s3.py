@@ -134,6 +134,9 @@ def start_s3() -> S3Server:
         "-webdav=false",
         "-admin.ui=false",
         "-master.telemetry=false",
+        # every bucket is a collection with volumes of its own: the suite makes hundreds
+        "-volume.max=2000",
+        "-master.volumeSizeLimitMB=64",
     ]
     argv += [f"-{name}={port}" for name, port in ports.items()]
     server = S3Server(f"http://127.0.0.1:{ports['s3.port']}", root, _launch(argv, root), argv)

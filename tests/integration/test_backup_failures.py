@@ -510,3 +510,24 @@ def test_uninitialised_folder_store_fails_alone_and_is_accepted_after_init(
     assert "STORAGE_URL " in initialised.stdout
     orch.ok("backup")
     assert list(mount_point.rglob("*.manifest.json"))
+
+
+def test_a_backup_with_no_usable_store_dumps_nothing_and_names_the_store(
+    clusters: Clusters, orch_factory, tmp_path
+):
+    """The only store is a folder without the marker of `orchestrator init` (an unmounted
+    share): the backup stops before pg_dump, exit 1, one line naming the setting and the fix."""
+    source = clusters.get(15)
+    mount_point = tmp_path / "nas"
+    mount_point.mkdir()
+    orch = orch_factory(
+        uninitialised=True,
+        SOURCE_DATABASE_URL=source.url("postgres"),
+        STORAGE_URL=f"file://{mount_point}",
+    )
+    result = orch.run("backup")
+    assert result.returncode == 1, result.stderr[-2000:]
+    last = result.stderr.splitlines()[-1]
+    assert last.startswith("orchestrator: error: STORAGE_URL") and "orchestrator init" in last
+    assert "Traceback" not in result.stderr and "pg_dump --format" not in result.stderr
+    assert list(mount_point.iterdir()) == []

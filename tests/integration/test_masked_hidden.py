@@ -131,6 +131,7 @@ def hidden(clusters: Clusters, tmp_path_factory: pytest.TempPathFactory) -> Iter
                 "MASK_KEY": KEY,
             },
         )
+        orch.ok("init")
         orch.ok("backup")
         orch.ok("mask", "suggest", "-o", str(rules))
         yield Hidden(source, db, dev, dev_db, orch, tmp, rules.read_text())

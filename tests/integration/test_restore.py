@@ -102,6 +102,7 @@ def archived(clusters: Clusters, tmp_path_factory):
             "SOURCE_DATABASE_URL": source.url(db),
         },
     )
+    orch.ok("init")
     return {"source": source, "db": db, "store": store, "id": orch.ok("backup").stdout.strip()}
 
 
