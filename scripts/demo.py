@@ -26,6 +26,28 @@ from tests.harness import postgres, s3  # noqa: E402
 SAMPLE = REPO / "scripts" / "sample-data.sql"
 
 
+# Where real applications hide personal data: inside free text, JSON documents and arrays.
+HIDDEN = """
+CREATE SCHEMA support;
+CREATE TABLE support.tickets (
+    id int PRIMARY KEY,
+    customer_id bigint REFERENCES public.customers (id),
+    note text NOT NULL,
+    profile jsonb NOT NULL,
+    cc text[]
+);
+INSERT INTO support.tickets
+SELECT g, g,
+       CASE g % 3 WHEN 0 THEN 'Parcel late, please write to buyer' || g || '@mail.example today'
+                  WHEN 1 THEN 'Asked for a call back on +44 20 7946 ' || lpad(g::text, 4, '0')
+                  ELSE 'Refund to DE89 3704 0044 0532 0130 00 once approved' END,
+       jsonb_build_object('contact', jsonb_build_object('email', 'json' || g || '@mail.example'),
+                          'plan', 'gold'),
+       ARRAY['copy' || g || '@mail.example']
+FROM generate_series(1, 300) AS g;
+"""
+
+
 def step(title: str) -> None:
     print(f"\n\033[1m== {title}\033[0m" if sys.stdout.isatty() else f"\n== {title}", flush=True)
 
@@ -90,8 +112,11 @@ def main() -> None:
     try:
         bucket = store.new_bucket()
         source.create_database("shop")
-        source.psql(SAMPLE.read_text(), "shop")
-        print(f"source: {source.url('shop', password=None)}  (sample data: schemas public, sales)")
+        source.psql(SAMPLE.read_text() + HIDDEN, "shop")
+        print(
+            f"source: {source.url('shop', password=None)}  (sample data: schemas public, sales; "
+            "support tickets with personal data inside notes, JSON and arrays)"
+        )
         print(f"S3:     {store.endpoint}  bucket {bucket}")
         demo = REPO / ".demo"
         identity, recipient = make_key(demo / "ops-key.txt")
@@ -124,7 +149,12 @@ def main() -> None:
         rules = demo / "mask.yaml"
         rules.unlink(missing_ok=True)
         orchestrator(keyed, "mask", "suggest", "-o", str(rules))
-        print("\n".join(rules.read_text().splitlines()[:22]) + "\n  ...")
+        suggested = rules.read_text().splitlines()
+        print("\n".join(suggested[:22]) + "\n  ...")
+        start = suggested.index("  support.tickets:")
+        block = [suggested[start]]
+        block += [line for line in suggested[start + 1 :] if line.startswith("    ")][:5]
+        print("\n".join(block))
         step("mask check: the rules cover every column of the backup")
         orchestrator(env, "mask", "check", "--rules", str(rules))
         env.update({"DEV_MASK_RULES": str(rules), "MASK_KEY": "demo-mask-key-" + "0" * 16})
@@ -136,6 +166,9 @@ def main() -> None:
         row = "SELECT email, full_name, phone FROM customers ORDER BY id LIMIT 1"
         print("backup holds:", targets[0].psql(row, "shop"))
         print("dev holds:   ", targets[1].psql(row, "shop"))
+        ticket = "SELECT note, profile->'contact'->>'email', cc[1] FROM support.tickets WHERE id=3"
+        print("backup's ticket:", targets[0].psql(ticket, "shop"))
+        print("dev's ticket:   ", targets[1].psql(ticket, "shop"))
         comment = "SELECT shobj_description(oid, 'pg_database') FROM pg_database"
         said = targets[1].psql(f"{comment} WHERE datname = 'shop'")
         print("dev says:    ", said[:110] + "...")
