@@ -33,7 +33,7 @@ from orchestrator.actions import status as status_action
 from orchestrator.actions import sync as sync_action
 from orchestrator.actions import verify as verify_action
 from orchestrator.errors import ConfigError, Interrupted, JobError, OrchestratorError
-from orchestrator.notify import human_size
+from orchestrator.formats import human_size
 from orchestrator.settings import Settings, load_settings
 
 log = logs.get_logger(__name__)
