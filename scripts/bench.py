@@ -11,7 +11,7 @@
 (v) a dev refresh of a database whose table of a million notes (free text, one row in ten
     holding an e-mail address) has no masking rules
 (s) the same refresh with the notes scrubbed (`body: scrub`)
-(d) bare `pg_dump -Fc` of a small database (pgbench scale 3, about 45 MB) to a file
+(d) bare `pg_dump -Fc` of a small database (pgbench scale 2, about 37 MB) to a file
 (k) `orchestrator backup` of the same database to a folder store, gzip like (d): what a
     command costs over the bare command it wraps (interpreter, imports, settings, checks,
     manifest); printed as the median of the rounds' k - d differences, in seconds
@@ -274,7 +274,7 @@ V = "(v) dev refresh, 1M notes, no rules"
 S = "(s) the same, notes scrubbed"
 D = "(d) bare pg_dump -Fc, small database"
 K = "(k) orchestrator backup, folder store"
-SMALL_SCALE = 3  # pgbench scale of the small database of (d) and (k): about 45 MB
+SMALL_SCALE = 2  # pgbench scale of the small database of (d) and (k): about 37 MB
 PIPELINE_LINES = set("abcge")
 
 
