@@ -24,6 +24,7 @@ from typing import Literal, NoReturn
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from orchestrator.errors import ConfigError, IntegrityError, JobError, NotFound, OrchestratorError
+from orchestrator.formats import utc
 from orchestrator.logs import get_logger, with_context
 from orchestrator.names import split_table_key
 from orchestrator.schema_facts import SchemaFacts
@@ -86,7 +87,7 @@ class Manifest(BaseModel):
     @field_validator("created_at")
     @classmethod
     def _utc(cls, value: datetime) -> datetime:
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return utc(value)
 
     @property
     def manifest_key(self) -> str:

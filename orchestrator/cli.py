@@ -2,6 +2,10 @@
 
 Exit codes: 0 success, 1 the job failed, 2 bad usage or configuration,
 3 another cycle or drill is already running, 128+N stopped by signal N.
+
+Each `cmd_*` imports the modules of its own command when it runs, so a command pays only
+for what it uses: `backup` never loads the scheduler, the status page, Prometheus, Apprise
+or (for a folder store) boto3. `tests/unit/test_command_imports.py` holds that.
 """
 
 from __future__ import annotations
@@ -16,25 +20,14 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
-from typing import NoReturn, TextIO
+from typing import TYPE_CHECKING, NoReturn, TextIO
 
-from orchestrator import __version__, cancel, execute, logs, scheduler
-from orchestrator.actions import backup as backup_action
-from orchestrator.actions import drill as drill_action
-from orchestrator.actions import fetch as fetch_action
-from orchestrator.actions import init as init_action
-from orchestrator.actions import listing
-from orchestrator.actions import masked as masked_action
-from orchestrator.actions import pipeline as pipeline_action
-from orchestrator.actions import prune as prune_action
-from orchestrator.actions import rekey as rekey_action
-from orchestrator.actions import restore as restore_action
-from orchestrator.actions import status as status_action
-from orchestrator.actions import sync as sync_action
-from orchestrator.actions import verify as verify_action
+from orchestrator import __version__, cancel, logs
 from orchestrator.errors import ConfigError, Interrupted, JobError, OrchestratorError
-from orchestrator.notify import human_size
-from orchestrator.settings import Settings, load_settings
+from orchestrator.formats import human_size
+
+if TYPE_CHECKING:
+    from orchestrator.settings import Settings
 
 log = logs.get_logger(__name__)
 SAMPLE_ROWS = 1000  # rows `mask suggest` samples from each table
@@ -61,12 +54,16 @@ class TtyProgress:
 
 
 def cmd_backup(settings: Settings, _args: argparse.Namespace) -> int:
+    from orchestrator.actions import backup as backup_action
+
     result = backup_action.backup(settings)
     print(result.manifest.id)
     return 0
 
 
 def cmd_list(settings: Settings, args: argparse.Namespace) -> int:
+    from orchestrator.actions import listing
+
     backups = listing.list_backups(settings, args.database)
     rows = [listing.located_summary(b) for b in backups]
     if args.json:
@@ -89,6 +86,8 @@ def cmd_list(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_fetch(settings: Settings, args: argparse.Namespace) -> int:
+    from orchestrator.actions import fetch as fetch_action
+
     progress = TtyProgress if sys.stderr.isatty() else None
     result = fetch_action.fetch(settings, args.ref, Path(args.output), progress, raw=args.raw)
     print(result.path)
@@ -96,6 +95,8 @@ def cmd_fetch(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
+    from orchestrator.actions import verify as verify_action
+
     result = verify_action.verify(settings, args.ref)
     if args.json:
         document = {
@@ -119,6 +120,8 @@ def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_prune(settings: Settings, args: argparse.Namespace) -> int:
+    from orchestrator.actions import prune as prune_action
+
     results = prune_action.prune(settings, dry_run=args.dry_run, database=args.database)
     documents = [prune_action.as_dict(r) for r in results]
     if args.json:
@@ -135,6 +138,8 @@ def cmd_prune(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_sync(settings: Settings, args: argparse.Namespace) -> int:
+    from orchestrator.actions import sync as sync_action
+
     result = sync_action.sync(settings, dry_run=args.dry_run)
     if len(settings.stores()) < 2:
         print("one store is configured (STORAGE_URL): nothing to sync; see STORAGE_URL_2")
@@ -151,6 +156,8 @@ def cmd_sync(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_rekey(settings: Settings, args: argparse.Namespace) -> int:
+    from orchestrator.actions import rekey as rekey_action
+
     result = rekey_action.rekey(settings, args.ref, dry_run=args.dry_run)
     items = result.planned if args.dry_run else result.done
     verb = "would re-encrypt" if args.dry_run else "re-encrypted"
@@ -165,6 +172,9 @@ def cmd_rekey(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_restore(settings: Settings, args: argparse.Namespace) -> int:
+    from orchestrator.actions import masked as masked_action
+    from orchestrator.actions import restore as restore_action
+
     dump = Path(args.dump) if args.dump else None
     if args.jobs is not None:
         settings = settings.model_copy(update={"restore_jobs": args.jobs})
@@ -222,6 +232,8 @@ def cmd_mask_check(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_drill(settings: Settings, args: argparse.Namespace) -> int:
+    from orchestrator.actions import drill as drill_action
+
     notifier = drill_action.drill_notifier(settings)
     report, _kept = drill_action.recorded_drill(
         settings, notifier, args.ref, args.target_url, lock=True
@@ -251,6 +263,8 @@ def cmd_drill(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_pipeline(settings: Settings, args: argparse.Namespace) -> int:
+    from orchestrator.actions import pipeline as pipeline_action
+
     result = pipeline_action.pipeline(settings)
     document = result.report.as_dict()
     if args.json:
@@ -264,6 +278,8 @@ def cmd_pipeline(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_init(settings: Settings, _args: argparse.Namespace) -> int:
+    from orchestrator.actions import init as init_action
+
     results = init_action.init(settings)
     for result in results:
         said = f"FAILED: {result.error}" if result.error else result.outcome
@@ -276,10 +292,14 @@ def cmd_init(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 def cmd_run(settings: Settings, _args: argparse.Namespace) -> int:
+    from orchestrator import scheduler
+
     return scheduler.run_forever(settings)
 
 
 def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
+    from orchestrator.actions import status as status_action
+
     found = status_action.status(settings)
     if args.json:
         print(json.dumps(dataclasses.asdict(found), indent=2))
@@ -318,6 +338,8 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
+    from orchestrator.actions import status as status_action
+
     out = Path(args.html)
     if out.is_dir() or not out.parent.is_dir():
         raise ConfigError(f"--html: {out} must be a file in an existing folder")
@@ -456,7 +478,10 @@ def _positive(text: str) -> int:
 
 def _raise_interrupted(signum: int, _frame: FrameType | None) -> None:
     cancel.request_stop()
-    execute.terminate_all()
+    # no import in a signal handler: a command that never loaded `execute` started no child
+    execute = sys.modules.get("orchestrator.execute")
+    if execute is not None:
+        execute.terminate_all()
     raise Interrupted(f"stopped by {signal.Signals(signum).name}", signum)
 
 
@@ -478,6 +503,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.env_file is not None and not Path(args.env_file).is_file():
             raise ConfigError(f"--env-file: {args.env_file} is not a file")
+        from orchestrator.settings import load_settings
+
         settings = load_settings(args.env_file or ".env")
         fmt = None if settings.log_format == "auto" else settings.log_format == "json"
         logs.configure(settings.log_level, json=fmt)

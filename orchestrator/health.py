@@ -25,8 +25,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.registry import Collector
 
+from orchestrator.formats import human_age, iso_z, utc
 from orchestrator.logs import mask
-from orchestrator.notify import CycleReport, failure_counts, iso_z
+from orchestrator.notify import CycleReport, failure_counts
 
 __all__ = [
     "CONTENT_TYPE",
@@ -41,22 +42,6 @@ __all__ = [
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 HTML = "text/html; charset=utf-8"
 RESTORE_PREFIX = "restore:"
-
-
-def _utc(moment: datetime) -> datetime:
-    """Give `moment` in UTC; a naive datetime is taken to be UTC already."""
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def _ago(seconds: float) -> str:
-    seconds = max(0, round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h{minutes:02d}m"
-    if minutes:
-        return f"{minutes}m{secs:02d}s"
-    return f"{secs}s"
 
 
 @dataclass(frozen=True)
@@ -104,7 +89,7 @@ class HealthState:
 
     def __init__(self, started_at: datetime | None = None) -> None:
         self._lock = threading.Lock()
-        self._started_at = _utc(started_at or datetime.now(UTC))
+        self._started_at = utc(started_at or datetime.now(UTC))
         self._last_success: datetime | None = None
         self._last_report: CycleReport | None = None
         self._successes = 0
@@ -120,12 +105,12 @@ class HealthState:
         with self._lock:
             self._last_report = self._last_report or found.last_report
             self._last_success = self._last_success or (
-                _utc(found.last_success) if found.last_success else None
+                utc(found.last_success) if found.last_success else None
             )
             if self._dump_size is None:
                 self._dump_size = found.dump_size_bytes
             for target, moment in (found.target_success or {}).items():
-                self._target_success.setdefault(target, _utc(moment))
+                self._target_success.setdefault(target, utc(moment))
             self._last_drill = self._last_drill or found.last_drill
 
     def record_drill(self, drill: DrillOutcome) -> None:
@@ -137,7 +122,7 @@ class HealthState:
     def record(self, report: CycleReport) -> None:
         """Remember a finished cycle (a copy of it); `finished_at` defaults to now if unset."""
         report = copy.deepcopy(report)
-        finished = _utc(report.finished_at or datetime.now(UTC))
+        finished = utc(report.finished_at or datetime.now(UTC))
         with self._lock:
             self._last_report = report
             if report.ok:
@@ -177,9 +162,9 @@ class HealthState:
         `now`, or when there has been none and more than `max_age` has passed since the
         state was created. Exactly `max_age` still counts as healthy.
         """
-        now = _utc(now)
+        now = utc(now)
         snap = self._snapshot()
-        limit = _ago(max_age.total_seconds())
+        limit = human_age(max_age.total_seconds())
         last = snap.last_report
         failed_note = ""
         if last is not None and not last.ok:
@@ -190,17 +175,18 @@ class HealthState:
             stamp = iso_z(snap.last_success)
             if age > max_age.total_seconds():
                 return False, (
-                    f"newest successful cycle finished {_ago(age)} ago ({stamp}), "
+                    f"newest successful cycle finished {human_age(age)} ago ({stamp}), "
                     f"older than {limit}{failed_note}"
                 )
-            return True, f"newest successful cycle finished {_ago(age)} ago ({stamp})"
+            return True, f"newest successful cycle finished {human_age(age)} ago ({stamp})"
         up = (now - snap.started_at).total_seconds()
         if up > max_age.total_seconds():
             return (
                 False,
-                f"no successful cycle in {_ago(up)} since start (limit {limit}){failed_note}",
+                f"no successful cycle in {human_age(up)} since start (limit {limit}){failed_note}",
             )
-        return True, f"no successful cycle yet, started {_ago(up)} ago (limit {limit}){failed_note}"
+        started = f"started {human_age(up)} ago"
+        return True, f"no successful cycle yet, {started} (limit {limit}){failed_note}"
 
     def _snapshot(self) -> _Snapshot:
         with self._lock:
@@ -266,7 +252,7 @@ class _StateCollector(Collector):
         if last is not None:
             outcome.add_metric([], 1 if last.ok else 0)
             if last.finished_at is not None:
-                finished.add_metric([], _utc(last.finished_at).timestamp())
+                finished.add_metric([], utc(last.finished_at).timestamp())
         total = CounterMetricFamily(
             "orchestrator_cycles", "Cycles finished since start, by outcome.", labels=["status"]
         )
@@ -338,7 +324,7 @@ def render_metrics(state: HealthState, now: datetime) -> str:
     family with nothing to report yet has its HELP and TYPE lines only.
     """
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_StateCollector(state._snapshot(), _utc(now)))
+    registry.register(_StateCollector(state._snapshot(), utc(now)))
     return generate_latest(registry).decode()
 
 

@@ -32,6 +32,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from orchestrator import channels
 from orchestrator.errors import ConfigError
+from orchestrator.formats import human_seconds, human_size, iso_z, utc
 from orchestrator.logs import get_logger, mask
 
 __all__ = [
@@ -42,8 +43,6 @@ __all__ = [
     "drill_summary",
     "drill_text",
     "failure_counts",
-    "human_size",
-    "iso_z",
     "safe_url",
     "slack_text",
     "summary_line",
@@ -116,7 +115,7 @@ class CycleReport:
         """Seconds from start to finish, or None while the cycle has not finished."""
         if self.finished_at is None:
             return None
-        return (_utc(self.finished_at) - _utc(self.started_at)).total_seconds()
+        return (utc(self.finished_at) - utc(self.started_at)).total_seconds()
 
     def as_dict(self) -> dict[str, Any]:
         """Give a JSON-ready summary with every string masked.
@@ -147,16 +146,6 @@ class CycleReport:
         }
 
 
-def _utc(moment: datetime) -> datetime:
-    """Give `moment` in UTC; a naive datetime is taken to be UTC already."""
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def iso_z(moment: datetime) -> str:
-    """`moment` in UTC to the second, ISO-8601 ending in Z, as reports write times."""
-    return _utc(moment).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
 def _json_safe(value: Any) -> Any:
     """Give `value` as JSON types with every string masked (unknown types become strings)."""
     if isinstance(value, str):
@@ -177,25 +166,6 @@ def _first_line(text: str) -> str:
     return line if len(line) <= _MAX_ERROR_CHARS else line[: _MAX_ERROR_CHARS - 1] + "…"
 
 
-def _human_seconds(seconds: float) -> str:
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(round(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m{secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
-
-
-def human_size(size: float) -> str:
-    """Give a size in bytes in binary units: `512 B`, `4.1 MiB`."""
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size} B"  # not reached
-
-
 def _slack_escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
@@ -203,11 +173,11 @@ def _slack_escape(text: str) -> str:
 def summary_line(report: CycleReport) -> str:
     """Give one plain line saying how the cycle ended, e.g. for a healthcheck ping's body.
 
-    Success: `orchestrator cycle <run_id> succeeded in 1m02s (4 steps)`. Failure names the
+    Success: `orchestrator cycle <run_id> succeeded in 1 min 02 s (4 steps)`. Failure names the
     failed steps, or the cycle's own error when no step failed. Masked.
     """
     duration = report.duration_seconds
-    took = f" in {_human_seconds(duration)}" if duration is not None else ""
+    took = f" in {human_seconds(duration)}" if duration is not None else ""
     if report.ok:
         return mask(
             f"orchestrator cycle {report.run_id} succeeded{took} ({len(report.steps)} steps)"
@@ -219,17 +189,17 @@ def summary_line(report: CycleReport) -> str:
         what = _first_line(report.error) or "error"
     else:
         what = "no step ran"
-    after = f" after {_human_seconds(duration)}" if duration is not None else ""
+    after = f" after {human_seconds(duration)}" if duration is not None else ""
     return mask(f"orchestrator cycle {report.run_id} failed{after}: {what}")
 
 
 def drill_summary(document: dict[str, Any]) -> str:
-    """One plain line saying how a drill ended: `orchestrator drill of <id> passed: RTO 2m05s`,
+    """One plain line saying how a drill ended: `orchestrator drill of <id> passed: RTO 2 min 05 s`,
     or `... failed: <first problem or error>`. Masked."""
     backup = document.get("backup_id") or "the newest backup"
     if document.get("status") == "success":
         rto = document.get("rto_seconds")
-        took = f": RTO {_human_seconds(rto)}" if isinstance(rto, int | float) else ""
+        took = f": RTO {human_seconds(rto)}" if isinstance(rto, int | float) else ""
         return mask(f"orchestrator drill of {backup} passed{took}")
     problems = document.get("problems") or []
     first = document.get("error") or (problems[0] if problems else "") or "failed"
@@ -255,7 +225,7 @@ def slack_text(report: CycleReport) -> str:
         for s in report.steps:
             size = s.detail.get("size_bytes")
             sized = f" {human_size(size)}" if isinstance(size, int | float) else ""
-            parts.append(f"{s.name}{sized} {_human_seconds(s.seconds)}")
+            parts.append(f"{s.name}{sized} {human_seconds(s.seconds)}")
         lines.append(_slack_escape(mask(" · ".join(parts))))
     else:
         for s in report.failed_steps:
@@ -307,12 +277,12 @@ def _step_lines(document: dict[str, Any]) -> list[str]:
             sized = f" ({human_size(size)})" if isinstance(size, int | float) else ""
             outcome = "ok" if step.get("ok") else "FAILED"
             found.append(
-                f"{step.get('name')} {outcome} {_human_seconds(step.get('seconds') or 0)}{sized}"
+                f"{step.get('name')} {outcome} {human_seconds(step.get('seconds') or 0)}{sized}"
             )
         return found or ["none ran"]
     parts = ("fetch", "restore", "verify", "rto")
     found = [
-        f"{part.upper() if part == 'rto' else part} {_human_seconds(document[part + '_seconds'])}"
+        f"{part.upper() if part == 'rto' else part} {human_seconds(document[part + '_seconds'])}"
         for part in parts
         if isinstance(document.get(f"{part}_seconds"), int | float)
     ]

@@ -11,15 +11,22 @@
 (v) a dev refresh of a database whose table of a million notes (free text, one row in ten
     holding an e-mail address) has no masking rules
 (s) the same refresh with the notes scrubbed (`body: scrub`)
+(d) bare `pg_dump -Fc` of a small database (pgbench scale 2, about 37 MB) to a file
+(k) `orchestrator backup` of the same database to a folder store, gzip like (d): what a
+    command costs over the bare command it wraps (interpreter, imports, settings, checks,
+    manifest); printed as the median of the rounds' k - d differences, in seconds
 Each is run ROUNDS times (default 5, alternating, so drift hits them all alike); prints the
-medians: c/a, c'/a, b/c, e/c, m/u, s/v and the peak RSS of the orchestrator process and of the
-masking filter's processes. LINES (default "abcge"; "um" for the masked line, "vs" for the
-scrub line) picks which ways run.
+medians: c/a, c'/a, b/c, e/c, m/u, s/v, k - d and the peak RSS of the orchestrator process
+and of the masking filter's processes. LINES (default "abcge"; "um" for the masked line,
+"vs" for the scrub line, "dk" for the fixed cost of a command) picks which ways run. The
+package is byte-compiled first, as an installed wheel is, so that no run compiles it.
 
-Two untimed pipeline cycles come first (their times are printed, not counted): after them
-each target holds a current and a previous copy, as production's targets do from the third
-cycle on. The first two cycles differ from all later ones (there is no previous copy to
-drop while restoring), and on the VM of the README that moved their pg_restores by up to 2 s.
+When a pipeline line (a, b, c, c', e) runs, two untimed pipeline cycles come first (their
+times are printed, not counted): after them each target holds a current and a previous
+copy, as production's targets do from the third cycle on. The first two cycles differ from
+all later ones (there is no previous copy to drop while restoring), and on the VM of the
+README that moved their pg_restores by up to 2 s. The fixed-cost line (d, k) has one
+untimed run of each first.
 """
 
 from __future__ import annotations
@@ -46,7 +53,7 @@ def timed(label: str, fn) -> float:  # type: ignore[no-untyped-def]
     started = time.monotonic()
     fn()
     seconds = time.monotonic() - started
-    print(f"  {label:<44} {seconds:7.1f} s", flush=True)
+    print(f"  {label:<44} {seconds:7.2f} s", flush=True)
     return seconds
 
 
@@ -265,6 +272,42 @@ U = "(u) dev refresh, 1M customers, no rules"
 M = "(m) the same, e-mail, name, phone masked"
 V = "(v) dev refresh, 1M notes, no rules"
 S = "(s) the same, notes scrubbed"
+D = "(d) bare pg_dump -Fc, small database"
+K = "(k) orchestrator backup, folder store"
+SMALL_SCALE = 2  # pgbench scale of the small database of (d) and (k): about 37 MB
+PIPELINE_LINES = set("abcge")
+
+
+def small_backup_setup(
+    source: postgres.Cluster, bins: Path, env: dict[str, str], work: Path
+) -> tuple[str, dict[str, str]]:
+    """The small database of (d) and (k), and an initialised folder store; give the
+    database's URL and the environment of `orchestrator backup` (gzip, like bare pg_dump)."""
+    source.create_database("small")
+    url = source.url("small")
+    run([str(bins / "pgbench"), "-i", "-q", "-s", str(SMALL_SCALE), "--no-vacuum", url])
+    source.psql("VACUUM ANALYZE", "small")
+    size = source.psql("SELECT pg_size_pretty(pg_database_size('small'))", "small")
+    print(f"fixed-cost line: a small database of {size}, a folder store")
+    kept = {k: v for k, v in env.items() if not k.startswith(("AWS_", "S3_", "STORAGE_URL"))}
+    small_env = {
+        **kept,
+        "SOURCE_DATABASE_URL": url,
+        "STORAGE_URL": (work / "store").as_uri(),
+        "PG_DUMP_COMPRESS": "gzip",
+    }
+    backup(small_env, "init")
+    return url, small_env
+
+
+def backup(env: dict[str, str], command: str = "backup") -> None:
+    """Run `orchestrator COMMAND` (default backup) to its end, as `run` runs pg_dump."""
+    argv = [sys.executable, "-m", "orchestrator", command]
+    subprocess.run(argv, env=env, capture_output=True, check=True)
+
+
+def bare_dump(bins: Path, url: str, work: Path) -> None:
+    run([str(bins / "pg_dump"), "-Fc", f"--file={work / 'small.dump'}", f"--dbname={url}"])
 
 
 def age_recipients(count: int) -> str:
@@ -280,6 +323,7 @@ def main() -> None:
     scale = int(sys.argv[1]) if len(sys.argv) > 1 else 50
     rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 5
     lines = sys.argv[3] if len(sys.argv) > 3 else "abcge"
+    run([sys.executable, "-m", "compileall", "-q", str(REPO / "orchestrator")])
     bins = postgres.installs()
     major = 17 if 17 in bins else max(bins)
     print(f"starting PostgreSQL {major} source and two targets, SeaweedFS; pgbench scale {scale}")
@@ -343,6 +387,8 @@ def main() -> None:
             "c": (C, lambda n: rss.append(pipeline(env, n))),
             "g": (G, lambda n: rss.append(pipeline(gzip_env, f"{n}-gzip"))),
             "e": (E, lambda n: rss.append(pipeline(sealed_env, f"{n}-sealed"))),
+            "d": (D, lambda n: bare_dump(bins[major], small_url, work)),
+            "k": (K, lambda n: backup(small_env)),
         }
         runs: dict[str, list[float]] = {key: [] for key in lines}
         rss: list[int] = []
@@ -371,10 +417,18 @@ def main() -> None:
                         f"(v/s) {name} (not counted)",
                         lambda n=name, e=chosen: rss.append(orchestrate(e, notes, n)),
                     )
-            print("warm-up: two cycles give each target a current and a previous copy")
-            for cycle in ("warmup-1", "warmup-2"):
-                settle(clusters)
-                timed(f"(c) {cycle} (not counted)", lambda n=cycle: rss.append(pipeline(env, n)))
+            if "d" in lines or "k" in lines:
+                small_url, small_env = small_backup_setup(source_c, bins[major], env, work)
+                for key in "dk":
+                    settle(clusters)
+                    timed(f"{ways[key][0]} (not counted)", lambda w=ways[key][1]: w("warmup"))
+            if PIPELINE_LINES & set(lines):
+                print("warm-up: two cycles give each target a current and a previous copy")
+                for cycle in ("warmup-1", "warmup-2"):
+                    settle(clusters)
+                    timed(
+                        f"(c) {cycle} (not counted)", lambda n=cycle: rss.append(pipeline(env, n))
+                    )
             for round_no in range(1, rounds + 1):
                 print(f"round {round_no} of {rounds}")
                 for key in lines:
@@ -394,8 +448,8 @@ def report(runs: dict[str, list[float]], rss: list[int], rounds: int) -> None:
     """Print the medians and the ratios of the ways that ran."""
     m = {key: statistics.median(times) for key, times in runs.items()}
     names = {"a": "a", "b": "b", "c": "c", "g": "c'", "e": "e", "u": "u", "m": "m", "v": "v"}
-    names["s"] = "s"
-    shown = ", ".join(f"{names[k]} {v:.1f} s" for k, v in m.items())
+    names.update(s="s", d="d", k="k")
+    shown = ", ".join(f"{names[k]} {v:.2f} s" for k, v in m.items())
     print(f"\nmedians of {rounds} round(s): {shown}")
     ratios = [
         ("c", "a", "c/a", "(target <= 1.15)"),
@@ -408,7 +462,11 @@ def report(runs: dict[str, list[float]], rss: list[int], rounds: int) -> None:
     for top, bottom, name, note in ratios:
         if top in m and bottom in m:
             print(f"  {name} = {m[top] / m[bottom]:.2f}   {note}")
-    print(f"  orchestrator peak RSS = {max(rss) / 2**20:.0f} MiB   (target < 150 MiB)")
+    if "d" in runs and "k" in runs:
+        over = statistics.median(k - d for k, d in zip(runs["k"], runs["d"], strict=True))
+        print(f"  k - d = {over:.2f} s   (a backup's cost over bare pg_dump; target <= 0.5 s)")
+    if rss:
+        print(f"  orchestrator peak RSS = {max(rss) / 2**20:.0f} MiB   (target < 150 MiB)")
     if FILTER_PEAKS:
         print(f"  masking filter peak RSS = {max(FILTER_PEAKS) / 2**20:.0f} MiB (per process)")
 

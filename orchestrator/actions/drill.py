@@ -22,8 +22,9 @@ from orchestrator.actions.restore import find_backup, local_archive, target_iden
 from orchestrator.catalog import Manifest
 from orchestrator.conninfo import ConnInfo
 from orchestrator.errors import AlreadyRunning, ConfigError, Interrupted, OrchestratorError
+from orchestrator.formats import iso_z
 from orchestrator.logs import get_logger, mask
-from orchestrator.notify import Notifier, drill_summary, drill_text, iso_z
+from orchestrator.notify import Notifier, drill_summary, drill_text
 from orchestrator.postgres import inspect
 from orchestrator.postgres import restore as pgrestore
 from orchestrator.postgres.clients import ClientSet

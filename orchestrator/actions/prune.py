@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from orchestrator import catalog
 from orchestrator.actions.common import stores_from
 from orchestrator.catalog import Manifest
 from orchestrator.errors import ConfigError, Interrupted, JobError, OrchestratorError, StorageError
+from orchestrator.formats import iso_z, utc
 from orchestrator.logs import get_logger
 from orchestrator.retention import Policy, Snapshot, apply_policy
 from orchestrator.settings import Settings
@@ -67,10 +67,6 @@ class PruneResult:
         return [d.manifest for d in self.decisions if not d.keep]
 
 
-def _aware(when: datetime) -> datetime:
-    return when if when.utcoffset() is not None else when.replace(tzinfo=UTC)
-
-
 def _laid_out(manifest: Manifest) -> bool:
     """True when the manifest's dump key is one the layout gives for its id."""
     return catalog.owns_dump_key(manifest)
@@ -83,8 +79,8 @@ def plan_database(manifests: Sequence[Manifest], policy: Policy) -> list[BackupD
     Raises ValueError for an empty policy, JobError if the newest backup were not kept.
     """
     ours = [m for m in manifests if _laid_out(m)]
-    ordered = sorted(ours, key=lambda m: (_aware(m.created_at), m.id), reverse=True)
-    snapshots = [Snapshot(m.id, _aware(m.created_at)) for m in ordered]
+    ordered = sorted(ours, key=lambda m: (utc(m.created_at), m.id), reverse=True)
+    snapshots = [Snapshot(m.id, utc(m.created_at)) for m in ordered]
     decided = [
         BackupDecision(m, d.keep, d.reasons or (NOT_KEPT,))
         for m, d in zip(ordered, apply_policy(snapshots, policy), strict=True)
@@ -237,10 +233,6 @@ def prune_store(
     return result
 
 
-def _stamp(when: datetime) -> str:
-    return _aware(when).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def as_dict(result: PruneResult) -> dict[str, Any]:
     """The JSON object `prune --json` prints for one store."""
     return {
@@ -250,7 +242,7 @@ def as_dict(result: PruneResult) -> dict[str, Any]:
             {
                 "id": d.manifest.id,
                 "database": d.manifest.database,
-                "created_at": _stamp(d.manifest.created_at),
+                "created_at": iso_z(d.manifest.created_at),
                 "keep": d.keep,
                 "reasons": list(d.reasons),
             }

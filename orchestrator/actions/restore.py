@@ -30,9 +30,9 @@ from orchestrator.actions.fetch import needed_identities, open_sealed, plain_cop
 from orchestrator.catalog import Located, Manifest
 from orchestrator.conninfo import ConnInfo
 from orchestrator.errors import ConfigError, IntegrityError, JobError, OrchestratorError
+from orchestrator.formats import iso_z
 from orchestrator.logs import get_logger, mask, with_context
 from orchestrator.names import table_key
-from orchestrator.notify import iso_z
 from orchestrator.postgres import inspect
 from orchestrator.postgres import restore as pgrestore
 from orchestrator.postgres.clients import ClientSet

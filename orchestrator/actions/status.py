@@ -21,9 +21,10 @@ from orchestrator.dashboard import (
     render_status_page,
 )
 from orchestrator.errors import Interrupted, OrchestratorError
+from orchestrator.formats import iso_z
 from orchestrator.health import DrillOutcome, Seed
 from orchestrator.logs import get_logger
-from orchestrator.notify import CycleReport, StepReport, iso_z, safe_url
+from orchestrator.notify import CycleReport, StepReport, safe_url
 from orchestrator.schedule_spec import Schedule, check_zone
 from orchestrator.settings import TARGET_NAMES, Settings
 from orchestrator.storage import Storage

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 from orchestrator.dashboard import docs
 from orchestrator.dashboard.model import PageData
-from orchestrator.dashboard.text import ago, clean, human_age, human_seconds, parse_time
+from orchestrator.dashboard.text import clean, parse_time
+from orchestrator.formats import ago, human_age, human_seconds, utc
 
 __all__ = ["Headline", "assess"]
 
@@ -32,7 +33,7 @@ def assess(data: PageData) -> Headline:
     `max_backup_age_seconds` old, the newest cycle succeeded, and the newest drill, if
     any, succeeded.
     """
-    now = _utc(data.generated_at)
+    now = utc(data.generated_at)
     checks = [_backup_check(data, now), _cycle_check(data, now)]
     drill = _drill_check(data, now)
     if drill is not None:
@@ -40,10 +41,6 @@ def assess(data: PageData) -> Headline:
     reasons = [clean(text) for ok, text in checks if not ok]
     facts = [clean(text) for ok, text in checks if ok]
     return Headline(healthy=not reasons, reasons=reasons, facts=facts)
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _backup_check(data: PageData, now: datetime) -> Check:

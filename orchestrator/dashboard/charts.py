@@ -16,14 +16,8 @@ from datetime import datetime
 
 from orchestrator.dashboard import docs
 from orchestrator.dashboard.model import CycleDoc, DrillDoc, StepDoc
-from orchestrator.dashboard.text import (
-    as_number,
-    human_seconds,
-    human_size,
-    parse_time,
-    safe,
-    stamp,
-)
+from orchestrator.dashboard.text import as_number, parse_time, safe
+from orchestrator.formats import human_seconds, human_size, stamp
 
 __all__ = ["MAX_POINTS", "Chart", "cycle_duration_chart", "drill_rto_chart", "dump_size_chart"]
 

@@ -9,7 +9,7 @@ from URLs, HTML-escaped). Tables show the newest `MAX_ROWS` rows, charts the new
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from urllib.parse import urlsplit
 
 from orchestrator.dashboard import docs
@@ -24,18 +24,13 @@ from orchestrator.dashboard.model import BackupDoc, CycleDoc, DrillDoc, PageData
 from orchestrator.dashboard.style import STYLESHEET
 from orchestrator.dashboard.text import (
     MISSING,
-    ago,
     as_number,
     as_text,
     clean,
-    human_age,
-    human_seconds,
-    human_size,
-    iso,
     parse_time,
     safe,
-    stamp,
 )
+from orchestrator.formats import ago, human_age, human_seconds, human_size, iso_z, stamp, utc
 
 __all__ = ["MAX_ROWS", "render_status_page"]
 
@@ -56,7 +51,7 @@ def render_status_page(data: PageData) -> str:
     charts (dump size, cycle duration by step, drill RTO), then the recent cycles,
     drills and backups. Ages are relative to `data.generated_at`.
     """
-    now = _utc(data.generated_at)
+    now = utc(data.generated_at)
     headline = assess(data)
     verdict = "Healthy" if headline.healthy else "Unhealthy"
     body = "\n".join(
@@ -83,10 +78,6 @@ def render_status_page(data: PageData) -> str:
     )
 
 
-def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
 # --- small pieces ------------------------------------------------------------------------
 
 
@@ -103,7 +94,7 @@ def _time(moment: datetime | None, now: datetime) -> str:
     """`<time>` showing the UTC stamp, with the age as its tooltip; "—" when unknown."""
     if moment is None:
         return MISSING
-    return f'<time datetime="{iso(moment)}" title="{ago(moment, now)}">{stamp(moment)}</time>'
+    return f'<time datetime="{iso_z(moment)}" title="{ago(moment, now)}">{stamp(moment)}</time>'
 
 
 def _text(value: object) -> str:

@@ -122,7 +122,6 @@ def open_storage(url: str, s3: S3Options | None = None) -> Storage:
     one of those forms.
     """
     from orchestrator.storage.local import LocalStorage
-    from orchestrator.storage.s3 import S3Storage
 
     options = s3 or S3Options()
     setting = f"STORAGE_URL{options.suffix}"
@@ -138,6 +137,8 @@ def open_storage(url: str, s3: S3Options | None = None) -> Storage:
                 f"{setting}: the bucket must be a plain bucket name (s3://BUCKET/prefix; "
                 "credentials and endpoints go in AWS_* and S3_ENDPOINT_URL)"
             )
+        from orchestrator.storage.s3 import S3Storage  # boto3: only for an s3:// store
+
         return S3Storage(parts.netloc, parts.path.strip("/"), options)
     if parts.scheme == "file":
         if parts.netloc not in ("", "localhost"):

@@ -46,7 +46,7 @@ def test_healthz_503_then_200_after_a_success(server, state, capfd):
     assert server.port > 0
     status, kind, body = get(url(server, "/healthz"))
     assert status == 503 and kind.startswith("text/plain")
-    assert body.startswith("unhealthy: no successful cycle in 2h00m since start")
+    assert body.startswith("unhealthy: no successful cycle in 2 h since start")
 
     now = datetime.now(UTC)
     state.record(

@@ -1,73 +1,12 @@
-"""The status page's small text helpers: human units, loose values, and cleaning secrets."""
+"""The status page's small text helpers: loose values and cleaning secrets."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 
-from orchestrator.dashboard.text import (
-    ago,
-    as_number,
-    clean,
-    first_line,
-    human_age,
-    human_seconds,
-    human_size,
-    parse_time,
-    safe,
-)
-
-
-@pytest.mark.parametrize(
-    ("size", "text"),
-    [
-        (0, "0 B"),
-        (1023, "1023 B"),
-        (1024, "1.0 KiB"),
-        (93_533_184, "89.2 MiB"),
-        (3 * 2**40, "3.0 TiB"),
-    ],
-)
-def test_human_size_uses_binary_units(size, text):
-    assert human_size(size) == text
-
-
-@pytest.mark.parametrize(
-    ("seconds", "text"),
-    [
-        (4.25, "4.2 s"),
-        (59.94, "59.9 s"),
-        (65, "1 min 05 s"),
-        (3599, "59 min 59 s"),
-        (3720, "1 h 02 min"),
-    ],
-)
-def test_human_seconds_reads_like_a_stopwatch(seconds, text):
-    assert human_seconds(seconds) == text
-
-
-@pytest.mark.parametrize(
-    ("seconds", "text"),
-    [
-        (40, "40 s"),
-        (119, "119 s"),
-        (25 * 60, "25 min"),
-        (26 * 3600, "26 h"),
-        (30.5 * 3600, "30.5 h"),
-        (4 * 86400, "4 d"),
-        (-3 * 3600, "3 h"),
-    ],
-)
-def test_human_age_gives_one_unit(seconds, text):
-    assert human_age(seconds) == text
-
-
-def test_ago_says_just_now_ago_or_in():
-    now = datetime(2026, 11, 25, tzinfo=UTC)
-    assert ago(now - timedelta(seconds=30), now) == "just now"
-    assert ago(now - timedelta(hours=3), now) == "3 h ago"
-    assert ago(now + timedelta(minutes=5), now) == "in 5 min"
+from orchestrator.dashboard.text import as_number, clean, first_line, parse_time, safe
 
 
 @pytest.mark.parametrize(

@@ -85,8 +85,8 @@ def test_slack_text_on_success_lists_steps_and_size():
         )
     )
     head, steps = text.splitlines()
-    assert head == ":white_check_mark: orchestrator cycle run-7 succeeded in 1m02s (2 steps)"
-    assert steps == "dump 5.0 MiB 40.1s · upload 3.0s"
+    assert head == ":white_check_mark: orchestrator cycle run-7 succeeded in 1 min 02 s (2 steps)"
+    assert steps == "dump 5.0 MiB 40.1 s · upload 3.0 s"
 
 
 def test_slack_text_on_failure_names_steps_first_error_and_escapes():
@@ -99,7 +99,7 @@ def test_slack_text_on_failure_names_steps_first_error_and_escapes():
         )
     )
     assert text.splitlines() == [
-        ":x: orchestrator cycle run-7 failed after 1m02s: "
+        ":x: orchestrator cycle run-7 failed after 1 min 02 s: "
         "failed steps: restore:dev, restore:backup",
         "• restore:dev: relation &lt;users&gt; &amp; co missing",
         "• restore:backup: failed",
@@ -109,7 +109,9 @@ def test_slack_text_on_failure_names_steps_first_error_and_escapes():
 
 def test_summary_line_uses_the_cycle_error_when_no_step_failed():
     line = summary_line(report(error="could not lock: already running\ndetail"))
-    assert line == "orchestrator cycle run-7 failed after 1m02s: could not lock: already running"
+    assert line == (
+        "orchestrator cycle run-7 failed after 1 min 02 s: could not lock: already running"
+    )
 
 
 def test_long_errors_are_cut():
@@ -175,12 +177,12 @@ def test_channel_message_has_title_first_error_steps_and_page_link():
         "First error: restore:dev: cannot connect to dev",
         "",
         "Steps:",
-        "  dump ok 12.3s (4.0 MiB)",
-        "  restore:dev FAILED 0.4s",
+        "  dump ok 12.3 s (4.0 MiB)",
+        "  restore:dev FAILED 0.4 s",
         "",
         "Status page: https://status.example.com/",
     ]
     drill = {"kind": "drill", "status": "success", "fetch_seconds": 2.0, "rto_seconds": 65.0}
     title, body = channel_message(drill, "neondb", None)
     assert title == "orchestrator: drill passed on neondb"
-    assert body == "Steps:\n  fetch 2.0s\n  RTO 1m05s"
+    assert body == "Steps:\n  fetch 2.0 s\n  RTO 1 min 05 s"
