@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from orchestrator.storage import open_storage
+
 # Prints the top-level and orchestrator modules loaded when the process ends, then runs
 # `python -m orchestrator ARGS` as the console script does.
 WRAPPER = (
@@ -63,7 +65,9 @@ def _unwanted(modules: set[str]) -> list[str]:
 
 
 def test_backup_to_a_folder_store_never_loads_scheduler_page_apprise_or_boto3(tmp_path):
-    modules, stderr = loaded_by(["backup"], (tmp_path / "store").as_uri(), tmp_path)
+    store = tmp_path / "store"
+    open_storage(store.as_uri()).initialise()  # as `orchestrator init` leaves it
+    modules, stderr = loaded_by(["backup"], store.as_uri(), tmp_path)
     assert "cannot connect to SOURCE_DATABASE_URL" in stderr  # it ran up to the dump
     assert "orchestrator.actions.backup" in modules
     assert _unwanted(modules) == []
