@@ -26,10 +26,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from orchestrator.errors import ConfigError, IntegrityError, JobError, NotFound, OrchestratorError
 from orchestrator.formats import utc
 from orchestrator.logs import get_logger, with_context
-from orchestrator.names import split_table_key
 from orchestrator.schema_facts import SchemaFacts
 from orchestrator.storage import ObjectInfo, Storage
 from orchestrator.storage.multi import NamedStore, combined, fan_out
+from orchestrator.table_names import split_table_key
 
 log = get_logger(__name__)
 

@@ -172,7 +172,7 @@ def cmd_rekey(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_restore(settings: Settings, args: argparse.Namespace) -> int:
-    from orchestrator.actions import masked as masked_action
+    from orchestrator.actions import masked_load as masked_action
     from orchestrator.actions import restore as restore_action
 
     dump = Path(args.dump) if args.dump else None
@@ -199,7 +199,7 @@ def cmd_restore(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_mask_suggest(settings: Settings, args: argparse.Namespace) -> int:
-    from orchestrator.actions import mask as mask_action  # loads numpy: only when asked
+    from orchestrator.actions import mask_rules as mask_action  # loads numpy: only when asked
 
     manifest, text = mask_action.suggest(settings, args.ref, args.rows)
     if args.output:
@@ -214,7 +214,7 @@ def cmd_mask_suggest(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_mask_check(settings: Settings, args: argparse.Namespace) -> int:
-    from orchestrator.actions import mask as mask_action  # loads numpy: only when asked
+    from orchestrator.actions import mask_rules as mask_action  # loads numpy: only when asked
 
     rules = Path(args.rules) if args.rules else None
     manifest, problems = mask_action.check_rules(settings, rules, args.ref)

@@ -23,8 +23,8 @@ import pyrage
 
 from orchestrator import cancel
 from orchestrator.errors import ConfigError, Interrupted, JobError
-from orchestrator.files import setting_file_text
 from orchestrator.logs import register_secret
+from orchestrator.setting_files import setting_file_text
 
 SCHEME = "age"
 HEADER = b"age-encryption.org/v1\n"

@@ -33,10 +33,10 @@ from orchestrator import conninfo, crypto, retention
 from orchestrator.channels import parse_channels
 from orchestrator.conninfo import ConnInfo
 from orchestrator.errors import ConfigError
-from orchestrator.files import setting_file_text
 from orchestrator.logs import register_secret
 from orchestrator.restore_plan import StrategySetting
 from orchestrator.schedule_spec import Schedule, check_zone, parse_schedule
+from orchestrator.setting_files import setting_file_text
 from orchestrator.storage.base import S3Options
 
 CsvList = Annotated[list[str], NoDecode]

@@ -37,14 +37,14 @@ from orchestrator.errors import (
     OrchestratorError,
 )
 from orchestrator.logs import get_logger, with_context
-from orchestrator.names import table_key
-from orchestrator.postgres import inspect, restore
+from orchestrator.postgres import pg_restore, queries
 from orchestrator.postgres.clients import ClientSet
 from orchestrator.postgres.dump import DumpOptions, compression_for, run_dump
 from orchestrator.schema_facts import SchemaFacts
 from orchestrator.settings import Settings
 from orchestrator.storage import Storage
 from orchestrator.storage.multi import NamedStore, Outcome, combined, fan_out
+from orchestrator.table_names import table_key
 
 log = get_logger(__name__)
 SOURCE = "SOURCE_DATABASE_URL"
@@ -134,9 +134,9 @@ def take_dump(settings: Settings, folder: Path) -> LocalDump:
     started = time.monotonic()
     backup_id = catalog.new_backup_id(source.database, started_at)
     out = folder / f"{backup_id}{catalog.DUMP_SUFFIX}"
-    with inspect.exported_snapshot(source, SOURCE) as snap:
-        server = inspect.server_info(snap.conn)
-        identity = inspect.cluster_identity(snap.conn)
+    with queries.exported_snapshot(source, SOURCE) as snap:
+        server = queries.server_info(snap.conn)
+        identity = queries.cluster_identity(snap.conn)
         client = client_for(settings, "pg_dump", server.major, f"the source runs {server.version}")
         options = dump_options(settings, client.major)
         log.info(
@@ -189,7 +189,7 @@ def _compression_refused(
 
 
 def _dump_in_snapshot(
-    source: ConnInfo, snap: inspect.Snapshot, client: ClientSet, out: Path, options: DumpOptions
+    source: ConnInfo, snap: queries.Snapshot, client: ClientSet, out: Path, options: DumpOptions
 ) -> tuple[dict[str, int], str, SchemaFacts | None]:
     """Run pg_dump of `source` in `snap`; give (row counts of the tables whose data the
     archive holds, the archive's sha256, the schema facts). Raises what run_dump raises.
@@ -198,14 +198,14 @@ def _dump_in_snapshot(
     server has time to spare then); what that could not count, or any dump narrowed by
     exclusions, is counted after, from the archive's TOC.
     """
-    known = inspect.user_tables(snap.conn)
+    known = queries.user_tables(snap.conn)
     done = threading.Event()
     with ThreadPoolExecutor(max_workers=2) as pool:
         early = None
         if options.dumps_every_table:
-            early_tables = inspect.user_tables(snap.conn, outside_extensions=True)
+            early_tables = queries.user_tables(snap.conn, outside_extensions=True)
             early = pool.submit(
-                with_context(inspect.count_rows_while),
+                with_context(queries.count_rows_while),
                 snap.conn,
                 early_tables,
                 lambda: not done.is_set(),
@@ -213,9 +213,9 @@ def _dump_in_snapshot(
         try:
             run_dump(client, source, out, snap.snapshot_id, options)
             digest = pool.submit(sha256_of, out)
-            tables = restore.table_data_tables(restore.list_toc(client, out), known)
+            tables = pg_restore.table_data_tables(pg_restore.list_toc(client, out), known)
             counts = _counts_of(snap.conn, tables, early)
-            return counts, digest.result(), inspect.schema_facts(snap.conn)
+            return counts, digest.result(), queries.schema_facts(snap.conn)
         finally:
             if early is not None and not early.done():  # pg_dump or the TOC read failed
                 done.set()
@@ -224,12 +224,12 @@ def _dump_in_snapshot(
 
 
 def _counts_of(
-    conn: inspect.Conn, tables: list[inspect.TableName], early: Future[dict[str, int]] | None
+    conn: queries.Conn, tables: list[queries.TableName], early: Future[dict[str, int]] | None
 ) -> dict[str, int]:
     """Row counts of `tables`: those counted during the dump (`early`), the rest now."""
     counted = early.result() if early is not None else {}
     missing = [t for t in tables if table_key(*t) not in counted]
-    counted = {**counted, **inspect.count_rows(conn, missing)}
+    counted = {**counted, **queries.count_rows(conn, missing)}
     return {table_key(*t): counted[table_key(*t)] for t in tables}
 
 

@@ -25,11 +25,11 @@ from orchestrator.errors import AlreadyRunning, ConfigError, Interrupted, Orches
 from orchestrator.formats import iso_z
 from orchestrator.logs import get_logger, mask
 from orchestrator.notify import Notifier, drill_summary, drill_text
-from orchestrator.postgres import inspect
-from orchestrator.postgres import restore as pgrestore
+from orchestrator.postgres import pg_restore as pgrestore
+from orchestrator.postgres import queries
 from orchestrator.postgres.clients import ClientSet
 from orchestrator.postgres.lock import cycle_lock
-from orchestrator.postgres.restore import RestoreOptions
+from orchestrator.postgres.pg_restore import RestoreOptions
 from orchestrator.restore_plan import Endpoint
 from orchestrator.settings import Settings
 
@@ -209,16 +209,16 @@ def _drill_in_scratch(
     manifest: Manifest,
     report: DrillReport,
 ) -> None:
-    maint = inspect.connect_maintenance(server, settings.maintenance_database, "drill server")
+    maint = queries.connect_maintenance(server, settings.maintenance_database, "drill server")
     with contextlib.closing(maint):
-        major = inspect.server_info(maint).major
-        inspect.create_database(maint, scratch)
+        major = queries.server_info(maint).major
+        queries.create_database(maint, scratch)
         try:
             _restore_and_check(
                 settings, server.with_database(scratch), client, archive, manifest, report
             )
         finally:
-            inspect.drop_database(maint, scratch, major)
+            queries.drop_database(maint, scratch, major)
 
 
 def _restore_and_check(
@@ -242,9 +242,9 @@ def _restore_and_check(
         report.restore_seconds = round(time.monotonic() - started, 3)
     started = time.monotonic()
     toc = pgrestore.list_toc(client, archive)
-    with contextlib.closing(inspect.connect(scratch, "drill scratch database")) as conn:
-        present = inspect.user_tables(conn)
-        counts = inspect.count_rows_where_present(conn, manifest.tables)
+    with contextlib.closing(queries.connect(scratch, "drill scratch database")) as conn:
+        present = queries.user_tables(conn)
+        counts = queries.count_rows_where_present(conn, manifest.tables)
     _found, missing = pgrestore.toc_tables(toc, present, kind="TABLE")
     report.problems += [f"table in the archive but not restored: {name}" for name in missing]
     report.problems += restore_plan.count_differences(manifest.row_counts, counts)

@@ -34,7 +34,7 @@ from orchestrator.actions.backup import (
     work_dir,
 )
 from orchestrator.actions.common import client_for, notifier_for, stores_from
-from orchestrator.actions.masked import load_masking
+from orchestrator.actions.masked_load import load_masking
 from orchestrator.actions.prune import prune
 from orchestrator.actions.status import save_last_cycle
 from orchestrator.actions.sync import sync

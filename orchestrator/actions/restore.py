@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from orchestrator import cancel, catalog, conninfo, history, restore_plan
-from orchestrator.actions import masked
+from orchestrator.actions import masked_load
 from orchestrator.actions.backup import work_dir
 from orchestrator.actions.common import client_for, sha256_of, stores_from, stores_or_none
 from orchestrator.actions.fetch import needed_identities, open_sealed, plain_copy
@@ -32,14 +32,14 @@ from orchestrator.conninfo import ConnInfo
 from orchestrator.errors import ConfigError, IntegrityError, JobError, OrchestratorError
 from orchestrator.formats import iso_z
 from orchestrator.logs import get_logger, mask, with_context
-from orchestrator.names import table_key
-from orchestrator.postgres import inspect
-from orchestrator.postgres import restore as pgrestore
+from orchestrator.postgres import pg_restore as pgrestore
+from orchestrator.postgres import queries
 from orchestrator.postgres.clients import ClientSet
-from orchestrator.postgres.inspect import Conn
-from orchestrator.postgres.restore import RestoreOptions
+from orchestrator.postgres.pg_restore import RestoreOptions
+from orchestrator.postgres.queries import Conn
 from orchestrator.restore_plan import Capabilities, Endpoint, Strategy
 from orchestrator.settings import TARGET_NAMES, Settings, TargetSettings
+from orchestrator.table_names import table_key
 
 if TYPE_CHECKING:
     from orchestrator.masking.plan import TablePlan
@@ -95,8 +95,8 @@ def _live_source_identity(settings: Settings) -> str | None:
     if source is None:
         return None
     try:
-        with contextlib.closing(inspect.connect(source, "SOURCE_DATABASE_URL")) as conn:
-            return inspect.cluster_identity(conn)
+        with contextlib.closing(queries.connect(source, "SOURCE_DATABASE_URL")) as conn:
+            return queries.cluster_identity(conn)
     except OrchestratorError as exc:
         log.warning("restore.source_unreachable", error=str(exc), note="guard uses URL + manifest")
         return None
@@ -132,13 +132,13 @@ def target_identity(target: ConnInfo, maintenance: str) -> str | None:
     """The target server's cluster identity (None when unreachable: the restore fails later)."""
     try:
         with contextlib.closing(_maintenance(target, maintenance)) as conn:
-            return inspect.cluster_identity(conn)
+            return queries.cluster_identity(conn)
     except OrchestratorError:
         return None
 
 
 def _maintenance(target: ConnInfo, maintenance: str) -> Conn:
-    return inspect.connect_maintenance(target, maintenance, "target (maintenance database)")
+    return queries.connect_maintenance(target, maintenance, "target (maintenance database)")
 
 
 @contextlib.contextmanager
@@ -195,7 +195,7 @@ def restore(
     target = resolve_target(settings, target_ref, mask_rules)
     identity = target_identity(target.url, settings.maintenance_database)
     target = _dev_if_named(settings, target, identity)
-    masked.load_masking(settings, target)  # a bad rules file or key: exit 2 before any work
+    masked_load.load_masking(settings, target)  # a bad rules file or key: exit 2 before any work
     located = find_backup(settings, ref)
     manifest = located.manifest
     guard(settings, target.url, identity, recorded_source(manifest))
@@ -293,11 +293,13 @@ class Restorer:
                 f"MAINTENANCE_DATABASE: the target database {self.target.url.database!r} cannot "
                 "also be the database used to create and rename databases"
             )
-        masking = masked.load_masking(self.settings, self.target)
+        masking = masked_load.load_masking(self.settings, self.target)
         # the gate: rules that do not fit this backup stop the restore before anything loads
-        plans = masked.plans_for(masking, self.manifest) if masking is not None else {}
+        plans = masked_load.plans_for(masking, self.manifest) if masking is not None else {}
         if masking is not None:
-            self.unlisted = masked.unlisted_kept(masking.rules, self.manifest.schema_facts, plans)
+            self.unlisted = masked_load.unlisted_kept(
+                masking.rules, self.manifest.schema_facts, plans
+            )
         if self.unlisted:
             log.warning("restore.unlisted_kept", target=self.target.name, columns=self.unlisted)
         try:
@@ -306,13 +308,15 @@ class Restorer:
             first = mask(str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc))
             raise JobError(f"restore into {self.target.name} failed: {first}") from None
 
-    def _run(self, masking: masked.Masking | None, plans: dict[str, TablePlan]) -> RestoreResult:
+    def _run(
+        self, masking: masked_load.Masking | None, plans: dict[str, TablePlan]
+    ) -> RestoreResult:
         started = time.monotonic()
         with contextlib.closing(
             _maintenance(self.target.url, self.settings.maintenance_database)
         ) as maint:
             # the pre-check may not have reached the target; this connection is the one used
-            identity = inspect.cluster_identity(maint)
+            identity = queries.cluster_identity(maint)
             guard(self.settings, self.target.url, identity, recorded_source(self.manifest))
             caps = self._capabilities(maint)
             strategy, why = restore_plan.choose_strategy(self.target.strategy, caps)
@@ -345,14 +349,14 @@ class Restorer:
             rows=sum(self.manifest.row_counts.values()),
             previous=previous,
             ignored_errors=ignored,
-            masking=masked.masking_report(masking, stats, self.unlisted) if masking else None,
+            masking=masked_load.masking_report(masking, stats, self.unlisted) if masking else None,
         )
         log.info("restore.done", target=self.target.name, seconds=result.seconds, strategy=strategy)
         return result
 
     def _capabilities(self, maint: Conn) -> Capabilities:
-        superuser, create_db, owns = inspect.role_capabilities(maint, self.target.url.database)
-        return Capabilities(superuser, create_db, owns, inspect.server_info(maint).major)
+        superuser, create_db, owns = queries.role_capabilities(maint, self.target.url.database)
+        return Capabilities(superuser, create_db, owns, queries.server_info(maint).major)
 
     def _options(self, single_transaction: bool) -> RestoreOptions:
         return RestoreOptions(
@@ -367,12 +371,12 @@ class Restorer:
         self,
         maint: Conn,
         server_major: int,
-        masking: masked.Masking | None,
+        masking: masked_load.Masking | None,
         plans: dict[str, TablePlan],
         stats: dict[str, dict[str, Any]],
     ) -> tuple[list[str], str | None]:
         staging = restore_plan.staging_name(self.target.url.database, secrets.token_hex(4))
-        inspect.create_database(maint, staging)
+        queries.create_database(maint, staging)
         try:
             staged = self.target.url.with_database(staging)
             with ThreadPoolExecutor(max_workers=1) as pool:
@@ -382,19 +386,21 @@ class Restorer:
             self._verify(staged)
             self._post_restore_sql(staged)
             when = iso_z(datetime.now(UTC))
-            comment = masked.database_comment(self.manifest.id, when, masking, stats, self.unlisted)
-            inspect.comment_on_database(maint, staging, comment)
+            comment = masked_load.database_comment(
+                self.manifest.id, when, masking, stats, self.unlisted
+            )
+            queries.comment_on_database(maint, staging, comment)
             previous = self._swap_in(maint, staging, server_major)
         except BaseException:
             with contextlib.suppress(Exception):
-                inspect.drop_database(maint, staging, server_major)
+                queries.drop_database(maint, staging, server_major)
             raise
         return ignored, previous
 
     def _load(
         self,
         staged: ConnInfo,
-        masking: masked.Masking | None,
+        masking: masked_load.Masking | None,
         plans: dict[str, TablePlan],
         stats: dict[str, dict[str, Any]],
     ) -> list[str]:
@@ -408,7 +414,7 @@ class Restorer:
             return [table_key(*found) for found in pgrestore.entry_tables(entry, known)]
 
         with work_dir(self.settings) as folder:
-            load = masked.MaskedLoad(
+            load = masked_load.MaskedLoad(
                 self.client,
                 staged,
                 self.archive,
@@ -431,7 +437,7 @@ class Restorer:
         try:
             oldest = restore_plan.ages_out(name, self.target.keep_previous, *self._existing(maint))
             if oldest is not None:
-                inspect.drop_database(maint, oldest, server_major)
+                queries.drop_database(maint, oldest, server_major)
                 log.info("restore.made_room", target=self.target.name, dropped=oldest)
         except psycopg.Error as exc:
             log.warning("restore.make_room_failed", target=self.target.name, error=str(exc))
@@ -440,8 +446,8 @@ class Restorer:
         """Give (the target exists, the names of its previous copies that exist)."""
         name = self.target.url.database
         previous = restore_plan.previous_names(name, self.target.keep_previous)
-        return inspect.database_exists(maint, name), [
-            n for n in previous if inspect.database_exists(maint, n)
+        return queries.database_exists(maint, name), [
+            n for n in previous if queries.database_exists(maint, n)
         ]
 
     def _transaction(self, server_major: int) -> list[str]:
@@ -465,9 +471,9 @@ class Restorer:
 
     def _verify(self, database: ConnInfo) -> None:
         """ANALYZE, then compare row counts with the manifest; JobError on any difference."""
-        with contextlib.closing(inspect.connect(database, "target")) as conn:
-            inspect.analyze(conn)
-            counts = inspect.count_rows_where_present(conn, self.manifest.tables)
+        with contextlib.closing(queries.connect(database, "target")) as conn:
+            queries.analyze(conn)
+            counts = queries.count_rows_where_present(conn, self.manifest.tables)
         problems = restore_plan.count_differences(self.manifest.row_counts, counts)
         if problems:
             shown = "; ".join(problems[:5])
@@ -496,9 +502,9 @@ class Restorer:
             if cancel.stop_requested():
                 raise JobError("stopped before the swap; the target was left as it was")
             for database in busy:
-                inspect.terminate_sessions(maint, database)
+                queries.terminate_sessions(maint, database)
             try:
-                inspect.rename_databases(maint, plan.renames)
+                queries.rename_databases(maint, plan.renames)
                 break
             except psycopg.errors.ObjectInUse:
                 if time.monotonic() >= deadline:
@@ -509,7 +515,7 @@ class Restorer:
                 time.sleep(RETRY_SECONDS)
         for database in plan.drop_after:
             try:
-                inspect.drop_database(maint, database, server_major)
+                queries.drop_database(maint, database, server_major)
             except psycopg.Error as exc:  # the swap itself has committed: warn, do not fail
                 log.warning("restore.drop_old_failed", database=database, error=str(exc))
         log.info("restore.swapped", target=self.target.name, previous=plan.previous)

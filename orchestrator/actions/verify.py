@@ -18,9 +18,9 @@ from orchestrator.actions.fetch import download_checked, open_sealed
 from orchestrator.catalog import Copy, Manifest
 from orchestrator.errors import Interrupted, OrchestratorError
 from orchestrator.logs import get_logger
-from orchestrator.names import table_key
-from orchestrator.postgres import restore
+from orchestrator.postgres import pg_restore
 from orchestrator.settings import Settings
+from orchestrator.table_names import table_key
 
 log = get_logger(__name__)
 
@@ -111,7 +111,7 @@ def _check_toc(settings: Settings, manifest: Manifest, path: Path, result: Verif
         f"written by pg_dump {manifest.pg_dump_version}",
     )
     try:
-        toc = restore.list_toc(client, path)
+        toc = pg_restore.list_toc(client, path)
     except Interrupted:
         raise
     except OrchestratorError as exc:
@@ -125,5 +125,5 @@ def _check_toc(settings: Settings, manifest: Manifest, path: Path, result: Verif
 
 
 def _missing_tables(toc: str, manifest: Manifest) -> list[str]:
-    present = set(restore.table_data_tables(toc, manifest.tables))
+    present = set(pg_restore.table_data_tables(toc, manifest.tables))
     return sorted(table_key(s, t) for s, t in manifest.tables if (s, t) not in present)

@@ -13,7 +13,7 @@ from typing import Any
 
 from orchestrator.errors import ConfigError
 from orchestrator.masking.transforms import SpecError, TransformSpec, parse_spec
-from orchestrator.names import table_key
+from orchestrator.table_names import table_key
 
 PLAN_FORMAT = 1
 UNLISTED_POLICIES = ("fail", "keep")

@@ -35,8 +35,8 @@ from orchestrator.masking.transforms import (
     fit_problem,
     parse_spec,
 )
-from orchestrator.names import split_table_key, table_key
 from orchestrator.schema_facts import Column, ForeignKey, SchemaFacts, Table
+from orchestrator.table_names import split_table_key, table_key
 
 LARGE_OBJECT_POLICIES = ("skip", "keep")
 TOP_LEVEL_KEYS = ("unlisted_columns", "large_objects", "tables")

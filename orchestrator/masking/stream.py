@@ -28,7 +28,7 @@ from orchestrator.masking.transforms import (
     TransformError,
     compile_spec,
 )
-from orchestrator.names import table_key
+from orchestrator.table_names import table_key
 
 BLOCK_SIZE = 1 << 20
 FieldFunction = Callable[[bytes], bytes]

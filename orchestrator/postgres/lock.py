@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 from orchestrator.conninfo import ConnInfo
 from orchestrator.errors import AlreadyRunning
-from orchestrator.postgres import inspect
+from orchestrator.postgres import queries
 
 LOCK_NAMESPACE = "orchestrator-pipeline:"
 
@@ -25,7 +25,7 @@ def lock_key(database: str) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
-def _keep_idle_session(conn: inspect.Conn) -> None:
+def _keep_idle_session(conn: queries.Conn) -> None:
     """Stop idle_session_timeout (PostgreSQL 14+) from ending the idle lock session, which
     would release the lock in the middle of a cycle."""
     conn.execute(
@@ -36,7 +36,7 @@ def _keep_idle_session(conn: inspect.Conn) -> None:
 @contextlib.contextmanager
 def cycle_lock(source: ConnInfo, setting: str) -> Iterator[None]:
     """Hold the cycle lock for `source`'s database; raise AlreadyRunning when it is taken."""
-    with contextlib.closing(inspect.connect(source, setting)) as conn:
+    with contextlib.closing(queries.connect(source, setting)) as conn:
         key = lock_key(source.database)
         _keep_idle_session(conn)
         row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()

@@ -6,7 +6,7 @@ import pytest
 
 from tests.conftest import Clusters, load_sample, s3_env
 from tests.harness.recorder import Recorder
-from tests.integration.test_restore import fresh_target
+from tests.harness.targets import fresh_target
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator import conninfo
-from orchestrator.postgres import inspect
+from orchestrator.postgres import queries
 from tests.conftest import Clusters, load_sample, s3_env, stop_with_sigterm
 from tests.harness import postgres, s3
 from tests.harness.faulty_proxy import FaultyProxy
@@ -475,10 +475,10 @@ def test_counting_beside_the_dump_skips_what_it_may_not_read(clusters: Clusters)
     )
     info = conninfo.parse(source.url(db, user=role, password="pw-reader"))
     tables = [("public", "customers"), ("sales", "orders")]
-    with inspect.exported_snapshot(info, "SOURCE_DATABASE_URL") as snap:
-        assert inspect.count_rows_while(snap.conn, tables, lambda: True) == {"sales.orders": 5000}
-        assert inspect.count_rows(snap.conn, [("sales", "orders")]) == {"sales.orders": 5000}
-        assert inspect.count_rows_while(snap.conn, tables, lambda: False) == {}
+    with queries.exported_snapshot(info, "SOURCE_DATABASE_URL") as snap:
+        assert queries.count_rows_while(snap.conn, tables, lambda: True) == {"sales.orders": 5000}
+        assert queries.count_rows(snap.conn, [("sales", "orders")]) == {"sales.orders": 5000}
+        assert queries.count_rows_while(snap.conn, tables, lambda: False) == {}
         # beside pg_dump, counts take one core (no parallel workers)
         setting = snap.conn.execute("SHOW max_parallel_workers_per_gather").fetchone()
         assert setting == ("0",)

@@ -15,20 +15,10 @@ from orchestrator.storage.local import LocalStorage
 from orchestrator.storage.multi import NamedStore
 from tests.conftest import Clusters, initialised, load_sample, s3_env
 from tests.harness import postgres
-from tests.integration.test_prune import put_backup
+from tests.harness.backups import put_backup
+from tests.harness.targets import CHECK_SQL
 
 pytestmark = pytest.mark.integration
-
-CHECK_SQL = """
-SELECT 'customers', count(*), md5(string_agg(email || full_name, ',' ORDER BY id))
-  FROM public.customers
-UNION ALL SELECT 'orders', count(*), md5(string_agg(amount_cents::text, ',' ORDER BY id))
-  FROM sales.orders
-UNION ALL SELECT 'events', count(*), md5(string_agg(payload::text, ',' ORDER BY id))
-  FROM sales.events
-UNION ALL SELECT 'mixed', count(*), md5(string_agg("Value", ',' ORDER BY "Key"))
-  FROM public."Mixed Case table"
-"""
 
 
 @pytest.mark.parametrize("major", [17, 15])

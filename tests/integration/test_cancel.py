@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from orchestrator import cancel, conninfo
-from orchestrator.postgres import inspect
+from orchestrator.postgres import queries
 from tests.conftest import Clusters
 
 pytestmark = pytest.mark.integration
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 
 def test_stop_request_cancels_running_queries(clusters: Clusters):
     cluster = clusters.get(15)
-    conn = inspect.connect(conninfo.parse(cluster.url("postgres")), "test")
+    conn = queries.connect(conninfo.parse(cluster.url("postgres")), "test")
     outcome: list[BaseException] = []
 
     def long_query() -> None:

@@ -12,7 +12,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from tests.harness.ports import free_port
-from tests.integration.test_pipeline import get, s3_keys, start_run, wait_for
+from tests.harness.running import get, s3_keys, start_run, wait_for
 
 pytestmark = pytest.mark.integration
 

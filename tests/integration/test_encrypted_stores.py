@@ -20,8 +20,7 @@ from tests.conftest import Clusters, Orchestrator, load_sample, s3_env
 from tests.harness import s3
 from tests.harness.faulty_proxy import FaultyProxy
 from tests.harness.recorder import Recorder
-from tests.integration.test_backup_roundtrip import CHECK_SQL
-from tests.integration.test_restore import fresh_target, old_content
+from tests.harness.targets import CHECK_SQL, fresh_target, old_content
 
 pytestmark = pytest.mark.integration
 

@@ -17,8 +17,8 @@ from tests.conftest import load_sample, stop_with_sigterm
 from tests.harness import postgres, s3
 from tests.harness.browser import chromium, visit
 from tests.harness.ports import free_port
+from tests.harness.running import get, start_run, wait_for
 from tests.harness.wrappers import wrap_tool
-from tests.integration.test_pipeline import get, start_run, wait_for
 
 pytestmark = pytest.mark.integration
 

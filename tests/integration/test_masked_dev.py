@@ -17,7 +17,7 @@ from tests.conftest import Clusters, Orchestrator, s3_env
 from tests.harness import postgres
 from tests.harness.postgres import Cluster
 from tests.harness.recorder import Recorder
-from tests.integration.test_restore import fresh_target, old_content
+from tests.harness.targets import fresh_target, old_content, raw_values_in_data_directory
 
 pytestmark = pytest.mark.integration
 
@@ -171,21 +171,6 @@ def masked(clusters: Clusters, dev_cluster, s3_server, bucket, orch_factory, tmp
         **s3_env(s3_server, bucket),
     )
     return Masked(source, db, dev, dev_db, backup_c, backup_db, orch, rules, tmp_path)
-
-
-def raw_values_in_data_directory(cluster: Cluster, needles: list[str]) -> list[str]:
-    """The needles found anywhere in the cluster's data directory (heap, WAL, catalogs)."""
-    cluster.psql("CHECKPOINT")
-    found = []
-    for needle in needles:
-        hit = subprocess.run(
-            ["grep", "-rlaF", needle, str(cluster.data)],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        found += [f"{needle} in {line}" for line in hit.stdout.splitlines()]
-    return found
 
 
 def test_dev_gets_masked_rows_with_constraints_and_joins_intact_and_no_raw_value(masked: Masked):

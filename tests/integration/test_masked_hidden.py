@@ -16,8 +16,7 @@ import pytest
 from tests.conftest import Clusters, Orchestrator, all_bin_dirs
 from tests.harness import postgres
 from tests.harness.postgres import Cluster
-from tests.integration.test_masked_dev import raw_values_in_data_directory
-from tests.integration.test_restore import fresh_target
+from tests.harness.targets import fresh_target, raw_values_in_data_directory
 
 pytestmark = pytest.mark.integration
 

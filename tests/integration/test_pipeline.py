@@ -7,12 +7,8 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from datetime import datetime
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -21,16 +17,11 @@ from orchestrator.postgres.lock import lock_key
 from tests.conftest import stop_with_sigterm
 from tests.harness.faulty_proxy import FaultyProxy
 from tests.harness.ports import free_port
+from tests.harness.running import get, s3_keys, start_run, wait_for
+from tests.harness.targets import CHECK_SQL, databases, old_content
 from tests.harness.wrappers import wrap_tool
-from tests.integration.test_backup_roundtrip import CHECK_SQL
-from tests.integration.test_restore import databases, old_content
 
 pytestmark = pytest.mark.integration
-
-
-def s3_keys(c) -> list[str]:
-    listing = c["s3"].client().list_objects_v2(Bucket=c["bucket"])
-    return [o["Key"] for o in listing.get("Contents", [])]
 
 
 def test_full_pipeline_dumps_once_and_feeds_archive_and_both_targets(cycle, sink):
@@ -187,37 +178,6 @@ def our_children(pid: int) -> list[str]:
         for line in out.stdout.splitlines()[1:]
         if ("pg_dump" in line or "pg_restore" in line) and "orchestrator-" in line
     ]
-
-
-def wait_for(predicate, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return False
-
-
-def start_run(c, tmp_path: Path, **env: str) -> subprocess.Popen[str]:
-    full = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), **c["orch"].env, **env}
-    return subprocess.Popen(
-        [sys.executable, "-m", "orchestrator", "run"],
-        cwd=c["orch"].cwd,
-        env=full,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as answer:
-            return answer.status, answer.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-    except (urllib.error.URLError, ConnectionError):
-        return 0, ""  # not listening yet
 
 
 def test_run_loop_cycles_serves_health_and_stops_cleanly(cycle, tmp_path):

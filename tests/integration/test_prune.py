@@ -9,7 +9,6 @@ folder backend the files are made immutable with `chattr +i`, which stops root t
 
 from __future__ import annotations
 
-import hashlib
 import json
 import subprocess
 from collections.abc import Callable
@@ -19,12 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import catalog
 from orchestrator.catalog import Manifest
 from orchestrator.storage import Storage, open_storage
 from orchestrator.storage.base import S3Options
 from tests.conftest import initialised, s3_env
 from tests.harness import s3
+from tests.harness.backups import put_backup
 
 pytestmark = pytest.mark.integration
 
@@ -62,28 +61,6 @@ class Backend:
     other: Storage
     all_keys: Callable[[], set[str]]
     deny_delete: Callable[[list[str]], None]
-
-
-def put_backup(storage: Storage, database: str, when: str) -> Manifest:
-    """Store a small dump object, then its manifest, as `backup` would; give the manifest."""
-    created = datetime.fromisoformat(when).replace(tzinfo=UTC)
-    backup_id = catalog.new_backup_id(database, created)
-    body = f"dump of {backup_id}".encode()
-    manifest = Manifest(
-        id=backup_id,
-        created_at=created,
-        database=database,
-        dump_key=catalog.dump_key_for(backup_id),
-        size_bytes=len(body),
-        sha256=hashlib.sha256(body).hexdigest(),
-        server_version="17.2",
-        server_version_num=170002,
-        pg_dump_version="17.2",
-        duration_seconds=1.0,
-    )
-    storage.put_bytes(manifest.dump_key, body)
-    storage.put_bytes(manifest.manifest_key, manifest.to_json())
-    return manifest
 
 
 def s3_backend(request, monkeypatch) -> Backend:

@@ -14,25 +14,10 @@ import pytest
 
 from tests.conftest import Clusters, Orchestrator, all_bin_dirs, load_sample
 from tests.harness import postgres
+from tests.harness.targets import CHECK_SQL, databases, fresh_target, old_content
 from tests.harness.wrappers import wrap_tool
-from tests.integration.test_backup_roundtrip import CHECK_SQL
 
 pytestmark = pytest.mark.integration
-
-
-def databases(cluster) -> set[str]:
-    return set(cluster.psql("SELECT datname FROM pg_database").split())
-
-
-def fresh_target(cluster, content: str = "old content") -> str:
-    name = f"tgt_{uuid.uuid4().hex[:8]}"
-    cluster.create_database(name)
-    cluster.psql(f"CREATE TABLE keep_me (v text); INSERT INTO keep_me VALUES ('{content}')", name)
-    return name
-
-
-def old_content(cluster, database: str) -> str:
-    return cluster.psql("SELECT v FROM keep_me", database)
 
 
 ROLE_PASSWORD = "role-pw-123"

@@ -251,8 +251,8 @@ def test_commands_that_do_not_mask_never_load_the_masking_core():
 
     code = (
         "import sys, orchestrator.cli, orchestrator.actions.pipeline;"
-        "from orchestrator.actions import masked; from orchestrator.masking import transforms;"
-        "print(masked.KEY_SETTING == transforms.KEY_SETTING)"
+        "from orchestrator.actions import masked_load; from orchestrator.masking import transforms;"
+        "print(masked_load.KEY_SETTING == transforms.KEY_SETTING)"
     )
     quiet = (
         "import sys, orchestrator.cli, orchestrator.actions.pipeline; print('numpy' in sys.modules)"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.postgres.restore import TocEntry, entry_tables, toc_list
+from orchestrator.postgres.pg_restore import TocEntry, entry_tables, toc_list
 
 TOC = """;
 ; Archive created at 2026-11-30 06:00:00 UTC

@@ -1,4 +1,5 @@
-"""Failure paths found in review: shared stores, odd inputs, settings read from .env."""
+"""Odd inputs and shared stores: jobs for two databases in one store, settings read from an
+env file, malformed values, device outputs, dangling links, two backups in one second."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 from orchestrator.storage import open_storage
 from tests.conftest import Clusters, initialised, load_sample
 from tests.harness import postgres, s3
-from tests.integration.test_prune import put_backup
+from tests.harness.backups import put_backup
 
 pytestmark = pytest.mark.integration
 

@@ -15,19 +15,19 @@ from orchestrator import catalog, execute
 from orchestrator.actions.backup import work_dir
 from orchestrator.actions.common import client_for, stores_from
 from orchestrator.actions.fetch import needed_identities, plain_copy
-from orchestrator.actions.masked import read_rules
+from orchestrator.actions.masked_load import read_rules
 from orchestrator.catalog import Manifest
 from orchestrator.errors import ConfigError
 from orchestrator.logs import get_logger, with_context
 from orchestrator.masking.detect import suggest_rules
 from orchestrator.masking.rules import Problem, check
 from orchestrator.masking.stream import sample_rows
-from orchestrator.names import table_key
-from orchestrator.postgres import restore as pgrestore
+from orchestrator.postgres import pg_restore as pgrestore
 from orchestrator.postgres.clients import ClientSet
-from orchestrator.postgres.restore import TocEntry
+from orchestrator.postgres.pg_restore import TocEntry
 from orchestrator.schema_facts import SchemaFacts
 from orchestrator.settings import Settings
+from orchestrator.table_names import table_key
 
 log = get_logger(__name__)
 SAMPLE_ROWS = 1000

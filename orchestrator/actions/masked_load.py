@@ -30,12 +30,12 @@ from orchestrator import execute
 from orchestrator.catalog import Manifest
 from orchestrator.conninfo import ConnInfo
 from orchestrator.errors import ConfigError, JobError
-from orchestrator.files import setting_file_text
 from orchestrator.logs import get_logger, with_context
-from orchestrator.postgres import restore as pgrestore
+from orchestrator.postgres import pg_restore as pgrestore
 from orchestrator.postgres.clients import ClientSet
-from orchestrator.postgres.restore import RestoreOptions, TocEntry
+from orchestrator.postgres.pg_restore import RestoreOptions, TocEntry
 from orchestrator.schema_facts import SchemaFacts
+from orchestrator.setting_files import setting_file_text
 from orchestrator.settings import Settings, TargetSettings
 
 if TYPE_CHECKING:  # the masking core loads only when a target is masked (see load_masking)

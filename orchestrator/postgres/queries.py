@@ -20,8 +20,8 @@ from orchestrator import cancel
 from orchestrator.conninfo import ConnInfo
 from orchestrator.errors import ConfigError, JobError
 from orchestrator.logs import get_logger, mask
-from orchestrator.names import table_key
 from orchestrator.schema_facts import Column, ForeignKey, SchemaFacts, Table
+from orchestrator.table_names import table_key
 
 log = get_logger(__name__)
 CONNECT_TIMEOUT = 10

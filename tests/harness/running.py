@@ -1,0 +1,47 @@
+"""Driving `orchestrator run` and its HTTP endpoints, and waiting on what they show."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+    except (urllib.error.URLError, ConnectionError):
+        return 0, ""  # not listening yet
+
+
+def s3_keys(c) -> list[str]:
+    listing = c["s3"].client().list_objects_v2(Bucket=c["bucket"])
+    return [o["Key"] for o in listing.get("Contents", [])]
+
+
+def start_run(c, tmp_path: Path, **env: str) -> subprocess.Popen[str]:
+    full = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), **c["orch"].env, **env}
+    return subprocess.Popen(
+        [sys.executable, "-m", "orchestrator", "run"],
+        cwd=c["orch"].cwd,
+        env=full,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for(predicate, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return False
