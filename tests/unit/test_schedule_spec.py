@@ -324,10 +324,21 @@ def test_clock_times_are_read_in_schedule_tz(text, after, expected):
     assert got == expected and got.tzinfo is UTC
 
 
-def test_cron_longest_gap():
-    assert parse_schedule("0 6,18 * * *").longest_gap_seconds() == 12 * 3600
-    assert parse_schedule("@weekly").longest_gap_seconds() == 7 * 86400
-    assert parse_schedule("*/1 * * * *").longest_gap_seconds() == 60
+@pytest.mark.parametrize(
+    ("text", "gap"),
+    [
+        ("0 6,18 * * *", 12 * 3600),
+        ("@weekly", 7 * 86400),
+        ("*/1 * * * *", 60),
+        ("0 6 * * 1-5", 3 * 86400),  # Friday to Monday
+        ("mon,thu 02:30", 4 * 86400),  # Thursday to Monday
+        ("0 3 1,15 * *", 17 * 86400),  # the 15th to the 1st of a 31-day month
+        ("@monthly", 31 * 86400),
+        ("@yearly", 366 * 86400),  # 2028 is a leap year: the horizon reaches past it
+    ],
+)
+def test_cron_longest_gap(text, gap):
+    assert parse_schedule(text).longest_gap_seconds() == gap
 
 
 def job(name: str, due: str) -> Job:
