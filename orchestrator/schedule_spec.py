@@ -21,6 +21,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim, CronSimError
 
+from orchestrator.formats import utc
+
 __all__ = ["Schedule", "check_zone", "parse_schedule"]
 
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600}
@@ -132,7 +134,7 @@ class Schedule:
         A naive `after` is taken to be UTC. For an interval this is `after` plus the
         interval (the loop counts intervals from its start and from each run's end).
         """
-        after = after.replace(tzinfo=UTC) if after.tzinfo is None else after.astimezone(UTC)
+        after = utc(after)
         if self.every_seconds is not None:
             return after + timedelta(seconds=self.every_seconds)
         local = after.astimezone(ZoneInfo(self.tz))

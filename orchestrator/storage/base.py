@@ -16,6 +16,7 @@ from typing import Literal, Protocol
 from urllib.parse import unquote, urlsplit
 
 from orchestrator.errors import ConfigError
+from orchestrator.formats import iso_z
 
 Progress = Callable[[int], None]
 """Called with the number of bytes moved since the last call."""
@@ -59,7 +60,7 @@ def marker_document(how: str) -> bytes:
         "tool": "orchestrator",
         "format": 1,
         "how": how,
-        "created_at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "created_at": iso_z(datetime.now(UTC)),
     }
     return json.dumps(found, indent=2).encode()
 

@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 
 from orchestrator.errors import AlreadyRunning, Interrupted, OrchestratorError
+from orchestrator.formats import iso_z
 from orchestrator.logs import get_logger, with_context
 from orchestrator.storage.multi import NamedStore
 
@@ -70,10 +71,6 @@ def _moment(text: str) -> datetime:
     return found if found.tzinfo else found.replace(tzinfo=UTC)
 
 
-def _stamp(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -86,7 +83,7 @@ def _alive(pid: int) -> bool:
 
 def _holder(command: str, started: datetime) -> Holder:
     now = datetime.now(UTC)
-    return Holder(command, socket.gethostname(), os.getpid(), _stamp(started), _stamp(now + TTL))
+    return Holder(command, socket.gethostname(), os.getpid(), iso_z(started), iso_z(now + TTL))
 
 
 def _read(store: NamedStore, key: str) -> Holder | None:
