@@ -14,19 +14,21 @@ own work fails on it anyway, and the other stores go on.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import re
 import socket
 import threading
-import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import wait
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 
+from orchestrator import tasks
 from orchestrator.errors import AlreadyRunning, Interrupted, OrchestratorError
 from orchestrator.formats import iso_z
-from orchestrator.logs import get_logger, with_context
+from orchestrator.logs import get_logger
 from orchestrator.storage.multi import NamedStore
 
 log = get_logger(__name__)
@@ -180,25 +182,18 @@ def store_locks(pairs: Sequence[tuple[NamedStore, str]], command: str) -> Iterat
     expires after TTL).
     """
     taking = _Taking(command, datetime.now(UTC))
-    threads = [
-        threading.Thread(target=with_context(taking.attempt), args=pair, daemon=True)
+    attempts = [
+        tasks.in_background(functools.partial(taking.attempt, *pair), "lock")
         for pair in sorted(set(pairs), key=lambda p: (p[0].setting, p[1]))
     ]
-    for thread in threads:
-        thread.start()
-    deadline = time.monotonic() + WAIT
-    for thread in threads:
-        thread.join(max(0.0, deadline - time.monotonic()))
+    _answered, pending = wait(attempts, timeout=WAIT)
     stop = threading.Event()
-    refresher = threading.Thread(
-        target=_refresh, args=(taking, stop), name="lock-refresh", daemon=True
-    )
     try:
-        if any(thread.is_alive() for thread in threads):
+        if pending:
             log.warning("lock.store_slow", waited=WAIT)
         if taking.refused is not None:
             raise taking.refused
-        refresher.start()
+        tasks.in_background(lambda: _refresh(taking, stop), "lock-refresh")
         yield
     finally:
         stop.set()
