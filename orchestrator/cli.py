@@ -27,6 +27,7 @@ from orchestrator.errors import ConfigError, Interrupted, JobError, Orchestrator
 from orchestrator.formats import human_size
 
 if TYPE_CHECKING:
+    from orchestrator.job import Job
     from orchestrator.settings import Settings
 
 log = logs.get_logger(__name__)
@@ -53,18 +54,18 @@ class TtyProgress:
             self.stream.flush()
 
 
-def cmd_backup(settings: Settings, _args: argparse.Namespace) -> int:
+def cmd_backup(job: Job, _args: argparse.Namespace) -> int:
     from orchestrator.actions import backup as backup_action
 
-    result = backup_action.backup(settings)
+    result = backup_action.backup(job)
     print(result.manifest.id)
     return 0
 
 
-def cmd_list(settings: Settings, args: argparse.Namespace) -> int:
+def cmd_list(job: Job, args: argparse.Namespace) -> int:
     from orchestrator.actions import listing
 
-    backups = listing.list_backups(settings, args.database)
+    backups = listing.list_backups(job, args.database)
     rows = [listing.located_summary(b) for b in backups]
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -72,7 +73,7 @@ def cmd_list(settings: Settings, args: argparse.Namespace) -> int:
     if not rows:
         print("no backups yet")
         return 0
-    several = len(settings.stores()) > 1
+    several = len(job.stores_config) > 1
     stores = "  STORES" if several else ""
     print(f"{'ID':<40} {'CREATED (UTC)':<20} {'SIZE':>10} {'SERVER':>8} {'TABLES':>6} ENC{stores}")
     for row in rows:
@@ -85,19 +86,19 @@ def cmd_list(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_fetch(settings: Settings, args: argparse.Namespace) -> int:
+def cmd_fetch(job: Job, args: argparse.Namespace) -> int:
     from orchestrator.actions import fetch as fetch_action
 
     progress = TtyProgress if sys.stderr.isatty() else None
-    result = fetch_action.fetch(settings, args.ref, Path(args.output), progress, raw=args.raw)
+    result = fetch_action.fetch(job, args.ref, Path(args.output), progress, raw=args.raw)
     print(result.path)
     return 0
 
 
-def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
+def cmd_verify(job: Job, args: argparse.Namespace) -> int:
     from orchestrator.actions import verify as verify_action
 
-    result = verify_action.verify(settings, args.ref)
+    result = verify_action.verify(job, args.ref)
     if args.json:
         document = {
             "id": result.manifest.id,
@@ -119,10 +120,10 @@ def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
-def cmd_prune(settings: Settings, args: argparse.Namespace) -> int:
+def cmd_prune(job: Job, args: argparse.Namespace) -> int:
     from orchestrator.actions import prune as prune_action
 
-    results = prune_action.prune(settings, dry_run=args.dry_run, database=args.database)
+    results = prune_action.prune(job, dry_run=args.dry_run, database=args.database)
     documents = [prune_action.as_dict(r) for r in results]
     if args.json:
         print(json.dumps(documents[0] if len(results) == 1 else {"stores": documents}, indent=2))
@@ -137,11 +138,11 @@ def cmd_prune(settings: Settings, args: argparse.Namespace) -> int:
     return 0 if all(r.ok for r in results) else 1
 
 
-def cmd_sync(settings: Settings, args: argparse.Namespace) -> int:
+def cmd_sync(job: Job, args: argparse.Namespace) -> int:
     from orchestrator.actions import sync as sync_action
 
-    result = sync_action.sync(settings, dry_run=args.dry_run)
-    if len(settings.stores()) < 2:
+    result = sync_action.sync(job, dry_run=args.dry_run)
+    if len(job.stores_config) < 2:
         print("one store is configured (STORAGE_URL): nothing to sync; see STORAGE_URL_2")
         return 0
     done = result.planned if args.dry_run else result.copied
@@ -155,10 +156,10 @@ def cmd_sync(settings: Settings, args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
-def cmd_rekey(settings: Settings, args: argparse.Namespace) -> int:
+def cmd_rekey(job: Job, args: argparse.Namespace) -> int:
     from orchestrator.actions import rekey as rekey_action
 
-    result = rekey_action.rekey(settings, args.ref, dry_run=args.dry_run)
+    result = rekey_action.rekey(job, args.ref, dry_run=args.dry_run)
     items = result.planned if args.dry_run else result.done
     verb = "would re-encrypt" if args.dry_run else "re-encrypted"
     for item in items:
@@ -171,15 +172,15 @@ def cmd_rekey(settings: Settings, args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
-def cmd_restore(settings: Settings, args: argparse.Namespace) -> int:
+def cmd_restore(job: Job, args: argparse.Namespace) -> int:
     from orchestrator.actions import masked_load as masked_action
     from orchestrator.actions import restore as restore_action
 
     dump = Path(args.dump) if args.dump else None
     if args.jobs is not None:
-        settings = settings.model_copy(update={"restore_jobs": args.jobs})
+        job = dataclasses.replace(job, restore=dataclasses.replace(job.restore, jobs=args.jobs))
     rules = Path(args.mask_rules) if args.mask_rules else None
-    result = restore_action.restore(settings, args.target, args.ref, dump, rules)
+    result = restore_action.restore(job, args.target, args.ref, dump, rules)
     previous = f", previous copy kept as {result.previous}" if result.previous else ""
     print(
         f"restored {result.backup_id} into {result.target} ({result.database}) by "
@@ -198,10 +199,10 @@ def cmd_restore(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_mask_suggest(settings: Settings, args: argparse.Namespace) -> int:
+def cmd_mask_suggest(job: Job, args: argparse.Namespace) -> int:
     from orchestrator.actions import mask_rules as mask_action  # loads numpy: only when asked
 
-    manifest, text = mask_action.suggest(settings, args.ref, args.rows)
+    manifest, text = mask_action.suggest(job, args.ref, args.rows)
     if args.output:
         out = Path(args.output)
         if out.exists() and not args.force:
@@ -213,11 +214,11 @@ def cmd_mask_suggest(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_mask_check(settings: Settings, args: argparse.Namespace) -> int:
+def cmd_mask_check(job: Job, args: argparse.Namespace) -> int:
     from orchestrator.actions import mask_rules as mask_action  # loads numpy: only when asked
 
     rules = Path(args.rules) if args.rules else None
-    manifest, problems = mask_action.check_rules(settings, rules, args.ref)
+    manifest, problems = mask_action.check_rules(job, rules, args.ref)
     for problem in problems:
         print(f"{problem.location}: {problem.message}")
     if problems:
@@ -231,13 +232,11 @@ def cmd_mask_check(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_drill(settings: Settings, args: argparse.Namespace) -> int:
+def cmd_drill(job: Job, args: argparse.Namespace) -> int:
     from orchestrator.actions import drill as drill_action
 
-    notifier = drill_action.drill_notifier(settings)
-    report, _kept = drill_action.recorded_drill(
-        settings, notifier, args.ref, args.target_url, lock=True
-    )
+    notifier = drill_action.drill_notifier(job)
+    report, _kept = drill_action.recorded_drill(job, notifier, args.ref, args.target_url, lock=True)
     assert report is not None  # recorded_drill raises when there is no report
     if args.json:
         document = {
@@ -262,10 +261,10 @@ def cmd_drill(settings: Settings, args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
-def cmd_pipeline(settings: Settings, args: argparse.Namespace) -> int:
+def cmd_pipeline(job: Job, args: argparse.Namespace) -> int:
     from orchestrator.actions import pipeline as pipeline_action
 
-    result = pipeline_action.pipeline(settings)
+    result = pipeline_action.pipeline(job)
     document = result.report.as_dict()
     if args.json:
         print(json.dumps(document, indent=2))
@@ -277,10 +276,10 @@ def cmd_pipeline(settings: Settings, args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
-def cmd_init(settings: Settings, _args: argparse.Namespace) -> int:
+def cmd_init(job: Job, _args: argparse.Namespace) -> int:
     from orchestrator.actions import init as init_action
 
-    results = init_action.init(settings)
+    results = init_action.init(job)
     for result in results:
         said = f"FAILED: {result.error}" if result.error else result.outcome
         print(f"{result.store.setting:<15}{result.store.label}: {said}")
@@ -292,15 +291,16 @@ def cmd_init(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 def cmd_run(settings: Settings, _args: argparse.Namespace) -> int:
+    """`run` alone takes the settings: the scheduler resolves a job for each cycle."""
     from orchestrator import scheduler
 
     return scheduler.run_forever(settings)
 
 
-def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
+def cmd_status(job: Job, args: argparse.Namespace) -> int:
     from orchestrator.actions import status as status_action
 
-    found = status_action.status(settings)
+    found = status_action.status(job)
     if args.json:
         print(json.dumps(dataclasses.asdict(found), indent=2))
         return 0
@@ -337,13 +337,13 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
+def cmd_report(job: Job, args: argparse.Namespace) -> int:
     from orchestrator.actions import status as status_action
 
     out = Path(args.html)
     if out.is_dir() or not out.parent.is_dir():
         raise ConfigError(f"--html: {out} must be a file in an existing folder")
-    page = status_action.render_page(settings)
+    page = status_action.render_page(job)
     partial = out.with_name(f".{out.name}.part")
     try:
         partial.write_text(page, encoding="utf-8")
@@ -437,7 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
         "run",
         help="cycles on SCHEDULE, drills on DRILL_SCHEDULE, a status page; until SIGTERM",
     )
-    p.set_defaults(func=cmd_run)
+    p.set_defaults(func=cmd_run, per_cycle=True)  # the scheduler makes a job per cycle
 
     p = sub.add_parser(
         "status", help="recent backups, last cycle and drill, each target's last refresh"
@@ -509,7 +509,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         fmt = None if settings.log_format == "auto" else settings.log_format == "json"
         logs.configure(settings.log_level, json=fmt)
         as_json = fmt if fmt is not None else as_json
-        code: int = args.func(settings, args)
+        per_cycle = getattr(args, "per_cycle", False)
+        code: int = args.func(settings if per_cycle else settings.job(), args)
         return code
     except OrchestratorError as exc:
         return _report(exc, as_json)

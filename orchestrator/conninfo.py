@@ -7,6 +7,7 @@ password-free.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
@@ -115,3 +116,60 @@ def parse(url: str) -> ConnInfo:
     password = unquote(parts.password) if parts.password is not None else None
     options = tuple((k, v) for k, v in pairs if k not in ("host", "port"))
     return ConnInfo(host, port, database, user, password, options)
+
+
+# libpq's environment variables that stand for a connection keyword (PostgreSQL's "Environment
+# Variables" page). Host, port, database, hostaddr and service are not here: every URL names
+# its own, and the production guard compares what the URL says.
+LIBPQ_VARIABLES = {
+    "PGUSER": "user",
+    "PGPASSFILE": "passfile",
+    "PGREQUIREAUTH": "require_auth",
+    "PGCHANNELBINDING": "channel_binding",
+    "PGOPTIONS": "options",
+    "PGAPPNAME": "application_name",
+    "PGSSLMODE": "sslmode",
+    "PGREQUIRESSL": "requiressl",
+    "PGSSLNEGOTIATION": "sslnegotiation",
+    "PGSSLCOMPRESSION": "sslcompression",
+    "PGSSLCERT": "sslcert",
+    "PGSSLKEY": "sslkey",
+    "PGSSLCERTMODE": "sslcertmode",
+    "PGSSLROOTCERT": "sslrootcert",
+    "PGSSLCRL": "sslcrl",
+    "PGSSLCRLDIR": "sslcrldir",
+    "PGSSLSNI": "sslsni",
+    "PGREQUIREPEER": "requirepeer",
+    "PGSSLMINPROTOCOLVERSION": "ssl_min_protocol_version",
+    "PGSSLMAXPROTOCOLVERSION": "ssl_max_protocol_version",
+    "PGGSSENCMODE": "gssencmode",
+    "PGKRBSRVNAME": "krbsrvname",
+    "PGGSSLIB": "gsslib",
+    "PGGSSDELEGATION": "gssdelegation",
+    "PGCONNECT_TIMEOUT": "connect_timeout",
+    "PGCLIENTENCODING": "client_encoding",
+    "PGTARGETSESSIONATTRS": "target_session_attrs",
+    "PGLOADBALANCEHOSTS": "load_balance_hosts",
+}
+
+
+def with_variables(
+    info: ConnInfo, variables: Mapping[str, str], password: str | None = None
+) -> ConnInfo:
+    """`info` completed by libpq `variables` (PGSSLMODE=require and the like, as an env file
+    gives them) and by `password`: what the URL says wins, as it would in libpq. Gives a
+    connection that needs no process environment to reach the same server the same way."""
+    present = {key for key, _value in info.options}
+    added = tuple(
+        (keyword, variables[name])
+        for name, keyword in LIBPQ_VARIABLES.items()
+        if name in variables and keyword not in present and keyword != "user"
+    )
+    return ConnInfo(
+        info.host,
+        info.port,
+        info.database,
+        info.user if info.user is not None else variables.get("PGUSER"),
+        info.password if info.password is not None else password,
+        info.options + added,
+    )

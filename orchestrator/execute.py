@@ -41,8 +41,9 @@ POLL_SECONDS = 0.02
 _ERROR_MARKERS = ("error:", "ERROR:", "FATAL:", "fatal:", "could not", "No such file")
 
 # What a child inherits from this process: where programs, libraries and the home folder
-# are, the locale and time zone, libpq's own variables (PG*: sslmode, passfile, and
-# PGPASSWORD when the user gives passwords that way), and Python's for our own filter.
+# are, the locale and time zone, libpq's own variables (PG*: sslmode, passfile, ...) but
+# not PGPASSWORD, which is the source's password and reaches pg_dump alone, through `extra`
+# (settings attach it to the source's URL), and Python's for our own filter.
 # Nothing else: the tool's settings hold production's URL and password, the stores' keys
 # and MASK_KEY, and a process connected to dev must never hold them (a core dump or
 # /proc/<pid>/environ would show them). What a child needs beyond this comes in `extra`.
@@ -94,7 +95,7 @@ def child_environment(extra: Mapping[str, str] | None) -> dict[str, str]:
     """The environment a child gets: the few variables every program may need from this
     process's (see `_INHERITED`), plus `extra`, what this child needs (its secrets
     included)."""
-    inherited = {k: v for k, v in os.environ.items() if _INHERITED.match(k)}
+    inherited = {k: v for k, v in os.environ.items() if _INHERITED.match(k) and k != "PGPASSWORD"}
     return {**inherited, **(extra or {})}
 
 

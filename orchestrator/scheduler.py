@@ -22,13 +22,13 @@ from datetime import UTC, datetime, timedelta
 
 from orchestrator import cancel
 from orchestrator.actions import status as status_action
-from orchestrator.actions.common import checked_channels
 from orchestrator.actions.drill import drill_notifier, recorded_drill
 from orchestrator.actions.pipeline import pipeline
 from orchestrator.dashboard import render_status_page
 from orchestrator.errors import AlreadyRunning, ConfigError, Interrupted, OrchestratorError
 from orchestrator.health import DrillOutcome, HealthServer, HealthState, Seed, serve
 from orchestrator.history import History
+from orchestrator.job import Job, ScheduleConfig
 from orchestrator.logs import get_logger, mask
 from orchestrator.notify import CycleReport
 from orchestrator.schedule_spec import Schedule
@@ -38,24 +38,8 @@ log = get_logger(__name__)
 MAX_SLEEP = 1.0
 
 
-def schedule_from(settings: Settings) -> Schedule:
-    """SCHEDULE parsed in SCHEDULE_TZ; ConfigError naming it when malformed."""
-    try:
-        return settings.cycle_schedule()
-    except ValueError as exc:
-        raise ConfigError(f"SCHEDULE: {exc}") from None
-
-
-def drill_schedule_from(settings: Settings) -> Schedule | None:
-    """DRILL_SCHEDULE parsed in SCHEDULE_TZ (None when unset: no drills); ConfigError naming it."""
-    try:
-        return settings.drill_plan()
-    except ValueError as exc:
-        raise ConfigError(f"DRILL_SCHEDULE: {exc}") from None
-
-
 @dataclass
-class Job:
+class Scheduled:
     """A scheduled job: what to run, on which schedule, and when it is next due (UTC)."""
 
     name: str
@@ -71,13 +55,13 @@ class Job:
         log.info("job.next", job=self.name, due=self.due.isoformat())
 
 
-def due_job(jobs: list[Job], now: datetime) -> Job | None:
+def due_job(jobs: list[Scheduled], now: datetime) -> Scheduled | None:
     """The job to run at `now`: the earliest due one (the first listed on a tie). Pure."""
     ready = [job for job in jobs if job.due <= now]
     return min(ready, key=lambda job: job.due) if ready else None
 
 
-def serve_jobs(jobs: list[Job]) -> None:
+def serve_jobs(jobs: list[Scheduled]) -> None:
     """Run `jobs` when due, one at a time, until a stop is requested (Interrupted)."""
     while not cancel.stop_requested():
         now = datetime.now(UTC)
@@ -93,15 +77,15 @@ class StatusBoard:
     """What the status page shows, read from the stores after each job (and at start), so a
     page request costs a render, not a round of store reads."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+    def __init__(self, job: Job) -> None:
+        self.job = job
         self._lock = threading.Lock()
         self._snapshot: status_action.Snapshot | None = None
 
     def refresh(self) -> None:
         """Read the stores again; on failure keep what was read before (logged)."""
         try:
-            snapshot = status_action.read_snapshot(self.settings)
+            snapshot = status_action.read_snapshot(self.job)
         except Interrupted:
             raise
         except Exception as exc:
@@ -121,14 +105,15 @@ class StatusBoard:
         """The status page, rendered now."""
         with self._lock:
             snapshot = self._snapshot or status_action.Snapshot([], History())
-        return render_status_page(status_action.page_data(self.settings, snapshot))
+        return render_status_page(status_action.page_data(self.job, snapshot))
 
 
 def run_cycle(settings: Settings, state: HealthState, board: StatusBoard | None = None) -> None:
-    """Run one pipeline cycle and record its outcome; never raises except on a stop request."""
+    """Run one pipeline cycle, with a job resolved for it (key files and stores read anew),
+    and record its outcome; never raises except on a stop request."""
     started = datetime.now(UTC)
     try:
-        state.record(pipeline(settings).report)
+        state.record(pipeline(settings.job()).report)
     except AlreadyRunning as exc:
         log.warning("cycle.skipped", reason=str(exc))
     except Interrupted:
@@ -148,7 +133,8 @@ def run_drill(settings: Settings, state: HealthState, board: StatusBoard | None 
     failure, record the outcome; never raises except on a stop request."""
     outcome = DrillOutcome(False, datetime.now(UTC))
     try:
-        report, _kept = recorded_drill(settings, drill_notifier(settings), lock=True)
+        job = settings.job()
+        report, _kept = recorded_drill(job, drill_notifier(job), lock=True)
         rto = report.rto_seconds if report is not None else None
         outcome = DrillOutcome(report is not None and report.ok, datetime.now(UTC), rto)
     except AlreadyRunning as exc:
@@ -167,28 +153,28 @@ def run_drill(settings: Settings, state: HealthState, board: StatusBoard | None 
 
 def run_forever(settings: Settings) -> int:
     """Serve the schedules until a stop is requested; give the exit code (0 on a clean stop)."""
-    spec = schedule_from(settings)
-    drills = drill_schedule_from(settings)
-    checked_channels(settings)  # a channel Apprise does not know stops `run` at once
+    first = settings.job()
+    spec, drills = first.schedule.cycles, first.schedule.drills
+    first.channel_urls()  # a channel Apprise does not know stops `run` at once
     state = HealthState()
-    board = StatusBoard(settings)
+    board = StatusBoard(first)
     board.refresh()
     state.seed(board.seed())  # after a restart: the last cycle, drill and refreshes
-    server = _start_health(settings, state, board)
+    server = _start_health(first.schedule, state, board)
     now = datetime.now(UTC)
-    jobs = [Job("cycle", spec, lambda: run_cycle(settings, state, board), spec.next_run(now))]
+    jobs = [Scheduled("cycle", spec, lambda: run_cycle(settings, state, board), spec.next_run(now))]
     if drills is not None:
         action = lambda: run_drill(settings, state, board)  # noqa: E731
-        jobs.append(Job("drill", drills, action, drills.next_run(now)))
+        jobs.append(Scheduled("drill", drills, action, drills.next_run(now)))
     log.info(
         "run.start",
         schedule=spec.describe(),
         drills=drills.describe() if drills else "never",
         next_cycle=jobs[0].due.isoformat(),
-        run_on_start=settings.run_on_start,
+        run_on_start=first.schedule.run_on_start,
     )
     try:
-        if settings.run_on_start:
+        if first.schedule.run_on_start:
             run_cycle(settings, state, board)
         serve_jobs(jobs)
     except Interrupted as exc:
@@ -201,15 +187,16 @@ def run_forever(settings: Settings) -> int:
 
 
 def _start_health(
-    settings: Settings, state: HealthState, board: StatusBoard
+    schedule: ScheduleConfig, state: HealthState, board: StatusBoard
 ) -> HealthServer | None:
-    if settings.health_port is None:
+    port = schedule.health_port
+    if port is None:
         return None
-    max_age = timedelta(seconds=settings.health_max_age)
+    max_age = timedelta(seconds=schedule.health_max_age)
     try:
         # in a container, all interfaces: the port is what the platform exposes
-        server = serve(state, "0.0.0.0", settings.health_port, max_age, board.page)  # noqa: S104
+        server = serve(state, "0.0.0.0", port, max_age, board.page)  # noqa: S104
     except OSError as exc:
-        raise ConfigError(f"HEALTH_PORT: cannot listen on {settings.health_port}: {exc}") from None
+        raise ConfigError(f"HEALTH_PORT: cannot listen on {port}: {exc}") from None
     log.info("health.listening", port=server.port)
     return server

@@ -6,11 +6,11 @@ Legacy variable names of the cron jobs this tool replaces are accepted as aliase
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shlex
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -33,33 +33,26 @@ from orchestrator import conninfo, crypto, retention
 from orchestrator.channels import parse_channels
 from orchestrator.conninfo import ConnInfo
 from orchestrator.errors import ConfigError
+from orchestrator.job import (
+    EMPTY_POLICY,
+    TARGET_NAMES,
+    AlertConfig,
+    DumpConfig,
+    Job,
+    KeyConfig,
+    RestoreConfig,
+    ScheduleConfig,
+    StoreConfig,
+    TargetSettings,
+)
 from orchestrator.logs import register_secret
 from orchestrator.restore_plan import StrategySetting
 from orchestrator.schedule_spec import Schedule, check_zone, parse_schedule
-from orchestrator.setting_files import setting_file_text
 from orchestrator.storage.base import S3Options
 
 CsvList = Annotated[list[str], NoDecode]
-TARGET_NAMES = ("backup", "dev")  # the restore targets a cycle feeds, in this order
-EMPTY_POLICY = (
-    "a retention policy that keeps nothing is refused; set KEEP_LAST, KEEP_HOURLY, KEEP_DAILY, "
-    "KEEP_WEEKLY, KEEP_MONTHLY, KEEP_YEARLY (above 0) or KEEP_WITHIN"
-)
-
-
-@dataclass(frozen=True)
-class TargetSettings:
-    """How to restore into one target database."""
-
-    name: str
-    url: ConnInfo
-    strategy: StrategySetting
-    no_owner: bool
-    no_acl: bool
-    keep_previous: int
-    post_restore_sql: tuple[Path, ...]
-    mask_rules: Path | None = None
-    mask_setting: str = "DEV_MASK_RULES"
+CLIENT_PREFIXES = ("AWS_", "PG")
+STORE_CREDENTIALS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 
 
 def _env(*names: str) -> Any:
@@ -262,6 +255,9 @@ class Settings(BaseSettings):
     )
 
     _more_stores: tuple[StoreSettings, ...] = PrivateAttr(default=())
+    # AWS_* and PG* lines of the env file that the environment does not override: given to
+    # store 1's S3 session and to libpq explicitly, never written into os.environ
+    _client_variables: dict[str, str] = PrivateAttr(default_factory=dict)
 
     @field_validator(
         "source_database_url", "backup_database_url", "dev_database_url", mode="before"
@@ -400,7 +396,13 @@ class Settings(BaseSettings):
         Raises ConfigError when every rule is 0 and KEEP_WITHIN is unset: such a policy
         would keep nothing, so it is refused rather than read as "delete everything".
         """
-        policy = retention.Policy(
+        policy = self._policy()
+        if policy.is_empty:
+            raise ConfigError(EMPTY_POLICY)
+        return policy
+
+    def _policy(self) -> retention.Policy:
+        return retention.Policy(
             last=self.keep_last,
             hourly=self.keep_hourly,
             daily=self.keep_daily,
@@ -410,9 +412,6 @@ class Settings(BaseSettings):
             within=retention.parse_duration(self.keep_within) if self.keep_within else None,
             tz=ZoneInfo(self.retention_timezone) if self.retention_timezone else UTC,
         )
-        if policy.is_empty:
-            raise ConfigError(EMPTY_POLICY)
-        return policy
 
     def cycle_schedule(self) -> Schedule:
         """SCHEDULE read in SCHEDULE_TZ (both were checked when the settings were read)."""
@@ -423,41 +422,6 @@ class Settings(BaseSettings):
         if not self.drill_schedule:
             return None
         return parse_schedule(self.drill_schedule, self.schedule_tz)
-
-    def channel_urls(self) -> list[str]:
-        """The Apprise URLs of NOTIFY_URLS (checked when the settings were read)."""
-        return parse_channels(self.notify_urls)
-
-    def recipients(self) -> list[str]:
-        """The age recipients (ARCHIVE_RECIPIENTS and ARCHIVE_RECIPIENTS_FILE together); an
-        empty list means archives are stored unencrypted.
-
-        Raises ConfigError naming the setting when the file cannot be read or an entry is
-        not a public key.
-        """
-        found = crypto.recipient_lines(self.archive_recipients or "")
-        path = self.archive_recipients_file
-        if path is not None:
-            listed = crypto.recipient_lines(setting_file_text(path, "ARCHIVE_RECIPIENTS_FILE"))
-            if not listed:
-                raise ConfigError(f"ARCHIVE_RECIPIENTS_FILE: {path} holds no recipient")
-            try:
-                found += crypto.check_recipients(listed)
-            except ValueError as exc:
-                raise ConfigError(f"ARCHIVE_RECIPIENTS_FILE: {exc}") from None
-        return list(dict.fromkeys(found))
-
-    def identities(self, why: str) -> list[crypto.Identity]:
-        """The age identities of ARCHIVE_IDENTITY_FILE, needed because of `why`.
-
-        Raises ConfigError naming ARCHIVE_IDENTITY_FILE when it is unset or unreadable.
-        """
-        if self.archive_identity_file is None:
-            raise ConfigError(
-                f"ARCHIVE_IDENTITY_FILE is not set: {why} (point it at the age identity file, "
-                "the private key made by age-keygen)"
-            )
-        return crypto.read_identity_file(self.archive_identity_file, "ARCHIVE_IDENTITY_FILE")
 
     def stores(self) -> list[StoreSettings]:
         """Every configured store, in order: STORAGE_URL first, then STORAGE_URL_2, ..."""
@@ -473,28 +437,102 @@ class Settings(BaseSettings):
         )
         return [first, *self._more_stores]
 
-    def with_stores(self, more: tuple[StoreSettings, ...]) -> Settings:
-        """A copy of these settings with `more` stores after STORAGE_URL's."""
+    def with_stores(
+        self, more: tuple[StoreSettings, ...], client_variables: Mapping[str, str] | None = None
+    ) -> Settings:
+        """A copy of these settings with `more` stores after STORAGE_URL's, and the env
+        file's `client_variables` (AWS_* and PG*) for store 1 and libpq."""
         copy = self.model_copy()
         copy._more_stores = more
+        copy._client_variables = dict(client_variables or self._client_variables)
         return copy
 
-    def require_source(self) -> ConnInfo:
-        """Give the source database, or raise ConfigError when it is not set."""
-        if self.source_database_url is None:
-            raise ConfigError(
-                "SOURCE_DATABASE_URL is not set (also accepted: NEON_PRODUCTION_DATABASE_URL)"
-            )
-        return self.source_database_url
+    def job(self) -> Job:
+        """The job context of one command or cycle: every value resolved from these settings
+        (see `orchestrator.job`). Raises ConfigError only for what is wrong in any job."""
+        pg = {k: v for k, v in self._client_variables.items() if k.startswith("PG")}
+        source = self.source_database_url
+        if source is not None:  # PGPASSWORD is the source's password (README), no one else's
+            password = os.environ.get("PGPASSWORD") or pg.get("PGPASSWORD")
+            source = conninfo.with_variables(source, pg, password)
+        return Job(
+            source=source,
+            targets={
+                name: _target_with(self._target(name), pg)
+                for name in TARGET_NAMES
+                if getattr(self, f"{name}_database_url") is not None
+            },
+            stores_config=tuple(self._store_configs()),
+            schedule=ScheduleConfig(
+                cycles=self.cycle_schedule(),
+                drills=self.drill_plan(),
+                run_on_start=self.run_on_start,
+                health_port=self.health_port,
+                health_max_age=self.health_max_age,
+            ),
+            dump=DumpConfig(
+                compress=self.pg_dump_compress,
+                exclude_tables=tuple(self.pg_dump_exclude_tables),
+                exclude_table_data=tuple(self.pg_dump_exclude_table_data),
+                extra_args=tuple(self.pg_dump_extra_argv),
+                timeout=float(self.pg_dump_timeout),
+            ),
+            restore=self._restore_config(),
+            alerts=self._alert_config(),
+            keys=KeyConfig(
+                self.archive_recipients, self.archive_recipients_file, self.archive_identity_file
+            ),
+            retention_policy=None if self._policy().is_empty else self._policy(),
+            prune_after_backup=self.prune_after_backup,
+            adhoc_keep_previous=self.backup_keep_previous,
+            dev_mask_rules=self.dev_mask_rules,
+            pg_bin_dirs=tuple(self.pg_bin_dirs),
+            work_dir=self.work_dir,
+            libpq_variables={k: v for k, v in pg.items() if k != "PGPASSWORD"},
+        )
 
-    def target(self, name: str) -> TargetSettings:
-        """Give the restore settings of target `backup` or `dev`; ConfigError when it is unset."""
-        url = getattr(self, f"{name}_database_url")
-        if url is None:
-            raise ConfigError(f"{_variable_name(name + '_database_url')} is not set")
+    def _restore_config(self) -> RestoreConfig:
+        return RestoreConfig(
+            jobs=self.restore_jobs,
+            timeout=float(self.restore_timeout),
+            session_wait=self.restore_session_wait,
+            maintenance_database=self.maintenance_database,
+            mask_key=self.mask_key.get_secret_value() if self.mask_key is not None else None,
+            mask_workers=self.mask_workers,
+        )
+
+    def _alert_config(self) -> AlertConfig:
+        return AlertConfig(
+            webhook_url=self.notify_webhook_url,
+            healthcheck_url=self.healthcheck_url,
+            drill_healthcheck_url=self.drill_healthcheck_url,
+            on_success=self.notify_on_success,
+            notify_urls=tuple(parse_channels(self.notify_urls)),
+            status_page_url=self.status_page_url,
+        )
+
+    def _store_configs(self) -> list[StoreConfig]:
+        aws = {k: v for k, v in self._client_variables.items() if k.startswith("AWS_")}
+        configs = []
+        for store in self.stores():
+            options = store.s3_options()
+            if store.number == 1 and aws:
+                options = dataclasses.replace(
+                    options,
+                    access_key_id=aws.get("AWS_ACCESS_KEY_ID"),
+                    secret_access_key=aws.get("AWS_SECRET_ACCESS_KEY"),
+                    session_token=aws.get("AWS_SESSION_TOKEN"),
+                    session_variables=tuple(
+                        (k, v) for k, v in aws.items() if k not in STORE_CREDENTIALS
+                    ),
+                )
+            configs.append(StoreConfig(store.number, store.url, options))
+        return configs
+
+    def _target(self, name: str) -> TargetSettings:
         return TargetSettings(
             name=name,
-            url=url,
+            url=getattr(self, f"{name}_database_url"),
             strategy=getattr(self, f"{name}_restore_strategy"),
             no_owner=not getattr(self, f"{name}_restore_owners"),
             no_acl=not getattr(self, f"{name}_restore_acl"),
@@ -502,25 +540,6 @@ class Settings(BaseSettings):
             post_restore_sql=tuple(Path(p) for p in getattr(self, f"{name}_post_restore_sql", [])),
             mask_rules=self.dev_mask_rules if name == "dev" else None,
         )
-
-    def adhoc_target(self, url: ConnInfo, mask_rules: Path | None = None) -> TargetSettings:
-        """Restore settings for a target given on the command line (defaults of `backup`),
-        masked by the rules file `mask_rules` when given (--mask-rules)."""
-        return TargetSettings(
-            name=url.database,
-            url=url,
-            strategy="auto",
-            no_owner=True,
-            no_acl=True,
-            keep_previous=self.backup_keep_previous,
-            post_restore_sql=(),
-            mask_rules=mask_rules,
-            mask_setting="--mask-rules",
-        )
-
-    def mask_key_text(self) -> str | None:
-        """MASK_KEY's value (a secret: only for the masking filter's environment)."""
-        return self.mask_key.get_secret_value() if self.mask_key is not None else None
 
     @property
     def pg_dump_extra_argv(self) -> list[str]:
@@ -545,21 +564,22 @@ def describe_validation_error(error: ValidationError) -> str:
 
 
 def load_settings(env_file: str | Path | None = ".env") -> Settings:
-    """Read the settings from the environment (and `env_file` when it exists).
+    """Read the settings from the environment (and `env_file` when it exists); nothing is
+    written into the environment.
 
     Raises ConfigError with one line naming the variable when a value is malformed.
     """
     try:
         settings = Settings(_env_file=env_file)  # type: ignore[call-arg]
-        _export_client_variables(env_file)
         variables = _all_variables(env_file)
+        client = _client_variables(env_file)
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(exc)) from None
     except (OSError, UnicodeError) as exc:
         raise ConfigError(f"--env-file: cannot read {env_file}: {exc}") from None
-    register_secret(variables.get("AWS_SECRET_ACCESS_KEY"))
-    register_secret(variables.get("AWS_SESSION_TOKEN"))
-    return settings.with_stores(numbered_stores(variables))
+    for name in ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "PGPASSWORD"):
+        register_secret(variables.get(name))
+    return settings.with_stores(numbered_stores(variables), client)
 
 
 def _all_variables(env_file: str | Path | None) -> dict[str, str]:
@@ -605,15 +625,22 @@ def numbered_stores(variables: Mapping[str, str]) -> tuple[StoreSettings, ...]:
     return tuple(stores)
 
 
-CLIENT_PREFIXES = ("AWS_", "PG")
-
-
-def _export_client_variables(env_file: str | Path | None) -> None:
-    """Make AWS_* and PG* lines of the env file visible to boto3 and libpq, which read the
-    process environment only. Variables already set in the environment win."""
+def _client_variables(env_file: str | Path | None) -> dict[str, str]:
+    """The AWS_* and PG* lines of the env file that the environment does not set (the
+    environment wins); other stores' numbered keys go to their own store instead."""
     if env_file is None or not Path(env_file).is_file():
-        return
-    for name, value in dotenv_values(env_file).items():
-        numbered = _NUMBERED.match(name.upper())  # other stores' keys go to their own client
-        if name.startswith(CLIENT_PREFIXES) and value and name not in os.environ and not numbered:
-            os.environ[name] = value
+        return {}
+    return {
+        name: value
+        for name, value in dotenv_values(env_file).items()
+        if name.startswith(CLIENT_PREFIXES)
+        and value
+        and name not in os.environ
+        and not _NUMBERED.match(name.upper())
+    }
+
+
+def _target_with(target: TargetSettings, variables: Mapping[str, str]) -> TargetSettings:
+    """A target whose URL carries the env file's libpq variables (never PGPASSWORD, which
+    is the source's)."""
+    return dataclasses.replace(target, url=conninfo.with_variables(target.url, variables))

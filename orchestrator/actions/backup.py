@@ -24,7 +24,7 @@ from pathlib import Path
 import psycopg
 
 from orchestrator import __version__, catalog, crypto
-from orchestrator.actions.common import client_for, sha256_of, stores_from
+from orchestrator.actions.common import client_for, sha256_of
 from orchestrator.catalog import Encryption, Manifest
 from orchestrator.conninfo import ConnInfo
 from orchestrator.errors import (
@@ -36,12 +36,12 @@ from orchestrator.errors import (
     NotFound,
     OrchestratorError,
 )
+from orchestrator.job import Job
 from orchestrator.logs import get_logger, with_context
 from orchestrator.postgres import pg_restore, queries
 from orchestrator.postgres.clients import ClientSet
 from orchestrator.postgres.dump import DumpOptions, compression_for, run_dump
 from orchestrator.schema_facts import SchemaFacts
-from orchestrator.settings import Settings
 from orchestrator.storage import Storage
 from orchestrator.storage.multi import NamedStore, Outcome, combined, fan_out
 from orchestrator.table_names import table_key
@@ -95,21 +95,21 @@ class UploadFailed(JobError):
         self.stored_in = stored_in
 
 
-def dump_options(settings: Settings, pg_dump_major: int) -> DumpOptions:
-    """The pg_dump options chosen in settings, for a pg_dump of `pg_dump_major`."""
+def dump_options(job: Job, pg_dump_major: int) -> DumpOptions:
+    """The job's pg_dump options (PG_DUMP_*), for a pg_dump of `pg_dump_major`."""
     return DumpOptions(
-        compress=compression_for(settings.pg_dump_compress, pg_dump_major),
-        exclude_tables=tuple(settings.pg_dump_exclude_tables),
-        exclude_table_data=tuple(settings.pg_dump_exclude_table_data),
-        extra_args=tuple(settings.pg_dump_extra_argv),
-        timeout=float(settings.pg_dump_timeout),
+        compress=compression_for(job.dump.compress, pg_dump_major),
+        exclude_tables=job.dump.exclude_tables,
+        exclude_table_data=job.dump.exclude_table_data,
+        extra_args=job.dump.extra_args,
+        timeout=job.dump.timeout,
     )
 
 
 @contextmanager
-def work_dir(settings: Settings) -> Iterator[Path]:
+def work_dir(job: Job) -> Iterator[Path]:
     """A private temporary folder (under WORK_DIR when set), removed afterwards."""
-    base = settings.work_dir
+    base = job.work_dir
     try:
         if base is not None:
             base.mkdir(parents=True, exist_ok=True)
@@ -124,12 +124,12 @@ def work_dir(settings: Settings) -> Iterator[Path]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def take_dump(settings: Settings, folder: Path) -> LocalDump:
+def take_dump(job: Job, folder: Path) -> LocalDump:
     """Dump the source into `folder` and count its rows in the same snapshot; the backup is
     named after the time it started. Raises ConfigError (bad URL, credentials, no suitable
     pg_dump) or JobError.
     """
-    source = settings.require_source()
+    source = job.require_source()
     started_at = datetime.now(UTC)
     started = time.monotonic()
     backup_id = catalog.new_backup_id(source.database, started_at)
@@ -137,8 +137,8 @@ def take_dump(settings: Settings, folder: Path) -> LocalDump:
     with queries.exported_snapshot(source, SOURCE) as snap:
         server = queries.server_info(snap.conn)
         identity = queries.cluster_identity(snap.conn)
-        client = client_for(settings, "pg_dump", server.major, f"the source runs {server.version}")
-        options = dump_options(settings, client.major)
+        client = client_for(job, "pg_dump", server.major, f"the source runs {server.version}")
+        options = dump_options(job, client.major)
         log.info(
             "backup.dump",
             backup_id=backup_id,
@@ -352,14 +352,14 @@ def archive_everywhere(
     return done, report
 
 
-def open_stores(settings: Settings) -> OpenStores:
+def open_stores(job: Job) -> OpenStores:
     """Open and check every store at once.
 
     Raises ConfigError when every store is misconfigured (missing bucket, refused
     credentials): nothing could be archived. Otherwise the stores that failed their check
     are given with their errors, and the work goes on with the others.
     """
-    stores = stores_from(settings)
+    stores = job.stores()
     outcomes = fan_out(stores, lambda store: store.storage.check())
     failed = [(o.store, o.error) for o in outcomes if o.error is not None]
     if (
@@ -403,7 +403,7 @@ def _delete_quietly(storage: Storage, key: str) -> None:
         log.warning("backup.cleanup_failed", key=key, error=str(exc))
 
 
-def backup(settings: Settings) -> BackupResult:
+def backup(job: Job) -> BackupResult:
     """Take one backup of the source, encrypt it when recipients are set, and archive it in
     every store; give the stored backup.
 
@@ -412,12 +412,12 @@ def backup(settings: Settings) -> BackupResult:
     folder, a store that is down) nothing is dumped: that store's error is raised. Raises
     UploadFailed when a store did not get it.
     """
-    recipients = settings.recipients()
-    stores = open_stores(settings)
+    recipients = job.recipients()
+    stores = open_stores(job)
     if not stores.usable:
         raise combined(stores.failed, "open a store")
-    with work_dir(settings) as folder:
-        dump = with_unused_id(stores.usable, take_dump(settings, folder))
+    with work_dir(job) as folder:
+        dump = with_unused_id(stores.usable, take_dump(job, folder))
         sealed = seal(dump, recipients)
         archive_everywhere(stores, sealed)
     return BackupResult(sealed.manifest, sealed.manifest.dump_key)

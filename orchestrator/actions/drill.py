@@ -23,6 +23,7 @@ from orchestrator.catalog import Manifest
 from orchestrator.conninfo import ConnInfo
 from orchestrator.errors import AlreadyRunning, ConfigError, Interrupted, OrchestratorError
 from orchestrator.formats import iso_z
+from orchestrator.job import Job
 from orchestrator.logs import get_logger, mask
 from orchestrator.notify import Notifier, drill_summary, drill_text
 from orchestrator.postgres import pg_restore as pgrestore
@@ -31,7 +32,6 @@ from orchestrator.postgres.clients import ClientSet
 from orchestrator.postgres.lock import cycle_lock
 from orchestrator.postgres.pg_restore import RestoreOptions
 from orchestrator.restore_plan import Endpoint
-from orchestrator.settings import Settings
 
 log = get_logger(__name__)
 
@@ -98,11 +98,11 @@ def document(
 
 
 @contextlib.contextmanager
-def _drill_lock(settings: Settings) -> Iterator[None]:
+def _drill_lock(job: Job) -> Iterator[None]:
     """The cycle lock, so a drill never runs beside a cycle (raises AlreadyRunning). When
     the source is unset or cannot be asked, the drill runs without it (logged): it needs
     only the stores and the drill server, and no cycle can run without the source either."""
-    source = settings.source_database_url
+    source = job.source
     with contextlib.ExitStack() as stack:
         if source is not None:
             try:
@@ -114,13 +114,13 @@ def _drill_lock(settings: Settings) -> Iterator[None]:
         yield
 
 
-def drill_notifier(settings: Settings) -> Notifier:
+def drill_notifier(job: Job) -> Notifier:
     """Alerts for drills: the webhook (as for cycles) and DRILL_HEALTHCHECK_URL's pings."""
-    return notifier_for(settings, settings.drill_healthcheck_url)
+    return notifier_for(job, job.alerts.drill_healthcheck_url)
 
 
 def recorded_drill(
-    settings: Settings,
+    job: Job,
     notifier: Notifier,
     ref: str = "latest",
     target_url: str | None = None,
@@ -135,36 +135,38 @@ def recorded_drill(
     """
     run_id, started = secrets.token_hex(6), datetime.now(UTC)
     report, failure = None, None
-    with _drill_lock(settings) if lock else contextlib.nullcontext():
+    with _drill_lock(job) if lock else contextlib.nullcontext():
         notifier.start()
         try:
-            report = drill(settings, ref, target_url)
+            report = drill(job, ref, target_url)
         except Interrupted:
             raise
         except OrchestratorError as exc:
             failure = exc
     kept = document(report, run_id, started, str(failure) if failure else None)
-    source = settings.source_database_url
+    source = job.source
     database = report.database if report else (source.database if source else None)
-    history.record(stores_or_none(settings), "drill", kept, database)
+    history.record(stores_or_none(job), "drill", kept, database)
     notifier.finish(kept["status"] == "success", kept, drill_summary(kept), drill_text(kept))
     if failure is not None:
         raise failure
     return report, kept
 
 
-def drill_server(settings: Settings, target_url: str | None) -> ConnInfo:
+def drill_server(job: Job, target_url: str | None) -> ConnInfo:
     """The server to drill on: --target-url, else BACKUP_DATABASE_URL's server. With
     DEV_MASK_RULES set, the dev server is refused (a drill restores raw data)."""
     if target_url is None:
-        return settings.target("backup").url
+        return job.target("backup").url
     try:
-        server = conninfo.parse(target_url)
+        server = job.connection(conninfo.parse(target_url))
     except ValueError as exc:
         raise ConfigError(f"--target-url: {exc}") from None
-    dev = settings.dev_database_url
-    if dev is not None and settings.dev_mask_rules is not None:
-        identities = [target_identity(url, settings.maintenance_database) for url in (server, dev)]
+    dev = job.url_of("dev")
+    if dev is not None and job.dev_mask_rules is not None:
+        identities = [
+            target_identity(url, job.restore.maintenance_database) for url in (server, dev)
+        ]
         here, there = (
             Endpoint(u.host, u.port, "", i) for u, i in zip((server, dev), identities, strict=True)
         )
@@ -176,16 +178,16 @@ def drill_server(settings: Settings, target_url: str | None) -> ConnInfo:
     return server
 
 
-def drill(settings: Settings, ref: str = "latest", target_url: str | None = None) -> DrillReport:
+def drill(job: Job, ref: str = "latest", target_url: str | None = None) -> DrillReport:
     """Run a restore drill of backup `ref`; give the report (problems inside, not raised).
 
     Raises ConfigError for bad input and JobError when the drill cannot even start.
     """
-    server = drill_server(settings, target_url)
-    located = find_backup(settings, ref)
+    server = drill_server(job, target_url)
+    located = find_backup(job, ref)
     manifest = located.manifest
     client = client_for(
-        settings,
+        job,
         "pg_restore",
         manifest.dump_major,
         f"written by pg_dump {manifest.pg_dump_version}",
@@ -193,15 +195,15 @@ def drill(settings: Settings, ref: str = "latest", target_url: str | None = None
     scratch = restore_plan.staging_name(f"drill_{manifest.database}", secrets.token_hex(4))
     report = DrillReport(manifest.id, server.url, scratch, client.version, manifest.database)
     started = time.monotonic()
-    with local_archive(settings, located, None, "drill") as (archive, used):
+    with local_archive(job, located, None, "drill") as (archive, used):
         report.fetch_seconds = round(time.monotonic() - started, 3)
-        _drill_in_scratch(settings, server, scratch, client, archive, used, report)
+        _drill_in_scratch(job, server, scratch, client, archive, used, report)
     log.info("drill.done", backup_id=manifest.id, ok=report.ok, rto_seconds=report.rto_seconds)
     return report
 
 
 def _drill_in_scratch(
-    settings: Settings,
+    job: Job,
     server: ConnInfo,
     scratch: str,
     client: ClientSet,
@@ -209,27 +211,27 @@ def _drill_in_scratch(
     manifest: Manifest,
     report: DrillReport,
 ) -> None:
-    maint = queries.connect_maintenance(server, settings.maintenance_database, "drill server")
+    maint = queries.connect_maintenance(server, job.restore.maintenance_database, "drill server")
     with contextlib.closing(maint):
         major = queries.server_info(maint).major
         queries.create_database(maint, scratch)
         try:
             _restore_and_check(
-                settings, server.with_database(scratch), client, archive, manifest, report
+                job, server.with_database(scratch), client, archive, manifest, report
             )
         finally:
             queries.drop_database(maint, scratch, major)
 
 
 def _restore_and_check(
-    settings: Settings,
+    job: Job,
     scratch: ConnInfo,
     client: ClientSet,
     archive: Path,
     manifest: Manifest,
     report: DrillReport,
 ) -> None:
-    options = RestoreOptions(jobs=settings.restore_jobs, timeout=float(settings.restore_timeout))
+    options = RestoreOptions(jobs=job.restore.jobs, timeout=job.restore.timeout)
     started = time.monotonic()
     try:
         report.ignored_errors = pgrestore.run_restore(client, scratch, archive, options)

@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import TypeVar
 
 from orchestrator import catalog, crypto
-from orchestrator.actions.common import sha256_of, stores_from
+from orchestrator.actions.common import sha256_of
 from orchestrator.catalog import Copy, Located, Manifest
 from orchestrator.errors import ConfigError, IntegrityError, NotFound
+from orchestrator.job import Job
 from orchestrator.logs import get_logger
-from orchestrator.settings import Settings
 from orchestrator.storage import Progress, Storage
 from orchestrator.storage.multi import first_success
 
@@ -152,14 +152,12 @@ def plain_copy(
     return _each_copy(located, attempt, f"read backup {located.manifest.id}")
 
 
-def needed_identities(
-    settings: Settings, located: Located, doing: str
-) -> list[crypto.Identity] | None:
+def needed_identities(job: Job, located: Located, doing: str) -> list[crypto.Identity] | None:
     """The identities to open `located` when any copy of it is encrypted (ConfigError
     naming ARCHIVE_IDENTITY_FILE when it is unset), else None."""
     if not any(c.manifest.encrypted for c in located.copies):
         return None
-    return settings.identities(f"backup {located.manifest.id} is encrypted and {doing} needs it")
+    return job.identities(f"backup {located.manifest.id} is encrypted and {doing} needs it")
 
 
 def target_path(output: Path, name: str) -> Path:
@@ -174,7 +172,7 @@ def target_path(output: Path, name: str) -> Path:
 
 
 def fetch(
-    settings: Settings,
+    job: Job,
     ref: str,
     output: Path,
     progress: Callable[[int], Progress] | None = None,
@@ -187,9 +185,9 @@ def fetch(
     Raises ConfigError (exit 2) before downloading when the backup is encrypted and
     ARCHIVE_IDENTITY_FILE is not set.
     """
-    located = catalog.find_located(stores_from(settings), ref)
+    located = catalog.find_located(job.stores(), ref)
     manifest = located.manifest
-    identities = None if raw else needed_identities(settings, located, "fetch")
+    identities = None if raw else needed_identities(job, located, "fetch")
     target_path(output, manifest.id)  # a bad --output is refused before downloading
     folder = output if output.is_dir() else output.parent
     callback = progress(manifest.size_bytes) if progress else None

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from orchestrator.actions.common import stores_from
-from orchestrator.settings import Settings
+from orchestrator.job import Job
 from orchestrator.storage.multi import NamedStore, fan_out
 
 
@@ -25,10 +24,10 @@ class InitResult:
     error: str | None = None
 
 
-def init(settings: Settings) -> list[InitResult]:
+def init(job: Job) -> list[InitResult]:
     """Initialise every store at once; give each store's outcome in store order. Raises
     ConfigError only when a store's URL is malformed (nothing touched)."""
-    stores = stores_from(settings)
+    stores = job.stores()
     results = []
     for done in fan_out(stores, lambda store: store.storage.initialise()):
         if done.error is not None:

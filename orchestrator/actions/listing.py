@@ -5,18 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from orchestrator import catalog
-from orchestrator.actions.common import stores_from
 from orchestrator.catalog import Located, Manifest
-from orchestrator.settings import Settings
+from orchestrator.job import Job
 
 
-def list_backups(settings: Settings, database: str | None = None) -> list[Located]:
+def list_backups(job: Job, database: str | None = None) -> list[Located]:
     """Give every backup known through a manifest in any store, newest first.
 
     A store that cannot be listed is logged and passed over; raises its error when no
     store can be listed.
     """
-    located, _failed = catalog.list_located(stores_from(settings), database)
+    located, _failed = catalog.list_located(job.stores(), database)
     return located
 
 

@@ -13,11 +13,12 @@ from typing import BinaryIO, cast
 
 from orchestrator import catalog, execute
 from orchestrator.actions.backup import work_dir
-from orchestrator.actions.common import client_for, stores_from
+from orchestrator.actions.common import client_for
 from orchestrator.actions.fetch import needed_identities, plain_copy
 from orchestrator.actions.masked_load import read_rules
 from orchestrator.catalog import Manifest
 from orchestrator.errors import ConfigError
+from orchestrator.job import Job
 from orchestrator.logs import get_logger, with_context
 from orchestrator.masking.detect import suggest_rules
 from orchestrator.masking.rules import Problem, check
@@ -26,7 +27,6 @@ from orchestrator.postgres import pg_restore as pgrestore
 from orchestrator.postgres.clients import ClientSet
 from orchestrator.postgres.pg_restore import TocEntry
 from orchestrator.schema_facts import SchemaFacts
-from orchestrator.settings import Settings
 from orchestrator.table_names import table_key
 
 log = get_logger(__name__)
@@ -35,11 +35,11 @@ SAMPLERS = 4
 Samples = dict[str, dict[str, list[str | None]]]
 
 
-def _find(settings: Settings, ref: str) -> catalog.Located:
+def _find(job: Job, ref: str) -> catalog.Located:
     """Backup `ref` from the stores alone (`latest`: of the source's database when it is
     named), never asking production anything."""
-    source = settings.source_database_url
-    return catalog.find_located(stores_from(settings), ref, source.database if source else None)
+    source = job.source
+    return catalog.find_located(job.stores(), ref, source.database if source else None)
 
 
 def facts_of(manifest: Manifest, setting: str) -> SchemaFacts:
@@ -53,32 +53,32 @@ def facts_of(manifest: Manifest, setting: str) -> SchemaFacts:
     return manifest.schema_facts
 
 
-def check_rules(settings: Settings, rules: Path | None, ref: str) -> tuple[Manifest, list[Problem]]:
+def check_rules(job: Job, rules: Path | None, ref: str) -> tuple[Manifest, list[Problem]]:
     """Check a rules file (`rules`, else DEV_MASK_RULES) against backup `ref`'s schema; give
     the backup and every problem. Raises ConfigError when no file is named or it cannot be
     read or parsed."""
     path, setting = (
-        (rules, "--rules") if rules is not None else (settings.dev_mask_rules, "DEV_MASK_RULES")
+        (rules, "--rules") if rules is not None else (job.dev_mask_rules, "DEV_MASK_RULES")
     )
     if path is None:
         raise ConfigError("--rules: no rules file given and DEV_MASK_RULES is not set")
     loaded = read_rules(path, setting)
-    manifest = _find(settings, ref).manifest
+    manifest = _find(job, ref).manifest
     return manifest, check(loaded, facts_of(manifest, setting), list(manifest.row_counts))
 
 
-def suggest(settings: Settings, ref: str, rows: int = SAMPLE_ROWS) -> tuple[Manifest, str]:
+def suggest(job: Job, ref: str, rows: int = SAMPLE_ROWS) -> tuple[Manifest, str]:
     """A complete rules file for backup `ref`: every table and column, personal data (found
     by column name and by sampled values) with a transform, the rest `keep`; give the
     backup and the YAML text. Needs ARCHIVE_IDENTITY_FILE for an encrypted backup."""
-    located = _find(settings, ref)
+    located = _find(job, ref)
     manifest = located.manifest
     facts = facts_of(manifest, "--from")
-    identities = needed_identities(settings, located, "mask suggest")
-    with work_dir(settings) as folder:
+    identities = needed_identities(job, located, "mask suggest")
+    with work_dir(job) as folder:
         archive, used = plain_copy(located, folder, identities)
         client = client_for(
-            settings, "pg_restore", used.dump_major, f"written by pg_dump {used.pg_dump_version}"
+            job, "pg_restore", used.dump_major, f"written by pg_dump {used.pg_dump_version}"
         )
         samples = _sample(client, archive, used, folder, rows)
     header = (

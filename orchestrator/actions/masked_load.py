@@ -30,13 +30,13 @@ from orchestrator import execute
 from orchestrator.catalog import Manifest
 from orchestrator.conninfo import ConnInfo
 from orchestrator.errors import ConfigError, JobError
+from orchestrator.job import Job, TargetSettings
 from orchestrator.logs import get_logger, with_context
 from orchestrator.postgres import pg_restore as pgrestore
 from orchestrator.postgres.clients import ClientSet
 from orchestrator.postgres.pg_restore import RestoreOptions, TocEntry
 from orchestrator.schema_facts import SchemaFacts
 from orchestrator.setting_files import setting_file_text
-from orchestrator.settings import Settings, TargetSettings
 
 if TYPE_CHECKING:  # the masking core loads only when a target is masked (see load_masking)
     from orchestrator.masking.plan import TablePlan
@@ -73,18 +73,20 @@ class MaskingRefused(JobError):
         self.problems = problems
 
 
-def load_masking(settings: Settings, target: TargetSettings) -> Masking | None:
-    """The target's masking (None when it has no rules file). Raises ConfigError naming the
+def load_masking(job: Job, target: TargetSettings) -> Masking | None:
+    """The target's masking (None when it has no rules file), its rules file read once per
+    job (the preflight and the restore see the same rules). Raises ConfigError naming the
     setting when the rules file cannot be read or parsed, or MASK_KEY is unset or short."""
-    if target.mask_rules is None:
+    path, setting = target.mask_rules, target.mask_setting
+    if path is None:
         return None
-    rules = read_rules(target.mask_rules, target.mask_setting)
+    rules = job.remember(f"mask-rules:{path}", lambda: read_rules(path, setting))
     from orchestrator.masking.transforms import load_key
 
-    key = settings.mask_key_text()
+    key = job.restore.mask_key
     load_key(key)  # ConfigError naming MASK_KEY, never its value
     assert key is not None
-    return Masking(rules, key, target.mask_setting, settings.mask_workers)
+    return Masking(rules, key, target.mask_setting, job.restore.mask_workers)
 
 
 def read_rules(path: Path, setting: str) -> Rules:

@@ -33,7 +33,7 @@ from orchestrator.actions.backup import (
     with_unused_id,
     work_dir,
 )
-from orchestrator.actions.common import client_for, notifier_for, stores_from
+from orchestrator.actions.common import client_for, notifier_for
 from orchestrator.actions.masked_load import load_masking
 from orchestrator.actions.prune import prune
 from orchestrator.actions.status import save_last_cycle
@@ -47,11 +47,11 @@ from orchestrator.errors import (
     JobError,
     OrchestratorError,
 )
+from orchestrator.job import TARGET_NAMES, Job, TargetSettings
 from orchestrator.logs import get_logger, mask
 from orchestrator.notify import CycleReport, Notifier, StepReport
 from orchestrator.postgres import clients
 from orchestrator.postgres.lock import cycle_lock
-from orchestrator.settings import TARGET_NAMES, Settings, TargetSettings
 from orchestrator.storage.locks import store_locks
 from orchestrator.storage.multi import NamedStore
 
@@ -70,16 +70,14 @@ class PipelineResult:
         return self.report.ok
 
 
-def configured_targets(settings: Settings) -> list[TargetSettings]:
+def configured_targets(job: Job) -> list[TargetSettings]:
     """The targets whose URL is set, in a fixed order."""
-    return [
-        settings.target(name) for name in TARGET_NAMES if getattr(settings, f"{name}_database_url")
-    ]
+    return [job.targets[name] for name in TARGET_NAMES if name in job.targets]
 
 
-def notifier_from(settings: Settings) -> Notifier:
+def notifier_from(job: Job) -> Notifier:
     """The notifier of cycles: the webhook and HEALTHCHECK_URL's pings."""
-    return notifier_for(settings, settings.healthcheck_url)
+    return notifier_for(job, job.alerts.healthcheck_url)
 
 
 def _step(report: CycleReport, name: str, work: Callable[[], dict[str, Any] | None]) -> bool:
@@ -114,24 +112,24 @@ def _since(started: float) -> float:
     return round(time.monotonic() - started, 3)
 
 
-def preflight(settings: Settings, targets: list[TargetSettings]) -> list[str]:
+def preflight(job: Job, targets: list[TargetSettings]) -> list[str]:
     """Refuse before dumping when a target is the source, the retention policy is void or a
     recipient is malformed; give the recipients."""
-    if settings.prune_after_backup:
-        settings.retention_policy()  # an all-zero policy is a ConfigError before any dump
-    recipients = settings.recipients()
+    if job.prune_after_backup:
+        job.policy()  # an all-zero policy is a ConfigError before any dump
+    recipients = job.recipients()
     for target in targets:
-        if load_masking(settings, target) is not None and target.strategy == "transaction":
+        if load_masking(job, target) is not None and target.strategy == "transaction":
             raise ConfigError(
                 f"{target.name.upper()}_RESTORE_STRATEGY=transaction cannot mask: a masked copy "
                 "is loaded into a new database and swapped in (set it to auto or swap)"
             )
-        identity = restore_action.target_identity(target.url, settings.maintenance_database)
-        restore_action.guard(settings, target.url, identity)
+        identity = restore_action.target_identity(target.url, job.restore.maintenance_database)
+        restore_action.guard(job, target.url, identity)
     return recipients
 
 
-def pipeline(settings: Settings, notifier: Notifier | None = None) -> PipelineResult:
+def pipeline(job: Job, notifier: Notifier | None = None) -> PipelineResult:
     """Run one cycle and give its report (step failures are inside, not raised).
 
     Raises AlreadyRunning when another cycle holds the lock, or a prune, rekey or sync
@@ -140,22 +138,20 @@ def pipeline(settings: Settings, notifier: Notifier | None = None) -> PipelineRe
     missing bucket) are raised too, after the notifier has reported them.
     """
     run_id = secrets.token_hex(6)
-    source = settings.require_source()
-    targets = configured_targets(settings)
+    source = job.require_source()
+    targets = configured_targets(job)
     with structlog.contextvars.bound_contextvars(run_id=run_id), contextlib.ExitStack() as stack:
         with structlog.contextvars.bound_contextvars(step="preflight"):
             # opening the store (importing boto3, loading its models: 0.2 s of CPU) and
             # finding the clients run beside the lock, the guard and the start of the dump
-            store = tasks.in_background(lambda: open_stores(settings), "open-stores")
-            discovering = tasks.in_background(
-                lambda: clients.discover(settings.pg_bin_dirs), "discover"
-            )
+            store = tasks.in_background(lambda: open_stores(job), "open-stores")
+            discovering = tasks.in_background(lambda: clients.discover(job.pg_bin_dirs), "discover")
             stack.callback(wait, [discovering])  # its last log line comes before the cycle's
             lock_error = _take_lock(stack, source)
             if lock_error is None:
-                _take_store_locks(stack, settings, source.database)
-        with (notifier or notifier_from(settings)).cycle(run_id) as report:
-            _run_cycle(settings, store, targets, lock_error, report)
+                _take_store_locks(stack, job, source.database)
+        with (notifier or notifier_from(job)).cycle(run_id) as report:
+            _run_cycle(job, store, targets, lock_error, report)
     return PipelineResult(report)
 
 
@@ -173,21 +169,19 @@ def _take_lock(
     return None
 
 
-def _take_store_locks(
-    stack: contextlib.ExitStack[bool | None], settings: Settings, database: str
-) -> None:
+def _take_store_locks(stack: contextlib.ExitStack[bool | None], job: Job, database: str) -> None:
     """Hold each store's lock of `database` for the rest of `stack`, so no prune, rekey or
     sync changes its backups meanwhile. Raises AlreadyRunning when one of them holds it;
     malformed store URLs are left to the cycle's own opening of the stores to report."""
     try:
-        stores = stores_from(settings)
+        stores = job.stores()
     except ConfigError:
         return
     stack.enter_context(store_locks([(named, database) for named in stores], "pipeline"))
 
 
 def _run_cycle(
-    settings: Settings,
+    job: Job,
     store: Future[OpenStores],
     targets: list[TargetSettings],
     lock_error: OrchestratorError | None,
@@ -199,18 +193,18 @@ def _run_cycle(
         if lock_error is not None:
             raise lock_error
         with structlog.contextvars.bound_contextvars(step="preflight"):
-            recipients = preflight(settings, targets)
-        _cycle(settings, store, targets, recipients, report)
+            recipients = preflight(job, targets)
+        _cycle(job, store, targets, recipients, report)
     except BaseException as exc:
         report.error = mask(str(exc)) or type(exc).__name__
         raise
     finally:
         report.finished_at = datetime.now(UTC)
         _summary(report)
-        _keep(settings, store, report)
+        _keep(job, store, report)
 
 
-def _keep(settings: Settings, store: Future[OpenStores], report: CycleReport) -> None:
+def _keep(job: Job, store: Future[OpenStores], report: CycleReport) -> None:
     """Keep the cycle's report (last cycle, history) in every store that answered; when
     there is none (misconfigured, or a stop while it was being opened), nowhere."""
     try:
@@ -222,11 +216,11 @@ def _keep(settings: Settings, store: Future[OpenStores], report: CycleReport) ->
         return
     for named in usable:
         save_last_cycle(named.storage, report.as_dict())
-    history.record(usable, "cycle", report.as_dict(), settings.require_source().database)
+    history.record(usable, "cycle", report.as_dict(), job.require_source().database)
 
 
 def _cycle(
-    settings: Settings,
+    job: Job,
     store: Future[OpenStores],
     targets: list[TargetSettings],
     recipients: list[str],
@@ -234,20 +228,20 @@ def _cycle(
 ) -> None:
     """The steps. A store found misconfigured while the dump runs stops the dump and ends
     the cycle with its ConfigError, so a wrong bucket costs no more than a second of dump."""
-    with work_dir(settings) as folder:
-        dump = _dump_step(settings, store, folder, report)
+    with work_dir(job) as folder:
+        dump = _dump_step(job, store, folder, report)
         if dump is None:
             return
         stores = store.result()
-        uploaded = _branches(settings, stores, targets, dump, recipients, report)
+        uploaded = _branches(job, stores, targets, dump, recipients, report)
         if len(uploaded) > 1 and not stores.failed and len(uploaded) == len(stores.usable):
-            _step(report, "sync", lambda: _sync_step(settings, uploaded))
-        if uploaded and settings.prune_after_backup:
-            _step(report, "prune", lambda: _prune_step(settings, uploaded))
+            _step(report, "sync", lambda: _sync_step(job, uploaded))
+        if uploaded and job.prune_after_backup:
+            _step(report, "prune", lambda: _prune_step(job, uploaded))
 
 
 def _dump_step(
-    settings: Settings, store: Future[OpenStores], folder: Path, report: CycleReport
+    job: Job, store: Future[OpenStores], folder: Path, report: CycleReport
 ) -> LocalDump | None:
     """The dump step; give the dump, or None when it failed (recorded in `report`).
 
@@ -258,7 +252,7 @@ def _dump_step(
 
     def work() -> dict[str, Any]:
         try:
-            dump = take_dump(settings, folder)
+            dump = take_dump(job, folder)
         except CommandFailed:
             _raise_if_failed(store)  # a refused store stopped the dump: say why
             raise
@@ -286,7 +280,7 @@ def _raise_if_failed(future: Future[OpenStores]) -> None:
 
 
 def _branches(
-    settings: Settings,
+    job: Job,
     stores: OpenStores,
     targets: list[TargetSettings],
     dump: LocalDump,
@@ -309,7 +303,7 @@ def _branches(
 
     work: dict[str, Callable[[], dict[str, Any] | None]] = {"upload": upload}
     for target in targets:
-        work[f"restore:{target.name}"] = _restore_work(settings, target, dump)
+        work[f"restore:{target.name}"] = _restore_work(job, target, dump)
     # _step records every failure in the report; only a stop or a crash surfaces here
     tasks.run_together({name: _as_step(report, name, fn) for name, fn in work.items()}, "cycle")
     return received.result() if received.done() else []
@@ -322,14 +316,14 @@ def _as_step(
 
 
 def _restore_work(
-    settings: Settings, target: TargetSettings, dump: LocalDump
+    job: Job, target: TargetSettings, dump: LocalDump
 ) -> Callable[[], dict[str, Any]]:
     def work() -> dict[str, Any]:
         manifest = dump.manifest
         client = client_for(
-            settings, "pg_restore", manifest.dump_major, f"pg_dump {manifest.pg_dump_version}"
+            job, "pg_restore", manifest.dump_major, f"pg_dump {manifest.pg_dump_version}"
         )
-        result = restore_action.Restorer(settings, target, manifest, client, dump.path).run()
+        result = restore_action.Restorer(job, target, manifest, client, dump.path).run()
         return {
             "target": target.name,
             "database": target.url.database,
@@ -344,17 +338,17 @@ def _restore_work(
     return work
 
 
-def _sync_step(settings: Settings, stores: list[NamedStore]) -> dict[str, Any]:
+def _sync_step(job: Job, stores: list[NamedStore]) -> dict[str, Any]:
     """Copy the source database's backups that a store lacks (a store that missed a cycle)."""
-    result = sync(settings, False, settings.require_source().database, stores)
+    result = sync(job, False, job.require_source().database, stores)
     if not result.ok:
         raise JobError("; ".join(result.errors))
     return {"copied": len(result.copied)}
 
 
-def _prune_step(settings: Settings, stores: list[NamedStore]) -> dict[str, Any]:
+def _prune_step(job: Job, stores: list[NamedStore]) -> dict[str, Any]:
     """Prune the source database's backups in each store that received this cycle's backup."""
-    results = prune(settings, False, settings.require_source().database, stores)
+    results = prune(job, False, job.require_source().database, stores)
     errors = [f"{r.store}: {e}" if len(results) > 1 else e for r in results for e in r.errors]
     if errors:
         raise JobError("; ".join(errors))

@@ -15,13 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator import catalog
-from orchestrator.actions.common import stores_from
 from orchestrator.catalog import Manifest
 from orchestrator.errors import ConfigError, Interrupted, JobError, OrchestratorError, StorageError
 from orchestrator.formats import iso_z, utc
+from orchestrator.job import Job
 from orchestrator.logs import get_logger
 from orchestrator.retention import Policy, Snapshot, apply_policy
-from orchestrator.settings import Settings
 from orchestrator.storage import ObjectInfo, Storage
 from orchestrator.storage.locks import store_locks
 from orchestrator.storage.multi import NamedStore, combined, fan_out
@@ -171,7 +170,7 @@ def remove_planned(storage: Storage, result: PruneResult) -> None:
 
 
 def prune(
-    settings: Settings,
+    job: Job,
     dry_run: bool,
     database: str | None = None,
     stores: list[NamedStore] | None = None,
@@ -186,10 +185,10 @@ def prune(
     can be opened; a store that cannot be opened while others can is an error in its
     result. Failed deletions are reported in the results, not raised.
     """
-    policy = settings.retention_policy()
+    policy = job.policy()
     if stores is not None:  # the pipeline's, which holds the stores' locks already
         return [prune_store(store, policy, dry_run, database) for store in stores]
-    stores = stores_from(settings)
+    stores = job.stores()
     checks = fan_out(stores, lambda store: store.storage.check())
     failed = [(o.store, o.error) for o in checks if o.error is not None]
     if len(failed) == len(stores):

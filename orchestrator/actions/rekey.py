@@ -17,12 +17,11 @@ from pathlib import Path
 
 from orchestrator import catalog, crypto
 from orchestrator.actions.backup import work_dir
-from orchestrator.actions.common import stores_from
 from orchestrator.actions.fetch import plain_copy
 from orchestrator.catalog import Copy, Encryption, Located, Manifest
 from orchestrator.errors import ConfigError, IntegrityError, Interrupted, OrchestratorError
+from orchestrator.job import Job
 from orchestrator.logs import get_logger
-from orchestrator.settings import Settings
 from orchestrator.storage.locks import store_locks
 from orchestrator.storage.multi import fan_out
 
@@ -66,20 +65,18 @@ def _was(manifest: Manifest) -> str:
     return f"age to {len(manifest.encryption.recipients)} recipient(s)"
 
 
-def rekey(settings: Settings, ref: str = "all", dry_run: bool = False) -> RekeyResult:
+def rekey(job: Job, ref: str = "all", dry_run: bool = False) -> RekeyResult:
     """Re-encrypt backup `ref` (an id, `latest`, or `all`) in every store to the current
     recipients; give what was planned and done.
 
     Raises ConfigError before touching anything when ARCHIVE_RECIPIENTS is unset or (unless
     `dry_run`) ARCHIVE_IDENTITY_FILE is unset or unreadable.
     """
-    recipients = settings.recipients()
+    recipients = job.recipients()
     if not recipients:
         raise ConfigError("ARCHIVE_RECIPIENTS is not set: there is nothing to re-encrypt to")
-    identities = (
-        None if dry_run else settings.identities("rekey decrypts backups to re-encrypt them")
-    )
-    stores = stores_from(settings)
+    identities = None if dry_run else job.identities("rekey decrypts backups to re-encrypt them")
+    stores = job.stores()
     result = RekeyResult(dry_run, len(recipients))
     if ref == "all":
         backups, failed = catalog.list_located(stores)
@@ -89,12 +86,12 @@ def rekey(settings: Settings, ref: str = "all", dry_run: bool = False) -> RekeyR
     pairs = [] if dry_run else [(s, b.manifest.database) for b in backups for s in stores]
     with store_locks(pairs, "rekey"):
         for backup in backups:
-            _rekey_one(settings, backup, recipients, identities, result)
+            _rekey_one(job, backup, recipients, identities, result)
     return result
 
 
 def _rekey_one(
-    settings: Settings,
+    job: Job,
     backup: Located,
     recipients: list[str],
     identities: list[crypto.Identity] | None,
@@ -106,7 +103,7 @@ def _rekey_one(
     if result.dry_run:
         return
     if copies:
-        with work_dir(settings) as folder:
+        with work_dir(job) as folder:
             _rekey_backup(backup, copies, recipients, identities or [], folder, result)
     for current in (c for c in backup.copies if c not in copies):
         _remove_strays(current, result)  # what an interrupted run left behind

@@ -25,12 +25,13 @@ import psycopg
 from orchestrator import cancel, catalog, conninfo, history, restore_plan
 from orchestrator.actions import masked_load
 from orchestrator.actions.backup import work_dir
-from orchestrator.actions.common import client_for, sha256_of, stores_from, stores_or_none
+from orchestrator.actions.common import client_for, sha256_of, stores_or_none
 from orchestrator.actions.fetch import needed_identities, open_sealed, plain_copy
 from orchestrator.catalog import Located, Manifest
 from orchestrator.conninfo import ConnInfo
 from orchestrator.errors import ConfigError, IntegrityError, JobError, OrchestratorError
 from orchestrator.formats import iso_z
+from orchestrator.job import TARGET_NAMES, Job, TargetSettings
 from orchestrator.logs import get_logger, mask, with_context
 from orchestrator.postgres import pg_restore as pgrestore
 from orchestrator.postgres import queries
@@ -38,7 +39,6 @@ from orchestrator.postgres.clients import ClientSet
 from orchestrator.postgres.pg_restore import RestoreOptions
 from orchestrator.postgres.queries import Conn
 from orchestrator.restore_plan import Capabilities, Endpoint, Strategy
-from orchestrator.settings import TARGET_NAMES, Settings, TargetSettings
 from orchestrator.table_names import table_key
 
 if TYPE_CHECKING:
@@ -64,14 +64,12 @@ class RestoreResult:
     masking: dict[str, Any] | None = None
 
 
-def resolve_target(
-    settings: Settings, name_or_url: str, mask_rules: Path | None = None
-) -> TargetSettings:
+def resolve_target(job: Job, name_or_url: str, mask_rules: Path | None = None) -> TargetSettings:
     """`backup`, `dev`, or a postgresql:// URL (ConfigError naming --target otherwise), with
     `mask_rules` (--mask-rules) replacing the target's own rules; the backup target is the
     disaster-recovery copy and is never masked."""
     if name_or_url in TARGET_NAMES:
-        target = settings.target(name_or_url)
+        target = job.target(name_or_url)
         if mask_rules is None:
             return target
         if name_or_url == "backup":
@@ -81,7 +79,7 @@ def resolve_target(
             )
         return dataclasses.replace(target, mask_rules=mask_rules, mask_setting="--mask-rules")
     try:
-        return settings.adhoc_target(conninfo.parse(name_or_url), mask_rules)
+        return job.adhoc_target(conninfo.parse(name_or_url), mask_rules)
     except ValueError as exc:
         raise ConfigError(f"--target: must be backup, dev or a postgresql:// URL ({exc})") from None
 
@@ -90,8 +88,13 @@ def _endpoint(info: ConnInfo, identity: str | None) -> Endpoint:
     return Endpoint(info.host, info.port, info.database, identity)
 
 
-def _live_source_identity(settings: Settings) -> str | None:
-    source = settings.source_database_url
+def _live_source_identity(job: Job) -> str | None:
+    """The source's cluster identity, asked once per job (the guard of each target and the
+    choice of the latest backup use it); None when the source is unset or unreachable."""
+    return job.remember("source_identity", lambda: _ask_source_identity(job.source))
+
+
+def _ask_source_identity(source: ConnInfo | None) -> str | None:
     if source is None:
         return None
     try:
@@ -108,7 +111,7 @@ def recorded_source(manifest: Manifest) -> Endpoint:
 
 
 def guard(
-    settings: Settings,
+    job: Job,
     target: ConnInfo,
     target_identity: str | None,
     recorded: Endpoint | None = None,
@@ -117,11 +120,11 @@ def guard(
     identity and database name, against the live source and the `recorded` one."""
     target_ep = _endpoint(target, target_identity)
     sources = [recorded] if recorded else []
-    if settings.source_database_url is not None:
-        source = settings.source_database_url
+    if job.source is not None:
+        source = job.source
         sources.append(_endpoint(source, None))
         if target_identity is not None:
-            sources.append(_endpoint(source, _live_source_identity(settings)))
+            sources.append(_endpoint(source, _live_source_identity(job)))
     for source_ep in sources:
         why = restore_plan.same_database(target_ep, source_ep)
         if why:
@@ -143,7 +146,7 @@ def _maintenance(target: ConnInfo, maintenance: str) -> Conn:
 
 @contextlib.contextmanager
 def local_archive(
-    settings: Settings, located: Located, dump: Path | None, doing: str
+    job: Job, located: Located, dump: Path | None, doing: str
 ) -> Iterator[tuple[Path, Manifest]]:
     """The plain pg_dump archive on local disk, checked against the manifest, and the
     manifest of the copy it came from: `dump` itself (the plain archive, or the encrypted
@@ -152,16 +155,16 @@ def local_archive(
     Raises ConfigError naming ARCHIVE_IDENTITY_FILE before downloading when the backup is
     encrypted and no identity is set, IntegrityError when `dump` is not this backup.
     """
-    with work_dir(settings) as folder:
+    with work_dir(job) as folder:
         manifest = located.manifest
         if dump is None:
-            yield plain_copy(located, folder, needed_identities(settings, located, doing))
+            yield plain_copy(located, folder, needed_identities(job, located, doing))
             return
         given = (dump.stat().st_size, sha256_of(dump))
         if given == (manifest.plain_size, manifest.plain_digest):
             yield dump, manifest
         elif manifest.encrypted and given == (manifest.size_bytes, manifest.sha256):
-            keys = settings.identities(f"{dump} is encrypted and {doing} needs it")
+            keys = job.identities(f"{dump} is encrypted and {doing} needs it")
             yield open_sealed(dump, manifest, folder / "archive.dump", keys), manifest
         else:
             raise IntegrityError(
@@ -170,16 +173,16 @@ def local_archive(
             )
 
 
-def find_backup(settings: Settings, ref: str) -> Located:
+def find_backup(job: Job, ref: str) -> Located:
     """Resolve `ref` (id or latest, latest of the source's database when it is set) in the
     stores, with every store that holds it."""
-    database = settings.source_database_url.database if settings.source_database_url else None
-    identity = _live_source_identity(settings) if ref == "latest" else None
-    return catalog.find_located(stores_from(settings), ref, database, identity)
+    database = job.source.database if job.source else None
+    identity = _live_source_identity(job) if ref == "latest" else None
+    return catalog.find_located(job.stores(), ref, database, identity)
 
 
 def restore(
-    settings: Settings,
+    job: Job,
     target_ref: str,
     ref: str = "latest",
     dump: Path | None = None,
@@ -192,48 +195,46 @@ def restore(
     rules) before touching anything, MaskingRefused when the rules do not fit the backup,
     and JobError when the restore fails; the target is then unchanged.
     """
-    target = resolve_target(settings, target_ref, mask_rules)
-    identity = target_identity(target.url, settings.maintenance_database)
-    target = _dev_if_named(settings, target, identity)
-    masked_load.load_masking(settings, target)  # a bad rules file or key: exit 2 before any work
-    located = find_backup(settings, ref)
+    target = resolve_target(job, target_ref, mask_rules)
+    identity = target_identity(target.url, job.restore.maintenance_database)
+    target = _dev_if_named(job, target, identity)
+    masked_load.load_masking(job, target)  # a bad rules file or key: exit 2 before any work
+    located = find_backup(job, ref)
     manifest = located.manifest
-    guard(settings, target.url, identity, recorded_source(manifest))
+    guard(job, target.url, identity, recorded_source(manifest))
     client = client_for(
-        settings,
+        job,
         "pg_restore",
         manifest.dump_major,
         f"the archive was written by pg_dump {manifest.pg_dump_version}",
     )
     started = datetime.now(UTC)
-    with local_archive(settings, located, dump, "restore") as (archive, used):
+    with local_archive(job, located, dump, "restore") as (archive, used):
         try:
-            result = Restorer(settings, target, used, client, archive).run()
+            result = Restorer(job, target, used, client, archive).run()
         except OrchestratorError as exc:
-            _remember(settings, target, manifest, started, None, str(exc))
+            _remember(job, target, manifest, started, None, str(exc))
             raise
-    _remember(settings, target, manifest, started, result, None)
+    _remember(job, target, manifest, started, result, None)
     return result
 
 
-def _dev_if_named(
-    settings: Settings, target: TargetSettings, identity: str | None
-) -> TargetSettings:
+def _dev_if_named(job: Job, target: TargetSettings, identity: str | None) -> TargetSettings:
     """A target given by URL that is the dev database (by URL, or by cluster and name) is
     restored exactly as `--target dev` would be: DEV_MASK_RULES (or --mask-rules),
     DEV_POST_RESTORE_SQL, DEV_KEEP_PREVIOUS, the DEV_ strategy, owners and grants, and
     recorded as dev; only the URL given (its credentials) is kept. Dev never gets raw or
     unscrubbed data by another path."""
-    dev = settings.dev_database_url
+    dev = job.url_of("dev")
     if dev is None or target.name in TARGET_NAMES:
         return target
-    dev_identity = target_identity(dev, settings.maintenance_database) if identity else None
+    dev_identity = target_identity(dev, job.restore.maintenance_database) if identity else None
     if not restore_plan.same_database(
         _endpoint(target.url, identity), _endpoint(dev, dev_identity)
     ):
         return target
     log.info("restore.dev_settings_apply", reason="the target is the dev database")
-    as_dev = dataclasses.replace(settings.target("dev"), url=target.url)
+    as_dev = dataclasses.replace(job.target("dev"), url=target.url)
     if target.mask_rules is None:
         return as_dev
     return dataclasses.replace(as_dev, mask_rules=target.mask_rules, mask_setting="--mask-rules")
@@ -245,7 +246,7 @@ def target_server(url: ConnInfo) -> str:
 
 
 def _remember(
-    settings: Settings,
+    job: Job,
     target: TargetSettings,
     manifest: Manifest,
     started: datetime,
@@ -268,14 +269,14 @@ def _remember(
         "masking": result.masking if result else None,
         "error": mask(error) if error else None,
     }
-    history.record(stores_or_none(settings), "restore", document, manifest.database)
+    history.record(stores_or_none(job), "restore", document, manifest.database)
 
 
 @dataclass
 class Restorer:
     """One restore of one archive into one target."""
 
-    settings: Settings
+    job: Job
     target: TargetSettings
     manifest: Manifest
     client: ClientSet
@@ -288,12 +289,12 @@ class Restorer:
         Raises ConfigError when the target is the source, JobError when the restore fails
         (database errors included); the target is then as it was.
         """
-        if self.target.url.database == self.settings.maintenance_database:
+        if self.target.url.database == self.job.restore.maintenance_database:
             raise ConfigError(
                 f"MAINTENANCE_DATABASE: the target database {self.target.url.database!r} cannot "
                 "also be the database used to create and rename databases"
             )
-        masking = masked_load.load_masking(self.settings, self.target)
+        masking = masked_load.load_masking(self.job, self.target)
         # the gate: rules that do not fit this backup stop the restore before anything loads
         plans = masked_load.plans_for(masking, self.manifest) if masking is not None else {}
         if masking is not None:
@@ -313,11 +314,11 @@ class Restorer:
     ) -> RestoreResult:
         started = time.monotonic()
         with contextlib.closing(
-            _maintenance(self.target.url, self.settings.maintenance_database)
+            _maintenance(self.target.url, self.job.restore.maintenance_database)
         ) as maint:
             # the pre-check may not have reached the target; this connection is the one used
             identity = queries.cluster_identity(maint)
-            guard(self.settings, self.target.url, identity, recorded_source(self.manifest))
+            guard(self.job, self.target.url, identity, recorded_source(self.manifest))
             caps = self._capabilities(maint)
             strategy, why = restore_plan.choose_strategy(self.target.strategy, caps)
             log.info(
@@ -360,11 +361,11 @@ class Restorer:
 
     def _options(self, single_transaction: bool) -> RestoreOptions:
         return RestoreOptions(
-            jobs=self.settings.restore_jobs,
+            jobs=self.job.restore.jobs,
             no_owner=self.target.no_owner,
             no_acl=self.target.no_acl,
             single_transaction=single_transaction,
-            timeout=float(self.settings.restore_timeout),
+            timeout=self.job.restore.timeout,
         )
 
     def _swap(
@@ -413,7 +414,7 @@ class Restorer:
         def tables_of(entry: pgrestore.TocEntry) -> list[str]:
             return [table_key(*found) for found in pgrestore.entry_tables(entry, known)]
 
-        with work_dir(self.settings) as folder:
+        with work_dir(self.job) as folder:
             load = masked_load.MaskedLoad(
                 self.client,
                 staged,
@@ -459,7 +460,7 @@ class Restorer:
         options = self._options(True)
         if self.client.major >= 17 > server_major:
             # pg_restore would send SET transaction_timeout, which aborts the transaction
-            with work_dir(self.settings) as folder:
+            with work_dir(self.job) as folder:
                 pgrestore.restore_via_script(
                     self.client, self.target.url, self.archive, options, folder
                 )
@@ -484,9 +485,7 @@ class Restorer:
             if not path.is_file():
                 raise ConfigError(f"DEV_POST_RESTORE_SQL: {path} is not a readable file")
             log.info("restore.post_sql", target=self.target.name, file=str(path))
-            pgrestore.run_sql_file(
-                self.client, database, path, float(self.settings.restore_timeout)
-            )
+            pgrestore.run_sql_file(self.client, database, path, self.job.restore.timeout)
 
     def _swap_in(self, maint: Conn, staging: str, server_major: int) -> str | None:
         """Rename the target aside and the staging database into its place, ending sessions
@@ -497,7 +496,7 @@ class Restorer:
             name, staging, target_exists, existing, self.target.keep_previous, secrets.token_hex(4)
         )
         busy = [old for old, _new in plan.renames if old != staging]
-        deadline = time.monotonic() + self.settings.restore_session_wait
+        deadline = time.monotonic() + self.job.restore.session_wait
         while True:
             if cancel.stop_requested():
                 raise JobError("stopped before the swap; the target was left as it was")
@@ -509,7 +508,7 @@ class Restorer:
             except psycopg.errors.ObjectInUse:
                 if time.monotonic() >= deadline:
                     raise JobError(
-                        f"{name} still has sessions after {self.settings.restore_session_wait}s "
+                        f"{name} still has sessions after {self.job.restore.session_wait}s "
                         "(RESTORE_SESSION_WAIT); the target was left as it was"
                     ) from None
                 time.sleep(RETRY_SECONDS)

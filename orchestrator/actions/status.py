@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from orchestrator import catalog, channels, history
-from orchestrator.actions.common import stores_from
 from orchestrator.actions.listing import located_summary
 from orchestrator.actions.restore import target_server
 from orchestrator.dashboard import (
@@ -23,10 +22,10 @@ from orchestrator.dashboard import (
 from orchestrator.errors import Interrupted, OrchestratorError
 from orchestrator.formats import iso_z
 from orchestrator.health import DrillOutcome, Seed
+from orchestrator.job import TARGET_NAMES, Job
 from orchestrator.logs import get_logger
 from orchestrator.notify import CycleReport, StepReport, safe_url
 from orchestrator.schedule_spec import Schedule, check_zone
-from orchestrator.settings import TARGET_NAMES, Settings
 from orchestrator.storage import Storage
 from orchestrator.storage.multi import NamedStore
 
@@ -71,33 +70,33 @@ def save_last_cycle(storage: Storage, document: dict[str, Any]) -> None:
         log.warning("status.save_failed", error=str(exc))
 
 
-def read_snapshot(settings: Settings, stores: list[NamedStore] | None = None) -> Snapshot:
+def read_snapshot(job: Job, stores: list[NamedStore] | None = None) -> Snapshot:
     """Read the backups and the history of the source's database (of every database when
     SOURCE_DATABASE_URL is unset: several jobs may share the stores) from the stores.
     Raises the stores' errors when none can be listed."""
-    stores = stores if stores is not None else stores_from(settings)
-    source = settings.source_database_url
+    stores = stores if stores is not None else job.stores()
+    source = job.source
     database = source.database if source else None
     backups, _failed = catalog.list_located(stores, database)
     return Snapshot([located_summary(b) for b in backups], history.load(stores, database))
 
 
-def status(settings: Settings, now: datetime | None = None) -> Status:
+def status(job: Job, now: datetime | None = None) -> Status:
     """Give recent backups (newest first, across every store), the newest one's age, the
     last cycle, the recent cycles and drills, and each target's last successful refresh;
     of the source's database when SOURCE_DATABASE_URL is set."""
-    stores = stores_from(settings)
-    snap = read_snapshot(settings, stores)
+    stores = job.stores()
+    snap = read_snapshot(job, stores)
     result = Status(
         backups=snap.backups[:RECENT],
         cycles=snap.history.cycles[:RECENT_RUNS],
         drills=snap.history.drills[:RECENT_RUNS],
-        targets=[dict(t) for t in targets(settings, snap.history)],
+        targets=[dict(t) for t in targets(job, snap.history)],
     )
     when = now or datetime.now(UTC)
-    result.notify = alert_channels(settings)
-    result.next_cycle = next_run(settings.cycle_schedule(), snap.history.cycles, when)
-    drills = settings.drill_plan()
+    result.notify = alert_channels(job)
+    result.next_cycle = next_run(job.schedule.cycles, snap.history.cycles, when)
+    drills = job.schedule.drills
     result.next_drill = next_run(drills, snap.history.drills, when) if drills else None
     if snap.backups:
         created = datetime.fromisoformat(snap.backups[0]["created_at"].replace("Z", "+00:00"))
@@ -119,13 +118,13 @@ def _last_cycle(stores: list[NamedStore]) -> dict[str, Any] | None:
     return None
 
 
-def targets(settings: Settings, kept: history.History) -> list[TargetDoc]:
+def targets(job: Job, kept: history.History) -> list[TargetDoc]:
     """Each configured target with its last successful refresh (by a cycle or a manual
     restore), from the history: when, from which backup, whether that refresh was masked
     and, for a masked one, the unlisted columns it recorded as kept."""
     found = []
     for name in TARGET_NAMES:
-        url = getattr(settings, f"{name}_database_url")
+        url = job.url_of(name)
         if url is None:
             continue
         when, backup_id, record = _newest_refresh(name, kept) or (None, None, {})
@@ -168,13 +167,11 @@ def _newest_refresh(name: str, kept: history.History) -> tuple[str, str | None, 
     return max(refreshes, key=lambda r: r[0]) if refreshes else None
 
 
-def alert_channels(settings: Settings) -> list[str]:
+def alert_channels(job: Job) -> list[str]:
     """Where alerts go, as may be shown: `webhook https://host`, `slack://`,
     `mailto://smtp.example.com` (scheme and host only; never a token or password)."""
-    found = (
-        [f"webhook {safe_url(settings.notify_webhook_url)}"] if settings.notify_webhook_url else []
-    )
-    return found + [channels.label(url) for url in settings.channel_urls()]
+    found = [f"webhook {safe_url(job.alerts.webhook_url)}"] if job.alerts.webhook_url else []
+    return found + [channels.label(url) for url in job.alerts.notify_urls]
 
 
 def next_run(spec: Schedule, done: list[dict[str, Any]], now: datetime) -> dict[str, Any]:
@@ -261,37 +258,37 @@ def cycle_report(doc: dict[str, Any]) -> CycleReport:
     return report
 
 
-def allowed_backup_age(settings: Settings) -> float:
+def allowed_backup_age(job: Job) -> float:
     """How old the newest backup may be before the page says so: two schedule gaps plus ten
     minutes for the cycle itself, but never more than HEALTH_MAX_AGE."""
-    gap = settings.cycle_schedule().longest_gap_seconds()
-    return float(min(settings.health_max_age, 2 * gap + CYCLE_SLACK_SECONDS))
+    gap = job.schedule.cycles.longest_gap_seconds()
+    return float(min(job.schedule.health_max_age, 2 * gap + CYCLE_SLACK_SECONDS))
 
 
-def page_data(settings: Settings, snap: Snapshot, now: datetime | None = None) -> PageData:
+def page_data(job: Job, snap: Snapshot, now: datetime | None = None) -> PageData:
     """The status page's data from what the stores said (`snap`) and the settings."""
-    source = settings.source_database_url
+    source = job.source
     where = f"{source.host}:{source.port}/{source.database}" if source else "—"
-    drills = settings.drill_plan()
+    drills = job.schedule.drills
     when = now or datetime.now(UTC)
     next_drill = next_run(drills, snap.history.drills, when) if drills else None
     return PageData(
         title=f"orchestrator — {source.database if source else 'status'}",
         generated_at=when,
-        schedule=settings.cycle_schedule().describe(),
+        schedule=job.schedule.cycles.describe(),
         drill_schedule=drills.describe() if drills else None,
-        next_cycle=next_run_text(next_run(settings.cycle_schedule(), snap.history.cycles, when)),
+        next_cycle=next_run_text(next_run(job.schedule.cycles, snap.history.cycles, when)),
         next_drill=next_run_text(next_drill),
-        alerts=", ".join(alert_channels(settings)) or None,
-        max_backup_age_seconds=allowed_backup_age(settings),
+        alerts=", ".join(alert_channels(job)) or None,
+        max_backup_age_seconds=allowed_backup_age(job),
         source=where,
         cycles=[cast(CycleDoc, c) for c in snap.history.cycles],
         drills=[cast(DrillDoc, d) for d in snap.history.drills],
         backups=[cast(BackupDoc, b) for b in snap.backups[:PAGE_BACKUPS]],
-        targets=targets(settings, snap.history),
+        targets=targets(job, snap.history),
     )
 
 
-def render_page(settings: Settings, now: datetime | None = None) -> str:
+def render_page(job: Job, now: datetime | None = None) -> str:
     """The status page as one HTML document, from the stores as they are now."""
-    return render_status_page(page_data(settings, read_snapshot(settings), now))
+    return render_status_page(page_data(job, read_snapshot(job), now))

@@ -17,12 +17,11 @@ from pathlib import Path
 
 from orchestrator import catalog
 from orchestrator.actions.backup import LocalDump, archive, seal, work_dir
-from orchestrator.actions.common import stores_from
 from orchestrator.actions.fetch import download_any
 from orchestrator.catalog import Located
 from orchestrator.errors import Interrupted, OrchestratorError
+from orchestrator.job import Job
 from orchestrator.logs import get_logger
-from orchestrator.settings import Settings
 from orchestrator.storage.locks import store_locks
 from orchestrator.storage.multi import NamedStore, fan_out
 
@@ -67,7 +66,7 @@ def missing_copies(
 
 
 def sync(
-    settings: Settings,
+    job: Job,
     dry_run: bool = False,
     database: str | None = None,
     stores: list[NamedStore] | None = None,
@@ -80,11 +79,11 @@ def sync(
     AlreadyRunning when another job holds one.
     """
     locking = stores is None and not dry_run  # the pipeline holds the stores' locks already
-    stores = stores if stores is not None else stores_from(settings)
+    stores = stores if stores is not None else job.stores()
     result = SyncResult(dry_run)
     if len(stores) < 2:
         return result
-    recipients = settings.recipients()
+    recipients = job.recipients()
     located, failed = catalog.list_located(stores, database)
     result.errors += [f"{store.label}: cannot list it: {error}" for store, error in failed]
     reachable = [s for s in stores if s.label not in {f.label for f, _e in failed}]
@@ -95,7 +94,7 @@ def sync(
             plans = [CopyPlan(backup.manifest.id, backup.stores[0], s.label) for s in lacking]
             result.planned += plans
             if not dry_run:
-                with work_dir(settings) as folder:
+                with work_dir(job) as folder:
                     _copy(backup, lacking, folder, plans, result, recipients)
     return result
 

@@ -13,13 +13,13 @@ from pathlib import Path
 
 from orchestrator import catalog
 from orchestrator.actions.backup import work_dir
-from orchestrator.actions.common import client_for, stores_from
+from orchestrator.actions.common import client_for
 from orchestrator.actions.fetch import download_checked, open_sealed
 from orchestrator.catalog import Copy, Manifest
 from orchestrator.errors import Interrupted, OrchestratorError
+from orchestrator.job import Job
 from orchestrator.logs import get_logger
 from orchestrator.postgres import pg_restore
-from orchestrator.settings import Settings
 from orchestrator.table_names import table_key
 
 log = get_logger(__name__)
@@ -40,29 +40,29 @@ class VerifyResult:
         return not self.problems
 
 
-def verify(settings: Settings, ref: str) -> VerifyResult:
+def verify(job: Job, ref: str) -> VerifyResult:
     """Check backup `ref` in every store that holds it, then read one good copy with
     `pg_restore --list` (decrypted first when encrypted and an identity is set).
 
     Problems found in the archive are reported in the result; ConfigError (and the stores'
     errors when none can be asked) are raised.
     """
-    located = catalog.find_located(stores_from(settings), ref)
+    located = catalog.find_located(job.stores(), ref)
     result = VerifyResult(located.manifest)
     for label, why in located.unreachable:  # it may hold a copy: one not checked is a problem
         result.stores[label] = "unreachable"
         result.problems.append(f"store {label} could not be asked: {why}")
-    with work_dir(settings) as folder:
+    with work_dir(job) as folder:
         good = _check_copies(located.copies, folder, result)
         if good is None:
             return result
         copy, path = good
         manifest = copy.manifest
         if manifest.encrypted:
-            if settings.archive_identity_file is None:
+            if job.keys.identity_file is None:
                 result.checks["toc"] = "skipped: encrypted, ARCHIVE_IDENTITY_FILE not set"
                 return result
-            identities = settings.identities(f"backup {manifest.id} is encrypted")
+            identities = job.identities(f"backup {manifest.id} is encrypted")
             try:
                 path = open_sealed(path, manifest, folder / "archive.dump", identities)
                 result.checks["decrypt"] = "ok"
@@ -72,7 +72,7 @@ def verify(settings: Settings, ref: str) -> VerifyResult:
                 result.checks["decrypt"] = "failed"
                 result.problems.append(str(exc))
                 return result
-        _check_toc(settings, manifest, path, result)
+        _check_toc(job, manifest, path, result)
     log.info("verify.done", backup_id=located.manifest.id, ok=result.ok)
     return result
 
@@ -103,9 +103,9 @@ def _check_copies(
     return good
 
 
-def _check_toc(settings: Settings, manifest: Manifest, path: Path, result: VerifyResult) -> None:
+def _check_toc(job: Job, manifest: Manifest, path: Path, result: VerifyResult) -> None:
     client = client_for(
-        settings,
+        job,
         "pg_restore",
         manifest.dump_major,
         f"written by pg_dump {manifest.pg_dump_version}",

@@ -75,7 +75,9 @@ def connect(info: ConnInfo, setting: str, *, autocommit: bool = True) -> Conn:
     try:
         conn = psycopg.connect(
             info.url,
-            password=info.password,
+            # "" rather than None: libpq must not take PGPASSWORD (the source's) from this
+            # process's environment for another database; a passfile still applies
+            password=info.password if info.password is not None else "",
             connect_timeout=CONNECT_TIMEOUT,
             application_name="orchestrator",
             autocommit=autocommit,

@@ -49,6 +49,9 @@ class S3Options:
     secret_access_key: str | None = field(default=None, repr=False)
     session_token: str | None = field(default=None, repr=False)
     suffix: str = ""
+    # AWS_* variables an env file gave this store (AWS_PROFILE, AWS_CA_BUNDLE, ...), handed
+    # to its own boto3 session rather than to the process environment
+    session_variables: tuple[tuple[str, str], ...] = ()
 
 
 MARKER_KEY = "_orchestrator/store.json"  # written by `orchestrator init`

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import boto3
+import botocore.session
 from boto3.exceptions import Boto3Error
 from boto3.s3.transfer import TransferConfig, create_transfer_manager
 from botocore.config import Config
@@ -53,6 +54,20 @@ def part_size_for(size: int) -> int:
     """Give a multipart part size (whole MiB, at least 8 MiB) keeping `size` under 9,000 parts."""
     needed = math.ceil(size / PART_HEADROOM) if size > 0 else 0
     return max(MIN_PART, math.ceil(needed / MiB) * MiB)
+
+
+def _session(variables: Sequence[tuple[str, str]]) -> boto3.session.Session:
+    """A boto3 session of its own, with the AWS_* `variables` an env file gave (profile,
+    region, CA bundle, ...) set on it as the environment would have set them."""
+    core = botocore.session.Session()
+    by_variable: dict[str, str] = {}
+    for logical, (_config, names, _default, _convert) in core.session_var_map.items():
+        for name in [names] if isinstance(names, str) else names or []:
+            by_variable[name] = logical
+    for name, value in variables:
+        if name in by_variable:
+            core.set_config_variable(by_variable[name], value)
+    return boto3.session.Session(botocore_session=core)
 
 
 def _code(exc: ClientError) -> str:
@@ -98,7 +113,7 @@ class S3Storage:
         try:
             # A session of its own: credentials are resolved for this store now, never
             # taken from what boto3's process-wide default session resolved earlier.
-            self.client: S3Client = boto3.session.Session().client(
+            self.client: S3Client = _session(options.session_variables).client(
                 "s3",
                 endpoint_url=options.endpoint_url,
                 region_name=options.region,

@@ -346,12 +346,14 @@ def recorded_calls(folder: Path) -> list[tuple[str, list[str], dict[str, str]]]:
     return calls
 
 
+@pytest.mark.parametrize("given_as", ["url", "PGPASSWORD"])
 def test_password_goes_only_to_pg_dump_through_its_environment(
-    clusters: Clusters, orch_factory, tmp_path
+    clusters: Clusters, orch_factory, tmp_path, given_as
 ):
-    """The source's password reaches pg_dump as PGPASSWORD (the value, not in argv) and no
-    other child: the target's pg_restore and psql, which get their own password from a
-    passfile here, would use a leaked PGPASSWORD first. Never in logs or manifests."""
+    """The source's password, in its URL or in PGPASSWORD, reaches pg_dump as PGPASSWORD
+    (the value, not in argv) and no other child nor connection: the target's pg_restore,
+    psql and the tool's own connections, which get their own password from a passfile
+    here, would use a leaked PGPASSWORD first. Never in logs or manifests."""
     source = clusters.get(15)
     db = load_sample(source)
     target_password = "target-only-pw-5d1c"
@@ -364,8 +366,11 @@ def test_password_goes_only_to_pg_dump_through_its_environment(
     passfile.write_text(f"127.0.0.1:{source.port}:*:target_owner:{target_password}\n")
     passfile.chmod(0o600)
     recording = recording_bin(tmp_path / "recording-bin", source.bin_dir)
+    given = {"SOURCE_DATABASE_URL": source.url(db)}
+    if given_as == "PGPASSWORD":
+        given = {"SOURCE_DATABASE_URL": source.url(db, None), "PGPASSWORD": postgres.PASSWORD}
     orch = orch_factory(
-        SOURCE_DATABASE_URL=source.url(db),
+        **given,
         BACKUP_DATABASE_URL=f"postgresql://target_owner@127.0.0.1:{source.port}/{target}",
         PGPASSFILE=str(passfile),
         PG_BIN_DIRS=str(recording),

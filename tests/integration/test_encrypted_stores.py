@@ -349,7 +349,7 @@ def test_a_failing_encryption_uploads_nothing(
 
     monkeypatch.setattr("orchestrator.crypto.pyrage.encrypt_io", dying)
     with pytest.raises(Exception, match="encryption failed"):
-        backup_action.backup(load_settings(None))
+        backup_action.backup(load_settings(None).job())
     assert [k for i in (0, 1) for k in s.keys(i)] == []
 
 

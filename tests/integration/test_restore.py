@@ -445,11 +445,11 @@ def test_restorer_checks_the_guard_on_its_own_connection(setup, monkeypatch):
     for key, value in s["orch"].env.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("SOURCE_DATABASE_URL")
-    settings = load_settings(None)
-    manifest = restore_action.find_backup(settings, s["id"]).manifest
-    target = settings.adhoc_target(restore_action.conninfo.parse(s["source"].url(s["db"])))
-    client = client_for(settings, "pg_restore", manifest.dump_major, "test")
-    restorer = restore_action.Restorer(settings, target, manifest, client, Path("/nonexistent"))
+    job = load_settings(None).job()
+    manifest = restore_action.find_backup(job, s["id"]).manifest
+    target = job.adhoc_target(restore_action.conninfo.parse(s["source"].url(s["db"])))
+    client = client_for(job, "pg_restore", manifest.dump_major, "test")
+    restorer = restore_action.Restorer(job, target, manifest, client, Path("/nonexistent"))
     with pytest.raises(ConfigError, match="system identifier"):
         restorer.run()
     assert not [d for d in databases(s["source"]) if "__restore_" in d]

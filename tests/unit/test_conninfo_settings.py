@@ -125,7 +125,7 @@ def test_plain_database_url_is_never_read(clean_env):
     settings = load_settings(None)
     assert settings.source_database_url is None
     with pytest.raises(ConfigError, match="SOURCE_DATABASE_URL is not set"):
-        settings.require_source()
+        settings.job().require_source()
 
 
 def test_defaults(clean_env):
@@ -147,7 +147,7 @@ def test_lists_and_args_are_split(clean_env):
 
 def test_env_file_is_read(clean_env, tmp_path):
     (tmp_path / "custom.env").write_text("SOURCE_DATABASE_URL=postgresql://u@h/fromfile\n")
-    assert load_settings(tmp_path / "custom.env").require_source().database == "fromfile"
+    assert load_settings(tmp_path / "custom.env").job().require_source().database == "fromfile"
 
 
 @pytest.mark.parametrize(

@@ -118,7 +118,7 @@ def test_status_says_masked_and_unlisted_from_what_the_newest_refresh_recorded()
         DEV_DATABASE_URL="postgresql://u@dev.example/app",
         BACKUP_DATABASE_URL="postgresql://u@backup.example/app",
         DEV_MASK_RULES="/etc/rules.yaml",  # set now, but the newest dev refresh was raw
-    )
+    ).job()
     masked = {"masked": True, "masking": {"unlisted": ["public.t.tier"], "tables": {}}}
     kept = history.History(
         cycles=[
@@ -159,7 +159,7 @@ def test_status_says_masked_and_unlisted_from_what_the_newest_refresh_recorded()
 )
 def test_backup_age_limit_follows_the_schedule(schedule: str, max_age: int, allowed: float) -> None:
     settings = Settings(_env_file=None, SCHEDULE=schedule, HEALTH_MAX_AGE=max_age)  # type: ignore[call-arg]
-    assert allowed_backup_age(settings) == allowed
+    assert allowed_backup_age(settings.job()) == allowed
 
 
 @pytest.mark.parametrize(

@@ -227,7 +227,7 @@ def test_children_get_only_what_every_program_needs(monkeypatch, tmp_path, start
     for name, value in SETTINGS_ENVIRONMENT.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("PGSSLMODE", "verify-full")
-    monkeypatch.setenv("PGPASSWORD", "kept: a passfile alternative pg_dump may need")
+    monkeypatch.setenv("PGPASSWORD", "the-source-password-11")  # reaches pg_dump through `env`
     seen = {
         "run": _env_of_run,
         "run_pipeline": lambda: _env_of_pipeline(tmp_path),
@@ -237,7 +237,7 @@ def test_children_get_only_what_every_program_needs(monkeypatch, tmp_path, start
     assert not names & set(SETTINGS_ENVIRONMENT), seen
     for value in SETTINGS_ENVIRONMENT.values():
         assert value not in seen
-    assert "PGSSLMODE=verify-full" in seen and "PGPASSWORD=kept" in seen
+    assert "PGSSLMODE=verify-full" in seen and "PGPASSWORD" not in seen
     assert f"PATH={os.environ['PATH']}" in seen
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from orchestrator.errors import ConfigError
 from orchestrator.schedule_spec import MAX_INTERVAL_SECONDS, Schedule, parse_schedule
-from orchestrator.scheduler import Job, due_job
+from orchestrator.scheduler import Scheduled, due_job
 from orchestrator.settings import load_settings
 
 
@@ -341,8 +341,8 @@ def test_cron_longest_gap(text, gap):
     assert parse_schedule(text).longest_gap_seconds() == gap
 
 
-def job(name: str, due: str) -> Job:
-    return Job(name, Schedule(every_seconds=60), lambda: None, utc(due))
+def job(name: str, due: str) -> Scheduled:
+    return Scheduled(name, Schedule(every_seconds=60), lambda: None, utc(due))
 
 
 @pytest.mark.parametrize(

@@ -11,11 +11,11 @@ import pyrage
 import pytest
 
 from orchestrator import catalog
-from orchestrator.actions.common import store_labels
 from orchestrator.actions.rekey import stale
 from orchestrator.actions.sync import missing_copies
 from orchestrator.catalog import Copy, Encryption, Located, Manifest
 from orchestrator.errors import ConfigError, Interrupted, NotFound, StorageError
+from orchestrator.job import StoreConfig, store_labels
 from orchestrator.logs import mask
 from orchestrator.settings import StoreSettings, load_settings, numbered_stores
 from orchestrator.storage import open_storage
@@ -109,7 +109,8 @@ def _store(number: int, url: str, endpoint: str | None = None) -> StoreSettings:
     ],
 )
 def test_labels_tell_stores_apart(stores: list[StoreSettings], labels: list[str]) -> None:
-    assert store_labels(stores, [s.url for s in stores]) == labels
+    configs = tuple(StoreConfig(s.number, s.url, s.s3_options()) for s in stores)
+    assert store_labels(configs, [s.url for s in stores]) == labels
 
 
 def test_a_bad_second_store_url_names_its_own_variable() -> None:
