@@ -55,7 +55,7 @@ class TtyProgress:
 
 
 def cmd_backup(job: Job, _args: argparse.Namespace) -> int:
-    from orchestrator.actions import backup as backup_action
+    from orchestrator.commands import backup as backup_action
 
     result = backup_action.backup(job)
     print(result.manifest.id)
@@ -63,7 +63,7 @@ def cmd_backup(job: Job, _args: argparse.Namespace) -> int:
 
 
 def cmd_list(job: Job, args: argparse.Namespace) -> int:
-    from orchestrator.actions import listing
+    from orchestrator.operations import listing
 
     backups = listing.list_backups(job, args.database)
     rows = [listing.located_summary(b) for b in backups]
@@ -87,7 +87,7 @@ def cmd_list(job: Job, args: argparse.Namespace) -> int:
 
 
 def cmd_fetch(job: Job, args: argparse.Namespace) -> int:
-    from orchestrator.actions import fetch as fetch_action
+    from orchestrator.operations import fetch as fetch_action
 
     progress = TtyProgress if sys.stderr.isatty() else None
     result = fetch_action.fetch(job, args.ref, Path(args.output), progress, raw=args.raw)
@@ -96,7 +96,7 @@ def cmd_fetch(job: Job, args: argparse.Namespace) -> int:
 
 
 def cmd_verify(job: Job, args: argparse.Namespace) -> int:
-    from orchestrator.actions import verify as verify_action
+    from orchestrator.operations import verify as verify_action
 
     result = verify_action.verify(job, args.ref)
     if args.json:
@@ -121,7 +121,7 @@ def cmd_verify(job: Job, args: argparse.Namespace) -> int:
 
 
 def cmd_prune(job: Job, args: argparse.Namespace) -> int:
-    from orchestrator.actions import prune as prune_action
+    from orchestrator.operations import prune as prune_action
 
     results = prune_action.prune(job, dry_run=args.dry_run, database=args.database)
     documents = [prune_action.as_dict(r) for r in results]
@@ -139,7 +139,7 @@ def cmd_prune(job: Job, args: argparse.Namespace) -> int:
 
 
 def cmd_sync(job: Job, args: argparse.Namespace) -> int:
-    from orchestrator.actions import sync as sync_action
+    from orchestrator.operations import sync as sync_action
 
     result = sync_action.sync(job, dry_run=args.dry_run)
     if len(job.stores_config) < 2:
@@ -157,7 +157,7 @@ def cmd_sync(job: Job, args: argparse.Namespace) -> int:
 
 
 def cmd_rekey(job: Job, args: argparse.Namespace) -> int:
-    from orchestrator.actions import rekey as rekey_action
+    from orchestrator.operations import rekey as rekey_action
 
     result = rekey_action.rekey(job, args.ref, dry_run=args.dry_run)
     items = result.planned if args.dry_run else result.done
@@ -173,8 +173,8 @@ def cmd_rekey(job: Job, args: argparse.Namespace) -> int:
 
 
 def cmd_restore(job: Job, args: argparse.Namespace) -> int:
-    from orchestrator.actions import masked_load as masked_action
-    from orchestrator.actions import restore as restore_action
+    from orchestrator.commands import restore as restore_action
+    from orchestrator.operations import masked_load as masked_action
 
     dump = Path(args.dump) if args.dump else None
     if args.jobs is not None:
@@ -200,7 +200,7 @@ def cmd_restore(job: Job, args: argparse.Namespace) -> int:
 
 
 def cmd_mask_suggest(job: Job, args: argparse.Namespace) -> int:
-    from orchestrator.actions import mask_rules as mask_action  # loads numpy: only when asked
+    from orchestrator.commands import mask as mask_action  # loads numpy: only when asked
 
     manifest, text = mask_action.suggest(job, args.ref, args.rows)
     if args.output:
@@ -215,7 +215,7 @@ def cmd_mask_suggest(job: Job, args: argparse.Namespace) -> int:
 
 
 def cmd_mask_check(job: Job, args: argparse.Namespace) -> int:
-    from orchestrator.actions import mask_rules as mask_action  # loads numpy: only when asked
+    from orchestrator.commands import mask as mask_action  # loads numpy: only when asked
 
     rules = Path(args.rules) if args.rules else None
     manifest, problems = mask_action.check_rules(job, rules, args.ref)
@@ -233,7 +233,7 @@ def cmd_mask_check(job: Job, args: argparse.Namespace) -> int:
 
 
 def cmd_drill(job: Job, args: argparse.Namespace) -> int:
-    from orchestrator.actions import drill as drill_action
+    from orchestrator.commands import drill as drill_action
 
     notifier = drill_action.drill_notifier(job)
     report, _kept = drill_action.recorded_drill(job, notifier, args.ref, args.target_url, lock=True)
@@ -262,7 +262,7 @@ def cmd_drill(job: Job, args: argparse.Namespace) -> int:
 
 
 def cmd_pipeline(job: Job, args: argparse.Namespace) -> int:
-    from orchestrator.actions import pipeline as pipeline_action
+    from orchestrator.commands import pipeline as pipeline_action
 
     result = pipeline_action.pipeline(job)
     document = result.report.as_dict()
@@ -277,7 +277,7 @@ def cmd_pipeline(job: Job, args: argparse.Namespace) -> int:
 
 
 def cmd_init(job: Job, _args: argparse.Namespace) -> int:
-    from orchestrator.actions import init as init_action
+    from orchestrator.commands import init as init_action
 
     results = init_action.init(job)
     for result in results:
@@ -298,7 +298,7 @@ def cmd_run(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 def cmd_status(job: Job, args: argparse.Namespace) -> int:
-    from orchestrator.actions import status as status_action
+    from orchestrator.commands import status as status_action
 
     found = status_action.status(job)
     if args.json:
@@ -338,7 +338,7 @@ def cmd_status(job: Job, args: argparse.Namespace) -> int:
 
 
 def cmd_report(job: Job, args: argparse.Namespace) -> int:
-    from orchestrator.actions import status as status_action
+    from orchestrator.commands import status as status_action
 
     out = Path(args.html)
     if out.is_dir() or not out.parent.is_dir():

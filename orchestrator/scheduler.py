@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from orchestrator import cancel
-from orchestrator.actions import status as status_action
-from orchestrator.actions.drill import drill_notifier, recorded_drill
-from orchestrator.actions.pipeline import pipeline
+from orchestrator.commands import status as status_action
+from orchestrator.commands.drill import drill_notifier, recorded_drill
+from orchestrator.commands.pipeline import pipeline
 from orchestrator.dashboard import render_status_page
 from orchestrator.errors import AlreadyRunning, ConfigError, Interrupted, OrchestratorError
 from orchestrator.health import DrillOutcome, HealthServer, HealthState, Seed, serve

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from orchestrator import catalog
-from orchestrator.actions.backup import LocalDump, with_unused_id
+from orchestrator.operations.dump import LocalDump
+from orchestrator.operations.upload import with_unused_id
 from orchestrator.schema_facts import SchemaFacts
 from orchestrator.storage.local import LocalStorage
 from orchestrator.storage.multi import NamedStore

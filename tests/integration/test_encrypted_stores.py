@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator.actions import backup as backup_action
+from orchestrator.commands import backup as backup_action
 from orchestrator.settings import load_settings
 from tests.conftest import Clusters, Orchestrator, load_sample, s3_env
 from tests.harness import s3

@@ -436,9 +436,11 @@ def test_sessions_the_role_may_not_end_fail_the_swap_and_keep_the_target(cluster
 
 
 def test_restorer_checks_the_guard_on_its_own_connection(setup, monkeypatch):
-    from orchestrator.actions import restore as restore_action
-    from orchestrator.actions.common import client_for
+    from orchestrator import conninfo
     from orchestrator.errors import ConfigError
+    from orchestrator.operations import restore as restore_action
+    from orchestrator.operations.common import client_for
+    from orchestrator.operations.fetch import find_backup
     from orchestrator.settings import load_settings
 
     s = setup
@@ -446,8 +448,8 @@ def test_restorer_checks_the_guard_on_its_own_connection(setup, monkeypatch):
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("SOURCE_DATABASE_URL")
     job = load_settings(None).job()
-    manifest = restore_action.find_backup(job, s["id"]).manifest
-    target = job.adhoc_target(restore_action.conninfo.parse(s["source"].url(s["db"])))
+    manifest = find_backup(job, s["id"]).manifest
+    target = job.adhoc_target(conninfo.parse(s["source"].url(s["db"])))
     client = client_for(job, "pg_restore", manifest.dump_major, "test")
     restorer = restore_action.Restorer(job, target, manifest, client, Path("/nonexistent"))
     with pytest.raises(ConfigError, match="system identifier"):

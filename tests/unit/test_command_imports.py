@@ -22,9 +22,9 @@ NOT_FOR_BACKUP = (
     "orchestrator.scheduler",
     "orchestrator.dashboard",
     "orchestrator.health",
-    "orchestrator.actions.status",
-    "orchestrator.actions.pipeline",
-    "orchestrator.actions.drill",
+    "orchestrator.commands.status",
+    "orchestrator.commands.pipeline",
+    "orchestrator.commands.drill",
     "orchestrator.storage.s3",
     "prometheus_client",
     "apprise",
@@ -69,7 +69,7 @@ def test_backup_to_a_folder_store_never_loads_scheduler_page_apprise_or_boto3(tm
     open_storage(store.as_uri()).initialise()  # as `orchestrator init` leaves it
     modules, stderr = loaded_by(["backup"], store.as_uri(), tmp_path)
     assert "cannot connect to SOURCE_DATABASE_URL" in stderr  # it ran up to the dump
-    assert "orchestrator.actions.backup" in modules
+    assert "orchestrator.commands.backup" in modules
     assert _unwanted(modules) == []
 
 

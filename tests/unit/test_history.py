@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from orchestrator import history
-from orchestrator.actions.status import (
+from orchestrator.commands.status import (
     allowed_backup_age,
     health_seed,
     last_refresh,

@@ -7,9 +7,14 @@ from datetime import UTC, datetime
 
 import pytest
 
-from orchestrator.actions.masked_load import Masking, database_comment, unlisted_kept, unlisted_text
 from orchestrator.dashboard import PageData, TargetDoc, render_status_page
 from orchestrator.masking.rules import load_rules, plan
+from orchestrator.operations.masked_load import (
+    Masking,
+    database_comment,
+    unlisted_kept,
+    unlisted_text,
+)
 from tests.unit.test_masking_rules import COMPLETE, DATA, SCHEMA
 
 FULL = COMPLETE.replace("unlisted_columns: fail", "unlisted_columns: keep")

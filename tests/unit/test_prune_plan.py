@@ -8,7 +8,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from orchestrator import catalog
-from orchestrator.actions.prune import (
+from orchestrator.catalog import Manifest
+from orchestrator.errors import ConfigError
+from orchestrator.operations.prune import (
     FOREIGN_LAYOUT,
     NOT_KEPT,
     PruneResult,
@@ -17,8 +19,6 @@ from orchestrator.actions.prune import (
     plan_prune,
     table_lines,
 )
-from orchestrator.catalog import Manifest
-from orchestrator.errors import ConfigError
 from orchestrator.retention import Duration, Policy
 from orchestrator.settings import load_settings
 from orchestrator.storage import ObjectInfo

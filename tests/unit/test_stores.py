@@ -11,12 +11,12 @@ import pyrage
 import pytest
 
 from orchestrator import catalog
-from orchestrator.actions.rekey import stale
-from orchestrator.actions.sync import missing_copies
 from orchestrator.catalog import Copy, Encryption, Located, Manifest
 from orchestrator.errors import ConfigError, Interrupted, NotFound, StorageError
 from orchestrator.job import StoreConfig, store_labels
 from orchestrator.logs import mask
+from orchestrator.operations.rekey import stale
+from orchestrator.operations.sync import missing_copies
 from orchestrator.settings import StoreSettings, load_settings, numbered_stores
 from orchestrator.storage import open_storage
 from orchestrator.storage.multi import NamedStore, fan_out, first_success
@@ -251,12 +251,13 @@ def test_commands_that_do_not_mask_never_load_the_masking_core():
     import sys
 
     code = (
-        "import sys, orchestrator.cli, orchestrator.actions.pipeline;"
-        "from orchestrator.actions import masked_load; from orchestrator.masking import transforms;"
+        "import sys, orchestrator.cli, orchestrator.commands.pipeline;"
+        "from orchestrator.operations import masked_load;"
+        "from orchestrator.masking import transforms;"
         "print(masked_load.KEY_SETTING == transforms.KEY_SETTING)"
     )
-    quiet = (
-        "import sys, orchestrator.cli, orchestrator.actions.pipeline; print('numpy' in sys.modules)"
+    quiet = "import sys, orchestrator.cli, orchestrator.commands.pipeline;" + (
+        "print('numpy' in sys.modules)"
     )
     assert (
         subprocess.run([sys.executable, "-c", quiet], capture_output=True, text=True).stdout.strip()

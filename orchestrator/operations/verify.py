@@ -12,13 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from orchestrator import catalog
-from orchestrator.actions.backup import work_dir
-from orchestrator.actions.common import client_for
-from orchestrator.actions.fetch import download_checked, open_sealed
 from orchestrator.catalog import Copy, Manifest
 from orchestrator.errors import Interrupted, OrchestratorError
 from orchestrator.job import Job
 from orchestrator.logs import get_logger
+from orchestrator.operations.common import client_for, work_dir
+from orchestrator.operations.fetch import download_checked, open_sealed
 from orchestrator.postgres import pg_restore
 from orchestrator.table_names import table_key
 

@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import TypeVar
 
 from orchestrator import catalog, crypto
-from orchestrator.actions.common import sha256_of
 from orchestrator.catalog import Copy, Located, Manifest
 from orchestrator.errors import ConfigError, IntegrityError, NotFound
 from orchestrator.job import Job
 from orchestrator.logs import get_logger
+from orchestrator.operations.common import sha256_of, source_identity, work_dir
 from orchestrator.storage import Progress, Storage
 from orchestrator.storage.multi import first_success
 
@@ -202,3 +202,40 @@ def fetch(
             stored.replace(dest)
     log.info("fetch.done", backup_id=manifest.id, path=str(dest), store=copy.store.label)
     return FetchResult(copy.manifest, dest, copy.manifest.encrypted and not sealed)
+
+
+@contextlib.contextmanager
+def local_archive(
+    job: Job, located: Located, dump: Path | None, doing: str
+) -> Iterator[tuple[Path, Manifest]]:
+    """The plain pg_dump archive on local disk, checked against the manifest, and the
+    manifest of the copy it came from: `dump` itself (the plain archive, or the encrypted
+    object, which is then decrypted) or a download from the first store with a good copy.
+
+    Raises ConfigError naming ARCHIVE_IDENTITY_FILE before downloading when the backup is
+    encrypted and no identity is set, IntegrityError when `dump` is not this backup.
+    """
+    with work_dir(job) as folder:
+        manifest = located.manifest
+        if dump is None:
+            yield plain_copy(located, folder, needed_identities(job, located, doing))
+            return
+        given = (dump.stat().st_size, sha256_of(dump))
+        if given == (manifest.plain_size, manifest.plain_digest):
+            yield dump, manifest
+        elif manifest.encrypted and given == (manifest.size_bytes, manifest.sha256):
+            keys = job.identities(f"{dump} is encrypted and {doing} needs it")
+            yield open_sealed(dump, manifest, folder / "archive.dump", keys), manifest
+        else:
+            raise IntegrityError(
+                f"--dump: {dump} is not the archive of backup {manifest.id} (its size or sha256 "
+                "differs from the manifest's)"
+            )
+
+
+def find_backup(job: Job, ref: str) -> Located:
+    """Resolve `ref` (id or latest, latest of the source's database when it is set) in the
+    stores, with every store that holds it."""
+    database = job.source.database if job.source else None
+    identity = source_identity(job) if ref == "latest" else None
+    return catalog.find_located(job.stores(), ref, database, identity)

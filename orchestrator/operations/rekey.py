@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from orchestrator import catalog, crypto
-from orchestrator.actions.backup import work_dir
-from orchestrator.actions.fetch import plain_copy
 from orchestrator.catalog import Copy, Encryption, Located, Manifest
 from orchestrator.errors import ConfigError, IntegrityError, Interrupted, OrchestratorError
 from orchestrator.job import Job
 from orchestrator.logs import get_logger
+from orchestrator.operations.common import work_dir
+from orchestrator.operations.fetch import plain_copy
 from orchestrator.storage.locks import store_locks
 from orchestrator.storage.multi import fan_out
 

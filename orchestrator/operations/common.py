@@ -1,16 +1,22 @@
-"""Small pieces every action shares: the stores for best-effort writes, the notifier,
-choosing clients, hashing files."""
+"""Small pieces every operation shares: a work folder, the stores for best-effort writes,
+the notifier, choosing clients, hashing files."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from orchestrator.errors import ConfigError
+from orchestrator.conninfo import ConnInfo
+from orchestrator.errors import ConfigError, OrchestratorError
 from orchestrator.job import Job
 from orchestrator.logs import get_logger
 from orchestrator.notify import Notifier
-from orchestrator.postgres import clients
+from orchestrator.postgres import clients, queries
 from orchestrator.storage.multi import NamedStore
 
 log = get_logger(__name__)
@@ -57,3 +63,38 @@ def sha256_of(path: Path) -> str:
         while chunk := handle.read(HASH_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+@contextmanager
+def work_dir(job: Job) -> Iterator[Path]:
+    """A private temporary folder (under WORK_DIR when set), removed afterwards."""
+    base = job.work_dir
+    try:
+        if base is not None:
+            base.mkdir(parents=True, exist_ok=True)
+        folder = Path(tempfile.mkdtemp(prefix="orchestrator-", dir=base))
+    except OSError as exc:
+        raise ConfigError(
+            f"WORK_DIR: cannot make a work folder in {base}: {exc.strerror}"
+        ) from None
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def source_identity(job: Job) -> str | None:
+    """The source's cluster identity, asked once per job (the guard of each target and the
+    choice of the latest backup use it); None when the source is unset or unreachable."""
+    return job.remember("source_identity", lambda: _ask_source_identity(job.source))
+
+
+def _ask_source_identity(source: ConnInfo | None) -> str | None:
+    if source is None:
+        return None
+    try:
+        with contextlib.closing(queries.connect(source, "SOURCE_DATABASE_URL")) as conn:
+            return queries.cluster_identity(conn)
+    except OrchestratorError as exc:
+        log.warning("restore.source_unreachable", error=str(exc), note="guard uses URL + manifest")
+        return None

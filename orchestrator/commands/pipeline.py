@@ -21,23 +21,7 @@ from typing import Any
 import structlog
 
 from orchestrator import cancel, history, tasks
-from orchestrator.actions import restore as restore_action
-from orchestrator.actions.backup import (
-    LocalDump,
-    OpenStores,
-    UploadFailed,
-    archive_everywhere,
-    open_stores,
-    seal,
-    take_dump,
-    with_unused_id,
-    work_dir,
-)
-from orchestrator.actions.common import client_for, notifier_for
-from orchestrator.actions.masked_load import load_masking
-from orchestrator.actions.prune import prune
-from orchestrator.actions.status import save_last_cycle
-from orchestrator.actions.sync import sync
+from orchestrator.commands.status import save_last_cycle
 from orchestrator.conninfo import ConnInfo
 from orchestrator.errors import (
     AlreadyRunning,
@@ -50,6 +34,19 @@ from orchestrator.errors import (
 from orchestrator.job import TARGET_NAMES, Job, TargetSettings
 from orchestrator.logs import get_logger, mask
 from orchestrator.notify import CycleReport, Notifier, StepReport
+from orchestrator.operations import restore as restore_action
+from orchestrator.operations.common import client_for, notifier_for, work_dir
+from orchestrator.operations.dump import LocalDump, seal, take_dump
+from orchestrator.operations.masked_load import load_masking
+from orchestrator.operations.prune import prune
+from orchestrator.operations.sync import sync
+from orchestrator.operations.upload import (
+    OpenStores,
+    UploadFailed,
+    archive_everywhere,
+    open_stores,
+    with_unused_id,
+)
 from orchestrator.postgres import clients
 from orchestrator.postgres.lock import cycle_lock
 from orchestrator.storage.locks import store_locks

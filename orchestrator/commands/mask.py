@@ -12,10 +12,6 @@ from pathlib import Path
 from typing import BinaryIO, cast
 
 from orchestrator import catalog, execute
-from orchestrator.actions.backup import work_dir
-from orchestrator.actions.common import client_for
-from orchestrator.actions.fetch import needed_identities, plain_copy
-from orchestrator.actions.masked_load import read_rules
 from orchestrator.catalog import Manifest
 from orchestrator.errors import ConfigError
 from orchestrator.job import Job
@@ -23,6 +19,9 @@ from orchestrator.logs import get_logger, with_context
 from orchestrator.masking.detect import suggest_rules
 from orchestrator.masking.rules import Problem, check
 from orchestrator.masking.stream import sample_rows
+from orchestrator.operations.common import client_for, work_dir
+from orchestrator.operations.fetch import needed_identities, plain_copy
+from orchestrator.operations.masked_load import read_rules
 from orchestrator.postgres import pg_restore as pgrestore
 from orchestrator.postgres.clients import ClientSet
 from orchestrator.postgres.pg_restore import TocEntry

@@ -9,8 +9,6 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from orchestrator import catalog, channels, history
-from orchestrator.actions.listing import located_summary
-from orchestrator.actions.restore import target_server
 from orchestrator.dashboard import (
     BackupDoc,
     CycleDoc,
@@ -25,6 +23,8 @@ from orchestrator.health import DrillOutcome, Seed
 from orchestrator.job import TARGET_NAMES, Job
 from orchestrator.logs import get_logger
 from orchestrator.notify import CycleReport, StepReport, safe_url
+from orchestrator.operations.listing import located_summary
+from orchestrator.operations.restore import target_server
 from orchestrator.schedule_spec import Schedule, check_zone
 from orchestrator.storage import Storage
 from orchestrator.storage.multi import NamedStore

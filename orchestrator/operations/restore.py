@@ -1,4 +1,4 @@
-"""`orchestrator restore`: put an archived backup into a target without ever losing the target.
+"""Restore and verify: put a local archive into a target without ever losing the target.
 
 swap: restore into a new database beside the target, verify it, run the target's
 post-restore SQL, then rename (target -> <name>_previous, new -> <name>) in one
@@ -10,10 +10,8 @@ A target that is the source is refused before anything is touched.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import secrets
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,17 +20,15 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from orchestrator import cancel, catalog, conninfo, history, restore_plan
-from orchestrator.actions import masked_load
-from orchestrator.actions.backup import work_dir
-from orchestrator.actions.common import client_for, sha256_of, stores_or_none
-from orchestrator.actions.fetch import needed_identities, open_sealed, plain_copy
-from orchestrator.catalog import Located, Manifest
+from orchestrator import cancel, restore_plan
+from orchestrator.catalog import Manifest
 from orchestrator.conninfo import ConnInfo
-from orchestrator.errors import ConfigError, IntegrityError, JobError, OrchestratorError
+from orchestrator.errors import ConfigError, JobError, OrchestratorError
 from orchestrator.formats import iso_z
-from orchestrator.job import TARGET_NAMES, Job, TargetSettings
+from orchestrator.job import Job, TargetSettings
 from orchestrator.logs import get_logger, mask, with_context
+from orchestrator.operations import masked_load
+from orchestrator.operations.common import source_identity, work_dir
 from orchestrator.postgres import pg_restore as pgrestore
 from orchestrator.postgres import queries
 from orchestrator.postgres.clients import ClientSet
@@ -64,45 +60,8 @@ class RestoreResult:
     masking: dict[str, Any] | None = None
 
 
-def resolve_target(job: Job, name_or_url: str, mask_rules: Path | None = None) -> TargetSettings:
-    """`backup`, `dev`, or a postgresql:// URL (ConfigError naming --target otherwise), with
-    `mask_rules` (--mask-rules) replacing the target's own rules; the backup target is the
-    disaster-recovery copy and is never masked."""
-    if name_or_url in TARGET_NAMES:
-        target = job.target(name_or_url)
-        if mask_rules is None:
-            return target
-        if name_or_url == "backup":
-            raise ConfigError(
-                "--mask-rules: the backup target is the disaster-recovery copy and is never "
-                "masked; restore masked copies into dev or a URL"
-            )
-        return dataclasses.replace(target, mask_rules=mask_rules, mask_setting="--mask-rules")
-    try:
-        return job.adhoc_target(conninfo.parse(name_or_url), mask_rules)
-    except ValueError as exc:
-        raise ConfigError(f"--target: must be backup, dev or a postgresql:// URL ({exc})") from None
-
-
-def _endpoint(info: ConnInfo, identity: str | None) -> Endpoint:
+def endpoint(info: ConnInfo, identity: str | None) -> Endpoint:
     return Endpoint(info.host, info.port, info.database, identity)
-
-
-def _live_source_identity(job: Job) -> str | None:
-    """The source's cluster identity, asked once per job (the guard of each target and the
-    choice of the latest backup use it); None when the source is unset or unreachable."""
-    return job.remember("source_identity", lambda: _ask_source_identity(job.source))
-
-
-def _ask_source_identity(source: ConnInfo | None) -> str | None:
-    if source is None:
-        return None
-    try:
-        with contextlib.closing(queries.connect(source, "SOURCE_DATABASE_URL")) as conn:
-            return queries.cluster_identity(conn)
-    except OrchestratorError as exc:
-        log.warning("restore.source_unreachable", error=str(exc), note="guard uses URL + manifest")
-        return None
 
 
 def recorded_source(manifest: Manifest) -> Endpoint:
@@ -118,13 +77,13 @@ def guard(
 ) -> None:
     """Raise ConfigError when `target` is the source database: by URL, or by cluster
     identity and database name, against the live source and the `recorded` one."""
-    target_ep = _endpoint(target, target_identity)
+    target_ep = endpoint(target, target_identity)
     sources = [recorded] if recorded else []
     if job.source is not None:
         source = job.source
-        sources.append(_endpoint(source, None))
+        sources.append(endpoint(source, None))
         if target_identity is not None:
-            sources.append(_endpoint(source, _live_source_identity(job)))
+            sources.append(endpoint(source, source_identity(job)))
     for source_ep in sources:
         why = restore_plan.same_database(target_ep, source_ep)
         if why:
@@ -144,132 +103,9 @@ def _maintenance(target: ConnInfo, maintenance: str) -> Conn:
     return queries.connect_maintenance(target, maintenance, "target (maintenance database)")
 
 
-@contextlib.contextmanager
-def local_archive(
-    job: Job, located: Located, dump: Path | None, doing: str
-) -> Iterator[tuple[Path, Manifest]]:
-    """The plain pg_dump archive on local disk, checked against the manifest, and the
-    manifest of the copy it came from: `dump` itself (the plain archive, or the encrypted
-    object, which is then decrypted) or a download from the first store with a good copy.
-
-    Raises ConfigError naming ARCHIVE_IDENTITY_FILE before downloading when the backup is
-    encrypted and no identity is set, IntegrityError when `dump` is not this backup.
-    """
-    with work_dir(job) as folder:
-        manifest = located.manifest
-        if dump is None:
-            yield plain_copy(located, folder, needed_identities(job, located, doing))
-            return
-        given = (dump.stat().st_size, sha256_of(dump))
-        if given == (manifest.plain_size, manifest.plain_digest):
-            yield dump, manifest
-        elif manifest.encrypted and given == (manifest.size_bytes, manifest.sha256):
-            keys = job.identities(f"{dump} is encrypted and {doing} needs it")
-            yield open_sealed(dump, manifest, folder / "archive.dump", keys), manifest
-        else:
-            raise IntegrityError(
-                f"--dump: {dump} is not the archive of backup {manifest.id} (its size or sha256 "
-                "differs from the manifest's)"
-            )
-
-
-def find_backup(job: Job, ref: str) -> Located:
-    """Resolve `ref` (id or latest, latest of the source's database when it is set) in the
-    stores, with every store that holds it."""
-    database = job.source.database if job.source else None
-    identity = _live_source_identity(job) if ref == "latest" else None
-    return catalog.find_located(job.stores(), ref, database, identity)
-
-
-def restore(
-    job: Job,
-    target_ref: str,
-    ref: str = "latest",
-    dump: Path | None = None,
-    mask_rules: Path | None = None,
-) -> RestoreResult:
-    """Restore backup `ref` (from the local `dump` when given) into a target, masked by the
-    target's rules (DEV_MASK_RULES for dev) or `mask_rules`.
-
-    Raises ConfigError (bad target, target is the source, no suitable pg_restore, bad
-    rules) before touching anything, MaskingRefused when the rules do not fit the backup,
-    and JobError when the restore fails; the target is then unchanged.
-    """
-    target = resolve_target(job, target_ref, mask_rules)
-    identity = target_identity(target.url, job.restore.maintenance_database)
-    target = _dev_if_named(job, target, identity)
-    masked_load.load_masking(job, target)  # a bad rules file or key: exit 2 before any work
-    located = find_backup(job, ref)
-    manifest = located.manifest
-    guard(job, target.url, identity, recorded_source(manifest))
-    client = client_for(
-        job,
-        "pg_restore",
-        manifest.dump_major,
-        f"the archive was written by pg_dump {manifest.pg_dump_version}",
-    )
-    started = datetime.now(UTC)
-    with local_archive(job, located, dump, "restore") as (archive, used):
-        try:
-            result = Restorer(job, target, used, client, archive).run()
-        except OrchestratorError as exc:
-            _remember(job, target, manifest, started, None, str(exc))
-            raise
-    _remember(job, target, manifest, started, result, None)
-    return result
-
-
-def _dev_if_named(job: Job, target: TargetSettings, identity: str | None) -> TargetSettings:
-    """A target given by URL that is the dev database (by URL, or by cluster and name) is
-    restored exactly as `--target dev` would be: DEV_MASK_RULES (or --mask-rules),
-    DEV_POST_RESTORE_SQL, DEV_KEEP_PREVIOUS, the DEV_ strategy, owners and grants, and
-    recorded as dev; only the URL given (its credentials) is kept. Dev never gets raw or
-    unscrubbed data by another path."""
-    dev = job.url_of("dev")
-    if dev is None or target.name in TARGET_NAMES:
-        return target
-    dev_identity = target_identity(dev, job.restore.maintenance_database) if identity else None
-    if not restore_plan.same_database(
-        _endpoint(target.url, identity), _endpoint(dev, dev_identity)
-    ):
-        return target
-    log.info("restore.dev_settings_apply", reason="the target is the dev database")
-    as_dev = dataclasses.replace(job.target("dev"), url=target.url)
-    if target.mask_rules is None:
-        return as_dev
-    return dataclasses.replace(as_dev, mask_rules=target.mask_rules, mask_setting="--mask-rules")
-
-
 def target_server(url: ConnInfo) -> str:
     """Where a target is, for people: `host:port` (never credentials)."""
     return f"{url.host}:{url.port}"
-
-
-def _remember(
-    job: Job,
-    target: TargetSettings,
-    manifest: Manifest,
-    started: datetime,
-    result: RestoreResult | None,
-    error: str | None,
-) -> None:
-    """Keep a manual restore in the history, so the status page knows the target's age."""
-    document = {
-        "status": "success" if result is not None else "failure",
-        "run_id": secrets.token_hex(6),
-        "started_at": iso_z(started),
-        "finished_at": iso_z(datetime.now(UTC)),
-        "target": target.name,
-        "database": target.url.database,
-        "server": target_server(target.url),
-        "backup_id": manifest.id,
-        "strategy": result.strategy if result else None,
-        "seconds": result.seconds if result else None,
-        "masked": target.mask_rules is not None,
-        "masking": result.masking if result else None,
-        "error": mask(error) if error else None,
-    }
-    history.record(stores_or_none(job), "restore", document, manifest.database)
 
 
 @dataclass
@@ -472,12 +308,9 @@ class Restorer:
 
     def _verify(self, database: ConnInfo) -> None:
         """ANALYZE, then compare row counts with the manifest; JobError on any difference."""
-        with contextlib.closing(queries.connect(database, "target")) as conn:
-            queries.analyze(conn)
-            counts = queries.count_rows_where_present(conn, self.manifest.tables)
-        problems = restore_plan.count_differences(self.manifest.row_counts, counts)
-        if problems:
-            shown = "; ".join(problems[:5])
+        checked = verify_restored(database, self.manifest, "target", analyze=True)
+        if checked.problems:
+            shown = "; ".join(checked.problems[:5])
             raise JobError(f"restored data does not match backup {self.manifest.id}: {shown}")
 
     def _post_restore_sql(self, database: ConnInfo) -> None:
@@ -519,3 +352,29 @@ class Restorer:
                 log.warning("restore.drop_old_failed", database=database, error=str(exc))
         log.info("restore.swapped", target=self.target.name, previous=plan.previous)
         return plan.previous
+
+
+@dataclass(frozen=True)
+class Verified:
+    """What a restored database holds against its manifest: the differences found (none
+    when it matches), and the tables and rows counted."""
+
+    problems: list[str]
+    tables: int
+    rows: int
+
+
+def verify_restored(
+    database: ConnInfo, manifest: Manifest, setting: str, *, analyze: bool = False
+) -> Verified:
+    """Count the rows of the manifest's tables in the restored `database` (after ANALYZE
+    when `analyze`, for a database that will be used) and give every difference from the
+    manifest. This is the check every restore path makes: restores into a target (which
+    raise on a difference) and drills (which report them). Raises ConfigError/JobError
+    naming `setting` when the database cannot be reached."""
+    with contextlib.closing(queries.connect(database, setting)) as conn:
+        if analyze:
+            queries.analyze(conn)
+        counts = queries.count_rows_where_present(conn, manifest.tables)
+    problems = restore_plan.count_differences(manifest.row_counts, counts)
+    return Verified(problems, len(counts), sum(counts.values()))

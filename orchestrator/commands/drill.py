@@ -17,8 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator import conninfo, history, restore_plan
-from orchestrator.actions.common import client_for, notifier_for, stores_or_none
-from orchestrator.actions.restore import find_backup, local_archive, target_identity
 from orchestrator.catalog import Manifest
 from orchestrator.conninfo import ConnInfo
 from orchestrator.errors import AlreadyRunning, ConfigError, Interrupted, OrchestratorError
@@ -26,6 +24,9 @@ from orchestrator.formats import iso_z
 from orchestrator.job import Job
 from orchestrator.logs import get_logger, mask
 from orchestrator.notify import Notifier, drill_summary, drill_text
+from orchestrator.operations.common import client_for, notifier_for, stores_or_none
+from orchestrator.operations.fetch import find_backup, local_archive
+from orchestrator.operations.restore import target_identity, verify_restored
 from orchestrator.postgres import pg_restore as pgrestore
 from orchestrator.postgres import queries
 from orchestrator.postgres.clients import ClientSet
@@ -246,9 +247,9 @@ def _restore_and_check(
     toc = pgrestore.list_toc(client, archive)
     with contextlib.closing(queries.connect(scratch, "drill scratch database")) as conn:
         present = queries.user_tables(conn)
-        counts = queries.count_rows_where_present(conn, manifest.tables)
     _found, missing = pgrestore.toc_tables(toc, present, kind="TABLE")
     report.problems += [f"table in the archive but not restored: {name}" for name in missing]
-    report.problems += restore_plan.count_differences(manifest.row_counts, counts)
-    report.tables, report.rows = len(counts), sum(counts.values())
+    checked = verify_restored(scratch, manifest, "drill scratch database")
+    report.problems += checked.problems
+    report.tables, report.rows = checked.tables, checked.rows
     report.verify_seconds = round(time.monotonic() - started, 3)

@@ -16,12 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from orchestrator import catalog
-from orchestrator.actions.backup import LocalDump, archive, seal, work_dir
-from orchestrator.actions.fetch import download_any
 from orchestrator.catalog import Located
 from orchestrator.errors import Interrupted, OrchestratorError
 from orchestrator.job import Job
 from orchestrator.logs import get_logger
+from orchestrator.operations.common import work_dir
+from orchestrator.operations.dump import LocalDump, seal
+from orchestrator.operations.fetch import download_any
+from orchestrator.operations.upload import archive
 from orchestrator.storage.locks import store_locks
 from orchestrator.storage.multi import NamedStore, fan_out
 

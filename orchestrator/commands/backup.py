@@ -1,0 +1,34 @@
+"""`orchestrator backup`: dump the source once, seal it, archive it in every store."""
+
+from __future__ import annotations
+
+from orchestrator.job import Job
+from orchestrator.operations.common import work_dir
+from orchestrator.operations.dump import seal, take_dump
+from orchestrator.operations.upload import (
+    BackupResult,
+    archive_everywhere,
+    open_stores,
+    with_unused_id,
+)
+from orchestrator.storage.multi import combined
+
+
+def backup(job: Job) -> BackupResult:
+    """Take one backup of the source, encrypt it when recipients are set, and archive it in
+    every store; give the stored backup.
+
+    The stores are checked and the recipients read before the dump starts, so a wrong
+    bucket or key costs no dump, and when no store can take the backup (an uninitialised
+    folder, a store that is down) nothing is dumped: that store's error is raised. Raises
+    UploadFailed when a store did not get it.
+    """
+    recipients = job.recipients()
+    stores = open_stores(job)
+    if not stores.usable:
+        raise combined(stores.failed, "open a store")
+    with work_dir(job) as folder:
+        dump = with_unused_id(stores.usable, take_dump(job, folder))
+        sealed = seal(dump, recipients)
+        archive_everywhere(stores, sealed)
+    return BackupResult(sealed.manifest, sealed.manifest.dump_key)

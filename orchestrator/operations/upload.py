@@ -1,0 +1,199 @@
+"""Upload: a finished dump to every store at once, each store on its own.
+
+In each store the dump object is stored and its size checked first and the manifest last,
+so a failure anywhere leaves no backup behind in that store (at worst a dump object without
+a manifest, which is removed again), and a store that fails takes nothing from the others.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from orchestrator import catalog
+from orchestrator.catalog import Manifest
+from orchestrator.errors import (
+    ConfigError,
+    IntegrityError,
+    Interrupted,
+    JobError,
+    NotFound,
+    OrchestratorError,
+)
+from orchestrator.job import Job
+from orchestrator.logs import get_logger
+from orchestrator.operations.dump import LocalDump
+from orchestrator.storage import Storage
+from orchestrator.storage.multi import NamedStore, Outcome, combined, fan_out
+
+log = get_logger(__name__)
+ID_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class BackupResult:
+    """The stored backup."""
+
+    manifest: Manifest
+    location: str
+
+
+@dataclass(frozen=True)
+class OpenStores:
+    """The configured stores that answered, and those that did not with their errors."""
+
+    usable: list[NamedStore]
+    failed: list[tuple[NamedStore, OrchestratorError]]
+
+
+class UploadFailed(JobError):
+    """The backup did not reach every store; `stores` says what each store did and
+    `stored_in` are the stores that hold it all the same."""
+
+    def __init__(self, message: str, stores: dict[str, str], stored_in: list[NamedStore]) -> None:
+        super().__init__(message)
+        self.stores = stores
+        self.stored_in = stored_in
+
+
+def with_unused_id(stores: list[NamedStore], dump: LocalDump) -> LocalDump:
+    """`dump`, named one second later (and again, up to ID_ATTEMPTS times) while a stored
+    backup of its database already has its id in any store: ids have one-second
+    resolution, and two runs started in the same second must not collide. When a store
+    cannot say, it counts as free (archive() still refuses to overwrite)."""
+    manifest = dump.manifest
+    for _attempt in range(ID_ATTEMPTS):
+        if not any(_holds(store.storage, manifest.manifest_key) for store in stores):
+            break
+        created = manifest.created_at + timedelta(seconds=1)
+        backup_id = catalog.new_backup_id(manifest.database, created)
+        manifest = manifest.model_copy(
+            update={
+                "id": backup_id,
+                "created_at": created,
+                "dump_key": catalog.dump_key_for(backup_id),
+            }
+        )
+    if manifest.id != dump.manifest.id:
+        log.info("backup.renamed", backup_id=manifest.id, taken=dump.manifest.id)
+    return LocalDump(dump.path, manifest, dump.sealed_path)
+
+
+def _holds(storage: Storage, key: str) -> bool:
+    try:
+        storage.get_bytes(key)
+    except Interrupted:
+        raise
+    except OrchestratorError:  # NotFound (free) or cannot tell
+        return False
+    return True
+
+
+def archive(storage: Storage, dump: LocalDump, check_source: bool = True) -> BackupResult:
+    """Store the dump object, check its size, then write its manifest. Raises JobError when
+    a write fails or the stored size differs. `check_source` warns when the store's newest
+    backup of this database came from another cluster (new backups, not copies).
+
+    A dump object stored without its manifest is deleted again (best effort).
+    """
+    manifest = dump.manifest
+    try:
+        storage.get_bytes(manifest.manifest_key)
+        raise JobError(f"a backup with id {manifest.id} already exists; not overwriting it")
+    except NotFound:
+        pass
+    if check_source:
+        _warn_other_source(storage, manifest)
+    storage.put_file(manifest.dump_key, dump.upload_path)
+    try:
+        stored = storage.size_of(manifest.dump_key)
+        if stored != manifest.size_bytes:
+            raise IntegrityError(
+                f"{storage.describe(manifest.dump_key)} holds {stored} bytes after the upload, "
+                f"not {manifest.size_bytes}"
+            )
+        storage.put_bytes(manifest.manifest_key, manifest.to_json())
+    except BaseException:
+        # the write may have landed before it failed: manifest first, as prune does
+        _delete_quietly(storage, manifest.manifest_key)
+        _delete_quietly(storage, manifest.dump_key)
+        raise
+    log.info("backup.stored", backup_id=manifest.id, size_bytes=manifest.size_bytes)
+    return BackupResult(manifest, storage.describe(manifest.dump_key))
+
+
+def archive_everywhere(
+    stores: OpenStores, dump: LocalDump
+) -> tuple[list[NamedStore], dict[str, str]]:
+    """Store `dump` in every usable store at once; give the stores that now hold it and
+    what happened in each store ("ok" or the error). Raises UploadFailed, after every
+    store has finished, when any store (usable or not) does not hold it."""
+    outcomes: list[Outcome[BackupResult]] = fan_out(
+        stores.usable, lambda store: archive(store.storage, dump)
+    )
+    failed = [*stores.failed, *[(o.store, o.error) for o in outcomes if o.error is not None]]
+    done = [o.store for o in outcomes if o.ok]
+    report = {o.store.label: "ok" for o in outcomes if o.ok}
+    report.update({store.label: str(error) for store, error in failed})
+    if failed:
+        for store, error in failed:
+            log.error("backup.store_failed", store=store.label, error=str(error))
+        kept = ", ".join(s.label for s in done) or "no store"
+        raise UploadFailed(
+            "; ".join(f"store {s.label} ({s.setting}) failed: {e}" for s, e in failed)
+            + f"; the backup is in {kept}",
+            report,
+            done,
+        )
+    return done, report
+
+
+def open_stores(job: Job) -> OpenStores:
+    """Open and check every store at once.
+
+    Raises ConfigError when every store is misconfigured (missing bucket, refused
+    credentials): nothing could be archived. Otherwise the stores that failed their check
+    are given with their errors, and the work goes on with the others.
+    """
+    stores = job.stores()
+    outcomes = fan_out(stores, lambda store: store.storage.check())
+    failed = [(o.store, o.error) for o in outcomes if o.error is not None]
+    if (
+        failed
+        and len(failed) == len(stores)
+        and all(isinstance(e, ConfigError) for _s, e in failed)
+    ):
+        raise combined(failed, "open a store")
+    for store, error in failed:
+        log.warning("backup.store_unavailable", store=store.label, error=str(error))
+    return OpenStores([o.store for o in outcomes if o.ok], failed)
+
+
+def _warn_other_source(storage: Storage, manifest: Manifest) -> None:
+    """Warn when the newest backup of this database name came from another cluster: two
+    sources sharing a prefix mix their retention (give each source its own prefix). Not an
+    error, since a provider's major upgrade or failover changes the identity too; best
+    effort (a store that cannot say is no reason to fail the upload)."""
+    try:
+        other = catalog.newest_backup(storage, manifest.database)
+    except Interrupted:
+        raise
+    except OrchestratorError as exc:
+        log.warning("backup.other_source_unknown", error=str(exc))
+        return
+    previous = other.source_identity if other is not None else None
+    if previous and manifest.source_identity not in (None, previous):
+        log.warning(
+            "backup.other_source",
+            database=manifest.database,
+            previous=previous,
+            now=manifest.source_identity,
+            advice="one STORAGE_URL prefix per source unless the server was replaced",
+        )
+
+
+def _delete_quietly(storage: Storage, key: str) -> None:
+    try:
+        storage.delete([key])
+    except Exception as exc:
+        log.warning("backup.cleanup_failed", key=key, error=str(exc))
