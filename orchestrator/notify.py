@@ -24,13 +24,15 @@ import urllib.error
 import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent import futures
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from orchestrator import channels
+from orchestrator import channels, tasks
 from orchestrator.errors import ConfigError
 from orchestrator.formats import human_seconds, human_size, iso_z, utc
 from orchestrator.logs import get_logger, mask
@@ -439,18 +441,18 @@ class Notifier:
             log.warning("notify.error", error=f"{type(exc).__name__}: {exc}")
 
     def _run_concurrently(self, calls: list[Task]) -> None:
+        """Each call in the background with the job's log context (its run_id); a call
+        still running at the bound is abandoned (its daemon thread ends with the process)."""
         if not calls:
             return
-        threads = [
-            threading.Thread(target=_counted, args=call, name=f"notify-{call[0]}", daemon=True)
-            for call in calls
+        running = [
+            (kind, shown, tasks.in_background(partial(_counted, kind, shown, call), "notify"))
+            for kind, shown, call in calls
         ]
-        for thread in threads:
-            thread.start()
-        deadline = time.monotonic() + 2 * self.timeout + _RETRY_PAUSE + 1.0
-        for thread, (kind, shown, _call) in zip(threads, calls, strict=True):
-            thread.join(max(0.0, deadline - time.monotonic()))
-            if thread.is_alive():
+        bound = 2 * self.timeout + _RETRY_PAUSE + 1.0
+        _done, late = futures.wait([future for _k, _s, future in running], timeout=bound)
+        for kind, shown, future in running:
+            if future in late:
                 log.warning("notify.abandoned", kind=kind, url=shown)
 
     def _post(self, kind: str, url: str, body: bytes, content_type: str) -> bool:
