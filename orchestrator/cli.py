@@ -77,8 +77,8 @@ def cmd_list(job: Job, args: argparse.Namespace) -> int:
     stores = "  STORES" if several else ""
     print(f"{'ID':<40} {'CREATED (UTC)':<20} {'SIZE':>10} {'SERVER':>8} {'TABLES':>6} ENC{stores}")
     for row in rows:
-        created = row["created_at"].replace("T", " ").removesuffix("Z")[:19]
-        size = human_size(row["size_bytes"])
+        created = str(row.get("created_at")).replace("T", " ").removesuffix("Z")[:19]
+        size = human_size(row.get("size_bytes") or 0)
         server, tables = row["server_version"], row["tables"]
         enc = "age" if row["encrypted"] else "-"
         held = f"  {', '.join(row['stores'])}" if several else ""

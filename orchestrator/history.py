@@ -23,6 +23,7 @@ from typing import Any
 from orchestrator.catalog import STATUS_PREFIX, safe_name
 from orchestrator.errors import Interrupted, OrchestratorError
 from orchestrator.logs import get_logger, with_context
+from orchestrator.records import CycleDoc, DrillDoc, RestoreDoc
 from orchestrator.storage import Storage
 from orchestrator.storage.multi import NamedStore
 
@@ -86,7 +87,10 @@ def _newest_first(entry: Entry) -> tuple[datetime, str]:
 
 
 def record(
-    stores: Sequence[NamedStore], kind: str, document: dict[str, Any], database: str | None
+    stores: Sequence[NamedStore],
+    kind: str,
+    document: CycleDoc | DrillDoc | RestoreDoc,
+    database: str | None,
 ) -> None:
     """Keep `document` (with `kind` and `database` set) in every store, then prune that
     database's history in each store.
@@ -125,9 +129,9 @@ def parse_moment(text: object) -> datetime | None:
 class History:
     """Documents read back, newest first, per kind."""
 
-    cycles: list[dict[str, Any]] = field(default_factory=list)
-    drills: list[dict[str, Any]] = field(default_factory=list)
-    restores: list[dict[str, Any]] = field(default_factory=list)
+    cycles: list[CycleDoc] = field(default_factory=list)
+    drills: list[DrillDoc] = field(default_factory=list)
+    restores: list[RestoreDoc] = field(default_factory=list)
 
 
 def load(stores: Sequence[NamedStore], database: str | None = None, limit: int = 200) -> History:

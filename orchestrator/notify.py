@@ -23,17 +23,20 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent import futures
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from orchestrator import channels
+from orchestrator import channels, tasks
 from orchestrator.errors import ConfigError
 from orchestrator.formats import human_seconds, human_size, iso_z, utc
 from orchestrator.logs import get_logger, mask
+from orchestrator.records import CycleDoc, DrillDoc
 
 __all__ = [
     "CycleReport",
@@ -117,7 +120,7 @@ class CycleReport:
             return None
         return (utc(self.finished_at) - utc(self.started_at)).total_seconds()
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> CycleDoc:
         """Give a JSON-ready summary with every string masked.
 
         Keys: `status` ("success" or "failure"), `run_id`, `started_at`, `finished_at`
@@ -193,7 +196,7 @@ def summary_line(report: CycleReport) -> str:
     return mask(f"orchestrator cycle {report.run_id} failed{after}: {what}")
 
 
-def drill_summary(document: dict[str, Any]) -> str:
+def drill_summary(document: DrillDoc) -> str:
     """One plain line saying how a drill ended: `orchestrator drill of <id> passed: RTO 2 min 05 s`,
     or `... failed: <first problem or error>`. Masked."""
     backup = document.get("backup_id") or "the newest backup"
@@ -206,7 +209,7 @@ def drill_summary(document: dict[str, Any]) -> str:
     return mask(f"orchestrator drill of {backup} failed: {_first_line(str(first))}")
 
 
-def drill_text(document: dict[str, Any]) -> str:
+def drill_text(document: DrillDoc) -> str:
     """A Slack-compatible text for a drill: the summary line, then each problem."""
     ok = document.get("status") == "success"
     lines = [(":white_check_mark: " if ok else ":x: ") + _slack_escape(drill_summary(document))]
@@ -237,7 +240,7 @@ def slack_text(report: CycleReport) -> str:
 
 
 def channel_message(
-    document: dict[str, Any], subject: str | None, page_url: str | None
+    document: Mapping[str, Any], subject: str | None, page_url: str | None
 ) -> tuple[str, str]:
     """The title and plain-text body of a chat or mail message about a cycle or drill
     `document`: `orchestrator: cycle failed on neondb`, then the summary, the first error,
@@ -256,7 +259,7 @@ def channel_message(
     return mask(title), mask("\n".join(lines))
 
 
-def _first_error(document: dict[str, Any]) -> str | None:
+def _first_error(document: Mapping[str, Any]) -> str | None:
     """The first failed step's error (`restore:dev: cannot connect`), else the job's own
     error, else the first problem a drill found."""
     for step in document.get("steps") or []:
@@ -268,7 +271,7 @@ def _first_error(document: dict[str, Any]) -> str | None:
     return _first_line(str(problems[0])) if problems else None
 
 
-def _step_lines(document: dict[str, Any]) -> list[str]:
+def _step_lines(document: Mapping[str, Any]) -> list[str]:
     """One line per step with its outcome and time (a drill: fetch, restore, verify, RTO)."""
     if "steps" in document:
         found = []
@@ -381,7 +384,7 @@ class Notifier:
             url = _ping_url(self.healthcheck_url, "/start")
             self._run_all([self._http("healthcheck", url, b"", "")])
 
-    def finish(self, ok: bool, document: dict[str, Any], summary: str, text: str) -> None:
+    def finish(self, ok: bool, document: CycleDoc | DrillDoc, summary: str, text: str) -> None:
         """Ping `<healthcheck>` or `<healthcheck>/fail` with `summary`, and on failure (and
         on success when asked) POST `document` with a Slack `text` to the webhook and send a
         message to each Apprise channel. Strings are masked. Never raises."""
@@ -398,10 +401,11 @@ class Notifier:
             log.warning("notify.error", error=f"{type(exc).__name__}: {exc}")
 
     def _report(self, report: CycleReport) -> None:
-        document = {**report.as_dict(), "kind": "cycle"}
+        document = report.as_dict()
+        document["kind"] = "cycle"
         self.finish(report.ok, document, summary_line(report), slack_text(report))
 
-    def _messages(self, document: dict[str, Any], text: str) -> list[Task]:
+    def _messages(self, document: CycleDoc | DrillDoc, text: str) -> list[Task]:
         """The webhook's POST and one message per Apprise channel for a finished job."""
         calls = []
         if self.webhook_url:
@@ -437,18 +441,18 @@ class Notifier:
             log.warning("notify.error", error=f"{type(exc).__name__}: {exc}")
 
     def _run_concurrently(self, calls: list[Task]) -> None:
+        """Each call in the background with the job's log context (its run_id); a call
+        still running at the bound is abandoned (its daemon thread ends with the process)."""
         if not calls:
             return
-        threads = [
-            threading.Thread(target=_counted, args=call, name=f"notify-{call[0]}", daemon=True)
-            for call in calls
+        running = [
+            (kind, shown, tasks.in_background(partial(_counted, kind, shown, call), "notify"))
+            for kind, shown, call in calls
         ]
-        for thread in threads:
-            thread.start()
-        deadline = time.monotonic() + 2 * self.timeout + _RETRY_PAUSE + 1.0
-        for thread, (kind, shown, _call) in zip(threads, calls, strict=True):
-            thread.join(max(0.0, deadline - time.monotonic()))
-            if thread.is_alive():
+        bound = 2 * self.timeout + _RETRY_PAUSE + 1.0
+        _done, late = futures.wait([future for _k, _s, future in running], timeout=bound)
+        for kind, shown, future in running:
+            if future in late:
                 log.warning("notify.abandoned", kind=kind, url=shown)
 
     def _post(self, kind: str, url: str, body: bytes, content_type: str) -> bool:

@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from orchestrator import conninfo, history, restore_plan
 from orchestrator.catalog import Manifest
@@ -32,6 +31,7 @@ from orchestrator.postgres import queries
 from orchestrator.postgres.clients import ClientSet
 from orchestrator.postgres.lock import cycle_lock
 from orchestrator.postgres.pg_restore import RestoreOptions
+from orchestrator.records import DrillDoc
 from orchestrator.restore_plan import Endpoint
 
 log = get_logger(__name__)
@@ -67,10 +67,10 @@ class DrillReport:
 
 def document(
     report: DrillReport | None, run_id: str, started: datetime, error: str | None
-) -> dict[str, Any]:
+) -> DrillDoc:
     """The drill as kept in the history and sent to the webhook (no password in it)."""
     ok = report is not None and report.ok and error is None
-    found: dict[str, Any] = {
+    found: DrillDoc = {
         "kind": "drill",
         "status": "success" if ok else "failure",
         "run_id": run_id,
@@ -126,7 +126,7 @@ def recorded_drill(
     ref: str = "latest",
     target_url: str | None = None,
     lock: bool = False,
-) -> tuple[DrillReport | None, dict[str, Any]]:
+) -> tuple[DrillReport | None, DrillDoc]:
     """Run a drill (under the cycle lock when `lock`), keep it in the history, alert through
     `notifier` (DRILL_HEALTHCHECK_URL pings, the webhook on failure); give the report and
     the document kept.

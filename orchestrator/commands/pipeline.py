@@ -21,7 +21,6 @@ from typing import Any
 import structlog
 
 from orchestrator import cancel, history, tasks
-from orchestrator.commands.status import save_last_cycle
 from orchestrator.conninfo import ConnInfo
 from orchestrator.errors import (
     AlreadyRunning,
@@ -202,8 +201,9 @@ def _run_cycle(
 
 
 def _keep(job: Job, store: Future[OpenStores], report: CycleReport) -> None:
-    """Keep the cycle's report (last cycle, history) in every store that answered; when
-    there is none (misconfigured, or a stop while it was being opened), nowhere."""
+    """Keep the cycle's report in the history of every store that answered (written once:
+    `status` reads the last cycle from there); when there is none (misconfigured, or a stop
+    while it was being opened), nowhere."""
     try:
         usable = _stores_when_ready(store).usable
     except Interrupted:
@@ -211,8 +211,6 @@ def _keep(job: Job, store: Future[OpenStores], report: CycleReport) -> None:
     except Exception as exc:  # OrchestratorError, or a crash opening the stores
         log.warning("pipeline.report_not_kept", error=mask(str(exc)))
         return
-    for named in usable:
-        save_last_cycle(named.storage, report.as_dict())
     history.record(usable, "cycle", report.as_dict(), job.require_source().database)
 
 

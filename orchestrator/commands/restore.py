@@ -30,6 +30,7 @@ from orchestrator.operations.restore import (
     target_identity,
     target_server,
 )
+from orchestrator.records import RestoreDoc
 
 log = get_logger(__name__)
 
@@ -120,7 +121,7 @@ def _remember(
     error: str | None,
 ) -> None:
     """Keep a manual restore in the history, so the status page knows the target's age."""
-    document = {
+    document: RestoreDoc = {
         "status": "success" if result is not None else "failure",
         "run_id": secrets.token_hex(6),
         "started_at": iso_z(started),

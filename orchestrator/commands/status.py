@@ -4,19 +4,13 @@ cycles, drills and target refreshes kept in the history, and the page rendered f
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
 from orchestrator import catalog, channels, history
-from orchestrator.dashboard import (
-    BackupDoc,
-    CycleDoc,
-    DrillDoc,
-    PageData,
-    TargetDoc,
-    render_status_page,
-)
+from orchestrator.dashboard import PageData, render_status_page
 from orchestrator.errors import Interrupted, OrchestratorError
 from orchestrator.formats import iso_z
 from orchestrator.health import DrillOutcome, Seed
@@ -25,8 +19,8 @@ from orchestrator.logs import get_logger
 from orchestrator.notify import CycleReport, StepReport, safe_url
 from orchestrator.operations.listing import located_summary
 from orchestrator.operations.restore import target_server
+from orchestrator.records import BackupDoc, CycleDoc, DrillDoc, TargetDoc
 from orchestrator.schedule_spec import Schedule, check_zone
-from orchestrator.storage import Storage
 from orchestrator.storage.multi import NamedStore
 
 log = get_logger(__name__)
@@ -41,12 +35,12 @@ CYCLE_SLACK_SECONDS = 600
 class Status:
     """What `status` shows."""
 
-    backups: list[dict[str, Any]] = field(default_factory=list)
+    backups: list[BackupDoc] = field(default_factory=list)
     newest_age_seconds: float | None = None
-    last_cycle: dict[str, Any] | None = None
-    cycles: list[dict[str, Any]] = field(default_factory=list)
-    drills: list[dict[str, Any]] = field(default_factory=list)
-    targets: list[dict[str, Any]] = field(default_factory=list)
+    last_cycle: CycleDoc | None = None
+    cycles: list[CycleDoc] = field(default_factory=list)
+    drills: list[DrillDoc] = field(default_factory=list)
+    targets: list[TargetDoc] = field(default_factory=list)
     next_cycle: dict[str, Any] | None = None
     next_drill: dict[str, Any] | None = None
     notify: list[str] = field(default_factory=list)
@@ -56,18 +50,8 @@ class Status:
 class Snapshot:
     """What the stores say now: every backup (newest first) and the history."""
 
-    backups: list[dict[str, Any]]
+    backups: list[BackupDoc]
     history: history.History
-
-
-def save_last_cycle(storage: Storage, document: dict[str, Any]) -> None:
-    """Store the last cycle's report beside the backups (best effort: a failure is logged)."""
-    try:
-        storage.put_bytes(LAST_CYCLE_KEY, json.dumps(document, indent=2).encode())
-    except Interrupted:
-        raise
-    except OrchestratorError as exc:
-        log.warning("status.save_failed", error=str(exc))
 
 
 def read_snapshot(job: Job, stores: list[NamedStore] | None = None) -> Snapshot:
@@ -91,26 +75,27 @@ def status(job: Job, now: datetime | None = None) -> Status:
         backups=snap.backups[:RECENT],
         cycles=snap.history.cycles[:RECENT_RUNS],
         drills=snap.history.drills[:RECENT_RUNS],
-        targets=[dict(t) for t in targets(job, snap.history)],
+        targets=targets(job, snap.history),
     )
     when = now or datetime.now(UTC)
     result.notify = alert_channels(job)
     result.next_cycle = next_run(job.schedule.cycles, snap.history.cycles, when)
     drills = job.schedule.drills
     result.next_drill = next_run(drills, snap.history.drills, when) if drills else None
-    if snap.backups:
-        created = datetime.fromisoformat(snap.backups[0]["created_at"].replace("Z", "+00:00"))
-        result.newest_age_seconds = round(((now or datetime.now(UTC)) - created).total_seconds(), 1)
+    created = history.parse_moment(snap.backups[0].get("created_at")) if snap.backups else None
+    if created is not None:
+        result.newest_age_seconds = round((when - created).total_seconds(), 1)
     result.last_cycle = snap.history.cycles[0] if snap.history.cycles else _last_cycle(stores)
     return result
 
 
-def _last_cycle(stores: list[NamedStore]) -> dict[str, Any] | None:
-    """The last cycle as versions before the history kept it."""
+def _last_cycle(stores: list[NamedStore]) -> CycleDoc | None:
+    """The last cycle as versions before the history kept it wrote it (read only: a cycle
+    is now written once, to the history)."""
     for store in stores:
         try:
             found = json.loads(store.storage.get_bytes(LAST_CYCLE_KEY))
-            return found if isinstance(found, dict) else None
+            return cast(CycleDoc, found) if isinstance(found, dict) else None
         except Interrupted:
             raise
         except (OrchestratorError, ValueError):
@@ -174,7 +159,9 @@ def alert_channels(job: Job) -> list[str]:
     return found + [channels.label(url) for url in job.alerts.notify_urls]
 
 
-def next_run(spec: Schedule, done: list[dict[str, Any]], now: datetime) -> dict[str, Any]:
+def next_run(
+    spec: Schedule, done: Sequence[CycleDoc] | Sequence[DrillDoc], now: datetime
+) -> dict[str, Any]:
     """When `spec` runs next after `now`: `schedule` (its description), `utc` (ISO, Z),
     `local` (`YYYY-MM-DD HH:MM ZONE` in the schedule's zone) and `tz`. An interval counts
     from the newest finished run in `done` (newest first); with none, `utc` and `local`
@@ -236,7 +223,7 @@ def health_seed(kept: history.History) -> Seed:
     )
 
 
-def cycle_report(doc: dict[str, Any]) -> CycleReport:
+def cycle_report(doc: CycleDoc) -> CycleReport:
     """A cycle kept in the history as the report it was written from. Pure."""
     started = history.parse_moment(doc.get("started_at")) or datetime.fromtimestamp(0, UTC)
     report = CycleReport(
@@ -282,9 +269,9 @@ def page_data(job: Job, snap: Snapshot, now: datetime | None = None) -> PageData
         alerts=", ".join(alert_channels(job)) or None,
         max_backup_age_seconds=allowed_backup_age(job),
         source=where,
-        cycles=[cast(CycleDoc, c) for c in snap.history.cycles],
-        drills=[cast(DrillDoc, d) for d in snap.history.drills],
-        backups=[cast(BackupDoc, b) for b in snap.backups[:PAGE_BACKUPS]],
+        cycles=snap.history.cycles,
+        drills=snap.history.drills,
+        backups=snap.backups[:PAGE_BACKUPS],
         targets=targets(job, snap.history),
     )
 

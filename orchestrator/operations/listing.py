@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from orchestrator import catalog
 from orchestrator.catalog import Located, Manifest
 from orchestrator.job import Job
+from orchestrator.records import BackupDoc
 
 
 def list_backups(job: Job, database: str | None = None) -> list[Located]:
@@ -19,7 +18,7 @@ def list_backups(job: Job, database: str | None = None) -> list[Located]:
     return located
 
 
-def summary(manifest: Manifest, stores: list[str] | None = None) -> dict[str, Any]:
+def summary(manifest: Manifest, stores: list[str] | None = None) -> BackupDoc:
     """The fields `list --json` prints for one backup (`stores`: those that hold it)."""
     return {
         "id": manifest.id,
@@ -37,6 +36,6 @@ def summary(manifest: Manifest, stores: list[str] | None = None) -> dict[str, An
     }
 
 
-def located_summary(backup: Located) -> dict[str, Any]:
+def located_summary(backup: Located) -> BackupDoc:
     """summary() of a backup found across stores."""
     return summary(backup.manifest, backup.stores)
