@@ -239,14 +239,14 @@ class MaskedLoad:
                 raise JobError(f"the archive's data of {entry.rest!r} never reached the filter")
         for table, done in sorted(found.items()):
             if done.get("masked_columns"):
-                self._record(table, done)
+                self._record(table, done, index)
 
-    def _record(self, table: str, found: dict[str, Any]) -> None:
-        """Keep what the filter did to `table`: its masked columns, rows, items scrubbed."""
+    def _record(self, table: str, found: dict[str, Any], group: int) -> None:
+        """Keep what filter `group` did to `table`: its masked columns, rows, items scrubbed."""
         self.stats[table] = {"columns": found["masked_columns"], "rows": found.get("rows", 0)}
         if found.get("scrubbed"):
             self.stats[table]["scrubbed"] = found["scrubbed"]
-        log.info("restore.masked_table", table=table, **self.stats[table])
+        log.info("restore.masked_table", table=table, group=group, **self.stats[table])
 
 
 def unlisted_kept(
