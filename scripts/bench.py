@@ -15,6 +15,8 @@
     holding personal data in three or four columns each, one of those with 300,000 rows,
     without masking rules
 (x) the same refresh with the rules `mask suggest` writes for that backup
+(o) (x) run by the code of another checkout, the folder BENCH_BASELINE names (e.g. main's
+    before a change): before and after alternate in the same rounds
 (d) bare `pg_dump -Fc` of a small database (pgbench scale 2, about 37 MB) to a file
 (k) `orchestrator backup` of the same database to a folder store, gzip like (d): what a
     command costs over the bare command it wraps (interpreter, imports, settings, checks,
@@ -152,12 +154,15 @@ def _filters() -> list[int]:
     return found
 
 
-def orchestrate(env: dict[str, str], args: list[str], name: str) -> int:
-    """Run `orchestrator ARGS`; give its peak RSS in bytes (VmHWM, sampled to the end); the
-    masking filters' peaks go to FILTER_PEAKS. Its JSON log is kept in
-    .demo/bench-<name>.log."""
+def orchestrate(env: dict[str, str], args: list[str], name: str, code: Path | None = None) -> int:
+    """Run `orchestrator ARGS` (the code of checkout `code`, default this one); give its
+    peak RSS in bytes (VmHWM, sampled to the end); the masking filters' peaks go to
+    FILTER_PEAKS. Its JSON log is kept in .demo/bench-<name>.log."""
+    if code is not None:  # its children (the filter) inherit the folder and PYTHONPATH
+        env = {**env, "PYTHONPATH": str(code)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "orchestrator", *args],
+        cwd=code,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -344,6 +349,7 @@ D = "(d) bare pg_dump -Fc, small database"
 K = "(k) orchestrator backup, folder store"
 N = "(n) dev refresh, 100 tables, no rules"
 X = "(x) the same, 19 tables masked (suggested)"
+BASE_X = "(o) (x) by the code of BENCH_BASELINE"
 SMALL_SCALE = 2  # pgbench scale of the small database of (d) and (k): about 37 MB
 PIPELINE_LINES = set("abcge")
 
@@ -394,6 +400,9 @@ def main() -> None:
     rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 5
     lines = sys.argv[3] if len(sys.argv) > 3 else "abcge"
     run([sys.executable, "-m", "compileall", "-q", str(REPO / "orchestrator")])
+    baseline = Path(os.environ["BENCH_BASELINE"]).resolve() if "o" in lines else None
+    if baseline is not None:
+        run([sys.executable, "-m", "compileall", "-q", str(baseline / "orchestrator")])
     bins = postgres.installs()
     major = 17 if 17 in bins else max(bins)
     print(f"starting PostgreSQL {major} source and two targets, SeaweedFS; pgbench scale {scale}")
@@ -459,6 +468,7 @@ def main() -> None:
             "e": (E, lambda n: rss.append(pipeline(sealed_env, f"{n}-sealed"))),
             "n": (N, lambda n: rss.append(orchestrate(wide_env, wide, f"wide-{n}"))),
             "x": (X, lambda n: rss.append(orchestrate(wide_masked_env, wide, f"wide-masked-{n}"))),
+            "o": (BASE_X, lambda n: orchestrate(wide_masked_env, wide, f"wide-base-{n}", baseline)),
             "d": (D, lambda n: bare_dump(bins[major], small_url, work)),
             "k": (K, lambda n: backup(small_env)),
         }
@@ -489,7 +499,7 @@ def main() -> None:
                         f"(v/s) {name} (not counted)",
                         lambda n=name, e=chosen: rss.append(orchestrate(e, notes, n)),
                     )
-            if "n" in lines or "x" in lines:
+            if set("nxo") & set(lines):
                 print("many-tables line: 100 tables, 19 with personal data, backed up once")
                 wide_env, wide_masked_env, wide = masked_refresh_setup(
                     source_c, targets[1], env, work, ("many", many_tables_sql(), None)
@@ -531,7 +541,7 @@ def report(runs: dict[str, list[float]], rss: list[int], rounds: int) -> None:
     """Print the medians and the ratios of the ways that ran."""
     m = {key: statistics.median(times) for key, times in runs.items()}
     names = {"a": "a", "b": "b", "c": "c", "g": "c'", "e": "e", "u": "u", "m": "m", "v": "v"}
-    names.update(s="s", d="d", k="k", n="n", x="x")
+    names.update(s="s", d="d", k="k", n="n", x="x", o="o")
     shown = ", ".join(f"{names[k]} {v:.2f} s" for k, v in m.items())
     print(f"\nmedians of {rounds} round(s): {shown}")
     ratios = [
@@ -542,6 +552,7 @@ def report(runs: dict[str, list[float]], rss: list[int], rounds: int) -> None:
         ("m", "u", "m/u", "(masked dev refresh; target <= 1.5)"),
         ("s", "v", "s/v", "(scrubbed dev refresh; target <= 1.5)"),
         ("x", "n", "x/n", "(19 of 100 tables masked; target <= 1.3)"),
+        ("o", "n", "o/n", "(the same by the baseline's code)"),
     ]
     for top, bottom, name, note in ratios:
         if top in m and bottom in m:
