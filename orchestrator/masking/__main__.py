@@ -4,6 +4,10 @@
       | python -m orchestrator.masking filter --plan PLAN.json [--stats STATS.json] [--workers N] \\
       | psql ...
 
+LIST names the data of one or more tables; PLAN.json holds the plan of each (one filter
+serves every table of its list, so its start-up is paid once, not once per table), and
+each COPY of the script is masked with the plan of the table its header names.
+
 The key comes from the environment (MASK_KEY), never from the command line. An error is
 one line on stderr, `orchestrator-mask: error: ...`, holding no data value; the exit code
 is 1, or 2 when the plan file or MASK_KEY is wrong (nothing was read then).
@@ -23,8 +27,8 @@ from typing import BinaryIO, TextIO
 from orchestrator import logs
 from orchestrator.errors import ConfigError, OrchestratorError
 from orchestrator.masking import workers
-from orchestrator.masking.plan import TablePlan
-from orchestrator.masking.stream import filter_script
+from orchestrator.masking.plan import plans_from_json
+from orchestrator.masking.stream import filter_tables
 from orchestrator.masking.transforms import KEY_SETTING, load_key
 
 PROGRAM = "orchestrator-mask"
@@ -34,12 +38,14 @@ MAX_WORKERS = 64
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m orchestrator.masking",
-        description="Mask the COPY data of one table in a pg_restore script (stdin to stdout).",
+        description="Mask the COPY data of tables in a pg_restore script (stdin to stdout).",
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("filter", help="mask one table's rows between pg_restore and psql")
-    run.add_argument("--plan", required=True, type=Path, help="the table's plan (JSON)")
-    run.add_argument("--stats", type=Path, help="write rows and masked columns here (JSON)")
+    run = commands.add_parser("filter", help="mask tables' rows between pg_restore and psql")
+    run.add_argument("--plan", required=True, type=Path, help="the tables' plans (JSON)")
+    run.add_argument(
+        "--stats", type=Path, help="write rows and masked columns of each table here (JSON)"
+    )
     run.add_argument("--workers", type=int, default=1, help="processes that mask (default 1)")
     return parser
 
@@ -76,16 +82,17 @@ def _filter(
         raise ConfigError(f"--workers: must be from 1 to {MAX_WORKERS}")
     key = load_key(environ.get(KEY_SETTING))
     try:
-        plan = TablePlan.from_json(args.plan.read_text(encoding="utf-8"))
+        plans = plans_from_json(args.plan.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"--plan: cannot read {args.plan}: {exc.strerror}") from None
     except ConfigError as exc:
         raise ConfigError(f"--plan: {args.plan}: {exc}") from None
-    stats = filter_script(source, sink, plan, key, workers.runner(args.workers))
+    stats = filter_tables(source, sink, plans, key, workers.runner(args.workers))
     sink.flush()
     if args.stats is not None:
+        tables = {table: found.as_dict() for table, found in stats.items()}
         try:
-            args.stats.write_text(json.dumps(stats.as_dict(), ensure_ascii=False) + "\n")
+            args.stats.write_text(json.dumps({"tables": tables}, ensure_ascii=False) + "\n")
         except OSError as exc:
             raise ConfigError(f"--stats: cannot write {args.stats}: {exc.strerror}") from None
 

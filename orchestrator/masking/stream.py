@@ -13,7 +13,7 @@ data all stop the filter with a FilterError. No message ever holds a data value.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -269,6 +269,9 @@ class BlockMasker:
         return b"\n".join(lines)
 
 
+RunBlocks = Callable[[BlockMasker, Iterator[bytes]], Iterator[bytes]]
+
+
 def _edges(parts: list[bytes], stride: int, first: _Field | None, last: _Field | None) -> None:
     """Mask the first and last columns where they share the parts "last\\nfirst": taken
     apart with one split, each column masked as a whole, then paired again."""
@@ -463,37 +466,63 @@ def filter_script(
     sink: BinaryIO,
     plan: TablePlan,
     key: MaskKey,
-    run_blocks: Callable[[BlockMasker, Iterator[bytes]], Iterator[bytes]] | None = None,
+    run_blocks: RunBlocks | None = None,
     block_size: int = BLOCK_SIZE,
 ) -> FilterStats:
-    """Copy pg_restore's script from `source` to `sink`, masking the rows of `plan`'s table.
+    """Copy pg_restore's script from `source` to `sink`, masking the rows of `plan`'s table
+    (`filter_tables` with that one plan); give its stats."""
+    return filter_tables(source, sink, {plan.table: plan}, key, run_blocks, block_size)[plan.table]
 
-    `run_blocks` maps the masker over the blocks in order (default: in this process; the
-    program passes a worker pool). Gives the stats; raises FilterError when the stream
-    cannot be masked safely, after making any COPY already begun fail on the server.
+
+def filter_tables(
+    source: BinaryIO,
+    sink: BinaryIO,
+    plans: Mapping[str, TablePlan],
+    key: MaskKey,
+    run_blocks: RunBlocks | None = None,
+    block_size: int = BLOCK_SIZE,
+) -> dict[str, FilterStats]:
+    """Copy pg_restore's script from `source` to `sink`, masking the rows of each COPY with
+    the plan of the table its header names (`plans`, by table key; the key is exact, so
+    quotes, dots, spaces and case in names can never pick another table's plan).
+
+    `run_blocks` maps a masker over the blocks in order (default: in this process; the
+    program passes a worker pool). Gives the stats of each table whose COPY the script
+    held; raises FilterError when the stream cannot be masked safely (a COPY of a table
+    without a plan among them, or no COPY at all), after making any COPY already begun
+    fail on the server.
     """
-    reader, stats, encoding, copies = _Reader(source, block_size), FilterStats(plan.table), None, 0
+    reader, encoding = _Reader(source, block_size), None
+    done: dict[str, FilterStats] = {}
     while line := reader.line():
         if line.startswith(b"COPY "):
             _expect_utf8(encoding)
             header = parse_copy_line(line)
-            if header.table != plan.table:
-                raise FilterError(f"the stream holds data of {header.table}, not {plan.table}")
+            plan = plans.get(header.table)
+            if plan is None:
+                raise FilterError(f"the stream holds data of {header.table}, not {_names(plans)}")
             masker = compile_table(plan, key, header.columns)
+            stats = done.setdefault(plan.table, FilterStats(plan.table))
             stats.columns, stats.masked_columns = header.columns, list(masker.masked)
             sink.write(line)
             stats.rows += _copy_rows(reader, sink, masker, run_blocks or _in_process)
             for name, count in masker.take_counts().items():
                 stats.scrubbed[name] = stats.scrubbed.get(name, 0) + count
-            copies += 1
         elif line.startswith(b"INSERT INTO "):
             raise FilterError("the stream holds INSERT statements (a dump made with --inserts?)")
-        elif not (copies == 0 and line == DROPPED_BEFORE_COPY):
+        elif not (not done and line == DROPPED_BEFORE_COPY):
             encoding = _check_encoding(line, encoding)
             sink.write(line)
-    if copies == 0:
-        raise FilterError(f"the stream holds no COPY data for {plan.table}")
-    return stats
+    if not done:
+        raise FilterError(f"the stream holds no COPY data for {_names(plans)}")
+    return done
+
+
+def _names(plans: Mapping[str, TablePlan]) -> str:
+    """The tables of `plans` for a message: up to three by name, or how many."""
+    if len(plans) <= 3:
+        return ", ".join(sorted(plans)) or "any table"
+    return f"any of the {len(plans)} tables of its plans"
 
 
 def _expect_utf8(encoding: str | None) -> None:
@@ -506,12 +535,7 @@ def _in_process(masker: BlockMasker, blocks: Iterator[bytes]) -> Iterator[bytes]
     return map(masker, blocks)
 
 
-def _copy_rows(
-    reader: _Reader,
-    sink: BinaryIO,
-    masker: BlockMasker,
-    run_blocks: Callable[[BlockMasker, Iterator[bytes]], Iterator[bytes]],
-) -> int:
+def _copy_rows(reader: _Reader, sink: BinaryIO, masker: BlockMasker, run_blocks: RunBlocks) -> int:
     """Mask and write the rows of one COPY and its end line; give the number of rows."""
     counts: list[int] = []
 
