@@ -18,9 +18,9 @@ more). Types without a counterpart (arrays, bytea, ranges, enums...) are text.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -49,7 +49,6 @@ DUCK_TYPES = {
     "json": "JSON",
     "jsonb": "JSON",
 }
-_local = threading.local()
 Mask = np.ndarray[Any, np.dtype[np.bool_]]
 
 
@@ -61,19 +60,23 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _connection() -> Any:
-    """One DuckDB connection per thread (a connection is not shared across threads)."""
+@contextlib.contextmanager
+def engine() -> Iterator[Any]:
+    """A DuckDB connection for the time of one piece of work, closed after: an open
+    connection in a process that other threads fork from (the `sh` library forks in Python)
+    has been seen to break those forks, so none is kept."""
     import duckdb  # loaded only by subsets: it costs commands that do not use them 0.1 s
 
-    con = getattr(_local, "con", None)
-    if con is None:
-        # no files, no network: a condition sees the batch of rows it is given and nothing else
-        config: dict[str, str | bool | int | float | list[str]] = {
-            "threads": 1,
-            "enable_external_access": False,
-        }
-        con = _local.con = duckdb.connect(":memory:", config=config)
-    return con
+    # no files, no network: a condition sees the batch of rows it is given and nothing else
+    config: dict[str, str | bool | int | float | list[str]] = {
+        "threads": 1,
+        "enable_external_access": False,
+    }
+    con = duckdb.connect(":memory:", config=config)
+    try:
+        yield con
+    finally:
+        con.close()
 
 
 def duck_type(column: Column) -> str:
@@ -99,20 +102,19 @@ class Predicate:
         self.where = where
         typed = ", ".join(f"CAST(NULL AS {duck_type(c)}) AS {_quote(c.name)}" for c in self.columns)
         try:
-            empty = _connection().sql(f"SELECT {typed} LIMIT 0")
-            kind = empty.select(self.expression).types[0]
+            with engine() as con:
+                kind = con.sql(f"SELECT {typed} LIMIT 0").select(self.expression).types[0]
         except duckdb.Error as exc:
             raise PredicateError(f"{table}: where: {_first_line(exc)}") from None
         if str(kind) != "BOOLEAN":
             raise PredicateError(f"{table}: where: gives {kind}, not a boolean")
 
-    def holds(self, values: Sequence[Sequence[str | None]]) -> Mask:
+    def holds(self, values: Sequence[Sequence[str | None]], con: Any) -> Mask:
         """For each row of `values` (one list per column, COPY text or None for NULL), True
-        when the condition holds (NULL counts as not holding)."""
+        when the condition holds (NULL counts as not holding); `con` comes from `engine()`."""
         rows = len(values[0]) if values else 0
         if rows == 0:
             return np.zeros(0, dtype=bool)
-        con = _connection()
         batch = {f"c{i}": np.array(column, dtype=object) for i, column in enumerate(values)}
         con.register("subset_batch", batch)
         try:

@@ -387,14 +387,19 @@ class _Resolver:
 # --- checking ---------------------------------------------------------------------------
 
 
-def check(rules: Rules, schema: SchemaFacts, data_tables: Collection[str]) -> list[Problem]:
+def check(
+    rules: Rules, schema: SchemaFacts, data_tables: Collection[str], conditions: bool = True
+) -> list[Problem]:
     """Give every problem of `rules` against `schema`, sorted; none means `plan` will work.
 
     `data_tables` are the tables whose data the archive holds (partitions, not their
     partitioned parents). Finds unknown tables and columns, unknown transforms and bad
     parameters, transforms that do not fit a column, foreign-key columns that disagree
     with the masked key they reference, and (under `unlisted_columns: fail`) every column
-    of a data table that no rule covers.
+    of a data table that no rule covers; and the subset's problems, its `where:` conditions
+    parsed and type-checked when `conditions` (by the embedded engine: `mask check` does;
+    a restore leaves them to the subset's scanning child, so the engine never runs in a
+    process whose other threads start programs).
     """
     resolver = _Resolver(rules, schema)
     problems = set(resolver.problems)
@@ -404,7 +409,30 @@ def check(rules: Rules, schema: SchemaFacts, data_tables: Collection[str]) -> li
         problems |= _foreign_key_problems(resolver, key)
     for key in sorted(set(data_tables) & set(schema.tables)):
         problems |= _column_problems(resolver, key, schema.tables[key])
+    if rules.subset is not None:
+        problems |= subset_problems(rules.subset, schema, conditions)
     return sorted(problems)
+
+
+def subset_problems(
+    subset: SubsetRules, schema: SchemaFacts, conditions: bool = True
+) -> set[Problem]:
+    """The problems of a `subset:` section: its tables, keys and cycles (masking.subset),
+    then (when `conditions`) each `where:` parsed and type-checked against its columns."""
+    from orchestrator.masking import subset as subsets
+
+    found = {Problem(p.where, p.message) for p in subsets.check(subset, schema)}
+    if found or not conditions:
+        return found
+    for key, condition in sorted(subset.tables.items()):
+        if condition.where is not None:
+            from orchestrator.masking.predicate import Predicate, PredicateError
+
+            try:
+                Predicate(key, schema.tables[key].columns, condition.where)
+            except PredicateError as exc:
+                found.add(Problem(key, str(exc).removeprefix(f"{key}: ")))
+    return found
 
 
 def _foreign_key_problems(resolver: _Resolver, key: str) -> set[Problem]:
@@ -467,9 +495,9 @@ def _follow_problems(
 def plan(rules: Rules, schema: SchemaFacts, data_tables: Collection[str]) -> dict[str, TablePlan]:
     """Give the TablePlan of every table in `data_tables`, keyed by table.
 
-    Raises RulesProblems when `check` finds any problem.
+    Raises RulesProblems when `check` finds any problem (conditions left to the scan).
     """
-    problems = check(rules, schema, data_tables)
+    problems = check(rules, schema, data_tables, conditions=False)
     if problems:
         raise RulesProblems(problems)
     resolver, lengths = _Resolver(rules, schema), _LinkedLengths(schema)

@@ -22,6 +22,7 @@ import numpy as np
 from orchestrator.errors import JobError
 from orchestrator.masking._vector import NEWLINE, values_of
 from orchestrator.masking.plan import TablePlan, location
+from orchestrator.masking.subset_flags import RowFlags
 from orchestrator.masking.transforms import (
     Compiled,
     MaskKey,
@@ -322,12 +323,14 @@ class FilterStats:
     columns: list[str] = field(default_factory=list)
     masked_columns: list[str] = field(default_factory=list)
     scrubbed: dict[str, int] = field(default_factory=dict)
+    dropped: int = 0  # rows the subset did not keep
 
     def as_dict(self) -> dict[str, object]:
         """Give the stats as a JSON-ready mapping."""
         return {
             "table": self.table,
             "rows": self.rows,
+            "dropped": self.dropped,
             "columns": self.columns,
             "masked_columns": self.masked_columns,
             "scrubbed": self.scrubbed,
@@ -481,6 +484,7 @@ def filter_tables(
     key: MaskKey,
     run_blocks: RunBlocks | None = None,
     block_size: int = BLOCK_SIZE,
+    subset: Mapping[str, RowFlags] | None = None,
 ) -> dict[str, FilterStats]:
     """Copy pg_restore's script from `source` to `sink`, masking the rows of each COPY with
     the plan of the table its header names (`plans`, by table key; the key is exact, so
@@ -490,7 +494,8 @@ def filter_tables(
     program passes a worker pool). Gives the stats of each table whose COPY the script
     held; raises FilterError when the stream cannot be masked safely (a COPY of a table
     without a plan among them, or no COPY at all), after making any COPY already begun
-    fail on the server.
+    fail on the server. With `subset` (flags by table key), the rows of those tables the
+    subset does not keep are dropped, and flagged keys set to NULL, before masking.
     """
     reader, encoding = _Reader(source, block_size), None
     done: dict[str, FilterStats] = {}
@@ -505,7 +510,10 @@ def filter_tables(
             stats = done.setdefault(plan.table, FilterStats(plan.table))
             stats.columns, stats.masked_columns = header.columns, list(masker.masked)
             sink.write(line)
-            stats.rows += _copy_rows(reader, sink, masker, run_blocks or _in_process)
+            flags = (subset or {}).get(header.table)
+            applier = SubsetApplier(header.table, flags, header.columns) if flags else None
+            stats.rows += _copy_rows(reader, sink, masker, run_blocks or _in_process, applier)
+            stats.dropped += applier.dropped if applier is not None else 0
             for name, count in masker.take_counts().items():
                 stats.scrubbed[name] = stats.scrubbed.get(name, 0) + count
         elif line.startswith(b"INSERT INTO "):
@@ -535,12 +543,23 @@ def _in_process(masker: BlockMasker, blocks: Iterator[bytes]) -> Iterator[bytes]
     return map(masker, blocks)
 
 
-def _copy_rows(reader: _Reader, sink: BinaryIO, masker: BlockMasker, run_blocks: RunBlocks) -> int:
-    """Mask and write the rows of one COPY and its end line; give the number of rows."""
+def _copy_rows(
+    reader: _Reader,
+    sink: BinaryIO,
+    masker: BlockMasker,
+    run_blocks: RunBlocks,
+    applier: SubsetApplier | None = None,
+) -> int:
+    """Mask and write the rows of one COPY (those the subset keeps, when `applier`) and its
+    end line; give the number of rows written."""
     counts: list[int] = []
 
     def counted(blocks: Iterator[bytes]) -> Iterator[bytes]:
         for block in blocks:
+            if applier is not None:
+                block = applier(block)
+                if not block:
+                    continue
             counts.append(_lines_in(block))
             yield block
 
@@ -549,6 +568,8 @@ def _copy_rows(reader: _Reader, sink: BinaryIO, masker: BlockMasker, run_blocks:
         for index, out in enumerate(run_blocks(masker, counted(reader.rows()))):
             sink.write(out)
             rows += counts[index]
+        if applier is not None:
+            applier.finish()
     except RowError as exc:
         _abort_copy(sink, len(masker.columns))
         where = location(masker.table, exc.column) if exc.column else masker.table
@@ -558,6 +579,42 @@ def _copy_rows(reader: _Reader, sink: BinaryIO, masker: BlockMasker, run_blocks:
         raise
     sink.write(END_OF_DATA)
     return rows
+
+
+class SubsetApplier:
+    """Drops the rows of one COPY the subset does not keep and sets flagged keys to NULL,
+    block by block, before the rows are masked (dropped rows are never even masked)."""
+
+    def __init__(self, table: str, flags: RowFlags, columns: list[str]) -> None:
+        self.table, self.flags, self.seen, self.dropped = table, flags, 0, 0
+        self.nulls = [
+            ([columns.index(c) for c in key], rows)
+            for key, rows in flags.nulled.items()
+            if all(c in columns for c in key)
+        ]
+
+    def __call__(self, block: bytes) -> bytes:
+        lines = block.split(b"\n")[:-1]
+        start, self.seen = self.seen, self.seen + len(lines)
+        if self.seen > len(self.flags.kept):
+            raise FilterError(f"{self.table}: the archive holds more rows than the subset read")
+        keep = self.flags.kept[start : self.seen]
+        self.dropped += len(lines) - int(np.count_nonzero(keep))
+        for positions, rows in self.nulls:
+            for index in np.flatnonzero(rows[start : self.seen] & keep):
+                fields = lines[index].split(b"\t")
+                for position in positions:
+                    fields[position] = b"\\N"
+                lines[index] = b"\t".join(fields)
+        return b"".join(line + b"\n" for line, kept in zip(lines, keep, strict=True) if kept)
+
+    def finish(self) -> None:
+        """Raise FilterError unless every row the first pass flagged came by."""
+        if self.seen != len(self.flags.kept):
+            raise FilterError(
+                f"{self.table}: the archive holds {self.seen} rows, the subset read "
+                f"{len(self.flags.kept)}"
+            )
 
 
 def _lines_in(block: bytes) -> int:

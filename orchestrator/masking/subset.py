@@ -20,8 +20,10 @@ the rows of all its partitions.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Collection
 from dataclasses import dataclass, field
+from typing import Any
 
 from orchestrator.schema_facts import ForeignKey, SchemaFacts
 
@@ -279,3 +281,21 @@ def _parents_first(found: set[str], filters: list[Edge]) -> tuple[str, ...]:
         for key in ready:
             del waiting[key]
     return tuple(order)
+
+
+def rules_to_json(rules: SubsetRules) -> dict[str, Any]:
+    """`rules` as JSON values (for the scanning child process)."""
+    return dataclasses.asdict(rules)
+
+
+def rules_from_json(found: dict[str, Any]) -> SubsetRules:
+    """The SubsetRules `rules_to_json` gave. Raises ValueError when the shape is wrong."""
+    try:
+        return SubsetRules(
+            tables={key: Condition(**c) for key, c in found["tables"].items()},
+            keep_whole=tuple(found["keep_whole"]),
+            set_null=tuple(found["set_null"]),
+            line=int(found.get("line", 0)),
+        )
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"not a subset: {exc}") from None

@@ -16,7 +16,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from orchestrator.masking.predicate import Mask, Predicate, share
+from orchestrator.masking.predicate import Mask, Predicate, engine, share
 from orchestrator.masking.stream import FilterError, _Reader, decode_field, parse_copy_line
 from orchestrator.masking.subset import Edge, SubsetPlan, TableSubset
 from orchestrator.schema_facts import Column, SchemaFacts
@@ -65,26 +65,25 @@ class Scanner:
         when a condition cannot be evaluated.
         """
         reader = _Reader(source)
-        while line := reader.line():
-            if not line.startswith(b"COPY "):
-                continue
-            header = parse_copy_line(line)
-            subset = self.plan.filtered(header.table, self.facts)
-            if subset is None:
-                for _block in reader.rows():  # a table kept whole: nothing to decide
-                    pass
-                continue
-            self.tables[header.table] = self._table(header.table, header.columns, subset, reader)
+        with engine() as con:
+            while line := reader.line():
+                if not line.startswith(b"COPY "):
+                    continue
+                header = parse_copy_line(line)
+                subset = self.plan.filtered(header.table, self.facts)
+                if subset is None:
+                    for _block in reader.rows():  # a table kept whole: nothing to decide
+                        pass
+                    continue
+                decide = _Decider(self, header.table, header.columns, subset, con)
+                self.tables[header.table] = self._table(decide, reader)
         self._resolve_nulls()
         return self.tables
 
-    def _table(
-        self, key: str, columns: list[str], subset: TableSubset, reader: _Reader
-    ) -> TableKept:
-        decide = _Decider(self, key, columns, subset)
-        flags = [decide(rows) for rows in _batches(reader.rows(), len(columns))]
+    def _table(self, decide: _Decider, reader: _Reader) -> TableKept:
+        flags = [decide(rows) for rows in _batches(reader.rows(), len(decide.columns))]
         kept = np.concatenate(flags) if flags else np.zeros(0, dtype=bool)
-        found = TableKept(key, subset.key, columns, kept)
+        found = TableKept(decide.key, decide.subset.key, decide.columns, kept)
         for edge, values in decide.nullable.items():
             self.pending.append((found, edge, values))
         return found
@@ -103,8 +102,16 @@ class Scanner:
 class _Decider:
     """Decides the rows of one data table, batch by batch."""
 
-    def __init__(self, scanner: Scanner, key: str, columns: list[str], subset: TableSubset):
-        self.scanner, self.subset, self.columns = scanner, subset, columns
+    def __init__(
+        self, scanner: Scanner, key: str, columns: list[str], subset: TableSubset, con: Any
+    ) -> None:
+        self.scanner, self.subset, self.columns, self.key, self.con = (
+            scanner,
+            subset,
+            columns,
+            key,
+            con,
+        )
         facts = scanner.facts
         described = _columns(facts, key, subset.key, columns)
         condition = subset.condition
@@ -126,7 +133,7 @@ class _Decider:
         count = len(rows)
         keep = np.ones(count, dtype=bool)
         if self.predicate is not None:
-            keep &= self.predicate.holds([list(c) for c in zip(*rows, strict=True)])
+            keep &= self.predicate.holds([list(c) for c in zip(*rows, strict=True)], self.con)
         if self.percent is not None:
             keep &= share(self.scanner.key, self.subset.key, self._row_keys(rows), self.percent)
         for edge in self.subset.filters:

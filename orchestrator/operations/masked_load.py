@@ -46,6 +46,7 @@ from orchestrator.setting_files import setting_file_text
 if TYPE_CHECKING:  # the masking core loads only when a target is masked (see load_masking)
     from orchestrator.masking.plan import TablePlan
     from orchestrator.masking.rules import Problem, Rules
+    from orchestrator.masking.subset_flags import RowFlags
 
 log = get_logger(__name__)
 SHOWN_PROBLEMS = 20
@@ -118,7 +119,7 @@ def plans_for(masking: Masking, manifest: Manifest) -> dict[str, TablePlan]:
     data_tables = list(manifest.row_counts)
     from orchestrator.masking.rules import check, plan
 
-    problems = check(masking.rules, facts, data_tables)
+    problems = check(masking.rules, facts, data_tables, conditions=False)
     if problems:
         raise MaskingRefused(masking.setting, manifest.id, problems)
     counted = manifest.row_counts  # weighs each table when masked tables are shared out
@@ -140,6 +141,7 @@ class MaskedLoad:
     plans: dict[str, TablePlan]
     folder: Path
     tables_of: Callable[[TocEntry], list[str]]
+    subset: dict[str, RowFlags] = field(default_factory=dict)  # by data table: rows kept
     stats: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def run(self) -> list[str]:
@@ -175,7 +177,8 @@ class MaskedLoad:
         if not keys:
             raise JobError(f"the archive's entry {entry.rest!r} matches no table of the manifest")
         masked = any((p := self.plans.get(k)) is not None and p.masked_columns() for k in keys)
-        return [k for k in keys if k in self.plans] if masked else []
+        filtered = any(k in self.subset for k in keys)  # a subset drops rows on the way too
+        return [k for k in keys if k in self.plans] if masked or filtered else []
 
     def _groups(self, chosen: list[TocEntry], masked: dict[str, list[str]]) -> list[list[TocEntry]]:
         """The masked entries shared out by the rows the backup holds (`share_out`) into
@@ -219,18 +222,21 @@ class MaskedLoad:
         plan_file.write_text(plans_to_json(self.plans[key] for key in keys), encoding="utf-8")
         stats_file = self.folder / f"stats-{index}.json"
         listed = pgrestore.write_list(group, self.folder / f"entries-{index}.list")
-        middle = execute.Stage(
-            [
-                sys.executable,
-                "-m",
-                "orchestrator.masking",
-                "filter",
-                f"--plan={plan_file}",
-                f"--stats={stats_file}",
-                f"--workers={self.masking.workers}",
-            ],
-            {KEY_SETTING: self.masking.key},
-        )
+        argv = [
+            sys.executable,
+            "-m",
+            "orchestrator.masking",
+            "filter",
+            f"--plan={plan_file}",
+            f"--stats={stats_file}",
+            f"--workers={self.masking.workers}",
+        ]
+        flags = {key: self.subset[key] for key in keys if key in self.subset}
+        if flags:
+            from orchestrator.masking import subset_flags
+
+            argv.append(f"--subset={subset_flags.save(self.folder / f'subset-{index}', flags)}")
+        middle = execute.Stage(argv, {KEY_SETTING: self.masking.key})
         stages = pgrestore.copy_stages(self.client, self.target, self.archive, listed, middle)
         execute.run_pipeline(stages, timeout=self.options.timeout)
         found: dict[str, dict[str, Any]] = json.loads(stats_file.read_text(encoding="utf-8"))[
@@ -240,7 +246,7 @@ class MaskedLoad:
             if not any(key in found for key in masked[entry.line]):
                 raise JobError(f"the archive's data of {entry.rest!r} never reached the filter")
         for table, done in sorted(found.items()):
-            if done.get("masked_columns"):
+            if done.get("masked_columns") or table in self.subset:
                 self._record(table, done, index)
 
     def _record(self, table: str, found: dict[str, Any], group: int) -> None:
@@ -248,6 +254,8 @@ class MaskedLoad:
         self.stats[table] = {"columns": found["masked_columns"], "rows": found.get("rows", 0)}
         if found.get("scrubbed"):
             self.stats[table]["scrubbed"] = found["scrubbed"]
+        if table in self.subset:
+            self.stats[table]["dropped"] = found.get("dropped", 0)
         log.info("restore.masked_table", table=table, group=group, **self.stats[table])
 
 
@@ -329,10 +337,14 @@ def database_comment(
 
 
 def _columns_of(stats: dict[str, Any]) -> str:
-    """The masked columns of one table for the comment, with the items each one scrubbed:
-    `email, notes: 412 items scrubbed`."""
+    """The masked columns of one table for the comment, with the items each one scrubbed,
+    and for a subset's table the rows kept and dropped: `email, notes: 412 items scrubbed,
+    subset kept 120 rows, dropped 880`."""
     scrubbed = stats.get("scrubbed", {})
-    return ", ".join(
+    parts = [
         f"{name}: {scrubbed[name]} items scrubbed" if name in scrubbed else name
         for name in stats.get("columns", [])
-    )
+    ]
+    if "dropped" in stats:  # a subset's table: how many of its rows it kept
+        parts.append(f"subset kept {stats.get('rows', 0)} rows, dropped {stats['dropped']}")
+    return ", ".join(parts)

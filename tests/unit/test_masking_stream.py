@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from orchestrator.masking import stream, workers
@@ -348,6 +349,7 @@ def test_the_stats_count_rows_and_name_the_masked_columns() -> None:
     assert stats.as_dict() == {
         "table": "public.customer",
         "rows": 2,
+        "dropped": 0,
         "columns": ["id", "email", "First Name", "phone"],
         "masked_columns": ["email", "First Name", "phone"],
         "scrubbed": {},
@@ -660,3 +662,41 @@ def test_a_one_block_table_is_masked_without_forking_workers(
     assert forks == []
     assert list(run(masker, iter([ROWS, ROWS]))) == [masker(ROWS)] * 2
     assert forks == ["fork"]
+
+
+# --- subsets: the rows a first pass kept ------------------------------------------------
+
+
+def _subset_filter(kept: list[bool], nulled: list[bool], rows: bytes) -> tuple[bytes, Any]:
+    from orchestrator.masking.stream import filter_tables
+    from orchestrator.masking.subset_flags import RowFlags
+
+    flags = RowFlags(np.array(kept), {("id",): np.array(nulled)})
+    out = io.BytesIO()
+    keep_all = TablePlan("public.customer", {}, "keep")
+    stats = filter_tables(
+        io.BytesIO(PREAMBLE + COPY_LINE + rows + TRAILER),
+        out,
+        {"public.customer": keep_all},
+        KEY,
+        subset={"public.customer": flags},
+        block_size=16,  # rows cross block edges
+    )
+    return out.getvalue(), stats["public.customer"]
+
+
+def test_a_subset_drops_the_rows_not_kept_and_nulls_flagged_keys_before_masking() -> None:
+    rows = b"".join(b"%d\tx%d@b.com\tAnn\t555\n" % (n, n) for n in range(1, 7))
+    out, stats = _subset_filter(
+        [True, False, True, False, False, True], [False, False, True, False, False, False], rows
+    )
+    body = out.split(COPY_LINE)[1].split(b"\\.\n")[0]
+    assert body == b"1\tx1@b.com\tAnn\t555\n\\N\tx3@b.com\tAnn\t555\n6\tx6@b.com\tAnn\t555\n"
+    assert (stats.rows, stats.dropped) == (3, 3)
+
+
+@pytest.mark.parametrize("flagged", [2, 9])
+def test_a_subset_whose_rows_differ_from_the_archive_stops_the_load(flagged: int) -> None:
+    rows = b"".join(b"%d\tx@b.com\tAnn\t555\n" % n for n in range(1, 6))
+    with pytest.raises(FilterError, match=r"public\.customer: the archive holds"):
+        _subset_filter([True] * flagged, [False] * flagged, rows)

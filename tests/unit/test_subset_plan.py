@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from orchestrator.masking.predicate import Predicate, PredicateError, share
+from orchestrator.masking.predicate import Predicate, PredicateError, engine, share
 from orchestrator.masking.rules import RulesError, load_rules
 from orchestrator.masking.subset import Condition, SubsetRules, check, plan, reached
 from orchestrator.schema_facts import Column, ForeignKey, SchemaFacts, Table
@@ -266,7 +266,8 @@ ROWS = [
     ],
 )
 def test_conditions_are_evaluated_on_copy_text_with_the_columns_types(where, expected):
-    held = Predicate("public.t", COLUMNS, where).holds(ROWS)
+    with engine() as con:
+        held = Predicate("public.t", COLUMNS, where).holds(ROWS, con)
     assert held.tolist() == expected
 
 
