@@ -11,15 +11,22 @@
 (v) a dev refresh of a database whose table of a million notes (free text, one row in ten
     holding an e-mail address) has no masking rules
 (s) the same refresh with the notes scrubbed (`body: scrub`)
+(n) a dev refresh of a schema of 100 tables of mixed sizes (up to 50,000 rows), 19 of them
+    holding personal data in three or four columns each, one of those with 300,000 rows,
+    without masking rules
+(x) the same refresh with the rules `mask suggest` writes for that backup
+(o) (x) run by the code of another checkout, the folder BENCH_BASELINE names (e.g. main's
+    before a change): before and after alternate in the same rounds
 (d) bare `pg_dump -Fc` of a small database (pgbench scale 2, about 37 MB) to a file
 (k) `orchestrator backup` of the same database to a folder store, gzip like (d): what a
     command costs over the bare command it wraps (interpreter, imports, settings, checks,
     manifest); printed as the median of the rounds' k - d differences, in seconds
 Each is run ROUNDS times (default 5, alternating, so drift hits them all alike); prints the
-medians: c/a, c'/a, b/c, e/c, m/u, s/v, k - d and the peak RSS of the orchestrator process
-and of the masking filter's processes. LINES (default "abcge"; "um" for the masked line,
-"vs" for the scrub line, "dk" for the fixed cost of a command) picks which ways run. The
-package is byte-compiled first, as an installed wheel is, so that no run compiles it.
+medians: c/a, c'/a, b/c, e/c, m/u, s/v, x/n, k - d and the peak RSS of the orchestrator
+process and of the masking filter's processes. LINES (default "abcge"; "um" for the masked
+line, "vs" for the scrub line, "nx" for many masked tables, "dk" for the fixed cost of a
+command) picks which ways run. The package is byte-compiled first, as an installed wheel
+is, so that no run compiles it.
 
 When a pipeline line (a, b, c, c', e) runs, two untimed pipeline cycles come first (their
 times are printed, not counted): after them each target holds a current and a previous
@@ -147,12 +154,15 @@ def _filters() -> list[int]:
     return found
 
 
-def orchestrate(env: dict[str, str], args: list[str], name: str) -> int:
-    """Run `orchestrator ARGS`; give its peak RSS in bytes (VmHWM, sampled to the end); the
-    masking filters' peaks go to FILTER_PEAKS. Its JSON log is kept in
-    .demo/bench-<name>.log."""
+def orchestrate(env: dict[str, str], args: list[str], name: str, code: Path | None = None) -> int:
+    """Run `orchestrator ARGS` (the code of checkout `code`, default this one); give its
+    peak RSS in bytes (VmHWM, sampled to the end); the masking filters' peaks go to
+    FILTER_PEAKS. Its JSON log is kept in .demo/bench-<name>.log."""
+    if code is not None:  # its children (the filter) inherit the folder and PYTHONPATH
+        env = {**env, "PYTHONPATH": str(code)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "orchestrator", *args],
+        cwd=code,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -220,21 +230,69 @@ tables:
     body: scrub
 """
 
+PERSONAL_TABLES = tuple(  # (name, rows, with a birth date): 18 small-to-medium tables
+    (f"contacts_{n:02}", (500, 2_000, 5_000, 10_000, 20_000, 40_000)[n % 6], n % 4 != 0)
+    for n in range(18)
+)
+PLAIN_ROWS = (0, 50, 200, 1_000, 3_000, 10_000, 25_000, 50_000)
+PLAIN_TABLES = 81
+BIG_PERSONAL_ROWS = 300_000
+
+
+def _personal_table(name: str, rows: int, birth: bool) -> str:
+    extra = ", birth_date date" if birth else ""
+    birth_value = ", date '1950-01-01' + (g % 20000)" if birth else ""
+    return f"""
+CREATE TABLE app.{name} (
+    id bigint PRIMARY KEY, email text NOT NULL, full_name text NOT NULL, phone text{extra},
+    status text NOT NULL, amount numeric(12, 2) NOT NULL, created_at timestamptz NOT NULL
+);
+INSERT INTO app.{name}
+SELECT g, 'person' || g || '@{name}.example.org', 'Given' || (g % 997) || ' Family' || (g % 7919),
+       '+1 555 ' || lpad((g % 10000000)::text, 7, '0'){birth_value},
+       (ARRAY['new', 'active', 'closed'])[1 + g % 3], (g % 100000) / 100.0,
+       timestamptz '2020-01-01' + g * interval '1 minute'
+FROM generate_series(1, {rows}) g;"""
+
+
+def _plain_table(index: int) -> str:
+    rows = PLAIN_ROWS[index % len(PLAIN_ROWS)]
+    return f"""
+CREATE TABLE ops.t_{index:02} (
+    id bigint PRIMARY KEY, code text NOT NULL, quantity int NOT NULL,
+    amount numeric(12, 2) NOT NULL, state text NOT NULL, updated_at timestamptz NOT NULL
+);
+INSERT INTO ops.t_{index:02}
+SELECT g, 'SKU-' || (g % 5000), g % 90, (g % 100000) / 100.0,
+       (ARRAY['open', 'shipped', 'billed'])[1 + g % 3],
+       timestamptz '2021-01-01' + g * interval '1 minute'
+FROM generate_series(1, {rows}) g;"""
+
+
+def many_tables_sql() -> str:
+    """100 tables: 81 without personal data (0 to 50,000 rows), 18 small-to-medium ones
+    with e-mail, name, phone and mostly a birth date, and one of 300,000 customers."""
+    parts = ["CREATE SCHEMA app; CREATE SCHEMA ops;"]
+    parts += [_personal_table(*table) for table in PERSONAL_TABLES]
+    parts.append(_personal_table("customers", BIG_PERSONAL_ROWS, False))
+    parts += [_plain_table(index) for index in range(PLAIN_TABLES)]
+    return "\n".join(parts)
+
 
 def masked_refresh_setup(
     source: postgres.Cluster,
     dev: postgres.Cluster,
     env: dict[str, str],
     work: Path,
-    table: tuple[str, str, str] = ("customers", CUSTOMERS_SQL, MASK_RULES),
+    table: tuple[str, str, str | None] = ("customers", CUSTOMERS_SQL, MASK_RULES),
 ) -> tuple[dict[str, str], dict[str, str], list[str]]:
-    """A database (`table`: its name, SQL and masking rules; default a million customers),
-    one backup of it and its local dump; give the environments of the refresh without and
-    with masking rules, and its arguments."""
+    """A database (`table`: its name, SQL and masking rules, None for the rules `mask
+    suggest` writes; default a million customers), one backup of it and its local dump;
+    give the environments of the refresh without and with masking rules, and its arguments."""
     name, sql, mask_rules = table
     source.create_database(name)
     source.psql(sql, name)
-    source.psql(f"VACUUM ANALYZE {name}", name)
+    source.psql("VACUUM ANALYZE", name)
     dev.create_database(name)
     base = {
         **env,
@@ -242,7 +300,6 @@ def masked_refresh_setup(
         "DEV_DATABASE_URL": dev.url(name),
     }
     rules = work / f"mask-{name}.yaml"
-    rules.write_text(mask_rules)
     masked = {**base, "DEV_MASK_RULES": str(rules), "MASK_KEY": "bench-mask-key-0123456789abcdef"}
     result = subprocess.run(
         [sys.executable, "-m", "orchestrator", "backup"],
@@ -252,6 +309,22 @@ def masked_refresh_setup(
         check=True,
     )
     backup_id = result.stdout.strip()
+    if mask_rules is not None:
+        rules.write_text(mask_rules)
+    else:
+        suggest = ["mask", "suggest", "--from", backup_id, "-o", str(rules)]
+        subprocess.run(
+            [sys.executable, "-m", "orchestrator", *suggest],
+            env=base,
+            capture_output=True,
+            check=True,
+        )
+        masked_columns = sum(
+            ": keep" not in line
+            for line in rules.read_text().splitlines()
+            if line.startswith("    ") and ":" in line
+        )
+        print(f"  mask suggest: about {masked_columns} column rules that are not keep")
     dump = work / f"{name}.dump"
     subprocess.run(
         [sys.executable, "-m", "orchestrator", "fetch", backup_id, "-o", str(dump)],
@@ -274,6 +347,9 @@ V = "(v) dev refresh, 1M notes, no rules"
 S = "(s) the same, notes scrubbed"
 D = "(d) bare pg_dump -Fc, small database"
 K = "(k) orchestrator backup, folder store"
+N = "(n) dev refresh, 100 tables, no rules"
+X = "(x) the same, 19 tables masked (suggested)"
+BASE_X = "(o) (x) by the code of BENCH_BASELINE"
 SMALL_SCALE = 2  # pgbench scale of the small database of (d) and (k): about 37 MB
 PIPELINE_LINES = set("abcge")
 
@@ -324,6 +400,9 @@ def main() -> None:
     rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 5
     lines = sys.argv[3] if len(sys.argv) > 3 else "abcge"
     run([sys.executable, "-m", "compileall", "-q", str(REPO / "orchestrator")])
+    baseline = Path(os.environ["BENCH_BASELINE"]).resolve() if "o" in lines else None
+    if baseline is not None:
+        run([sys.executable, "-m", "compileall", "-q", str(baseline / "orchestrator")])
     bins = postgres.installs()
     major = 17 if 17 in bins else max(bins)
     print(f"starting PostgreSQL {major} source and two targets, SeaweedFS; pgbench scale {scale}")
@@ -387,6 +466,9 @@ def main() -> None:
             "c": (C, lambda n: rss.append(pipeline(env, n))),
             "g": (G, lambda n: rss.append(pipeline(gzip_env, f"{n}-gzip"))),
             "e": (E, lambda n: rss.append(pipeline(sealed_env, f"{n}-sealed"))),
+            "n": (N, lambda n: rss.append(orchestrate(wide_env, wide, f"wide-{n}"))),
+            "x": (X, lambda n: rss.append(orchestrate(wide_masked_env, wide, f"wide-masked-{n}"))),
+            "o": (BASE_X, lambda n: orchestrate(wide_masked_env, wide, f"wide-base-{n}", baseline)),
             "d": (D, lambda n: bare_dump(bins[major], small_url, work)),
             "k": (K, lambda n: backup(small_env)),
         }
@@ -416,6 +498,17 @@ def main() -> None:
                     timed(
                         f"(v/s) {name} (not counted)",
                         lambda n=name, e=chosen: rss.append(orchestrate(e, notes, n)),
+                    )
+            if set("nxo") & set(lines):
+                print("many-tables line: 100 tables, 19 with personal data, backed up once")
+                wide_env, wide_masked_env, wide = masked_refresh_setup(
+                    source_c, targets[1], env, work, ("many", many_tables_sql(), None)
+                )
+                for name, chosen in (("warmup-wide", wide_env), ("warmup-x", wide_masked_env)):
+                    settle(clusters)
+                    timed(
+                        f"(n/x) {name} (not counted)",
+                        lambda n=name, e=chosen: rss.append(orchestrate(e, wide, n)),
                     )
             if "d" in lines or "k" in lines:
                 small_url, small_env = small_backup_setup(source_c, bins[major], env, work)
@@ -448,7 +541,7 @@ def report(runs: dict[str, list[float]], rss: list[int], rounds: int) -> None:
     """Print the medians and the ratios of the ways that ran."""
     m = {key: statistics.median(times) for key, times in runs.items()}
     names = {"a": "a", "b": "b", "c": "c", "g": "c'", "e": "e", "u": "u", "m": "m", "v": "v"}
-    names.update(s="s", d="d", k="k")
+    names.update(s="s", d="d", k="k", n="n", x="x", o="o")
     shown = ", ".join(f"{names[k]} {v:.2f} s" for k, v in m.items())
     print(f"\nmedians of {rounds} round(s): {shown}")
     ratios = [
@@ -458,6 +551,8 @@ def report(runs: dict[str, list[float]], rss: list[int], rounds: int) -> None:
         ("e", "c", "e/c", "(encryption and a second store; target <= 1.10)"),
         ("m", "u", "m/u", "(masked dev refresh; target <= 1.5)"),
         ("s", "v", "s/v", "(scrubbed dev refresh; target <= 1.5)"),
+        ("x", "n", "x/n", "(19 of 100 tables masked; target <= 1.3)"),
+        ("o", "n", "o/n", "(the same by the baseline's code)"),
     ]
     for top, bottom, name, note in ratios:
         if top in m and bottom in m:

@@ -1,8 +1,13 @@
-"""The masking filter program, run between pg_restore and psql:
+"""The masking filter program, run between pg_restore and psql (and a subset's first pass,
+`scan`, reading pg_restore's script of the filtered tables):
 
     pg_restore -f - -L LIST archive.dump \\
       | python -m orchestrator.masking filter --plan PLAN.json [--stats STATS.json] [--workers N] \\
-      | psql ...
+          [--subset FLAGS] | psql ...
+
+LIST names the data of one or more tables; PLAN.json holds the plan of each (one filter
+serves every table of its list, so its start-up is paid once, not once per table), and
+each COPY of the script is masked with the plan of the table its header names.
 
 The key comes from the environment (MASK_KEY), never from the command line. An error is
 one line on stderr, `orchestrator-mask: error: ...`, holding no data value; the exit code
@@ -22,9 +27,9 @@ from typing import BinaryIO, TextIO
 
 from orchestrator import logs
 from orchestrator.errors import ConfigError, OrchestratorError
-from orchestrator.masking import workers
-from orchestrator.masking.plan import TablePlan
-from orchestrator.masking.stream import filter_script
+from orchestrator.masking import subset_flags, workers
+from orchestrator.masking.plan import plans_from_json
+from orchestrator.masking.stream import filter_tables
 from orchestrator.masking.transforms import KEY_SETTING, load_key
 
 PROGRAM = "orchestrator-mask"
@@ -34,13 +39,21 @@ MAX_WORKERS = 64
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m orchestrator.masking",
-        description="Mask the COPY data of one table in a pg_restore script (stdin to stdout).",
+        description="Mask the COPY data of tables in a pg_restore script (stdin to stdout).",
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("filter", help="mask one table's rows between pg_restore and psql")
-    run.add_argument("--plan", required=True, type=Path, help="the table's plan (JSON)")
-    run.add_argument("--stats", type=Path, help="write rows and masked columns here (JSON)")
+    run = commands.add_parser("filter", help="mask tables' rows between pg_restore and psql")
+    run.add_argument("--plan", required=True, type=Path, help="the tables' plans (JSON)")
+    run.add_argument(
+        "--stats", type=Path, help="write rows and masked columns of each table here (JSON)"
+    )
     run.add_argument("--workers", type=int, default=1, help="processes that mask (default 1)")
+    run.add_argument(
+        "--subset", type=Path, help="the rows to keep of filtered tables (a first pass's flags)"
+    )
+    scan = commands.add_parser("scan", help="decide which rows a subset keeps (first pass)")
+    scan.add_argument("--subset", required=True, type=Path, help="the subset and schema (JSON)")
+    scan.add_argument("--out", required=True, type=Path, help="write the flags here (a folder)")
     return parser
 
 
@@ -56,7 +69,10 @@ def main(
     source, sink = stdin or sys.stdin.buffer, stdout or sys.stdout.buffer
     err = stderr or sys.stderr
     try:
-        _filter(args, environ, source, sink)
+        if args.command == "scan":
+            _scan(args, environ, source)
+        else:
+            _filter(args, environ, source, sink)
     except OrchestratorError as exc:
         return _fail(err, str(exc), exc.exit_code)
     except BrokenPipeError:
@@ -76,18 +92,42 @@ def _filter(
         raise ConfigError(f"--workers: must be from 1 to {MAX_WORKERS}")
     key = load_key(environ.get(KEY_SETTING))
     try:
-        plan = TablePlan.from_json(args.plan.read_text(encoding="utf-8"))
+        plans = plans_from_json(args.plan.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"--plan: cannot read {args.plan}: {exc.strerror}") from None
     except ConfigError as exc:
         raise ConfigError(f"--plan: {args.plan}: {exc}") from None
-    stats = filter_script(source, sink, plan, key, workers.runner(args.workers))
+    subset = subset_flags.load(args.subset) if args.subset is not None else None
+    stats = filter_tables(source, sink, plans, key, workers.runner(args.workers), subset=subset)
     sink.flush()
     if args.stats is not None:
+        tables = {table: found.as_dict() for table, found in stats.items()}
         try:
-            args.stats.write_text(json.dumps(stats.as_dict(), ensure_ascii=False) + "\n")
+            args.stats.write_text(json.dumps({"tables": tables}, ensure_ascii=False) + "\n")
         except OSError as exc:
             raise ConfigError(f"--stats: cannot write {args.stats}: {exc.strerror}") from None
+
+
+def _scan(args: argparse.Namespace, environ: Mapping[str, str], source: BinaryIO) -> None:
+    """Read pg_restore's script of the filtered tables; write which rows the subset keeps
+    (subset_flags) and `summary.json` (rows kept of rows read, per table) into --out."""
+    from orchestrator.masking import subset
+    from orchestrator.masking.subset_scan import Scanner, summary
+    from orchestrator.schema_facts import SchemaFacts
+
+    key = environ.get(KEY_SETTING)
+    if not key:
+        raise ConfigError(f"{KEY_SETTING} is not set")
+    try:
+        given = json.loads(args.subset.read_text(encoding="utf-8"))
+        rules = subset.rules_from_json(given["subset"])
+        facts = SchemaFacts.model_validate(given["facts"])
+    except (OSError, ValueError, KeyError) as exc:
+        raise ConfigError(f"--subset: cannot read {args.subset}: {exc}") from None
+    found = Scanner(subset.plan(rules, facts), facts, key.encode()).consume(source)
+    flags = {t: subset_flags.RowFlags(k.kept, k.nulled) for t, k in found.items()}
+    subset_flags.save(args.out, flags)
+    (args.out / "summary.json").write_text(json.dumps(summary(found)), encoding="utf-8")
 
 
 def _fail(err: TextIO, message: str, code: int) -> int:

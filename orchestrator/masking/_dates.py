@@ -10,7 +10,12 @@ years past 9999 (which `datetime.date` cannot hold) shift correctly.
 from __future__ import annotations
 
 import re
+from typing import TypeVar
 
+import numpy as np
+import numpy.typing as npt
+
+N = TypeVar("N", int, "npt.NDArray[np.int64]")  # a day, or a column of them
 _DATE = re.compile(rb"(\d{4,})-(\d\d)-(\d\d)")
 _TIME = re.compile(rb" \d\d:\d\d:\d\d(?:\.\d{1,6})?(?:[+-]\d\d(?::\d\d(?::\d\d)?)?)?")
 _INFINITE = (b"infinity", b"-infinity")
@@ -55,19 +60,21 @@ def _month_length(year: int, month: int) -> int:
     return 30 if month in (4, 6, 9, 11) else 31
 
 
-def _day_number(year: int, month: int, day: int) -> int:
-    """Days since 1970-01-01 of a proleptic Gregorian date (any integer year)."""
-    year -= month <= 2
+def _day_number(year: N, month: N, day: N) -> N:
+    """Days since 1970-01-01 of a proleptic Gregorian date (any integer year); of each
+    date of whole columns too (numpy's // floors as Python's does)."""
+    year = year - (month <= 2)
     era = year // 400
     year_of_era = year - era * 400
-    day_of_year = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5 + day - 1
+    day_of_year = (153 * (month + 9 - 12 * (month > 2)) + 2) // 5 + day - 1
     day_of_era = year_of_era * 365 + year_of_era // 4 - year_of_era // 100 + day_of_year
-    return era * 146097 + day_of_era - 719468
+    number: N = era * 146097 + day_of_era - 719468
+    return number
 
 
-def _civil(number: int) -> tuple[int, int, int]:
-    """The (year, month, day) of a day number from `_day_number`."""
-    number += 719468
+def _civil(number: N) -> tuple[N, N, N]:
+    """The (year, month, day) of a day number from `_day_number` (or of a column of them)."""
+    number = number + 719468
     era = number // 146097
     day_of_era = number - era * 146097
     year_of_era = (
@@ -76,9 +83,49 @@ def _civil(number: int) -> tuple[int, int, int]:
     day_of_year = day_of_era - (365 * year_of_era + year_of_era // 4 - year_of_era // 100)
     shifted_month = (5 * day_of_year + 2) // 153
     day = day_of_year - (153 * shifted_month + 2) // 5 + 1
-    month = shifted_month + (3 if shifted_month < 10 else -9)
+    month = shifted_month + 3 - 12 * (shifted_month >= 10)
     return year_of_era + era * 400 + (month <= 2), month, day
 
 
 _FIRST_DAY = _day_number(-4713, 11, 24)  # 4714-11-24 BC, the first day PostgreSQL knows
 _LAST_DAY = _day_number(294276, 12, 31)  # the last day a timestamp can hold
+
+
+_DIGITS = [0, 1, 2, 3, 5, 6, 8, 9]  # the digit positions of `YYYY-MM-DD`
+_DAYS_IN_MONTH = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], np.int64)
+_YEAR_ONE, _YEAR_9999 = _day_number(1, 1, 1), _day_number(9999, 12, 31)
+Days = npt.NDArray[np.int64]
+
+
+def shift_plain_dates(values: list[bytes], days: Days) -> list[bytes] | None:
+    """Give `shift(values[i], days[i])` for every value, computed for the whole column at
+    once, when every value is a plain `YYYY-MM-DD` of an existing day from year 1 to 9999
+    that stays in those years; None otherwise (the caller then goes value by value, which
+    handles times, BC, infinity, and names the row of a value that is not a date)."""
+    joined = b"".join(values)
+    if len(joined) != 10 * len(values) or not values:
+        return None
+    text = np.frombuffer(joined, np.uint8).reshape(-1, 10)
+    digits = text[:, _DIGITS].astype(np.int64) - ord("0")
+    if ((digits < 0) | (digits > 9)).any() or (text[:, [4, 7]] != ord("-")).any():
+        return None
+    year = digits[:, 0] * 1000 + digits[:, 1] * 100 + digits[:, 2] * 10 + digits[:, 3]
+    month, day = digits[:, 4] * 10 + digits[:, 5], digits[:, 6] * 10 + digits[:, 7]
+    if (year < 1).any() or (month < 1).any() or (month > 12).any() or (day < 1).any():
+        return None
+    leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
+    if (day > _DAYS_IN_MONTH[month] + (leap & (month == 2))).any():
+        return None
+    moved = _day_number(year, month, day) + days
+    if (moved < _YEAR_ONE).any() or (moved > _YEAR_9999).any():
+        return None
+    return _iso_dates(*_civil(moved))
+
+
+def _iso_dates(year: Days, month: Days, day: Days) -> list[bytes]:
+    """`YYYY-MM-DD` of each (year, month, day), years 1 to 9999."""
+    dash = np.full_like(year, ord("-") - ord("0"))
+    parts = [year // 1000, year // 100 % 10, year // 10 % 10, year % 10, dash]
+    parts += [month // 10, month % 10, dash, day // 10, day % 10]
+    joined = (np.stack(parts, axis=1) + ord("0")).astype(np.uint8).tobytes()
+    return [joined[start : start + 10] for start in range(0, len(joined), 10)]

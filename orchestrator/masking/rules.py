@@ -29,6 +29,7 @@ import yaml
 
 from orchestrator.errors import ConfigError
 from orchestrator.masking.plan import UNLISTED_POLICIES, ColumnPlan, TablePlan, location
+from orchestrator.masking.subset import Condition, SubsetRules
 from orchestrator.masking.transforms import (
     SpecError,
     TransformSpec,
@@ -39,7 +40,8 @@ from orchestrator.schema_facts import Column, ForeignKey, SchemaFacts, Table
 from orchestrator.table_names import split_table_key, table_key
 
 LARGE_OBJECT_POLICIES = ("skip", "keep")
-TOP_LEVEL_KEYS = ("unlisted_columns", "large_objects", "tables")
+TOP_LEVEL_KEYS = ("unlisted_columns", "large_objects", "tables", "subset")
+SUBSET_KEYS = ("tables", "keep_whole", "set_null")
 UNLISTED_MESSAGE = "not listed in the rules (unlisted_columns: fail)"
 KEEP = TransformSpec("keep")
 
@@ -82,6 +84,7 @@ class Rules:
     unlisted: str = "fail"
     large_objects: str = "skip"
     tables: dict[str, TableRule] = field(default_factory=dict)
+    subset: SubsetRules | None = None
     sha256: str = ""
 
 
@@ -143,6 +146,8 @@ class _Reader:
                 settings["large_objects"] = self.choice(value, key, LARGE_OBJECT_POLICIES)
             elif key == "tables":
                 settings["tables"] = self.tables(value)
+            elif key == "subset":
+                settings["subset"] = self.subset(value)
             else:
                 allowed = ", ".join(TOP_LEVEL_KEYS)
                 raise self.error(key_node, f"unknown key {key!r} (allowed: {allowed})")
@@ -161,6 +166,63 @@ class _Reader:
                 raise self.error(key_node, f"{key} appears twice in tables")
             tables[key] = self.table(key, value)
         return tables
+
+    def subset(self, node: yaml.Node) -> SubsetRules:
+        found: dict[str, Any] = {"line": node.start_mark.line + 1}
+        for key, key_node, value in self.mapping(node, "subset"):
+            if key == "tables":
+                found["tables"] = {
+                    self.table_name(name, name_node, "subset.tables"): self.condition(name, cond)
+                    for name, name_node, cond in self.mapping(value, "subset.tables")
+                }
+            elif key == "keep_whole":
+                found["keep_whole"] = tuple(
+                    self.table_name(str(self.data(item)), item, "keep_whole")
+                    for item in self.sequence(value, "subset.keep_whole")
+                )
+            elif key == "set_null":
+                found["set_null"] = tuple(
+                    self.column_name(item) for item in self.sequence(value, "subset.set_null")
+                )
+            else:
+                raise self.error(
+                    key_node, f"unknown key {key!r} in subset (allowed: {', '.join(SUBSET_KEYS)})"
+                )
+        return SubsetRules(**found)
+
+    def sequence(self, node: yaml.Node, what: str) -> list[yaml.Node]:
+        if not isinstance(node, yaml.SequenceNode):
+            raise self.error(node, f"{what} must be a list")
+        return list(node.value)
+
+    def table_name(self, name: str, node: yaml.Node, what: str) -> str:
+        try:
+            return table_key(*split_table_key(name))
+        except ValueError:
+            raise self.error(node, f"{name!r} in {what} is not a schema.table name") from None
+
+    def column_name(self, node: yaml.Node) -> str:
+        text = str(self.data(node))
+        table, dot, column = text.rpartition(".")
+        if not dot or not column:
+            raise self.error(node, f"{text!r} in subset.set_null is not schema.table.column")
+        return f"{self.table_name(table, node, 'subset.set_null')}.{column}"
+
+    def condition(self, name: str, node: yaml.Node) -> Condition:
+        line = node.start_mark.line + 1
+        given = self.data(node)
+        if not isinstance(given, dict) or set(given) - {"where", "percent"} or len(given) != 1:
+            raise self.error(
+                node, f"{name}: a subset condition is {{where: ...}} or {{percent: N}}"
+            )
+        if "where" in given:
+            if not isinstance(given["where"], str) or not given["where"].strip():
+                raise self.error(node, f"{name}: where: must be a SQL boolean expression")
+            return Condition(where=given["where"].strip(), line=line)
+        percent = given["percent"]
+        if isinstance(percent, bool) or not isinstance(percent, int | float):
+            raise self.error(node, f"{name}: percent: must be a number from 0 to 100")
+        return Condition(percent=float(percent), line=line)
 
     def table(self, key: str, node: yaml.Node) -> TableRule:
         line = node.start_mark.line + 1
@@ -325,14 +387,19 @@ class _Resolver:
 # --- checking ---------------------------------------------------------------------------
 
 
-def check(rules: Rules, schema: SchemaFacts, data_tables: Collection[str]) -> list[Problem]:
+def check(
+    rules: Rules, schema: SchemaFacts, data_tables: Collection[str], conditions: bool = True
+) -> list[Problem]:
     """Give every problem of `rules` against `schema`, sorted; none means `plan` will work.
 
     `data_tables` are the tables whose data the archive holds (partitions, not their
     partitioned parents). Finds unknown tables and columns, unknown transforms and bad
     parameters, transforms that do not fit a column, foreign-key columns that disagree
     with the masked key they reference, and (under `unlisted_columns: fail`) every column
-    of a data table that no rule covers.
+    of a data table that no rule covers; and the subset's problems, its `where:` conditions
+    parsed and type-checked when `conditions` (by the embedded engine: `mask check` does;
+    a restore leaves them to the subset's scanning child, so the engine never runs in a
+    process whose other threads start programs).
     """
     resolver = _Resolver(rules, schema)
     problems = set(resolver.problems)
@@ -342,7 +409,30 @@ def check(rules: Rules, schema: SchemaFacts, data_tables: Collection[str]) -> li
         problems |= _foreign_key_problems(resolver, key)
     for key in sorted(set(data_tables) & set(schema.tables)):
         problems |= _column_problems(resolver, key, schema.tables[key])
+    if rules.subset is not None:
+        problems |= subset_problems(rules.subset, schema, conditions)
     return sorted(problems)
+
+
+def subset_problems(
+    subset: SubsetRules, schema: SchemaFacts, conditions: bool = True
+) -> set[Problem]:
+    """The problems of a `subset:` section: its tables, keys and cycles (masking.subset),
+    then (when `conditions`) each `where:` parsed and type-checked against its columns."""
+    from orchestrator.masking import subset as subsets
+
+    found = {Problem(p.where, p.message) for p in subsets.check(subset, schema)}
+    if found or not conditions:
+        return found
+    for key, condition in sorted(subset.tables.items()):
+        if condition.where is not None:
+            from orchestrator.masking.predicate import Predicate, PredicateError
+
+            try:
+                Predicate(key, schema.tables[key].columns, condition.where)
+            except PredicateError as exc:
+                found.add(Problem(key, str(exc).removeprefix(f"{key}: ")))
+    return found
 
 
 def _foreign_key_problems(resolver: _Resolver, key: str) -> set[Problem]:
@@ -405,9 +495,9 @@ def _follow_problems(
 def plan(rules: Rules, schema: SchemaFacts, data_tables: Collection[str]) -> dict[str, TablePlan]:
     """Give the TablePlan of every table in `data_tables`, keyed by table.
 
-    Raises RulesProblems when `check` finds any problem.
+    Raises RulesProblems when `check` finds any problem (conditions left to the scan).
     """
-    problems = check(rules, schema, data_tables)
+    problems = check(rules, schema, data_tables, conditions=False)
     if problems:
         raise RulesProblems(problems)
     resolver, lengths = _Resolver(rules, schema), _LinkedLengths(schema)

@@ -13,7 +13,7 @@ data all stop the filter with a FilterError. No message ever holds a data value.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -22,6 +22,7 @@ import numpy as np
 from orchestrator.errors import JobError
 from orchestrator.masking._vector import NEWLINE, values_of
 from orchestrator.masking.plan import TablePlan, location
+from orchestrator.masking.subset_flags import RowFlags
 from orchestrator.masking.transforms import (
     Compiled,
     MaskKey,
@@ -269,6 +270,9 @@ class BlockMasker:
         return b"\n".join(lines)
 
 
+RunBlocks = Callable[[BlockMasker, Iterator[bytes]], Iterator[bytes]]
+
+
 def _edges(parts: list[bytes], stride: int, first: _Field | None, last: _Field | None) -> None:
     """Mask the first and last columns where they share the parts "last\\nfirst": taken
     apart with one split, each column masked as a whole, then paired again."""
@@ -319,12 +323,14 @@ class FilterStats:
     columns: list[str] = field(default_factory=list)
     masked_columns: list[str] = field(default_factory=list)
     scrubbed: dict[str, int] = field(default_factory=dict)
+    dropped: int = 0  # rows the subset did not keep
 
     def as_dict(self) -> dict[str, object]:
         """Give the stats as a JSON-ready mapping."""
         return {
             "table": self.table,
             "rows": self.rows,
+            "dropped": self.dropped,
             "columns": self.columns,
             "masked_columns": self.masked_columns,
             "scrubbed": self.scrubbed,
@@ -463,37 +469,68 @@ def filter_script(
     sink: BinaryIO,
     plan: TablePlan,
     key: MaskKey,
-    run_blocks: Callable[[BlockMasker, Iterator[bytes]], Iterator[bytes]] | None = None,
+    run_blocks: RunBlocks | None = None,
     block_size: int = BLOCK_SIZE,
 ) -> FilterStats:
-    """Copy pg_restore's script from `source` to `sink`, masking the rows of `plan`'s table.
+    """Copy pg_restore's script from `source` to `sink`, masking the rows of `plan`'s table
+    (`filter_tables` with that one plan); give its stats."""
+    return filter_tables(source, sink, {plan.table: plan}, key, run_blocks, block_size)[plan.table]
 
-    `run_blocks` maps the masker over the blocks in order (default: in this process; the
-    program passes a worker pool). Gives the stats; raises FilterError when the stream
-    cannot be masked safely, after making any COPY already begun fail on the server.
+
+def filter_tables(
+    source: BinaryIO,
+    sink: BinaryIO,
+    plans: Mapping[str, TablePlan],
+    key: MaskKey,
+    run_blocks: RunBlocks | None = None,
+    block_size: int = BLOCK_SIZE,
+    subset: Mapping[str, RowFlags] | None = None,
+) -> dict[str, FilterStats]:
+    """Copy pg_restore's script from `source` to `sink`, masking the rows of each COPY with
+    the plan of the table its header names (`plans`, by table key; the key is exact, so
+    quotes, dots, spaces and case in names can never pick another table's plan).
+
+    `run_blocks` maps a masker over the blocks in order (default: in this process; the
+    program passes a worker pool). Gives the stats of each table whose COPY the script
+    held; raises FilterError when the stream cannot be masked safely (a COPY of a table
+    without a plan among them, or no COPY at all), after making any COPY already begun
+    fail on the server. With `subset` (flags by table key), the rows of those tables the
+    subset does not keep are dropped, and flagged keys set to NULL, before masking.
     """
-    reader, stats, encoding, copies = _Reader(source, block_size), FilterStats(plan.table), None, 0
+    reader, encoding = _Reader(source, block_size), None
+    done: dict[str, FilterStats] = {}
     while line := reader.line():
         if line.startswith(b"COPY "):
             _expect_utf8(encoding)
             header = parse_copy_line(line)
-            if header.table != plan.table:
-                raise FilterError(f"the stream holds data of {header.table}, not {plan.table}")
+            plan = plans.get(header.table)
+            if plan is None:
+                raise FilterError(f"the stream holds data of {header.table}, not {_names(plans)}")
             masker = compile_table(plan, key, header.columns)
+            stats = done.setdefault(plan.table, FilterStats(plan.table))
             stats.columns, stats.masked_columns = header.columns, list(masker.masked)
             sink.write(line)
-            stats.rows += _copy_rows(reader, sink, masker, run_blocks or _in_process)
+            flags = (subset or {}).get(header.table)
+            applier = SubsetApplier(header.table, flags, header.columns) if flags else None
+            stats.rows += _copy_rows(reader, sink, masker, run_blocks or _in_process, applier)
+            stats.dropped += applier.dropped if applier is not None else 0
             for name, count in masker.take_counts().items():
                 stats.scrubbed[name] = stats.scrubbed.get(name, 0) + count
-            copies += 1
         elif line.startswith(b"INSERT INTO "):
             raise FilterError("the stream holds INSERT statements (a dump made with --inserts?)")
-        elif not (copies == 0 and line == DROPPED_BEFORE_COPY):
+        elif not (not done and line == DROPPED_BEFORE_COPY):
             encoding = _check_encoding(line, encoding)
             sink.write(line)
-    if copies == 0:
-        raise FilterError(f"the stream holds no COPY data for {plan.table}")
-    return stats
+    if not done:
+        raise FilterError(f"the stream holds no COPY data for {_names(plans)}")
+    return done
+
+
+def _names(plans: Mapping[str, TablePlan]) -> str:
+    """The tables of `plans` for a message: up to three by name, or how many."""
+    if len(plans) <= 3:
+        return ", ".join(sorted(plans)) or "any table"
+    return f"any of the {len(plans)} tables of its plans"
 
 
 def _expect_utf8(encoding: str | None) -> None:
@@ -510,13 +547,19 @@ def _copy_rows(
     reader: _Reader,
     sink: BinaryIO,
     masker: BlockMasker,
-    run_blocks: Callable[[BlockMasker, Iterator[bytes]], Iterator[bytes]],
+    run_blocks: RunBlocks,
+    applier: SubsetApplier | None = None,
 ) -> int:
-    """Mask and write the rows of one COPY and its end line; give the number of rows."""
+    """Mask and write the rows of one COPY (those the subset keeps, when `applier`) and its
+    end line; give the number of rows written."""
     counts: list[int] = []
 
     def counted(blocks: Iterator[bytes]) -> Iterator[bytes]:
         for block in blocks:
+            if applier is not None:
+                block = applier(block)
+                if not block:
+                    continue
             counts.append(_lines_in(block))
             yield block
 
@@ -525,6 +568,8 @@ def _copy_rows(
         for index, out in enumerate(run_blocks(masker, counted(reader.rows()))):
             sink.write(out)
             rows += counts[index]
+        if applier is not None:
+            applier.finish()
     except RowError as exc:
         _abort_copy(sink, len(masker.columns))
         where = location(masker.table, exc.column) if exc.column else masker.table
@@ -534,6 +579,42 @@ def _copy_rows(
         raise
     sink.write(END_OF_DATA)
     return rows
+
+
+class SubsetApplier:
+    """Drops the rows of one COPY the subset does not keep and sets flagged keys to NULL,
+    block by block, before the rows are masked (dropped rows are never even masked)."""
+
+    def __init__(self, table: str, flags: RowFlags, columns: list[str]) -> None:
+        self.table, self.flags, self.seen, self.dropped = table, flags, 0, 0
+        self.nulls = [
+            ([columns.index(c) for c in key], rows)
+            for key, rows in flags.nulled.items()
+            if all(c in columns for c in key)
+        ]
+
+    def __call__(self, block: bytes) -> bytes:
+        lines = block.split(b"\n")[:-1]
+        start, self.seen = self.seen, self.seen + len(lines)
+        if self.seen > len(self.flags.kept):
+            raise FilterError(f"{self.table}: the archive holds more rows than the subset read")
+        keep = self.flags.kept[start : self.seen]
+        self.dropped += len(lines) - int(np.count_nonzero(keep))
+        for positions, rows in self.nulls:
+            for index in np.flatnonzero(rows[start : self.seen] & keep):
+                fields = lines[index].split(b"\t")
+                for position in positions:
+                    fields[position] = b"\\N"
+                lines[index] = b"\t".join(fields)
+        return b"".join(line + b"\n" for line, kept in zip(lines, keep, strict=True) if kept)
+
+    def finish(self) -> None:
+        """Raise FilterError unless every row the first pass flagged came by."""
+        if self.seen != len(self.flags.kept):
+            raise FilterError(
+                f"{self.table}: the archive holds {self.seen} rows, the subset read "
+                f"{len(self.flags.kept)}"
+            )
 
 
 def _lines_in(block: bytes) -> int:

@@ -1009,7 +1009,8 @@ def _build_date_shift(spec: TransformSpec, key: MaskKey, _type: str, _max: int |
     def date_shifts(values: list[bytes], found: Values) -> list[bytes]:
         numbers = prf.tokens(found, 1).view(">u8")[:, 0] % np.uint64(2 * days)
         offsets = numbers.astype(np.int64) - days + (numbers >= days)
-        return list(map(remembered, values, offsets.tolist()))
+        plain = _dates.shift_plain_dates(values, offsets)  # a column of plain dates at once
+        return plain if plain is not None else list(map(remembered, values, offsets.tolist()))
 
     column = _columnwise(date_shift, date_shifts)
     return Compiled(date_shift, plain=True, column=column, filler=b"infinity")

@@ -1,20 +1,22 @@
 """Masking blocks in worker processes, results in input order, a bounded number in flight.
 
 The workers are forked after the masker is built, so they inherit it (with the key)
-instead of receiving it through a pipe; only blocks of rows travel.
+instead of receiving it through a pipe; only blocks of rows travel. A table whose rows fit
+in one block (most tables of a schema: one filter masks many) is masked in the filter's
+own process: forking workers for it would cost more than masking it.
 """
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import sys
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from multiprocessing.pool import AsyncResult
 
-from orchestrator.masking.stream import BlockMasker
+from orchestrator.masking.stream import BlockMasker, RunBlocks
 
-RunBlocks = Callable[[BlockMasker, Iterator[bytes]], Iterator[bytes]]
 IN_FLIGHT_PER_WORKER = 2
 
 _masker: BlockMasker | None = None  # set in the parent just before the workers fork
@@ -41,6 +43,14 @@ def runner(workers: int) -> RunBlocks | None:
 
     def run(masker: BlockMasker, blocks: Iterator[bytes]) -> Iterator[bytes]:
         global _masker
+        first = next(blocks, None)
+        if first is None:
+            return
+        second = next(blocks, None)
+        if second is None:  # the whole table in one block: no pool
+            yield masker(first)
+            return
+        blocks = itertools.chain((first, second), blocks)
         _masker = masker
         # A forked worker holds a copy of every unflushed output buffer, and Python
         # flushes its standard streams when a worker process ends: write them out now,

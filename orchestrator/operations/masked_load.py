@@ -4,9 +4,13 @@ archive and the server, so no raw value of a masked column ever reaches it.
 The archive is restored in its three sections into the new (staging) database:
 
 1. pre-data: tables, types, functions (no rows, no indexes or constraints yet);
-2. data: the tables whose columns are all kept, by pg_restore; beside it, each table with a
-   masked column through `pg_restore --file=- | python -m orchestrator.masking filter | psql`
-   (the filter gets the table's plan and MASK_KEY, in its environment);
+2. data: the tables whose columns are all kept, by pg_restore; beside it, the tables with a
+   masked column, shared out by rows into at most two groups of about equal size (more
+   only when RESTORE_JOBS and the cores allow), each group through one
+   `pg_restore --file=- -L GROUP | python -m orchestrator.masking filter | psql`: one
+   filter (it gets the group's plans, and MASK_KEY in its environment) and one transaction
+   for every table of its group, so a schema's many small masked tables pay the filter's
+   start-up (an interpreter, numpy, cryptography) once per group, not once per table;
 3. post-data: indexes, constraints, triggers, materialized views (refreshed over the masked
    rows), so a broken uniqueness or foreign key fails the restore before the swap.
 
@@ -19,10 +23,11 @@ rows. Large objects keep their metadata but not their contents unless the rules 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,10 +46,12 @@ from orchestrator.setting_files import setting_file_text
 if TYPE_CHECKING:  # the masking core loads only when a target is masked (see load_masking)
     from orchestrator.masking.plan import TablePlan
     from orchestrator.masking.rules import Problem, Rules
+    from orchestrator.masking.subset_flags import RowFlags
 
 log = get_logger(__name__)
 SHOWN_PROBLEMS = 20
 KEY_SETTING = "MASK_KEY"
+FILTERS = 2  # masking pipelines at most, on two cores or fewer; more cores: one per 2 cores
 NEVER_IN_A_MASKED_COPY = ("STATISTICS DATA",)  # raw most-common values and histograms
 
 
@@ -112,10 +119,14 @@ def plans_for(masking: Masking, manifest: Manifest) -> dict[str, TablePlan]:
     data_tables = list(manifest.row_counts)
     from orchestrator.masking.rules import check, plan
 
-    problems = check(masking.rules, facts, data_tables)
+    problems = check(masking.rules, facts, data_tables, conditions=False)
     if problems:
         raise MaskingRefused(masking.setting, manifest.id, problems)
-    return plan(masking.rules, facts, data_tables)
+    counted = manifest.row_counts  # weighs each table when masked tables are shared out
+    return {
+        key: replace(table_plan, rows=counted.get(key))
+        for key, table_plan in plan(masking.rules, facts, data_tables).items()
+    }
 
 
 @dataclass
@@ -130,22 +141,23 @@ class MaskedLoad:
     plans: dict[str, TablePlan]
     folder: Path
     tables_of: Callable[[TocEntry], list[str]]
+    subset: dict[str, RowFlags] = field(default_factory=dict)  # by data table: rows kept
     stats: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def run(self) -> list[str]:
-        """Restore the three sections, masked tables through the filter; give the harmless
+        """Restore the three sections, masked tables through the filters; give the harmless
         errors pg_restore ignored. Raises JobError/CommandFailed at the first failure."""
         entries = pgrestore.toc_list(pgrestore.list_toc(self.client, self.archive))
-        masked = {e.line: key for e in entries if (key := self._masked_table(e)) is not None}
+        masked = {e.line: keys for e in entries if (keys := self._masked_tables(e))}
         kept = [e for e in entries if e.line not in masked and not self._never(e)]
         listed = pgrestore.write_list(kept, self.folder / "restore.list")
         ignored = self._section("pre-data", listed)
-        with ThreadPoolExecutor(max_workers=1 + max(1, self.options.jobs)) as pool:
+        groups = self._groups([e for e in entries if e.line in masked], masked)
+        with ThreadPoolExecutor(max_workers=1 + len(groups)) as pool:
             data = pool.submit(with_context(self._section), "data", listed)
-            chosen = [entry for entry in entries if entry.line in masked]
             copies = [
-                pool.submit(with_context(self._copy), entry, masked[entry.line], index)
-                for index, entry in enumerate(chosen)
+                pool.submit(with_context(self._copy), group, masked, index)
+                for index, group in enumerate(groups)
             ]
             for copy in copies:
                 copy.result()
@@ -153,18 +165,35 @@ class MaskedLoad:
         ignored += self._section("post-data", listed)
         return sorted(set(ignored))
 
-    def _masked_table(self, entry: TocEntry) -> str | None:
-        """The table key of a TABLE DATA entry whose plan masks a column. When the entry's
-        names could be read as more than one table and any of them is masked, it is
-        masked: if the guess is wrong the filter refuses the other table's COPY (nothing
-        loads), where a wrong guess the other way would load raw rows."""
+    def _masked_tables(self, entry: TocEntry) -> list[str]:
+        """The tables a TABLE DATA entry may load ([] when none of them has a masked
+        column). TOC lines print names unquoted, so an entry can read as more than one
+        table: when any of them is masked, the entry goes through the filter with the plan
+        of each, and the filter masks the COPY with the plan of the table its header names
+        exactly (a guess either way could load raw rows)."""
         if entry.kind != "TABLE DATA":
-            return None
+            return []
         keys = self.tables_of(entry)
         if not keys:
             raise JobError(f"the archive's entry {entry.rest!r} matches no table of the manifest")
-        masked = [k for k in keys if (p := self.plans.get(k)) is not None and p.masked_columns()]
-        return masked[0] if masked else None
+        masked = any((p := self.plans.get(k)) is not None and p.masked_columns() for k in keys)
+        filtered = any(k in self.subset for k in keys)  # a subset drops rows on the way too
+        return [k for k in keys if k in self.plans] if masked or filtered else []
+
+    def _groups(self, chosen: list[TocEntry], masked: dict[str, list[str]]) -> list[list[TocEntry]]:
+        """The masked entries shared out by the rows the backup holds (`share_out`) into
+        one group per filter, each in archive order."""
+        from orchestrator.masking.plan import share_out
+
+        weights = {entry.line: self._rows(masked[entry.line]) for entry in chosen}
+        cores = os.cpu_count() or 1
+        count = max(1, min(self.options.jobs, max(FILTERS, cores // 2)))
+        shared = [set(group) for group in share_out(weights, count)] if weights else []
+        return [[entry for entry in chosen if entry.line in group] for group in shared]
+
+    def _rows(self, keys: list[str]) -> int:
+        """The rows the backup holds for an entry (the most of the tables it may load)."""
+        return max((self.plans[key].rows or 0 for key in keys), default=0)
 
     def _never(self, entry: TocEntry) -> bool:
         if entry.kind in NEVER_IN_A_MASKED_COPY:
@@ -182,34 +211,52 @@ class MaskedLoad:
         )
         return pgrestore.run_restore(self.client, self.target, self.archive, options)
 
-    def _copy(self, entry: TocEntry, table: str, index: int) -> None:
-        """Load one masked table: archive -> filter -> psql."""
-        plan_file = self.folder / f"plan-{index}.json"
-        plan_file.write_text(self.plans[table].to_json(), encoding="utf-8")
+    def _copy(self, group: list[TocEntry], masked: dict[str, list[str]], index: int) -> None:
+        """Load one group of masked tables: archive -> one filter -> psql, in one
+        transaction. Raises CommandFailed when a stage fails (the filter's error names the
+        table, column and row), JobError when an entry's data never reached the filter."""
+        from orchestrator.masking.plan import plans_to_json
+
+        keys = sorted({key for entry in group for key in masked[entry.line]})
+        plan_file = self.folder / f"plans-{index}.json"
+        plan_file.write_text(plans_to_json(self.plans[key] for key in keys), encoding="utf-8")
         stats_file = self.folder / f"stats-{index}.json"
-        one = pgrestore.write_list([entry], self.folder / f"entry-{index}.list")
-        middle = execute.Stage(
-            [
-                sys.executable,
-                "-m",
-                "orchestrator.masking",
-                "filter",
-                f"--plan={plan_file}",
-                f"--stats={stats_file}",
-                f"--workers={self.masking.workers}",
-            ],
-            {KEY_SETTING: self.masking.key},
-        )
-        stages = pgrestore.copy_stages(self.client, self.target, self.archive, one, middle)
+        listed = pgrestore.write_list(group, self.folder / f"entries-{index}.list")
+        argv = [
+            sys.executable,
+            "-m",
+            "orchestrator.masking",
+            "filter",
+            f"--plan={plan_file}",
+            f"--stats={stats_file}",
+            f"--workers={self.masking.workers}",
+        ]
+        flags = {key: self.subset[key] for key in keys if key in self.subset}
+        if flags:
+            from orchestrator.masking import subset_flags
+
+            argv.append(f"--subset={subset_flags.save(self.folder / f'subset-{index}', flags)}")
+        middle = execute.Stage(argv, {KEY_SETTING: self.masking.key})
+        stages = pgrestore.copy_stages(self.client, self.target, self.archive, listed, middle)
         execute.run_pipeline(stages, timeout=self.options.timeout)
-        found = json.loads(stats_file.read_text(encoding="utf-8"))
-        self.stats[table] = {
-            "columns": found.get("masked_columns", []),
-            "rows": found.get("rows", 0),
-        }
+        found: dict[str, dict[str, Any]] = json.loads(stats_file.read_text(encoding="utf-8"))[
+            "tables"
+        ]
+        for entry in group:
+            if not any(key in found for key in masked[entry.line]):
+                raise JobError(f"the archive's data of {entry.rest!r} never reached the filter")
+        for table, done in sorted(found.items()):
+            if done.get("masked_columns") or table in self.subset:
+                self._record(table, done, index)
+
+    def _record(self, table: str, found: dict[str, Any], group: int) -> None:
+        """Keep what filter `group` did to `table`: its masked columns, rows, items scrubbed."""
+        self.stats[table] = {"columns": found["masked_columns"], "rows": found.get("rows", 0)}
         if found.get("scrubbed"):
             self.stats[table]["scrubbed"] = found["scrubbed"]
-        log.info("restore.masked_table", table=table, **self.stats[table])
+        if table in self.subset:
+            self.stats[table]["dropped"] = found.get("dropped", 0)
+        log.info("restore.masked_table", table=table, group=group, **self.stats[table])
 
 
 def unlisted_kept(
@@ -290,10 +337,14 @@ def database_comment(
 
 
 def _columns_of(stats: dict[str, Any]) -> str:
-    """The masked columns of one table for the comment, with the items each one scrubbed:
-    `email, notes: 412 items scrubbed`."""
+    """The masked columns of one table for the comment, with the items each one scrubbed,
+    and for a subset's table the rows kept and dropped: `email, notes: 412 items scrubbed,
+    subset kept 120 rows, dropped 880`."""
     scrubbed = stats.get("scrubbed", {})
-    return ", ".join(
+    parts = [
         f"{name}: {scrubbed[name]} items scrubbed" if name in scrubbed else name
         for name in stats.get("columns", [])
-    )
+    ]
+    if "dropped" in stats:  # a subset's table: how many of its rows it kept
+        parts.append(f"subset kept {stats.get('rows', 0)} rows, dropped {stats['dropped']}")
+    return ", ".join(parts)

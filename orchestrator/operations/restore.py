@@ -39,6 +39,7 @@ from orchestrator.table_names import table_key
 
 if TYPE_CHECKING:
     from orchestrator.masking.plan import TablePlan
+    from orchestrator.masking.subset_flags import RowFlags
 
 log = get_logger(__name__)
 RETRY_SECONDS = 0.5
@@ -118,6 +119,7 @@ class Restorer:
     client: ClientSet
     archive: Path
     unlisted: list[str] = field(default_factory=list)  # the columns kept unlisted (masked)
+    expected: dict[str, int] | None = None  # rows per table a subset keeps (None: all)
 
     def run(self) -> RestoreResult:
         """Check the target again on the connection used, choose the strategy, restore.
@@ -260,10 +262,30 @@ class Restorer:
                 plans,
                 folder,
                 tables_of,
+                subset=self._subset(masking, folder),
             )
             ignored = load.run()
             stats.update(load.stats)
         return ignored
+
+    def _subset(self, masking: masked_load.Masking, folder: Path) -> dict[str, RowFlags]:
+        """The first pass of the rules' subset over the local archive (none without one):
+        which rows each filtered table keeps. The rows expected in the copy become those."""
+        if masking.rules.subset is None:
+            return {}
+        from orchestrator.operations import subset as subset_operation
+
+        scanned = subset_operation.scan(
+            self.client,
+            self.archive,
+            self.manifest,
+            masking.rules.subset,
+            masking.key,
+            folder,
+            self.job.restore.timeout,
+        )
+        self.expected = {**self.manifest.row_counts, **scanned.kept}
+        return scanned.flags
 
     def _make_room(self, maint: Conn, server_major: int) -> None:
         """Drop the previous copy this swap would drop anyway (ages_out), while pg_restore
@@ -307,8 +329,11 @@ class Restorer:
         return ignored
 
     def _verify(self, database: ConnInfo) -> None:
-        """ANALYZE, then compare row counts with the manifest; JobError on any difference."""
-        checked = verify_restored(database, self.manifest, "target", analyze=True)
+        """ANALYZE, then compare row counts with the manifest's (a subset's: the rows its
+        first pass kept); JobError on any difference."""
+        checked = verify_restored(
+            database, self.manifest, "target", analyze=True, expected=self.expected
+        )
         if checked.problems:
             shown = "; ".join(checked.problems[:5])
             raise JobError(f"restored data does not match backup {self.manifest.id}: {shown}")
@@ -365,16 +390,22 @@ class Verified:
 
 
 def verify_restored(
-    database: ConnInfo, manifest: Manifest, setting: str, *, analyze: bool = False
+    database: ConnInfo,
+    manifest: Manifest,
+    setting: str,
+    *,
+    analyze: bool = False,
+    expected: dict[str, int] | None = None,
 ) -> Verified:
     """Count the rows of the manifest's tables in the restored `database` (after ANALYZE
     when `analyze`, for a database that will be used) and give every difference from the
-    manifest. This is the check every restore path makes: restores into a target (which
+    manifest (or from `expected`, the rows a subset kept). This is the check every
+    restore path makes: restores into a target (which
     raise on a difference) and drills (which report them). Raises ConfigError/JobError
     naming `setting` when the database cannot be reached."""
     with contextlib.closing(queries.connect(database, setting)) as conn:
         if analyze:
             queries.analyze(conn)
         counts = queries.count_rows_where_present(conn, manifest.tables)
-    problems = restore_plan.count_differences(manifest.row_counts, counts)
+    problems = restore_plan.count_differences(expected or manifest.row_counts, counts)
     return Verified(problems, len(counts), sum(counts.values()))

@@ -193,7 +193,7 @@ def test_table_keys_are_normalized_like_manifest_keys() -> None:
         (
             "tabels: {}\n",
             "DEV_MASK_RULES: line 1: unknown key 'tabels' "
-            "(allowed: unlisted_columns, large_objects, tables)",
+            "(allowed: unlisted_columns, large_objects, tables, subset)",
         ),
         (
             "tables:\n  customer: keep\n",

@@ -11,11 +11,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from orchestrator.masking import stream, workers
 from orchestrator.masking.__main__ import main
-from orchestrator.masking.plan import ColumnPlan, PlanError, TablePlan
+from orchestrator.masking.plan import (
+    ColumnPlan,
+    PlanError,
+    TablePlan,
+    plans_from_json,
+    plans_to_json,
+)
 from orchestrator.masking.stream import (
     FilterError,
     RowError,
@@ -23,6 +30,7 @@ from orchestrator.masking.stream import (
     decode_field,
     escape,
     filter_script,
+    filter_tables,
     parse_copy_line,
     sample_rows,
     unescape,
@@ -341,6 +349,7 @@ def test_the_stats_count_rows_and_name_the_masked_columns() -> None:
     assert stats.as_dict() == {
         "table": "public.customer",
         "rows": 2,
+        "dropped": 0,
         "columns": ["id", "email", "First Name", "phone"],
         "masked_columns": ["email", "First Name", "phone"],
         "scrubbed": {},
@@ -449,7 +458,7 @@ def test_the_program_masks_stdin_to_stdout_and_writes_stats(tmp_path: Path) -> N
     code, out, err, stats = _program(tmp_path, PREAMBLE + COPY_LINE + ROWS + TRAILER)
     assert (code, err) == (0, "")
     assert out == run_filter(PREAMBLE + COPY_LINE + ROWS + TRAILER)
-    assert json.loads(stats.read_text())["rows"] == 2
+    assert json.loads(stats.read_text())["tables"]["public.customer"]["rows"] == 2
 
 
 def test_the_program_reports_an_unlisted_column_in_one_line_without_values(tmp_path: Path) -> None:
@@ -537,3 +546,157 @@ def test_the_program_with_two_workers_writes_each_line_once(tmp_path: Path) -> N
         )
         outputs.append(done.stdout)
     assert outputs[0] == outputs[1] == run_filter(script)
+
+
+# --- one filter, many tables ------------------------------------------------------------
+
+
+def _block(sql_name: bytes, rows: bytes) -> bytes:
+    return b"COPY " + sql_name + b" (id, email) FROM stdin;\n" + rows + b"\\.\n\n"
+
+
+ODD = [  # (table key, COPY name, transform of its email; the same dotted text twice, case)
+    ("public.Mixed Case", b'public."Mixed Case"', "hash"),
+    ('"a.b".c', b'"a.b".c', "email"),
+    ('a."b.c"', b'a."b.c"', "keep"),
+    ("public.lower", b"public.lower", "redact"),
+    ("public.LOWER", b'public."LOWER"', "keep"),
+    ('public."quote""d"', b'public."quote""d"', "hash"),
+    ("public.orders_p1", b"public.orders_p1", "email"),
+]
+ODD_ROWS = b"1\traw1@secret.example\n2\t\\N\n3\traw3@secret.example\n"
+
+
+def _odd_plans() -> dict[str, TablePlan]:
+    return {
+        key: TablePlan(
+            key,
+            {
+                "id": ColumnPlan("keep", base_type="int4"),
+                "email": ColumnPlan(transform, dict(parse_spec(transform).params)),
+            },
+        )
+        for key, _name, transform in ODD
+    }
+
+
+def test_one_filter_masks_each_copy_with_the_plan_of_exactly_the_table_it_names() -> None:
+    plans = _odd_plans()
+    script = PREAMBLE + b"".join(_block(name, ODD_ROWS) for _k, name, _t in ODD) + TRAILER[3:]
+    out = io.BytesIO()
+    stats = filter_tables(io.BytesIO(script), out, plans, KEY)
+    head, tail = PREAMBLE.replace(b"SET transaction_timeout = 0;\n", b""), TRAILER[3:]
+    alone = b""
+    for key, name, _transform in ODD:  # each block as a filter of that table alone gives it
+        one = run_filter(PREAMBLE + _block(name, ODD_ROWS) + tail, plans[key])
+        alone += one[len(head) : -len(tail)]
+    assert out.getvalue() == head + alone + tail
+    assert b"raw1@secret" in out.getvalue()  # the kept tables: a."b.c" and public."LOWER"
+    assert out.getvalue().count(b"raw1@secret") == 2
+    assert {key: (s.rows, s.masked_columns) for key, s in stats.items()} == {
+        key: (3, [] if transform == "keep" else ["email"]) for key, _n, transform in ODD
+    }
+
+
+def test_a_copy_of_a_table_without_a_plan_stops_the_shared_filter() -> None:
+    plans = _odd_plans()
+    script = PREAMBLE + _block(b"public.lower", ODD_ROWS) + _block(b'public."Lower"', ODD_ROWS)
+    with pytest.raises(FilterError, match=r"holds data of public\.Lower, not any of the 7 tables"):
+        filter_tables(io.BytesIO(script), io.BytesIO(), plans, KEY)
+
+
+def test_a_bad_row_in_a_later_table_names_that_table_and_its_own_row() -> None:
+    plans = {
+        "public.first": plan(),
+        "public.second": TablePlan(
+            "public.second",
+            {
+                "id": ColumnPlan("keep", base_type="int4"),
+                "day": ColumnPlan("date_shift", {"days": 3}, "date"),
+            },
+        ),
+    }
+    plans["public.first"] = TablePlan("public.first", plans["public.first"].columns)
+    script = (
+        PREAMBLE
+        + COPY_LINE.replace(b"customer", b"first")
+        + ROWS
+        + b"\\.\n"
+        + b"COPY public.second (id, day) FROM stdin;\n1\t2024-01-01\n2\tyesterday\n"
+        + TRAILER
+    )
+    out = io.BytesIO()
+    with pytest.raises(FilterError) as caught:
+        filter_tables(io.BytesIO(script), out, plans, KEY)
+    assert str(caught.value) == "public.second.day: row 2: not a date or timestamp in ISO form"
+    assert out.getvalue().endswith(b"\t\torchestrator-mask: aborted\n")
+
+
+def test_a_plans_file_round_trips_and_a_single_plan_file_still_reads() -> None:
+    plans = _odd_plans()
+    assert plans_from_json(plans_to_json(plans.values())) == plans
+    assert plans_from_json(plan().to_json()) == {"public.customer": plan()}
+    twice = plans_to_json([plan(), plan()])
+    with pytest.raises(PlanError, match=r"public\.customer has two plans"):
+        plans_from_json(twice)
+    with pytest.raises(PlanError, match="not a list of masking plans"):
+        plans_from_json('{"format": 1, "plans": {}}')
+
+
+def test_a_one_block_table_is_masked_without_forking_workers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    forks: list[str] = []
+    real = workers.multiprocessing.get_context
+
+    def counting(method: str) -> Any:
+        forks.append(method)
+        return real(method)
+
+    monkeypatch.setattr(workers.multiprocessing, "get_context", counting)
+    run = workers.runner(2)
+    assert run is not None
+    masker = compile_table(plan(), KEY, ["id", "email", "First Name", "phone"])
+    assert list(run(masker, iter([ROWS]))) == [masker(ROWS)]
+    assert list(run(masker, iter([]))) == []
+    assert forks == []
+    assert list(run(masker, iter([ROWS, ROWS]))) == [masker(ROWS)] * 2
+    assert forks == ["fork"]
+
+
+# --- subsets: the rows a first pass kept ------------------------------------------------
+
+
+def _subset_filter(kept: list[bool], nulled: list[bool], rows: bytes) -> tuple[bytes, Any]:
+    from orchestrator.masking.stream import filter_tables
+    from orchestrator.masking.subset_flags import RowFlags
+
+    flags = RowFlags(np.array(kept), {("id",): np.array(nulled)})
+    out = io.BytesIO()
+    keep_all = TablePlan("public.customer", {}, "keep")
+    stats = filter_tables(
+        io.BytesIO(PREAMBLE + COPY_LINE + rows + TRAILER),
+        out,
+        {"public.customer": keep_all},
+        KEY,
+        subset={"public.customer": flags},
+        block_size=16,  # rows cross block edges
+    )
+    return out.getvalue(), stats["public.customer"]
+
+
+def test_a_subset_drops_the_rows_not_kept_and_nulls_flagged_keys_before_masking() -> None:
+    rows = b"".join(b"%d\tx%d@b.com\tAnn\t555\n" % (n, n) for n in range(1, 7))
+    out, stats = _subset_filter(
+        [True, False, True, False, False, True], [False, False, True, False, False, False], rows
+    )
+    body = out.split(COPY_LINE)[1].split(b"\\.\n")[0]
+    assert body == b"1\tx1@b.com\tAnn\t555\n\\N\tx3@b.com\tAnn\t555\n6\tx6@b.com\tAnn\t555\n"
+    assert (stats.rows, stats.dropped) == (3, 3)
+
+
+@pytest.mark.parametrize("flagged", [2, 9])
+def test_a_subset_whose_rows_differ_from_the_archive_stops_the_load(flagged: int) -> None:
+    rows = b"".join(b"%d\tx@b.com\tAnn\t555\n" % n for n in range(1, 6))
+    with pytest.raises(FilterError, match=r"public\.customer: the archive holds"):
+        _subset_filter([True] * flagged, [False] * flagged, rows)

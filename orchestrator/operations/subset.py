@@ -1,0 +1,97 @@
+"""Subset, first pass: stream the data of the filtered tables from a local archive, parents
+before children, and decide which rows the subset keeps (masking.subset_scan). No
+connection to production, no raw row written anywhere: pg_restore's output is read in
+memory, and what comes out is one flag per row."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from orchestrator import execute
+from orchestrator.catalog import Manifest
+from orchestrator.errors import ConfigError
+from orchestrator.logs import get_logger
+from orchestrator.postgres import pg_restore as pgrestore
+from orchestrator.postgres.clients import ClientSet
+from orchestrator.table_names import table_key
+
+if TYPE_CHECKING:
+    from orchestrator.masking.subset import SubsetRules
+    from orchestrator.masking.subset_flags import RowFlags
+
+log = get_logger(__name__)
+KEY_SETTING = "MASK_KEY"
+
+
+@dataclass(frozen=True)
+class Scanned:
+    """The first pass's result: the flags of each filtered data table (what the filters
+    apply) and the rows each keeps (what the restored copy must hold)."""
+
+    flags: dict[str, RowFlags]
+    kept: dict[str, int]
+
+
+def scan(
+    client: ClientSet,
+    archive: Path,
+    manifest: Manifest,
+    rules: SubsetRules,
+    key: str,
+    folder: Path,
+    timeout: float | None = None,
+) -> Scanned:
+    """Read the data of the tables `rules` filter from `archive` (one pg_restore, parents
+    first) through the masking program's `scan` (MASK_KEY in its environment), and give
+    which rows of each filtered data table the subset keeps.
+
+    Raises ConfigError when the backup records no schema, CommandFailed when pg_restore
+    or the scan fails (a condition that cannot be evaluated names its table).
+    """
+    from orchestrator.masking import subset as subsets
+    from orchestrator.masking import subset_flags
+
+    facts = manifest.schema_facts
+    if facts is None:  # a manifest from before schema facts: `mask check` refuses it first
+        raise ConfigError(f"backup {manifest.id} records no schema: take a new backup to subset")
+    plan = subsets.plan(rules, facts)
+    rank = {root: index for index, root in enumerate(plan.order)}
+    wanted = []
+    entries = pgrestore.toc_list(pgrestore.list_toc(client, archive))
+    for position, entry in enumerate(entries):
+        if entry.kind != "TABLE DATA":
+            continue
+        roots = {
+            facts.root_of(table_key(*t)) for t in pgrestore.entry_tables(entry, manifest.tables)
+        }
+        ranks = [rank[root] for root in roots if root in rank]
+        if ranks:  # names printed unquoted may match several tables: read them all
+            wanted.append((min(ranks), position, entry))
+    if not wanted:
+        return Scanned({}, {})
+    listed = pgrestore.write_list([e for _r, _p, e in sorted(wanted)], folder / "subset.list")
+    given = folder / "subset.json"
+    given.write_text(
+        json.dumps({"subset": subsets.rules_to_json(rules), "facts": facts.model_dump()}),
+        encoding="utf-8",
+    )
+    out = folder / "subset-flags"
+    # the conditions run in a child: the embedded engine never lives in this process,
+    # whose other threads start programs (pg_restore into the backup target) meanwhile
+    scanner = execute.Stage(
+        [sys.executable, "-m", "orchestrator.masking", "scan", f"--subset={given}", f"--out={out}"],
+        {KEY_SETTING: key},
+    )
+    restore = execute.Stage(
+        [client.tool("pg_restore"), f"--use-list={listed}", "--file=-", str(archive)]
+    )
+    execute.run_pipeline([restore, scanner], timeout=timeout)
+    flags = subset_flags.load(out)
+    counted = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    for name, numbers in sorted(counted.items()):
+        log.info("subset.scanned", table=name, kept=numbers["kept"], rows=numbers["rows"])
+    return Scanned(flags, {name: int(numbers["kept"]) for name, numbers in counted.items()})

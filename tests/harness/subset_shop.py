@@ -1,0 +1,57 @@
+"""A shop schema for subset tests: a lookup kept whole, users filtered by a condition with a
+self-reference set to NULL when its target is dropped, orders with a composite key and a
+NULL key, items referencing them by the composite key, a partitioned table, a table with an
+odd quoted name, and a big table filtered by a share."""
+
+SCHEMA = """
+CREATE TABLE public.countries (code text PRIMARY KEY);
+INSERT INTO public.countries VALUES ('DE'), ('FR'), ('XX');
+
+CREATE TABLE public.users (
+    id int PRIMARY KEY, country text REFERENCES public.countries, created_at date NOT NULL,
+    referrer_id int REFERENCES public.users);
+INSERT INTO public.users
+SELECT g, CASE WHEN g = 9 THEN 'XX' ELSE 'DE' END, date '2026-01-01' + (g * 30), NULL
+FROM generate_series(1, 10) g;
+UPDATE public.users SET referrer_id = 2 WHERE id = 7;  -- referrer dropped: set to NULL
+UPDATE public.users SET referrer_id = 6 WHERE id = 8;  -- referrer kept: stays
+
+CREATE TABLE public.orders (
+    id int, shop int, user_id int REFERENCES public.users, PRIMARY KEY (id, shop));
+INSERT INTO public.orders SELECT u, s, u FROM generate_series(1, 10) u, generate_series(1, 2) s;
+INSERT INTO public.orders VALUES (99, 1, NULL);  -- a NULL key points nowhere: kept
+
+CREATE TABLE public.order_items (
+    order_id int, shop int, sku text, FOREIGN KEY (order_id, shop) REFERENCES public.orders);
+INSERT INTO public.order_items SELECT id, shop, 'SKU-' || id FROM public.orders;
+INSERT INTO public.order_items VALUES (NULL, 1, 'loose');  -- composite key with a NULL
+
+CREATE TABLE public.events (id int, user_id int REFERENCES public.users, at date NOT NULL)
+    PARTITION BY RANGE (at);
+CREATE TABLE public.events_2026 PARTITION OF public.events
+    FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+CREATE TABLE public.events_2027 PARTITION OF public.events
+    FOR VALUES FROM ('2027-01-01') TO ('2028-01-01');
+INSERT INTO public.events
+SELECT g, 1 + g % 10, date '2026-01-01' + g FROM generate_series(1, 600) g;
+
+CREATE SCHEMA "Odd Schema";
+CREATE TABLE "Odd Schema"."Notes ""q"" x" (
+    user_id int REFERENCES public.users, body text);
+INSERT INTO "Odd Schema"."Notes ""q"" x"
+SELECT 1 + g % 10, 'note' FROM generate_series(1, 50) g;
+
+CREATE TABLE public.big (id int PRIMARY KEY, pad text);
+INSERT INTO public.big SELECT g, repeat('x', 20) FROM generate_series(1, 30000) g;
+"""
+
+RULES = """\
+unlisted_columns: keep
+subset:
+  tables:
+    public.users: {where: "created_at >= date '2026-06-01' AND country <> 'XX'"}
+    public.big: {percent: 10}
+  keep_whole: [public.countries]
+  set_null: [public.users.referrer_id]
+"""
+KEPT_USERS = "created_at >= date '2026-06-01' AND country <> 'XX'"

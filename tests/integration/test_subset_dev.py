@@ -1,0 +1,181 @@
+"""Subsetted dev copies from the archive alone: the pipeline's dev restore and
+`restore --target URL --mask-rules` keep exactly the rows the subset's semantics say,
+masked, with every foreign key restored and valid; the backup target stays whole; rules
+that do not fit are refused, naming the table, before dev is touched."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from orchestrator.storage import open_storage
+from tests.conftest import Clusters, Orchestrator, all_bin_dirs
+from tests.harness.postgres import Cluster
+from tests.harness.subset_shop import KEPT_USERS, RULES, SCHEMA
+
+pytestmark = pytest.mark.integration
+
+KEY = "subset-mask-key-0123456789abcdef"
+MASKED_RULES = RULES.replace(
+    "unlisted_columns: keep\n", "unlisted_columns: keep\ntables:\n  public.big: {pad: redact}\n"
+)
+RAW_PADS = "SELECT count(*) FROM public.big WHERE pad = repeat('x', 20)"
+TABLES = (
+    "public.countries",
+    "public.users",
+    "public.orders",
+    "public.order_items",
+    "public.events",
+    '"Odd Schema"."Notes ""q"" x"',
+    "public.big",
+)
+
+
+@dataclass
+class Shop:
+    cluster: Cluster
+    source: str
+    dev: str
+    backup: str
+    orch: Orchestrator
+    work: Path
+    cycle: dict[str, object]
+
+
+@pytest.fixture(scope="module")
+def shop(clusters: Clusters, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
+    cluster = clusters.get(17)
+    work = tmp_path_factory.mktemp("subset-dev")
+    source, dev, backup = "shop_src", "shop_dev", "shop_backup"
+    for name in (source, dev, backup):
+        cluster.create_database(name)
+    cluster.psql(SCHEMA, database=source)
+    rules = work / "rules.yaml"
+    rules.write_text(MASKED_RULES)
+    store = work / "store"
+    open_storage(store.as_uri()).initialise()
+    orch = Orchestrator(
+        work,
+        {
+            "SOURCE_DATABASE_URL": cluster.url(source),
+            "BACKUP_DATABASE_URL": cluster.url(backup),
+            "DEV_DATABASE_URL": cluster.url(dev),
+            "DEV_MASK_RULES": str(rules),
+            "MASK_KEY": KEY,
+            "STORAGE_URL": store.as_uri(),
+            "PG_BIN_DIRS": all_bin_dirs(clusters),
+        },
+    )
+    cycle = json.loads(orch.ok("pipeline", "--json").stdout)
+    yield Shop(cluster, source, dev, backup, orch, work, cycle)
+
+
+def count(cluster: Cluster, database: str, sql: str) -> int:
+    return int(cluster.psql(sql, database=database).strip())
+
+
+EXPECTED = {
+    "public.users": f"SELECT count(*) FROM public.users WHERE {KEPT_USERS}",
+    "public.orders": "SELECT count(*) FROM public.orders WHERE user_id IS NULL OR user_id IN "
+    f"(SELECT id FROM public.users WHERE {KEPT_USERS})",
+    "public.events": "SELECT count(*) FROM public.events WHERE user_id IN "
+    f"(SELECT id FROM public.users WHERE {KEPT_USERS})",
+    "public.countries": "SELECT count(*) FROM public.countries",
+}
+
+
+@pytest.mark.parametrize("table", sorted(EXPECTED))
+def test_dev_holds_exactly_the_rows_the_subset_keeps(shop: Shop, table: str) -> None:
+    expected = count(shop.cluster, shop.source, EXPECTED[table])
+    assert count(shop.cluster, shop.dev, f"SELECT count(*) FROM {table}") == expected
+
+
+def test_the_backup_target_is_never_subsetted(shop: Shop) -> None:
+    for table in TABLES:
+        sql = f"SELECT count(*) FROM {table}"
+        assert count(shop.cluster, shop.backup, sql) == count(shop.cluster, shop.source, sql)
+
+
+def test_every_foreign_key_is_restored_and_valid_on_the_subset(shop: Shop) -> None:
+    sql = "SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND convalidated"
+    assert count(shop.cluster, shop.dev, sql) == count(shop.cluster, shop.source, sql) > 0
+    orphans = (
+        "SELECT count(*) FROM public.order_items i WHERE i.order_id IS NOT NULL AND NOT EXISTS "
+        "(SELECT 1 FROM public.orders o WHERE (o.id, o.shop) = (i.order_id, i.shop))"
+    )
+    assert count(shop.cluster, shop.dev, orphans) == 0
+
+
+def test_a_set_null_key_is_null_where_its_target_was_dropped_and_kept_elsewhere(shop: Shop) -> None:
+    referrers = shop.cluster.psql(
+        "SELECT id || ':' || coalesce(referrer_id::text, '-') FROM public.users "
+        "WHERE id IN (7, 8) ORDER BY id",
+        database=shop.dev,
+    ).split()
+    assert referrers == ["7:-", "8:6"]
+
+
+def test_kept_rows_are_masked_and_a_share_is_a_share(shop: Shop) -> None:
+    big = count(shop.cluster, shop.dev, "SELECT count(*) FROM public.big")
+    assert 2500 < big < 3500
+    raw = count(
+        shop.cluster, shop.dev, "SELECT count(*) FROM public.big WHERE pad = repeat('x', 20)"
+    )
+    assert raw == 0
+
+
+def test_the_cycle_report_says_how_many_rows_each_filtered_table_dropped(shop: Shop) -> None:
+    steps = {step["name"]: step for step in shop.cycle["steps"]}  # type: ignore[index,union-attr]
+    tables = steps["restore:dev"]["detail"]["masking"]["tables"]
+    users_dropped = count(
+        shop.cluster, shop.source, f"SELECT count(*) FROM public.users WHERE NOT ({KEPT_USERS})"
+    )
+    assert tables["public.users"]["dropped"] == users_dropped
+    assert "dropped" not in steps["restore:backup"]["detail"]
+
+
+def test_a_subset_alone_restores_into_a_url_without_masking_anything(shop: Shop) -> None:
+    rules = shop.work / "subset-only.yaml"
+    rules.write_text(RULES)
+    other = "shop_other"
+    shop.cluster.create_database(other)
+    shop.orch.ok("restore", "--target", shop.cluster.url(other), "--mask-rules", str(rules))
+    users = count(shop.cluster, other, "SELECT count(*) FROM public.users")
+    assert users == count(shop.cluster, shop.source, EXPECTED["public.users"])
+    raw = count(shop.cluster, other, RAW_PADS)
+    assert 2500 < raw < 3500  # no masking rule: the share's rows arrive as they are
+
+
+@pytest.mark.parametrize(
+    ("subset", "message"),
+    [
+        (
+            '  tables:\n    public.users: {where: "nope = 1"}\n'
+            "  set_null: [public.users.referrer_id]\n",
+            "public.users: where: Binder Error",
+        ),
+        (
+            '  tables:\n    public.users: {where: "true"}\n  keep_whole: [public.orders]\n',
+            "public.orders: is in keep_whole but holds a foreign key into a filtered table",
+        ),
+        (
+            '  tables:\n    public.users: {where: "true"}\n',
+            "public.users: foreign keys form a cycle among filtered tables",
+        ),
+    ],
+)
+def test_rules_that_do_not_fit_are_refused_naming_the_table_before_dev_is_touched(
+    shop: Shop, subset: str, message: str
+) -> None:
+    rules = shop.work / "bad.yaml"
+    rules.write_text("unlisted_columns: keep\nsubset:\n" + subset)
+    checked = shop.orch.run("mask", "check", "--rules", str(rules))
+    assert checked.returncode == 2 and message in checked.stdout, checked.stdout
+    before = count(shop.cluster, shop.dev, "SELECT count(*) FROM public.users")
+    refused = shop.orch.run("restore", "--target", "dev", "--mask-rules", str(rules))
+    assert refused.returncode != 0 and message in refused.stderr, refused.stderr
+    assert count(shop.cluster, shop.dev, "SELECT count(*) FROM public.users") == before

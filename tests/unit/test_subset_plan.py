@@ -1,0 +1,298 @@
+"""Subsets, the pure part: the `subset:` section read from a rules file, which tables a
+condition reaches through foreign keys and in which order, what `mask check` refuses, and
+conditions parsed, type-checked and evaluated by the embedded engine."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from orchestrator.masking.predicate import Predicate, PredicateError, engine, share
+from orchestrator.masking.rules import RulesError, load_rules
+from orchestrator.masking.subset import Condition, SubsetRules, check, plan, reached
+from orchestrator.schema_facts import Column, ForeignKey, SchemaFacts, Table
+
+
+def col(name: str, base: str = "int4", not_null: bool = False) -> Column:
+    category = {"int4": "N", "int8": "N", "text": "S", "date": "D", "jsonb": "U"}.get(base, "S")
+    return Column(name=name, type=base, base_type=base, category=category, not_null=not_null)
+
+
+def fk(columns: tuple[str, ...], references: str, referenced: tuple[str, ...]) -> ForeignKey:
+    return ForeignKey(columns=columns, references=references, referenced_columns=referenced)
+
+
+def shop() -> SchemaFacts:
+    """users <- orders <- order_items (composite key into orders); countries and plans are
+    lookups; employees reference themselves; a <-> b reference each other; events is
+    partitioned (its partitions hold a key into users); audit references events."""
+    pk = (("id",),)
+    tables = {
+        "public.countries": Table(columns=(col("code", "text", True),), unique=(("code",),)),
+        "public.plans": Table(columns=(col("id", not_null=True),), unique=pk),
+        "public.users": Table(
+            columns=(col("id", not_null=True), col("country", "text"), col("plan_id")),
+            unique=pk,
+            foreign_keys=(
+                fk(("country",), "public.countries", ("code",)),
+                fk(("plan_id",), "public.plans", ("id",)),
+            ),
+        ),
+        "public.orders": Table(
+            columns=(col("id", not_null=True), col("shop", not_null=True), col("user_id")),
+            unique=(("id", "shop"),),
+            foreign_keys=(fk(("user_id",), "public.users", ("id",)),),
+        ),
+        "public.order_items": Table(
+            columns=(col("order_id"), col("shop"), col("sku", "text")),
+            foreign_keys=(fk(("order_id", "shop"), "public.orders", ("id", "shop")),),
+        ),
+        "public.employees": Table(
+            columns=(col("id", not_null=True), col("manager_id"), col("boss", not_null=True)),
+            unique=pk,
+            foreign_keys=(
+                fk(("manager_id",), "public.employees", ("id",)),
+                fk(("boss",), "public.employees", ("id",)),
+            ),
+        ),
+        "public.a": Table(
+            columns=(col("id", not_null=True), col("b_id")),
+            unique=pk,
+            foreign_keys=(fk(("b_id",), "public.b", ("id",)),),
+        ),
+        "public.b": Table(
+            columns=(col("id", not_null=True), col("a_id")),
+            unique=pk,
+            foreign_keys=(fk(("a_id",), "public.a", ("id",)),),
+        ),
+        "public.events": Table(columns=(col("id"), col("user_id")), partitioned=True),
+        "public.events_2026": Table(
+            columns=(col("id"), col("user_id")),
+            parent="public.events",
+            foreign_keys=(fk(("user_id",), "public.users", ("id",)),),
+        ),
+        "public.audit": Table(
+            columns=(col("event_id"),),
+            foreign_keys=(fk(("event_id",), "public.events_2026", ("id",)),),
+        ),
+    }
+    return SchemaFacts(tables=tables)
+
+
+def rules(
+    tables: dict[str, Condition] | None = None,
+    keep_whole: tuple[str, ...] = (),
+    set_null: tuple[str, ...] = (),
+) -> SubsetRules:
+    return SubsetRules(tables=tables or {}, keep_whole=keep_whole, set_null=set_null)
+
+
+WHERE = Condition(where="true")
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        (  # children of a filtered table are filtered, transitively; lookups stay whole
+            rules({"public.users": WHERE}),
+            {
+                "public.users",
+                "public.orders",
+                "public.order_items",
+                "public.events",
+                "public.audit",
+            },
+        ),
+        (rules({"public.orders": WHERE}), {"public.orders", "public.order_items"}),
+        (rules({"public.countries": WHERE}), None),  # everything hanging off countries
+        (rules({"public.plans": WHERE}, set_null=("public.users.plan_id",)), {"public.plans"}),
+        (rules({"public.a": WHERE}), {"public.a", "public.b"}),
+        (rules({"public.a": WHERE}, set_null=("public.b.a_id",)), {"public.a"}),
+    ],
+)
+def test_conditions_reach_every_table_holding_a_key_into_a_filtered_one(given, expected):
+    facts = shop()
+    if expected is None:
+        expected = {"public.countries", "public.users", "public.orders", "public.order_items"}
+        expected |= {"public.events", "public.audit"}
+    assert reached(given, facts) == expected
+
+
+def test_the_plan_puts_parents_first_and_rolls_partitions_up_to_their_table():
+    facts = shop()
+    made = plan(rules({"public.users": WHERE}), facts)
+    order = list(made.order)
+    assert order.index("public.users") < order.index("public.orders")
+    assert order.index("public.orders") < order.index("public.order_items")
+    assert order.index("public.events") < order.index("public.audit")
+    events = made.tables["public.events"]
+    assert [e.describe() for e in events.filters] == [
+        "public.events (user_id) -> public.users (id)"
+    ]
+    assert made.filtered("public.events_2026", facts) is events  # a partition: its table's
+    assert made.filtered("public.countries", facts) is None
+    assert made.referenced["public.orders"] == (("id", "shop"),)
+    assert made.tables["public.users"].condition == WHERE
+
+
+def test_a_key_in_set_null_breaks_a_cycle_and_is_planned_as_nulled():
+    facts = shop()
+    given = rules({"public.a": WHERE}, set_null=("public.a.b_id",))
+    assert check(given, facts) == []
+    made = plan(given, facts)
+    assert made.order == ("public.a", "public.b")
+    assert [e.describe() for e in made.tables["public.a"].nulls] == [
+        "public.a (b_id) -> public.b (id)"
+    ]
+    assert [e.describe() for e in made.tables["public.b"].filters] == [
+        "public.b (a_id) -> public.a (id)"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("given", "where", "message"),
+    [
+        (rules({"public.nope": WHERE}), "public.nope", "is not a table of this backup"),
+        (rules({"public.events_2026": WHERE}), "public.events_2026", "is a partition"),
+        (rules({"public.users": Condition(percent=120)}), "public.users", "between 0 and 100"),
+        (rules({"public.users": Condition()}), "public.users", "either where: or percent:"),
+        (rules(keep_whole=("public.nope",)), "public.nope", "(keep_whole) is not a table"),
+        (
+            rules({"public.users": WHERE}, keep_whole=("public.users",)),
+            "public.users",
+            "has a condition and is in keep_whole",
+        ),
+        (
+            rules({"public.users": WHERE}, keep_whole=("public.orders",)),
+            "public.orders",
+            "holds a foreign key into a filtered table "
+            "(public.orders (user_id) -> public.users (id))",
+        ),
+        (
+            rules({"public.employees": WHERE}),
+            "public.employees",
+            "cycle among filtered tables (public.employees -> public.employees)",
+        ),
+        (
+            rules({"public.employees": WHERE}, set_null=("public.employees.manager_id",)),
+            "public.employees",
+            "cycle",  # `boss` still references the table itself
+        ),
+        (rules({"public.a": WHERE}), "public.a", "(public.a -> public.b -> public.a)"),
+        (
+            rules(set_null=("public.employees.boss",)),
+            "public.employees.boss",
+            "cannot be set to NULL: boss is NOT NULL",
+        ),
+        (rules(set_null=("public.users.id",)), "public.users.id", "is not part of a foreign key"),
+        (rules(set_null=("public.users.nope",)), "public.users.nope", "is not a column"),
+    ],
+)
+def test_check_names_each_problem_and_where_it_is(given, where, message):
+    problems = check(given, shop())
+    assert [p.where for p in problems] == [where]
+    assert message in problems[0].message
+
+
+SUBSET_YAML = """\
+unlisted_columns: keep
+subset:
+  tables:
+    public.users: {where: "created_at >= date '2026-06-01' AND country <> 'XX'"}
+    Public."Odd Events": {percent: 5}
+  keep_whole: [public.countries, public.plans]
+  set_null: [public.a.b_id]
+"""
+
+
+def test_the_subset_section_is_read_with_table_keys_normalised():
+    found = load_rules(SUBSET_YAML, "DEV_MASK_RULES").subset
+    assert found is not None
+    assert found.tables["public.users"].where == (
+        "created_at >= date '2026-06-01' AND country <> 'XX'"
+    )
+    assert found.tables["Public.Odd Events"].percent == 5.0
+    assert found.keep_whole == ("public.countries", "public.plans")
+    assert found.set_null == ("public.a.b_id",)
+    assert load_rules("unlisted_columns: keep\n", "X").subset is None
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "subset:\n  tables:\n    public.t: {where: 1, percent: 2}\n",
+            "line 3: public.t: a subset",
+        ),
+        ("subset:\n  tables:\n    public.t: {percent: many}\n", "line 3: public.t: percent:"),
+        ("subset:\n  tables:\n    public.t: {where: '  '}\n", "line 3: public.t: where: must be"),
+        ("subset:\n  keep_whole: public.t\n", "line 2: subset.keep_whole must be a list"),
+        ("subset:\n  set_null: [users]\n", "line 2: 'users' in subset.set_null is not"),
+        ("subset:\n  filter: {}\n", "line 2: unknown key 'filter' in subset"),
+        ("subset:\n  tables:\n    nodot: {percent: 1}\n", "'nodot' in subset.tables is not"),
+    ],
+)
+def test_a_malformed_subset_section_is_refused_naming_its_line(text, message):
+    with pytest.raises(RulesError) as raised:
+        load_rules(text, "DEV_MASK_RULES")
+    assert str(raised.value).startswith("DEV_MASK_RULES: ")
+    assert message in str(raised.value)
+
+
+COLUMNS = (
+    col("id"),
+    col("created_at", "date"),
+    col("country", "text"),
+    col("profile", "jsonb"),
+    Column(name='Odd "name"', type="text", base_type="text", category="S"),
+)
+ROWS = [
+    ["1", "2", "3", "4"],
+    ["2026-07-01", "2026-01-01", "2026-08-01", "0044-03-15 BC"],
+    ["DE", "DE", None, "FR"],
+    ['{"tier": "gold"}', '{"tier": "gold"}', "{}", '{"tier": "gold"}'],
+    ["a", "b", "c", "a\\tb"],
+]
+
+
+@pytest.mark.parametrize(
+    ("where", "expected"),
+    [
+        ("created_at >= date '2026-06-01'", [True, False, True, False]),  # unreadable: not kept
+        ("country <> 'XX'", [True, True, False, True]),  # NULL: the condition does not hold
+        ("profile->>'tier' = 'gold' AND id % 2 = 0", [False, True, False, True]),
+        ('"Odd ""name""" ILIKE \'A%\'', [True, False, False, True]),
+        ("id IN (1, 3) OR country IS NULL", [True, False, True, False]),
+    ],
+)
+def test_conditions_are_evaluated_on_copy_text_with_the_columns_types(where, expected):
+    with engine() as con:
+        held = Predicate("public.t", COLUMNS, where).holds(ROWS, con)
+    assert held.tolist() == expected
+
+
+@pytest.mark.parametrize(
+    ("where", "message"),
+    [
+        ("nope > 1", 'Referenced column "nope" not found'),
+        ("created_at > 5", "Cannot compare"),
+        ("id", "gives INTEGER, not a boolean"),
+        ("true) OR (false", "does not parse"),
+        ("id IN (SELECT 1 FROM read_csv('/etc/passwd'))", "file system operations are disabled"),
+    ],
+)
+def test_a_condition_that_does_not_fit_the_table_is_refused_before_any_row(where, message):
+    with pytest.raises(PredicateError) as raised:
+        Predicate("public.t", COLUMNS, where)
+    assert str(raised.value).startswith("public.t: where: ")
+    assert message in str(raised.value)
+
+
+def test_a_share_is_the_same_rows_for_one_key_and_other_rows_for_another():
+    keys = [str(n) for n in range(20000)]
+    first = share(b"k" * 32, "public.events", keys, 5)
+    assert 0.04 < first.mean() < 0.06
+    assert np.array_equal(first, share(b"k" * 32, "public.events", keys, 5))
+    assert not np.array_equal(first, share(b"j" * 32, "public.events", keys, 5))
+    assert not np.array_equal(first, share(b"k" * 32, "public.other", keys, 5))
+    assert share(b"k" * 32, "t", keys, 0).sum() == 0 and share(b"k" * 32, "t", keys, 100).all()
