@@ -400,6 +400,8 @@ def main() -> None:
     rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 5
     lines = sys.argv[3] if len(sys.argv) > 3 else "abcge"
     run([sys.executable, "-m", "compileall", "-q", str(REPO / "orchestrator")])
+    if "o" in lines and not os.environ.get("BENCH_BASELINE"):
+        raise SystemExit("LINES o: set BENCH_BASELINE to the folder of the code to compare")
     baseline = Path(os.environ["BENCH_BASELINE"]).resolve() if "o" in lines else None
     if baseline is not None:
         run([sys.executable, "-m", "compileall", "-q", str(baseline / "orchestrator")])
