@@ -81,7 +81,12 @@ class KeyStore:
         """For each integer value, whether it is kept."""
         if self._sorted is None:
             self._sorted = np.unique(np.concatenate(self.parts)) if self.parts else _NO_INTS
-        return np.isin(values, self._sorted, assume_unique=False)
+        found = self._sorted
+        if not len(found):
+            return np.zeros(len(values), dtype=bool)
+        at = np.minimum(np.searchsorted(found, values), len(found) - 1)
+        held: Mask = found[at] == values
+        return held
 
     def holds_raw(self, keys: list[RawKey | None]) -> Mask:
         """For each key (None: it holds a NULL and points nowhere), whether it may stay."""
