@@ -17,6 +17,10 @@
 (x) the same refresh with the rules `mask suggest` writes for that backup
 (o) (x) run by the code of another checkout, the folder BENCH_BASELINE names (e.g. main's
     before a change): before and after alternate in the same rounds
+(f) a masked dev refresh of a three-level chain (users, their orders, the orders' items;
+    BENCH_CHAIN_USERS users, default 100,000, five orders each, three items per order)
+(t) the same refresh with a 5 % subset (`percent: 5` on users): t/f, and each dev
+    database's size
 (d) bare `pg_dump -Fc` of a small database (pgbench scale 2, about 37 MB) to a file
 (k) `orchestrator backup` of the same database to a folder store, gzip like (d): what a
     command costs over the bare command it wraps (interpreter, imports, settings, checks,
@@ -24,9 +28,9 @@
 Each is run ROUNDS times (default 5, alternating, so drift hits them all alike); prints the
 medians: c/a, c'/a, b/c, e/c, m/u, s/v, x/n, k - d and the peak RSS of the orchestrator
 process and of the masking filter's processes. LINES (default "abcge"; "um" for the masked
-line, "vs" for the scrub line, "nx" for many masked tables, "dk" for the fixed cost of a
-command) picks which ways run. The package is byte-compiled first, as an installed wheel
-is, so that no run compiles it.
+line, "vs" for the scrub line, "nx" for many masked tables, "ft" for the subset line, "dk"
+for the fixed cost of a command) picks which ways run. The package is byte-compiled first,
+as an installed wheel is, so that no run compiles it.
 
 When a pipeline line (a, b, c, c', e) runs, two untimed pipeline cycles come first (their
 times are printed, not counted): after them each target holds a current and a previous
@@ -336,6 +340,35 @@ def masked_refresh_setup(
     return base, masked, args
 
 
+CHAIN_USERS = int(os.environ.get("BENCH_CHAIN_USERS", "100000"))
+CHAIN_SQL = f"""
+CREATE TABLE public.users (id int PRIMARY KEY, email text NOT NULL UNIQUE, name text,
+    created_at date NOT NULL);
+INSERT INTO public.users SELECT g, 'user' || g || '@mail.example', 'Name ' || g,
+    date '2020-01-01' + g % 2000 FROM generate_series(1, {CHAIN_USERS}) g;
+CREATE TABLE public.orders (id int PRIMARY KEY, user_id int NOT NULL REFERENCES public.users,
+    total numeric(10, 2), note text);
+INSERT INTO public.orders SELECT g, 1 + g % {CHAIN_USERS}, g % 1000, 'order note ' || g
+    FROM generate_series(1, {CHAIN_USERS * 5}) g;
+CREATE TABLE public.items (id int PRIMARY KEY, order_id int NOT NULL REFERENCES public.orders,
+    sku text, qty int, pad text);
+INSERT INTO public.items SELECT g, 1 + g % {CHAIN_USERS * 5}, 'SKU-' || g % 5000, g % 7,
+    repeat(md5(g::text), 3) FROM generate_series(1, {CHAIN_USERS * 15}) g;
+"""
+CHAIN_RULES = """\
+unlisted_columns: keep
+tables:
+  public.users: {email: email, name: full_name}
+"""
+SUBSET_RULES = (
+    CHAIN_RULES
+    + """\
+subset:
+  tables:
+    public.users: {percent: 5}
+"""
+)
+DEV_SIZES: dict[str, list[int]] = {"f": [], "t": []}
 A = "(a) floor: dump, then 2 restores at once"
 B = "(b) old way: dump+restore, dump+restore"
 C = "(c) orchestrator pipeline (+ S3 archive)"
@@ -350,8 +383,19 @@ K = "(k) orchestrator backup, folder store"
 N = "(n) dev refresh, 100 tables, no rules"
 X = "(x) the same, 19 tables masked (suggested)"
 BASE_X = "(o) (x) by the code of BENCH_BASELINE"
+F = "(f) dev refresh of a chain, masked"
+T = "(t) the same, a 5 % subset"
 SMALL_SCALE = 2  # pgbench scale of the small database of (d) and (k): about 37 MB
 PIPELINE_LINES = set("abcge")
+
+
+def chain_refresh(
+    env: dict[str, str], args: list[str], name: str, key: str, dev: postgres.Cluster
+) -> int:
+    """A dev refresh of the chain database; keeps the dev database's size, gives the RSS."""
+    peak = orchestrate(env, args, name)
+    DEV_SIZES[key].append(int(dev.psql("SELECT pg_database_size('chain')", "chain")))
+    return peak
 
 
 def small_backup_setup(
@@ -400,6 +444,8 @@ def main() -> None:
     rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 5
     lines = sys.argv[3] if len(sys.argv) > 3 else "abcge"
     run([sys.executable, "-m", "compileall", "-q", str(REPO / "orchestrator")])
+    if "o" in lines and not os.environ.get("BENCH_BASELINE"):
+        raise SystemExit("LINES o: set BENCH_BASELINE to the folder of the code to compare")
     baseline = Path(os.environ["BENCH_BASELINE"]).resolve() if "o" in lines else None
     if baseline is not None:
         run([sys.executable, "-m", "compileall", "-q", str(baseline / "orchestrator")])
@@ -469,6 +515,18 @@ def main() -> None:
             "n": (N, lambda n: rss.append(orchestrate(wide_env, wide, f"wide-{n}"))),
             "x": (X, lambda n: rss.append(orchestrate(wide_masked_env, wide, f"wide-masked-{n}"))),
             "o": (BASE_X, lambda n: orchestrate(wide_masked_env, wide, f"wide-base-{n}", baseline)),
+            "f": (
+                F,
+                lambda n: rss.append(
+                    chain_refresh(chain_env, chain, f"chain-{n}", "f", targets[1])
+                ),
+            ),
+            "t": (
+                T,
+                lambda n: rss.append(
+                    chain_refresh(subset_env, chain, f"subset-{n}", "t", targets[1])
+                ),
+            ),
             "d": (D, lambda n: bare_dump(bins[major], small_url, work)),
             "k": (K, lambda n: backup(small_env)),
         }
@@ -510,6 +568,16 @@ def main() -> None:
                         f"(n/x) {name} (not counted)",
                         lambda n=name, e=chosen: rss.append(orchestrate(e, wide, n)),
                     )
+            if "f" in lines or "t" in lines:
+                print(f"subset line: a chain of {CHAIN_USERS:,} users, backed up once")
+                _plain, chain_env, chain = masked_refresh_setup(
+                    source_c, targets[1], env, work, ("chain", CHAIN_SQL, CHAIN_RULES)
+                )
+                subset_rules = work / "subset-chain.yaml"
+                subset_rules.write_text(SUBSET_RULES)
+                subset_env = {**chain_env, "DEV_MASK_RULES": str(subset_rules)}
+                size = source_c.psql("SELECT pg_size_pretty(pg_database_size('chain'))", "chain")
+                print(f"  chain database: {size}")
             if "d" in lines or "k" in lines:
                 small_url, small_env = small_backup_setup(source_c, bins[major], env, work)
                 for key in "dk":
@@ -541,7 +609,7 @@ def report(runs: dict[str, list[float]], rss: list[int], rounds: int) -> None:
     """Print the medians and the ratios of the ways that ran."""
     m = {key: statistics.median(times) for key, times in runs.items()}
     names = {"a": "a", "b": "b", "c": "c", "g": "c'", "e": "e", "u": "u", "m": "m", "v": "v"}
-    names.update(s="s", d="d", k="k", n="n", x="x", o="o")
+    names.update(s="s", d="d", k="k", n="n", x="x", o="o", f="f", t="t")
     shown = ", ".join(f"{names[k]} {v:.2f} s" for k, v in m.items())
     print(f"\nmedians of {rounds} round(s): {shown}")
     ratios = [
@@ -553,6 +621,7 @@ def report(runs: dict[str, list[float]], rss: list[int], rounds: int) -> None:
         ("s", "v", "s/v", "(scrubbed dev refresh; target <= 1.5)"),
         ("x", "n", "x/n", "(19 of 100 tables masked; target <= 1.3)"),
         ("o", "n", "o/n", "(the same by the baseline's code)"),
+        ("t", "f", "t/f", "(a 5 % subset against the whole masked copy; target <= 0.15)"),
     ]
     for top, bottom, name, note in ratios:
         if top in m and bottom in m:
@@ -560,6 +629,12 @@ def report(runs: dict[str, list[float]], rss: list[int], rounds: int) -> None:
     if "d" in runs and "k" in runs:
         over = statistics.median(k - d for k, d in zip(runs["k"], runs["d"], strict=True))
         print(f"  k - d = {over:.2f} s   (a backup's cost over bare pg_dump; target <= 0.5 s)")
+    if DEV_SIZES["f"] and DEV_SIZES["t"]:
+        whole, subset = max(DEV_SIZES["f"]), max(DEV_SIZES["t"])
+        print(
+            f"  dev size: whole {whole / 2**20:.0f} MiB, subset {subset / 2**20:.0f} MiB, "
+            f"{subset / whole:.2f} (target <= 0.1)"
+        )
     if rss:
         print(f"  orchestrator peak RSS = {max(rss) / 2**20:.0f} MiB   (target < 150 MiB)")
     if FILTER_PEAKS:

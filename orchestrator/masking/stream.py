@@ -20,6 +20,7 @@ from typing import BinaryIO
 import numpy as np
 
 from orchestrator.errors import JobError
+from orchestrator.masking._fields import kept_lines, lines_of
 from orchestrator.masking._vector import NEWLINE, values_of
 from orchestrator.masking.plan import TablePlan, location
 from orchestrator.masking.subset_flags import RowFlags
@@ -587,6 +588,7 @@ class SubsetApplier:
 
     def __init__(self, table: str, flags: RowFlags, columns: list[str]) -> None:
         self.table, self.flags, self.seen, self.dropped = table, flags, 0, 0
+        self.columns = columns
         self.nulls = [
             ([columns.index(c) for c in key], rows)
             for key, rows in flags.nulled.items()
@@ -594,19 +596,23 @@ class SubsetApplier:
         ]
 
     def __call__(self, block: bytes) -> bytes:
-        lines = block.split(b"\n")[:-1]
+        lines = lines_of(block, len(self.columns))
         start, self.seen = self.seen, self.seen + len(lines)
         if self.seen > len(self.flags.kept):
             raise FilterError(f"{self.table}: the archive holds more rows than the subset read")
         keep = self.flags.kept[start : self.seen]
         self.dropped += len(lines) - int(np.count_nonzero(keep))
-        for positions, rows in self.nulls:
-            for index in np.flatnonzero(rows[start : self.seen] & keep):
-                fields = lines[index].split(b"\t")
+        nulled = [(positions, rows[start : self.seen] & keep) for positions, rows in self.nulls]
+        if not any(bool(rows.any()) for _positions, rows in nulled):
+            return kept_lines(lines, keep)
+        rows = block.split(b"\n")[:-1]
+        for positions, flagged in nulled:
+            for index in np.flatnonzero(flagged):
+                fields = rows[index].split(b"\t")
                 for position in positions:
                     fields[position] = b"\\N"
-                lines[index] = b"\t".join(fields)
-        return b"".join(line + b"\n" for line, kept in zip(lines, keep, strict=True) if kept)
+                rows[index] = b"\t".join(fields)
+        return b"".join(row + b"\n" for row, kept in zip(rows, keep, strict=True) if kept)
 
     def finish(self) -> None:
         """Raise FilterError unless every row the first pass flagged came by."""

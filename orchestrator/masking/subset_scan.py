@@ -10,18 +10,22 @@ memory, for the rows kept.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 import numpy as np
 
+from orchestrator.masking._fields import Ints, Lines, integers, lines_of
 from orchestrator.masking.predicate import Mask, Predicate, engine, share
-from orchestrator.masking.stream import FilterError, _Reader, decode_field, parse_copy_line
+from orchestrator.masking.stream import _Reader, decode_field, parse_copy_line
 from orchestrator.masking.subset import Edge, SubsetPlan, TableSubset
 from orchestrator.schema_facts import Column, SchemaFacts
 
-KeyTuple = tuple[str, ...]
+KeyTuple = tuple[str, ...]  # column names
+RawKey = tuple[bytes, ...]  # a key's values as COPY text
+NULL = b"\\N"
 
 
 @dataclass
@@ -47,6 +51,55 @@ class TableKept:
         return int(self.kept.sum())
 
 
+INTEGER_TYPES = ("int2", "int4", "int8")
+
+
+class KeyStore:
+    """The kept values of one referenced column tuple. A single integer column is kept as a
+    numpy array (membership of a whole column at once); anything else as a set of the
+    values' COPY text."""
+
+    def __init__(self, integer: bool) -> None:
+        self.integer = integer
+        self.raw: set[RawKey] = set()
+        self.parts: list[Ints] = []
+        self._sorted: Ints | None = None
+
+    def add_ints(self, values: Ints) -> None:
+        """Remember these integer values (an integer store only)."""
+        self.parts.append(values)
+        self._sorted = None
+
+    def add_raw(self, keys: Iterator[RawKey]) -> None:
+        """Remember these keys, given as COPY text."""
+        if self.integer:
+            self.add_ints(np.array([int(k[0]) for k in keys], dtype=np.int64))
+        else:
+            self.raw.update(keys)
+
+    def holds_ints(self, values: Ints) -> Mask:
+        """For each integer value, whether it is kept."""
+        if self._sorted is None:
+            self._sorted = np.unique(np.concatenate(self.parts)) if self.parts else _NO_INTS
+        found = self._sorted
+        if not len(found):
+            return np.zeros(len(values), dtype=bool)
+        at = np.minimum(np.searchsorted(found, values), len(found) - 1)
+        held: Mask = found[at] == values
+        return held
+
+    def holds_raw(self, keys: list[RawKey | None]) -> Mask:
+        """For each key (None: it holds a NULL and points nowhere), whether it may stay."""
+        if self.integer:
+            present = [k for k in keys if k is not None]
+            found = iter(self.holds_ints(np.array([int(k[0]) for k in present], np.int64)))
+            return np.fromiter((k is None or bool(next(found)) for k in keys), bool, len(keys))
+        return np.fromiter((k is None or k in self.raw for k in keys), bool, len(keys))
+
+
+_NO_INTS = np.zeros(0, dtype=np.int64)
+
+
 class Scanner:
     """Reads COPY data (pg_restore's script, filtered tables in plan order) and decides,
     row by row, what the subset keeps. `key` (MASK_KEY's bytes) seeds `percent:`."""
@@ -54,9 +107,19 @@ class Scanner:
     def __init__(self, plan: SubsetPlan, facts: SchemaFacts, key: bytes) -> None:
         self.plan, self.facts, self.key = plan, facts, key
         # the kept values of every column tuple another table references, per root table
-        self.known: dict[tuple[str, KeyTuple], set[KeyTuple]] = {}
-        self.pending: list[tuple[TableKept, Edge, list[tuple[int, KeyTuple]]]] = []
+        self.known: dict[tuple[str, KeyTuple], KeyStore] = {}
+        self.pending: list[tuple[TableKept, Edge, _Nulls]] = []
         self.tables: dict[str, TableKept] = {}
+
+    def store(self, table: str, columns: KeyTuple) -> KeyStore:
+        """The kept values of `columns` of root table `table` (empty until it is read)."""
+        found = self.known.get((table, columns))
+        if found is None:
+            described = self.facts.tables.get(table)
+            column = described.column(columns[0]) if described and len(columns) == 1 else None
+            integer = column is not None and column.base_type in INTEGER_TYPES
+            found = self.known[(table, columns)] = KeyStore(integer)
+        return found
 
     def consume(self, source: BinaryIO) -> dict[str, TableKept]:
         """Read every COPY of `source`; give the verdict of each filtered data table.
@@ -65,7 +128,10 @@ class Scanner:
         when a condition cannot be evaluated.
         """
         reader = _Reader(source)
-        with engine() as con:
+        conditions = any(
+            t.condition is not None and t.condition.where for t in self.plan.tables.values()
+        )
+        with engine() if conditions else contextlib.nullcontext() as con:
             while line := reader.line():
                 if not line.startswith(b"COPY "):
                     continue
@@ -81,7 +147,7 @@ class Scanner:
         return self.tables
 
     def _table(self, decide: _Decider, reader: _Reader) -> TableKept:
-        flags = [decide(rows) for rows in _batches(reader.rows(), len(decide.columns))]
+        flags = [decide(block) for block in reader.rows() if block]
         kept = np.concatenate(flags) if flags else np.zeros(0, dtype=bool)
         found = TableKept(decide.key, decide.subset.key, decide.columns, kept)
         for edge, values in decide.nullable.items():
@@ -91,16 +157,29 @@ class Scanner:
     def _resolve_nulls(self) -> None:
         """Flag the kept rows whose `set_null` key points to a dropped row (every target is
         known only once every table was read: a cycle's back edge points forward)."""
-        for table, edge, values in self.pending:
+        for table, edge, pending in self.pending:
             flags = np.zeros(table.rows, dtype=bool)
-            known = self.known.get((edge.parent, edge.parent_columns), set())
-            for index, value in values:
-                flags[index] = table.kept[index] and value not in known
-            table.nulled[edge.columns] = flags
+            known = self.store(edge.parent, edge.parent_columns)
+            for rows, keys in pending.batches:
+                flags[rows] = ~known.holds_raw(keys)
+            for rows, ints in pending.int_batches:
+                flags[rows] = ~known.holds_ints(ints)
+            table.nulled[edge.columns] = flags & table.kept
+
+
+@dataclass
+class _Nulls:
+    """A `set_null` key's values in the kept rows that hold one, by row number."""
+
+    batches: list[tuple[Ints, list[RawKey | None]]] = field(default_factory=list)
+    int_batches: list[tuple[Ints, Ints]] = field(default_factory=list)
 
 
 class _Decider:
-    """Decides the rows of one data table, batch by batch."""
+    """Decides the rows of one data table, block by block of COPY lines. Keys are compared
+    as COPY text (a key and the column it references have one type, so one text form), or
+    as integers a whole column at a time when the key is one integer column; only the
+    fields a decision needs are cut out of a line."""
 
     def __init__(
         self, scanner: Scanner, key: str, columns: list[str], subset: TableSubset, con: Any
@@ -113,65 +192,104 @@ class _Decider:
             con,
         )
         facts = scanner.facts
-        described = _columns(facts, key, subset.key, columns)
         condition = subset.condition
         self.predicate = (
-            Predicate(subset.key, described, condition.where)
+            Predicate(subset.key, _columns(facts, key, subset.key, columns), condition.where)
             if condition is not None and condition.where is not None
             else None
         )
         self.percent = condition.percent if condition is not None else None
         root = facts.tables.get(subset.key)
         unique = root.unique[0] if root is not None and root.unique else ()
-        self.share_by = [columns.index(c) for c in unique if c in columns]
         self.position = {name: index for index, name in enumerate(columns)}
+        self.share_by = [self.position[c] for c in unique if c in self.position]
         self.seen = 0
-        self.nullable: dict[Edge, list[tuple[int, KeyTuple]]] = {e: [] for e in subset.nulls}
+        self.nullable: dict[Edge, _Nulls] = {e: _Nulls() for e in subset.nulls}
         self.referenced = scanner.plan.referenced.get(subset.key, ())
 
-    def __call__(self, rows: list[list[str | None]]) -> Mask:
-        count = len(rows)
+    def __call__(self, block: bytes) -> Mask:
+        lines = lines_of(block, len(self.columns))
+        count = len(lines)
         keep = np.ones(count, dtype=bool)
+        cut = _Cut(self, lines)
         if self.predicate is not None:
-            keep &= self.predicate.holds([list(c) for c in zip(*rows, strict=True)], self.con)
+            values = [[decode_field(f) for f in cut.fields(i)] for i in range(len(self.columns))]
+            keep &= self.predicate.holds(values, self.con)
         if self.percent is not None:
-            keep &= share(self.scanner.key, self.subset.key, self._row_keys(rows), self.percent)
+            keys = cut.row_keys(self.share_by)
+            keep &= share(self.scanner.key, self.subset.key, keys, self.percent)
         for edge in self.subset.filters:
-            keep &= self._points_to_kept(edge, rows)
-        self._remember(rows, keep)
+            keep &= cut.points_to(edge, self.scanner.store(edge.parent, edge.parent_columns))
+        self._remember(cut, keep)
         self.seen += count
         return keep
 
-    def _row_keys(self, rows: list[list[str | None]]) -> list[str]:
-        picks = self.share_by or range(len(self.columns))
-        return ["\t".join("\\N" if row[i] is None else str(row[i]) for i in picks) for row in rows]
-
-    def _values(self, row: list[str | None], names: Sequence[str]) -> KeyTuple | None:
-        """The row's values of `names`; None when one is NULL (the key points nowhere)."""
-        found = [row[self.position[name]] for name in names]
-        return None if any(v is None for v in found) else tuple(str(v) for v in found)
-
-    def _points_to_kept(self, edge: Edge, rows: list[list[str | None]]) -> Mask:
-        known = self.scanner.known.get((edge.parent, edge.parent_columns), set())
-        flags = np.ones(len(rows), dtype=bool)
-        for index, row in enumerate(rows):
-            value = self._values(row, edge.columns)
-            if value is not None and value not in known:
-                flags[index] = False
-        return flags
-
-    def _remember(self, rows: list[list[str | None]], keep: Mask) -> None:
+    def _remember(self, cut: _Cut, keep: Mask) -> None:
         for columns in self.referenced:
-            known = self.scanner.known.setdefault((self.subset.key, columns), set())
-            for index in np.flatnonzero(keep):
-                value = self._values(rows[index], columns)
-                if value is not None:
-                    known.add(value)
-        for edge, values in self.nullable.items():
-            for index in np.flatnonzero(keep):
-                value = self._values(rows[index], edge.columns)
-                if value is not None:
-                    values.append((self.seen + int(index), value))
+            store = self.scanner.store(self.subset.key, columns)
+            ints = cut.ints(columns) if store.integer else None
+            if ints is not None:
+                store.add_ints(ints[0][keep & ~ints[1]])
+            else:
+                keys = cut.keys(columns)
+                store.add_raw(k for k, kept in zip(keys, keep, strict=True) if kept and k)
+        for edge, pending in self.nullable.items():
+            rows = np.flatnonzero(keep) + self.seen
+            ints = cut.ints(edge.columns)
+            if ints is not None:
+                chosen = keep & ~ints[1]
+                pending.int_batches.append((np.flatnonzero(chosen) + self.seen, ints[0][chosen]))
+            else:
+                keys = cut.keys(edge.columns)
+                pending.batches.append((rows, [keys[i] for i in np.flatnonzero(keep)]))
+
+
+class _Cut:
+    """The fields of one block's lines, cut out on demand: a whole column at once with
+    numpy, line by line only when a field needs it."""
+
+    def __init__(self, decider: _Decider, lines: Lines) -> None:
+        self.decider, self.lines = decider, lines
+        self._split: list[list[bytes]] | None = None
+
+    def split(self) -> list[list[bytes]]:
+        if self._split is None:
+            self._split = [line.split(b"\t") for line in self.lines.block.split(b"\n")[:-1]]
+        return self._split
+
+    def fields(self, index: int) -> list[bytes]:
+        """Field `index` of every line, as COPY text."""
+        if self.lines.tabs is not None:
+            block = self.lines.block
+            starts, ends = self.lines.field(index)
+            return [block[s:e] for s, e in zip(starts.tolist(), ends.tolist(), strict=True)]
+        return [row[index] for row in self.split()]
+
+    def row_keys(self, positions: list[int]) -> list[str]:
+        """Each line's key for `percent:`: its primary key's fields, or the whole line."""
+        if not positions:
+            return [line.decode() for line in self.lines.block.split(b"\n")[:-1]]
+        columns = [self.fields(i) for i in positions]
+        return ["\t".join(f.decode() for f in row) for row in zip(*columns, strict=True)]
+
+    def keys(self, names: KeyTuple) -> list[RawKey | None]:
+        """Each line's key of `names` as COPY text; None when it holds a NULL."""
+        columns = [self.fields(self.decider.position[name]) for name in names]
+        return [None if NULL in row else row for row in zip(*columns, strict=True)]
+
+    def ints(self, names: KeyTuple) -> tuple[Ints, Mask] | None:
+        """The one integer column `names` as int64 and its NULLs; None when not that."""
+        if len(names) != 1 or self.lines.tabs is None:
+            return None
+        return integers(self.lines, self.decider.position[names[0]])
+
+    def points_to(self, edge: Edge, store: KeyStore) -> Mask:
+        """Whether each line's key of `edge` is NULL or points to a kept row."""
+        ints = self.ints(edge.columns) if store.integer else None
+        if ints is not None:
+            values, null = ints
+            return null | store.holds_ints(values)
+        return store.holds_raw(self.keys(edge.columns))
 
 
 def _columns(facts: SchemaFacts, key: str, root: str, names: list[str]) -> list[Column]:
@@ -183,28 +301,6 @@ def _columns(facts: SchemaFacts, key: str, root: str, names: list[str]) -> list[
         column = described.column(name) if described is not None else None
         found.append(column or Column(name=name, type="text", base_type="text", category="S"))
     return found
-
-
-BATCH_ROWS = 20_000
-
-
-def _batches(blocks: Iterator[bytes], width: int) -> Iterator[list[list[str | None]]]:
-    """Rows of COPY blocks as lists of decoded values, about BATCH_ROWS at a time.
-
-    Raises FilterError when a row does not have `width` fields.
-    """
-    batch: list[list[str | None]] = []
-    for block in blocks:
-        for line in block.split(b"\n")[:-1]:
-            fields = line.split(b"\t")
-            if len(fields) != width:
-                raise FilterError(f"a row has {len(fields)} fields, not {width}")
-            batch.append([decode_field(f) for f in fields])
-        if len(batch) >= BATCH_ROWS:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 def summary(tables: dict[str, TableKept]) -> dict[str, Any]:

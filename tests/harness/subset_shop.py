@@ -1,7 +1,9 @@
 """A shop schema for subset tests: a lookup kept whole, users filtered by a condition with a
-self-reference set to NULL when its target is dropped, orders with a composite key and a
-NULL key, items referencing them by the composite key, a partitioned table, a table with an
-odd quoted name, and a big table filtered by a share."""
+self-reference set to NULL when its target is dropped and a unique e-mail, orders with a
+composite key and a NULL key, items referencing them by the composite key and shipments
+referencing the items (a four-level chain), a partitioned table, a table with an odd
+quoted name, a big table filtered by a share, and codes whose key is unique with NULLS
+NOT DISTINCT (PostgreSQL 15 or later)."""
 
 SCHEMA = """
 CREATE TABLE public.countries (code text PRIMARY KEY);
@@ -9,9 +11,10 @@ INSERT INTO public.countries VALUES ('DE'), ('FR'), ('XX');
 
 CREATE TABLE public.users (
     id int PRIMARY KEY, country text REFERENCES public.countries, created_at date NOT NULL,
-    referrer_id int REFERENCES public.users);
+    referrer_id int REFERENCES public.users, email text NOT NULL UNIQUE);
 INSERT INTO public.users
-SELECT g, CASE WHEN g = 9 THEN 'XX' ELSE 'DE' END, date '2026-01-01' + (g * 30), NULL
+SELECT g, CASE WHEN g = 9 THEN 'XX' ELSE 'DE' END, date '2026-01-01' + (g * 30), NULL,
+       'shopper' || g || '@leak-mail.example'
 FROM generate_series(1, 10) g;
 UPDATE public.users SET referrer_id = 2 WHERE id = 7;  -- referrer dropped: set to NULL
 UPDATE public.users SET referrer_id = 6 WHERE id = 8;  -- referrer kept: stays
@@ -22,9 +25,23 @@ INSERT INTO public.orders SELECT u, s, u FROM generate_series(1, 10) u, generate
 INSERT INTO public.orders VALUES (99, 1, NULL);  -- a NULL key points nowhere: kept
 
 CREATE TABLE public.order_items (
-    order_id int, shop int, sku text, FOREIGN KEY (order_id, shop) REFERENCES public.orders);
-INSERT INTO public.order_items SELECT id, shop, 'SKU-' || id FROM public.orders;
-INSERT INTO public.order_items VALUES (NULL, 1, 'loose');  -- composite key with a NULL
+    id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, order_id int, shop int, sku text,
+    FOREIGN KEY (order_id, shop) REFERENCES public.orders);
+INSERT INTO public.order_items (order_id, shop, sku)
+SELECT id, shop, 'SKU-' || id FROM public.orders ORDER BY id, shop;
+INSERT INTO public.order_items (order_id, shop, sku)
+VALUES (NULL, 1, 'loose');  -- a composite key with a NULL points nowhere: kept
+
+-- the fourth level of the chain: users -> orders -> order_items -> shipments
+CREATE TABLE public.shipments (
+    id int PRIMARY KEY, item_id int NOT NULL REFERENCES public.order_items, carrier text);
+INSERT INTO public.shipments SELECT id, id, 'DHL' FROM public.order_items;
+
+-- a one-per-user code: a subset that set its key to NULL twice would break the unique
+CREATE TABLE public.codes (
+    id int PRIMARY KEY, owner_id int REFERENCES public.users,
+    UNIQUE NULLS NOT DISTINCT (owner_id));
+INSERT INTO public.codes SELECT g, g FROM generate_series(1, 10) g;
 
 CREATE TABLE public.events (id int, user_id int REFERENCES public.users, at date NOT NULL)
     PARTITION BY RANGE (at);

@@ -16,13 +16,17 @@ from orchestrator.storage import open_storage
 from tests.conftest import Clusters, Orchestrator, all_bin_dirs
 from tests.harness.postgres import Cluster
 from tests.harness.subset_shop import KEPT_USERS, RULES, SCHEMA
+from tests.harness.targets import raw_values_in_data_directory
 
 pytestmark = pytest.mark.integration
 
 KEY = "subset-mask-key-0123456789abcdef"
 MASKED_RULES = RULES.replace(
-    "unlisted_columns: keep\n", "unlisted_columns: keep\ntables:\n  public.big: {pad: redact}\n"
+    "unlisted_columns: keep\n",
+    "unlisted_columns: keep\ntables:\n"
+    "  public.big: {pad: redact}\n  public.users: {email: email}\n",
 )
+OTHER_KEY = "another-mask-key-0123456789abcdef"
 RAW_PADS = "SELECT count(*) FROM public.big WHERE pad = repeat('x', 20)"
 TABLES = (
     "public.countries",
@@ -37,7 +41,8 @@ TABLES = (
 
 @dataclass
 class Shop:
-    cluster: Cluster
+    cluster: Cluster  # the source and the backup target
+    devs: Cluster  # dev alone: its files must never hold a raw masked value
     source: str
     dev: str
     backup: str
@@ -48,11 +53,12 @@ class Shop:
 
 @pytest.fixture(scope="module")
 def shop(clusters: Clusters, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
-    cluster = clusters.get(17)
+    cluster, devs = clusters.get(17), clusters.get(18)
     work = tmp_path_factory.mktemp("subset-dev")
     source, dev, backup = "shop_src", "shop_dev", "shop_backup"
-    for name in (source, dev, backup):
+    for name in (source, backup):
         cluster.create_database(name)
+    devs.create_database(dev)
     cluster.psql(SCHEMA, database=source)
     rules = work / "rules.yaml"
     rules.write_text(MASKED_RULES)
@@ -63,7 +69,7 @@ def shop(clusters: Clusters, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         {
             "SOURCE_DATABASE_URL": cluster.url(source),
             "BACKUP_DATABASE_URL": cluster.url(backup),
-            "DEV_DATABASE_URL": cluster.url(dev),
+            "DEV_DATABASE_URL": devs.url(dev),
             "DEV_MASK_RULES": str(rules),
             "MASK_KEY": KEY,
             "STORAGE_URL": store.as_uri(),
@@ -71,7 +77,7 @@ def shop(clusters: Clusters, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         },
     )
     cycle = json.loads(orch.ok("pipeline", "--json").stdout)
-    yield Shop(cluster, source, dev, backup, orch, work, cycle)
+    yield Shop(cluster, devs, source, dev, backup, orch, work, cycle)
 
 
 def count(cluster: Cluster, database: str, sql: str) -> int:
@@ -85,13 +91,17 @@ EXPECTED = {
     "public.events": "SELECT count(*) FROM public.events WHERE user_id IN "
     f"(SELECT id FROM public.users WHERE {KEPT_USERS})",
     "public.countries": "SELECT count(*) FROM public.countries",
+    "public.shipments": "SELECT count(*) FROM public.shipments s "
+    "JOIN public.order_items i ON i.id = s.item_id WHERE i.order_id IS NULL OR EXISTS ("
+    "SELECT 1 FROM public.orders o WHERE (o.id, o.shop) = (i.order_id, i.shop) AND "
+    f"(o.user_id IS NULL OR o.user_id IN (SELECT id FROM public.users WHERE {KEPT_USERS})))",
 }
 
 
 @pytest.mark.parametrize("table", sorted(EXPECTED))
 def test_dev_holds_exactly_the_rows_the_subset_keeps(shop: Shop, table: str) -> None:
     expected = count(shop.cluster, shop.source, EXPECTED[table])
-    assert count(shop.cluster, shop.dev, f"SELECT count(*) FROM {table}") == expected
+    assert count(shop.devs, shop.dev, f"SELECT count(*) FROM {table}") == expected
 
 
 def test_the_backup_target_is_never_subsetted(shop: Shop) -> None:
@@ -102,16 +112,16 @@ def test_the_backup_target_is_never_subsetted(shop: Shop) -> None:
 
 def test_every_foreign_key_is_restored_and_valid_on_the_subset(shop: Shop) -> None:
     sql = "SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND convalidated"
-    assert count(shop.cluster, shop.dev, sql) == count(shop.cluster, shop.source, sql) > 0
+    assert count(shop.devs, shop.dev, sql) == count(shop.cluster, shop.source, sql) > 0
     orphans = (
         "SELECT count(*) FROM public.order_items i WHERE i.order_id IS NOT NULL AND NOT EXISTS "
         "(SELECT 1 FROM public.orders o WHERE (o.id, o.shop) = (i.order_id, i.shop))"
     )
-    assert count(shop.cluster, shop.dev, orphans) == 0
+    assert count(shop.devs, shop.dev, orphans) == 0
 
 
 def test_a_set_null_key_is_null_where_its_target_was_dropped_and_kept_elsewhere(shop: Shop) -> None:
-    referrers = shop.cluster.psql(
+    referrers = shop.devs.psql(
         "SELECT id || ':' || coalesce(referrer_id::text, '-') FROM public.users "
         "WHERE id IN (7, 8) ORDER BY id",
         database=shop.dev,
@@ -120,11 +130,9 @@ def test_a_set_null_key_is_null_where_its_target_was_dropped_and_kept_elsewhere(
 
 
 def test_kept_rows_are_masked_and_a_share_is_a_share(shop: Shop) -> None:
-    big = count(shop.cluster, shop.dev, "SELECT count(*) FROM public.big")
+    big = count(shop.devs, shop.dev, "SELECT count(*) FROM public.big")
     assert 2500 < big < 3500
-    raw = count(
-        shop.cluster, shop.dev, "SELECT count(*) FROM public.big WHERE pad = repeat('x', 20)"
-    )
+    raw = count(shop.devs, shop.dev, "SELECT count(*) FROM public.big WHERE pad = repeat('x', 20)")
     assert raw == 0
 
 
@@ -175,7 +183,51 @@ def test_rules_that_do_not_fit_are_refused_naming_the_table_before_dev_is_touche
     rules.write_text("unlisted_columns: keep\nsubset:\n" + subset)
     checked = shop.orch.run("mask", "check", "--rules", str(rules))
     assert checked.returncode == 2 and message in checked.stdout, checked.stdout
-    before = count(shop.cluster, shop.dev, "SELECT count(*) FROM public.users")
+    before = count(shop.devs, shop.dev, "SELECT count(*) FROM public.users")
     refused = shop.orch.run("restore", "--target", "dev", "--mask-rules", str(rules))
     assert refused.returncode != 0 and message in refused.stderr, refused.stderr
-    assert count(shop.cluster, shop.dev, "SELECT count(*) FROM public.users") == before
+    assert count(shop.devs, shop.dev, "SELECT count(*) FROM public.users") == before
+
+
+def test_no_raw_value_of_a_masked_column_reaches_the_dev_clusters_files(shop: Shop) -> None:
+    kept = shop.cluster.psql(
+        f"SELECT email FROM public.users WHERE {KEPT_USERS} ORDER BY id", database=shop.source
+    ).split()
+    assert kept and count(shop.devs, shop.dev, "SELECT count(*) FROM public.users") == len(kept)
+    assert raw_values_in_data_directory(shop.devs, kept) == []
+
+
+def _big_ids(shop: Shop) -> str:
+    return shop.devs.psql("SELECT string_agg(id::text, ',' ORDER BY id) FROM public.big", shop.dev)
+
+
+def test_one_key_gives_the_same_share_every_refresh_and_another_key_another(shop: Shop) -> None:
+    first = _big_ids(shop)
+    shop.orch.ok("restore", "--target", "dev")
+    assert _big_ids(shop) == first
+    shop.orch.ok("restore", "--target", "dev", extra_env={"MASK_KEY": OTHER_KEY})
+    other = _big_ids(shop)
+    assert other != first and 2500 < len(other.split(",")) < 3500
+
+
+def test_a_subset_that_would_break_a_unique_constraint_fails_before_the_swap(shop: Shop) -> None:
+    """codes.owner_id is unique with NULLS NOT DISTINCT: set to NULL for every dropped
+    owner, two rows would hold the same NULL; the index is built on the staged copy, which
+    fails, and dev keeps the copy it had."""
+    rules = shop.work / "breaks-unique.yaml"
+    rules.write_text(
+        MASKED_RULES.replace(
+            "[public.users.referrer_id]", "[public.users.referrer_id, public.codes.owner_id]"
+        )
+    )
+    before = _big_ids(shop)
+    failed = shop.orch.run("restore", "--target", "dev", "--mask-rules", str(rules))
+    assert failed.returncode == 1, failed.stderr
+    assert "codes" in failed.stderr
+    assert _big_ids(shop) == before
+    assert (
+        count(
+            shop.devs, shop.dev, "SELECT count(*) FROM pg_database WHERE datname LIKE '%restore%'"
+        )
+        == 0
+    )

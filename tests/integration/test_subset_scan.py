@@ -79,6 +79,13 @@ def _count(cluster, database: str, sql: str) -> int:
             f"(SELECT id FROM public.users WHERE {KEPT_USERS})))",
         ),
         (
+            "public.shipments",
+            "SELECT count(*) FROM public.shipments s JOIN public.order_items i ON i.id = s.item_id "
+            "WHERE i.order_id IS NULL OR EXISTS (SELECT 1 FROM public.orders o WHERE "
+            "(o.id, o.shop) = (i.order_id, i.shop) AND (o.user_id IS NULL OR o.user_id IN "
+            f"(SELECT id FROM public.users WHERE {KEPT_USERS})))",
+        ),
+        (
             "public.events_2026",
             f"SELECT count(*) FROM public.events_2026 WHERE user_id IN "
             f"(SELECT id FROM public.users WHERE {KEPT_USERS})",

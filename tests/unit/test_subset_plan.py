@@ -296,3 +296,49 @@ def test_a_share_is_the_same_rows_for_one_key_and_other_rows_for_another():
     assert not np.array_equal(first, share(b"j" * 32, "public.events", keys, 5))
     assert not np.array_equal(first, share(b"k" * 32, "public.other", keys, 5))
     assert share(b"k" * 32, "t", keys, 0).sum() == 0 and share(b"k" * 32, "t", keys, 100).all()
+
+
+@pytest.mark.parametrize(
+    ("block", "width", "index", "expected"),
+    [
+        (b"1\ta\n-22\tb\n\\N\tc\n333\td\n", 2, 0, ([1, -22, 0, 333], [False, False, True, False])),
+        (b"a\t7\nb\t\\N\n", 2, 1, ([7, 0], [False, True])),
+        (b"x\t123456789012345678\n", 2, 1, ([123456789012345678], [False])),
+        (b"x\t1234567890123456789\n", 2, 1, None),  # 19 digits: read line by line
+        (b"x\t12a\n", 2, 1, None),
+        (b"x\t\n", 2, 1, None),  # an empty field is no integer
+        (b"x\t1\ty\n", 2, 1, None),  # not two fields a line: no tab matrix
+    ],
+)
+def test_integer_columns_are_read_at_once_or_left_to_the_line_by_line_path(
+    block, width, index, expected
+):
+    from orchestrator.masking._fields import integers, lines_of
+
+    found = integers(lines_of(block, width), index)
+    if expected is None:
+        assert found is None
+    else:
+        assert found is not None
+        assert (found[0][~found[1]].tolist(), found[1].tolist()) == (
+            [v for v, null in zip(*expected, strict=True) if not null],
+            expected[1],
+        )
+
+
+@pytest.mark.parametrize(
+    "keep",
+    [
+        [True, True, True, True],
+        [False, False, False, False],
+        [True, False, True, True],
+        [False, True, False, True],
+    ],
+)
+def test_kept_lines_are_cut_out_in_order(keep):
+    from orchestrator.masking._fields import kept_lines, lines_of
+
+    rows = [b"1\ta", b"2\tb\\tc", b"3\t\\N", b"4\td"]
+    block = b"".join(row + b"\n" for row in rows)
+    expected = b"".join(row + b"\n" for row, k in zip(rows, keep, strict=True) if k)
+    assert kept_lines(lines_of(block, 2), np.array(keep)) == expected
