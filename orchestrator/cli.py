@@ -193,7 +193,9 @@ def cmd_restore(job: Job, args: argparse.Namespace) -> int:
                 f"; {name}: {count} items scrubbed"
                 for name, count in done.get("scrubbed", {}).items()
             )
-            print(f"  masked {table}: {', '.join(done['columns'])} ({done['rows']} rows{scrubbed})")
+            kept = f" kept, {done['dropped']} dropped by the subset" if "dropped" in done else ""
+            columns = ", ".join(done["columns"]) or "no column masked"
+            print(f"  masked {table}: {columns} ({done['rows']} rows{kept}{scrubbed})")
         unlisted = masked_action.unlisted_text(result.masking["unlisted"])
         print(f"  rules sha256 {result.masking['rules_sha256']}; unlisted columns: {unlisted}")
     return 0
