@@ -11,10 +11,10 @@ import contextlib
 import math
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import CancelledError
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, cast
 
 import boto3
 import botocore.session
@@ -44,6 +44,7 @@ MIN_PART = 8 * MiB
 MAX_PARTS = 10_000
 PART_HEADROOM = 9_000
 MULTIPART_THRESHOLD = 64 * MiB
+STREAM_SIZE_GUESS = 64 * 1024 * MiB  # a stream without a size hint: 8 MiB parts, up to 78 GiB
 DELETE_BATCH = 1000
 _WRAPPED = re.compile(r"\((?P<code>\w+)\) when calling the (?P<op>\w+) operation: (?P<msg>.*)$")
 _MISSING_CODES = {"404", "NoSuchKey", "NotFound"}
@@ -94,6 +95,33 @@ def _wait_cancellable(future: Any) -> None:
         future.result()
     except CancelledError:
         raise StorageError("upload stopped (shutdown requested)") from None
+
+
+class _ChunkReader:
+    """A file-like, unseekable reader over an iterator of chunks, as s3transfer reads it:
+    one part at a time. `abandoned` is asked between chunks; once it gives True (the
+    transfer failed or was cancelled) reading raises instead of draining the stream."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._chunks = iter(chunks)
+        self._pending = bytearray()
+        self._ended = False
+        self.abandoned: Callable[[], bool] = lambda: False
+
+    def read(self, size: int = -1) -> bytes:
+        """Give up to `size` bytes (all that is left when `size` < 0); b"" at the end."""
+        while not self._ended and (size < 0 or len(self._pending) < size):
+            if self.abandoned():
+                raise StorageError("upload abandoned")
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                self._ended = True
+            else:
+                self._pending += chunk
+        taken = len(self._pending) if size < 0 else min(size, len(self._pending))
+        data = bytes(self._pending[:taken])
+        del self._pending[:taken]
+        return data
 
 
 class S3Storage:
@@ -206,27 +234,53 @@ class S3Storage:
             return {}
         return {"ChecksumAlgorithm": self.options.checksum_algorithm}
 
-    def _transfer_config(self, size: int) -> TransferConfig:
-        return TransferConfig(
-            multipart_threshold=MULTIPART_THRESHOLD,
-            multipart_chunksize=part_size_for(size),
+    def _transfer_config(self, size: int, streamed: bool = False) -> TransferConfig:
+        """Parts sized for `size`; a `streamed` upload also goes multipart from its first
+        part and holds at most MAX_CONCURRENCY parts in memory (s3transfer's default is 10)."""
+        part = part_size_for(size)
+        config = TransferConfig(
+            multipart_threshold=part if streamed else MULTIPART_THRESHOLD,
+            multipart_chunksize=part,
             max_concurrency=self.options.max_concurrency,
             use_threads=True,
         )
+        config.max_in_memory_upload_chunks = self.options.max_concurrency  # s3transfer's own
+        return config
 
     def put_file(self, key: str, path: Path, progress: Progress | None = None) -> None:
         """Upload `path` (multipart when large, SHA-256 checksummed); abort leftovers on failure."""
+        self._upload(key, str(path), self._transfer_config(path.stat().st_size), progress)
+
+    def put_stream(self, key: str, chunks: Iterable[bytes], size_hint: int | None = None) -> None:
+        """Upload the chunks as a multipart upload of parts sized for `size_hint`, at most
+        S3_MAX_CONCURRENCY parts in memory and in flight; each part is checksummed and
+        retried on its own (botocore's retries), and the upload completes only once the
+        chunks have ended. A failure (of S3 or of the chunks) aborts the multipart upload."""
+        reader = _ChunkReader(chunks)
+        config = self._transfer_config(size_hint or STREAM_SIZE_GUESS, streamed=True)
+        self._upload(key, reader, config, None)
+
+    def _upload(
+        self,
+        key: str,
+        source: str | _ChunkReader,
+        config: TransferConfig,
+        progress: Progress | None,
+    ) -> None:
+        """Upload `source` (a file name or a reader) to `key` through s3transfer; abort
+        leftovers on failure. Raises StorageError or ConfigError, or what reading raised."""
         full = self._full(key)
-        size = path.stat().st_size
         try:
-            with create_transfer_manager(self.client, self._transfer_config(size)) as manager:
+            with create_transfer_manager(self.client, config) as manager:
                 future = manager.upload(
-                    str(path),
+                    cast("IO[bytes] | str", source),  # s3transfer reads any object with read()
                     self.bucket,
                     full,
                     extra_args=self._checksum_args(),
                     subscribers=[_ProgressSubscriber(progress)] if progress else None,
                 )
+                if isinstance(source, _ChunkReader):
+                    source.abandoned = future.done
                 _wait_cancellable(future)
         except BaseException as exc:
             self.abort_uploads(full)
