@@ -133,8 +133,9 @@ def _archive(
         pass
     if check_source:
         _warn_other_source(storage, planned)
-    manifest = put()
+    manifest = planned
     try:
+        manifest = put()
         stored = storage.size_of(manifest.dump_key)
         if stored != manifest.size_bytes:
             raise IntegrityError(
@@ -143,7 +144,7 @@ def _archive(
             )
         storage.put_bytes(manifest.manifest_key, manifest.to_json())
     except BaseException:
-        # the write may have landed before it failed: manifest first, as prune does
+        # a write may have landed before it failed: manifest first, as prune does
         _delete_quietly(storage, manifest.manifest_key)
         _delete_quietly(storage, manifest.dump_key)
         raise
