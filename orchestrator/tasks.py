@@ -71,7 +71,7 @@ def run_together(work: Mapping[str, Callable[[], T]], prefix: str = "task") -> d
 
 
 BLOCK = 1024 * 1024
-DEPTH = 8
+DEPTH = 4
 POLL_SECONDS = 0.1
 _END = object()
 

@@ -331,13 +331,7 @@ def test_a_bad_recipient_stops_before_anything_is_uploaded(setup: Setup, env: di
     assert old_content(s.backup, s.backup_db) == "old content"
 
 
-PART = 5 * 1024 * 1024  # S3's smallest part
-
-
-@pytest.fixture
-def small_parts(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Streams go up in 5 MiB parts: several parts from a dump of a few MiB."""
-    monkeypatch.setattr(s3_backend, "MIN_PART", PART)
+PART = s3_backend.MIN_STREAM_PART  # a stream's parts: several from a dump of a few MiB
 
 
 def add_noise(s: Setup, rows: int = 250_000) -> None:
@@ -375,7 +369,7 @@ class FolderPeak:
 
 @pytest.mark.parametrize("after", [1000, 7 * PART // 5], ids=["at-once", "after-a-part"])
 def test_a_failing_encryption_uploads_nothing(
-    setup: Setup, small_parts: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, after: int
+    setup: Setup, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, after: int
 ):
     """The encryption dies (here: its output write fails), at once or once a part has
     gone up to both stores: no object, no manifest, no multipart upload left anywhere."""
@@ -410,7 +404,7 @@ def test_a_failing_encryption_uploads_nothing(
 
 
 def test_one_ciphertext_goes_to_both_stores_without_a_sealed_copy_in_work_dir(
-    setup: Setup, small_parts: None
+    setup: Setup,
 ):
     """Both stores hold the same bytes (one encryption, streamed in parts), and WORK_DIR
     never holds more than the plain dump: no second, sealed copy."""
@@ -433,7 +427,7 @@ def test_one_ciphertext_goes_to_both_stores_without_a_sealed_copy_in_work_dir(
 
 
 def test_a_store_failing_mid_stream_keeps_the_other_whole_and_nothing_in_itself(
-    setup: Setup, second_s3: s3.S3Server, small_parts: None
+    setup: Setup, second_s3: s3.S3Server
 ):
     """Store 2 refuses part 2 of the stream: the backup fails naming STORAGE_URL_2, store 1
     holds it whole (it restores), store 2 holds no object, manifest or multipart upload."""
