@@ -184,7 +184,8 @@ def store_everywhere(
         chunks = broadcast.reader(store.label)
         store.storage.put_stream(planned.dump_key, chunks, size_hint)
         sealed = tasks.result_unless_stopped(sealing, "encrypting the dump")
-        assert sealed is not None  # the stream ended, so the encryption was checked
+        if sealed is None:  # cannot be: the stream ends only once the encryption is checked
+            raise crypto.EncryptionError("the encryption ended without its checks")
         return sealed
 
     def work(store: NamedStore) -> BackupResult:

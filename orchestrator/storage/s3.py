@@ -11,6 +11,7 @@ import contextlib
 import math
 import re
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import CancelledError
 from pathlib import Path
@@ -117,7 +118,7 @@ class _ChunkReader:
 
     def __init__(self, chunks: Iterable[bytes]) -> None:
         self._chunks = iter(chunks)
-        self._pending: list[bytes] = []
+        self._pending: deque[bytes] = deque()
         self._held = 0
         self._ended = False
         self.abandoned: Callable[[], bool] = lambda: False
@@ -133,11 +134,17 @@ class _ChunkReader:
             else:
                 self._pending.append(chunk)
                 self._held += len(chunk)
-        data = b"".join(self._pending)
-        taken = len(data) if size < 0 else min(size, len(data))
-        rest = data[taken:]
-        self._pending, self._held = ([rest] if rest else []), len(rest)
-        return data[:taken] if rest else data
+        wanted = self._held if size < 0 else min(size, self._held)
+        taken: list[bytes] = []
+        while wanted > 0:
+            chunk = self._pending.popleft()
+            if len(chunk) > wanted:  # the rest of it starts the next part
+                self._pending.appendleft(chunk[wanted:])
+                chunk = chunk[:wanted]
+            taken.append(chunk)
+            wanted -= len(chunk)
+            self._held -= len(chunk)
+        return b"".join(taken)
 
 
 class S3Storage:
