@@ -426,6 +426,19 @@ def test_one_ciphertext_goes_to_both_stores_without_a_sealed_copy_in_work_dir(
     assert 0.9 * plain <= peak <= 1.05 * plain, f"peak {peak} for a dump of {plain} bytes"
 
 
+def test_a_folder_store_gets_the_same_ciphertext_as_an_s3_store(setup: Setup):
+    s = setup
+    folder = {**NO_SECOND_STORE, "STORAGE_URL_2": str(s.tmp / "nas")}
+    s.ok("init", **folder)
+    s.ok("backup", **folder)
+    (manifest,) = s.manifests(0)
+    nas = s.tmp / "nas"
+    assert (nas / manifest["dump_key"]).read_bytes() == s.get(0, f"prod/{manifest['dump_key']}")
+    folder_manifest = nas / manifest["dump_key"].replace(".dump.age", ".manifest.json")
+    assert json.loads(folder_manifest.read_text()) == manifest
+    assert not list(nas.rglob(".tmp-*"))
+
+
 def test_a_store_failing_mid_stream_keeps_the_other_whole_and_nothing_in_itself(
     setup: Setup, second_s3: s3.S3Server
 ):
