@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
+from typing import TypeVar
 
 from orchestrator import catalog, crypto, tasks
 from orchestrator.catalog import Encryption, Manifest
@@ -34,6 +36,7 @@ from orchestrator.storage.multi import NamedStore, Outcome, combined, fan_out
 
 log = get_logger(__name__)
 ID_ATTEMPTS = 3
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -174,41 +177,74 @@ def store_everywhere(
             "encryption": Encryption(recipients=tuple(recipients)),
         }
     )
+
+    def work(store: NamedStore, put: SealedPut) -> BackupResult:
+        def stored() -> Manifest:
+            sealed = put(planned.dump_key)
+            return planned.model_copy(update={"size_bytes": sealed.size, "sha256": sealed.sha256})
+
+        return _archive(store.storage, planned, stored, check_source)
+
+    return sealed_to_each(stores, dump.path, plain, recipients, work)
+
+
+SealedPut = Callable[[str], crypto.Sealed]
+"""Stores the encrypted dump under a key; gives its sizes and hashes once checked."""
+
+
+def sealed_to_each(
+    stores: Sequence[NamedStore],
+    path: Path,
+    plain: Manifest,
+    recipients: Sequence[str],
+    work: Callable[[NamedStore, SealedPut], T],
+) -> list[Outcome[T]]:
+    """Run `work(store, put)` on every store at once; `put(key)` stores the plain archive
+    at `path` (described by `plain`'s plain size and sha256) encrypted to `recipients`
+    under `key` and gives the sizes and hashes of both. One encryption feeds every store's
+    stream; a store's object completes only once the whole ciphertext has been checked.
+    Give each store's outcome, in store order.
+
+    Raises EncryptionError (after every store has finished, none holding the object) when
+    the encryption fails or did not read exactly the bytes `plain` describes.
+    """
     broadcast = tasks.Broadcast([store.label for store in stores])
     sealing = tasks.in_background(
-        lambda: _seal_into(dump, planned, list(recipients), broadcast), "seal"
+        lambda: _seal_into(path, plain, list(recipients), broadcast), "seal"
     )
     size_hint = crypto.expected_size(256 * len(recipients), plain.plain_size)
 
-    def put(store: NamedStore) -> Manifest:
-        chunks = broadcast.reader(store.label)
-        store.storage.put_stream(planned.dump_key, chunks, size_hint)
-        sealed = tasks.result_unless_stopped(sealing, "encrypting the dump")
-        if sealed is None:  # cannot be: the stream ends only once the encryption is checked
-            raise crypto.EncryptionError("the encryption ended without its checks")
-        return sealed
+    def put_for(store: NamedStore) -> SealedPut:
+        def put(key: str) -> crypto.Sealed:
+            store.storage.put_stream(key, broadcast.reader(store.label), size_hint)
+            sealed = tasks.result_unless_stopped(sealing, "encrypting the dump")
+            if sealed is None:  # cannot be: the stream ends only once the encryption is checked
+                raise crypto.EncryptionError("the encryption ended without its checks")
+            return sealed
 
-    def work(store: NamedStore) -> BackupResult:
+        return put
+
+    def each(store: NamedStore) -> T:
         try:
-            return _archive(store.storage, planned, lambda: put(store), check_source)
+            return work(store, put_for(store))
         finally:
             broadcast.leave(store.label)
 
-    outcomes = fan_out(stores, work)
+    outcomes = fan_out(stores, each)
     tasks.result_unless_stopped(sealing, "encrypting the dump")  # raises its failure
     return outcomes
 
 
 def _seal_into(
-    dump: LocalDump, planned: Manifest, recipients: list[str], broadcast: tasks.Broadcast
-) -> Manifest | None:
-    """Encrypt the plain dump into `broadcast` and end it once the ciphertext is checked;
-    give `planned` with the stored size and sha256, or None when every store left before
-    the end (their own errors say why). Raises EncryptionError (every store's stream
-    raising it too) when encryption fails or did not read exactly the dumped bytes."""
+    path: Path, plain: Manifest, recipients: list[str], broadcast: tasks.Broadcast
+) -> crypto.Sealed | None:
+    """Encrypt the archive at `path` into `broadcast` and end it once the ciphertext is
+    checked; give its sizes and hashes, or None when every store left before the end
+    (their own errors say why). Raises EncryptionError (every store's stream raising it
+    too) when encryption fails or did not read exactly the bytes `plain` describes."""
     try:
-        sealed = crypto.encrypt_to(dump.path, broadcast, recipients)
-        if (sealed.plain_size, sealed.plain_sha256) != (planned.plain_size, planned.plain_digest):
+        sealed = crypto.encrypt_to(path, broadcast, recipients)
+        if (sealed.plain_size, sealed.plain_sha256) != (plain.plain_size, plain.plain_digest):
             raise crypto.EncryptionError(
                 "the dump changed while it was encrypted; not uploading it"
             )
@@ -220,8 +256,8 @@ def _seal_into(
             exc if isinstance(exc, OrchestratorError) else crypto.EncryptionError(repr(exc))
         )
         raise
-    log.info("backup.encrypted", backup_id=planned.id, recipients=len(recipients))
-    return planned.model_copy(update={"size_bytes": sealed.size, "sha256": sealed.sha256})
+    log.info("backup.encrypted", backup_id=plain.id, recipients=len(recipients))
+    return sealed
 
 
 def archive_everywhere(
