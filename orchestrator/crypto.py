@@ -17,7 +17,7 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 import pyrage
 
@@ -27,16 +27,30 @@ from orchestrator.logs import register_secret
 from orchestrator.setting_files import setting_file_text
 
 SCHEME = "age"
+AGE_NAME = ".age"
 HEADER = b"age-encryption.org/v1\n"
 CHUNK = 64 * 1024  # age STREAM chunk size
 NONCE = 16
 TAG = 16
 IO_CHUNK = 1024 * 1024
+HEAD_KEPT = 64 * 1024  # an age header of many recipients still fits
 _COMMENT = re.compile(r"#.*$")
 SSH_PREFIXES = ("ssh-ed25519 ", "ssh-rsa ")
 
 Recipient = Any  # pyrage.x25519.Recipient | pyrage.ssh.Recipient (untyped library)
 Identity = Any  # pyrage.x25519.Identity
+
+
+class Writable(Protocol):
+    """Where ciphertext goes: a file, or the stores' broadcast."""
+
+    def write(self, data: bytes, /) -> int:
+        """Take `data`; give how many bytes were taken."""
+        ...
+
+    def flush(self) -> None:
+        """Push what is buffered."""
+        ...
 
 
 class EncryptionError(JobError):
@@ -129,8 +143,7 @@ class _Stream:
     when a stop is requested, and keeps the first exception raised in it, which pyrage
     would otherwise turn into its own error (a SIGTERM must stay a stop)."""
 
-    def __init__(self, inner: BinaryIO) -> None:
-        self.inner = inner
+    def __init__(self) -> None:
         self.digest = hashlib.sha256()
         self.size = 0
         self.failure: BaseException | None = None
@@ -148,6 +161,10 @@ class _Stream:
 class _HashingReader(_Stream):
     """A reader that hashes and counts what passes through it."""
 
+    def __init__(self, inner: BinaryIO) -> None:
+        super().__init__()
+        self.inner = inner
+
     def read(self, size: int = -1) -> bytes:
         try:
             self._step()
@@ -160,20 +177,28 @@ class _HashingReader(_Stream):
 
 
 class _HashingWriter(_Stream):
-    """A writer that hashes and counts what passes through it."""
+    """A writer that hashes and counts what passes through it, keeping the first
+    HEAD_KEPT bytes (where the age header is)."""
+
+    def __init__(self, inner: Writable) -> None:
+        super().__init__()
+        self.sink = inner
+        self.head = b""
 
     def write(self, data: bytes) -> int:
         try:
             self._step()
-            written = self.inner.write(data)
+            written = self.sink.write(data)
             self.digest.update(data)
+            if len(self.head) < HEAD_KEPT:
+                self.head += data[: HEAD_KEPT - len(self.head)]
             self.size += len(data)
         except BaseException as exc:
             raise self._keep(exc) from None
         return written
 
     def flush(self) -> None:
-        self.inner.flush()
+        self.sink.flush()
 
 
 class StoppedError(JobError):
@@ -195,20 +220,47 @@ def expected_size(header_length: int, plain_size: int) -> int:
     return header_length + NONCE + plain_size + TAG * chunks
 
 
-def header_length(path: Path) -> int:
-    """The length of the age header at the start of `path` (through the `---` MAC line).
+def header_length(head: bytes, name: str) -> int:
+    """The length of the age header at the start of `head`, the first bytes of the file
+    `name` (through the `---` MAC line).
 
-    Raises EncryptionError when the file does not start with an age header.
+    Raises EncryptionError when `head` does not start with a whole age header.
     """
-    with path.open("rb") as handle:
-        head = handle.read(64 * 1024)
     if not head.startswith(HEADER):
-        raise EncryptionError(f"{path.name} does not start with an age header")
+        raise EncryptionError(f"{name} does not start with an age header")
     mac = head.find(b"\n---")
     end = head.find(b"\n", mac + 1) if mac >= 0 else -1
     if end < 0:
-        raise EncryptionError(f"{path.name} has an incomplete age header")
+        raise EncryptionError(f"{name} has an incomplete age header")
     return end + 1
+
+
+def encrypt_to(source: Path, out: Writable, recipients: list[str]) -> Sealed:
+    """Encrypt the file `source` to `recipients`, writing the age file to `out` as it is
+    made (nothing is kept but its first bytes); give sizes and hashes of both.
+
+    Raises EncryptionError when encryption fails (an error `out` raised included, unless
+    it was a stop) or its output is not exactly an age file of the plaintext's length.
+    """
+    try:
+        parsed = [parse_recipient(r) for r in recipients]
+        with source.open("rb") as plain:
+            reader, writer = _HashingReader(plain), _HashingWriter(out)
+            try:
+                pyrage.encrypt_io(reader, writer, parsed)
+            except pyrage.EncryptError:
+                _reraise_kept(reader, writer)
+                raise
+            out.flush()
+    except (ValueError, OSError, pyrage.EncryptError) as exc:
+        raise EncryptionError(f"encryption failed: {exc}") from None
+    sealed = Sealed(writer.size, writer.digest.hexdigest(), reader.size, reader.digest.hexdigest())
+    want = expected_size(header_length(writer.head, source.name + AGE_NAME), sealed.plain_size)
+    if sealed.size != want:
+        raise EncryptionError(
+            f"encryption output is {sealed.size} bytes where {want} were expected; not uploading it"
+        )
+    return sealed
 
 
 def encrypt_file(source: Path, dest: Path, recipients: list[str]) -> Sealed:
@@ -218,36 +270,19 @@ def encrypt_file(source: Path, dest: Path, recipients: list[str]) -> Sealed:
     exactly an age file of the plaintext's length.
     """
     try:
-        parsed = [parse_recipient(r) for r in recipients]
-        with source.open("rb") as plain, dest.open("wb") as out:
-            reader, writer = _HashingReader(plain), _HashingWriter(out)
-            try:
-                pyrage.encrypt_io(reader, writer, parsed)
-            except pyrage.EncryptError:
-                _reraise_kept(reader, writer)
-                raise
-            out.flush()
-        sealed = Sealed(
-            writer.size, writer.digest.hexdigest(), reader.size, reader.digest.hexdigest()
-        )
-        _check_sealed(dest, sealed)
+        with dest.open("wb") as out:
+            sealed = encrypt_to(source, out, recipients)
+        if dest.stat().st_size != sealed.size:
+            raise EncryptionError(
+                f"{dest.name} holds {dest.stat().st_size} bytes where {sealed.size} were "
+                "written; not uploading it"
+            )
     except BaseException as exc:
         dest.unlink(missing_ok=True)
-        if isinstance(exc, EncryptionError):
-            raise
-        if isinstance(exc, ValueError | OSError | pyrage.EncryptError):
+        if isinstance(exc, OSError):
             raise EncryptionError(f"encryption failed: {exc}") from None
         raise
     return sealed
-
-
-def _check_sealed(dest: Path, sealed: Sealed) -> None:
-    size = dest.stat().st_size
-    want = expected_size(header_length(dest), sealed.plain_size)
-    if size != sealed.size or size != want:
-        raise EncryptionError(
-            f"encryption output is {size} bytes where {want} were expected; not uploading it"
-        )
 
 
 def decrypt_file(source: Path, dest: Path, identities: list[Identity]) -> tuple[int, str]:

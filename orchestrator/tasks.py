@@ -8,8 +8,10 @@ started any other way would log without its run and never see its scope being st
 
 from __future__ import annotations
 
+import contextlib
+import queue
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
@@ -66,3 +68,103 @@ def run_together(work: Mapping[str, Callable[[], T]], prefix: str = "task") -> d
     with ThreadPoolExecutor(max_workers=len(work), thread_name_prefix=prefix) as pool:
         futures = {name: pool.submit(with_context(fn)) for name, fn in work.items()}
     return {name: future.result() for name, future in futures.items()}
+
+
+BLOCK = 1024 * 1024
+DEPTH = 4
+POLL_SECONDS = 0.1
+_END = object()
+
+
+class Broadcast:
+    """One writer's bytes handed to several readers at once (one encryption fanned out to
+    every store), each reader through its own bounded queue of `depth` blocks of about
+    `block` bytes: memory stays bounded, the writer waits for the slowest reader, and a
+    reader that leaves (its store failed) holds nobody up any more.
+
+    The writer calls `write` (it is file-like), then `close` once everything it wrote is
+    good, or `fail` with the error each reader must raise instead of ending. A reader's
+    iteration ends only after `close`; whoever stops reading calls `leave`.
+    """
+
+    def __init__(self, names: Sequence[str], block: int = BLOCK, depth: int = DEPTH) -> None:
+        self.block = block
+        self._queues: dict[str, queue.Queue[object]] = {n: queue.Queue(depth) for n in names}
+        self._left: dict[str, threading.Event] = {n: threading.Event() for n in names}
+        self._pending = bytearray()
+
+    def write(self, data: bytes) -> int:
+        """Queue `data` for every reader still reading; give its length. Blocks while a
+        reader is `depth` blocks behind. Raises JobError when every reader has left or a
+        stop is requested."""
+        self._pending += data
+        if len(self._pending) >= self.block:
+            self._send(bytes(self._pending))
+            self._pending.clear()
+        return len(data)
+
+    def flush(self) -> None:
+        """Nothing to do: blocks go out when full, the rest on `close`."""
+
+    def close(self) -> None:
+        """Send what is pending, then the end: every reader's iteration ends normally."""
+        if self._pending:
+            self._send(bytes(self._pending))
+            self._pending.clear()
+        self._send(_END)
+
+    def fail(self, error: BaseException) -> None:
+        """Make every reader still reading raise `error` instead of ending (best effort:
+        never raises)."""
+        with contextlib.suppress(JobError):
+            self._send(error)
+
+    @property
+    def deserted(self) -> bool:
+        """True once every reader has left."""
+        return all(left.is_set() for left in self._left.values())
+
+    def leave(self, name: str) -> None:
+        """Reader `name` reads no more (idempotent): the writer stops waiting for it."""
+        self._left[name].set()
+        with contextlib.suppress(queue.Empty):
+            while True:
+                self._queues[name].get_nowait()
+
+    def reader(self, name: str) -> Iterator[bytes]:
+        """Yield the blocks written, in order, until `close`; raise the error given to
+        `fail`, or JobError when a stop is requested. Leaves when it ends either way."""
+        try:
+            while True:
+                item = self._take(name)
+                if item is _END:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                assert isinstance(item, bytes)
+                yield item
+        finally:
+            self.leave(name)
+
+    def _take(self, name: str) -> object:
+        while True:
+            if cancel.stop_requested():
+                raise JobError("stopped (shutdown requested)")
+            try:
+                return self._queues[name].get(timeout=POLL_SECONDS)
+            except queue.Empty:
+                continue
+
+    def _send(self, item: object) -> None:
+        live = [name for name, left in self._left.items() if not left.is_set()]
+        if not live:
+            raise JobError("no reader is left to take the stream")
+        for name in live:
+            while not self._left[name].is_set():
+                if cancel.stop_requested():
+                    raise JobError("stopped (shutdown requested)")
+                try:
+                    self._queues[name].put(item, timeout=POLL_SECONDS)
+                    break
+                except queue.Full:
+                    continue

@@ -25,12 +25,16 @@
 (k) `orchestrator backup` of the same database to a folder store, gzip like (d): what a
     command costs over the bare command it wraps (interpreter, imports, settings, checks,
     manifest); printed as the median of the rounds' k - d differences, in seconds
+(w) `orchestrator backup` of a database of 3 million rows of random text (about 390 MB, a
+    160 MB dump) with two age recipients to two stores: its time, peak RSS and the peak
+    space its WORK_DIR held, in dumps (1.00: no second, encrypted copy on disk)
 Each is run ROUNDS times (default 5, alternating, so drift hits them all alike); prints the
-medians: c/a, c'/a, b/c, e/c, m/u, s/v, x/n, k - d and the peak RSS of the orchestrator
-process and of the masking filter's processes. LINES (default "abcge"; "um" for the masked
-line, "vs" for the scrub line, "nx" for many masked tables, "ft" for the subset line, "dk"
-for the fixed cost of a command) picks which ways run. The package is byte-compiled first,
-as an installed wheel is, so that no run compiles it.
+medians: c/a, c'/a, b/c, e/c, m/u, s/v, x/n, t/f, k - d and the peak RSS of the
+orchestrator process and of the masking filter's processes. LINES (default "abcge"; "um" for
+the masked line, "vs" for the scrub line, "nx" for many masked tables, "ft" for the subset
+line, "dk" for the fixed cost of a command, "w" for the encrypted backup of a larger dump)
+picks which ways run. The package is byte-compiled first, as an installed wheel is, so that
+no run compiles it.
 
 When a pipeline line (a, b, c, c', e) runs, two untimed pipeline cycles come first (their
 times are printed, not counted): after them each target holds a current and a previous
@@ -133,6 +137,7 @@ def old_way(bins: Path, source: str, targets: list[postgres.Cluster], work: Path
 
 
 FILTER_PEAKS: list[int] = []
+WORK_PEAKS: list[float] = []  # (w): the most WORK_DIR held, in units of the largest file in it
 
 
 def _peak_of(pid: int) -> int:
@@ -158,10 +163,22 @@ def _filters() -> list[int]:
     return found
 
 
+def _held(folder: Path) -> tuple[int, int]:
+    """(bytes of every file under `folder`, bytes of the largest one)."""
+    sizes = [0]
+    for path in folder.rglob("*"):
+        try:
+            sizes.append(path.stat().st_size if path.is_file() else 0)
+        except OSError:
+            continue
+    return sum(sizes), max(sizes)
+
+
 def orchestrate(env: dict[str, str], args: list[str], name: str, code: Path | None = None) -> int:
     """Run `orchestrator ARGS` (the code of checkout `code`, default this one); give its
     peak RSS in bytes (VmHWM, sampled to the end); the masking filters' peaks go to
-    FILTER_PEAKS. Its JSON log is kept in .demo/bench-<name>.log."""
+    FILTER_PEAKS, and when `env` names a WORK_DIR, the most it held (in dumps) to
+    WORK_PEAKS. Its JSON log is kept in .demo/bench-<name>.log."""
     if code is not None:  # its children (the filter) inherit the folder and PYTHONPATH
         env = {**env, "PYTHONPATH": str(code)}
     proc = subprocess.Popen(
@@ -172,11 +189,16 @@ def orchestrate(env: dict[str, str], args: list[str], name: str, code: Path | No
         stderr=subprocess.PIPE,
         text=True,
     )
-    peak = 0
+    peak, held, largest = 0, 0, 1
     while proc.poll() is None:
         peak = max(peak, _peak_of(proc.pid))
         FILTER_PEAKS.extend(_peak_of(pid) for pid in _filters())
+        if "WORK_DIR" in env:
+            total, biggest = _held(Path(env["WORK_DIR"]))
+            held, largest = max(held, total), max(largest, biggest)
         time.sleep(0.05)
+    if "WORK_DIR" in env:
+        WORK_PEAKS.append(held / largest)
     out, err = proc.communicate()
     log = REPO / ".demo" / f"bench-{name}.log"
     log.parent.mkdir(exist_ok=True)
@@ -385,6 +407,12 @@ X = "(x) the same, 19 tables masked (suggested)"
 BASE_X = "(o) (x) by the code of BENCH_BASELINE"
 F = "(f) dev refresh of a chain, masked"
 T = "(t) the same, a 5 % subset"
+W = "(w) backup, 160 MB dump, 2 recipients, 2 stores"
+NOISE_ROWS = 3_000_000
+NOISE_SQL = (
+    "CREATE TABLE noise AS SELECT g AS id, md5(random()::text) || md5(random()::text) AS a,"
+    f" md5(random()::text) AS b FROM generate_series(1, {NOISE_ROWS}) AS g"
+)
 SMALL_SCALE = 2  # pgbench scale of the small database of (d) and (k): about 37 MB
 PIPELINE_LINES = set("abcge")
 
@@ -418,6 +446,24 @@ def small_backup_setup(
     }
     backup(small_env, "init")
     return url, small_env
+
+
+def sealed_backup_setup(
+    source: postgres.Cluster, sealed_env: dict[str, str], fresh_buckets: dict[str, str], work: Path
+) -> dict[str, str]:
+    """The database of (w), random text that compresses about 2:1; give the environment of
+    its encrypted backup to two stores (buckets of their own) with a WORK_DIR to watch."""
+    source.create_database("noise")
+    source.psql(NOISE_SQL, "noise")
+    size = source.psql("SELECT pg_size_pretty(pg_database_size('noise'))", "noise")
+    print(f"encrypted backup line: a database of {size}, 2 recipients, 2 stores")
+    (work / "w").mkdir()
+    return {
+        **sealed_env,
+        **fresh_buckets,
+        "SOURCE_DATABASE_URL": source.url("noise"),
+        "WORK_DIR": str(work / "w"),
+    }
 
 
 def backup(env: dict[str, str], command: str = "backup") -> None:
@@ -458,7 +504,7 @@ def main() -> None:
     source_c = postgres.start_cluster(major, bins[major], quiet)
     targets = [postgres.start_cluster(major, bins[major], quiet) for _ in range(2)]
     store = s3.start_s3()
-    second = s3.start_s3() if "e" in lines else None
+    second = s3.start_s3() if "e" in lines or "w" in lines else None
     try:
         source_c.create_database("bench")
         run(
@@ -529,6 +575,7 @@ def main() -> None:
             ),
             "d": (D, lambda n: bare_dump(bins[major], small_url, work)),
             "k": (K, lambda n: backup(small_env)),
+            "w": (W, lambda n: rss.append(orchestrate(noise_env, ["backup"], f"sealed-{n}"))),
         }
         runs: dict[str, list[float]] = {key: [] for key in lines}
         rss: list[int] = []
@@ -578,6 +625,15 @@ def main() -> None:
                 subset_env = {**chain_env, "DEV_MASK_RULES": str(subset_rules)}
                 size = source_c.psql("SELECT pg_size_pretty(pg_database_size('chain'))", "chain")
                 print(f"  chain database: {size}")
+            if "w" in lines:
+                buckets = {
+                    **store.env(store.new_bucket(), "noise"),
+                    "STORAGE_URL_2": f"s3://{second.new_bucket()}/noise",  # type: ignore[union-attr]
+                }
+                noise_env = sealed_backup_setup(source_c, sealed_env, buckets, work)
+                settle(clusters)
+                timed(f"{W} (not counted)", lambda: ways["w"][1]("warmup"))
+                WORK_PEAKS.clear()
             if "d" in lines or "k" in lines:
                 small_url, small_env = small_backup_setup(source_c, bins[major], env, work)
                 for key in "dk":
@@ -609,7 +665,7 @@ def report(runs: dict[str, list[float]], rss: list[int], rounds: int) -> None:
     """Print the medians and the ratios of the ways that ran."""
     m = {key: statistics.median(times) for key, times in runs.items()}
     names = {"a": "a", "b": "b", "c": "c", "g": "c'", "e": "e", "u": "u", "m": "m", "v": "v"}
-    names.update(s="s", d="d", k="k", n="n", x="x", o="o", f="f", t="t")
+    names.update(s="s", d="d", k="k", n="n", x="x", o="o", f="f", t="t", w="w")
     shown = ", ".join(f"{names[k]} {v:.2f} s" for k, v in m.items())
     print(f"\nmedians of {rounds} round(s): {shown}")
     ratios = [
@@ -637,6 +693,8 @@ def report(runs: dict[str, list[float]], rss: list[int], rounds: int) -> None:
         )
     if rss:
         print(f"  orchestrator peak RSS = {max(rss) / 2**20:.0f} MiB   (target < 150 MiB)")
+    if WORK_PEAKS:
+        print(f"  WORK_DIR peak = {max(WORK_PEAKS):.2f} dumps   (w; target <= 1.05)")
     if FILTER_PEAKS:
         print(f"  masking filter peak RSS = {max(FILTER_PEAKS) / 2**20:.0f} MiB (per process)")
 

@@ -176,6 +176,26 @@ def main() -> None:
             "backup's previous copy kept as shop_previous:",
             targets[0].psql("SELECT v FROM yesterday", "shop_previous"),
         )
+        step(
+            "subset: the same rules plus a subset section -> dev gets the customers of 2025's "
+            "first three weeks and only their orders and tickets, masked, every key intact"
+        )
+        subset_rules = demo / "mask-subset.yaml"
+        subset_rules.write_text(
+            rules.read_text()
+            + "subset:\n  tables:\n"
+            + "    public.customers: {where: \"created_at < timestamptz '2025-01-22'\"}\n"
+        )
+        orchestrator(env, "mask", "check", "--rules", str(subset_rules))
+        unsealing = {**env, "ARCHIVE_IDENTITY_FILE": str(identity)}  # the archive is encrypted
+        orchestrator(unsealing, "restore", "--target", "dev", "--mask-rules", str(subset_rules))
+        counts = (
+            "SELECT (SELECT count(*) FROM customers) || ' customers, ' || "
+            "(SELECT count(*) FROM sales.orders) || ' orders, ' || "
+            "(SELECT count(*) FROM support.tickets) || ' tickets'"
+        )
+        print("backup holds:", targets[0].psql(counts, "shop"))
+        print("dev holds:   ", targets[1].psql(counts, "shop"))
         step("backup: a second archive, on its own")
         backup_id = orchestrator(env, "backup").strip()
         step("status")

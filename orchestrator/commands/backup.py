@@ -1,10 +1,10 @@
-"""`orchestrator backup`: dump the source once, seal it, archive it in every store."""
+"""`orchestrator backup`: dump the source once, archive it in every store (encrypted on the way)."""
 
 from __future__ import annotations
 
 from orchestrator.job import Job
 from orchestrator.operations.common import work_dir
-from orchestrator.operations.dump import seal, take_dump
+from orchestrator.operations.dump import take_dump
 from orchestrator.operations.upload import (
     BackupResult,
     archive_everywhere,
@@ -29,6 +29,5 @@ def backup(job: Job) -> BackupResult:
         raise combined(stores.failed, "open a store")
     with work_dir(job) as folder:
         dump = with_unused_id(stores.usable, take_dump(job, folder))
-        sealed = seal(dump, recipients)
-        archive_everywhere(stores, sealed)
-    return BackupResult(sealed.manifest, sealed.manifest.dump_key)
+        stored = archive_everywhere(stores, dump, recipients)
+    return BackupResult(stored.manifest, stored.manifest.dump_key)

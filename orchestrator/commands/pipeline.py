@@ -35,7 +35,7 @@ from orchestrator.logs import get_logger, mask
 from orchestrator.notify import CycleReport, Notifier, StepReport
 from orchestrator.operations import restore as restore_action
 from orchestrator.operations.common import client_for, notifier_for, work_dir
-from orchestrator.operations.dump import LocalDump, seal, take_dump
+from orchestrator.operations.dump import LocalDump, take_dump
 from orchestrator.operations.masked_load import load_masking
 from orchestrator.operations.prune import prune
 from orchestrator.operations.sync import sync
@@ -287,14 +287,14 @@ def _branches(
     received: Future[list[NamedStore]] = Future()  # set once, by the upload branch
 
     def upload() -> dict[str, Any]:
-        sealed = seal(dump, recipients)  # nothing leaves the host unencrypted
-        try:
-            done, detail = archive_everywhere(stores, sealed)
+        try:  # with recipients, nothing leaves the host unencrypted
+            stored = archive_everywhere(stores, dump, recipients)
         except UploadFailed as exc:
             received.set_result(exc.stored_in)
             raise
-        received.set_result(done)
-        return {"key": sealed.manifest.dump_key, "encrypted": bool(recipients), "stores": detail}
+        received.set_result(stored.stores)
+        key = stored.manifest.dump_key
+        return {"key": key, "encrypted": bool(recipients), "stores": stored.report}
 
     work: dict[str, Callable[[], dict[str, Any] | None]] = {"upload": upload}
     for target in targets:

@@ -1,8 +1,6 @@
 """Dump: pg_dump the source once in an exported snapshot into a work folder, with the row
-counts and schema facts its manifest records, and seal it (age) for the stores.
-
-With ARCHIVE_RECIPIENTS the dump is age-encrypted on this host before any byte leaves it.
-"""
+counts and schema facts its manifest records (encryption happens on the way to the stores:
+operations/upload)."""
 
 from __future__ import annotations
 
@@ -16,8 +14,8 @@ from pathlib import Path
 
 import psycopg
 
-from orchestrator import __version__, catalog, crypto
-from orchestrator.catalog import Encryption, Manifest
+from orchestrator import __version__, catalog
+from orchestrator.catalog import Manifest
 from orchestrator.conninfo import ConnInfo
 from orchestrator.errors import CommandFailed, ConfigError
 from orchestrator.job import Job
@@ -37,18 +35,12 @@ SOURCE = "SOURCE_DATABASE_URL"
 class LocalDump:
     """A finished dump on local disk and the manifest that will describe it once stored.
 
-    `path` is the plain pg_dump archive (what restores read); `sealed_path`, when set, is
-    its encrypted form, which is what the stores receive.
+    `path` is the pg_dump archive (what restores read), or the stored object it was
+    downloaded as (sync): `manifest` says which.
     """
 
     path: Path
     manifest: Manifest
-    sealed_path: Path | None = None
-
-    @property
-    def upload_path(self) -> Path:
-        """The file whose bytes the stores receive."""
-        return self.sealed_path or self.path
 
 
 def dump_options(job: Job, pg_dump_major: int) -> DumpOptions:
@@ -169,30 +161,3 @@ def _counts_of(
     missing = [t for t in tables if table_key(*t) not in counted]
     counted = {**counted, **queries.count_rows(conn, missing)}
     return {table_key(*t): counted[table_key(*t)] for t in tables}
-
-
-def seal(dump: LocalDump, recipients: list[str]) -> LocalDump:
-    """`dump` encrypted to `recipients` beside the plain file (unchanged when there are
-    none), its manifest describing both the stored and the plain bytes.
-
-    Raises EncryptionError (nothing is left to upload) when encryption fails or its
-    output does not hold exactly the dump.
-    """
-    if not recipients:
-        return dump
-    manifest = dump.manifest
-    sealed_path = dump.path.with_name(dump.path.name + catalog.AGE_SUFFIX)
-    sealed = crypto.encrypt_file(dump.path, sealed_path, recipients)
-    if (sealed.plain_size, sealed.plain_sha256) != (manifest.plain_size, manifest.plain_digest):
-        sealed_path.unlink(missing_ok=True)
-        raise crypto.EncryptionError("the dump changed while it was encrypted; not uploading it")
-    log.info("backup.encrypted", backup_id=manifest.id, recipients=len(recipients))
-    sealed_manifest = manifest.model_copy(
-        update={
-            "dump_key": catalog.dump_key_for(manifest.id, encrypted=True),
-            "size_bytes": sealed.size,
-            "sha256": sealed.sha256,
-            "encryption": Encryption(recipients=tuple(recipients)),
-        }
-    )
-    return LocalDump(dump.path, sealed_manifest, sealed_path)

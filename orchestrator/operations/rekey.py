@@ -1,12 +1,12 @@
 """`orchestrator rekey`: re-encrypt archived backups to the current ARCHIVE_RECIPIENTS.
 
 Per backup: one good copy is fetched and decrypted (or read, when it was stored plain),
-checked against the manifest, and encrypted once to the current recipients. Then, in each
-store whose copy is not yet encrypted to exactly those recipients: the new object is
-stored under a new key and its size checked, then the manifest is replaced, then the old
-object is removed. Interrupted at any point, every copy's manifest names an object that
-exists, so every backup stays restorable; leftovers of an interrupted run are removed by
-the next one.
+checked against the manifest, and encrypted once to the current recipients, on its way to
+every store whose copy is not yet encrypted to exactly those recipients (no encrypted copy
+on disk). In each of them: the new object is stored under a new key and its size checked,
+then the manifest is replaced, then the old object is removed. Interrupted at any point,
+every copy's manifest names an object that exists, so every backup stays restorable;
+leftovers of an interrupted run are removed by the next one.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from orchestrator.job import Job
 from orchestrator.logs import get_logger
 from orchestrator.operations.common import work_dir
 from orchestrator.operations.fetch import plain_copy
+from orchestrator.operations.upload import SealedPut, sealed_to_each
 from orchestrator.storage.locks import store_locks
-from orchestrator.storage.multi import fan_out
 
 log = get_logger(__name__)
 
@@ -130,22 +130,24 @@ def _rekey_backup(
     result: RekeyResult,
 ) -> None:
     backup_id = backup.manifest.id
+    generation = secrets.token_hex(4)
+    by_store = {c.store.label: c for c in copies}
     try:
-        plain, _manifest = plain_copy(backup, folder, identities)
-        sealed_path = folder / "rekeyed.age"
-        sealed = crypto.encrypt_file(plain, sealed_path, recipients)
+        plain, manifest = plain_copy(backup, folder, identities)
+        outcomes = sealed_to_each(
+            [c.store for c in copies],
+            plain,
+            manifest,
+            recipients,
+            lambda store, put: _replace(
+                by_store[store.label], manifest, put, recipients, generation
+            ),
+        )
     except Interrupted:
         raise
     except OrchestratorError as exc:
         result.errors.append(f"{backup_id}: {exc}")
         return
-    generation = secrets.token_hex(4)
-    outcomes = fan_out(
-        [c.store for c in copies],
-        lambda store: _replace(
-            next(c for c in copies if c.store == store), sealed_path, sealed, recipients, generation
-        ),
-    )
     for outcome in outcomes:
         item = RekeyItem(backup_id, outcome.store.label, "")
         if outcome.ok:
@@ -162,15 +164,18 @@ def _rekey_backup(
 
 
 def _replace(
-    copy: Copy, sealed_path: Path, sealed: crypto.Sealed, recipients: list[str], generation: str
+    copy: Copy, plain: Manifest, put: SealedPut, recipients: list[str], generation: str
 ) -> None:
-    """New object, size checked; then the manifest; then the old objects go."""
+    """New object (the `plain` archive encrypted on its way), size checked; then the
+    manifest; then the old objects go."""
     storage, old = copy.store.storage, copy.manifest
-    if (sealed.plain_size, sealed.plain_sha256) != (old.plain_size, old.plain_digest):
+    if (plain.plain_size, plain.plain_digest) != (old.plain_size, old.plain_digest):
         raise IntegrityError(f"{old.id}: the copy in this store holds another archive")
+    key = catalog.dump_key_for(old.id, encrypted=True, generation=generation)
+    sealed = put(key)
     new = old.model_copy(
         update={
-            "dump_key": catalog.dump_key_for(old.id, encrypted=True, generation=generation),
+            "dump_key": key,
             "size_bytes": sealed.size,
             "sha256": sealed.sha256,
             "plain_size_bytes": sealed.plain_size,
@@ -179,7 +184,6 @@ def _replace(
             "format_version": catalog.FORMAT_VERSION,
         }
     )
-    storage.put_file(new.dump_key, sealed_path)
     stored = storage.size_of(new.dump_key)
     if stored != new.size_bytes:
         storage.delete([new.dump_key])

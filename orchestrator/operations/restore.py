@@ -185,7 +185,7 @@ class Restorer:
             strategy=strategy,
             seconds=round(time.monotonic() - started, 3),
             tables=len(self.manifest.row_counts),
-            rows=sum(self.manifest.row_counts.values()),
+            rows=sum((self.expected or self.manifest.row_counts).values()),
             previous=previous,
             ignored_errors=ignored,
             masking=masked_load.masking_report(masking, stats, self.unlisted) if masking else None,

@@ -21,11 +21,11 @@ from orchestrator.errors import Interrupted, OrchestratorError
 from orchestrator.job import Job
 from orchestrator.logs import get_logger
 from orchestrator.operations.common import work_dir
-from orchestrator.operations.dump import LocalDump, seal
+from orchestrator.operations.dump import LocalDump
 from orchestrator.operations.fetch import download_any
-from orchestrator.operations.upload import archive
+from orchestrator.operations.upload import store_everywhere
 from orchestrator.storage.locks import store_locks
-from orchestrator.storage.multi import NamedStore, fan_out
+from orchestrator.storage.multi import NamedStore
 
 log = get_logger(__name__)
 
@@ -109,19 +109,23 @@ def _copy(
     result: SyncResult,
     recipients: list[str],
 ) -> None:
-    """Download one good copy of `backup` (encrypting a plain one when there are
-    recipients), then store it in each of `lacking` at once."""
+    """Download one good copy of `backup`, then store it in each of `lacking` at once
+    (a plain one encrypted on the way when there are recipients)."""
     try:
         copy = download_any(backup, folder / "copy")
-        dump = LocalDump(folder / "copy", copy.manifest)
-        if not copy.manifest.encrypted:
-            dump = seal(dump, recipients)  # unchanged without recipients
     except Interrupted:
         raise
     except OrchestratorError as exc:
         result.errors.append(f"{backup.manifest.id}: no good copy to copy from: {exc}")
         return
-    outcomes = fan_out(lacking, lambda store: archive(store.storage, dump, check_source=False))
+    dump = LocalDump(folder / "copy", copy.manifest)
+    try:  # a plain copy is encrypted on its way when there are recipients
+        outcomes = store_everywhere(lacking, dump, recipients, check_source=False)
+    except Interrupted:
+        raise
+    except OrchestratorError as exc:  # the encryption failed: no store got the copy
+        result.errors.append(f"{backup.manifest.id}: {exc}")
+        return
     for plan, outcome in zip(plans, outcomes, strict=True):
         if outcome.ok:
             log.info(

@@ -3,15 +3,23 @@
 In each store the dump object is stored and its size checked first and the manifest last,
 so a failure anywhere leaves no backup behind in that store (at worst a dump object without
 a manifest, which is removed again), and a store that fails takes nothing from the others.
+
+With recipients the dump is encrypted once, on the way: one thread reads the plain dump and
+age-encrypts it into a broadcast that streams the same ciphertext to every store (no sealed
+copy on disk); a store's object completes only once the whole ciphertext has been checked,
+and a failed encryption leaves no object in any store.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
+from typing import TypeVar
 
-from orchestrator import catalog
-from orchestrator.catalog import Manifest
+from orchestrator import catalog, crypto, tasks
+from orchestrator.catalog import Encryption, Manifest
 from orchestrator.errors import (
     ConfigError,
     IntegrityError,
@@ -28,6 +36,7 @@ from orchestrator.storage.multi import NamedStore, Outcome, combined, fan_out
 
 log = get_logger(__name__)
 ID_ATTEMPTS = 3
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -36,6 +45,16 @@ class BackupResult:
 
     manifest: Manifest
     location: str
+
+
+@dataclass(frozen=True)
+class Archived:
+    """A backup stored in every store: its manifest (as stored), the stores and what
+    happened in each ("ok")."""
+
+    manifest: Manifest
+    stores: list[NamedStore]
+    report: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -76,7 +95,7 @@ def with_unused_id(stores: list[NamedStore], dump: LocalDump) -> LocalDump:
         )
     if manifest.id != dump.manifest.id:
         log.info("backup.renamed", backup_id=manifest.id, taken=dump.manifest.id)
-    return LocalDump(dump.path, manifest, dump.sealed_path)
+    return LocalDump(dump.path, manifest)
 
 
 def _holds(storage: Storage, key: str) -> bool:
@@ -90,22 +109,36 @@ def _holds(storage: Storage, key: str) -> bool:
 
 
 def archive(storage: Storage, dump: LocalDump, check_source: bool = True) -> BackupResult:
-    """Store the dump object, check its size, then write its manifest. Raises JobError when
-    a write fails or the stored size differs. `check_source` warns when the store's newest
-    backup of this database came from another cluster (new backups, not copies).
+    """Store the dump file as it is, check its size, then write its manifest. Raises
+    JobError when a write fails or the stored size differs. `check_source` warns when the
+    store's newest backup of this database came from another cluster (new backups, not
+    copies).
 
     A dump object stored without its manifest is deleted again (best effort).
     """
-    manifest = dump.manifest
+
+    def put() -> Manifest:
+        storage.put_file(dump.manifest.dump_key, dump.path)
+        return dump.manifest
+
+    return _archive(storage, dump.manifest, put, check_source)
+
+
+def _archive(
+    storage: Storage, planned: Manifest, put: Callable[[], Manifest], check_source: bool
+) -> BackupResult:
+    """Refuse an id the store already holds, `put` the dump object (which gives the final
+    manifest), check the stored size, then write the manifest; see archive()."""
     try:
-        storage.get_bytes(manifest.manifest_key)
-        raise JobError(f"a backup with id {manifest.id} already exists; not overwriting it")
+        storage.get_bytes(planned.manifest_key)
+        raise JobError(f"a backup with id {planned.id} already exists; not overwriting it")
     except NotFound:
         pass
     if check_source:
-        _warn_other_source(storage, manifest)
-    storage.put_file(manifest.dump_key, dump.upload_path)
+        _warn_other_source(storage, planned)
+    manifest = planned
     try:
+        manifest = put()
         stored = storage.size_of(manifest.dump_key)
         if stored != manifest.size_bytes:
             raise IntegrityError(
@@ -114,7 +147,7 @@ def archive(storage: Storage, dump: LocalDump, check_source: bool = True) -> Bac
             )
         storage.put_bytes(manifest.manifest_key, manifest.to_json())
     except BaseException:
-        # the write may have landed before it failed: manifest first, as prune does
+        # a write may have landed before it failed: manifest first, as prune does
         _delete_quietly(storage, manifest.manifest_key)
         _delete_quietly(storage, manifest.dump_key)
         raise
@@ -122,15 +155,120 @@ def archive(storage: Storage, dump: LocalDump, check_source: bool = True) -> Bac
     return BackupResult(manifest, storage.describe(manifest.dump_key))
 
 
-def archive_everywhere(
-    stores: OpenStores, dump: LocalDump
-) -> tuple[list[NamedStore], dict[str, str]]:
-    """Store `dump` in every usable store at once; give the stores that now hold it and
-    what happened in each store ("ok" or the error). Raises UploadFailed, after every
-    store has finished, when any store (usable or not) does not hold it."""
-    outcomes: list[Outcome[BackupResult]] = fan_out(
-        stores.usable, lambda store: archive(store.storage, dump)
+def store_everywhere(
+    stores: Sequence[NamedStore],
+    dump: LocalDump,
+    recipients: Sequence[str],
+    check_source: bool = True,
+) -> list[Outcome[BackupResult]]:
+    """Store `dump` in every store at once, each on its own (archive()); with
+    `recipients`, a plain dump is encrypted once on the way and every store receives the
+    same ciphertext. Give each store's outcome, in store order.
+
+    Raises EncryptionError (after every store has finished, none holding the backup) when
+    the encryption fails, or its output is not exactly the dump's.
+    """
+    if not recipients or dump.manifest.encrypted:
+        return fan_out(stores, lambda store: archive(store.storage, dump, check_source))
+    plain = dump.manifest
+    planned = plain.model_copy(
+        update={
+            "dump_key": catalog.dump_key_for(plain.id, encrypted=True),
+            "encryption": Encryption(recipients=tuple(recipients)),
+        }
     )
+
+    def work(store: NamedStore, put: SealedPut) -> BackupResult:
+        def stored() -> Manifest:
+            sealed = put(planned.dump_key)
+            return planned.model_copy(update={"size_bytes": sealed.size, "sha256": sealed.sha256})
+
+        return _archive(store.storage, planned, stored, check_source)
+
+    return sealed_to_each(stores, dump.path, plain, recipients, work)
+
+
+SealedPut = Callable[[str], crypto.Sealed]
+"""Stores the encrypted dump under a key; gives its sizes and hashes once checked."""
+
+
+def sealed_to_each(
+    stores: Sequence[NamedStore],
+    path: Path,
+    plain: Manifest,
+    recipients: Sequence[str],
+    work: Callable[[NamedStore, SealedPut], T],
+) -> list[Outcome[T]]:
+    """Run `work(store, put)` on every store at once; `put(key)` stores the plain archive
+    at `path` (described by `plain`'s plain size and sha256) encrypted to `recipients`
+    under `key` and gives the sizes and hashes of both. One encryption feeds every store's
+    stream; a store's object completes only once the whole ciphertext has been checked.
+    Give each store's outcome, in store order.
+
+    Raises EncryptionError (after every store has finished, none holding the object) when
+    the encryption fails or did not read exactly the bytes `plain` describes.
+    """
+    broadcast = tasks.Broadcast([store.label for store in stores])
+    sealing = tasks.in_background(
+        lambda: _seal_into(path, plain, list(recipients), broadcast), "seal"
+    )
+    size_hint = crypto.expected_size(256 * len(recipients), plain.plain_size)
+
+    def put_for(store: NamedStore) -> SealedPut:
+        def put(key: str) -> crypto.Sealed:
+            store.storage.put_stream(key, broadcast.reader(store.label), size_hint)
+            sealed = tasks.result_unless_stopped(sealing, "encrypting the dump")
+            if sealed is None:  # cannot be: the stream ends only once the encryption is checked
+                raise crypto.EncryptionError("the encryption ended without its checks")
+            return sealed
+
+        return put
+
+    def each(store: NamedStore) -> T:
+        try:
+            return work(store, put_for(store))
+        finally:
+            broadcast.leave(store.label)
+
+    outcomes = fan_out(stores, each)
+    tasks.result_unless_stopped(sealing, "encrypting the dump")  # raises its failure
+    return outcomes
+
+
+def _seal_into(
+    path: Path, plain: Manifest, recipients: list[str], broadcast: tasks.Broadcast
+) -> crypto.Sealed | None:
+    """Encrypt the archive at `path` into `broadcast` and end it once the ciphertext is
+    checked; give its sizes and hashes, or None when every store left before the end
+    (their own errors say why). Raises EncryptionError (every store's stream raising it
+    too) when encryption fails or did not read exactly the bytes `plain` describes."""
+    try:
+        sealed = crypto.encrypt_to(path, broadcast, recipients)
+        if (sealed.plain_size, sealed.plain_sha256) != (plain.plain_size, plain.plain_digest):
+            raise crypto.EncryptionError(
+                "the dump changed while it was encrypted; not uploading it"
+            )
+        broadcast.close()
+    except BaseException as exc:
+        if broadcast.deserted:
+            return None
+        broadcast.fail(
+            exc if isinstance(exc, OrchestratorError) else crypto.EncryptionError(repr(exc))
+        )
+        raise
+    log.info("backup.encrypted", backup_id=plain.id, recipients=len(recipients))
+    return sealed
+
+
+def archive_everywhere(
+    stores: OpenStores, dump: LocalDump, recipients: Sequence[str] = ()
+) -> Archived:
+    """Store `dump` in every usable store at once (store_everywhere(): encrypted on the way
+    when there are `recipients`); give the stored manifest, the stores that now hold it and
+    what happened in each store ("ok" or the error). Raises UploadFailed, after every store
+    has finished, when any store (usable or not) does not hold it, and EncryptionError when
+    the encryption failed (no store holds it)."""
+    outcomes = store_everywhere(stores.usable, dump, recipients)
     failed = [*stores.failed, *[(o.store, o.error) for o in outcomes if o.error is not None]]
     done = [o.store for o in outcomes if o.ok]
     report = {o.store.label: "ok" for o in outcomes if o.ok}
@@ -145,7 +283,8 @@ def archive_everywhere(
             report,
             done,
         )
-    return done, report
+    stored = next(o.value for o in outcomes if o.value is not None)
+    return Archived(stored.manifest, done, report)
 
 
 def open_stores(job: Job) -> OpenStores:

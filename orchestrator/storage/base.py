@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -81,6 +81,12 @@ class Storage(Protocol):
 
     def put_file(self, key: str, path: Path, progress: Progress | None = None) -> None:
         """Store the file at `path` under `key`, whole or not at all. Raises StorageError."""
+
+    def put_stream(self, key: str, chunks: Iterable[bytes], size_hint: int | None = None) -> None:
+        """Store the bytes `chunks` yields, in order, under `key`, whole or not at all: when
+        iterating raises, nothing is stored and that error propagates. Memory stays bounded
+        whatever the length; `size_hint` (about how many bytes will come) lets a backend
+        choose its part size. Raises StorageError."""
 
     def put_bytes(self, key: str, data: bytes) -> None:
         """Store a small object (manifests). Raises StorageError."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
@@ -108,7 +108,9 @@ class LocalStorage:
         self._marked = True
         self._atomic_write(MARKER_KEY, None, marker_document(how))
 
-    def _atomic_write(self, key: str, write: Progress | None, source: Path | bytes) -> None:
+    def _atomic_write(
+        self, key: str, write: Progress | None, source: Path | bytes | Iterable[bytes]
+    ) -> None:
         self._require_marker()
         target = self._path(key)
         try:
@@ -121,8 +123,11 @@ class LocalStorage:
             with os.fdopen(fd, "wb") as out:
                 if isinstance(source, bytes):
                     out.write(source)
-                else:
+                elif isinstance(source, Path):
                     _copy(source, out, write)
+                else:
+                    for chunk in source:
+                        out.write(chunk)
                 out.flush()
                 os.fsync(out.fileno())
             tmp.replace(target)
@@ -135,6 +140,10 @@ class LocalStorage:
     def put_file(self, key: str, path: Path, progress: Progress | None = None) -> None:
         """Copy `path` to `key` atomically."""
         self._atomic_write(key, progress, path)
+
+    def put_stream(self, key: str, chunks: Iterable[bytes], size_hint: int | None = None) -> None:
+        """Write the chunks to a temporary file, then rename it to `key`."""
+        self._atomic_write(key, None, chunks)
 
     def put_bytes(self, key: str, data: bytes) -> None:
         """Write `data` to `key` atomically."""

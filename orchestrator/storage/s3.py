@@ -11,10 +11,11 @@ import contextlib
 import math
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import CancelledError
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, cast
 
 import boto3
 import botocore.session
@@ -44,16 +45,29 @@ MIN_PART = 8 * MiB
 MAX_PARTS = 10_000
 PART_HEADROOM = 9_000
 MULTIPART_THRESHOLD = 64 * MiB
+STREAM_SIZE_GUESS = 40 * 1024 * MiB  # a stream without a size hint: 5 MiB parts, up to 48 GiB
+MIN_STREAM_PART = 5 * MiB
+STREAM_MEMORY = 10 * MiB  # the parts a streamed upload holds at once, per store (two)
 DELETE_BATCH = 1000
 _WRAPPED = re.compile(r"\((?P<code>\w+)\) when calling the (?P<op>\w+) operation: (?P<msg>.*)$")
 _MISSING_CODES = {"404", "NoSuchKey", "NotFound"}
 _DENIED_CODES = {"403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"}
 
 
-def part_size_for(size: int) -> int:
-    """Give a multipart part size (whole MiB, at least 8 MiB) keeping `size` under 9,000 parts."""
+def part_size_for(size: int, smallest: int | None = None) -> int:
+    """Give a multipart part size (whole MiB, at least `smallest`, 8 MiB unless given)
+    keeping `size` under 9,000 parts."""
     needed = math.ceil(size / PART_HEADROOM) if size > 0 else 0
-    return max(MIN_PART, math.ceil(needed / MiB) * MiB)
+    return max(MIN_PART if smallest is None else smallest, math.ceil(needed / MiB) * MiB)
+
+
+def stream_parts(size: int, concurrency: int) -> tuple[int, int]:
+    """Give (part size, parts held at once) for a stream of about `size` bytes: parts of
+    at least 5 MiB (S3's smallest) keeping under 9,000 parts, and as many parts at once as
+    fit in STREAM_MEMORY, at least one and at most `concurrency`. Memory stays within
+    STREAM_MEMORY until a part alone is larger (a stream of more than 200 GiB)."""
+    part = part_size_for(size, MIN_STREAM_PART)
+    return part, max(1, min(concurrency, STREAM_MEMORY // part))
 
 
 def _session(variables: Sequence[tuple[str, str]]) -> boto3.session.Session:
@@ -94,6 +108,43 @@ def _wait_cancellable(future: Any) -> None:
         future.result()
     except CancelledError:
         raise StorageError("upload stopped (shutdown requested)") from None
+
+
+class _ChunkReader:
+    """A file-like, unseekable reader over an iterator of chunks, as s3transfer reads it:
+    one part at a time, each part's bytes copied once. `abandoned` is asked between chunks;
+    once it gives True (the transfer failed or was cancelled) reading raises instead of
+    draining the stream."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._chunks = iter(chunks)
+        self._pending: deque[bytes] = deque()
+        self._held = 0
+        self._ended = False
+        self.abandoned: Callable[[], bool] = lambda: False
+
+    def read(self, size: int = -1) -> bytes:
+        """Give up to `size` bytes (all that is left when `size` < 0); b"" at the end."""
+        while not self._ended and (size < 0 or self._held < size):
+            if self.abandoned():
+                raise StorageError("upload abandoned")
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                self._ended = True
+            else:
+                self._pending.append(chunk)
+                self._held += len(chunk)
+        wanted = self._held if size < 0 else min(size, self._held)
+        taken: list[bytes] = []
+        while wanted > 0:
+            chunk = self._pending.popleft()
+            if len(chunk) > wanted:  # the rest of it starts the next part
+                self._pending.appendleft(chunk[wanted:])
+                chunk = chunk[:wanted]
+            taken.append(chunk)
+            wanted -= len(chunk)
+            self._held -= len(chunk)
+        return b"".join(taken)
 
 
 class S3Storage:
@@ -214,19 +265,53 @@ class S3Storage:
             use_threads=True,
         )
 
+    def _stream_config(self, size: int) -> TransferConfig:
+        """Multipart from the first part on, stream_parts() parts held and sent at once."""
+        part, held = stream_parts(size, self.options.max_concurrency)
+        config = TransferConfig(
+            multipart_threshold=part,
+            multipart_chunksize=part,
+            max_concurrency=held,
+            use_threads=True,
+        )
+        config.max_in_memory_upload_chunks = held  # s3transfer's own setting (default 10)
+        return config
+
     def put_file(self, key: str, path: Path, progress: Progress | None = None) -> None:
         """Upload `path` (multipart when large, SHA-256 checksummed); abort leftovers on failure."""
+        self._upload(key, str(path), self._transfer_config(path.stat().st_size), progress)
+
+    def put_stream(self, key: str, chunks: Iterable[bytes], size_hint: int | None = None) -> None:
+        """Upload the chunks as a multipart upload of parts sized for `size_hint`, at most
+        about STREAM_MEMORY of them in memory and in flight (stream_parts()); each part is
+        checksummed and retried on its own (botocore's retries), and the upload completes
+        only once the chunks have ended. A failure (of S3 or of the chunks) aborts the
+        multipart upload."""
+        reader = _ChunkReader(chunks)
+        config = self._stream_config(size_hint or STREAM_SIZE_GUESS)
+        self._upload(key, reader, config, None)
+
+    def _upload(
+        self,
+        key: str,
+        source: str | _ChunkReader,
+        config: TransferConfig,
+        progress: Progress | None,
+    ) -> None:
+        """Upload `source` (a file name or a reader) to `key` through s3transfer; abort
+        leftovers on failure. Raises StorageError or ConfigError, or what reading raised."""
         full = self._full(key)
-        size = path.stat().st_size
         try:
-            with create_transfer_manager(self.client, self._transfer_config(size)) as manager:
+            with create_transfer_manager(self.client, config) as manager:
                 future = manager.upload(
-                    str(path),
+                    cast("IO[bytes] | str", source),  # s3transfer reads any object with read()
                     self.bucket,
                     full,
                     extra_args=self._checksum_args(),
                     subscribers=[_ProgressSubscriber(progress)] if progress else None,
                 )
+                if isinstance(source, _ChunkReader):
+                    source.abandoned = future.done
                 _wait_cancellable(future)
         except BaseException as exc:
             self.abort_uploads(full)

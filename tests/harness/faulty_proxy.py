@@ -22,7 +22,8 @@ ERROR_BODY = (
 
 
 class FaultyProxy:
-    """Forwards to `upstream`; requests matching `rule` get a 400 InvalidRequest instead,
+    """Forwards to `upstream`; requests matching `rule` get an InvalidRequest error (status
+    `status`, 400 unless set; a 5xx is one a client retries) instead,
     requests matching `slow` are held for `delay` seconds before being forwarded, and
     requests matching `corrupt` are forwarded with one byte of their body flipped (headers,
     checksums and signatures as the client sent them), the server's answer recorded in
@@ -33,6 +34,7 @@ class FaultyProxy:
         parts = urlsplit(upstream)
         self.upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
         self.rule: Rule = lambda _m, _p: False
+        self.status = 400
         self.slow: Rule = lambda _m, _p: False
         self.delay = 0.0
         self.corrupt: Rule = lambda _m, _p: False
@@ -54,7 +56,7 @@ class FaultyProxy:
                 body = self.rfile.read(length) if length else b""
                 if proxy.rule(self.command, self.path):
                     proxy.failed.append(f"{self.command} {self.path}")
-                    self.send_response(400)
+                    self.send_response(proxy.status)
                     self.send_header("Content-Type", "application/xml")
                     self.send_header("Content-Length", str(len(ERROR_BODY)))
                     self.end_headers()

@@ -8,6 +8,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import pyrage
 import pytest
 
 from orchestrator import conninfo
@@ -404,10 +405,13 @@ def test_s3_secret_never_logged(clusters: Clusters, s3_server, bucket, orch_fact
     assert s3.SECRET_KEY not in result.stderr
 
 
-@pytest.mark.parametrize("command", ["backup", "pipeline"])
+@pytest.mark.parametrize(
+    ("command", "encrypted"), [("backup", False), ("pipeline", False), ("backup", True)]
+)
 def test_sigterm_during_upload_aborts_it_and_leaves_nothing(
-    command, clusters: Clusters, s3_server, bucket, orch_factory, tmp_path
+    command, encrypted, clusters: Clusters, s3_server, bucket, orch_factory, tmp_path
 ):
+    """Also while the dump is encrypted and streamed: the encryption and the stream stop."""
     source = clusters.get(15)
     db = load_sample(source)
     source.psql(
@@ -419,6 +423,8 @@ def test_sigterm_during_upload_aborts_it_and_leaves_nothing(
     proxy.slow = lambda method, path: method == "PUT" and "partNumber=" in path
     proxy.delay = 3.0
     env = {**s3_env(s3_server, bucket), "S3_ENDPOINT_URL": proxy.endpoint}
+    if encrypted:
+        env["ARCHIVE_RECIPIENTS"] = str(pyrage.x25519.Identity.generate().to_public())
     orch = orch_factory(SOURCE_DATABASE_URL=source.url(db), PG_DUMP_COMPRESS="0", **env)
     proc = orch.start(command)
     try:

@@ -3,9 +3,11 @@ rekey; and that no identity or secret ever shows in a log line."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -16,6 +18,7 @@ import pytest
 
 from orchestrator.commands import backup as backup_action
 from orchestrator.settings import load_settings
+from orchestrator.storage import s3 as s3_backend
 from tests.conftest import Clusters, Orchestrator, load_sample, s3_env
 from tests.harness import s3
 from tests.harness.faulty_proxy import FaultyProxy
@@ -87,6 +90,12 @@ class Setup:
         server, bucket, _prefix = self.stores[index]
         body = server.client().get_object(Bucket=bucket, Key=key)["Body"]  # type: ignore[attr-defined]
         return bytes(body.read())
+
+    def uploads(self, index: int) -> list[str]:
+        """The keys of unfinished multipart uploads in store `index`."""
+        server, bucket, _prefix = self.stores[index]
+        listing = server.client().list_multipart_uploads(Bucket=bucket)  # type: ignore[attr-defined]
+        return [u["Key"] for u in listing.get("Uploads", [])]
 
     def manifests(self, index: int) -> list[dict[str, Any]]:
         keys = [k for k in self.keys(index) if k.endswith(".manifest.json")]
@@ -322,11 +331,51 @@ def test_a_bad_recipient_stops_before_anything_is_uploaded(setup: Setup, env: di
     assert old_content(s.backup, s.backup_db) == "old content"
 
 
+PART = s3_backend.MIN_STREAM_PART  # a stream's parts: several from a dump of a few MiB
+
+
+def add_noise(s: Setup, rows: int = 250_000) -> None:
+    """A table of random text in the source: a dump of about 14 MB, three 5 MiB parts."""
+    s.source.psql(
+        "CREATE TABLE noise AS SELECT g AS id, md5(random()::text) || md5(random()::text) AS a,"
+        f" md5(random()::text) AS b FROM generate_series(1, {rows}) AS g",
+        s.db,
+    )
+
+
+class FolderPeak:
+    """The most bytes a folder held (files under it, sampled every few milliseconds)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.peak = 0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        while not self._done.wait(0.002):
+            total = 0
+            for path in self.folder.rglob("*"):
+                with contextlib.suppress(OSError):
+                    total += path.stat().st_size if path.is_file() else 0
+            self.peak = max(self.peak, total)
+
+    def stop(self) -> int:
+        self._done.set()
+        self._thread.join()
+        return self.peak
+
+
+@pytest.mark.parametrize("after", [1000, 7 * PART // 5], ids=["at-once", "after-a-part"])
 def test_a_failing_encryption_uploads_nothing(
-    setup: Setup, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    setup: Setup, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, after: int
 ):
-    """The encryption dies half-way (here: its output write fails): no object, no manifest."""
+    """The encryption dies (here: its output write fails), at once or once a part has
+    gone up to both stores: no object, no manifest, no multipart upload left anywhere."""
     s = setup
+    if after > PART:
+        add_noise(s)
     for name, value in s.env.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("PG_BIN_DIRS", s.orch.env["PG_BIN_DIRS"])
@@ -338,7 +387,7 @@ def test_a_failing_encryption_uploads_nothing(
     def dying(reader: Any, writer: Any, recipients: Any) -> None:
         class Failing:
             def write(self, data: bytes) -> int:
-                if writer.size > 1000:
+                if writer.size > after:
                     raise OSError(5, "Input/output error")
                 return int(writer.write(data))
 
@@ -349,6 +398,93 @@ def test_a_failing_encryption_uploads_nothing(
 
     monkeypatch.setattr("orchestrator.crypto.pyrage.encrypt_io", dying)
     with pytest.raises(Exception, match="encryption failed"):
+        backup_action.backup(load_settings(None).job())
+    assert [k for i in (0, 1) for k in s.keys(i)] == []
+    assert [s.uploads(i) for i in (0, 1)] == [[], []]
+
+
+def test_one_ciphertext_goes_to_both_stores_without_a_sealed_copy_in_work_dir(
+    setup: Setup,
+):
+    """Both stores hold the same bytes (one encryption, streamed in parts), and WORK_DIR
+    never holds more than the plain dump: no second, sealed copy."""
+    s = setup
+    add_noise(s)
+    work = s.tmp / "work"
+    work.mkdir()
+    sampler = FolderPeak(work)
+    try:
+        s.ok("backup", WORK_DIR=str(work))
+    finally:
+        peak = sampler.stop()
+    (first,), (second,) = s.manifests(0), s.manifests(1)
+    assert first["sha256"] == second["sha256"] and first["size_bytes"] == second["size_bytes"]
+    stored = [s.get(i, f"{s.stores[i][2]}/{first['dump_key']}") for i in (0, 1)]
+    assert stored[0] == stored[1] and hashlib.sha256(stored[0]).hexdigest() == first["sha256"]
+    plain = first["plain_size_bytes"]
+    assert first["size_bytes"] > 2 * PART  # it went up in parts
+    assert 0.9 * plain <= peak <= 1.05 * plain, f"peak {peak} for a dump of {plain} bytes"
+
+
+def test_a_folder_store_gets_the_same_ciphertext_as_an_s3_store(setup: Setup):
+    s = setup
+    folder = {**NO_SECOND_STORE, "STORAGE_URL_2": str(s.tmp / "nas")}
+    s.ok("init", **folder)
+    s.ok("backup", **folder)
+    (manifest,) = s.manifests(0)
+    nas = s.tmp / "nas"
+    assert (nas / manifest["dump_key"]).read_bytes() == s.get(0, f"prod/{manifest['dump_key']}")
+    folder_manifest = nas / manifest["dump_key"].replace(".dump.age", ".manifest.json")
+    assert json.loads(folder_manifest.read_text()) == manifest
+    assert not list(nas.rglob(".tmp-*"))
+
+
+def test_a_store_failing_mid_stream_keeps_the_other_whole_and_nothing_in_itself(
+    setup: Setup, second_s3: s3.S3Server
+):
+    """Store 2 refuses part 2 of the stream: the backup fails naming STORAGE_URL_2, store 1
+    holds it whole (it restores), store 2 holds no object, manifest or multipart upload."""
+    s = setup
+    add_noise(s)
+    proxy = FaultyProxy(second_s3.endpoint)
+    proxy.rule = lambda method, path: method == "PUT" and "partNumber=2&" in f"{path}&"
+    try:
+        result = s.run("backup", S3_ENDPOINT_URL_2=proxy.endpoint)
+    finally:
+        proxy.stop()
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "STORAGE_URL_2" in result.stderr.splitlines()[-1] and proxy.failed
+    assert [k for k in s.keys(1) if "/_orchestrator/" not in k] == [] and s.uploads(1) == []
+    (manifest,) = s.manifests(0)
+    stored = s.get(0, f"prod/{manifest['dump_key']}")
+    assert hashlib.sha256(stored).hexdigest() == manifest["sha256"]
+    with_key = {"ARCHIVE_IDENTITY_FILE": str(s.key.identity_file)}
+    s.ok("restore", "--target", "backup", **with_key)
+    assert s.backup.psql("SELECT count(*) FROM noise", s.backup_db) == "250000"
+    assert s.backup.psql(CHECK_SQL, s.backup_db) == s.source.psql(CHECK_SQL, s.db)
+
+
+def test_a_dump_that_changes_before_it_is_encrypted_is_stored_nowhere(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+):
+    """The bytes read for encryption are checked against the dump's recorded hash before
+    any store's object completes: a dump file changed in between is uploaded nowhere."""
+    s = setup
+    for name, value in s.env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("PG_BIN_DIRS", s.orch.env["PG_BIN_DIRS"])
+    monkeypatch.chdir(tmp_path)
+    real = backup_action.take_dump
+
+    def changed_after(job: Any, folder: Path) -> Any:
+        dump = real(job, folder)
+        with dump.path.open("r+b") as handle:
+            handle.seek(100)
+            handle.write(b"X")
+        return dump
+
+    monkeypatch.setattr(backup_action, "take_dump", changed_after)
+    with pytest.raises(Exception, match="the dump changed while it was encrypted"):
         backup_action.backup(load_settings(None).job())
     assert [k for i in (0, 1) for k in s.keys(i)] == []
 

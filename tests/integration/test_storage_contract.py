@@ -6,11 +6,13 @@ import errno
 import hashlib
 import json
 import os
+import tracemalloc
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from orchestrator.errors import ConfigError, NotFound, StorageError, StoreNotInitialised
+from orchestrator.errors import ConfigError, JobError, NotFound, StorageError, StoreNotInitialised
 from orchestrator.storage import Storage, open_storage
 from orchestrator.storage import s3 as s3_backend
 from orchestrator.storage.base import MARKER_KEY, S3Options
@@ -279,3 +281,118 @@ def test_folder_holding_our_backups_is_adopted_on_first_use(tmp_path: Path):
     store = open_storage(str(old))
     store.check()
     assert json.loads(store.get_bytes(MARKER_KEY))["how"] == "adopted"
+
+
+def chunks_of(
+    data: bytes, sizes: tuple[int, ...] = (1, 70_000, 1024 * 1024 + 3)
+) -> Iterator[bytes]:
+    """`data` cut into chunks of varying sizes, as an encryptor hands them over."""
+    start, turn = 0, 0
+    while start < len(data):
+        size = sizes[turn % len(sizes)]
+        yield data[start : start + size]
+        start, turn = start + size, turn + 1
+
+
+def test_a_stream_is_stored_whole_in_parts(small_parts, storage: Storage, tmp_path: Path):
+    data = os.urandom(3 * PART + 17)
+    storage.put_stream("db/streamed.dump.age", chunks_of(data), size_hint=len(data))
+    assert storage.get_bytes("db/streamed.dump.age") == data
+    assert storage.size_of("db/streamed.dump.age") == len(data)
+    storage.put_stream("db/empty", iter(()))
+    storage.put_stream("db/small", chunks_of(b"x" * 1000))  # under one part: a single put
+    assert (storage.get_bytes("db/empty"), storage.get_bytes("db/small")) == (b"", b"x" * 1000)
+
+
+class SourceFailed(JobError):
+    pass
+
+
+def test_a_stream_that_fails_midway_stores_nothing(small_parts, storage: Storage, tmp_path: Path):
+    """The chunks' producer fails after two parts went up: its error is raised, and no
+    object, multipart upload or temporary file is left."""
+
+    def failing() -> Iterator[bytes]:
+        yield from chunks_of(os.urandom(2 * PART + 5))
+        raise SourceFailed("encryption failed: injected")
+
+    with pytest.raises(SourceFailed, match="injected"):
+        storage.put_stream("db/half.dump.age", failing(), size_hint=4 * PART)
+    assert keys(storage) == []
+    if isinstance(storage, s3_backend.S3Storage):
+        uploads = storage.client.list_multipart_uploads(Bucket=storage.bucket)
+        assert uploads.get("Uploads", []) == []
+    else:
+        assert list(Path(storage.describe()).rglob(".tmp-*")) == []
+
+
+def test_s3_a_stream_part_that_fails_is_retried_alone(small_parts, s3_server, bucket, monkeypatch):
+    """Part 2's first attempt gets a 503: that part is sent again, no other part is, and
+    the object is whole."""
+    proxy = FaultyProxy(s3_server.endpoint)
+    proxy.status = 503
+    sent: list[str] = []
+
+    def first_part_two(method: str, path: str) -> bool:
+        if method == "PUT" and "partNumber=" in path:
+            sent.append(path.split("partNumber=")[1].split("&")[0])
+            return sent.count("2") == 1 and sent[-1] == "2"
+        return False
+
+    proxy.rule = first_part_two
+    data = os.urandom(4 * PART)
+    try:
+        store = s3_store(proxy.endpoint, bucket, monkeypatch)
+        store.put_stream("db/retried.dump.age", chunks_of(data), size_hint=len(data))
+    finally:
+        proxy.stop()
+    assert sorted(sent) == ["1", "2", "2", "3", "4"]
+    assert store.get_bytes("db/retried.dump.age") == data
+
+
+def test_s3_a_stream_holds_a_bounded_number_of_parts_in_memory(
+    small_parts, s3_server, bucket, monkeypatch
+):
+    """20 parts go up while at most about S3_MAX_CONCURRENCY parts are held at once."""
+    store = s3_store(s3_server.endpoint, bucket, monkeypatch)
+    block = os.urandom(1024 * 1024)
+
+    def twenty_parts() -> Iterator[bytes]:
+        for _ in range(20 * PART // len(block)):
+            yield block
+
+    tracemalloc.start()
+    try:
+        store.put_stream("db/long.dump.age", twenty_parts(), size_hint=20 * PART)
+        _now, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * PART, f"peak {peak / PART:.1f} parts"
+    assert store.size_of("db/long.dump.age") == 20 * PART
+
+
+def test_s3_a_stream_refused_by_the_server_stops_reading_and_leaves_nothing(
+    small_parts, s3_server, bucket, monkeypatch
+):
+    """Part 2 is refused: the upload fails naming S3's answer, is aborted, and reads no more
+    of the stream than the parts already under way (it does not drain the rest)."""
+    proxy = FaultyProxy(s3_server.endpoint)
+    proxy.rule = lambda method, path: method == "PUT" and "partNumber=2&" in f"{path}&"
+    block = os.urandom(1024 * 1024)
+    read: list[int] = []
+
+    def forty_parts() -> Iterator[bytes]:
+        for _ in range(40 * PART // len(block)):
+            read.append(len(block))
+            yield block
+
+    try:
+        store = s3_store(proxy.endpoint, bucket, monkeypatch)
+        with pytest.raises(StorageError, match="InvalidRequest"):
+            store.put_stream("db/refused.dump.age", forty_parts(), size_hint=40 * PART)
+    finally:
+        proxy.stop()
+    assert sum(read) < 12 * PART
+    client = s3_server.client()
+    assert client.list_objects_v2(Bucket=bucket).get("KeyCount") == 0
+    assert client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []

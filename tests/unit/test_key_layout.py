@@ -11,7 +11,7 @@ from orchestrator import catalog
 from orchestrator.errors import ConfigError
 from orchestrator.postgres import pg_restore
 from orchestrator.storage.base import ObjectInfo
-from orchestrator.storage.s3 import MAX_PARTS, part_size_for
+from orchestrator.storage.s3 import MAX_PARTS, part_size_for, stream_parts
 from orchestrator.table_names import split_table_key, table_key
 
 TOC = """;
@@ -75,6 +75,22 @@ def test_foreign_objects_are_everything_not_laid_out_by_us():
 def test_part_size_keeps_uploads_under_the_part_limit(size):
     part = part_size_for(size)
     assert part >= 8 * 2**20 and part % 2**20 == 0
+    assert -(-size // part) < MAX_PARTS
+
+
+@pytest.mark.parametrize(
+    ("size", "concurrency", "part_mib", "held"),
+    [
+        (0, 4, 5, 2),  # S3's smallest part, two held: 10 MiB
+        (160 * 2**20, 4, 5, 2),
+        (160 * 2**20, 1, 5, 1),  # never more than S3_MAX_CONCURRENCY
+        (44 * 2**30, 4, 6, 1),  # larger parts, fewer held
+        (5 * 2**40, 4, 583, 1),  # one part alone is over the budget: still one at a time
+    ],
+)
+def test_stream_parts_keep_memory_within_the_budget(size, concurrency, part_mib, held):
+    part, at_once = stream_parts(size, concurrency)
+    assert (part // 2**20, at_once) == (part_mib, held)
     assert -(-size // part) < MAX_PARTS
 
 

@@ -101,3 +101,46 @@ def test_run_together_raises_the_first_failure_after_every_piece_ended():
     with pytest.raises(RuntimeError, match="first"):
         tasks.run_together({"x": fails("first"), "y": slow, "z": fails("second")})
     assert sorted(ended) == ["first", "second", "slow"]
+
+
+def _read_all(broadcast: tasks.Broadcast, name: str) -> Future[bytes]:
+    return tasks.in_background(lambda: b"".join(broadcast.reader(name)), name)
+
+
+def test_a_broadcast_gives_every_reader_the_same_bytes_once_closed():
+    broadcast = tasks.Broadcast(["a", "b"], block=10, depth=2)
+    readers = [_read_all(broadcast, name) for name in ("a", "b")]
+    written = b"".join(bytes([n]) * 7 for n in range(50))
+    for start in range(0, len(written), 7):
+        assert broadcast.write(written[start : start + 7]) == 7
+    broadcast.close()
+    assert [r.result(timeout=5) for r in readers] == [written, written]
+
+
+def test_a_broadcast_reader_raises_the_writers_failure_instead_of_ending():
+    broadcast = tasks.Broadcast(["a"], block=4)
+    reader = _read_all(broadcast, "a")
+    broadcast.write(b"half of it")
+    broadcast.fail(JobError("encryption failed: injected"))
+    with pytest.raises(JobError, match="injected"):
+        reader.result(timeout=5)
+
+
+def test_a_broadcast_waits_for_a_slow_reader_but_not_for_one_that_left():
+    broadcast = tasks.Broadcast(["gone", "slow"], block=1, depth=2)  # waits on "gone" first
+    writing = tasks.in_background(lambda: [broadcast.write(b"x") for _ in range(10)])
+    time.sleep(0.3)
+    assert not writing.done()  # bounded: two blocks queued per reader, then the writer waits
+    broadcast.leave("gone")
+    slow = broadcast.reader("slow")
+    assert [next(slow) for _ in range(10)] == [b"x"] * 10
+    writing.result(timeout=5)
+
+
+def test_a_broadcast_every_reader_left_stops_the_writer():
+    broadcast = tasks.Broadcast(["a", "b"], block=1)
+    broadcast.leave("a")
+    broadcast.leave("b")
+    assert broadcast.deserted
+    with pytest.raises(JobError, match="no reader"):
+        broadcast.write(b"x")
