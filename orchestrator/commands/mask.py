@@ -87,7 +87,8 @@ def suggest(job: Job, ref: str, rows: int = SAMPLE_ROWS) -> tuple[Manifest, str]
         "Under unlisted_columns: fail, a column added later stops the dev refresh until\n"
         "it is listed here."
     )
-    return manifest, suggest_rules(facts, list(manifest.row_counts), samples, header)
+    data_tables = list(manifest.row_counts)
+    return manifest, suggest_rules(facts, data_tables, samples, header, manifest.row_counts)
 
 
 def _sample(

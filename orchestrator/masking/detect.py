@@ -612,12 +612,17 @@ class _Suggester:
 
 
 def suggest_rules(
-    schema: SchemaFacts, data_tables: Collection[str], samples: Samples, header: str
+    schema: SchemaFacts,
+    data_tables: Collection[str],
+    samples: Samples,
+    header: str,
+    row_counts: Mapping[str, int] | None = None,
 ) -> str:
     """Give a complete rules file for the data tables: `unlisted_columns: fail`,
     `large_objects: skip`, and every non-generated column of every table (partitions under
     their root): personal ones with a transform and a comment saying why, foreign-key
-    columns like their key, the rest `keep`. `header` opens the file as comment lines.
+    columns like their key, the rest `keep`. `header` opens the file as comment lines. With
+    `row_counts`, a commented-out `subset:` section follows (masking.subset.hint).
 
     The result loads with `load_rules` and passes `check` against the same schema.
     """
@@ -632,6 +637,10 @@ def suggest_rules(
             choice = suggester.choice(root, column.name)
             comment = _comment(choice.comment, "  # ") if choice.comment else ""
             lines.append(f"    {_yaml_key(column.name)}: {_yaml_rule(choice.spec)}{comment}")
+    if row_counts is not None:
+        from orchestrator.masking.subset import hint
+
+        lines += hint(schema, row_counts)
     return "\n".join(lines) + "\n"
 
 

@@ -21,7 +21,7 @@ the rows of all its partitions.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -299,3 +299,36 @@ def rules_from_json(found: dict[str, Any]) -> SubsetRules:
         )
     except (KeyError, TypeError, AttributeError) as exc:
         raise ValueError(f"not a subset: {exc}") from None
+
+
+LOOKUP_ROWS = 1000  # a table this small that others reference reads as a lookup table
+
+
+def hint(facts: SchemaFacts, row_counts: Mapping[str, int]) -> list[str]:
+    """A commented-out `subset:` section for `mask suggest` (no subset unless the user
+    uncomments it): the lookup tables to keep whole (at most LOOKUP_ROWS rows, referenced
+    by another table, holding keys only into other lookups) and the largest other table
+    that others reference, as the one to filter. [] when the schema has no such table.
+    Uncommented, it passes `check` unless the schema has a cycle of keys."""
+    rows: dict[str, int] = {}
+    for key, count in row_counts.items():
+        root = facts.root_of(key)
+        rows[root] = rows.get(root, 0) + count
+    links = edges(facts)
+    referenced = {e.parent for e in links if e.child != e.parent}
+    small = {k for k in referenced if rows.get(k, 0) <= LOOKUP_ROWS}
+    lookups = sorted(k for k in small if all(e.parent in small for e in links if e.child == k))
+    others = [k for k in referenced if k not in lookups and rows.get(k, 0) > 0]
+    if not others:
+        return []
+    chosen = max(others, key=lambda k: (rows.get(k, 0), k))
+    lines = [
+        "# A referentially intact slice for dev (README: Subsets): uncomment to keep 10 % of",
+        f"# {chosen} and only the rows that reference what is kept; lookup tables stay whole.",
+        "# subset:",
+        "#   tables:",
+        f"#     {chosen}: {{percent: 10}}",
+    ]
+    if lookups:
+        lines.append(f"#   keep_whole: [{', '.join(lookups)}]")
+    return lines

@@ -342,3 +342,46 @@ def test_kept_lines_are_cut_out_in_order(keep):
     block = b"".join(row + b"\n" for row in rows)
     expected = b"".join(row + b"\n" for row, k in zip(rows, keep, strict=True) if k)
     assert kept_lines(lines_of(block, 2), np.array(keep)) == expected
+
+
+def test_mask_suggest_hints_a_subset_that_checks_when_uncommented():
+    from orchestrator.masking.detect import suggest_rules
+    from orchestrator.masking.subset import hint
+
+    pk = (("id",),)
+    facts = SchemaFacts(
+        tables={
+            "public.countries": Table(columns=(col("code", "text", True),), unique=(("code",),)),
+            "public.plans": Table(columns=(col("id", not_null=True),), unique=pk),
+            "public.users": Table(
+                columns=(col("id", not_null=True), col("country", "text"), col("plan_id")),
+                unique=pk,
+                foreign_keys=(
+                    fk(("country",), "public.countries", ("code",)),
+                    fk(("plan_id",), "public.plans", ("id",)),
+                ),
+            ),
+            "public.orders": Table(
+                columns=(col("id", not_null=True), col("user_id")),
+                unique=pk,
+                foreign_keys=(fk(("user_id",), "public.users", ("id",)),),
+            ),
+            "public.audit": Table(columns=(col("id"),)),
+        }
+    )
+    counts = {
+        "public.countries": 3,
+        "public.plans": 5,
+        "public.users": 5000,
+        "public.orders": 20000,
+        "public.audit": 9000,
+    }
+    lines = hint(facts, counts)
+    assert "#     public.users: {percent: 10}" in lines
+    assert "#   keep_whole: [public.countries, public.plans]" in lines
+    text = suggest_rules(facts, list(counts), {}, "header", counts)
+    assert load_rules(text, "X").subset is None  # only a hint: nothing filtered by default
+    uncommented = text.replace("\n# subset:", "\nsubset:").replace("\n#   ", "\n  ")
+    found = load_rules(uncommented, "X").subset
+    assert found is not None and check(found, facts) == []
+    assert hint(facts, {**counts, "public.users": 0, "public.orders": 0}) == []
