@@ -145,7 +145,7 @@ def pipeline(job: Job, notifier: Notifier | None = None) -> PipelineResult:
             stack.callback(wait, [discovering])  # its last log line comes before the cycle's
             lock_error = _take_lock(stack, source)
             if lock_error is None:
-                _take_store_locks(stack, job, source.database)
+                _take_store_locks(stack, store, source.database)
         with (notifier or notifier_from(job)).cycle(run_id) as report:
             _run_cycle(job, store, targets, lock_error, report)
     return PipelineResult(report)
@@ -165,15 +165,21 @@ def _take_lock(
     return None
 
 
-def _take_store_locks(stack: contextlib.ExitStack[bool | None], job: Job, database: str) -> None:
-    """Hold each store's lock of `database` for the rest of `stack`, so no prune, rekey or
-    sync changes its backups meanwhile. Raises AlreadyRunning when one of them holds it;
-    malformed store URLs are left to the cycle's own opening of the stores to report."""
+def _take_store_locks(
+    stack: contextlib.ExitStack[bool | None], store: Future[OpenStores], database: str
+) -> None:
+    """Hold each usable store's lock of `database` for the rest of `stack`, so no prune,
+    rekey or sync changes its backups meanwhile. Raises AlreadyRunning when one of them
+    holds it. Waits for the stores' check first: a lock is never written into a store that
+    failed it (an S3 server that creates buckets on write would then pass a missing bucket's
+    check), and misconfigured stores are left to the cycle to report."""
     try:
-        stores = job.stores()
-    except ConfigError:
+        usable = _stores_when_ready(store).usable
+    except Interrupted:
+        raise
+    except OrchestratorError:
         return
-    stack.enter_context(store_locks([(named, database) for named in stores], "pipeline"))
+    stack.enter_context(store_locks([(named, database) for named in usable], "pipeline"))
 
 
 def _run_cycle(
