@@ -58,8 +58,9 @@ def work_tmp(tmp_path: Path) -> Path:
 
 def children_of_this_test(tmp_path: Path) -> list[str]:
     """The pg_dump and pg_restore processes still running on a work folder of this test's
-    orchestrator (`ps` lines): none of another test, worker or checkout on the machine."""
-    out = subprocess.run(["ps", "-eo", "pid,ppid,pgid,args"], capture_output=True, text=True)
+    orchestrator (`ps` lines): none of another test, worker or checkout on the machine.
+    `-ww`: without it `ps` cuts each line to the screen's width, often before the path."""
+    out = subprocess.run(["ps", "-ww", "-eo", "pid,ppid,pgid,args"], capture_output=True, text=True)
     work = re.escape(f"{work_tmp(tmp_path)}/orchestrator-")
     return [
         line
