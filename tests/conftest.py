@@ -9,6 +9,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -153,15 +154,17 @@ def run_in_process(
     by `environment` and the working folder by `cwd` for the call, stdout and stderr are
     captured, and the process-wide state a command sets (signal handlers, the stop flag,
     logging) is put back afterwards. Saves the interpreter start and imports of a process
-    (about half a second a call here)."""
+    (about half a second a call here). `tempfile`'s cached folder is forgotten for the call,
+    so a TMPDIR in `environment` is where the command's work folders go, as in a process."""
     from orchestrator import cancel, cli, logs
 
-    saved_env, saved_cwd = dict(os.environ), Path.cwd()
+    saved_env, saved_cwd, saved_tempdir = dict(os.environ), Path.cwd(), tempfile.tempdir
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
     out, err = io.StringIO(), io.StringIO()
     os.environ.clear()
     os.environ.update(environment)
     os.chdir(cwd)
+    tempfile.tempdir = None
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:
@@ -169,6 +172,7 @@ def run_in_process(
             except SystemExit as exc:  # argparse: --help, usage errors
                 code = exc.code if isinstance(exc.code, int) else 2
     finally:
+        tempfile.tempdir = saved_tempdir
         os.chdir(saved_cwd)
         os.environ.clear()
         os.environ.update(saved_env)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -45,3 +46,24 @@ def wait_for(predicate, timeout: float) -> bool:
             return True
         time.sleep(0.2)
     return False
+
+
+def work_tmp(tmp_path: Path) -> Path:
+    """The TMPDIR of a test's orchestrator (made here): its work folders, and the paths its
+    pg_dump and pg_restore are given, lie under it."""
+    folder = tmp_path / "tmp"
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
+def children_of_this_test(tmp_path: Path) -> list[str]:
+    """The pg_dump and pg_restore processes still running on a work folder of this test's
+    orchestrator (`ps` lines): none of another test, worker or checkout on the machine.
+    `-ww`: without it `ps` cuts each line to the screen's width, often before the path."""
+    out = subprocess.run(["ps", "-ww", "-eo", "pid,ppid,pgid,args"], capture_output=True, text=True)
+    work = re.escape(f"{work_tmp(tmp_path)}/orchestrator-")
+    return [
+        line
+        for line in out.stdout.splitlines()[1:]
+        if re.search(r"\bpg_(dump|restore)\b", line) and re.search(work, line)
+    ]

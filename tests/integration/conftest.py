@@ -6,6 +6,7 @@ import pytest
 
 from tests.conftest import Clusters, load_sample, s3_env
 from tests.harness.recorder import Recorder
+from tests.harness.running import work_tmp
 from tests.harness.targets import fresh_target
 
 
@@ -17,7 +18,11 @@ def sink():
 
 
 @pytest.fixture
-def cycle(clusters: Clusters, s3_server, bucket, orch_factory, sink):
+def cycle(clusters: Clusters, s3_server, bucket, orch_factory, sink, tmp_path):
+    """A source with the sample, backup and dev targets holding old content, a bucket and an
+    orchestrator set to them; its work folders go under the test's own TMPDIR, so the
+    processes a cycle starts can be told from those of other tests running at the same time
+    (`tests.harness.running.children_of_this_test`)."""
     source = clusters.get(17)
     db = load_sample(source)
     backup_c, dev_c = clusters.get(15), clusters.get(14)
@@ -28,6 +33,7 @@ def cycle(clusters: Clusters, s3_server, bucket, orch_factory, sink):
         "DEV_DATABASE_URL": dev_c.url(dev_db),
         "NOTIFY_WEBHOOK_URL": f"{sink.url}/hook",
         "HEALTHCHECK_URL": f"{sink.url}/ping/abc",
+        "TMPDIR": str(work_tmp(tmp_path)),
         **s3_env(s3_server, bucket),
     }
     return {

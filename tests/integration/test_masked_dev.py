@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Clusters, Orchestrator, s3_env
+from tests.conftest import Clusters, Orchestrator, all_bin_dirs, s3_env
 from tests.harness import postgres
 from tests.harness.postgres import Cluster
 from tests.harness.recorder import Recorder
@@ -151,26 +151,50 @@ def dev_cluster(clusters: Clusters) -> Iterator[Cluster]:
     cluster.stop()
 
 
-@pytest.fixture
-def masked(clusters: Clusters, dev_cluster, s3_server, bucket, orch_factory, tmp_path) -> Masked:
+def masked_setup(clusters: Clusters, dev: Cluster, make_orch, tmp: Path, store: dict) -> Masked:
+    """A source holding the PII sample, fresh dev and backup targets, a rules file in `tmp`
+    and an orchestrator (`make_orch(**settings)`) set to them and to the store `store`."""
     source = clusters.get(17)
-    db = f"pii_{tmp_path.name[-8:].replace('-', '_')}"
+    db = f"pii_{tmp.name[-8:].replace('-', '_')}"
     source.create_database(db)
     source.psql(PII_SQL, db)
-    dev = dev_cluster
     backup_c = clusters.get(15)
     dev_db, backup_db = fresh_target(dev), fresh_target(backup_c)
-    rules = tmp_path / "rules.yaml"
+    rules = tmp / "rules.yaml"
     rules.write_text(RULES)
-    orch = orch_factory(
+    orch = make_orch(
         SOURCE_DATABASE_URL=source.url(db),
         DEV_DATABASE_URL=dev.url(dev_db),
         BACKUP_DATABASE_URL=backup_c.url(backup_db),
         DEV_MASK_RULES=str(rules),
         MASK_KEY=KEY,
-        **s3_env(s3_server, bucket),
+        **store,
     )
-    return Masked(source, db, dev, dev_db, backup_c, backup_db, orch, rules, tmp_path)
+    return Masked(source, db, dev, dev_db, backup_c, backup_db, orch, rules, tmp)
+
+
+@pytest.fixture
+def masked(clusters: Clusters, dev_cluster, s3_server, bucket, orch_factory, tmp_path) -> Masked:
+    return masked_setup(clusters, dev_cluster, orch_factory, tmp_path, s3_env(s3_server, bucket))
+
+
+@pytest.fixture(scope="module")
+def backed_up(clusters: Clusters, dev_cluster, s3_server, tmp_path_factory) -> Masked:
+    """One masked setup and one backup whose rules fit (`mask check` says so), shared by the
+    checks of bad rules files: `mask check` only reads the archive."""
+    tmp = tmp_path_factory.mktemp("checked")
+
+    def make_orch(**settings: str) -> Orchestrator:
+        work = tmp / "cwd"
+        work.mkdir()
+        return Orchestrator(work, {"PG_BIN_DIRS": all_bin_dirs(clusters), **settings})
+
+    m = masked_setup(
+        clusters, dev_cluster, make_orch, tmp, s3_env(s3_server, s3_server.new_bucket())
+    )
+    m.orch.ok("backup")
+    assert "the rules fit" in m.orch.ok("mask", "check").stdout
+    return m
 
 
 def test_dev_gets_masked_rows_with_constraints_and_joins_intact_and_no_raw_value(masked: Masked):
@@ -384,11 +408,9 @@ def test_unlisted_columns_kept_are_named_in_every_record_of_the_refresh(masked: 
         (RULES.replace("    phone: phone", "    phone: telephone"), "public.customers.phone"),
     ],
 )
-def test_mask_check_names_each_bad_rule_and_exits_2(masked: Masked, rules: str, location: str):
-    m = masked
-    m.orch.ok("backup")
-    assert "the rules fit" in m.orch.ok("mask", "check").stdout
-    bad = m.tmp / "bad.yaml"
+def test_mask_check_names_each_bad_rule_and_exits_2(backed_up: Masked, rules: str, location: str):
+    m = backed_up  # a backup whose rules fit
+    bad = m.tmp / f"bad-{location}.yaml"
     bad.write_text(rules)
     result = m.orch.run("mask", "check", "--rules", str(bad))
     assert result.returncode == 2, result.stdout + result.stderr

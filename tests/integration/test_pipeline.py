@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import socket
-import subprocess
 import time
 from datetime import datetime
 
@@ -17,7 +16,7 @@ from orchestrator.postgres.lock import lock_key
 from tests.conftest import stop_with_sigterm
 from tests.harness.faulty_proxy import FaultyProxy
 from tests.harness.ports import free_port
-from tests.harness.running import get, s3_keys, start_run, wait_for
+from tests.harness.running import children_of_this_test, get, s3_keys, start_run, wait_for
 from tests.harness.targets import CHECK_SQL, databases, old_content
 from tests.harness.wrappers import wrap_tool
 
@@ -148,7 +147,7 @@ def test_missing_bucket_stops_the_dump_and_refuses_the_cycle(cycle, sink, tmp_pa
     assert "STORAGE_URL" in result.stderr.splitlines()[-1]
     assert "no-such-bucket-here" in result.stderr.splitlines()[-1]
     assert old_content(c["backup"], c["backup_db"]) == "old content"
-    assert not our_children(0) and "/ping/abc/fail" in sink.paths()
+    assert not children_of_this_test(tmp_path) and "/ping/abc/fail" in sink.paths()
 
 
 @pytest.mark.parametrize("after", [2.0, 5.5])  # during the dump; waiting for the store
@@ -169,15 +168,6 @@ def test_sigterm_while_the_store_never_answers_still_stops_within_30_s(cycle, tm
         proc.kill()
         proxy.stop()
     assert old_content(c["backup"], c["backup_db"]) == "old content"
-
-
-def our_children(pid: int) -> list[str]:
-    out = subprocess.run(["ps", "-eo", "pid,ppid,pgid,args"], capture_output=True, text=True)
-    return [
-        line
-        for line in out.stdout.splitlines()[1:]
-        if ("pg_dump" in line or "pg_restore" in line) and "orchestrator-" in line
-    ]
 
 
 def test_run_loop_cycles_serves_health_and_stops_cleanly(cycle, tmp_path):
@@ -213,7 +203,7 @@ def test_run_loop_cycles_serves_health_and_stops_cleanly(cycle, tmp_path):
         _out, err = proc.communicate(timeout=40)
     assert time.monotonic() - started < 30
     assert proc.returncode == 0, err[-2000:]
-    assert our_children(proc.pid) == []
+    assert children_of_this_test(tmp_path) == []
     assert "run.stopped" in err
 
 
@@ -281,7 +271,7 @@ def test_sigterm_mid_restore_leaves_targets_and_storage_clean(cycle, tmp_path):
         lambda: not [d for d in databases(c["backup"]) | databases(c["dev"]) if "__restore_" in d],
         10,
     )
-    assert our_children(proc.pid) == []
+    assert children_of_this_test(tmp_path) == []
     assert c["s3"].client().list_multipart_uploads(Bucket=c["bucket"]).get("Uploads", []) == []
 
 

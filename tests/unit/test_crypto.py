@@ -41,7 +41,8 @@ def test_recipient_lines_split_on_commas_and_newlines_and_drop_comments(
     [
         ("age1notakey", "is not an age public key"),
         ("hello", "is not an age public key"),
-        (str(IDENTITY), "is a private key"),
+        # a generated key: a fixed id, the same on every pytest-xdist worker (and no key shown)
+        pytest.param(str(IDENTITY), "is a private key", id="private key"),
         ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI", "SSH keys are not supported"),
     ],
 )
@@ -69,7 +70,9 @@ def test_identities_are_read_and_registered_as_secrets() -> None:
         ("", "holds no age identity"),
         ("# nothing\n", "holds no age identity"),
         ("AGE-SECRET-KEY-1NOTAKEY\n", "line 1 is not an age identity"),
-        (f"{IDENTITY}\nsomething else\n", "line 2 is not an age identity"),
+        pytest.param(
+            f"{IDENTITY}\nsomething else\n", "line 2 is not an age identity", id="key then junk"
+        ),
     ],
 )
 def test_bad_identity_files_name_the_setting_and_the_line_never_the_key(
