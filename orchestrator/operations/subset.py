@@ -16,7 +16,9 @@ from orchestrator.catalog import Manifest
 from orchestrator.errors import ConfigError
 from orchestrator.logs import get_logger
 from orchestrator.postgres import pg_restore as pgrestore
+from orchestrator.postgres import queries
 from orchestrator.postgres.clients import ClientSet
+from orchestrator.schema_facts import SchemaFacts
 from orchestrator.table_names import table_key
 
 if TYPE_CHECKING:
@@ -58,22 +60,11 @@ def scan(
     facts = manifest.schema_facts
     if facts is None:  # a manifest from before schema facts: `mask check` refuses it first
         raise ConfigError(f"backup {manifest.id} records no schema: take a new backup to subset")
-    plan = subsets.plan(rules, facts)
-    rank = {root: index for index, root in enumerate(plan.order)}
-    wanted = []
-    entries = pgrestore.toc_list(pgrestore.list_toc(client, archive))
-    for position, entry in enumerate(entries):
-        if entry.kind != "TABLE DATA":
-            continue
-        roots = {
-            facts.root_of(table_key(*t)) for t in pgrestore.entry_tables(entry, manifest.tables)
-        }
-        ranks = [rank[root] for root in roots if root in rank]
-        if ranks:  # names printed unquoted may match several tables: read them all
-            wanted.append((min(ranks), position, entry))
-    if not wanted:
+    order = subsets.plan(rules, facts).order
+    entries = _filtered_entries(client, archive, manifest.tables, facts, order)
+    if not entries:
         return Scanned({}, {})
-    listed = pgrestore.write_list([e for _r, _p, e in sorted(wanted)], folder / "subset.list")
+    listed = pgrestore.write_list(entries, folder / "subset.list")
     given = folder / "subset.json"
     given.write_text(
         json.dumps({"subset": subsets.rules_to_json(rules), "facts": facts.model_dump()}),
@@ -95,3 +86,26 @@ def scan(
     for name, numbers in sorted(counted.items()):
         log.info("subset.scanned", table=name, kept=numbers["kept"], rows=numbers["rows"])
     return Scanned(flags, {name: int(numbers["kept"]) for name, numbers in counted.items()})
+
+
+def _filtered_entries(
+    client: ClientSet,
+    archive: Path,
+    known: list[queries.TableName],
+    facts: SchemaFacts,
+    order: tuple[str, ...],
+) -> list[pgrestore.TocEntry]:
+    """The TABLE DATA entries of the tables in `order` (root tables, parents first), in
+    that order (partitions with their table, archive order among equals); `known` are the
+    backup's tables."""
+    rank = {root: index for index, root in enumerate(order)}
+    wanted = []
+    entries = pgrestore.toc_list(pgrestore.list_toc(client, archive))
+    for position, entry in enumerate(entries):
+        if entry.kind != "TABLE DATA":
+            continue
+        tables = pgrestore.entry_tables(entry, known)
+        ranks = [r for t in tables if (r := rank.get(facts.root_of(table_key(*t)))) is not None]
+        if ranks:  # names printed unquoted may match several tables: read them all
+            wanted.append((min(ranks), position, entry))
+    return [entry for _rank, _position, entry in sorted(wanted)]
