@@ -11,8 +11,6 @@ or (for a folder store) boto3. `tests/unit/test_command_imports.py` holds that.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import ctypes
 import dataclasses
 import gc
 import json
@@ -530,24 +528,9 @@ def run() -> NoReturn:
     Everything is closed by then; the interpreter's final collection of boto3's and
     pydantic's object graphs took 0.10-0.16 s of every run (0.015 s with them frozen).
     """
-    _large_buffers_back_to_the_os()
     code = main()
     gc.freeze()
     raise SystemExit(code)
-
-
-M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
-MMAP_FROM = 1024 * 1024
-
-
-def _large_buffers_back_to_the_os() -> None:
-    """Have glibc serve allocations of 1 MiB and more with their own mappings, given back
-    to the system when freed (a fixed M_MMAP_THRESHOLD). Streamed uploads free a part of a
-    few MiB after every part; glibc's default threshold moves up past the part size after
-    the first free, and the parts then stay in per-thread arenas (measured: 54 MiB more
-    peak RSS for an encrypted backup to two stores). Nothing happens without glibc."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").mallopt(M_MMAP_THRESHOLD, MMAP_FROM)
 
 
 __all__ = ["build_parser", "main", "run"]

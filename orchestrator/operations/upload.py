@@ -12,6 +12,8 @@ and a failed encryption leaves no object in any store.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -192,6 +194,22 @@ SealedPut = Callable[[str], crypto.Sealed]
 """Stores the encrypted dump under a key; gives its sizes and hashes once checked."""
 
 
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+MMAP_FROM = 1024 * 1024
+
+
+def large_buffers_back_to_the_os() -> None:
+    """Have glibc serve allocations of 1 MiB and more with their own mappings, given back
+    to the system when freed (a fixed M_MMAP_THRESHOLD). Streamed uploads free a part of a
+    few MiB after every part; glibc's default threshold moves up past the part size after
+    the first free, and the parts then stay in per-thread arenas (measured: 54 MiB more
+    peak RSS for an encrypted backup to two stores). Set when a stream starts, not for
+    every command: reads of 4 MiB (hashing a dump) each cost a fresh mapping then, about
+    20 ms for a 37 MB backup. Nothing happens without glibc."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").mallopt(M_MMAP_THRESHOLD, MMAP_FROM)
+
+
 def sealed_to_each(
     stores: Sequence[NamedStore],
     path: Path,
@@ -208,6 +226,7 @@ def sealed_to_each(
     Raises EncryptionError (after every store has finished, none holding the object) when
     the encryption fails or did not read exactly the bytes `plain` describes.
     """
+    large_buffers_back_to_the_os()
     broadcast = tasks.Broadcast([store.label for store in stores])
     sealing = tasks.in_background(
         lambda: _seal_into(path, plain, list(recipients), broadcast), "seal"
