@@ -16,6 +16,7 @@ __all__ = [
     "CycleDoc",
     "DrillDoc",
     "RestoreDoc",
+    "RunDoc",
     "StepDoc",
     "TargetDoc",
 ]
@@ -38,9 +39,9 @@ class StepDoc(TypedDict, total=False):
     detail: dict[str, Any]
 
 
-class CycleDoc(TypedDict, total=False):
-    """One cycle, as `notify.CycleReport.as_dict()` writes it (the history adds `kind` and
-    `database`)."""
+class RunDoc(TypedDict, total=False):
+    """What every run kept in the history holds: `kind` (`cycle`, `drill`, `restore`) and
+    `database` (added by the history), its outcome, id, start, end and first error."""
 
     kind: str
     database: str | None
@@ -48,21 +49,21 @@ class CycleDoc(TypedDict, total=False):
     run_id: str
     started_at: str | None
     finished_at: str | None
-    duration_seconds: float | None
-    steps: list[StepDoc]
     error: str | None
 
 
-class DrillDoc(TypedDict, total=False):
+class CycleDoc(RunDoc, total=False):
+    """One cycle, as `notify.CycleReport.as_dict()` writes it (the history adds `kind` and
+    `database`)."""
+
+    duration_seconds: float | None
+    steps: list[StepDoc]
+
+
+class DrillDoc(RunDoc, total=False):
     """One restore drill. `rto_seconds` is fetch + restore; `server` is a URL without a
     password (the page strips credentials anyway)."""
 
-    kind: str
-    database: str | None
-    status: str
-    run_id: str
-    started_at: str | None
-    finished_at: str | None
     backup_id: str | None
     server: str | None
     fetch_seconds: float | None
@@ -72,29 +73,21 @@ class DrillDoc(TypedDict, total=False):
     tables: int | None
     rows: int | None
     problems: list[str]
-    error: str | None
     scratch_database: str
     pg_restore_version: str
     ignored_errors: list[str]
 
 
-class RestoreDoc(TypedDict, total=False):
+class RestoreDoc(RunDoc, total=False):
     """One restore by `orchestrator restore` (the cycle's restores are its steps)."""
 
-    kind: str
-    status: str
-    run_id: str
-    started_at: str | None
-    finished_at: str | None
     target: str
-    database: str | None
     server: str | None
     backup_id: str | None
     strategy: str | None
     seconds: float | None
     masked: bool
     masking: dict[str, Any] | None
-    error: str | None
 
 
 class BackupDoc(TypedDict, total=False):

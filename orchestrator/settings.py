@@ -455,6 +455,7 @@ class Settings(BaseSettings):
         if source is not None:  # PGPASSWORD is the source's password (README), no one else's
             password = os.environ.get("PGPASSWORD") or pg.get("PGPASSWORD")
             source = conninfo.with_variables(source, pg, password)
+        policy = self._policy()
         return Job(
             source=source,
             targets={
@@ -482,7 +483,7 @@ class Settings(BaseSettings):
             keys=KeyConfig(
                 self.archive_recipients, self.archive_recipients_file, self.archive_identity_file
             ),
-            retention_policy=None if self._policy().is_empty else self._policy(),
+            retention_policy=None if policy.is_empty else policy,
             prune_after_backup=self.prune_after_backup,
             adhoc_keep_previous=self.backup_keep_previous,
             dev_mask_rules=self.dev_mask_rules,

@@ -15,6 +15,7 @@ from orchestrator import execute
 from orchestrator.catalog import Manifest
 from orchestrator.errors import ConfigError
 from orchestrator.logs import get_logger
+from orchestrator.operations.masked_load import KEY_SETTING
 from orchestrator.postgres import pg_restore as pgrestore
 from orchestrator.postgres import queries
 from orchestrator.postgres.clients import ClientSet
@@ -26,7 +27,6 @@ if TYPE_CHECKING:
     from orchestrator.masking.subset_flags import RowFlags
 
 log = get_logger(__name__)
-KEY_SETTING = "MASK_KEY"
 
 
 @dataclass(frozen=True)

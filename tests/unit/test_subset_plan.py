@@ -348,25 +348,11 @@ def test_mask_suggest_hints_a_subset_that_checks_when_uncommented():
     from orchestrator.masking.detect import suggest_rules
     from orchestrator.masking.subset import hint
 
-    pk = (("id",),)
+    lookups_users_orders = ("public.countries", "public.plans", "public.users", "public.orders")
     facts = SchemaFacts(
         tables={
-            "public.countries": Table(columns=(col("code", "text", True),), unique=(("code",),)),
-            "public.plans": Table(columns=(col("id", not_null=True),), unique=pk),
-            "public.users": Table(
-                columns=(col("id", not_null=True), col("country", "text"), col("plan_id")),
-                unique=pk,
-                foreign_keys=(
-                    fk(("country",), "public.countries", ("code",)),
-                    fk(("plan_id",), "public.plans", ("id",)),
-                ),
-            ),
-            "public.orders": Table(
-                columns=(col("id", not_null=True), col("user_id")),
-                unique=pk,
-                foreign_keys=(fk(("user_id",), "public.users", ("id",)),),
-            ),
-            "public.audit": Table(columns=(col("id"),)),
+            **{key: shop().tables[key] for key in lookups_users_orders},
+            "public.audit": Table(columns=(col("id"),)),  # no key either way
         }
     )
     counts = {
