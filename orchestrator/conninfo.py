@@ -120,9 +120,8 @@ def parse(url: str) -> ConnInfo:
 
 # libpq's environment variables that stand for a connection keyword (PostgreSQL's "Environment
 # Variables" page). Host, port, database, hostaddr and service are not here: every URL names
-# its own, and the production guard compares what the URL says.
+# its own, and the production guard compares what the URL says. PGUSER fills the user part.
 LIBPQ_VARIABLES = {
-    "PGUSER": "user",
     "PGPASSFILE": "passfile",
     "PGREQUIREAUTH": "require_auth",
     "PGCHANNELBINDING": "channel_binding",
@@ -163,7 +162,7 @@ def with_variables(
     added = tuple(
         (keyword, variables[name])
         for name, keyword in LIBPQ_VARIABLES.items()
-        if name in variables and keyword not in present and keyword != "user"
+        if name in variables and keyword not in present
     )
     return ConnInfo(
         info.host,

@@ -138,8 +138,9 @@ def pipeline(job: Job, notifier: Notifier | None = None) -> PipelineResult:
     targets = configured_targets(job)
     with structlog.contextvars.bound_contextvars(run_id=run_id), contextlib.ExitStack() as stack:
         with structlog.contextvars.bound_contextvars(step="preflight"):
-            # opening the store (importing boto3, loading its models: 0.2 s of CPU) and
-            # finding the clients run beside the lock, the guard and the start of the dump
+            # opening and checking the stores (importing boto3, loading its models: 0.2 s of
+            # CPU) and finding the clients run beside the cycle lock; the store locks then
+            # wait for the check, and a failed check stops the dump as soon as it starts
             store = tasks.in_background(lambda: open_stores(job), "open-stores")
             discovering = tasks.in_background(lambda: clients.discover(job.pg_bin_dirs), "discover")
             stack.callback(wait, [discovering])  # its last log line comes before the cycle's
@@ -246,8 +247,9 @@ def _dump_step(
 ) -> LocalDump | None:
     """The dump step; give the dump, or None when it failed (recorded in `report`).
 
-    The stores open beside the dump; a store found misconfigured stops the dump at once and
-    its ConfigError ends the cycle, so a wrong bucket costs no more than a second of dump.
+    A store found misconfigured (by the check the store locks wait for, or one still
+    running) stops the dump at once and its ConfigError ends the cycle, so a wrong bucket
+    costs no more than a second of dump.
     """
     dumped: Future[LocalDump] = Future()
 
