@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
+import numpy.typing as npt
 
 from orchestrator import logs
 from orchestrator.errors import ConfigError
@@ -759,17 +760,27 @@ def _same_names(found: Values, indexes: Ints, lowered: _Lowered) -> Ints:
     return same_ones
 
 
+@functools.cache
+def _name_choices(
+    choose: Callable[[int | None], tuple[bytes, ...]], max_length: int | None
+) -> tuple[tuple[bytes, ...], npt.NDArray[np.object_], _Lowered]:
+    """The choices of a name transform for a column of `max_length`, as a tuple, an object
+    array and lowercased (all read-only): built once per process, not once per column (the
+    full names are about 29,000, and one filter compiles the plans of many tables)."""
+    choices = choose(max_length)
+    table = np.empty(len(choices), dtype=object)
+    table[:] = choices
+    return choices, table, _Lowered(choices)
+
+
 def _build_name(choose: Callable[[int | None], tuple[bytes, ...]]) -> _Build:
     """A name from the choices that fit the column, picked by the first 8 token bytes (as a
     big-endian number, modulo the count); the next one when it is the input, whatever the
     case."""
 
     def build(spec: TransformSpec, key: MaskKey, _type: str, max_length: int | None) -> Compiled:
-        choices = choose(max_length)
+        choices, table, lowered = _name_choices(choose, max_length)
         count, prf = len(choices), key.prf(spec)
-        table = np.empty(count, dtype=object)
-        table[:] = choices
-        lowered = _Lowered(choices)
 
         def name(value: bytes) -> bytes:
             if not value:
