@@ -183,13 +183,39 @@ def _within(
 # --- finding items in bytes -----------------------------------------------------------------
 
 Item = tuple[str, int, int]  # kind, start, end (byte offsets)
+Bools = npt.NDArray[np.bool_]
+Within = Callable[[Ints], Bools]  # which of some byte offsets lie in the searched regions
 
 
-def find_items(data: bytes) -> list[Item]:
-    """Give the items in `data` (UTF-8 text; newlines end every item), sorted, none
-    overlapping (the earlier, then the longer, wins)."""
+def _everywhere(positions: Ints) -> Bools:
+    return np.ones(len(positions), np.bool_)
+
+
+def regions(starts: Ints, ends: Ints) -> Within:
+    """Give the test of whether offsets lie in one of the regions `[starts[i], ends[i])`
+    (sorted, not overlapping), e.g. one column's fields in a block of COPY rows."""
+
+    def within(positions: Ints) -> Bools:
+        if not len(starts):
+            return np.zeros(len(positions), np.bool_)
+        index = np.searchsorted(starts, positions, side="right") - 1
+        inside: Bools = (index >= 0) & (positions < ends[np.maximum(index, 0)])
+        return inside
+
+    return within
+
+
+def find_items(data: bytes, within: Within = _everywhere) -> list[Item]:
+    """Give the items in `data` (UTF-8 text; tabs and newlines end every item), sorted,
+    none overlapping (the earlier, then the longer, wins); with `within`, only those
+    that start in its regions (bounded by tabs or newlines, so no item crosses one)."""
     digits = np.flatnonzero(_flags(data, _DIGIT_FLAGS))
-    sources = [_emails(data), _runs(data, digits), _ibans(data, digits), _ipv6s(data)]
+    sources = [
+        _emails(data, within),
+        _runs(data, digits, within),
+        _ibans(data, digits, within),
+        _ipv6s(data, within),
+    ]
     found = [item for source in sources for item in source]
     if sum(1 for source in sources if source) <= 1:
         return found  # each finder gives its items in order, none overlapping
@@ -207,13 +233,15 @@ def _word_before(data: bytes, pos: int) -> bool:
     return pos > 0 and data[pos - 1] in _WORD
 
 
-def _emails(data: bytes) -> list[Item]:
+def _emails(data: bytes, within: Within) -> list[Item]:
     """E-mail addresses: each @ followed by a domain (one regex scan, fast to each @);
     the local parts, the runs of local-part bytes before them, found all at once."""
     found = [match.span() for match in _AT_DOMAIN.finditer(data)]
     if not found:
         return []
     ats, ends = np.array(found).T
+    chosen = within(ats)
+    ats, ends = ats[chosen], ends[chosen]
     padded = np.frombuffer(b"\n" * (MAX_LOCAL + 1) + data, np.uint8)
     before = padded[ats[:, None] + np.arange(MAX_LOCAL, 0, -1)]  # backwards from the @
     local = np.frombuffer(before.tobytes().translate(_LOCAL_FLAGS), np.bool_)
@@ -228,7 +256,7 @@ def _flags(data: bytes, table: bytes) -> npt.NDArray[np.bool_]:
     return np.frombuffer(data.translate(table), np.bool_)
 
 
-def _run_spans(data: bytes, positions: Ints) -> list[tuple[int, int]]:
+def _run_spans(data: bytes, positions: Ints, within: Within) -> list[tuple[int, int]]:
     """The runs of digits (`positions`: of every digit in `data`) that may hold a phone or
     card number or an IPv4 address, from their first digit to their last: digits one
     after another, or apart by at most 3 separators (` ().-/+`); kept when they hold at
@@ -253,12 +281,13 @@ def _run_spans(data: bytes, positions: Ints) -> list[tuple[int, int]]:
         groups = np.concatenate(([0], np.cumsum(gaps > 1)))
         keep[few] = groups[lasts[few]] - groups[firsts[few]] + 1 >= 4
     starts, ends = positions[firsts[keep]], positions[lasts[keep]] + 1
-    return list(zip(starts.tolist(), ends.tolist(), strict=True))
+    chosen = within(starts)
+    return list(zip(starts[chosen].tolist(), ends[chosen].tolist(), strict=True))
 
 
-def _runs(data: bytes, digits: Ints) -> list[Item]:
+def _runs(data: bytes, digits: Ints, within: Within) -> list[Item]:
     items: list[Item] = []
-    for start, end in _run_spans(data, digits):
+    for start, end in _run_spans(data, digits, within):
         first = start - 1 if start > 0 and data[start - 1] == 43 else start  # a leading +
         if _word_before(data, first) or (end < len(data) and data[end] in _WORD):
             continue
@@ -266,7 +295,7 @@ def _runs(data: bytes, digits: Ints) -> list[Item]:
     return items
 
 
-def _ibans(data: bytes, digits: Ints) -> list[Item]:
+def _ibans(data: bytes, digits: Ints, within: Within) -> list[Item]:
     """IBANs start with two capital letters and two digits: looked for only before pairs
     of digits."""
     pairs = digits[:-1][np.diff(digits) == 1]
@@ -275,8 +304,9 @@ def _ibans(data: bytes, digits: Ints) -> list[Item]:
         return []
     text = np.frombuffer(data, np.uint8)
     capitals = _UPPER_TABLE[text[pairs - 2]] & _UPPER_TABLE[text[pairs - 1]]
+    starts = pairs[capitals] - 2
     items: list[Item] = []
-    for start in (pairs[capitals] - 2).tolist():
+    for start in starts[within(starts)].tolist():
         match = _IBAN_RUN.match(data, start)
         if match is None or _word_before(data, start) or (items and start < items[-1][2]):
             continue
@@ -285,12 +315,13 @@ def _ibans(data: bytes, digits: Ints) -> list[Item]:
     return items
 
 
-def _ipv6s(data: bytes) -> list[Item]:
+def _ipv6s(data: bytes, within: Within) -> list[Item]:
     if b":" not in data:
         return []
     flags = _flags(data, _HEX_COLON_FLAGS)
     colon = np.frombuffer(data, np.uint8) == 58
-    colons = (np.flatnonzero(colon[1:-1] & flags[:-2] & flags[2:]) + 1).tolist()
+    found = np.flatnonzero(colon[1:-1] & flags[:-2] & flags[2:]) + 1
+    colons = found[within(found)].tolist()
     items: list[Item] = []
     reached = 0
     for colon in colons:
@@ -333,6 +364,20 @@ class Scrub:
         items = find_items(data)
         if not items:
             return data
+        starts = [item[1] for item in items]
+        ends = [item[2] for item in items]
+        return splice(data, starts, ends, self._replaced(data, items))
+
+    def within(self, data: bytes, within: Within) -> Splices:
+        """Give where the items of `data` that start in the regions of `within` are, and
+        what each becomes: (starts, ends, replacements), in order (see `splice`)."""
+        items = find_items(data, within)
+        starts = [item[1] for item in items]
+        ends = [item[2] for item in items]
+        return starts, ends, self._replaced(data, items)
+
+    def _replaced(self, data: bytes, items: list[Item]) -> list[bytes]:
+        """Give what each item becomes, counting them in `found`."""
         self.found += len(items)
         kinds = [item[0] for item in items]
         slices = [data[start:end] for _kind, start, end in items]
@@ -345,12 +390,21 @@ class Scrub:
                 outputs = self.replacers.of(kind)([slices[i] for i in chosen])
                 for index, out in zip(chosen, outputs, strict=True):
                     replaced[index] = out
-        starts = [item[1] for item in items]
-        ends = [0, *(item[2] for item in items)]
-        pieces: list[bytes] = [b""] * (2 * len(items) + 1)
-        pieces[0::2] = [data[a:b] for a, b in zip(ends, [*starts, len(data)], strict=True)]
-        pieces[1::2] = replaced
-        return b"".join(pieces)
+        return replaced
+
+
+Splices = tuple[list[int], list[int], list[bytes]]  # starts, ends, replacements
+
+
+def splice(data: bytes, starts: list[int], ends: list[int], replacements: list[bytes]) -> bytes:
+    """Give `data` with `data[starts[i]:ends[i]]` replaced by `replacements[i]` (the
+    spans in order, not overlapping)."""
+    if not starts:
+        return data
+    pieces: list[bytes] = [b""] * (2 * len(starts) + 1)
+    pieces[0::2] = [data[a:b] for a, b in zip([0, *ends], [*starts, len(data)], strict=True)]
+    pieces[1::2] = replacements
+    return b"".join(pieces)
 
 
 def _maybe(data: bytes) -> bool:

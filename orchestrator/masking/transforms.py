@@ -141,7 +141,10 @@ class Compiled:
     such values even when `plain` is False. `tally`, when there is one, counts the
     embedded items the transform replaced (scrub). `joined`, when there is one, gives
     the outputs of values without those bytes joined by newlines, from the values joined
-    by newlines (one pass over a block's column).
+    by newlines (one pass over a block's column). `splices`, when there is one, finds
+    what to rewrite in the fields of a whole block of rows without taking the fields out:
+    given the block and which offsets lie in the column's fields (fields without those
+    bytes), it gives the spans to replace and their replacements, in order (scrub).
     """
 
     apply: ValueFn
@@ -154,6 +157,7 @@ class Compiled:
     column_plain: bool = False
     tally: Tally | None = None
     joined: Callable[[bytes], bytes] | None = None
+    splices: Callable[[bytes, _scrub.Within], _scrub.Splices] | None = None
 
 
 class Tally:
@@ -1112,6 +1116,14 @@ class _Scrubber:
         self.tally.count += self.scrub.found - before
         return out
 
+    def within(self, data: bytes, within: _scrub.Within) -> _scrub.Splices:
+        """Give the items of `data` that start where `within` says, and what each becomes
+        (`Scrub.within`), counting them in the tally."""
+        before = self.scrub.found
+        found = self.scrub.within(data, within)
+        self.tally.count += self.scrub.found - before
+        return found
+
 
 def _scrubber(key: MaskKey, domain: str) -> _Scrubber:
     """The scrubber under `key`: an e-mail becomes what `email` (with `domain`, in an
@@ -1222,7 +1234,14 @@ def _build_scrub(
         out = scrubber.data(text)
         return out if max_length is None else b"\n".join(map(cut, out.split(b"\n")))
 
-    return Compiled(scrub, column=scrubs, column_plain=True, tally=scrubber.tally, joined=joined)
+    return Compiled(
+        scrub,
+        column=scrubs,
+        column_plain=True,
+        tally=scrubber.tally,
+        joined=joined,
+        splices=scrubber.within if max_length is None else None,  # an item may grow
+    )
 
 
 def bytea_bytes(value: bytes) -> bytes:
