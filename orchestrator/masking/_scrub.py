@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from orchestrator.masking._vector import Ints
+from orchestrator.masking._vector import Bytes, Ints
 
 Replace = Callable[[list[bytes]], list[bytes]]  # items (UTF-8) to what they become, in order
 
@@ -56,9 +56,7 @@ MIN_ITEM_DIGITS = 7  # the fewest digits of a phone or card number
 MAX_GAP = 3  # separators between two digits of one item, at most
 _QUICK_BELOW = 4096  # shorter texts are first looked over for what every item holds
 _RUN_TABLE = np.array([byte in _RUN_CHARS for byte in range(256)])
-_UPPER_TABLE = np.array([65 <= byte <= 90 for byte in range(256)])
 _LOCAL_FLAGS = bytes(byte in _LOCAL for byte in range(256))
-_DIGIT_FLAGS = bytes(48 <= byte <= 57 for byte in range(256))
 _HEX_COLON_FLAGS = bytes(byte in _HEX_OR_COLON for byte in range(256))
 
 
@@ -209,11 +207,13 @@ def find_items(data: bytes, within: Within = _everywhere) -> list[Item]:
     """Give the items in `data` (UTF-8 text; tabs and newlines end every item), sorted,
     none overlapping (the earlier, then the longer, wins); with `within`, only those
     that start in its regions (bounded by tabs or newlines, so no item crosses one)."""
-    digits = np.flatnonzero(_flags(data, _DIGIT_FLAGS))
+    text = np.frombuffer(data, np.uint8)
+    is_digit = (text - np.uint8(48)) < np.uint8(10)  # wraps below 48: quicker than translate
+    digits = np.flatnonzero(is_digit)
     sources = [
         _emails(data, within),
         _runs(data, digits, within),
-        _ibans(data, digits, within),
+        _ibans(data, text, is_digit, within),
         _ipv6s(data, within),
     ]
     found = [item for source in sources for item in source]
@@ -267,8 +267,9 @@ def _run_spans(data: bytes, positions: Ints, within: Within) -> list[tuple[int, 
     joined = gaps == 1
     near = np.flatnonzero((gaps > 1) & (gaps <= MAX_GAP + 1))
     if len(near):
-        text = np.frombuffer(data + b"x" * MAX_GAP, np.uint8)
-        between = _RUN_TABLE[text[positions[near, None] + np.arange(1, MAX_GAP + 1)]]
+        text = np.frombuffer(data, np.uint8)
+        places = np.minimum(positions[near, None] + np.arange(1, MAX_GAP + 1), len(data) - 1)
+        between = _RUN_TABLE[text[places]]
         inside = np.arange(1, MAX_GAP + 1) < gaps[near, None]
         joined[near] = (between | ~inside).all(axis=1)
     cuts = np.flatnonzero(~joined) + 1
@@ -278,8 +279,9 @@ def _run_spans(data: bytes, positions: Ints, within: Within) -> list[tuple[int, 
     keep = counts >= MIN_ITEM_DIGITS
     few = np.flatnonzero(~keep & (counts >= MIN_RUN_DIGITS))
     if len(few):  # 4 to 6 digits: an IPv4 address needs 4 groups
-        groups = np.concatenate(([0], np.cumsum(gaps > 1)))
-        keep[few] = groups[lasts[few]] - groups[firsts[few]] + 1 >= 4
+        breaks = near[joined[near]]  # the gaps inside runs that part two groups
+        inner = np.searchsorted(breaks, lasts[few]) - np.searchsorted(breaks, firsts[few])
+        keep[few] = inner + 1 >= 4
     starts, ends = positions[firsts[keep]], positions[lasts[keep]] + 1
     chosen = within(starts)
     return list(zip(starts[chosen].tolist(), ends[chosen].tolist(), strict=True))
@@ -295,16 +297,13 @@ def _runs(data: bytes, digits: Ints, within: Within) -> list[Item]:
     return items
 
 
-def _ibans(data: bytes, digits: Ints, within: Within) -> list[Item]:
-    """IBANs start with two capital letters and two digits: looked for only before pairs
-    of digits."""
-    pairs = digits[:-1][np.diff(digits) == 1]
-    pairs = pairs[pairs >= 2]
-    if not len(pairs):
+def _ibans(data: bytes, text: Bytes, is_digit: Bools, within: Within) -> list[Item]:
+    """IBANs start with two capital letters and two digits: looked for only there
+    (`text` is `data` as an array, `is_digit` where its digits are)."""
+    if len(data) < 4:
         return []
-    text = np.frombuffer(data, np.uint8)
-    capitals = _UPPER_TABLE[text[pairs - 2]] & _UPPER_TABLE[text[pairs - 1]]
-    starts = pairs[capitals] - 2
+    upper = (text - np.uint8(65)) < np.uint8(26)
+    starts = np.flatnonzero(upper[:-3] & upper[1:-2] & is_digit[2:-1] & is_digit[3:])
     items: list[Item] = []
     for start in starts[within(starts)].tolist():
         match = _IBAN_RUN.match(data, start)
