@@ -36,7 +36,7 @@ import re
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -57,7 +57,9 @@ from orchestrator.masking._vector import (
     values_of,
     windows,
 )
-from orchestrator.schema_facts import Column
+
+if TYPE_CHECKING:  # pydantic stays out of the filter's start-up
+    from orchestrator.schema_facts import Column
 
 KEY_SETTING = "MASK_KEY"
 MIN_KEY_LENGTH = 16
