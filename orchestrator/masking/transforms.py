@@ -41,7 +41,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from orchestrator import logs
 from orchestrator.errors import ConfigError
 from orchestrator.masking import _array, _checks, _dates, _jsonpath, _scrub
 from orchestrator.masking._names import FIRST_NAMES, LAST_NAMES
@@ -204,8 +203,9 @@ class MaskKey:
         return Prf(enc, off, fin)
 
 
-def load_key(text: str | None) -> MaskKey:
-    """Give the MaskKey for the MASK_KEY setting and register it as a secret for the logs.
+def load_key(text: str | None, register: bool = True) -> MaskKey:
+    """Give the MaskKey for the MASK_KEY setting and (with `register`) register it as a
+    secret for the logs (the filter program does not: it masks its one error line itself).
 
     Raises ConfigError (naming MASK_KEY, never the key) when it is unset, blank or shorter
     than 16 characters.
@@ -214,7 +214,10 @@ def load_key(text: str | None) -> MaskKey:
         raise ConfigError(f"{KEY_SETTING} is not set: masking needs a secret key")
     if len(text) < MIN_KEY_LENGTH:
         raise ConfigError(f"{KEY_SETTING} must be at least {MIN_KEY_LENGTH} characters long")
-    logs.register_secret(text)
+    if register:
+        from orchestrator import logs  # structlog: 0.1 s of the filter program's start-up
+
+        logs.register_secret(text)
     return MaskKey(text)
 
 
