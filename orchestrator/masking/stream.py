@@ -34,6 +34,7 @@ from orchestrator.masking.transforms import (
 from orchestrator.table_names import table_key
 
 BLOCK_SIZE = 1 << 20
+IN_PLACE_SHARE = 0.5  # of a block's bytes in its scrubbed fields, for scrub in place
 FieldFunction = Callable[[bytes], bytes]
 BACKSLASH, DOT = ord("\\"), ord(".")
 NULL = b"\\N"
@@ -222,11 +223,17 @@ class BlockMasker:
 
     Raises RowError for a row with the wrong number of fields or a value its transform
     cannot take. Not picklable (it holds closures): worker processes get it by forking.
+    `in_place` says whether blocks are scrubbed in place (`_in_place`): while every masked
+    column can be, until a block shows its fields hold too small a share of the bytes.
     """
 
     table: str
     columns: tuple[str, ...]
     fields: dict[int, _Field] = field(repr=False)
+    in_place: list[bool] = field(default_factory=list, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.in_place.append(all(masked.splices is not None for masked in self.fields.values()))
 
     @property
     def masked(self) -> tuple[str, ...]:
@@ -253,7 +260,7 @@ class BlockMasker:
         """Give `block` with every masked field rewritten."""
         if not self.fields or not block:
             return block
-        in_place = all(masked.splices is not None for masked in self.fields.values())
+        in_place = self.in_place[0]
         if (in_place or len(self.columns) > 1) and block.endswith(b"\n"):
             before = self.take_counts()
             try:
@@ -271,10 +278,20 @@ class BlockMasker:
         """Mask a block whose masked columns are all rewritten in place (`_Field.in_place`:
         scrub), with no split of the block into fields: only the spans that change are
         replaced. None when a row has not the table's width (tabs and newlines located
-        with numpy prove every row has it)."""
+        with numpy prove every row has it).
+
+        Items are looked for in the whole block, so when the masked fields hold less than
+        IN_PLACE_SHARE of its bytes (a short note among numbers and timestamps, whose
+        digits scrub would look at), the block, and the table's later ones, go by columns
+        (`_by_stride`) instead.
+        """
         lines = lines_of(block, len(self.columns))
         if not _shaped(lines):
             return None
+        held = sum(int((ends - starts).sum()) for starts, ends in map(lines.field, self.fields))
+        if held < IN_PLACE_SHARE * len(block) and len(self.columns) > 1:
+            self.in_place[0] = False  # the rows of one table look alike: by columns from now on
+            return self._by_stride(block)
         first, *more = [masked.in_place(lines, index) for index, masked in self.fields.items()]
         if more:
             first = _merged(first, [span for found in more for span in zip(*found, strict=True)])

@@ -9,6 +9,7 @@ import io
 import numpy as np
 import pytest
 
+from orchestrator.masking import stream
 from orchestrator.masking._fields import lines_of
 from orchestrator.masking._scrub import find_items, regions, splice
 from orchestrator.masking.plan import ColumnPlan, TablePlan
@@ -149,16 +150,22 @@ def block_of(width: int, rows: int = 40) -> bytes:
 
 
 @pytest.mark.parametrize("layout", list(LAYOUTS))
-def test_a_block_scrubbed_in_place_is_the_block_masked_row_by_row(layout: str) -> None:
+@pytest.mark.parametrize("share", [0.0, 1.01])  # in place always, or by columns when it can
+def test_a_block_scrubbed_in_place_is_the_block_masked_row_by_row(
+    layout: str, share: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(stream, "IN_PLACE_SHARE", share)
     columns = LAYOUTS[layout]
     one, other = masker(*columns), masker(*columns)
     block = block_of(len(columns))
     assert one(block) == other._by_line(block)
+    assert one.in_place == [share == 0.0 or len(columns) == 1]
     assert one.take_counts() == other.take_counts()
     assert sum(one.take_counts().values()) == 0  # taken: counted from zero again
 
 
-def test_kept_columns_are_never_touched_in_place() -> None:
+def test_kept_columns_are_never_touched_in_place(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(stream, "IN_PLACE_SHARE", 0.0)
     columns = LAYOUTS["scrub between"]
     kept = PHONE + b" a@b.org 2001:db8::1 DE89 3704 0044 0532 0130 00 10.1.2.3"
     block = b"".join(b"%s\tnothing\t%s\n" % (CARD, kept) for _ in range(50))
@@ -196,3 +203,21 @@ def test_huge_values_across_block_boundaries_are_scrubbed_whole(block_size: int)
     assert out.getvalue().split(b"\n", 2)[2] == reference + b"\\.\n"
     assert stats.scrubbed == {"note": 5000 + 1 + 5000}
     assert b"@x.org" not in out.getvalue()
+
+
+def test_a_table_whose_scrubbed_fields_are_a_small_share_goes_by_columns() -> None:
+    # scrub would look at every digit of the block in place: the timestamps' too
+    long = b"2024-05-01 10:01:00+00\t123456.78\t2021-01-01 00:00:59+00\tSKU-4411 some text"
+    block = b"".join(b"%d\t%s\t%s\n" % (n, long, NOTES[n % len(NOTES)]) for n in range(60))
+    columns = (("id", KEEP), ("a", KEEP), ("b", KEEP), ("c", KEEP), ("d", KEEP), ("note", SCRUB))
+    one, other = masker(*columns), masker(*columns)
+    assert one(block) == other._by_line(block)
+    assert one.in_place == [False]
+    assert one.take_counts() == other.take_counts()
+
+
+def test_a_table_whose_scrubbed_fields_hold_most_bytes_stays_in_place() -> None:
+    block = b"".join(b"%d\t%s\n" % (n, NOTES[n % len(NOTES)] * 3) for n in range(60))
+    one = masker(*LAYOUTS["scrub last"])
+    one(block)
+    assert one.in_place == [True]
