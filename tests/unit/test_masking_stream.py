@@ -667,6 +667,45 @@ def test_a_small_table_is_masked_without_forking_workers(monkeypatch: pytest.Mon
     assert forks == ["fork"]
 
 
+_WORKER_MASK = workers._mask
+
+
+def _recording_mask(block: bytes) -> tuple[bytes, dict[str, int]]:
+    """`workers._mask`, noting each block's first field in the file MASK_TEST_RECORD."""
+    with open(os.environ["MASK_TEST_RECORD"], "a", encoding="utf-8") as record:
+        record.write(block.split(b"\t")[0].decode() + "\n")
+    return _WORKER_MASK(block)
+
+
+@pytest.mark.parametrize("count", [2, 3])
+def test_the_filter_process_masks_every_nth_block_beside_n_minus_1_forked_workers(
+    count: int, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    record = tmp_path / "masked-in-workers"
+    monkeypatch.setenv("MASK_TEST_RECORD", str(record))
+    monkeypatch.setattr(workers, "_mask", _recording_mask)
+    sizes: list[int] = []
+    real = workers.multiprocessing.get_context
+
+    class Recording:
+        def __init__(self, method: str) -> None:
+            self.context = real(method)
+
+        def Pool(self, processes: int) -> Any:  # multiprocessing's name
+            sizes.append(processes)
+            return self.context.Pool(processes)
+
+    monkeypatch.setattr(workers.multiprocessing, "get_context", Recording)
+    run = workers.runner(count)
+    assert run is not None
+    masker = compile_table(plan(), KEY, ["id", "email", "First Name", "phone"])
+    blocks = [b"%d\tu%d@x.org\tN%d\t+1 555 %04d\n" % (n, n, n, n) for n in range(23)]
+    assert list(run(masker, iter(blocks))) == list(map(masker, blocks))
+    assert sizes == [count - 1]
+    in_workers = sorted(int(line) for line in record.read_text().split())
+    assert in_workers == [n for n in range(23) if n % count != count - 1]
+
+
 # --- subsets: the rows a first pass kept ------------------------------------------------
 
 
