@@ -5,9 +5,11 @@ An item is an e-mail address, a phone number, an IBAN (mod-97 checked), a card n
 The rest of the text is kept as it is. What an item becomes is given by the caller
 (`Replacers`), so that this module stays free of keys: it only finds and splices.
 
-Texts are searched as `str` (UTF-8 decoded), so that letters of any script count as
-letters around an e-mail address. A whole column is searched in one pass over its values
-joined by newlines (no pattern crosses a newline), which keeps the per-value cost in C.
+Texts are searched as UTF-8 bytes, every byte at or above 0x80 counting as a letter, so
+that letters of any script count as letters around an e-mail address. A whole column is
+searched in one pass over its values joined by newlines (no item crosses a tab or a
+newline), which keeps the per-value cost in C; or a whole block of COPY rows, keeping the
+items that start in one column's fields (`regions`, `Scrub.within`).
 """
 
 from __future__ import annotations
@@ -362,12 +364,7 @@ class Scrub:
         inside an item, so many texts joined by newlines can go at once."""
         if len(data) < _QUICK_BELOW and not _maybe(data):
             return data
-        items = find_items(data)
-        if not items:
-            return data
-        starts = [item[1] for item in items]
-        ends = [item[2] for item in items]
-        return splice(data, starts, ends, self._replaced(data, items))
+        return splice(data, *self.within(data, _everywhere))
 
     def within(self, data: bytes, within: Within) -> Splices:
         """Give where the items of `data` that start in the regions of `within` are, and
