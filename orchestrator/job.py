@@ -75,6 +75,8 @@ class DumpConfig:
     exclude_table_data: tuple[str, ...] = ()
     extra_args: tuple[str, ...] = ()
     timeout: float = 6 * 3600.0
+    jobs: int | None = None  # DUMP_JOBS; None: auto, by the database's size
+    parallel_from: int = 1024**3  # DUMP_PARALLEL_FROM: auto dumps in parallel from this size
 
 
 @dataclass(frozen=True)

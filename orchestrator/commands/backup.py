@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from orchestrator.job import Job
+from orchestrator.operations.archiver import Archiver
 from orchestrator.operations.common import work_dir
 from orchestrator.operations.dump import take_dump
 from orchestrator.operations.upload import (
     BackupResult,
-    archive_everywhere,
     open_stores,
     with_unused_id,
 )
@@ -27,7 +27,9 @@ def backup(job: Job) -> BackupResult:
     stores = open_stores(job)
     if not stores.usable:
         raise combined(stores.failed, "open a store")
-    with work_dir(job) as folder:
-        dump = with_unused_id(stores.usable, take_dump(job, folder))
-        stored = archive_everywhere(stores, dump, recipients)
+    with work_dir(job) as folder, Archiver(lambda: stores, recipients) as archiver:
+        dump = take_dump(job, folder, archiver)  # a directory dump's files are stored meanwhile
+        if not dump.manifest.directory:  # the archiver took a free id before the dump
+            dump = with_unused_id(stores.usable, dump)
+        stored = archiver.finish(dump)
     return BackupResult(stored.manifest, stored.manifest.dump_key)

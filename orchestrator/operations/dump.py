@@ -5,16 +5,18 @@ operations/upload)."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 import psycopg
 
-from orchestrator import __version__, catalog
+from orchestrator import __version__, catalog, closed_files
 from orchestrator.catalog import Manifest
 from orchestrator.conninfo import ConnInfo
 from orchestrator.errors import CommandFailed, ConfigError
@@ -23,7 +25,7 @@ from orchestrator.logs import get_logger, with_context
 from orchestrator.operations.common import client_for, sha256_of
 from orchestrator.postgres import pg_restore, queries
 from orchestrator.postgres.clients import ClientSet
-from orchestrator.postgres.dump import DumpOptions, compression_for, run_dump
+from orchestrator.postgres.dump import DumpOptions, choose_jobs, compression_for, run_dump
 from orchestrator.schema_facts import SchemaFacts
 from orchestrator.table_names import table_key
 
@@ -43,6 +45,18 @@ class LocalDump:
     manifest: Manifest
 
 
+class DumpSink(Protocol):
+    """Where a directory dump's files go while pg_dump still writes the others
+    (operations/upload.Archiver)."""
+
+    def start(self, planned: Manifest) -> Manifest:
+        """Called once before pg_dump starts a directory dump; gives the manifest to go on
+        with (another id when the planned one is taken)."""
+
+    def closed(self, path: Path) -> None:
+        """Called, from another thread, with each file pg_dump has finished writing."""
+
+
 def dump_options(job: Job, pg_dump_major: int) -> DumpOptions:
     """The job's pg_dump options (PG_DUMP_*), for a pg_dump of `pg_dump_major`."""
     return DumpOptions(
@@ -54,56 +68,103 @@ def dump_options(job: Job, pg_dump_major: int) -> DumpOptions:
     )
 
 
-def take_dump(job: Job, folder: Path) -> LocalDump:
+def take_dump(job: Job, folder: Path, sink: DumpSink | None = None) -> LocalDump:
     """Dump the source into `folder` and count its rows in the same snapshot; the backup is
-    named after the time it started. Raises ConfigError (bad URL, credentials, no suitable
-    pg_dump) or JobError.
+    named after the time it started. With more than one job (DUMP_JOBS, or auto for a large
+    database) the dump is a directory whose files are handed to `sink` as pg_dump closes
+    them. Raises ConfigError (bad URL, credentials, no suitable pg_dump) or JobError.
     """
     source = job.require_source()
     started_at = datetime.now(UTC)
     started = time.monotonic()
-    backup_id = catalog.new_backup_id(source.database, started_at)
-    out = folder / f"{backup_id}{catalog.DUMP_SUFFIX}"
     with queries.exported_snapshot(source, SOURCE) as snap:
         server = queries.server_info(snap.conn)
-        identity = queries.cluster_identity(snap.conn)
         client = client_for(job, "pg_dump", server.major, f"the source runs {server.version}")
-        options = dump_options(job, client.major)
+        jobs, why = choose_jobs(
+            job.dump.jobs, job.dump.parallel_from, queries.database_size(snap.conn)
+        )
+        options = dataclasses.replace(dump_options(job, client.major), jobs=jobs)
+        planned = _planned(source.database, started_at, server, client, options, why)
+        planned = planned.model_copy(
+            update={"source_identity": queries.cluster_identity(snap.conn)}
+        )
+        out = folder / planned.dump_key.rstrip("/").rsplit("/", 1)[-1]
+        if planned.directory:
+            out.mkdir()
+            planned = sink.start(planned) if sink is not None else planned
         log.info(
             "backup.dump",
-            backup_id=backup_id,
+            backup_id=planned.id,
             server=server.version,
             pg_dump=client.version,
             compression=options.compress or "pg_dump's default",
+            format=planned.format,
+            jobs=jobs,
+            why=why,
+        )
+        watching = (
+            closed_files.reporting_closed(out, sink.closed)
+            if planned.directory and sink is not None
+            else contextlib.nullcontext()
         )
         try:
-            counts, sha256, facts = _dump_in_snapshot(source, snap, client, out, options)
+            with watching:
+                counts, sha256, facts = _dump_in_snapshot(source, snap, client, out, options)
         except CommandFailed as exc:
             refused = _compression_refused(exc, client, options.compress)
             if refused is None:
                 raise
             raise refused from None
-    size = out.stat().st_size
-    manifest = Manifest(
+    size = _size_of(out)
+    manifest = planned.model_copy(
+        update={
+            "size_bytes": size,
+            "sha256": sha256,
+            "plain_size_bytes": size,
+            "plain_sha256": sha256,
+            "duration_seconds": round(time.monotonic() - started, 3),
+            "row_counts": counts,
+            "schema_facts": facts,
+        }
+    )
+    return LocalDump(out, manifest)
+
+
+def _planned(
+    database: str,
+    started_at: datetime,
+    server: queries.ServerInfo,
+    client: ClientSet,
+    options: DumpOptions,
+    why: str,
+) -> Manifest:
+    """The manifest of a dump about to start (sizes, hashes and counts to come)."""
+    backup_id = catalog.new_backup_id(database, started_at)
+    directory = options.jobs > 1
+    return Manifest(
         id=backup_id,
         created_at=started_at.replace(microsecond=0),
-        database=source.database,
-        dump_key=catalog.dump_key_for(backup_id),
-        size_bytes=size,
-        sha256=sha256,
-        plain_size_bytes=size,
-        plain_sha256=sha256,
+        database=database,
+        dump_key=catalog.dir_key_for(backup_id) if directory else catalog.dump_key_for(backup_id),
+        size_bytes=0,
+        sha256="",
         server_version=server.version,
         server_version_num=server.version_num,
         pg_dump_version=client.version,
-        duration_seconds=round(time.monotonic() - started, 3),
+        duration_seconds=0.0,
         compression=options.compress,
-        row_counts=counts,
-        source_identity=identity,
-        schema_facts=facts,
         tool_version=__version__,
+        format="directory" if directory else "custom",
+        jobs=options.jobs,
+        jobs_reason=why,
     )
-    return LocalDump(out, manifest)
+
+
+def _size_of(out: Path) -> int:
+    """Bytes of the archive file, or of every file of a directory dump."""
+    if out.is_dir():
+        return sum(path.stat().st_size for path in out.iterdir())
+    return out.stat().st_size
 
 
 def _compression_refused(
@@ -142,7 +203,8 @@ def _dump_in_snapshot(
             )
         try:
             run_dump(client, source, out, snap.snapshot_id, options)
-            digest = pool.submit(sha256_of, out)
+            # a directory dump's files are hashed on their way to the stores
+            digest = pool.submit(sha256_of, out) if out.is_file() else _no_digest()
             tables = pg_restore.table_data_tables(pg_restore.list_toc(client, out), known)
             counts = _counts_of(snap.conn, tables, early)
             return counts, digest.result(), queries.schema_facts(snap.conn)
@@ -151,6 +213,12 @@ def _dump_in_snapshot(
                 done.set()
                 with contextlib.suppress(psycopg.Error):
                     snap.conn.cancel_safe(timeout=3.0)
+
+
+def _no_digest() -> Future[str]:
+    done: Future[str] = Future()
+    done.set_result("")
+    return done
 
 
 def _counts_of(

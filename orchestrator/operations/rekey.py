@@ -137,11 +137,11 @@ def _rekey_backup(
         outcomes = sealed_to_each(
             [c.store for c in copies],
             plain,
-            manifest,
             recipients,
             lambda store, put: _replace(
                 by_store[store.label], manifest, put, recipients, generation
             ),
+            (manifest.plain_size, manifest.plain_digest),
         )
     except Interrupted:
         raise

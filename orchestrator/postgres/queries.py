@@ -111,6 +111,13 @@ def server_info(conn: Conn) -> ServerInfo:
     return ServerInfo(str(row[0]).split()[0], int(row[1]))
 
 
+def database_size(conn: Conn) -> int:
+    """Give the connected database's size on disk in bytes (tables, indexes, TOAST)."""
+    row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
 _USER_TABLES = """
     SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
     WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')

@@ -22,6 +22,7 @@ from orchestrator.storage import s3 as s3_backend
 from tests.conftest import Clusters, Orchestrator, load_sample, s3_env
 from tests.harness import s3
 from tests.harness.faulty_proxy import FaultyProxy
+from tests.harness.keys import KeyPair, make_key
 from tests.harness.recorder import Recorder
 from tests.harness.targets import CHECK_SQL, fresh_target, old_content
 
@@ -33,28 +34,6 @@ def second_s3() -> Iterator[s3.S3Server]:
     server = s3.start_s3()
     yield server
     server.stop()
-
-
-@dataclass
-class KeyPair:
-    identity_file: Path
-    recipient: str
-
-    @property
-    def secret(self) -> str:
-        return next(
-            line for line in self.identity_file.read_text().splitlines() if line.startswith("AGE-")
-        )
-
-
-def make_key(folder: Path, name: str) -> KeyPair:
-    """A key pair made by Debian's age-keygen, as a user would make it."""
-    path = folder / f"{name}.txt"
-    subprocess.run(["age-keygen", "-o", str(path)], check=True, capture_output=True)
-    public = subprocess.run(
-        ["age-keygen", "-y", str(path)], check=True, capture_output=True, text=True
-    ).stdout.strip()
-    return KeyPair(path, public)
 
 
 @dataclass
@@ -476,8 +455,8 @@ def test_a_dump_that_changes_before_it_is_encrypted_is_stored_nowhere(
     monkeypatch.chdir(tmp_path)
     real = backup_action.take_dump
 
-    def changed_after(job: Any, folder: Path) -> Any:
-        dump = real(job, folder)
+    def changed_after(job: Any, folder: Path, sink: Any = None) -> Any:
+        dump = real(job, folder, sink)
         with dump.path.open("r+b") as handle:
             handle.seek(100)
             handle.write(b"X")

@@ -1,0 +1,240 @@
+"""Archiving a dump as it is taken: a directory dump's files go to every store while
+pg_dump still writes the others; a custom-format dump goes once it is done.
+
+Each file of a directory dump is stored in every store as soon as pg_dump closes it: read
+once, hashed, and with recipients encrypted once into a broadcast every store reads
+(operations/upload.sealed_to_each). The table of contents goes last, once pg_dump has
+exited, then each store's manifest. A store that fails a file gets no more files and no
+manifest, and what it received is deleted; the others go on. A dump that fails leaves no
+manifest anywhere, and its files are deleted (what a crash leaves is an orphan that prune
+removes after its grace period).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from types import TracebackType
+
+from orchestrator import catalog, tasks
+from orchestrator.catalog import DumpFile, Encryption, Manifest
+from orchestrator.errors import IntegrityError, JobError, OrchestratorError
+from orchestrator.logs import get_logger, with_context
+from orchestrator.operations.common import sha256_of
+from orchestrator.operations.dump import LocalDump
+from orchestrator.operations.upload import (
+    Archived,
+    OpenStores,
+    SealedPut,
+    UploadFailed,
+    archive_everywhere,
+    sealed_to_each,
+    with_unused_id,
+)
+from orchestrator.storage import Storage
+from orchestrator.storage.multi import NamedStore, Outcome, fan_out
+
+log = get_logger(__name__)
+FILES_AT_ONCE = 2  # files streamed at once; each holds at most two parts per store in memory
+
+
+class Archiver:
+    """Stores one dump in every store: a directory dump's files as pg_dump closes them
+    (`start` and `closed`, the operations/dump.DumpSink), the rest with `finish`.
+
+    Use it as a context manager around the dump and `finish`: leaving it with an error
+    deletes what a directory dump had stored.
+    """
+
+    def __init__(self, stores: Callable[[], OpenStores], recipients: Sequence[str]) -> None:
+        self._stores = stores
+        self._recipients = list(recipients)
+        self._pool = ThreadPoolExecutor(FILES_AT_ONCE, thread_name_prefix="file")
+        self._lock = threading.Lock()
+        self._submitted: dict[str, Future[None]] = {}
+        self._planned: Manifest | None = None
+        self._open: OpenStores | None = None
+        self._files: dict[str, dict[str, DumpFile]] = {}  # store label -> name -> file
+        self._failed: dict[str, OrchestratorError] = {}  # store label -> its first error
+
+    def __enter__(self) -> Archiver:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        for future in self._submitted.values():
+            future.cancel()
+        self._pool.shutdown(wait=True)
+        if error is not None and self._planned is not None and self._open is not None:
+            self._remove_from(self._open.usable)
+
+    def start(self, planned: Manifest) -> Manifest:
+        """Take the id `planned` has, or the next free one, for a directory dump about to
+        start; give the manifest to dump under (encrypted to the recipients when set)."""
+        self._open = self._stores()
+        free = with_unused_id(self._open.usable, LocalDump(Path(), planned)).manifest
+        if self._recipients:
+            free = free.model_copy(
+                update={"encryption": Encryption(recipients=tuple(self._recipients))}
+            )
+        self._planned = free
+        self._files = {store.label: {} for store in self._open.usable}
+        return free
+
+    def closed(self, path: Path) -> None:
+        """Store a file pg_dump has finished (not the table of contents, which goes last)."""
+        if path.name != catalog.TOC_FILE:
+            self._submit(path)
+
+    def finish(self, dump: LocalDump) -> Archived:
+        """Store what is left of `dump` (all of a custom-format dump; a directory dump's
+        remaining files, then its table of contents), then each store's manifest. Give the
+        stored manifest and the stores holding it. Raises UploadFailed when a store does
+        not hold it (the others do), EncryptionError when no store does."""
+        if not dump.manifest.directory:  # its id is checked by the caller (with_unused_id)
+            return archive_everywhere(self._open or self._stores(), dump, self._recipients)
+        names = sorted(path.name for path in dump.path.iterdir())
+        for name in names:
+            self.closed(dump.path / name)
+        for future in list(self._submitted.values()):
+            tasks.result_unless_stopped(future, "storing the dump's files")
+        self._store_file(dump.path / catalog.TOC_FILE)
+        return self._manifests(dump.manifest, names)
+
+    def _submit(self, path: Path) -> None:
+        with self._lock:
+            if path.name not in self._submitted:
+                work = with_context(self._store_file)
+                self._submitted[path.name] = self._pool.submit(work, path)
+
+    def _live(self) -> list[NamedStore]:
+        usable = self._open.usable if self._open else []
+        return [store for store in usable if store.label not in self._failed]
+
+    def _store_file(self, path: Path) -> None:
+        """Store one file in every store still taking files; record each store's outcome."""
+        planned = self._planned
+        stores = self._live()
+        if planned is None or not stores:
+            return
+        if self._recipients:
+            outcomes = sealed_to_each(
+                stores,
+                path,
+                self._recipients,
+                lambda store, put: _sealed(store, planned, path, put),
+            )
+        else:
+            size, digest = path.stat().st_size, sha256_of(path)
+            file = DumpFile(
+                name=path.name,
+                size_bytes=size,
+                sha256=digest,
+                plain_size_bytes=size,
+                plain_sha256=digest,
+            )
+            outcomes = fan_out(stores, lambda store: _plain(store.storage, planned, file, path))
+        self._record(outcomes)
+
+    def _record(self, outcomes: list[Outcome[DumpFile]]) -> None:
+        with self._lock:
+            for outcome in outcomes:
+                label = outcome.store.label
+                if outcome.error is not None:
+                    self._failed.setdefault(label, outcome.error)
+                    log.error("backup.file_failed", store=label, error=str(outcome.error))
+                elif outcome.value is not None:
+                    self._files[label][outcome.value.name] = outcome.value
+
+    def _manifests(self, dumped: Manifest, names: list[str]) -> Archived:
+        """Write the manifest of the dump's files `names` in each live store; remove what
+        failed stores hold."""
+        opened = self._open or OpenStores([], [])
+        outcomes = fan_out(self._live(), lambda store: self._manifest_in(store, dumped, names))
+        failed = [
+            *opened.failed,
+            *((s, e) for s in opened.usable if (e := self._failed.get(s.label))),
+        ]
+        failed += [(o.store, o.error) for o in outcomes if o.error is not None]
+        self._remove_from([store for store, _error in failed if store in opened.usable])
+        done = [o for o in outcomes if o.ok and o.value is not None]
+        report = {o.store.label: "ok" for o in done}
+        report.update({store.label: str(error) for store, error in failed})
+        if failed:
+            kept = ", ".join(o.store.label for o in done) or "no store"
+            raise UploadFailed(
+                "; ".join(f"store {s.label} ({s.setting}) failed: {e}" for s, e in failed)
+                + f"; the backup is in {kept}",
+                report,
+                [o.store for o in done],
+            )
+        manifest = next(o.value for o in done if o.value is not None)
+        return Archived(manifest, [o.store for o in done], report)
+
+    def _manifest_in(self, store: NamedStore, dumped: Manifest, names: list[str]) -> Manifest:
+        files = self._files[store.label]
+        missing = sorted(set(names) - files.keys())
+        if missing:
+            raise JobError(f"files {', '.join(missing)} of backup {dumped.id} were not stored")
+        listed = tuple(files[name] for name in sorted(files))
+        manifest = dumped.model_copy(
+            update={
+                "encryption": self._planned.encryption if self._planned else None,
+                "files": listed,
+                "size_bytes": sum(f.size_bytes for f in listed),
+                "sha256": catalog.files_digest(listed),
+                "plain_size_bytes": sum(f.plain_size_bytes for f in listed),
+                "plain_sha256": catalog.files_digest(listed, plain=True),
+            }
+        )
+        store.storage.put_bytes(manifest.manifest_key, manifest.to_json())
+        log.info("backup.stored", backup_id=manifest.id, store=store.label, files=len(listed))
+        return manifest
+
+    def _remove_from(self, stores: list[NamedStore]) -> None:
+        """Delete every object of the planned directory dump from `stores` (best effort)."""
+        planned = self._planned
+        if planned is None or not planned.directory:
+            return
+        for store in stores:
+            try:
+                keys = [info.key for info in store.storage.list(planned.dump_key)]
+                store.storage.delete(keys)
+            except Exception as exc:
+                log.warning("backup.cleanup_failed", store=store.label, error=str(exc))
+
+
+def _sealed(store: NamedStore, planned: Manifest, path: Path, put: SealedPut) -> DumpFile:
+    """Store the file at `path` encrypted (`put`), its stored size checked."""
+    sealed = put(f"{planned.dump_key}{path.name}{catalog.AGE_SUFFIX}")
+    file = DumpFile(
+        name=path.name,
+        size_bytes=sealed.size,
+        sha256=sealed.sha256,
+        plain_size_bytes=sealed.plain_size,
+        plain_sha256=sealed.plain_sha256,
+    )
+    _check_size(store.storage, planned.file_key(file), file.size_bytes)
+    return file
+
+
+def _plain(storage: Storage, planned: Manifest, file: DumpFile, path: Path) -> DumpFile:
+    """Store the file at `path` as it is, its stored size checked."""
+    key = planned.file_key(file)
+    storage.put_file(key, path)
+    _check_size(storage, key, file.size_bytes)
+    return file
+
+
+def _check_size(storage: Storage, key: str, size: int) -> None:
+    stored = storage.size_of(key)
+    if stored != size:
+        raise IntegrityError(
+            f"{storage.describe(key)} holds {stored} bytes after the upload, not {size}"
+        )
