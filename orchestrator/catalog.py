@@ -207,6 +207,15 @@ def dump_key_for(backup_id: str, encrypted: bool = False, generation: str | None
     return f"{_folder(backup_id)}/{backup_id}{gen}{DUMP_SUFFIX}{age}"
 
 
+def id_parts(backup_id: str) -> tuple[str, datetime]:
+    """The database name (as safe_name gives it) and the start time of a backup id. Raises
+    ConfigError when the id is malformed."""
+    match = _ID.match(backup_id)
+    if not match:
+        raise ConfigError(f"{backup_id!r} is not a backup id like mydb-20260101T060000Z")
+    return match["db"], datetime.strptime(match["ts"], STAMP).replace(tzinfo=UTC)
+
+
 def dir_key_for(backup_id: str, generation: str | None = None) -> str:
     """The prefix (ending in /) under which a directory dump of `backup_id` is stored
     (`generation`: re-encrypted by rekey). Raises ConfigError when the id is malformed."""

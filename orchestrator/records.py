@@ -101,6 +101,9 @@ class BackupDoc(TypedDict, total=False):
     size_bytes: int | None
     sha256: str
     encrypted: bool
+    format: str
+    jobs: int
+    files: int
     server_version: str
     pg_dump_version: str
     tables: int

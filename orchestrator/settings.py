@@ -232,6 +232,7 @@ class Settings(BaseSettings):
     )
     run_on_start: bool = Field(default=False, validation_alias="RUN_ON_START")
     prune_after_backup: bool = Field(default=True, validation_alias="PRUNE_AFTER_BACKUP")
+    prune_orphans_after: str | None = Field(default="1d", validation_alias="PRUNE_ORPHANS_AFTER")
     notify_webhook_url: str | None = Field(default=None, validation_alias="NOTIFY_WEBHOOK_URL")
     notify_on_success: bool = Field(default=False, validation_alias="NOTIFY_ON_SUCCESS")
     notify_urls: Annotated[str | None, NoDecode] = Field(
@@ -392,6 +393,14 @@ class Settings(BaseSettings):
             return value.strip() or None
         return value
 
+    @field_validator("prune_orphans_after")
+    @classmethod
+    def _check_orphans_after(cls, value: str | None) -> str | None:
+        value = (value or "").strip()
+        if value:
+            retention.parse_duration(value)  # raises ValueError with the accepted forms
+        return value or None
+
     @field_validator("keep_within")
     @classmethod
     def _check_within(cls, value: str | None) -> str | None:
@@ -505,6 +514,11 @@ class Settings(BaseSettings):
             ),
             retention_policy=None if policy.is_empty else policy,
             prune_after_backup=self.prune_after_backup,
+            orphans_after=(
+                retention.parse_duration(self.prune_orphans_after)
+                if self.prune_orphans_after
+                else None
+            ),
             adhoc_keep_previous=self.backup_keep_previous,
             dev_mask_rules=self.dev_mask_rules,
             pg_bin_dirs=tuple(self.pg_bin_dirs),

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from orchestrator import catalog, tasks
 from orchestrator.catalog import DumpFile, Encryption, Manifest
@@ -58,6 +59,7 @@ class Archiver:
         self._open: OpenStores | None = None
         self._files: dict[str, dict[str, DumpFile]] = {}  # store label -> name -> file
         self._failed: dict[str, OrchestratorError] = {}  # store label -> its first error
+        self._complete: set[str] = set()  # labels of the stores holding the manifest
 
     def __enter__(self) -> Archiver:
         return self
@@ -71,8 +73,8 @@ class Archiver:
         for future in self._submitted.values():
             future.cancel()
         self._pool.shutdown(wait=True)
-        if error is not None and self._planned is not None and self._open is not None:
-            self._remove_from(self._open.usable)
+        if error is not None and self._open is not None:  # stores with a manifest keep theirs
+            self._remove_from([s for s in self._open.usable if s.label not in self._complete])
 
     def start(self, planned: Manifest) -> Manifest:
         """Take the id `planned` has, or the next free one, for a directory dump about to
@@ -99,7 +101,9 @@ class Archiver:
         not hold it (the others do), EncryptionError when no store does."""
         if not dump.manifest.directory:  # its id is checked by the caller (with_unused_id)
             return archive_everywhere(self._open or self._stores(), dump, self._recipients)
+        early = len(self._submitted)  # handed over as pg_dump closed them
         names = sorted(path.name for path in dump.path.iterdir())
+        log.info("backup.files", backup_id=dump.manifest.id, files=len(names), reported=early)
         for name in names:
             self.closed(dump.path / name)
         for future in list(self._submitted.values()):
@@ -128,7 +132,7 @@ class Archiver:
                 stores,
                 path,
                 self._recipients,
-                lambda store, put: _sealed(store, planned, path, put),
+                lambda store, put: sealed_file(planned, path, store, put),
             )
         else:
             size, digest = path.stat().st_size, sha256_of(path)
@@ -139,7 +143,9 @@ class Archiver:
                 plain_size_bytes=size,
                 plain_sha256=digest,
             )
-            outcomes = fan_out(stores, lambda store: _plain(store.storage, planned, file, path))
+            outcomes = fan_out(
+                stores, lambda store: stored_file(store.storage, planned, file, path)
+            )
         self._record(outcomes)
 
     def _record(self, outcomes: list[Outcome[DumpFile]]) -> None:
@@ -183,17 +189,10 @@ class Archiver:
         if missing:
             raise JobError(f"files {', '.join(missing)} of backup {dumped.id} were not stored")
         listed = tuple(files[name] for name in sorted(files))
-        manifest = dumped.model_copy(
-            update={
-                "encryption": self._planned.encryption if self._planned else None,
-                "files": listed,
-                "size_bytes": sum(f.size_bytes for f in listed),
-                "sha256": catalog.files_digest(listed),
-                "plain_size_bytes": sum(f.plain_size_bytes for f in listed),
-                "plain_sha256": catalog.files_digest(listed, plain=True),
-            }
-        )
+        encryption = self._planned.encryption if self._planned else None
+        manifest = dumped.model_copy(update={"encryption": encryption, **directory_sums(listed)})
         store.storage.put_bytes(manifest.manifest_key, manifest.to_json())
+        self._complete.add(store.label)
         log.info("backup.stored", backup_id=manifest.id, store=store.label, files=len(listed))
         return manifest
 
@@ -210,7 +209,20 @@ class Archiver:
                 log.warning("backup.cleanup_failed", store=store.label, error=str(exc))
 
 
-def _sealed(store: NamedStore, planned: Manifest, path: Path, put: SealedPut) -> DumpFile:
+def directory_sums(files: tuple[DumpFile, ...]) -> dict[str, Any]:
+    """The manifest fields a directory dump's files give: the files in name order, and
+    the sizes and digests over them."""
+    listed = tuple(sorted(files, key=lambda f: f.name))
+    return {
+        "files": listed,
+        "size_bytes": sum(f.size_bytes for f in listed),
+        "sha256": catalog.files_digest(listed),
+        "plain_size_bytes": sum(f.plain_size_bytes for f in listed),
+        "plain_sha256": catalog.files_digest(listed, plain=True),
+    }
+
+
+def sealed_file(planned: Manifest, path: Path, store: NamedStore, put: SealedPut) -> DumpFile:
     """Store the file at `path` encrypted (`put`), its stored size checked."""
     sealed = put(f"{planned.dump_key}{path.name}{catalog.AGE_SUFFIX}")
     file = DumpFile(
@@ -224,7 +236,7 @@ def _sealed(store: NamedStore, planned: Manifest, path: Path, put: SealedPut) ->
     return file
 
 
-def _plain(storage: Storage, planned: Manifest, file: DumpFile, path: Path) -> DumpFile:
+def stored_file(storage: Storage, planned: Manifest, file: DumpFile, path: Path) -> DumpFile:
     """Store the file at `path` as it is, its stored size checked."""
     key = planned.file_key(file)
     storage.put_file(key, path)

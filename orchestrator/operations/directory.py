@@ -66,27 +66,36 @@ def plain_file(copy: Copy, name: str, dest: Path, identities: list[crypto.Identi
         sealed.unlink(missing_ok=True)
 
 
+def plain_from_any(
+    located: Located, file: DumpFile, dest: Path, identities: list[crypto.Identity] | None
+) -> None:
+    """Write the plain `file` of the backup to `dest`, from the first store whose copy of
+    it is good and opens. Raises the stores' errors when none gives it."""
+    by_label = {c.store.label: c for c in located.copies}
+
+    def attempt(copy: Copy) -> None:
+        if entry(copy.manifest, file.name).plain_sha256 != file.plain_sha256:
+            raise IntegrityError(f"backup {copy.manifest.id}: this copy holds another {file.name}")
+        plain_file(copy, file.name, dest, identities)
+
+    first_success(
+        [c.store for c in located.copies],
+        lambda store: attempt(by_label[store.label]),
+        f"read file {file.name} of backup {located.manifest.id}",
+    )
+
+
 def plain_directory(
     located: Located, dest: Path, identities: list[crypto.Identity] | None
 ) -> tuple[Path, Manifest]:
     """The backup's pg_dump folder at `dest` (created), every file from the first store
-    whose copy of it is good and opens; give it and the first copy's manifest. Raises the
-    stores' errors for the first file no store gives."""
+    whose copy of it is good and opens (a few files at once); give it and the first
+    copy's manifest. Raises the stores' errors for the first file no store gives."""
     manifest = located.manifest
     dest.mkdir()
 
     def one(file: DumpFile) -> None:
-        def attempt(copy: Copy) -> None:
-            if entry(copy.manifest, file.name).plain_sha256 != file.plain_sha256:
-                raise IntegrityError(f"backup {manifest.id}: this copy holds another {file.name}")
-            plain_file(copy, file.name, dest / file.name, identities)
-
-        by_label = {c.store.label: c for c in located.copies}
-        first_success(
-            [c.store for c in located.copies],
-            lambda store: attempt(by_label[store.label]),
-            f"read file {file.name} of backup {manifest.id}",
-        )
+        plain_from_any(located, file, dest / file.name, identities)
 
     with ThreadPoolExecutor(FILES_AT_ONCE, thread_name_prefix="fetch") as pool:
         futures = [pool.submit(with_context(one), file) for file in manifest.files]

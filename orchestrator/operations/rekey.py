@@ -11,19 +11,24 @@ leftovers of an interrupted run are removed by the next one.
 
 from __future__ import annotations
 
+import functools
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from orchestrator import catalog, crypto
-from orchestrator.catalog import Copy, Encryption, Located, Manifest
+from orchestrator.catalog import Copy, DumpFile, Encryption, Located, Manifest
 from orchestrator.errors import ConfigError, IntegrityError, Interrupted, OrchestratorError
 from orchestrator.job import Job
 from orchestrator.logs import get_logger
+from orchestrator.operations import directory
+from orchestrator.operations.archiver import directory_sums, sealed_file
 from orchestrator.operations.common import work_dir
 from orchestrator.operations.fetch import plain_copy
 from orchestrator.operations.upload import SealedPut, sealed_to_each
 from orchestrator.storage.locks import store_locks
+from orchestrator.storage.multi import NamedStore, Outcome, fan_out
 
 log = get_logger(__name__)
 
@@ -132,6 +137,10 @@ def _rekey_backup(
     backup_id = backup.manifest.id
     generation = secrets.token_hex(4)
     by_store = {c.store.label: c for c in copies}
+    if backup.manifest.directory:
+        redone = _rekey_directory(backup, copies, recipients, identities, folder, generation)
+        _record(backup_id, redone, result)
+        return
     try:
         plain, manifest = plain_copy(backup, folder, identities)
         outcomes = sealed_to_each(
@@ -148,6 +157,10 @@ def _rekey_backup(
     except OrchestratorError as exc:
         result.errors.append(f"{backup_id}: {exc}")
         return
+    _record(backup_id, outcomes, result)
+
+
+def _record(backup_id: str, outcomes: list[Outcome[Any]], result: RekeyResult) -> None:
     for outcome in outcomes:
         item = RekeyItem(backup_id, outcome.store.label, "")
         if outcome.ok:
@@ -192,3 +205,62 @@ def _replace(
         )
     storage.put_bytes(new.manifest_key, new.to_json())
     storage.delete(catalog.stray_dumps(storage, new))
+
+
+def _rekey_directory(
+    backup: Located,
+    copies: list[Copy],
+    recipients: list[str],
+    identities: list[crypto.Identity],
+    folder: Path,
+    generation: str,
+) -> list[Outcome[Manifest]]:
+    """Re-encrypt a directory backup's stale `copies` file by file under a new prefix:
+    each plain file from the first good copy, encrypted once for every store; then each
+    store's manifest, then its old files go. A store that fails keeps its old copy."""
+    old = backup.manifest
+    planned = old.model_copy(
+        update={
+            "dump_key": catalog.dir_key_for(old.id, generation),
+            "encryption": Encryption(recipients=tuple(recipients)),
+            "format_version": catalog.FORMAT_VERSION,
+        }
+    )
+    stores = [copy.store for copy in copies]
+    files: dict[str, list[DumpFile]] = {store.label: [] for store in stores}
+    failed: dict[str, OrchestratorError] = {}
+    for file in old.files:
+        live = [store for store in stores if store.label not in failed]
+        path = folder / file.name
+        try:
+            directory.plain_from_any(backup, file, path, identities)
+            outcomes = sealed_to_each(
+                live,
+                path,
+                recipients,
+                functools.partial(sealed_file, planned, path),
+                (file.plain_size_bytes, file.plain_sha256),
+            )
+        except Interrupted:
+            raise
+        except OrchestratorError as exc:
+            failed.update(dict.fromkeys((s.label for s in live), exc))
+            break
+        finally:
+            path.unlink(missing_ok=True)
+        for outcome in outcomes:
+            if outcome.error is not None:
+                failed.setdefault(outcome.store.label, outcome.error)
+            elif outcome.value is not None:
+                files[outcome.store.label].append(outcome.value)
+
+    def replace(store: NamedStore) -> Manifest:
+        if store.label in failed:
+            store.storage.delete([i.key for i in store.storage.list(planned.dump_key)])
+            raise failed[store.label]
+        new = planned.model_copy(update=directory_sums(tuple(files[store.label])))
+        store.storage.put_bytes(new.manifest_key, new.to_json())
+        store.storage.delete(catalog.stray_dumps(store.storage, new))
+        return new
+
+    return fan_out(stores, replace)

@@ -12,20 +12,24 @@ that lacks it. Encrypted backups are copied as they are.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from orchestrator import catalog
-from orchestrator.catalog import Located
+from orchestrator.catalog import DumpFile, Encryption, Located, Manifest
 from orchestrator.errors import Interrupted, OrchestratorError
 from orchestrator.job import Job
 from orchestrator.logs import get_logger
+from orchestrator.operations import directory
+from orchestrator.operations.archiver import directory_sums, sealed_file, stored_file
 from orchestrator.operations.common import work_dir
 from orchestrator.operations.dump import LocalDump
 from orchestrator.operations.fetch import download_any
-from orchestrator.operations.upload import store_everywhere
+from orchestrator.operations.upload import sealed_to_each, store_everywhere
 from orchestrator.storage.locks import store_locks
-from orchestrator.storage.multi import NamedStore
+from orchestrator.storage.multi import NamedStore, Outcome, fan_out, first_success
 
 log = get_logger(__name__)
 
@@ -111,6 +115,9 @@ def _copy(
 ) -> None:
     """Download one good copy of `backup`, then store it in each of `lacking` at once
     (a plain one encrypted on the way when there are recipients)."""
+    if backup.manifest.directory:
+        _record(plans, _copy_directory(backup, lacking, folder, recipients), result)
+        return
     try:
         copy = download_any(backup, folder / "copy")
     except Interrupted:
@@ -126,12 +133,17 @@ def _copy(
     except OrchestratorError as exc:  # the encryption failed: no store got the copy
         result.errors.append(f"{backup.manifest.id}: {exc}")
         return
-    for plan, outcome in zip(plans, outcomes, strict=True):
+    _record(plans, [(copy.store.label, o) for o in outcomes], result)
+
+
+def _record(
+    plans: list[CopyPlan], outcomes: Sequence[tuple[str, Outcome[Any]]], result: SyncResult
+) -> None:
+    """Add each store's outcome (with the store copied from) to `result`."""
+    for plan, (source, outcome) in zip(plans, outcomes, strict=True):
         if outcome.ok:
-            log.info(
-                "sync.copied", backup_id=plan.backup_id, source=copy.store.label, target=plan.target
-            )
-            result.copied.append(CopyPlan(plan.backup_id, copy.store.label, plan.target))
+            log.info("sync.copied", backup_id=plan.backup_id, source=source, target=plan.target)
+            result.copied.append(CopyPlan(plan.backup_id, source, plan.target))
         else:
             log.error(
                 "sync.failed",
@@ -140,3 +152,77 @@ def _copy(
                 error=str(outcome.error),
             )
             result.errors.append(f"{plan.backup_id} to {plan.target}: {outcome.error}")
+
+
+def _copy_directory(
+    backup: Located, lacking: list[NamedStore], folder: Path, recipients: list[str]
+) -> list[tuple[str, Outcome[Manifest]]]:
+    """Copy a directory backup into each of `lacking`, file by file: each stored file from
+    the first store whose copy of it is good, as it is stored (a plain backup's files
+    encrypted on the way when there are `recipients`), then each store's manifest. Give
+    each store's outcome with the store its first file came from."""
+    source = backup.copies[0]
+    seal = bool(recipients) and not source.manifest.encrypted
+    sealed = source.manifest.model_copy(
+        update={"encryption": Encryption(recipients=tuple(recipients))} if seal else {}
+    )
+    files: dict[str, list[DumpFile]] = {store.label: [] for store in lacking}
+    failed: dict[str, OrchestratorError] = {}
+    for file in source.manifest.files:
+        live = [store for store in lacking if store.label not in failed]
+        path = folder / file.name
+        try:
+            _download_stored(backup, file.name, path)
+        except Interrupted:
+            raise
+        except OrchestratorError as exc:
+            failed.update(dict.fromkeys((s.label for s in live), exc))
+            break
+        for outcome in _put_file(live, sealed, file, path, recipients if seal else []):
+            if outcome.error is not None:
+                failed.setdefault(outcome.store.label, outcome.error)
+            elif outcome.value is not None:
+                files[outcome.store.label].append(outcome.value)
+        path.unlink()
+
+    def manifest_in(store: NamedStore) -> Manifest:
+        if store.label in failed:
+            _remove_prefix(store, sealed.dump_key)
+            raise failed[store.label]
+        manifest = sealed.model_copy(update=directory_sums(tuple(files[store.label])))
+        store.storage.put_bytes(manifest.manifest_key, manifest.to_json())
+        return manifest
+
+    return [(source.store.label, o) for o in fan_out(lacking, manifest_in)]
+
+
+def _download_stored(backup: Located, name: str, dest: Path) -> None:
+    """The stored object of file `name`, from the first store whose copy of it is good."""
+    by_label = {c.store.label: c for c in backup.copies}
+    first_success(
+        [c.store for c in backup.copies],
+        lambda store: directory.download_file(by_label[store.label], name, dest),
+        f"read file {name} of backup {backup.manifest.id}",
+    )
+
+
+def _put_file(
+    stores: list[NamedStore], manifest: Manifest, file: DumpFile, path: Path, recipients: list[str]
+) -> list[Outcome[DumpFile]]:
+    """Store one file as it is (or encrypted to `recipients`) in every store at once."""
+    if recipients:
+        return sealed_to_each(
+            stores,
+            path,
+            recipients,
+            lambda store, put: sealed_file(manifest, path, store, put),
+            (file.plain_size_bytes, file.plain_sha256),
+        )
+    return fan_out(stores, lambda store: stored_file(store.storage, manifest, file, path))
+
+
+def _remove_prefix(store: NamedStore, prefix: str) -> None:
+    try:
+        store.storage.delete([info.key for info in store.storage.list(prefix)])
+    except OrchestratorError as exc:
+        log.warning("sync.cleanup_failed", store=store.label, error=str(exc))

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,7 @@ import pytest
 
 from tests.conftest import Clusters, Orchestrator, load_sample, s3_env
 from tests.harness import s3
+from tests.harness.faulty_proxy import FaultyProxy
 from tests.harness.keys import make_key
 from tests.harness.targets import CHECK_SQL, fresh_target
 
@@ -64,8 +67,10 @@ def test_a_parallel_backup_is_stored_file_by_file_and_restores_equal_to_the_sour
         SOURCE_DATABASE_URL=cluster.url(db),
         BACKUP_DATABASE_URL=target.url(target_db),
         DUMP_JOBS="3",
+        LOG_FORMAT="json",
     )
-    backup_id = orch.ok("backup").stdout.strip()
+    run = orch.ok("backup")
+    backup_id = run.stdout.strip()
     manifest = _manifest(store)
     assert (manifest["format"], manifest["jobs"]) == ("directory", 3)
     assert manifest["jobs_reason"].startswith("DUMP_JOBS=3")
@@ -78,6 +83,8 @@ def test_a_parallel_backup_is_stored_file_by_file_and_restores_equal_to_the_sour
         data = (stored / file["name"]).read_bytes()
         assert (len(data), hashlib.sha256(data).hexdigest()) == (file["size_bytes"], file["sha256"])
     assert manifest["size_bytes"] == sum(f["size_bytes"] for f in manifest["files"])
+    (files,) = [e for e in map(json.loads, run.stderr.splitlines()) if e["event"] == "backup.files"]
+    assert files["reported"] == len(names) - 1  # every file as pg_dump closed it, but the TOC
 
     orch.ok("restore", "--target", "backup")
     assert target.psql(CONTENT_SQL, target_db) == cluster.psql(CONTENT_SQL, db)
@@ -179,3 +186,177 @@ def test_an_encrypted_parallel_backup_in_two_stores_opens_with_age_and_pg_restor
     again_db = fresh_target(target)
     orch.ok("restore", "--target", target.url(again_db), extra_env=with_key)
     assert target.psql(CONTENT_SQL, again_db) == cluster.psql(CONTENT_SQL, db)
+
+
+def _two_folder_stores(
+    source: tuple[Any, str], orch_factory: Callable[..., Orchestrator], tmp: Path, **env: str
+) -> Orchestrator:
+    cluster, db = source
+    return orch_factory(
+        SOURCE_DATABASE_URL=cluster.url(db),
+        DUMP_JOBS="2",
+        STORAGE_URL=f"file://{tmp}/one",
+        STORAGE_URL_2=f"file://{tmp}/two",
+        **env,
+    )
+
+
+def test_a_file_missing_in_one_store_is_named_by_verify_and_read_from_the_other(
+    source: tuple[Any, str],
+    clusters: Clusters,
+    orch_factory: Callable[..., Orchestrator],
+    tmp_path: Path,
+) -> None:
+    cluster, db = source
+    target = clusters.get(17)
+    target_db = fresh_target(target)
+    orch = _two_folder_stores(
+        source, orch_factory, tmp_path, BACKUP_DATABASE_URL=target.url(target_db)
+    )
+    backup_id = orch.ok("backup").stdout.strip()
+    manifest = _manifest(tmp_path / "one")
+    data = max(manifest["files"], key=lambda f: f["size_bytes"])["name"]
+    (tmp_path / "one" / manifest["dump_key"] / data).unlink()
+    damaged = tmp_path / "two" / manifest["dump_key"] / "toc.dat"
+    damaged.write_bytes(damaged.read_bytes()[:-1] + b"!")
+
+    result = orch.run("verify", backup_id, "--json")
+    assert result.returncode == 1, result.stderr[-2000:]
+    report = json.loads(result.stdout)
+    assert report["stores"] == {
+        str(tmp_path / "one"): "failed",
+        str(tmp_path / "two"): "failed",
+    }
+    (missing,) = [p for p in report["problems"] if " is missing" in p]
+    assert data in missing and missing.endswith(f"in {tmp_path / 'one'}")
+    (corrupt,) = [p for p in report["problems"] if "toc.dat: " in p]
+    assert "sha256 differs" in corrupt and corrupt.endswith(f"in {tmp_path / 'two'}")
+    assert report["checks"]["toc"] == "ok"  # toc.dat read from the store whose copy is good
+
+    orch.ok("restore", "--target", "backup")  # each file from the store whose copy is good
+    assert target.psql(CONTENT_SQL, target_db) == cluster.psql(CONTENT_SQL, db)
+
+
+def test_sync_rekey_and_prune_handle_directory_backups(
+    source: tuple[Any, str],
+    clusters: Clusters,
+    orch_factory: Callable[..., Orchestrator],
+    tmp_path: Path,
+) -> None:
+    cluster, db = source
+    old_key, new_key = make_key(tmp_path, "old"), make_key(tmp_path, "new")
+    only_one = orch_factory(
+        SOURCE_DATABASE_URL=cluster.url(db),
+        DUMP_JOBS="2",
+        STORAGE_URL=f"file://{tmp_path}/one",
+        ARCHIVE_RECIPIENTS=old_key.recipient,
+    )
+    first = only_one.ok("backup").stdout.strip()
+    both = _two_folder_stores(source, orch_factory, tmp_path, ARCHIVE_RECIPIENTS=old_key.recipient)
+    synced = both.ok("sync").stdout
+    assert synced == f"copied {first}: {tmp_path / 'one'} -> {tmp_path / 'two'}\n"
+    one, two = _manifest(tmp_path / "one"), _manifest(tmp_path / "two")
+    assert one == two  # the same ciphertext, file by file
+    stored = sorted(p.name for p in (tmp_path / "two" / two["dump_key"]).iterdir())
+    assert stored == sorted(f"{f['name']}.age" for f in two["files"])
+
+    rekeyed = _two_folder_stores(
+        source,
+        orch_factory,
+        tmp_path,
+        ARCHIVE_RECIPIENTS=new_key.recipient,
+        ARCHIVE_IDENTITY_FILE=str(old_key.identity_file),
+    )
+    rekeyed.ok("rekey")
+    for store in ("one", "two"):
+        manifest = _manifest(tmp_path / store)
+        assert manifest["encryption"]["recipients"] == [new_key.recipient]
+        assert manifest["dump_key"] != one["dump_key"]  # a new generation's prefix
+        day = (tmp_path / store / manifest["dump_key"]).parent
+        assert [p.name for p in day.iterdir() if p.is_dir()] == [
+            manifest["dump_key"].rstrip("/").rsplit("/", 1)[-1]
+        ]  # the old files are gone
+    reader = _two_folder_stores(
+        source, orch_factory, tmp_path, ARCHIVE_IDENTITY_FILE=str(new_key.identity_file)
+    )
+    assert json.loads(reader.ok("verify", first, "--json").stdout)["ok"]
+
+    second = reader.ok("backup").stdout.strip()
+    assert second != first
+    policy = {"KEEP_LAST": "1", "KEEP_DAILY": "0", "KEEP_WEEKLY": "0", "KEEP_MONTHLY": "0"}
+    pruned = json.loads(reader.ok("prune", "--json", extra_env=policy).stdout)["stores"]
+    for store in pruned:
+        assert [b["id"] for b in store["backups"] if not b["keep"]] == [first]
+    for store in ("one", "two"):
+        left = [p.as_posix() for p in (tmp_path / store).rglob("*") if p.is_file()]
+        assert not any(first in key for key in left), left
+        assert any(second in key for key in left)
+
+
+def test_a_store_failing_a_file_keeps_nothing_and_the_other_store_has_the_backup(
+    source: tuple[Any, str],
+    s3_server: s3.S3Server,
+    orch_factory: Callable[..., Orchestrator],
+    tmp_path: Path,
+) -> None:
+    cluster, db = source
+    bucket = s3_server.new_bucket()
+    proxy = FaultyProxy(s3_server.endpoint)
+    proxy.rule = lambda method, path: method == "PUT" and "/toc.dat" in path
+    orch = orch_factory(
+        SOURCE_DATABASE_URL=cluster.url(db),
+        DUMP_JOBS="2",
+        STORAGE_URL_2=f"s3://{bucket}/dr",
+        S3_ENDPOINT_URL_2=proxy.endpoint,
+        AWS_ACCESS_KEY_ID_2=s3.WORKER_KEY,
+        AWS_SECRET_ACCESS_KEY_2=s3.WORKER_SECRET,
+    )
+    try:
+        result = orch.run("backup")
+    finally:
+        proxy.stop()
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "STORAGE_URL_2" in result.stderr.splitlines()[-1] and proxy.failed
+    listed = s3_server.client().list_objects_v2(Bucket=bucket)  # type: ignore[attr-defined]
+    assert [o["Key"] for o in listed.get("Contents", []) if "_orchestrator" not in o["Key"]] == []
+    manifest = _manifest(tmp_path / "store")
+    assert len(manifest["files"]) == len(
+        list((tmp_path / "store" / manifest["dump_key"]).iterdir())
+    )
+    alone = orch_factory()  # the folder store alone
+    assert json.loads(alone.ok("verify", manifest["id"], "--json").stdout)["ok"]
+
+
+def test_a_half_uploaded_directory_is_never_listed_and_prune_removes_it_after_its_grace(
+    source: tuple[Any, str], orch_factory: Callable[..., Orchestrator], tmp_path: Path
+) -> None:
+    cluster, db = source
+    orch = orch_factory(SOURCE_DATABASE_URL=cluster.url(db), DUMP_JOBS="2")
+    backup_id = orch.ok("backup").stdout.strip()
+    store = tmp_path / "store"
+    manifest = _manifest(store)
+    whole = store / manifest["dump_key"]
+    database, stamp = backup_id.rsplit("-", 1)
+    older, newer = f"{database}-{stamp[:9]}000000Z", f"{database}-{stamp[:8]}T235959Z"
+    for half, age in ((older, 3 * 86400), (newer, 0)):
+        folder = whole.parent / f"{half}.d"
+        folder.mkdir()
+        for path in list(whole.iterdir())[:3]:
+            (folder / path.name).write_bytes(path.read_bytes())
+            if age:
+                os.utime(folder / path.name, (time.time() - age, time.time() - age))
+    assert [b["id"] for b in json.loads(orch.ok("list", "--json").stdout)] == [backup_id]
+
+    dry = json.loads(orch.ok("prune", "--dry-run", "--json").stdout)
+    doomed = sorted(
+        f"{manifest['dump_key'].rsplit('/', 2)[0]}/{older}.d/{p.name}"
+        for p in (whole.parent / f"{older}.d").iterdir()
+    )
+    assert dry["orphans_removed"] == doomed
+    assert all(newer in key for key in dry["unrecognised"]) and len(dry["unrecognised"]) == 3
+    orch.ok("prune")
+    assert not (whole.parent / f"{older}.d").exists() or not any(
+        (whole.parent / f"{older}.d").iterdir()
+    )
+    assert len(list((whole.parent / f"{newer}.d").iterdir())) == 3  # may still be uploading
+    assert sorted(p.name for p in whole.iterdir()) == sorted(f["name"] for f in manifest["files"])

@@ -17,6 +17,7 @@ from orchestrator.operations.prune import (
     as_dict,
     classify,
     plan_prune,
+    stale_orphans,
     table_lines,
 )
 from orchestrator.retention import Duration, Policy
@@ -110,6 +111,70 @@ def test_classify_separates_foreign_objects_from_keys_of_no_backup():
         "shop/2026/01/01/shop-20260101T000000Z.dump",
         "shop/2026/01/02/shop-20260102T000000Z.manifest.json",
     ]
+
+
+NOW = datetime(2026, 3, 10, 12, tzinfo=UTC)
+DAY = Duration(days=1)
+
+
+def _orphans_of(manifests: list[Manifest], *objects: tuple[str, datetime]) -> list[str]:
+    infos = [ObjectInfo(key, 1, when) for key, when in objects]
+    return stale_orphans(infos, manifests, NOW, DAY)
+
+
+def test_a_half_uploaded_directory_older_than_the_grace_and_a_newer_backup_goes():
+    newer = manifest("shop", at(5))
+    old_dir = catalog.dir_key_for(catalog.new_backup_id("shop", at(4)))
+    old_dump = catalog.dump_key_for(catalog.new_backup_id("shop", at(3)), encrypted=True)
+    assert _orphans_of(
+        [newer], (old_dir + "toc.dat", at(4)), (old_dir + "1.dat.zst", at(4)), (old_dump, at(3))
+    ) == sorted([old_dir + "toc.dat", old_dir + "1.dat.zst", old_dump])
+
+
+@pytest.mark.parametrize(
+    ("what", "key_at", "written"),
+    [
+        ("written within the grace period", at(4), NOW - timedelta(hours=23)),
+        ("newer than the newest backup: a run still going", at(6), at(6)),
+        ("of a database with no backup in the store", None, at(1)),
+    ],
+)
+def test_orphans_are_kept_while_an_upload_may_still_run(what, key_at, written):
+    newest = manifest("shop", at(5))
+    database = "shop" if key_at is not None else "crm"
+    key = catalog.dir_key_for(catalog.new_backup_id(database, key_at or at(1))) + "9.dat"
+    assert _orphans_of([newest], (key, written)) == [], what
+
+
+def test_only_dump_objects_of_no_manifest_are_orphans():
+    kept = manifest(
+        "shop",
+        at(5),
+        format="directory",
+        dump_key=catalog.dir_key_for(catalog.new_backup_id("shop", at(5))),
+        files=[
+            {
+                "name": "toc.dat",
+                "size_bytes": 1,
+                "sha256": "0" * 64,
+                "plain_size_bytes": 1,
+                "plain_sha256": "0" * 64,
+            }
+        ],
+    )
+    newer = manifest("shop", at(6))
+    unreadable = catalog.manifest_key_for(catalog.new_backup_id("shop", at(2)))
+    stray = kept.dump_key + "7.dat"  # under a kept backup's prefix, not in its manifest
+    found = _orphans_of(
+        [kept, newer],
+        (kept.dump_key + "toc.dat", at(1)),
+        (stray, at(1)),
+        (newer.dump_key, at(1)),
+        (unreadable, at(1)),
+        ("notes.txt", at(1)),
+    )
+    assert found == []  # the stray is rekey's to remove (its id has a manifest)
+    assert stale_orphans([ObjectInfo("x", 1, at(1))], [newer], NOW, None) == []
 
 
 def test_reports_name_every_backup_and_what_was_left_alone():
