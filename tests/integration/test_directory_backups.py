@@ -14,11 +14,13 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Clusters, Orchestrator, load_sample, s3_env
+from tests.conftest import Clusters, Orchestrator, load_sample, s3_env, stop_with_sigterm
 from tests.harness import s3
 from tests.harness.faulty_proxy import FaultyProxy
+from tests.harness.folders import FolderPeak
 from tests.harness.keys import make_key
 from tests.harness.targets import CHECK_SQL, fresh_target
+from tests.harness.wrappers import wrap_tool
 
 pytestmark = pytest.mark.integration
 
@@ -93,6 +95,13 @@ def test_a_parallel_backup_is_stored_file_by_file_and_restores_equal_to_the_sour
     fetched = Path(orch.ok("fetch", backup_id, "-o", str(tmp_path)).stdout.strip())
     assert fetched == tmp_path / f"{backup_id}.d"
     assert sorted(p.name for p in fetched.iterdir()) == sorted(names)
+    assert "drill OK" in orch.ok("drill").stdout
+    target.psql("DROP TABLE public.docs", target_db)
+    orch.ok("restore", "--target", "backup", "--dump", str(fetched))  # the fetched folder
+    assert target.psql(CONTENT_SQL, target_db) == cluster.psql(CONTENT_SQL, db)
+    (fetched / names[1]).write_bytes(b"not the dump's")
+    refused = orch.run("restore", "--target", "backup", "--dump", str(fetched))
+    assert refused.returncode == 1 and names[1] in refused.stderr.splitlines()[-1]
 
 
 def test_dump_jobs_one_keeps_the_custom_format(
@@ -360,3 +369,61 @@ def test_a_half_uploaded_directory_is_never_listed_and_prune_removes_it_after_it
     )
     assert len(list((whole.parent / f"{newer}.d").iterdir())) == 3  # may still be uploading
     assert sorted(p.name for p in whole.iterdir()) == sorted(f["name"] for f in manifest["files"])
+
+
+FIND_OUT = 'for a in "$@"; do case "$a" in --file=*) OUT="${a#--file=}";; esac; done\n'
+
+
+def _stored_files(store: Path) -> list[str]:
+    return sorted(p.name for p in store.rglob("*") if p.is_file() and p.parent.name.endswith(".d"))
+
+
+@pytest.mark.parametrize("end", ["fails", "is stopped"])
+def test_a_parallel_dump_that_ends_badly_leaves_no_backup_and_removes_its_files(
+    source: tuple[Any, str],
+    clusters: Clusters,
+    orch_factory: Callable[..., Orchestrator],
+    tmp_path: Path,
+    end: str,
+) -> None:
+    """pg_dump writes every data file (each stored as it closes) and then fails, or hangs
+    until the run is stopped: no manifest anywhere, nothing listed, no file left."""
+    cluster, db = source
+    after = "exit 1\n" if end == "fails" else "sleep 60\n"
+    body = FIND_OUT + '"$REAL" "$@" || exit $?\nrm -f "$OUT/toc.dat"\n' + after
+    wrapped = wrap_tool(tmp_path / "bin", cluster.bin_dir, "pg_dump", body)
+    store = tmp_path / "store"
+    orch = orch_factory(
+        SOURCE_DATABASE_URL=cluster.url(db), DUMP_JOBS="2", PG_BIN_DIRS=str(wrapped)
+    )
+    if end == "fails":
+        result = orch.run("backup")
+        assert result.returncode == 1, result.stderr[-2000:]
+    else:
+        proc = orch.start("backup")
+        deadline = time.monotonic() + 60
+        while not _stored_files(store) and time.monotonic() < deadline:
+            time.sleep(0.05)  # the data files go to the store while "pg_dump" still runs
+        assert _stored_files(store), "no file was stored while pg_dump ran"
+        stop_with_sigterm(proc)
+    assert list(store.rglob("*.manifest.json")) == []
+    assert _stored_files(store) == []
+    assert json.loads(orch.ok("list", "--json").stdout) == []
+
+
+def test_work_dir_holds_one_copy_of_an_encrypted_parallel_dump(
+    source: tuple[Any, str], orch_factory: Callable[..., Orchestrator], tmp_path: Path
+) -> None:
+    key = make_key(tmp_path, "key")
+    work = tmp_path / "work"
+    work.mkdir()
+    orch = _two_folder_stores(source, orch_factory, tmp_path, ARCHIVE_RECIPIENTS=key.recipient)
+    sampler = FolderPeak(work)
+    try:
+        orch.ok("backup", extra_env={"WORK_DIR": str(work)})
+    finally:
+        peak = sampler.stop()
+    manifest = _manifest(tmp_path / "one")
+    plain = manifest["plain_size_bytes"]
+    assert 0.9 * plain <= peak <= 1.05 * plain, f"peak {peak} for a dump of {plain} bytes"
+    assert manifest == _manifest(tmp_path / "two")

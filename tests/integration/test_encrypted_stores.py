@@ -3,11 +3,9 @@ rekey; and that no identity or secret ever shows in a log line."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,6 +20,7 @@ from orchestrator.storage import s3 as s3_backend
 from tests.conftest import Clusters, Orchestrator, load_sample, s3_env
 from tests.harness import s3
 from tests.harness.faulty_proxy import FaultyProxy
+from tests.harness.folders import FolderPeak
 from tests.harness.keys import KeyPair, make_key
 from tests.harness.recorder import Recorder
 from tests.harness.targets import CHECK_SQL, fresh_target, old_content
@@ -320,30 +319,6 @@ def add_noise(s: Setup, rows: int = 250_000) -> None:
         f" md5(random()::text) AS b FROM generate_series(1, {rows}) AS g",
         s.db,
     )
-
-
-class FolderPeak:
-    """The most bytes a folder held (files under it, sampled every few milliseconds)."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.peak = 0
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-
-    def _sample(self) -> None:
-        while not self._done.wait(0.002):
-            total = 0
-            for path in self.folder.rglob("*"):
-                with contextlib.suppress(OSError):
-                    total += path.stat().st_size if path.is_file() else 0
-            self.peak = max(self.peak, total)
-
-    def stop(self) -> int:
-        self._done.set()
-        self._thread.join()
-        return self.peak
 
 
 @pytest.mark.parametrize("after", [1000, 7 * PART // 5], ids=["at-once", "after-a-part"])
