@@ -111,6 +111,19 @@ class BackupDoc(TypedDict, total=False):
     stores: list[str]
 
 
+class RunningDoc(TypedDict, total=False):
+    """A job running now (progress.Activity): its kind, start, running steps and counts."""
+
+    kind: str
+    started_at: str
+    seconds: float
+    steps: list[str]
+    dumped_bytes: int
+    stored_bytes: int
+    tables_done: int
+    tables_total: int
+
+
 class TargetDoc(TypedDict, total=False):
     """One restore target and what it holds now."""
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import structlog
 
-from orchestrator import cancel, history, tasks
+from orchestrator import cancel, history, progress, tasks
 from orchestrator.conninfo import ConnInfo
 from orchestrator.errors import (
     AlreadyRunning,
@@ -82,7 +82,7 @@ def _step(report: CycleReport, name: str, work: Callable[[], dict[str, Any] | No
     Every log line written while the step runs carries `step=<name>`.
     """
     started = time.monotonic()
-    with structlog.contextvars.bound_contextvars(step=name):
+    with structlog.contextvars.bound_contextvars(step=name), progress.step(name):
         log.info("step.start")
         try:
             detail = work() or {}
@@ -147,7 +147,7 @@ def pipeline(job: Job, notifier: Notifier | None = None) -> PipelineResult:
             lock_error = _take_lock(stack, source)
             if lock_error is None:
                 _take_store_locks(stack, store, source.database)
-        with (notifier or notifier_from(job)).cycle(run_id) as report:
+        with (notifier or notifier_from(job)).cycle(run_id) as report, progress.running("cycle"):
             _run_cycle(job, store, targets, lock_error, report)
     return PipelineResult(report)
 

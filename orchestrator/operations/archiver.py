@@ -12,6 +12,7 @@ removes after its grace period).
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -19,7 +20,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from orchestrator import catalog, tasks
+from orchestrator import catalog, progress, tasks
 from orchestrator.catalog import DumpFile, Encryption, Manifest
 from orchestrator.errors import IntegrityError, JobError, OrchestratorError
 from orchestrator.logs import get_logger, with_context
@@ -38,6 +39,7 @@ from orchestrator.storage import Storage
 from orchestrator.storage.multi import NamedStore, Outcome, fan_out
 
 log = get_logger(__name__)
+_TABLE_DATA = re.compile(r"^\d+\.dat(\.\w+)?$")  # a table's rows (not toc.dat, not blobs)
 FILES_AT_ONCE = 2  # files streamed at once; each holds at most two parts per store in memory
 
 
@@ -100,7 +102,9 @@ class Archiver:
         stored manifest and the stores holding it. Raises UploadFailed when a store does
         not hold it (the others do), EncryptionError when no store does."""
         if not dump.manifest.directory:  # its id is checked by the caller (with_unused_id)
-            return archive_everywhere(self._open or self._stores(), dump, self._recipients)
+            stored = archive_everywhere(self._open or self._stores(), dump, self._recipients)
+            progress.now_running().add_stored(dump.manifest.plain_size)
+            return stored
         early = len(self._submitted)  # handed over as pg_dump closed them
         names = sorted(path.name for path in dump.path.iterdir())
         log.info("backup.files", backup_id=dump.manifest.id, files=len(names), reported=early)
@@ -116,6 +120,8 @@ class Archiver:
             if path.name not in self._submitted:
                 work = with_context(self._store_file)
                 self._submitted[path.name] = self._pool.submit(work, path)
+                if _TABLE_DATA.match(path.name):
+                    progress.now_running().table_done()
 
     def _live(self) -> list[NamedStore]:
         usable = self._open.usable if self._open else []
@@ -147,6 +153,8 @@ class Archiver:
                 stores, lambda store: stored_file(store.storage, planned, file, path)
             )
         self._record(outcomes)
+        if any(outcome.ok for outcome in outcomes):
+            progress.now_running().add_stored(path.stat().st_size)
 
     def _record(self, outcomes: list[Outcome[DumpFile]]) -> None:
         with self._lock:

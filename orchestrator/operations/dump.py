@@ -16,7 +16,7 @@ from typing import Protocol
 
 import psycopg
 
-from orchestrator import __version__, catalog, closed_files
+from orchestrator import __version__, catalog, closed_files, progress
 from orchestrator.catalog import Manifest
 from orchestrator.conninfo import ConnInfo
 from orchestrator.errors import CommandFailed, ConfigError
@@ -89,8 +89,12 @@ def take_dump(job: Job, folder: Path, sink: DumpSink | None = None) -> LocalDump
             update={"source_identity": queries.cluster_identity(snap.conn)}
         )
         out = folder / planned.dump_key.rstrip("/").rsplit("/", 1)[-1]
+        activity = progress.now_running()
+        activity.watched = out
         if planned.directory:
             out.mkdir()
+            if options.dumps_every_table:
+                activity.tables_total = queries.tables_with_rows(snap.conn)
             planned = sink.start(planned) if sink is not None else planned
         log.info(
             "backup.dump",

@@ -138,6 +138,16 @@ def user_tables(conn: Conn, *, outside_extensions: bool = False) -> list[TableNa
     return [(str(s), str(t)) for s, t in rows]
 
 
+def tables_with_rows(conn: Conn) -> int:
+    """Give how many tables hold rows of their own (not partitioned parents), outside
+    system schemas and extensions: the data files a full dump writes."""
+    query = "SELECT count(*) FROM (" + _USER_TABLES + _OUTSIDE_EXTENSIONS + ") AS t"
+    query = query.replace("c.relkind IN ('r', 'p')", "c.relkind = 'r'")
+    row = conn.execute(query).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
 def count_rows(conn: Conn, tables: Iterable[TableName]) -> dict[str, int]:
     """Give exact row counts as {"schema.table": n}, counting each table without its children."""
     return {table_key(schema, table): _count(conn, schema, table) for schema, table in tables}

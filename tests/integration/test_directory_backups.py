@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from orchestrator import progress
 from tests.conftest import Clusters, Orchestrator, load_sample, s3_env, stop_with_sigterm
 from tests.harness import s3
 from tests.harness.faulty_proxy import FaultyProxy
@@ -427,3 +428,29 @@ def test_work_dir_holds_one_copy_of_an_encrypted_parallel_dump(
     plain = manifest["plain_size_bytes"]
     assert 0.9 * plain <= peak <= 1.05 * plain, f"peak {peak} for a dump of {plain} bytes"
     assert manifest == _manifest(tmp_path / "two")
+
+
+def test_a_long_dump_logs_its_progress_bytes_and_tables(
+    source: tuple[Any, str],
+    orch_factory: Callable[..., Orchestrator],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Off a terminal, a `progress` event every LOG_EVERY (30 s; here a tenth of a second)
+    says what runs and how far: bytes dumped and stored, tables done of the total."""
+    cluster, db = source
+    monkeypatch.setattr(progress, "LOG_EVERY", 0.1)
+    slow = wrap_tool(tmp_path / "bin", cluster.bin_dir, "pg_dump", '"$REAL" "$@" && sleep 1\n')
+    orch = orch_factory(
+        SOURCE_DATABASE_URL=cluster.url(db), DUMP_JOBS="2", PG_BIN_DIRS=str(slow), LOG_FORMAT="json"
+    )
+    run = orch.ok("backup")
+    events = [e for e in map(json.loads, run.stderr.splitlines()) if e["event"] == "progress"]
+    assert events, run.stderr[-2000:]
+    last_of_dump = [e for e in events if e["steps"] == ["dump"]][-1]
+    manifest = _manifest(tmp_path / "store")
+    data_files = [f for f in manifest["files"] if f["name"][0].isdigit()]
+    assert last_of_dump["tables_done"] == last_of_dump["tables_total"] == len(data_files)
+    assert last_of_dump["dumped_bytes"] == manifest["plain_size_bytes"]  # every file written
+    assert last_of_dump["stored_bytes"] > 0  # the data files went up while pg_dump ran
+    assert last_of_dump["kind"] == "backup"
