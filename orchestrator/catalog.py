@@ -284,10 +284,16 @@ def read_manifest(storage: Storage, key: str) -> Manifest:
     """Load and validate one manifest. Raises NotFound, StorageError, or JobError when invalid."""
     raw = storage.get_bytes(key)
     try:
-        return Manifest.model_validate_json(raw)
+        manifest = Manifest.model_validate_json(raw)
     except ValidationError as exc:
         first = exc.errors()[0]["msg"]
         raise IntegrityError(f"manifest {storage.describe(key)} is invalid: {first}") from None
+    if manifest.directory != (TOC_FILE in {file.name for file in manifest.files}):
+        raise IntegrityError(
+            f"manifest {storage.describe(key)} is invalid: a directory dump lists its files "
+            "with toc.dat, a single-file dump none"
+        )
+    return manifest
 
 
 def list_backups(storage: Storage, database: str | None = None) -> list[Manifest]:

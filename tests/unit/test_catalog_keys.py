@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
 from orchestrator import catalog
+from orchestrator.errors import IntegrityError
 from orchestrator.storage import ObjectInfo
+from orchestrator.storage.local import LocalStorage
 
 ID = "shop-20261130T060000Z"
 FOLDER = "shop/2026/11/30"
@@ -106,3 +110,43 @@ def test_foreign_objects_skip_dumps_manifests_and_state() -> None:
     ]
     foreign = [o.key for o in catalog.foreign_objects(ObjectInfo(k, 1, when) for k in keys)]
     assert foreign == [f"{FOLDER}/readme.txt", f"{FOLDER}/{ID}.dump.bak"]
+
+
+@pytest.mark.parametrize(
+    ("changes", "why"),
+    [
+        ({"format": "directory", "dump_key": f"{FOLDER}/{ID}.d/"}, "no files"),
+        (
+            {
+                "format": "directory",
+                "dump_key": f"{FOLDER}/{ID}.d/",
+                "files": [_file("3456.dat", "a" * 64).model_dump()],
+            },
+            "no table of contents",
+        ),
+        ({"files": [_file("toc.dat", "a" * 64).model_dump()]}, "files of a single-file dump"),
+    ],
+)
+def test_a_manifest_whose_files_do_not_match_its_format_is_no_backup(
+    tmp_path: Path, changes: dict[str, object], why: str
+) -> None:
+    storage = LocalStorage(tmp_path, "STORAGE_URL")
+    storage.initialise()
+    document = {
+        "id": ID,
+        "created_at": "2026-11-30T06:00:00Z",
+        "database": "shop",
+        "dump_key": f"{FOLDER}/{ID}.dump",
+        "size_bytes": 1,
+        "sha256": "0" * 64,
+        "server_version": "17.2",
+        "server_version_num": 170002,
+        "pg_dump_version": "17.2",
+        "duration_seconds": 1.0,
+        **changes,
+    }
+    key = catalog.manifest_key_for(ID)
+    storage.put_bytes(key, json.dumps(document).encode())
+    with pytest.raises(IntegrityError, match="a directory dump lists its files"):
+        catalog.read_manifest(storage, key)
+    assert catalog.list_backups(storage) == [], why
