@@ -22,7 +22,7 @@ from typing import Any
 
 from orchestrator import catalog, progress, tasks
 from orchestrator.catalog import DumpFile, Encryption, Manifest
-from orchestrator.errors import IntegrityError, JobError, OrchestratorError
+from orchestrator.errors import IntegrityError, Interrupted, JobError, OrchestratorError
 from orchestrator.logs import get_logger, with_context
 from orchestrator.operations.common import sha256_of
 from orchestrator.operations.dump import LocalDump
@@ -59,8 +59,7 @@ class Archiver:
         self._submitted: dict[str, Future[None]] = {}
         self._planned: Manifest | None = None
         self._open: OpenStores | None = None
-        self._files: dict[str, dict[str, DumpFile]] = {}  # store label -> name -> file
-        self._failed: dict[str, OrchestratorError] = {}  # store label -> its first error
+        self._tally = FileTally([])
         self._complete: set[str] = set()  # labels of the stores holding the manifest
 
     def __enter__(self) -> Archiver:
@@ -88,7 +87,7 @@ class Archiver:
                 update={"encryption": Encryption(recipients=tuple(self._recipients))}
             )
         self._planned = free
-        self._files = {store.label: {} for store in self._open.usable}
+        self._tally = FileTally(self._open.usable)
         return free
 
     def closed(self, path: Path) -> None:
@@ -123,14 +122,10 @@ class Archiver:
                 if _TABLE_DATA.match(path.name):
                     progress.now_running().table_done()
 
-    def _live(self) -> list[NamedStore]:
-        usable = self._open.usable if self._open else []
-        return [store for store in usable if store.label not in self._failed]
-
     def _store_file(self, path: Path) -> None:
         """Store one file in every store still taking files; record each store's outcome."""
         planned = self._planned
-        stores = self._live()
+        stores = self._tally.live()
         if planned is None or not stores:
             return
         if self._recipients:
@@ -152,28 +147,20 @@ class Archiver:
             outcomes = fan_out(
                 stores, lambda store: stored_file(store.storage, planned, file, path)
             )
-        self._record(outcomes)
+        self._tally.record(outcomes)
         if any(outcome.ok for outcome in outcomes):
             progress.now_running().add_stored(path.stat().st_size)
-
-    def _record(self, outcomes: list[Outcome[DumpFile]]) -> None:
-        with self._lock:
-            for outcome in outcomes:
-                label = outcome.store.label
-                if outcome.error is not None:
-                    self._failed.setdefault(label, outcome.error)
-                    log.error("backup.file_failed", store=label, error=str(outcome.error))
-                elif outcome.value is not None:
-                    self._files[label][outcome.value.name] = outcome.value
 
     def _manifests(self, dumped: Manifest, names: list[str]) -> Archived:
         """Write the manifest of the dump's files `names` in each live store; remove what
         failed stores hold."""
         opened = self._open or OpenStores([], [])
-        outcomes = fan_out(self._live(), lambda store: self._manifest_in(store, dumped, names))
+        outcomes = fan_out(
+            self._tally.live(), lambda store: self._manifest_in(store, dumped, names)
+        )
         failed = [
             *opened.failed,
-            *((s, e) for s in opened.usable if (e := self._failed.get(s.label))),
+            *((s, e) for s in opened.usable if (e := self._tally.failed.get(s.label))),
         ]
         failed += [(o.store, o.error) for o in outcomes if o.error is not None]
         self._remove_from([store for store, _error in failed if store in opened.usable])
@@ -192,7 +179,7 @@ class Archiver:
         return Archived(manifest, [o.store for o in done], report)
 
     def _manifest_in(self, store: NamedStore, dumped: Manifest, names: list[str]) -> Manifest:
-        files = self._files[store.label]
+        files = self._tally.held(store)
         missing = sorted(set(names) - files.keys())
         if missing:
             raise JobError(f"files {', '.join(missing)} of backup {dumped.id} were not stored")
@@ -206,15 +193,9 @@ class Archiver:
 
     def _remove_from(self, stores: list[NamedStore]) -> None:
         """Delete every object of the planned directory dump from `stores` (best effort)."""
-        planned = self._planned
-        if planned is None or not planned.directory:
-            return
-        for store in stores:
-            try:
-                keys = [info.key for info in store.storage.list(planned.dump_key)]
-                store.storage.delete(keys)
-            except Exception as exc:
-                log.warning("backup.cleanup_failed", store=store.label, error=str(exc))
+        if self._planned is not None and self._planned.directory:
+            for store in stores:
+                remove_prefix(store, self._planned.dump_key)
 
 
 def directory_sums(files: tuple[DumpFile, ...]) -> dict[str, Any]:
@@ -258,3 +239,89 @@ def _check_size(storage: Storage, key: str, size: int) -> None:
         raise IntegrityError(
             f"{storage.describe(key)} holds {stored} bytes after the upload, not {size}"
         )
+
+
+class FileTally:
+    """Which files each store holds so far, and the first error of each store that failed
+    (it gets no more files). Thread-safe."""
+
+    def __init__(self, stores: Sequence[NamedStore]) -> None:
+        self.stores = list(stores)
+        self._files: dict[str, dict[str, DumpFile]] = {store.label: {} for store in stores}
+        self.failed: dict[str, OrchestratorError] = {}
+        self._lock = threading.Lock()
+
+    def live(self) -> list[NamedStore]:
+        """The stores that have not failed."""
+        with self._lock:
+            return [store for store in self.stores if store.label not in self.failed]
+
+    def record(self, outcomes: Sequence[Outcome[DumpFile]]) -> None:
+        """Count each store's outcome of storing one file."""
+        with self._lock:
+            for outcome in outcomes:
+                label = outcome.store.label
+                if outcome.error is not None:
+                    self.failed.setdefault(label, outcome.error)
+                    log.error("backup.file_failed", store=label, error=str(outcome.error))
+                elif outcome.value is not None:
+                    self._files[label][outcome.value.name] = outcome.value
+
+    def fail(self, stores: Sequence[NamedStore], error: OrchestratorError) -> None:
+        """`stores` failed with `error` (each keeps its first error)."""
+        with self._lock:
+            for store in stores:
+                self.failed.setdefault(store.label, error)
+
+    def held(self, store: NamedStore) -> dict[str, DumpFile]:
+        """The files `store` holds, by name."""
+        with self._lock:
+            return dict(self._files[store.label])
+
+
+def copy_file_by_file(
+    stores: Sequence[NamedStore],
+    files: Sequence[DumpFile],
+    fetch: Callable[[DumpFile, Path], None],
+    put: Callable[[list[NamedStore], DumpFile, Path], list[Outcome[DumpFile]]],
+    planned: Manifest,
+    folder: Path,
+) -> list[Outcome[Manifest]]:
+    """Store a directory backup's `files` in `stores` one at a time, as `planned` lays them
+    out: `fetch(file, path)` writes a file into `folder` (once for every store), `put(live,
+    file, path)` stores it in the stores still going. Then each store that got every file
+    gets `planned`'s manifest with its files; a store that failed gets nothing and what it
+    received is deleted. Give each store's outcome (its manifest), in store order."""
+    tally = FileTally(stores)
+    for file in files:
+        live = tally.live()
+        if not live:
+            break
+        path = folder / file.name
+        try:
+            fetch(file, path)
+            tally.record(put(live, file, path))
+        except Interrupted:
+            raise
+        except OrchestratorError as exc:
+            tally.fail(live, exc)
+        finally:
+            path.unlink(missing_ok=True)
+
+    def manifest_in(store: NamedStore) -> Manifest:
+        if store.label in tally.failed:
+            remove_prefix(store, planned.dump_key)
+            raise tally.failed[store.label]
+        manifest = planned.model_copy(update=directory_sums(tuple(tally.held(store).values())))
+        store.storage.put_bytes(manifest.manifest_key, manifest.to_json())
+        return manifest
+
+    return fan_out(stores, manifest_in)
+
+
+def remove_prefix(store: NamedStore, prefix: str) -> None:
+    """Delete every object under `prefix` in `store` (best effort: logged when it fails)."""
+    try:
+        store.storage.delete([info.key for info in store.storage.list(prefix)])
+    except OrchestratorError as exc:
+        log.warning("backup.cleanup_failed", store=store.label, error=str(exc))

@@ -78,39 +78,19 @@ def take_dump(job: Job, folder: Path, sink: DumpSink | None = None) -> LocalDump
     started_at = datetime.now(UTC)
     started = time.monotonic()
     with queries.exported_snapshot(source, SOURCE) as snap:
-        server = queries.server_info(snap.conn)
-        client = client_for(job, "pg_dump", server.major, f"the source runs {server.version}")
-        jobs, why = choose_jobs(
-            job.dump.jobs, job.dump.parallel_from, queries.database_size(snap.conn)
-        )
-        options = dataclasses.replace(dump_options(job, client.major), jobs=jobs)
-        planned = _planned(source.database, started_at, server, client, options, why)
-        planned = planned.model_copy(
-            update={"source_identity": queries.cluster_identity(snap.conn)}
-        )
+        planned, client, options = _plan(job, snap, started_at)
         out = folder / planned.dump_key.rstrip("/").rsplit("/", 1)[-1]
         activity = progress.now_running()
         activity.watched = out
+        watching: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
         if planned.directory:
             out.mkdir()
             if options.dumps_every_table:
                 activity.tables_total = queries.tables_with_rows(snap.conn)
-            planned = sink.start(planned) if sink is not None else planned
-        log.info(
-            "backup.dump",
-            backup_id=planned.id,
-            server=server.version,
-            pg_dump=client.version,
-            compression=options.compress or "pg_dump's default",
-            format=planned.format,
-            jobs=jobs,
-            why=why,
-        )
-        watching = (
-            closed_files.reporting_closed(out, sink.closed)
-            if planned.directory and sink is not None
-            else contextlib.nullcontext()
-        )
+            if sink is not None:
+                planned = sink.start(planned)
+                watching = closed_files.reporting_closed(out, sink.closed)
+        log.info("backup.dump", backup_id=planned.id, format=planned.format, jobs=options.jobs)
         try:
             with watching:
                 counts, sha256, facts = _dump_in_snapshot(source, snap, client, out, options)
@@ -132,6 +112,30 @@ def take_dump(job: Job, folder: Path, sink: DumpSink | None = None) -> LocalDump
         }
     )
     return LocalDump(out, manifest)
+
+
+def _plan(
+    job: Job, snap: queries.Snapshot, started_at: datetime
+) -> tuple[Manifest, ClientSet, DumpOptions]:
+    """The dump about to start in `snap`: its manifest (sizes, hashes and counts to come),
+    the pg_dump to run and its options, connections chosen by the database's size."""
+    server = queries.server_info(snap.conn)
+    client = client_for(job, "pg_dump", server.major, f"the source runs {server.version}")
+    size = queries.database_size(snap.conn)
+    jobs, why = choose_jobs(job.dump.jobs, job.dump.parallel_from, size)
+    options = dataclasses.replace(dump_options(job, client.major), jobs=jobs)
+    planned = _planned(job.require_source().database, started_at, server, client, options, why)
+    log.info(
+        "backup.plan",
+        server=server.version,
+        pg_dump=client.version,
+        compression=options.compress or "pg_dump's default",
+        database_bytes=size,
+        jobs=jobs,
+        why=why,
+    )
+    identity = queries.cluster_identity(snap.conn)
+    return planned.model_copy(update={"source_identity": identity}), client, options
 
 
 def _planned(

@@ -23,12 +23,12 @@ from orchestrator.errors import ConfigError, IntegrityError, Interrupted, Orches
 from orchestrator.job import Job
 from orchestrator.logs import get_logger
 from orchestrator.operations import directory
-from orchestrator.operations.archiver import directory_sums, sealed_file
+from orchestrator.operations.archiver import copy_file_by_file, sealed_file
 from orchestrator.operations.common import work_dir
 from orchestrator.operations.fetch import plain_copy
 from orchestrator.operations.upload import SealedPut, sealed_to_each
 from orchestrator.storage.locks import store_locks
-from orchestrator.storage.multi import NamedStore, Outcome, fan_out
+from orchestrator.storage.multi import NamedStore, Outcome
 
 log = get_logger(__name__)
 
@@ -138,7 +138,9 @@ def _rekey_backup(
     generation = secrets.token_hex(4)
     by_store = {c.store.label: c for c in copies}
     if backup.manifest.directory:
-        redone = _rekey_directory(backup, copies, recipients, identities, folder, generation)
+        redone = _rekey_directory(
+            backup, copies, recipients, identities, folder, generation, result
+        )
         _record(backup_id, redone, result)
         return
     try:
@@ -214,6 +216,7 @@ def _rekey_directory(
     identities: list[crypto.Identity],
     folder: Path,
     generation: str,
+    result: RekeyResult,
 ) -> list[Outcome[Manifest]]:
     """Re-encrypt a directory backup's stale `copies` file by file under a new prefix:
     each plain file from the first good copy, encrypted once for every store; then each
@@ -226,41 +229,26 @@ def _rekey_directory(
             "format_version": catalog.FORMAT_VERSION,
         }
     )
+
+    def put(live: list[NamedStore], file: DumpFile, path: Path) -> list[Outcome[DumpFile]]:
+        return sealed_to_each(
+            live,
+            path,
+            recipients,
+            functools.partial(sealed_file, planned, path),
+            (file.plain_size_bytes, file.plain_sha256),
+        )
+
     stores = [copy.store for copy in copies]
-    files: dict[str, list[DumpFile]] = {store.label: [] for store in stores}
-    failed: dict[str, OrchestratorError] = {}
-    for file in old.files:
-        live = [store for store in stores if store.label not in failed]
-        path = folder / file.name
-        try:
-            directory.plain_from_any(backup, file, path, identities)
-            outcomes = sealed_to_each(
-                live,
-                path,
-                recipients,
-                functools.partial(sealed_file, planned, path),
-                (file.plain_size_bytes, file.plain_sha256),
-            )
-        except Interrupted:
-            raise
-        except OrchestratorError as exc:
-            failed.update(dict.fromkeys((s.label for s in live), exc))
-            break
-        finally:
-            path.unlink(missing_ok=True)
-        for outcome in outcomes:
-            if outcome.error is not None:
-                failed.setdefault(outcome.store.label, outcome.error)
-            elif outcome.value is not None:
-                files[outcome.store.label].append(outcome.value)
-
-    def replace(store: NamedStore) -> Manifest:
-        if store.label in failed:
-            store.storage.delete([i.key for i in store.storage.list(planned.dump_key)])
-            raise failed[store.label]
-        new = planned.model_copy(update=directory_sums(tuple(files[store.label])))
-        store.storage.put_bytes(new.manifest_key, new.to_json())
-        store.storage.delete(catalog.stray_dumps(store.storage, new))
-        return new
-
-    return fan_out(stores, replace)
+    outcomes = copy_file_by_file(
+        stores,
+        old.files,
+        lambda file, path: directory.plain_from_any(backup, file, path, identities),
+        put,
+        planned,
+        folder,
+    )
+    for outcome in outcomes:  # the old files go once the new manifest is in place
+        if outcome.ok and outcome.value is not None:
+            _remove_strays(Copy(outcome.store, outcome.value), result)
+    return outcomes

@@ -12,6 +12,7 @@ that lacks it. Encrypted backups are copied as they are.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,7 @@ from orchestrator.errors import Interrupted, OrchestratorError
 from orchestrator.job import Job
 from orchestrator.logs import get_logger
 from orchestrator.operations import directory
-from orchestrator.operations.archiver import directory_sums, sealed_file, stored_file
+from orchestrator.operations.archiver import copy_file_by_file, sealed_file, stored_file
 from orchestrator.operations.common import work_dir
 from orchestrator.operations.dump import LocalDump
 from orchestrator.operations.fetch import download_any
@@ -160,69 +161,31 @@ def _copy_directory(
     """Copy a directory backup into each of `lacking`, file by file: each stored file from
     the first store whose copy of it is good, as it is stored (a plain backup's files
     encrypted on the way when there are `recipients`), then each store's manifest. Give
-    each store's outcome with the store its first file came from."""
+    each store's outcome with the store the copy came from."""
     source = backup.copies[0]
     seal = bool(recipients) and not source.manifest.encrypted
-    sealed = source.manifest.model_copy(
+    planned = source.manifest.model_copy(
         update={"encryption": Encryption(recipients=tuple(recipients))} if seal else {}
     )
-    files: dict[str, list[DumpFile]] = {store.label: [] for store in lacking}
-    failed: dict[str, OrchestratorError] = {}
-    for file in source.manifest.files:
-        live = [store for store in lacking if store.label not in failed]
-        path = folder / file.name
-        try:
-            _download_stored(backup, file.name, path)
-        except Interrupted:
-            raise
-        except OrchestratorError as exc:
-            failed.update(dict.fromkeys((s.label for s in live), exc))
-            break
-        for outcome in _put_file(live, sealed, file, path, recipients if seal else []):
-            if outcome.error is not None:
-                failed.setdefault(outcome.store.label, outcome.error)
-            elif outcome.value is not None:
-                files[outcome.store.label].append(outcome.value)
-        path.unlink()
 
-    def manifest_in(store: NamedStore) -> Manifest:
-        if store.label in failed:
-            _remove_prefix(store, sealed.dump_key)
-            raise failed[store.label]
-        manifest = sealed.model_copy(update=directory_sums(tuple(files[store.label])))
-        store.storage.put_bytes(manifest.manifest_key, manifest.to_json())
-        return manifest
-
-    return [(source.store.label, o) for o in fan_out(lacking, manifest_in)]
-
-
-def _download_stored(backup: Located, name: str, dest: Path) -> None:
-    """The stored object of file `name`, from the first store whose copy of it is good."""
-    by_label = {c.store.label: c for c in backup.copies}
-    first_success(
-        [c.store for c in backup.copies],
-        lambda store: directory.download_file(by_label[store.label], name, dest),
-        f"read file {name} of backup {backup.manifest.id}",
-    )
-
-
-def _put_file(
-    stores: list[NamedStore], manifest: Manifest, file: DumpFile, path: Path, recipients: list[str]
-) -> list[Outcome[DumpFile]]:
-    """Store one file as it is (or encrypted to `recipients`) in every store at once."""
-    if recipients:
-        return sealed_to_each(
-            stores,
-            path,
-            recipients,
-            lambda store, put: sealed_file(manifest, path, store, put),
-            (file.plain_size_bytes, file.plain_sha256),
+    def fetch(file: DumpFile, path: Path) -> None:
+        by_label = {c.store.label: c for c in backup.copies}
+        first_success(
+            [c.store for c in backup.copies],
+            lambda store: directory.download_file(by_label[store.label], file.name, path),
+            f"read file {file.name} of backup {backup.manifest.id}",
         )
-    return fan_out(stores, lambda store: stored_file(store.storage, manifest, file, path))
 
+    def put(live: list[NamedStore], file: DumpFile, path: Path) -> list[Outcome[DumpFile]]:
+        if seal:
+            return sealed_to_each(
+                live,
+                path,
+                recipients,
+                functools.partial(sealed_file, planned, path),
+                (file.plain_size_bytes, file.plain_sha256),
+            )
+        return fan_out(live, lambda store: stored_file(store.storage, planned, file, path))
 
-def _remove_prefix(store: NamedStore, prefix: str) -> None:
-    try:
-        store.storage.delete([info.key for info in store.storage.list(prefix)])
-    except OrchestratorError as exc:
-        log.warning("sync.cleanup_failed", store=store.label, error=str(exc))
+    outcomes = copy_file_by_file(lacking, source.manifest.files, fetch, put, planned, folder)
+    return [(source.store.label, outcome) for outcome in outcomes]
