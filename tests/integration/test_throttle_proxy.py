@@ -163,3 +163,24 @@ def test_psql_and_pg_dump_see_the_server_as_they_do_directly(
     assert client(source, "psql", proxy.port, *query).strip() == b"3000"
     assert proxy.opened == 2
     assert proxy.bytes_down >= len(direct)
+
+
+def test_stopping_the_proxy_cuts_the_connections_it_holds(source: Cluster) -> None:
+    proxy = start_throttle(source.port, RATE)
+    env = {**os.environ, "PGPASSWORD": PASSWORD, "PGSSLMODE": "disable"}
+    argv = [str(source.bin_dir / "psql"), "-X", "-h", "127.0.0.1", "-p", str(proxy.port)]
+    waiting = subprocess.Popen(
+        [*argv, "-U", SUPERUSER, "-d", "throttled", "-c", "SELECT pg_sleep(20)"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    while proxy.opened == 0:
+        time.sleep(0.01)
+    started = time.monotonic()
+    proxy.stop()
+    _out, err = waiting.communicate(timeout=20)
+    assert time.monotonic() - started < 5
+    assert waiting.returncode != 0, err
+    with pytest.raises(subprocess.CalledProcessError):  # nothing listens any more
+        client(source, "psql", proxy.port, "-X", "-d", "throttled", "-c", "SELECT 1")
