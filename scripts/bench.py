@@ -700,7 +700,7 @@ def main() -> None:
     source_c = postgres.start_cluster(major, bins[major], quiet)
     targets = [postgres.start_cluster(major, bins[major], quiet) for _ in range(2)]
     store = s3.start_s3()
-    second = s3.start_s3() if set("ewz") & set(lines) else None
+    second = s3.start_s3() if set("ewyz") & set(lines) else None
     proxy: ThrottleProxy | None = None
     try:
         source_c.create_database("bench")
