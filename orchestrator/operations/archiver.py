@@ -12,6 +12,7 @@ removes after its grace period).
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 from collections.abc import Callable, Sequence
@@ -317,6 +318,21 @@ def copy_file_by_file(
         return manifest
 
     return fan_out(stores, manifest_in)
+
+
+def seal_to_each(
+    stores: list[NamedStore], planned: Manifest, file: DumpFile, path: Path, recipients: list[str]
+) -> list[Outcome[DumpFile]]:
+    """Store the plain `file` at `path` encrypted to `recipients` (one encryption, checked
+    against the file's plain size and sha256) in every store at once, as `planned` lays
+    it out."""
+    return sealed_to_each(
+        stores,
+        path,
+        recipients,
+        functools.partial(sealed_file, planned, path),
+        (file.plain_size_bytes, file.plain_sha256),
+    )
 
 
 def remove_prefix(store: NamedStore, prefix: str) -> None:

@@ -11,7 +11,6 @@ leftovers of an interrupted run are removed by the next one.
 
 from __future__ import annotations
 
-import functools
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,7 @@ from orchestrator.errors import ConfigError, IntegrityError, Interrupted, Orches
 from orchestrator.job import Job
 from orchestrator.logs import get_logger
 from orchestrator.operations import directory
-from orchestrator.operations.archiver import copy_file_by_file, sealed_file
+from orchestrator.operations.archiver import copy_file_by_file, seal_to_each
 from orchestrator.operations.common import work_dir
 from orchestrator.operations.fetch import plain_copy
 from orchestrator.operations.upload import SealedPut, sealed_to_each
@@ -231,13 +230,7 @@ def _rekey_directory(
     )
 
     def put(live: list[NamedStore], file: DumpFile, path: Path) -> list[Outcome[DumpFile]]:
-        return sealed_to_each(
-            live,
-            path,
-            recipients,
-            functools.partial(sealed_file, planned, path),
-            (file.plain_size_bytes, file.plain_sha256),
-        )
+        return seal_to_each(live, planned, file, path, recipients)
 
     stores = [copy.store for copy in copies]
     outcomes = copy_file_by_file(

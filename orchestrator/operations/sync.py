@@ -12,7 +12,6 @@ that lacks it. Encrypted backups are copied as they are.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,11 +23,11 @@ from orchestrator.errors import Interrupted, OrchestratorError
 from orchestrator.job import Job
 from orchestrator.logs import get_logger
 from orchestrator.operations import directory
-from orchestrator.operations.archiver import copy_file_by_file, sealed_file, stored_file
+from orchestrator.operations.archiver import copy_file_by_file, seal_to_each, stored_file
 from orchestrator.operations.common import work_dir
 from orchestrator.operations.dump import LocalDump
 from orchestrator.operations.fetch import download_any
-from orchestrator.operations.upload import sealed_to_each, store_everywhere
+from orchestrator.operations.upload import store_everywhere
 from orchestrator.storage.locks import store_locks
 from orchestrator.storage.multi import NamedStore, Outcome, fan_out, first_success
 
@@ -178,13 +177,7 @@ def _copy_directory(
 
     def put(live: list[NamedStore], file: DumpFile, path: Path) -> list[Outcome[DumpFile]]:
         if seal:
-            return sealed_to_each(
-                live,
-                path,
-                recipients,
-                functools.partial(sealed_file, planned, path),
-                (file.plain_size_bytes, file.plain_sha256),
-            )
+            return seal_to_each(live, planned, file, path, recipients)
         return fan_out(live, lambda store: stored_file(store.storage, planned, file, path))
 
     outcomes = copy_file_by_file(lacking, source.manifest.files, fetch, put, planned, folder)
