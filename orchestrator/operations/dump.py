@@ -193,9 +193,9 @@ def _dump_in_snapshot(
     """Run pg_dump of `source` in `snap`; give (row counts of the tables whose data the
     archive holds, the archive's sha256, the schema facts). Raises what run_dump raises.
 
-    A dump of every table has the tables counted while pg_dump runs (same snapshot, and the
-    server has time to spare then); what that could not count, or any dump narrowed by
-    exclusions, is counted after, from the archive's TOC.
+    A dump of every table has the tables counted and the schema facts read while pg_dump
+    runs (same snapshot, and the server has time to spare then); what that could not count,
+    or any dump narrowed by exclusions, is counted after, from the archive's TOC.
     """
     known = queries.user_tables(snap.conn)
     done = threading.Event()
@@ -203,24 +203,30 @@ def _dump_in_snapshot(
         early = None
         if options.dumps_every_table:
             early_tables = queries.user_tables(snap.conn, outside_extensions=True)
-            early = pool.submit(
-                with_context(queries.count_rows_while),
-                snap.conn,
-                early_tables,
-                lambda: not done.is_set(),
-            )
+            early = pool.submit(with_context(_count_then_read_facts), snap.conn, early_tables, done)
         try:
             run_dump(client, source, out, snap.snapshot_id, options)
             # a directory dump's files are hashed on their way to the stores
             digest = pool.submit(sha256_of, out) if out.is_file() else _no_digest()
             tables = pg_restore.table_data_tables(pg_restore.list_toc(client, out), known)
-            counts = _counts_of(snap.conn, tables, early)
-            return counts, digest.result(), queries.schema_facts(snap.conn)
+            counted, facts = early.result() if early is not None else ({}, None)
+            counts = _counts_of(snap.conn, tables, counted)
+            return counts, digest.result(), facts or queries.schema_facts(snap.conn)
         finally:
             if early is not None and not early.done():  # pg_dump or the TOC read failed
                 done.set()
                 with contextlib.suppress(psycopg.Error):
                     snap.conn.cancel_safe(timeout=3.0)
+
+
+def _count_then_read_facts(
+    conn: queries.Conn, tables: list[queries.TableName], done: threading.Event
+) -> tuple[dict[str, int], SchemaFacts | None]:
+    """Beside pg_dump, in its snapshot: the tables' row counts, then the schema facts (not
+    after the dump, where a remote server's round trips would add to the backup's time);
+    stops early once `done` is set."""
+    counts = queries.count_rows_while(conn, tables, lambda: not done.is_set())
+    return counts, None if done.is_set() else queries.schema_facts(conn)
 
 
 def _no_digest() -> Future[str]:
@@ -230,10 +236,9 @@ def _no_digest() -> Future[str]:
 
 
 def _counts_of(
-    conn: queries.Conn, tables: list[queries.TableName], early: Future[dict[str, int]] | None
+    conn: queries.Conn, tables: list[queries.TableName], counted: dict[str, int]
 ) -> dict[str, int]:
-    """Row counts of `tables`: those counted during the dump (`early`), the rest now."""
-    counted = early.result() if early is not None else {}
+    """Row counts of `tables`: those counted during the dump (`counted`), the rest now."""
     missing = [t for t in tables if table_key(*t) not in counted]
     counted = {**counted, **queries.count_rows(conn, missing)}
     return {table_key(*t): counted[table_key(*t)] for t in tables}
