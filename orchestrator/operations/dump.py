@@ -8,6 +8,7 @@ import contextlib
 import dataclasses
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,7 +24,7 @@ from orchestrator.errors import CommandFailed, ConfigError
 from orchestrator.job import Job
 from orchestrator.logs import get_logger, with_context
 from orchestrator.operations.common import client_for, sha256_of
-from orchestrator.postgres import pg_restore, queries
+from orchestrator.postgres import copy_rows, pg_restore, queries
 from orchestrator.postgres.clients import ClientSet
 from orchestrator.postgres.dump import DumpOptions, choose_jobs, compression_for, run_dump
 from orchestrator.schema_facts import SchemaFacts
@@ -83,17 +84,20 @@ def take_dump(job: Job, folder: Path, sink: DumpSink | None = None) -> LocalDump
         activity = progress.now_running()
         activity.watched = out
         watching: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+        counter = None
         if planned.directory:
             out.mkdir()
             if options.dumps_every_table:
                 activity.tables_total = queries.tables_with_rows(snap.conn)
-            if sink is not None:
-                planned = sink.start(planned)
-                watching = closed_files.reporting_closed(out, sink.closed)
+                counter = RowsOfFiles()
+            planned = sink.start(planned) if sink is not None else planned
+            watching = closed_files.reporting_closed(out, _each(sink, counter))
         log.info("backup.dump", backup_id=planned.id, format=planned.format, jobs=options.jobs)
         try:
-            with watching:
-                counts, sha256, facts = _dump_in_snapshot(source, snap, client, out, options)
+            with watching, counter or contextlib.nullcontext():
+                counts, sha256, facts = _dump_in_snapshot(
+                    source, snap, client, out, options, counter
+                )
         except CommandFailed as exc:
             refused = _compression_refused(exc, client, options.compress)
             if refused is None:
@@ -188,28 +192,41 @@ def _compression_refused(
 
 
 def _dump_in_snapshot(
-    source: ConnInfo, snap: queries.Snapshot, client: ClientSet, out: Path, options: DumpOptions
+    source: ConnInfo,
+    snap: queries.Snapshot,
+    client: ClientSet,
+    out: Path,
+    options: DumpOptions,
+    counter: RowsOfFiles | None,
 ) -> tuple[dict[str, int], str, SchemaFacts | None]:
     """Run pg_dump of `source` in `snap`; give (row counts of the tables whose data the
     archive holds, the archive's sha256, the schema facts). Raises what run_dump raises.
 
-    A dump of every table has the tables counted and the schema facts read while pg_dump
-    runs (same snapshot, and the server has time to spare then); what that could not count,
-    or any dump narrowed by exclusions, is counted after, from the archive's TOC.
+    A dump of every table has its rows counted while pg_dump runs: by the server, in the
+    same snapshot, for a single-file dump (the server has time to spare then); from the
+    files as pg_dump closes them, on this host, for a directory dump (`counter`: no second
+    read of a large database on the source). The schema facts are read beside pg_dump too.
+    What that could not count, or any dump narrowed by exclusions, is counted after, from
+    the archive's TOC.
     """
     known = queries.user_tables(snap.conn)
     done = threading.Event()
     with ThreadPoolExecutor(max_workers=2) as pool:
         early = None
         if options.dumps_every_table:
-            early_tables = queries.user_tables(snap.conn, outside_extensions=True)
+            early_tables = (
+                [] if counter else queries.user_tables(snap.conn, outside_extensions=True)
+            )
             early = pool.submit(with_context(_count_then_read_facts), snap.conn, early_tables, done)
         try:
             run_dump(client, source, out, snap.snapshot_id, options)
             # a directory dump's files are hashed on their way to the stores
             digest = pool.submit(sha256_of, out) if out.is_file() else _no_digest()
-            tables = pg_restore.table_data_tables(pg_restore.list_toc(client, out), known)
+            toc = pg_restore.list_toc(client, out)
+            tables = pg_restore.table_data_tables(toc, known)
             counted, facts = early.result() if early is not None else ({}, None)
+            if counter is not None:
+                counted = _counts_by_entry(toc, known, counter.rows(out))
             counts = _counts_of(snap.conn, tables, counted)
             return counts, digest.result(), facts or queries.schema_facts(snap.conn)
         finally:
@@ -227,6 +244,73 @@ def _count_then_read_facts(
     stops early once `done` is set."""
     counts = queries.count_rows_while(conn, tables, lambda: not done.is_set())
     return counts, None if done.is_set() else queries.schema_facts(conn)
+
+
+class RowsOfFiles:
+    """Rows of a directory dump's data files, counted on this host one file at a time as
+    pg_dump closes them (postgres/copy_rows). A context manager: leaving it drops what is
+    still queued."""
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="count")
+        self._counting: dict[int, Future[int | None]] = {}
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> RowsOfFiles:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def closed(self, path: Path) -> None:
+        """Count a file pg_dump has finished (other files than table data are passed over)."""
+        entry = copy_rows.dump_id(path.name)
+        with self._lock:
+            if entry is not None and entry not in self._counting:
+                self._counting[entry] = self._pool.submit(with_context(_rows_of), path)
+
+    def rows(self, folder: Path) -> dict[int, int]:
+        """Rows by TOC entry of every data file in `folder` (those not reported closed are
+        counted now); a file that could not be counted is left out."""
+        for path in folder.iterdir():
+            self.closed(path)
+        with self._lock:
+            counting = dict(self._counting)
+        counted = {entry: future.result() for entry, future in counting.items()}
+        return {entry: rows for entry, rows in counted.items() if rows is not None}
+
+
+def _rows_of(path: Path) -> int | None:
+    try:
+        return copy_rows.count_rows(path)
+    except Exception as exc:  # a file this host cannot read: the server counts that table
+        log.warning("backup.count_failed", file=path.name, error=str(exc))
+        return None
+
+
+def _each(sink: DumpSink | None, counter: RowsOfFiles | None) -> Callable[[Path], None]:
+    """Hand each closed file to the sink and the counter (those given)."""
+
+    def closed(path: Path) -> None:
+        if counter is not None:
+            counter.closed(path)
+        if sink is not None:
+            sink.closed(path)
+
+    return closed
+
+
+def _counts_by_entry(
+    toc: str, known: list[queries.TableName], rows: dict[int, int]
+) -> dict[str, int]:
+    """Row counts by table from counts by TOC entry (`<id>;` in `pg_restore --list`)."""
+    counts = {}
+    for entry in pg_restore.toc_list(toc):
+        table = pg_restore.entry_table(entry, known) if entry.kind == "TABLE DATA" else None
+        found = rows.get(int(entry.line.split(";", 1)[0]))
+        if table is not None and found is not None:
+            counts[table_key(*table)] = found
+    return counts
 
 
 def _no_digest() -> Future[str]:

@@ -454,3 +454,32 @@ def test_a_long_dump_logs_its_progress_bytes_and_tables(
     assert last_of_dump["dumped_bytes"] == manifest["plain_size_bytes"]  # every file written
     assert last_of_dump["stored_bytes"] > 0  # the data files went up while pg_dump ran
     assert last_of_dump["kind"] == "backup"
+
+
+SEQ_SCANS = "SELECT sum(seq_scan) FROM pg_stat_user_tables WHERE relname IN ('customers', 'orders')"
+
+
+@pytest.mark.parametrize(("jobs", "scans"), [("2", 1), ("1", 2)])
+def test_a_parallel_dump_counts_rows_from_its_files_without_reading_the_source_again(
+    clusters: Clusters, orch_factory: Callable[..., Orchestrator], jobs: str, scans: int
+) -> None:
+    """Each table's rows are counted from its data file on this host: the source reads
+    each table once (pg_dump's COPY), where a single-file dump also counts it there."""
+    cluster = clusters.get(17)
+    db = load_sample(cluster)
+    cluster.psql("ANALYZE", db)
+    before = int(cluster.psql(SEQ_SCANS, db))
+    orch = orch_factory(SOURCE_DATABASE_URL=cluster.url(db), DUMP_JOBS=jobs)
+    orch.ok("backup")
+    time.sleep(0.6)  # the dump's sessions report their statistics as they end
+    after = int(cluster.psql(f"SELECT pg_stat_clear_snapshot(); {SEQ_SCANS}", db).split()[-1])
+    assert after - before == 2 * scans  # two tables
+    listed = json.loads(orch.ok("list", "--json").stdout)[0]
+    assert listed["rows"] == int(cluster.psql(ROWS_SQL, db))
+
+
+ROWS_SQL = """
+SELECT (SELECT count(*) FROM public.customers) + (SELECT count(*) FROM sales.orders)
+     + (SELECT count(*) FROM sales.events) + (SELECT count(*) FROM public."Mixed Case table")
+     + (SELECT count(*) FROM "odd.schema"."dotted.table")
+"""
