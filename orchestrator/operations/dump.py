@@ -252,7 +252,9 @@ class RowsOfFiles:
     still queued."""
 
     def __init__(self) -> None:
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="count")
+        self._pool = ThreadPoolExecutor(
+            2, thread_name_prefix="count"
+        )  # the last files close together
         self._counting: dict[int, Future[int | None]] = {}
         self._lock = threading.Lock()
 
