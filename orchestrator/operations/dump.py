@@ -89,7 +89,7 @@ def take_dump(job: Job, folder: Path, sink: DumpSink | None = None) -> LocalDump
             out.mkdir()
             if options.dumps_every_table:
                 activity.tables_total = queries.tables_with_rows(snap.conn)
-                counter = RowsOfFiles()
+                counter = RowsOfFiles(out)
             planned = sink.start(planned) if sink is not None else planned
             watching = closed_files.reporting_closed(out, _each(sink, counter))
         log.info("backup.dump", backup_id=planned.id, format=planned.format, jobs=options.jobs)
@@ -247,44 +247,96 @@ def _count_then_read_facts(
 
 
 class RowsOfFiles:
-    """Rows of a directory dump's data files, counted on this host one file at a time as
-    pg_dump closes them (postgres/copy_rows). A context manager: leaving it drops what is
-    still queued."""
+    """Rows of a directory dump's data files, counted on this host while pg_dump writes
+    them (postgres/copy_rows): a thread reads what each file has grown by every
+    FOLLOW_EVERY seconds, and a file is finished as soon as pg_dump closes it, so no large
+    table is left to count after the dump. Use it as a context manager around the dump."""
 
-    def __init__(self) -> None:
-        self._pool = ThreadPoolExecutor(
-            2, thread_name_prefix="count"
-        )  # the last files close together
-        self._counting: dict[int, Future[int | None]] = {}
+    def __init__(self, folder: Path) -> None:
+        self._folder = folder
+        self._counters: dict[int, copy_rows.RowCounter | None] = {}
+        self._finishing: dict[int, Future[int | None]] = {}
         self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(2, thread_name_prefix="count")  # closes come together
+        self._stop = threading.Event()
+        self._follower = threading.Thread(
+            target=with_context(self._follow), name="count-follow", daemon=True
+        )
 
     def __enter__(self) -> RowsOfFiles:
+        self._follower.start()
         return self
 
     def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._follower.join()
         self._pool.shutdown(wait=True, cancel_futures=True)
+        for counter in self._counters.values():
+            if counter is not None:
+                counter.close()
 
     def closed(self, path: Path) -> None:
-        """Count a file pg_dump has finished (other files than table data are passed over)."""
+        """Finish counting a file pg_dump has closed (other files are passed over)."""
         entry = copy_rows.dump_id(path.name)
         with self._lock:
-            if entry is not None and entry not in self._counting:
-                self._counting[entry] = self._pool.submit(with_context(_rows_of), path)
+            if entry is None or entry in self._finishing:
+                return
+            counter = self._counter(entry, path)
+            self._finishing[entry] = self._pool.submit(with_context(_finish), counter, path)
 
     def rows(self, folder: Path) -> dict[int, int]:
-        """Rows by TOC entry of every data file in `folder` (those not reported closed are
-        counted now); a file that could not be counted is left out."""
+        """Rows by TOC entry of every data file in `folder`, once pg_dump has exited (the
+        files not reported closed are finished now); a file not counted is left out."""
+        self._stop.set()
         for path in folder.iterdir():
             self.closed(path)
         with self._lock:
-            counting = dict(self._counting)
-        counted = {entry: future.result() for entry, future in counting.items()}
+            finishing = dict(self._finishing)
+        counted = {entry: future.result() for entry, future in finishing.items()}
         return {entry: rows for entry, rows in counted.items() if rows is not None}
 
+    def _counter(self, entry: int, path: Path) -> copy_rows.RowCounter | None:
+        if entry not in self._counters:
+            self._counters[entry] = _opened(path)
+        return self._counters[entry]
 
-def _rows_of(path: Path) -> int | None:
+    def _follow(self) -> None:
+        """Until stopped: start counting each new data file, and read what the open ones
+        have grown by."""
+        while not self._stop.wait(FOLLOW_EVERY):
+            with contextlib.suppress(OSError):
+                for path in self._folder.iterdir():
+                    entry = copy_rows.dump_id(path.name)
+                    if entry is not None:
+                        with self._lock:
+                            self._counter(entry, path)
+            with self._lock:
+                growing = [
+                    c
+                    for e, c in self._counters.items()
+                    if c is not None and e not in self._finishing
+                ]
+            for counter in growing:
+                with contextlib.suppress(Exception):  # finish() meets it again and says why
+                    counter.feed()
+
+
+FOLLOW_EVERY = 0.1  # seconds between reads of the files pg_dump is writing
+
+
+def _opened(path: Path) -> copy_rows.RowCounter | None:
     try:
-        return copy_rows.count_rows(path)
+        return copy_rows.RowCounter.of(path)
+    except OSError as exc:
+        log.warning("backup.count_failed", file=path.name, error=str(exc))
+        return None
+
+
+def _finish(counter: copy_rows.RowCounter | None, path: Path) -> int | None:
+    if counter is None:
+        return None
+    try:
+        return counter.finish()
     except Exception as exc:  # a file this host cannot read: the server counts that table
         log.warning("backup.count_failed", file=path.name, error=str(exc))
         return None

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import zlib
 from pathlib import Path
 
 import pytest
 import zstandard
 
-from orchestrator.postgres.copy_rows import count_rows, dump_id
+from orchestrator.postgres.copy_rows import RowCounter, count_rows, dump_id
 
 END = b"\\.\n\n\n"  # what pg_dump writes after a table's rows
 
@@ -80,3 +81,30 @@ def test_a_data_file_names_its_toc_entry(name: str, entry: int) -> None:
 @pytest.mark.parametrize("name", ["toc.dat", "blob_3.dat", "blobs_1.toc", "3456.dat.bz2", "x.dat"])
 def test_other_files_name_no_entry(name: str) -> None:
     assert dump_id(name) is None
+
+
+@pytest.mark.parametrize("suffix", ["", ".gz", ".zst"])
+def test_a_file_is_counted_while_it_is_written(tmp_path: Path, suffix: str) -> None:
+    """Fed between the writer's writes (cut anywhere, even inside a compressed block),
+    the counter gives what a count of the finished file gives."""
+    if suffix == ".zst":
+        compress = zstandard.ZstdCompressor().compressobj()
+        flush = compress.flush
+    elif suffix == ".gz":
+        compress = zlib.compressobj(wbits=16 + zlib.MAX_WBITS)
+        flush = compress.flush
+    else:
+        compress, flush = None, lambda: b""
+    path = tmp_path / f"77.dat{suffix}"
+    path.write_bytes(b"")
+    counter = RowCounter.of(path)
+    assert counter is not None
+    rows = [f"{n}\tvalue {n}\\n with an escaped newline\n".encode() for n in range(20_000)]
+    with path.open("ab") as out:
+        for start in range(0, len(rows), 997):
+            block = b"".join(rows[start : start + 997])
+            out.write(compress.compress(block) if compress else block)
+            out.flush()
+            counter.feed()
+        out.write((compress.compress(END) if compress else END) + flush())
+    assert counter.finish() == 20_000 == count_rows(path)
