@@ -89,7 +89,7 @@ def take_dump(job: Job, folder: Path, sink: DumpSink | None = None) -> LocalDump
             out.mkdir()
             if options.dumps_every_table:
                 activity.tables_total = queries.tables_with_rows(snap.conn)
-                counter = RowsOfFiles(out)
+                counter = RowsOfFiles(out, options.jobs)
             planned = sink.start(planned) if sink is not None else planned
             watching = closed_files.reporting_closed(out, _each(sink, counter))
         log.info("backup.dump", backup_id=planned.id, format=planned.format, jobs=options.jobs)
@@ -248,95 +248,75 @@ def _count_then_read_facts(
 
 class RowsOfFiles:
     """Rows of a directory dump's data files, counted on this host while pg_dump writes
-    them (postgres/copy_rows): a thread reads what each file has grown by every
-    FOLLOW_EVERY seconds, and a file is finished as soon as pg_dump closes it, so no large
-    table is left to count after the dump. Use it as a context manager around the dump."""
+    them (postgres/copy_rows): each data file is read as it grows, by one of a few
+    threads, and finished as soon as pg_dump closes it, so no large table is left to
+    count after the dump. Use it as a context manager around the dump."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, jobs: int) -> None:
         self._folder = folder
-        self._counters: dict[int, copy_rows.RowCounter | None] = {}
-        self._finishing: dict[int, Future[int | None]] = {}
+        self._closed: dict[int, threading.Event] = {}
+        self._counting: dict[int, Future[int | None]] = {}
         self._lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(2, thread_name_prefix="count")  # closes come together
-        self._stop = threading.Event()
-        self._follower = threading.Thread(
-            target=with_context(self._follow), name="count-follow", daemon=True
+        self._pool = ThreadPoolExecutor(jobs + 1, thread_name_prefix="count")  # a file each
+        self._done = threading.Event()  # pg_dump has exited: look for no more files
+        self._abandon = threading.Event()
+        self._finder = threading.Thread(
+            target=with_context(self._find), name="count-find", daemon=True
         )
 
     def __enter__(self) -> RowsOfFiles:
-        self._follower.start()
+        self._finder.start()
         return self
 
     def __exit__(self, *_exc: object) -> None:
-        self._stop.set()
-        self._follower.join()
+        self._done.set()
+        self._abandon.set()
+        self._finder.join()
         self._pool.shutdown(wait=True, cancel_futures=True)
-        for counter in self._counters.values():
-            if counter is not None:
-                counter.close()
 
     def closed(self, path: Path) -> None:
-        """Finish counting a file pg_dump has closed (other files are passed over)."""
-        entry = copy_rows.dump_id(path.name)
-        with self._lock:
-            if entry is None or entry in self._finishing:
-                return
-            counter = self._counter(entry, path)
-            self._finishing[entry] = self._pool.submit(with_context(_finish), counter, path)
+        """pg_dump has closed `path`: its count ends once what was written is read."""
+        self._follow(path).set()
 
     def rows(self, folder: Path) -> dict[int, int]:
-        """Rows by TOC entry of every data file in `folder`, once pg_dump has exited (the
-        files not reported closed are finished now); a file not counted is left out."""
-        self._stop.set()
+        """Rows by TOC entry of every data file in `folder`, once pg_dump has exited;
+        a file not counted is left out."""
+        self._done.set()
         for path in folder.iterdir():
             self.closed(path)
         with self._lock:
-            finishing = dict(self._finishing)
-        counted = {entry: future.result() for entry, future in finishing.items()}
+            counting = dict(self._counting)
+        counted = {entry: future.result() for entry, future in counting.items()}
         return {entry: rows for entry, rows in counted.items() if rows is not None}
 
-    def _counter(self, entry: int, path: Path) -> copy_rows.RowCounter | None:
-        if entry not in self._counters:
-            self._counters[entry] = _opened(path)
-        return self._counters[entry]
+    def _follow(self, path: Path) -> threading.Event:
+        """Start counting `path` unless it is counted already; give its closed event."""
+        entry = copy_rows.dump_id(path.name)
+        with self._lock:
+            if entry is None:
+                return threading.Event()
+            if entry not in self._closed:
+                closed = self._closed[entry] = threading.Event()
+                count = with_context(_count)
+                self._counting[entry] = self._pool.submit(count, path, closed, self._abandon)
+            return self._closed[entry]
 
-    def _follow(self) -> None:
-        """Until stopped: start counting each new data file, and read what the open ones
-        have grown by."""
-        while not self._stop.wait(FOLLOW_EVERY):
+    def _find(self) -> None:
+        """Until pg_dump has exited: start counting each data file as it appears."""
+        while not self._done.wait(FIND_EVERY):
             with contextlib.suppress(OSError):
                 for path in self._folder.iterdir():
-                    entry = copy_rows.dump_id(path.name)
-                    if entry is not None:
-                        with self._lock:
-                            self._counter(entry, path)
-            with self._lock:
-                growing = [
-                    c
-                    for e, c in self._counters.items()
-                    if c is not None and e not in self._finishing
-                ]
-            for counter in growing:
-                with contextlib.suppress(Exception):  # finish() meets it again and says why
-                    counter.feed()
+                    self._follow(path)
 
 
-FOLLOW_EVERY = 0.1  # seconds between reads of the files pg_dump is writing
+FIND_EVERY = 0.1  # seconds between looks for new files in the dump's folder
 
 
-def _opened(path: Path) -> copy_rows.RowCounter | None:
+def _count(path: Path, closed: threading.Event, abandon: threading.Event) -> int | None:
     try:
-        return copy_rows.RowCounter.of(path)
-    except OSError as exc:
-        log.warning("backup.count_failed", file=path.name, error=str(exc))
+        return copy_rows.count_rows(path, closed, abandon)
+    except copy_rows.Abandoned:
         return None
-
-
-def _finish(counter: copy_rows.RowCounter | None, path: Path) -> int | None:
-    if counter is None:
-        return None
-    try:
-        return counter.finish()
     except Exception as exc:  # a file this host cannot read: the server counts that table
         log.warning("backup.count_failed", file=path.name, error=str(exc))
         return None

@@ -9,10 +9,9 @@ production during a backup of a large database).
 
 from __future__ import annotations
 
+import gzip
 import re
 import threading
-import zlib
-from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -27,67 +26,69 @@ def dump_id(name: str) -> int | None:
     return int(match["id"]) if match else None
 
 
-def count_rows(path: Path) -> int | None:
-    """Give the rows of the finished data file at `path`, or None when its compression
-    cannot be read here (lz4) or it does not end as pg_dump ends a table's data. Raises
-    OSError when it cannot be read, zstandard's or zlib's errors when it is damaged."""
-    counter = RowCounter.of(path)
-    return None if counter is None else counter.finish()
+def count_rows(
+    path: Path, closed: threading.Event | None = None, abandon: threading.Event | None = None
+) -> int | None:
+    """Give the rows of the data file at `path`, or None when its compression cannot be
+    read here (lz4) or it does not end as pg_dump ends a table's data.
+
+    With `closed`, the file may still be written: it is read as it grows, waiting for more
+    until `closed` is set (then what is left is read), or `abandon` (Abandoned is raised
+    then). Memory stays within a few read buffers whatever the file's size or compression
+    ratio. Raises OSError when it cannot be read, zstandard's or zlib's errors when it is
+    damaged."""
+    match = DATA_FILE.match(path.name)
+    if match is None or match["method"] == "lz4":
+        return None
+    newlines, tail = 0, b"\n"  # a line start before the first byte
+    with path.open("rb") as raw:
+        source: BinaryIO = raw if closed is None else _Growing(raw, closed, abandon)  # type: ignore[assignment]
+        reader = _decompressed(source, match["method"])
+        while chunk := reader.read(_CHUNK):
+            newlines += chunk.count(b"\n")
+            tail = (tail + chunk)[-64:]
+    end = _END.search(tail)
+    return None if end is None else newlines - 1 - len(end[1])
 
 
-class RowCounter:
-    """Counts one data file's rows while pg_dump writes it: `feed()` reads what has been
-    written since the last call (decompressing as it goes), `finish()` the rest once the
-    file is closed. Thread-safe; the file stays open until `finish()`."""
-
-    def __init__(self, path: Path, decompress: Callable[[bytes], bytes]) -> None:
-        self._raw: BinaryIO | None = path.open("rb")
-        self._decompress = decompress
-        self._newlines = 0
-        self._tail = b"\n"  # a line start before the first byte
-        self._lock = threading.Lock()
-
-    @classmethod
-    def of(cls, path: Path) -> RowCounter | None:
-        """A counter for the data file at `path`, or None for a file that is no table's
-        data or whose compression cannot be read here (lz4)."""
-        match = DATA_FILE.match(path.name)
-        if match is None or match["method"] == "lz4":
-            return None
-        return cls(path, _decompressor(match["method"]))
-
-    def feed(self) -> None:
-        """Read and count what has been written since the last call."""
-        with self._lock:
-            while self._raw is not None and (chunk := self._raw.read(_CHUNK)):
-                data = self._decompress(chunk)
-                self._newlines += data.count(b"\n")
-                self._tail = (self._tail + data)[-64:]
-
-    def finish(self) -> int | None:
-        """Read the rest of the closed file; give its rows, or None when it does not end
-        as pg_dump ends a table's data."""
-        self.feed()
-        with self._lock:
-            if self._raw is not None:
-                self._raw.close()
-                self._raw = None
-        end = _END.search(self._tail)
-        return None if end is None else self._newlines - 1 - len(end[1])
-
-    def close(self) -> None:
-        """Let go of the file without a count."""
-        with self._lock:
-            if self._raw is not None:
-                self._raw.close()
-                self._raw = None
+class Abandoned(Exception):
+    """A file was given up before it was closed (the dump ended otherwise)."""
 
 
-def _decompressor(method: str | None) -> Callable[[bytes], bytes]:
+class _Growing:
+    """A file another process is still writing, read as it grows: a read at its current
+    end waits for more until `closed` is set, or raises Abandoned once `abandon` is."""
+
+    def __init__(
+        self, raw: BinaryIO, closed: threading.Event, abandon: threading.Event | None
+    ) -> None:
+        self._raw = raw
+        self._closed = closed
+        self._abandon = abandon
+
+    def read(self, size: int = -1) -> bytes:
+        while True:
+            if self._abandon is not None and self._abandon.is_set():
+                raise Abandoned
+            if self._closed.is_set():
+                return self._raw.read(size)  # everything was written before the close
+            data = self._raw.read(size)
+            if data:
+                return data
+            self._closed.wait(POLL)
+
+    def readable(self) -> bool:
+        return True
+
+
+POLL = 0.05  # seconds between looks at a file that has not grown
+
+
+def _decompressed(source: BinaryIO, method: str | None) -> BinaryIO:
     if method == "zst":
         import zstandard  # only for zstd dumps (pg_dump 16+'s default here)
 
-        return zstandard.ZstdDecompressor().decompressobj(read_across_frames=True).decompress
+        return zstandard.ZstdDecompressor().stream_reader(source, read_across_frames=True)
     if method == "gz":
-        return zlib.decompressobj(16 + zlib.MAX_WBITS).decompress
-    return lambda data: data
+        return gzip.GzipFile(fileobj=source)  # type: ignore[return-value]
+    return source

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import threading
+import time
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 import zstandard
 
-from orchestrator.postgres.copy_rows import RowCounter, count_rows, dump_id
+from orchestrator.postgres.copy_rows import Abandoned, count_rows, dump_id
 
 END = b"\\.\n\n\n"  # what pg_dump writes after a table's rows
 
@@ -85,26 +89,38 @@ def test_other_files_name_no_entry(name: str) -> None:
 
 @pytest.mark.parametrize("suffix", ["", ".gz", ".zst"])
 def test_a_file_is_counted_while_it_is_written(tmp_path: Path, suffix: str) -> None:
-    """Fed between the writer's writes (cut anywhere, even inside a compressed block),
-    the counter gives what a count of the finished file gives."""
+    """Read as it grows (cut anywhere, even inside a compressed block) and finished once
+    it is closed, a file gives what a count of the finished file gives."""
     if suffix == ".zst":
-        compress = zstandard.ZstdCompressor().compressobj()
-        flush = compress.flush
+        compress: Any = zstandard.ZstdCompressor().compressobj()
     elif suffix == ".gz":
         compress = zlib.compressobj(wbits=16 + zlib.MAX_WBITS)
-        flush = compress.flush
     else:
-        compress, flush = None, lambda: b""
+        compress = None
     path = tmp_path / f"77.dat{suffix}"
     path.write_bytes(b"")
-    counter = RowCounter.of(path)
-    assert counter is not None
-    rows = [f"{n}\tvalue {n}\\n with an escaped newline\n".encode() for n in range(20_000)]
-    with path.open("ab") as out:
-        for start in range(0, len(rows), 997):
-            block = b"".join(rows[start : start + 997])
-            out.write(compress.compress(block) if compress else block)
-            out.flush()
-            counter.feed()
-        out.write((compress.compress(END) if compress else END) + flush())
-    assert counter.finish() == 20_000 == count_rows(path)
+    closed = threading.Event()
+    with ThreadPoolExecutor(1) as pool:
+        counting = pool.submit(count_rows, path, closed)
+        rows = [f"{n}\tvalue {n}\\n escaped\n".encode() for n in range(20_000)]
+        with path.open("ab") as out:
+            for start in range(0, len(rows), 997):
+                block = b"".join(rows[start : start + 997])
+                out.write(compress.compress(block) if compress else block)
+                out.flush()
+                time.sleep(0.002)
+            out.write(compress.compress(END) + compress.flush() if compress else END)
+        assert not counting.done()  # still waiting for more
+        closed.set()
+        assert counting.result(timeout=10) == 20_000 == count_rows(path)
+
+
+def test_a_file_given_up_before_it_is_closed_gives_no_count(tmp_path: Path) -> None:
+    path = _write(tmp_path, "78.dat", ROWS)  # no end line yet: pg_dump still writes it
+    abandon = threading.Event()
+    with ThreadPoolExecutor(1) as pool:
+        counting = pool.submit(count_rows, path, threading.Event(), abandon)
+        time.sleep(0.1)
+        abandon.set()
+        with pytest.raises(Abandoned):
+            counting.result(timeout=5)
