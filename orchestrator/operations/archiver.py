@@ -23,7 +23,7 @@ from typing import Any
 
 from orchestrator import catalog, progress, tasks
 from orchestrator.catalog import DumpFile, Encryption, Manifest
-from orchestrator.errors import IntegrityError, Interrupted, JobError, OrchestratorError
+from orchestrator.errors import IntegrityError, Interrupted, JobError, NotFound, OrchestratorError
 from orchestrator.logs import get_logger, with_context
 from orchestrator.operations.common import sha256_of
 from orchestrator.operations.dump import LocalDump
@@ -75,7 +75,7 @@ class Archiver:
         for future in self._submitted.values():
             future.cancel()
         self._pool.shutdown(wait=True)
-        if error is not None and self._open is not None:  # stores with a manifest keep theirs
+        if self._open is not None:  # a failed dump or upload: stores with a manifest keep theirs
             self._remove_from([s for s in self._open.usable if s.label not in self._complete])
 
     def start(self, planned: Manifest) -> Manifest:
@@ -89,6 +89,8 @@ class Archiver:
             )
         self._planned = free
         self._tally = FileTally(self._open.usable)
+        # a store that cannot say the id is free gets nothing (and loses nothing)
+        self._tally.refuse(fan_out(self._open.usable, lambda store: must_be_free(store, free)))
         return free
 
     def closed(self, path: Path) -> None:
@@ -193,10 +195,16 @@ class Archiver:
         return manifest
 
     def _remove_from(self, stores: list[NamedStore]) -> None:
-        """Delete every object of the planned directory dump from `stores` (best effort)."""
-        if self._planned is not None and self._planned.directory:
-            for store in stores:
-                remove_prefix(store, self._planned.dump_key)
+        """Delete the planned directory dump from `stores`, its manifest first (a write that
+        failed may have landed), then its files (best effort). Stores that could not say
+        the id was free are left alone: the prefix may be another run's."""
+        planned = self._planned
+        if planned is None or not planned.directory:
+            return
+        for store in stores:
+            if store.label not in self._tally.unchecked:
+                remove_quietly(store, [planned.manifest_key])
+                remove_prefix(store, planned.dump_key)
 
 
 def directory_sums(files: tuple[DumpFile, ...]) -> dict[str, Any]:
@@ -250,6 +258,7 @@ class FileTally:
         self.stores = list(stores)
         self._files: dict[str, dict[str, DumpFile]] = {store.label: {} for store in stores}
         self.failed: dict[str, OrchestratorError] = {}
+        self.unchecked: set[str] = set()  # stores that failed before writing anything
         self._lock = threading.Lock()
 
     def live(self) -> list[NamedStore]:
@@ -267,6 +276,18 @@ class FileTally:
                     log.error("backup.file_failed", store=label, error=str(outcome.error))
                 elif outcome.value is not None:
                     self._files[label][outcome.value.name] = outcome.value
+
+    def refuse(self, outcomes: Sequence[Outcome[None]]) -> None:
+        """Stores whose check before the first file failed: they get nothing, and no
+        cleanup touches them (what is under the prefix may not be this run's)."""
+        with self._lock:
+            for outcome in outcomes:
+                if outcome.error is not None:
+                    self.failed.setdefault(outcome.store.label, outcome.error)
+                    self.unchecked.add(outcome.store.label)
+                    log.error(
+                        "backup.store_refused", store=outcome.store.label, error=str(outcome.error)
+                    )
 
     def fail(self, stores: Sequence[NamedStore], error: OrchestratorError) -> None:
         """`stores` failed with `error` (each keeps its first error)."""
@@ -287,13 +308,21 @@ def copy_file_by_file(
     put: Callable[[list[NamedStore], DumpFile, Path], list[Outcome[DumpFile]]],
     planned: Manifest,
     folder: Path,
+    replacing: bool = False,
 ) -> list[Outcome[Manifest]]:
     """Store a directory backup's `files` in `stores` one at a time, as `planned` lays them
     out: `fetch(file, path)` writes a file into `folder` (once for every store), `put(live,
     file, path)` stores it in the stores still going. Then each store that got every file
-    gets `planned`'s manifest with its files; a store that failed gets nothing and what it
-    received is deleted. Give each store's outcome (its manifest), in store order."""
+    gets `planned`'s manifest with its files. Give each store's outcome (its manifest).
+
+    A new copy (sync) goes only to stores that say they hold no manifest of the id; one
+    that fails gets nothing, and what it received is deleted (its manifest first, should
+    the write have landed). `replacing` (rekey, a new prefix beside the copy each store
+    holds): a store that fails before its manifest loses the new files; one whose manifest
+    write fails keeps both, for the next run to sort out (see catalog.stray_dumps)."""
     tally = FileTally(stores)
+    if not replacing:
+        tally.refuse(fan_out(stores, lambda store: must_be_free(store, planned)))
     for file in files:
         live = tally.live()
         if not live:
@@ -311,10 +340,17 @@ def copy_file_by_file(
 
     def manifest_in(store: NamedStore) -> Manifest:
         if store.label in tally.failed:
-            remove_prefix(store, planned.dump_key)
+            if store.label not in tally.unchecked:
+                remove_prefix(store, planned.dump_key)
             raise tally.failed[store.label]
         manifest = planned.model_copy(update=directory_sums(tuple(tally.held(store).values())))
-        store.storage.put_bytes(manifest.manifest_key, manifest.to_json())
+        try:
+            store.storage.put_bytes(manifest.manifest_key, manifest.to_json())
+        except OrchestratorError:
+            if not replacing:
+                remove_quietly(store, [manifest.manifest_key])
+                remove_prefix(store, planned.dump_key)
+            raise
         return manifest
 
     return fan_out(stores, manifest_in)
@@ -333,6 +369,24 @@ def seal_to_each(
         functools.partial(sealed_file, planned, path),
         (file.plain_size_bytes, file.plain_sha256),
     )
+
+
+def must_be_free(store: NamedStore, planned: Manifest) -> None:
+    """Raise JobError when `store` holds a manifest for `planned`'s id, or the store's
+    error when it cannot say."""
+    try:
+        store.storage.get_bytes(planned.manifest_key)
+    except NotFound:
+        return
+    raise JobError(f"a backup with id {planned.id} already exists in it; not overwriting it")
+
+
+def remove_quietly(store: NamedStore, keys: list[str]) -> None:
+    """Delete `keys` from `store` (best effort: logged when it fails)."""
+    try:
+        store.storage.delete(keys)
+    except OrchestratorError as exc:
+        log.warning("backup.cleanup_failed", store=store.label, error=str(exc))
 
 
 def remove_prefix(store: NamedStore, prefix: str) -> None:

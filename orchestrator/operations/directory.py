@@ -6,8 +6,8 @@ fail the backup while another store has it), checked against the manifest, decry
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from orchestrator import crypto
@@ -97,12 +97,21 @@ def plain_directory(
     def one(file: DumpFile) -> None:
         plain_from_any(located, file, dest / file.name, identities)
 
-    with ThreadPoolExecutor(FILES_AT_ONCE, thread_name_prefix="fetch") as pool:
-        futures = [pool.submit(with_context(one), file) for file in manifest.files]
-        for future in futures:
-            future.result()
+    each(manifest.files, one)
     log.info("fetch.directory", backup_id=manifest.id, files=len(manifest.files))
     return dest, manifest
+
+
+def each(files: Sequence[DumpFile], work: Callable[[DumpFile], None]) -> None:
+    """Run `work` on every file, FILES_AT_ONCE at a time; on the first failure the files
+    not started yet are dropped and its error is raised once the running ones end."""
+    pool = ThreadPoolExecutor(FILES_AT_ONCE, thread_name_prefix="file")
+    try:
+        futures = [pool.submit(with_context(work), file) for file in files]
+        for future in as_completed(futures):
+            future.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def check_folder(folder: Path, manifest: Manifest) -> None:

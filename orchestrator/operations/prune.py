@@ -124,36 +124,43 @@ def classify(
 
 
 def stale_orphans(
-    objects: Iterable[ObjectInfo],
-    manifests: Iterable[Manifest],
-    now: datetime,
-    grace: Duration | None,
+    objects: Iterable[ObjectInfo], now: datetime, grace: Duration | None
 ) -> list[str]:
-    """Give the keys of dump objects (custom-format dumps and directory dump files) that
-    no manifest in the store names, last written before `now` minus `grace`, of an id
-    older than the newest backup of its database in the store (pure). None: never."""
+    """Give the keys of dump objects (custom-format dumps, directory dump files) of ids
+    with no manifest in the listing `objects` (readable or not: a manifest that could not
+    be read still protects its backup), last written before `now` minus `grace`, and
+    older than the newest id of their database that has a manifest, so that an upload
+    still running is never touched (pure). `grace` None: never any."""
     if grace is None:
         return []
-    manifests = list(manifests)
-    named = {key for m in manifests for key in (m.manifest_key, *m.object_keys)}
-    newest: dict[str, datetime] = {}
-    for manifest in manifests:
-        stamp = utc(manifest.created_at)
-        newest[manifest.database] = max(newest.get(manifest.database, stamp), stamp)
-    ids = {m.id for m in manifests}
+    objects = list(objects)
+    kept: set[str] = set()
+    newest: dict[str, datetime] = {}  # per database name as the layout writes it
+    for info in objects:
+        if catalog.is_manifest_key(info.key):
+            backup_id = info.key.rsplit("/", 1)[-1].removesuffix(catalog.MANIFEST_SUFFIX)
+            kept.add(backup_id)
+            parts = _id_parts(backup_id)
+            if parts is not None:
+                newest[parts[0]] = max(newest.get(parts[0], parts[1]), parts[1])
     cutoff = grace.subtract_from(utc(now))
     stale = []
     for info in objects:
-        backup_id = catalog.dump_backup_id(info.key)
-        if backup_id is None or backup_id in ids or info.key in named:
+        of = catalog.dump_backup_id(info.key)
+        parts = _id_parts(of) if of is not None and of not in kept else None
+        if parts is None or utc(info.modified) >= cutoff:
             continue
-        database, when = catalog.id_parts(backup_id)
-        latest = max(
-            (t for d, t in newest.items() if catalog.safe_name(d) == database), default=None
-        )
-        if utc(info.modified) < cutoff and latest is not None and when < latest:
+        database, when = parts
+        if database in newest and when < newest[database]:
             stale.append(info.key)
     return sorted(stale)
+
+
+def _id_parts(backup_id: str) -> tuple[str, datetime] | None:
+    try:
+        return catalog.id_parts(backup_id)
+    except (ConfigError, ValueError):  # a name of the layout's shape but no real time
+        return None
 
 
 def _delete(storage: Storage, key: str) -> str | None:
@@ -272,7 +279,7 @@ def prune_store(
         return PruneResult(dry_run, [], store.label, errors=[f"cannot list the store: {exc}"])
     result = PruneResult(dry_run, plan_prune(manifests, policy), store.label)
     result.foreign, result.orphans = classify(objects, manifests)
-    stale = set(stale_orphans(objects, manifests, datetime.now(UTC), orphans_after))
+    stale = set(stale_orphans(objects, datetime.now(UTC), orphans_after))
     result.orphans_removed = sorted(stale)
     result.orphans = [key for key in result.orphans if key not in stale]
     for key in result.unrecognised:

@@ -240,6 +240,7 @@ def _rekey_directory(
         put,
         planned,
         folder,
+        replacing=True,
     )
     for outcome in outcomes:  # the old files go once the new manifest is in place
         if outcome.ok and outcome.value is not None:

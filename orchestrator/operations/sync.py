@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator import catalog
-from orchestrator.catalog import DumpFile, Encryption, Located, Manifest
-from orchestrator.errors import Interrupted, OrchestratorError
+from orchestrator.catalog import Copy, DumpFile, Encryption, Located, Manifest
+from orchestrator.errors import IntegrityError, Interrupted, OrchestratorError
 from orchestrator.job import Job
 from orchestrator.logs import get_logger
 from orchestrator.operations import directory
@@ -169,9 +169,22 @@ def _copy_directory(
 
     def fetch(file: DumpFile, path: Path) -> None:
         by_label = {c.store.label: c for c in backup.copies}
+
+        def attempt(copy: Copy) -> None:  # the same stored bytes, not another store's keys
+            theirs = directory.entry(copy.manifest, file.name)
+            if (theirs.sha256, copy.manifest.encryption) != (
+                file.sha256,
+                source.manifest.encryption,
+            ):
+                raise IntegrityError(
+                    f"backup {copy.manifest.id}: the copy in {copy.store.label} stores "
+                    f"{file.name} otherwise (another encryption)"
+                )
+            directory.download_file(copy, file.name, path)
+
         first_success(
             [c.store for c in backup.copies],
-            lambda store: directory.download_file(by_label[store.label], file.name, path),
+            lambda store: attempt(by_label[store.label]),
             f"read file {file.name} of backup {backup.manifest.id}",
         )
 

@@ -19,7 +19,7 @@ from tests.conftest import Clusters, Orchestrator, load_sample, s3_env, stop_wit
 from tests.harness import s3
 from tests.harness.faulty_proxy import FaultyProxy
 from tests.harness.folders import FolderPeak
-from tests.harness.keys import make_key
+from tests.harness.keys import KeyPair, make_key
 from tests.harness.targets import CHECK_SQL, fresh_target
 from tests.harness.wrappers import wrap_tool
 
@@ -303,16 +303,30 @@ def test_sync_rekey_and_prune_handle_directory_backups(
         assert any(second in key for key in left)
 
 
-def test_a_store_failing_a_file_keeps_nothing_and_the_other_store_has_the_backup(
+FAULTS = {
+    # the last file fails: what the store got is removed
+    "a file fails": (400, lambda method, path: method == "PUT" and "/toc.dat" in path),
+    # its manifests cannot be read: it may hold a backup of the same id, so nothing is
+    # written under that prefix (and nothing is deleted there)
+    "cannot say the id is free": (
+        503,
+        lambda method, path: method == "GET" and ".manifest.json" in path,
+    ),
+}
+
+
+@pytest.mark.parametrize("fault", list(FAULTS))
+def test_a_store_that_fails_holds_nothing_and_the_other_store_has_the_backup(
     source: tuple[Any, str],
     s3_server: s3.S3Server,
     orch_factory: Callable[..., Orchestrator],
     tmp_path: Path,
+    fault: str,
 ) -> None:
     cluster, db = source
     bucket = s3_server.new_bucket()
     proxy = FaultyProxy(s3_server.endpoint)
-    proxy.rule = lambda method, path: method == "PUT" and "/toc.dat" in path
+    proxy.status, proxy.rule = FAULTS[fault]
     orch = orch_factory(
         SOURCE_DATABASE_URL=cluster.url(db),
         DUMP_JOBS="2",
@@ -330,9 +344,8 @@ def test_a_store_failing_a_file_keeps_nothing_and_the_other_store_has_the_backup
     listed = s3_server.client().list_objects_v2(Bucket=bucket)  # type: ignore[attr-defined]
     assert [o["Key"] for o in listed.get("Contents", []) if "_orchestrator" not in o["Key"]] == []
     manifest = _manifest(tmp_path / "store")
-    assert len(manifest["files"]) == len(
-        list((tmp_path / "store" / manifest["dump_key"]).iterdir())
-    )
+    stored = tmp_path / "store" / manifest["dump_key"]
+    assert len(manifest["files"]) == len(list(stored.iterdir()))
     alone = orch_factory()  # the folder store alone
     assert json.loads(alone.ok("verify", manifest["id"], "--json").stdout)["ok"]
 
@@ -379,16 +392,20 @@ def _stored_files(store: Path) -> list[str]:
     return sorted(p.name for p in store.rglob("*") if p.is_file() and p.parent.name.endswith(".d"))
 
 
-@pytest.mark.parametrize("end", ["fails", "is stopped"])
+@pytest.mark.parametrize(
+    ("command", "end"), [("backup", "fails"), ("pipeline", "fails"), ("backup", "is stopped")]
+)
 def test_a_parallel_dump_that_ends_badly_leaves_no_backup_and_removes_its_files(
     source: tuple[Any, str],
     clusters: Clusters,
     orch_factory: Callable[..., Orchestrator],
     tmp_path: Path,
+    command: str,
     end: str,
 ) -> None:
     """pg_dump writes every data file (each stored as it closes) and then fails, or hangs
-    until the run is stopped: no manifest anywhere, nothing listed, no file left."""
+    until the run is stopped, in a backup or a cycle (where the failed step does not end
+    the run): no manifest anywhere, nothing listed, no file left."""
     cluster, db = source
     after = "exit 1\n" if end == "fails" else "sleep 60\n"
     body = FIND_OUT + '"$REAL" "$@" || exit $?\nrm -f "$OUT/toc.dat"\n' + after
@@ -398,7 +415,7 @@ def test_a_parallel_dump_that_ends_badly_leaves_no_backup_and_removes_its_files(
         SOURCE_DATABASE_URL=cluster.url(db), DUMP_JOBS="2", PG_BIN_DIRS=str(wrapped)
     )
     if end == "fails":
-        result = orch.run("backup")
+        result = orch.run(command)
         assert result.returncode == 1, result.stderr[-2000:]
     else:
         proc = orch.start("backup")
@@ -483,3 +500,37 @@ SELECT (SELECT count(*) FROM public.customers) + (SELECT count(*) FROM sales.ord
      + (SELECT count(*) FROM sales.events) + (SELECT count(*) FROM public."Mixed Case table")
      + (SELECT count(*) FROM "odd.schema"."dotted.table")
 """
+
+
+def test_sync_never_mixes_files_of_copies_stored_otherwise(
+    source: tuple[Any, str], orch_factory: Callable[..., Orchestrator], tmp_path: Path
+) -> None:
+    """Store a holds the backup encrypted to a new key, store b the same backup to the old
+    one (it was rekeyed in a only), and one of a's files is damaged: the copy into c
+    refuses b's file in its place, so c gets nothing rather than a backup whose files open
+    with two keys."""
+    cluster, db = source
+    old, new = make_key(tmp_path, "old"), make_key(tmp_path, "new")
+
+    def stores(*names: str, key: KeyPair, identity: KeyPair | None = None) -> Orchestrator:
+        urls = {"STORAGE_URL": f"file://{tmp_path}/{names[0]}"}
+        urls.update(
+            {f"STORAGE_URL_{i + 2}": f"file://{tmp_path}/{n}" for i, n in enumerate(names[1:])}
+        )
+        keys = {"ARCHIVE_RECIPIENTS": key.recipient}
+        if identity is not None:
+            keys["ARCHIVE_IDENTITY_FILE"] = str(identity.identity_file)
+        return orch_factory(SOURCE_DATABASE_URL=cluster.url(db), DUMP_JOBS="2", **urls, **keys)
+
+    stores("a", "b", key=old).ok("backup")
+    stores("a", key=new, identity=old).ok("rekey")
+    rekeyed, stale = _manifest(tmp_path / "a"), _manifest(tmp_path / "b")
+    assert rekeyed["encryption"] != stale["encryption"]
+    damaged = tmp_path / "a" / rekeyed["dump_key"] / f"{rekeyed['files'][0]['name']}.age"
+    damaged.write_bytes(b"x" * rekeyed["files"][0]["size_bytes"])
+
+    result = stores("a", "b", "c", key=new).run("sync")
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "another encryption" in result.stderr
+    left = [p for p in (tmp_path / "c").rglob("*") if p.is_file() and "_orchestrator" not in str(p)]
+    assert left == []

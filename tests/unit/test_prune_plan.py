@@ -118,8 +118,10 @@ DAY = Duration(days=1)
 
 
 def _orphans_of(manifests: list[Manifest], *objects: tuple[str, datetime]) -> list[str]:
+    """The stale orphans of a listing holding `objects` and the manifests' keys."""
     infos = [ObjectInfo(key, 1, when) for key, when in objects]
-    return stale_orphans(infos, manifests, NOW, DAY)
+    infos += [ObjectInfo(m.manifest_key, 1, m.created_at) for m in manifests]
+    return stale_orphans(infos, NOW, DAY)
 
 
 def test_a_half_uploaded_directory_older_than_the_grace_and_a_newer_backup_goes():
@@ -147,34 +149,36 @@ def test_orphans_are_kept_while_an_upload_may_still_run(what, key_at, written):
 
 
 def test_only_dump_objects_of_no_manifest_are_orphans():
-    kept = manifest(
-        "shop",
-        at(5),
-        format="directory",
-        dump_key=catalog.dir_key_for(catalog.new_backup_id("shop", at(5))),
-        files=[
-            {
-                "name": "toc.dat",
-                "size_bytes": 1,
-                "sha256": "0" * 64,
-                "plain_size_bytes": 1,
-                "plain_sha256": "0" * 64,
-            }
-        ],
-    )
+    kept = manifest("shop", at(5))
     newer = manifest("shop", at(6))
-    unreadable = catalog.manifest_key_for(catalog.new_backup_id("shop", at(2)))
-    stray = kept.dump_key + "7.dat"  # under a kept backup's prefix, not in its manifest
+    unreadable = catalog.new_backup_id("shop", at(2))  # its manifest is listed, not readable
+    stray = catalog.dir_key_for(kept.id) + "7.dat"  # rekey's leftover: its id has a manifest
     found = _orphans_of(
         [kept, newer],
-        (kept.dump_key + "toc.dat", at(1)),
+        (kept.dump_key, at(1)),
         (stray, at(1)),
-        (newer.dump_key, at(1)),
-        (unreadable, at(1)),
+        (catalog.manifest_key_for(unreadable), at(1)),
+        (catalog.dump_key_for(unreadable), at(1)),
+        (catalog.dir_key_for(unreadable) + "toc.dat", at(1)),
         ("notes.txt", at(1)),
     )
-    assert found == []  # the stray is rekey's to remove (its id has a manifest)
-    assert stale_orphans([ObjectInfo("x", 1, at(1))], [newer], NOW, None) == []
+    assert found == []
+    assert stale_orphans([ObjectInfo("x", 1, at(1))], NOW, None) == []
+
+
+@pytest.mark.parametrize("name", ["shop-20261345T999999Z.dump", "shop-20260230T060000Z.d/toc.dat"])
+def test_a_key_of_the_layouts_shape_but_no_real_time_is_left_alone(name: str):
+    newer = manifest("shop", at(6))
+    key = f"shop/2026/13/45/{name}" if "1345" in name else f"shop/2026/02/30/{name}"
+    assert _orphans_of([newer], (key, at(1))) == []
+
+
+def test_a_backup_of_another_database_under_the_same_prefix_is_not_an_orphan():
+    """`my db` and `my_db` share the prefix `my_db/`: each one's backups are named by its
+    own manifest, whichever database the prune was asked about."""
+    spaced, underscored = manifest("my db", at(5)), manifest("my_db", at(4))
+    assert spaced.dump_key.split("/")[0] == underscored.dump_key.split("/")[0]
+    assert _orphans_of([spaced, underscored], (underscored.dump_key, at(1))) == []
 
 
 def test_reports_name_every_backup_and_what_was_left_alone():
