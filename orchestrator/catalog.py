@@ -5,15 +5,20 @@ Layout under the store's root (bucket prefix or folder):
     <database>/<YYYY>/<MM>/<DD>/<id>.dump              a plain pg_dump archive, or
     <database>/<YYYY>/<MM>/<DD>/<id>.dump.age          the same, age-encrypted, or
     <database>/<YYYY>/<MM>/<DD>/<id>.<gen>.dump.age    re-encrypted by `rekey`
+    <database>/<YYYY>/<MM>/<DD>/<id>.d/<file>[.age]    a directory-format dump (DUMP_JOBS > 1):
+                                                       each file of pg_dump's folder on its own
+    <database>/<YYYY>/<MM>/<DD>/<id>.<gen>.d/<file>.age  the same, re-encrypted by `rekey`
     <database>/<YYYY>/<MM>/<DD>/<id>.manifest.json     where <id> = <database>-<YYYYMMDDTHHMMSSZ>
 
 A backup exists only when its manifest exists: the manifest is written after the dump
-object is stored, and deleted first when a backup is pruned. With several stores, each
-store holds its own copy and its own manifest; `Located` gathers them by id.
+object (every file of a directory dump) is stored, and deleted first when a backup is
+pruned. With several stores, each store holds its own copy and its own manifest;
+`Located` gathers them by id.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -35,12 +40,17 @@ log = get_logger(__name__)
 
 MANIFEST_SUFFIX = ".manifest.json"
 DUMP_SUFFIX = ".dump"
+DIR_SUFFIX = ".d/"
 AGE_SUFFIX = ".age"
-FORMAT_VERSION = 2  # 2: encryption, plain_* and schema_facts; version 1 manifests still read
+TOC_FILE = "toc.dat"  # a directory dump's table of contents: stored last, fetched first
+FORMAT_VERSION = 3  # 3: directory dumps (format, jobs, files); 2: encryption, plain_* and
+# schema_facts; versions 1 and 2 still read
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 _ID_TEXT = r"(?P<db>[A-Za-z0-9_.-]+)-(?P<ts>\d{8}T\d{6}Z)"
 _ID = re.compile(rf"^{_ID_TEXT}$")
 _DUMP_NAME = re.compile(rf"^(?P<id>{_ID_TEXT})(?:\.(?P<gen>[0-9a-f]{{8}}))?\.dump(?P<age>\.age)?$")
+_DIR_NAME = re.compile(rf"^(?P<id>{_ID_TEXT})(?:\.(?P<gen>[0-9a-f]{{8}}))?\.d$")
+_FILE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")  # what pg_dump names its files
 STAMP = "%Y%m%dT%H%M%SZ"
 STATUS_PREFIX = "_orchestrator/"  # the tool's own state (last cycle, history), not backups
 
@@ -54,12 +64,35 @@ class Encryption(BaseModel):
     recipients: tuple[str, ...]
 
 
+class DumpFile(BaseModel):
+    """One file of a directory-format dump as stored: its name in pg_dump's folder, the
+    stored object's size and SHA-256 and the plain file's (the same when not encrypted)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    size_bytes: int
+    sha256: str
+    plain_size_bytes: int
+    plain_sha256: str
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, value: str) -> str:
+        if not _FILE_NAME.match(value):
+            raise ValueError(f"{value!r} is not a file name pg_dump writes")
+        return value
+
+
 class Manifest(BaseModel):
     """What one backup is: written as JSON beside its dump object.
 
     `size_bytes` and `sha256` describe the stored object (checkable without any key);
     `plain_size_bytes` and `plain_sha256` the pg_dump archive inside it (the same values
-    when the object is not encrypted).
+    when the object is not encrypted). A directory-format dump (`format` "directory",
+    written by `jobs` connections) is stored as one object per file under the prefix
+    `dump_key`, each described in `files`; its sizes are the files' sums and its hashes
+    digests of the files' (files_digest()).
     """
 
     model_config = ConfigDict(frozen=True, extra="allow")
@@ -83,6 +116,10 @@ class Manifest(BaseModel):
     source_identity: str | None = None
     schema_facts: SchemaFacts | None = None
     tool_version: str = ""
+    format: Literal["custom", "directory"] = "custom"
+    jobs: int = 1
+    jobs_reason: str | None = None
+    files: tuple[DumpFile, ...] = ()
 
     @field_validator("created_at")
     @classmethod
@@ -101,6 +138,23 @@ class Manifest(BaseModel):
     def encrypted(self) -> bool:
         """True when the stored object is encrypted."""
         return self.encryption is not None
+
+    @property
+    def directory(self) -> bool:
+        """True for a directory-format dump (one object per file under `dump_key`)."""
+        return self.format == "directory"
+
+    def file_key(self, file: DumpFile) -> str:
+        """The stored object of one file of a directory dump."""
+        return f"{self.dump_key}{file.name}{AGE_SUFFIX if self.encrypted else ''}"
+
+    @property
+    def object_keys(self) -> list[str]:
+        """Every stored object of the dump (not the manifest): the dump object, or each
+        file of a directory dump."""
+        if self.directory:
+            return [self.file_key(file) for file in self.files]
+        return [self.dump_key]
 
     @property
     def plain_size(self) -> int:
@@ -153,6 +207,29 @@ def dump_key_for(backup_id: str, encrypted: bool = False, generation: str | None
     return f"{_folder(backup_id)}/{backup_id}{gen}{DUMP_SUFFIX}{age}"
 
 
+def id_parts(backup_id: str) -> tuple[str, datetime]:
+    """The database name (as safe_name gives it) and the start time of a backup id. Raises
+    ConfigError when the id is malformed."""
+    match = _ID.match(backup_id)
+    if not match:
+        raise ConfigError(f"{backup_id!r} is not a backup id like mydb-20260101T060000Z")
+    return match["db"], datetime.strptime(match["ts"], STAMP).replace(tzinfo=UTC)
+
+
+def dir_key_for(backup_id: str, generation: str | None = None) -> str:
+    """The prefix (ending in /) under which a directory dump of `backup_id` is stored
+    (`generation`: re-encrypted by rekey). Raises ConfigError when the id is malformed."""
+    gen = f".{generation}" if generation else ""
+    return f"{_folder(backup_id)}/{backup_id}{gen}{DIR_SUFFIX}"
+
+
+def files_digest(files: Iterable[DumpFile], plain: bool = False) -> str:
+    """SHA-256 over the files' names and hashes (stored ones, or `plain`), in name order:
+    a directory dump's one checksum, changed by any file's."""
+    lines = sorted(f"{f.name}\t{f.plain_sha256 if plain else f.sha256}\n" for f in files)
+    return hashlib.sha256("".join(lines).encode()).hexdigest()
+
+
 def manifest_key_for(backup_id: str) -> str:
     """The manifest's key for `backup_id`."""
     return f"{_folder(backup_id)}/{backup_id}{MANIFEST_SUFFIX}"
@@ -165,10 +242,14 @@ def is_manifest_key(key: str) -> bool:
 
 
 def dump_backup_id(key: str) -> str | None:
-    """The backup id a dump object's key belongs to (any of the layout's dump names, in
-    the id's own folder), or None for other keys."""
+    """The backup id a dump object's key belongs to (any of the layout's dump names, or a
+    file under one of its directory prefixes, in the id's own folder), or None for other
+    keys."""
     folder, _, name = key.rpartition("/")
     match = _DUMP_NAME.match(name)
+    if not match and _FILE_NAME.match(name):
+        folder, _, name = folder.rpartition("/")
+        match = _DIR_NAME.match(name)
     if not match:
         return None
     try:
@@ -179,28 +260,40 @@ def dump_backup_id(key: str) -> str | None:
 
 def stray_dumps(storage: Storage, manifest: Manifest) -> list[str]:
     """Dump objects of the manifest's backup that it does not name: what an interrupted
-    rekey left (the old or the new object). Only keys of the layout, in the id's folder."""
-    folder = manifest.dump_key.rsplit("/", 1)[0] + "/"
+    rekey left (the old or the new object or files). Only keys of the layout, in the id's
+    folder."""
+    folder = manifest_key_for(manifest.id).rsplit("/", 1)[0] + "/"
+    named = set(manifest.object_keys)
     return [
         info.key
-        for info in storage.list(folder)
-        if dump_backup_id(info.key) == manifest.id and info.key != manifest.dump_key
+        for info in storage.list(folder + manifest.id)
+        if dump_backup_id(info.key) == manifest.id and info.key not in named
     ]
 
 
 def owns_dump_key(manifest: Manifest) -> bool:
-    """True when the manifest's dump key is one the layout gives for its id."""
-    return dump_backup_id(manifest.dump_key) == manifest.id
+    """True when the manifest's dump key (and every file key) is one the layout gives for
+    its id."""
+    if manifest.directory != manifest.dump_key.endswith(DIR_SUFFIX):
+        return False
+    probe = manifest.dump_key + TOC_FILE if manifest.directory else manifest.dump_key
+    return dump_backup_id(probe) == manifest.id
 
 
 def read_manifest(storage: Storage, key: str) -> Manifest:
     """Load and validate one manifest. Raises NotFound, StorageError, or JobError when invalid."""
     raw = storage.get_bytes(key)
     try:
-        return Manifest.model_validate_json(raw)
+        manifest = Manifest.model_validate_json(raw)
     except ValidationError as exc:
         first = exc.errors()[0]["msg"]
         raise IntegrityError(f"manifest {storage.describe(key)} is invalid: {first}") from None
+    if manifest.directory != (TOC_FILE in {file.name for file in manifest.files}):
+        raise IntegrityError(
+            f"manifest {storage.describe(key)} is invalid: a directory dump lists its files "
+            "with toc.dat, a single-file dump none"
+        )
+    return manifest
 
 
 def list_backups(storage: Storage, database: str | None = None) -> list[Manifest]:

@@ -75,14 +75,17 @@ def cmd_list(job: Job, args: argparse.Namespace) -> int:
         return 0
     several = len(job.stores_config) > 1
     stores = "  STORES" if several else ""
-    print(f"{'ID':<40} {'CREATED (UTC)':<20} {'SIZE':>10} {'SERVER':>8} {'TABLES':>6} ENC{stores}")
+    head = f"{'ID':<40} {'CREATED (UTC)':<20} {'SIZE':>10} {'SERVER':>8} {'TABLES':>6} {'DUMP':<6}"
+    print(f"{head} ENC{stores}")
     for row in rows:
         created = str(row.get("created_at")).replace("T", " ").removesuffix("Z")[:19]
         size = human_size(row.get("size_bytes") or 0)
         server, tables = row["server_version"], row["tables"]
+        dump = f"dir/{row['jobs']}" if row.get("format") == "directory" else "file"
         enc = "age" if row["encrypted"] else "-"
         held = f"  {', '.join(row['stores'])}" if several else ""
-        print(f"{row['id']:<40} {created:<20} {size:>10} {server:>8} {tables:>6} {enc:<3}{held}")
+        line = f"{row['id']:<40} {created:<20} {size:>10} {server:>8} {tables:>6} {dump:<6}"
+        print(f"{line} {enc:<3}{held}")
     return 0
 
 

@@ -8,11 +8,22 @@ sizes in binary units (`89.2 MiB`), instants as ISO-8601 UTC ending in Z for rec
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
-__all__ = ["ago", "human_age", "human_seconds", "human_size", "iso_z", "stamp", "utc"]
+__all__ = [
+    "ago",
+    "human_age",
+    "human_seconds",
+    "human_size",
+    "iso_z",
+    "parse_size",
+    "stamp",
+    "utc",
+]
 
 _SIZE_UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
+_SIZE = re.compile(r"^\s*(?P<number>\d+(?:\.\d+)?)\s*(?P<unit>(?:[KMGT]i?)?B?)\s*$", re.IGNORECASE)
 
 
 def utc(moment: datetime) -> datetime:
@@ -37,6 +48,18 @@ def human_size(size: float) -> str:
             return f"{size:.0f} B" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{size:.1f} {_SIZE_UNITS[-1]}"
+
+
+def parse_size(text: str) -> int:
+    """Give the byte count a person wrote: `512`, `800MB`, `1.5 GiB`, `2g` (K, M, G and T
+    are binary multiples, with or without `i` and `B`, in any case). Raises ValueError
+    naming the accepted forms."""
+    match = _SIZE.match(text)
+    if not match:
+        raise ValueError(f"{text!r} is not a size like 800MB, 1.5GiB or 2G")
+    unit = match["unit"].upper().rstrip("B").rstrip("I")
+    power = " KMGT".index(unit) if unit else 0
+    return int(float(match["number"]) * 1024**power)
 
 
 def human_seconds(seconds: float) -> str:

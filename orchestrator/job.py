@@ -66,6 +66,9 @@ class StoreConfig:
         return "STORAGE_URL" if self.number == 1 else f"STORAGE_URL_{self.number}"
 
 
+ORPHANS_AFTER = retention.Duration(days=1)
+
+
 @dataclass(frozen=True)
 class DumpConfig:
     """How pg_dump runs (PG_DUMP_*)."""
@@ -75,6 +78,8 @@ class DumpConfig:
     exclude_table_data: tuple[str, ...] = ()
     extra_args: tuple[str, ...] = ()
     timeout: float = 6 * 3600.0
+    jobs: int | None = None  # DUMP_JOBS; None: auto, by the database's size
+    parallel_from: int = 1024**3  # DUMP_PARALLEL_FROM: auto dumps in parallel from this size
 
 
 @dataclass(frozen=True)
@@ -153,6 +158,7 @@ class Job:
     keys: KeyConfig = KeyConfig()
     retention_policy: retention.Policy | None = None  # None: the KEEP_* rules keep nothing
     prune_after_backup: bool = True
+    orphans_after: retention.Duration | None = ORPHANS_AFTER  # PRUNE_ORPHANS_AFTER; None: never
     adhoc_keep_previous: int = 1
     dev_mask_rules: Path | None = None
     pg_bin_dirs: tuple[str, ...] = ()

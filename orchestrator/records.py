@@ -101,11 +101,27 @@ class BackupDoc(TypedDict, total=False):
     size_bytes: int | None
     sha256: str
     encrypted: bool
+    format: str
+    jobs: int
+    files: int
     server_version: str
     pg_dump_version: str
     tables: int
     rows: int
     stores: list[str]
+
+
+class RunningDoc(TypedDict, total=False):
+    """A job running now (progress.Activity): its kind, start, running steps and counts."""
+
+    kind: str
+    started_at: str
+    seconds: float
+    steps: list[str]
+    dumped_bytes: int
+    stored_bytes: int
+    tables_done: int
+    tables_total: int
 
 
 class TargetDoc(TypedDict, total=False):

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from orchestrator import cancel
+from orchestrator import cancel, progress
 from orchestrator.commands import status as status_action
 from orchestrator.commands.drill import drill_notifier, recorded_drill
 from orchestrator.commands.pipeline import pipeline
@@ -105,7 +105,10 @@ class StatusBoard:
         """The status page, rendered now."""
         with self._lock:
             snapshot = self._snapshot or status_action.Snapshot([], History())
-        return render_status_page(status_action.page_data(self.job, snapshot))
+        now = datetime.now(UTC)
+        activity = progress.current()
+        running = activity.as_doc(now) if activity is not None else None
+        return render_status_page(status_action.page_data(self.job, snapshot, now, running))
 
 
 def run_cycle(settings: Settings, state: HealthState, board: StatusBoard | None = None) -> None:

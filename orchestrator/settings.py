@@ -33,6 +33,7 @@ from orchestrator import conninfo, crypto, retention
 from orchestrator.channels import parse_channels
 from orchestrator.conninfo import ConnInfo
 from orchestrator.errors import ConfigError
+from orchestrator.formats import parse_size
 from orchestrator.job import (
     EMPTY_POLICY,
     TARGET_NAMES,
@@ -75,6 +76,7 @@ STORE_VARIABLES = {
 }
 _NUMBERED = re.compile(rf"^(?P<base>{'|'.join(STORE_VARIABLES)})_(?P<n>[0-9]+)$")
 MAX_STORES = 9
+MAX_DUMP_JOBS = 32
 
 
 class StoreSettings(BaseModel):
@@ -191,6 +193,8 @@ class Settings(BaseSettings):
     )
     pg_dump_extra_args: str = Field(default="", validation_alias="PG_DUMP_EXTRA_ARGS")
     pg_dump_timeout: int = Field(default=6 * 3600, gt=0, validation_alias="PG_DUMP_TIMEOUT")
+    dump_jobs: str = Field(default="auto", validation_alias="DUMP_JOBS")
+    dump_parallel_from: str = Field(default="1GiB", validation_alias="DUMP_PARALLEL_FROM")
     work_dir: Path | None = Field(default=None, validation_alias="WORK_DIR")
 
     backup_restore_strategy: StrategySetting = Field(
@@ -228,6 +232,7 @@ class Settings(BaseSettings):
     )
     run_on_start: bool = Field(default=False, validation_alias="RUN_ON_START")
     prune_after_backup: bool = Field(default=True, validation_alias="PRUNE_AFTER_BACKUP")
+    prune_orphans_after: str | None = Field(default="1d", validation_alias="PRUNE_ORPHANS_AFTER")
     notify_webhook_url: str | None = Field(default=None, validation_alias="NOTIFY_WEBHOOK_URL")
     notify_on_success: bool = Field(default=False, validation_alias="NOTIFY_ON_SUCCESS")
     notify_urls: Annotated[str | None, NoDecode] = Field(
@@ -358,6 +363,20 @@ class Settings(BaseSettings):
             raise ValueError(f"cannot be split into arguments ({exc})") from None
         return value
 
+    @field_validator("dump_jobs")
+    @classmethod
+    def _check_dump_jobs(cls, value: str) -> str:
+        value = value.strip().lower() or "auto"
+        if value != "auto" and not (value.isdigit() and 1 <= int(value) <= MAX_DUMP_JOBS):
+            raise ValueError(f"must be auto or a number of connections from 1 to {MAX_DUMP_JOBS}")
+        return value
+
+    @field_validator("dump_parallel_from")
+    @classmethod
+    def _check_size(cls, value: str) -> str:
+        parse_size(value)  # raises ValueError with the accepted forms
+        return value
+
     @field_validator("archive_recipients")
     @classmethod
     def _check_recipients(cls, value: str | None) -> str | None:
@@ -373,6 +392,14 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return value.strip() or None
         return value
+
+    @field_validator("prune_orphans_after")
+    @classmethod
+    def _check_orphans_after(cls, value: str | None) -> str | None:
+        value = (value or "").strip()
+        if value:
+            retention.parse_duration(value)  # raises ValueError with the accepted forms
+        return value or None
 
     @field_validator("keep_within")
     @classmethod
@@ -477,6 +504,8 @@ class Settings(BaseSettings):
                 exclude_table_data=tuple(self.pg_dump_exclude_table_data),
                 extra_args=tuple(self.pg_dump_extra_argv),
                 timeout=float(self.pg_dump_timeout),
+                jobs=None if self.dump_jobs == "auto" else int(self.dump_jobs),
+                parallel_from=parse_size(self.dump_parallel_from),
             ),
             restore=self._restore_config(),
             alerts=self._alert_config(),
@@ -485,6 +514,11 @@ class Settings(BaseSettings):
             ),
             retention_policy=None if policy.is_empty else policy,
             prune_after_backup=self.prune_after_backup,
+            orphans_after=(
+                retention.parse_duration(self.prune_orphans_after)
+                if self.prune_orphans_after
+                else None
+            ),
             adhoc_keep_previous=self.backup_keep_previous,
             dev_mask_rules=self.dev_mask_rules,
             pg_bin_dirs=tuple(self.pg_bin_dirs),

@@ -11,7 +11,7 @@
 (v) a dev refresh of a database whose table of a million notes (free text, one row in ten
     holding an e-mail address) has no masking rules
 (s) the same refresh with the notes scrubbed (`body: scrub`)
-(p) (s) run by the code of another checkout, the folder BENCH_BASELINE names: before and
+(h) (s) run by the code of another checkout, the folder BENCH_BASELINE names: before and
     after alternate in the same rounds
 (n) a dev refresh of a schema of 100 tables of mixed sizes (up to 50,000 rows), 19 of them
     holding personal data in three or four columns each, one of those with 300,000 rows,
@@ -30,12 +30,35 @@
 (w) `orchestrator backup` of a database of 3 million rows of random text (about 390 MB, a
     160 MB dump) with two age recipients to two stores: its time, peak RSS and the peak
     space its WORK_DIR held, in dumps (1.00: no second, encrypted copy on disk)
+(p) remote line: bare `pg_dump -Fc` to a file from a source behind a link that holds each
+    connection, each way, to BENCH_LINK_MBPS megabytes (10^6 bytes) a second (default 8.4,
+    the issue's measurement; tests/harness/throttle.py, a proxy in this process), as a
+    managed provider across the internet does: N connections get N times one. The database:
+    8 tables of random hex text (it compresses about 2:1) of comparable size,
+    BENCH_REMOTE_MB MiB in all (default 344: a 351 MB database)
+(q) bare `pg_dump -Fd -j 4` through the same link to a folder
+(r) `orchestrator backup` with DUMP_JOBS=4 through the same link to a folder store (an S3
+    bucket with BENCH_REMOTE_STORE=s3); a WORK_DIR watched.
+    Before DUMP_JOBS exists the setting is ignored: one connection, r/p about 1.0
+(y) scale line, the floor: bare `pg_dump -Fd -j 2` of pgbench at BENCH_SCALE_Z (default
+    300, about 4.5 GB; one big table) plus the sample schema (scripts/sample-data.sql),
+    then two bare `pg_restore -j 2` at once into the two targets
+(z) `orchestrator pipeline` of it with DUMP_JOBS=2 and RESTORE_JOBS=2,
+    encrypted to one age recipient, to two stores (two SeaweedFS servers), a WORK_DIR
+    watched; two untimed cycles come first, as for the other pipeline lines
+p, q, r, y and z all compress alike, BENCH_DUMP_COMPRESS (default zstd, the orchestrator's
+default for pg_dump 16+; the bare commands get --compress): with gzip, bare -Fd -j 4 at
+4 x 8.4 MB/s is held by this 2-core VM's CPU (measured: 102 MB of COPY text took 6.3 s
+through the link, 6.8 s without it, 3.3 s through it with zstd; one pg_dump -Fc, 12.3 s)
 Each is run ROUNDS times (default 5, alternating, so drift hits them all alike); prints the
-medians: c/a, c'/a, b/c, e/c, m/u, s/v, x/n, t/f, k - d and the peak RSS of the
-orchestrator process and of the masking filter's processes. LINES (default "abcge"; "um" for
-the masked line, "vs" for the scrub line ("vsp" beside BENCH_BASELINE's code), "nx" for
-many masked tables, "ft" for the subset line, "dk" for the fixed cost of a command, "w" for
-the encrypted backup of a larger dump) picks which ways run. The package is byte-compiled
+medians: c/a, c'/a, b/c, e/c, m/u, s/v, x/n, t/f, r/q, r/p, z/y, k - d and the peak RSS
+of the orchestrator process and of the masking filter's processes; for (r) and (z) their own
+peak RSS and the most WORK_DIR held, in dumps (the bare -Fd folder of q or y: the compressed
+dump), and for (p, q, r) the most connections each held at once through the link. LINES
+(default "abcge"; "um" for the masked line, "vs" for the scrub line ("vsh" beside
+BENCH_BASELINE's code), "nx" for many masked tables, "ft" for the subset line, "dk" for
+the fixed cost of a command, "w" for the encrypted backup of a larger dump, "pqr" for the
+remote line, "yz" for the scale line) picks which ways run. The package is byte-compiled
 first, as an installed wheel is, so that no run compiles it.
 
 When a pipeline line (a, b, c, c', e) runs, two untimed pipeline cycles come first (their
@@ -43,12 +66,17 @@ times are printed, not counted): after them each target holds a current and a pr
 copy, as production's targets do from the third cycle on. The first two cycles differ from
 all later ones (there is no previous copy to drop while restoring), and on the VM of the
 README that moved their pg_restores by up to 2 s. The fixed-cost line (d, k) has one
-untimed run of each first.
+untimed run of each first. The remote line has none: the link, not the disk or a cold
+cache, sets its times (its tables were just written, vacuumed, and fit in memory). The
+pgbench database of the other lines is built at SCALE all the same: give 1 for these lines,
+e.g. `scripts/bench 1 1 pqr`, `BENCH_SCALE_Z=20 scripts/bench 1 3 yz`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -56,12 +84,14 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from tests.harness import postgres, s3  # noqa: E402
+from tests.harness.throttle import ThrottleProxy, start_throttle  # noqa: E402
 
 JOBS = 4
 
@@ -74,8 +104,8 @@ def timed(label: str, fn) -> float:  # type: ignore[no-untyped-def]
     return seconds
 
 
-def run(argv: list[str]) -> None:
-    subprocess.run(argv, check=True, capture_output=True)
+def run(argv: list[str], env: dict[str, str] | None = None) -> None:
+    subprocess.run(argv, check=True, capture_output=True, env=env)
 
 
 def settle(clusters: tuple[postgres.Cluster, ...]) -> None:
@@ -98,17 +128,25 @@ def fresh(cluster: postgres.Cluster, name: str) -> str:
 def floor(bins: Path, source: str, targets: list[postgres.Cluster], work: Path) -> None:
     dump = work / "floor.dump"
     run([str(bins / "pg_dump"), "-Fc", f"--file={dump}", f"--dbname={source}"])
+    restore_both(bins, dump, targets, JOBS, "floor")
+
+
+def restore_both(
+    bins: Path, dump: Path, targets: list[postgres.Cluster], jobs: int, name: str
+) -> None:
+    """Two bare `pg_restore -j JOBS` of `dump` (a file or a -Fd folder) at once, each into a
+    fresh database `name` of its target."""
     threads = [
         threading.Thread(
             target=run,
             args=(
                 [
                     str(bins / "pg_restore"),
-                    f"-j{JOBS}",
+                    f"-j{jobs}",
                     "--no-owner",
                     "--no-acl",
                     "-d",
-                    fresh(t, "floor"),
+                    fresh(t, name),
                     str(dump),
                 ],
             ),
@@ -139,7 +177,8 @@ def old_way(bins: Path, source: str, targets: list[postgres.Cluster], work: Path
 
 
 FILTER_PEAKS: list[int] = []
-WORK_PEAKS: list[float] = []  # (w): the most WORK_DIR held, in units of the largest file in it
+# run name -> (the most bytes its WORK_DIR held, the largest file in it then)
+WORK_HELD: dict[str, tuple[int, int]] = {}
 
 
 def _peak_of(pid: int) -> int:
@@ -176,11 +215,18 @@ def _held(folder: Path) -> tuple[int, int]:
     return sum(sizes), max(sizes)
 
 
+def work_held(prefix: str) -> list[tuple[int, int]]:
+    """WORK_HELD of the counted runs whose names start with `prefix` (warm-ups left out)."""
+    return [
+        peak for name, peak in WORK_HELD.items() if name.startswith(prefix) and "warmup" not in name
+    ]
+
+
 def orchestrate(env: dict[str, str], args: list[str], name: str, code: Path | None = None) -> int:
     """Run `orchestrator ARGS` (the code of checkout `code`, default this one); give its
     peak RSS in bytes (VmHWM, sampled to the end); the masking filters' peaks go to
-    FILTER_PEAKS, and when `env` names a WORK_DIR, the most it held (in dumps) to
-    WORK_PEAKS. Its JSON log is kept in .demo/bench-<name>.log."""
+    FILTER_PEAKS, and when `env` names a WORK_DIR, the most it held (and its largest file)
+    to WORK_HELD[name]. Its JSON log is kept in .demo/bench-<name>.log."""
     if code is not None:  # its children (the filter) inherit the folder and PYTHONPATH
         env = {**env, "PYTHONPATH": str(code)}
     proc = subprocess.Popen(
@@ -200,7 +246,7 @@ def orchestrate(env: dict[str, str], args: list[str], name: str, code: Path | No
             held, largest = max(held, total), max(largest, biggest)
         time.sleep(0.05)
     if "WORK_DIR" in env:
-        WORK_PEAKS.append(held / largest)
+        WORK_HELD[name] = (held, largest)
     out, err = proc.communicate()
     log = REPO / ".demo" / f"bench-{name}.log"
     log.parent.mkdir(exist_ok=True)
@@ -407,7 +453,7 @@ K = "(k) orchestrator backup, folder store"
 N = "(n) dev refresh, 100 tables, no rules"
 X = "(x) the same, 19 tables masked (suggested)"
 BASE_X = "(o) (x) by the code of BENCH_BASELINE"
-BASE_S = "(p) (s) by the code of BENCH_BASELINE"
+BASE_S = "(h) (s) by the code of BENCH_BASELINE"
 F = "(f) dev refresh of a chain, masked"
 T = "(t) the same, a 5 % subset"
 W = "(w) backup, 160 MB dump, 2 recipients, 2 stores"
@@ -416,6 +462,24 @@ NOISE_SQL = (
     "CREATE TABLE noise AS SELECT g AS id, md5(random()::text) || md5(random()::text) AS a,"
     f" md5(random()::text) AS b FROM generate_series(1, {NOISE_ROWS}) AS g"
 )
+P = "(p) bare pg_dump -Fc through the link"
+Q = "(q) bare pg_dump -Fd -j 4 through the link"
+R = "(r) backup, DUMP_JOBS=4, through the link"
+Y = "(y) floor: pg_dump -Fd -j 2, 2 restores -j 2"
+Z = "(z) pipeline, DUMP_JOBS=2, 1 recipient, 2 stores"
+LINK_MBPS = float(os.environ.get("BENCH_LINK_MBPS", "8.4"))  # per connection and direction
+REMOTE_MB = int(os.environ.get("BENCH_REMOTE_MB", "344"))  # its tables, in all (351 MB)
+REMOTE_TABLES = 8
+REMOTE_JOBS = 4
+ROW_BYTES = 135  # a row of (bigint, 64 and 32 hex characters) on disk (measured)
+SCALE_Z = int(os.environ.get("BENCH_SCALE_Z", "300"))  # pgbench scale of (y) and (z)
+SCALE_JOBS = 2
+# the compression of p, q, r, y and z alike: zstd, the orchestrator's default, leaves the link
+# the limit; with gzip, bare -Fd -j 4 at 4 x 8.4 MB/s needs more than this VM's two cores
+DUMP_COMPRESS = os.environ.get("BENCH_DUMP_COMPRESS", "zstd")
+DUMP_SIZES: dict[str, int] = {}  # (q), (y): the bare -Fd folder's size, the compressed dump
+LINKS: dict[str, list[int]] = {"p": [], "q": [], "r": []}  # the most connections at once
+LINE_RSS: dict[str, list[int]] = {"r": [], "z": []}
 SMALL_SCALE = 2  # pgbench scale of the small database of (d) and (k): about 37 MB
 PIPELINE_LINES = set("abcge")
 
@@ -469,6 +533,138 @@ def sealed_backup_setup(
     }
 
 
+def libpq_env() -> dict[str, str]:
+    """The environment of a bare client: the password in PGPASSWORD, not in its argv."""
+    return {**os.environ, "PGPASSWORD": postgres.PASSWORD, "PGSSLMODE": "disable"}
+
+
+def remote_tables_sql() -> list[str]:
+    """REMOTE_TABLES statements, each creating a table of random hex text (it compresses
+    about 2:1) of about REMOTE_MB / REMOTE_TABLES MiB."""
+    rows = REMOTE_MB * 2**20 // (REMOTE_TABLES * ROW_BYTES)
+    return [
+        f"CREATE TABLE remote_{index} AS SELECT g AS id,"
+        " md5(random()::text) || md5(random()::text) AS a, md5(random()::text) AS b"
+        f" FROM generate_series(1, {rows}) AS g"
+        for index in range(REMOTE_TABLES)
+    ]
+
+
+def remote_setup(
+    source: postgres.Cluster, env: dict[str, str], store: s3.S3Server, work: Path
+) -> tuple[ThrottleProxy, str, dict[str, str]]:
+    """The database of (p), (q) and (r) behind a proxy holding each connection to
+    BENCH_LINK_MBPS; give the proxy, the database's URL through it (no password: bare
+    commands get PGPASSWORD) and the environment of (r)'s backup (the bare commands'
+    compression, DUMP_JOBS=4, a WORK_DIR to watch, a folder store or, with
+    BENCH_REMOTE_STORE=s3, a bucket of its own)."""
+    source.create_database("remote")
+    with ThreadPoolExecutor(2) as pool:  # two cores: two tables at a time
+        list(pool.map(lambda sql: source.psql(sql, "remote"), remote_tables_sql()))
+    source.psql("VACUUM ANALYZE", "remote")
+    size = source.psql("SELECT pg_size_pretty(pg_database_size('remote'))", "remote")
+    proxy = start_throttle(source.port, LINK_MBPS * 1e6)
+    through = dataclasses.replace(source, port=proxy.port)
+    in_s3 = os.environ.get("BENCH_REMOTE_STORE", "folder") == "s3"
+    print(
+        f"remote line: {REMOTE_TABLES} tables, {size}, behind a link of {LINK_MBPS} MB/s per"
+        f" connection; (r) to {'an S3' if in_s3 else 'a folder'} store"
+    )
+    kept = {k: v for k, v in env.items() if not k.startswith(("AWS_", "S3_", "STORAGE_URL"))}
+    where = store.env(store.new_bucket(), "remote") if in_s3 else {}
+    remote_env = {
+        **kept,
+        "STORAGE_URL": (work / "remote-store").as_uri(),
+        **where,
+        "SOURCE_DATABASE_URL": through.url("remote"),
+        "PG_DUMP_COMPRESS": DUMP_COMPRESS,
+        "DUMP_JOBS": str(REMOTE_JOBS),
+        "WORK_DIR": str(work / "r"),
+    }
+    (work / "r").mkdir()
+    backup(remote_env, "init")
+    return proxy, through.url("remote", password=None), remote_env
+
+
+def remote_dump(bins: Path, url: str, work: Path, proxy: ThrottleProxy, key: str) -> None:
+    """(p) or (q): bare pg_dump through the link into `work` (-Fc to remote.dump, or for q
+    -Fd -j 4 to remote.d, whose size is kept as the dump's); notes how many connections it
+    held at once."""
+    folder = key == "q"
+    target = work / ("remote.d" if folder else "remote.dump")
+    shape = ["-Fd", f"-j{REMOTE_JOBS}"] if folder else ["-Fc"]
+    dump = [str(bins / "pg_dump"), *shape, f"--compress={DUMP_COMPRESS}", f"--file={target}"]
+    run([*dump, f"--dbname={url}"], libpq_env())
+    LINKS[key].append(proxy.most_open)
+    if folder:
+        DUMP_SIZES["q"] = _held(target)[0]
+
+
+def before_run(proxy: ThrottleProxy | None, folder: Path | None) -> None:
+    """Untimed, before a run: the link's counts zeroed, the last run's dump folder gone
+    (pg_dump -Fd refuses a folder that is not empty)."""
+    if proxy is not None:
+        proxy.reset_counts()
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def remote_backup(env: dict[str, str], name: str, proxy: ThrottleProxy) -> int:
+    """(r): `orchestrator backup` through the link; give its peak RSS."""
+    peak = orchestrate(env, ["backup"], f"remote-{name}")
+    LINKS["r"].append(proxy.most_open)
+    LINE_RSS["r"].append(peak)
+    return peak
+
+
+def scale_setup(
+    source: postgres.Cluster,
+    bins: Path,
+    targets: list[postgres.Cluster],
+    sealed_env: dict[str, str],
+    work: Path,
+) -> tuple[str, dict[str, str]]:
+    """The database of (y) and (z): pgbench at BENCH_SCALE_Z plus the sample schema; give
+    its URL (no password) and the environment of (z)'s pipeline: one age recipient, two
+    stores (buckets of their own), the floor's compression, DUMP_JOBS=2, RESTORE_JOBS=2."""
+    source.create_database("scale")
+    url = source.url("scale", password=None)
+    pgbench = [str(bins / "pgbench"), "-i", "-q", "-s", str(SCALE_Z), "--no-vacuum", url]
+    run(pgbench, libpq_env())
+    source.psql((REPO / "scripts" / "sample-data.sql").read_text(), "scale")
+    source.psql("VACUUM ANALYZE", "scale")
+    size = source.psql("SELECT pg_size_pretty(pg_database_size('scale'))", "scale")
+    print(f"scale line: pgbench scale {SCALE_Z} and the sample schema, {size}")
+    (work / "z").mkdir()
+    return url, {
+        **sealed_env,
+        "ARCHIVE_RECIPIENTS": age_recipients(1),
+        "SOURCE_DATABASE_URL": source.url("scale"),
+        "BACKUP_DATABASE_URL": targets[0].url("scale"),
+        "DEV_DATABASE_URL": targets[1].url("scale"),
+        "PG_DUMP_COMPRESS": DUMP_COMPRESS,
+        "DUMP_JOBS": str(SCALE_JOBS),
+        "RESTORE_JOBS": str(SCALE_JOBS),
+        "WORK_DIR": str(work / "z"),
+    }
+
+
+def scale_floor(bins: Path, url: str, targets: list[postgres.Cluster], folder: Path) -> None:
+    """(y): bare `pg_dump -Fd -j 2` into `folder` (its size kept as the dump's), then two
+    bare `pg_restore -j 2` at once."""
+    dump = [str(bins / "pg_dump"), "-Fd", f"-j{SCALE_JOBS}", f"--compress={DUMP_COMPRESS}"]
+    run([*dump, f"--file={folder}", f"--dbname={url}"], libpq_env())
+    DUMP_SIZES["y"] = _held(folder)[0]
+    restore_both(bins, folder, targets, SCALE_JOBS, "yfloor")
+
+
+def scale_pipeline(env: dict[str, str], name: str) -> int:
+    """(z): `orchestrator pipeline` of the scale database; give its peak RSS."""
+    peak = orchestrate(env, ["pipeline"], f"scale-{name}")
+    LINE_RSS["z"].append(peak)
+    return peak
+
+
 def backup(env: dict[str, str], command: str = "backup") -> None:
     """Run `orchestrator COMMAND` (default backup) to its end, as `run` runs pg_dump."""
     argv = [sys.executable, "-m", "orchestrator", command]
@@ -493,9 +689,9 @@ def main() -> None:
     rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 5
     lines = sys.argv[3] if len(sys.argv) > 3 else "abcge"
     run([sys.executable, "-m", "compileall", "-q", str(REPO / "orchestrator")])
-    compared = set("op") & set(lines)
+    compared = set("oh") & set(lines)
     if compared and not os.environ.get("BENCH_BASELINE"):
-        raise SystemExit("LINES o, p: set BENCH_BASELINE to the folder of the code to compare")
+        raise SystemExit("LINES o, h: set BENCH_BASELINE to the folder of the code to compare")
     baseline = Path(os.environ["BENCH_BASELINE"]).resolve() if compared else None
     if baseline is not None:
         run([sys.executable, "-m", "compileall", "-q", str(baseline / "orchestrator")])
@@ -508,7 +704,8 @@ def main() -> None:
     source_c = postgres.start_cluster(major, bins[major], quiet)
     targets = [postgres.start_cluster(major, bins[major], quiet) for _ in range(2)]
     store = s3.start_s3()
-    second = s3.start_s3() if "e" in lines or "w" in lines else None
+    second = s3.start_s3() if set("ewyz") & set(lines) else None
+    proxy: ThrottleProxy | None = None
     try:
         source_c.create_database("bench")
         run(
@@ -557,7 +754,7 @@ def main() -> None:
             "m": (M, lambda n: rss.append(orchestrate(masked_env, refresh, f"masked-{n}"))),
             "v": (V, lambda n: rss.append(orchestrate(notes_env, notes, f"notes-{n}"))),
             "s": (S, lambda n: rss.append(orchestrate(scrub_env, notes, f"scrubbed-{n}"))),
-            "p": (BASE_S, lambda n: orchestrate(scrub_env, notes, f"scrubbed-base-{n}", baseline)),
+            "h": (BASE_S, lambda n: orchestrate(scrub_env, notes, f"scrubbed-base-{n}", baseline)),
             "a": (A, lambda n: floor(bins[major], url, targets, work)),
             "b": (B, lambda n: old_way(bins[major], url, targets, work)),
             "c": (C, lambda n: rss.append(pipeline(env, n))),
@@ -581,6 +778,17 @@ def main() -> None:
             "d": (D, lambda n: bare_dump(bins[major], small_url, work)),
             "k": (K, lambda n: backup(small_env)),
             "w": (W, lambda n: rss.append(orchestrate(noise_env, ["backup"], f"sealed-{n}"))),
+            "p": (P, lambda n: remote_dump(bins[major], link_url, work, proxy, "p")),
+            "q": (Q, lambda n: remote_dump(bins[major], link_url, work, proxy, "q")),
+            "r": (R, lambda n: rss.append(remote_backup(remote_env, n, proxy))),
+            "y": (Y, lambda n: scale_floor(bins[major], scale_url, targets, work / "scale.d")),
+            "z": (Z, lambda n: rss.append(scale_pipeline(scale_env, n))),
+        }
+        prepare = {  # untimed, before a run
+            "p": lambda: before_run(proxy, None),
+            "q": lambda: before_run(proxy, work / "remote.d"),
+            "r": lambda: before_run(proxy, None),
+            "y": lambda: before_run(None, work / "scale.d"),
         }
         runs: dict[str, list[float]] = {key: [] for key in lines}
         rss: list[int] = []
@@ -598,7 +806,7 @@ def main() -> None:
                         f"(u/m) {name} (not counted)",
                         lambda n=name, e=chosen: rss.append(orchestrate(e, refresh, n)),
                     )
-            if set("vsp") & set(lines):
+            if set("vsh") & set(lines):
                 print(f"scrub line: a database of {NOTES:,} notes, backed up once")
                 notes_env, scrub_env, notes = masked_refresh_setup(
                     source_c, targets[1], env, work, ("notes", NOTES_SQL, SCRUB_RULES)
@@ -638,7 +846,20 @@ def main() -> None:
                 noise_env = sealed_backup_setup(source_c, sealed_env, buckets, work)
                 settle(clusters)
                 timed(f"{W} (not counted)", lambda: ways["w"][1]("warmup"))
-                WORK_PEAKS.clear()
+            if set("pqr") & set(lines):
+                proxy, link_url, remote_env = remote_setup(source_c, env, store, work)
+            if "y" in lines or "z" in lines:
+                buckets = {
+                    **store.env(store.new_bucket(), "scale"),
+                    "STORAGE_URL_2": f"s3://{second.new_bucket()}/scale",  # type: ignore[union-attr]
+                }
+                scale_url, scale_env = scale_setup(
+                    source_c, bins[major], targets, {**sealed_env, **buckets}, work
+                )
+            if "z" in lines:
+                for cycle in ("warmup-1", "warmup-2"):
+                    settle(clusters)
+                    timed(f"{Z} (not counted)", lambda n=cycle: ways["z"][1](n))
             if "d" in lines or "k" in lines:
                 small_url, small_env = small_backup_setup(source_c, bins[major], env, work)
                 for key in "dk":
@@ -655,10 +876,13 @@ def main() -> None:
                 print(f"round {round_no} of {rounds}")
                 for key in lines:
                     label, way = ways[key]
+                    prepare.get(key, lambda: None)()
                     settle(clusters)
                     runs[key].append(timed(label, lambda w=way, n=str(round_no): w(n)))
         report(runs, rss, rounds)
     finally:
+        if proxy is not None:
+            proxy.stop()
         for cluster in (source_c, *targets):
             cluster.stop()
         store.stop()
@@ -670,7 +894,8 @@ def report(runs: dict[str, list[float]], rss: list[int], rounds: int) -> None:
     """Print the medians and the ratios of the ways that ran."""
     m = {key: statistics.median(times) for key, times in runs.items()}
     names = {"a": "a", "b": "b", "c": "c", "g": "c'", "e": "e", "u": "u", "m": "m", "v": "v"}
-    names.update(s="s", p="p", d="d", k="k", n="n", x="x", o="o", f="f", t="t", w="w")
+    names.update(s="s", d="d", k="k", n="n", x="x", o="o", f="f", t="t", w="w")
+    names.update(h="h", p="p", q="q", r="r", y="y", z="z")
     shown = ", ".join(f"{names[k]} {v:.2f} s" for k, v in m.items())
     print(f"\nmedians of {rounds} round(s): {shown}")
     ratios = [
@@ -680,10 +905,13 @@ def report(runs: dict[str, list[float]], rss: list[int], rounds: int) -> None:
         ("e", "c", "e/c", "(encryption and a second store; target <= 1.10)"),
         ("m", "u", "m/u", "(masked dev refresh; target <= 1.5)"),
         ("s", "v", "s/v", "(scrubbed dev refresh; target <= 1.5)"),
-        ("p", "v", "p/v", "(the same by the baseline's code)"),
+        ("h", "v", "h/v", "(the same by the baseline's code)"),
         ("x", "n", "x/n", "(19 of 100 tables masked; target <= 1.3)"),
         ("o", "n", "o/n", "(the same by the baseline's code)"),
         ("t", "f", "t/f", "(a 5 % subset against the whole masked copy; target <= 0.15)"),
+        ("r", "q", "r/q", "(backup through the link against bare -Fd -j 4; target <= 1.10)"),
+        ("r", "p", "r/p", "(the same against one connection, bare -Fc; target <= 0.3)"),
+        ("z", "y", "z/y", "(encrypted pipeline to 2 stores against its floor; target <= 1.0)"),
     ]
     for top, bottom, name, note in ratios:
         if top in m and bottom in m:
@@ -699,10 +927,29 @@ def report(runs: dict[str, list[float]], rss: list[int], rounds: int) -> None:
         )
     if rss:
         print(f"  orchestrator peak RSS = {max(rss) / 2**20:.0f} MiB   (target < 150 MiB)")
-    if WORK_PEAKS:
-        print(f"  WORK_DIR peak = {max(WORK_PEAKS):.2f} dumps   (w; target <= 1.05)")
+    sealed = [held / largest for held, largest in work_held("sealed-")]
+    if sealed:
+        print(f"  WORK_DIR peak = {max(sealed):.2f} dumps   (w; target <= 1.05)")
+    report_big_lines()
     if FILTER_PEAKS:
         print(f"  masking filter peak RSS = {max(FILTER_PEAKS) / 2**20:.0f} MiB (per process)")
+
+
+def report_big_lines() -> None:
+    """The remote and scale lines' peaks: the connections each way held at once through
+    the link, the orchestrator's RSS, and WORK_DIR's in dumps (the bare -Fd folder's size)."""
+    if any(LINKS.values()):
+        held = ", ".join(f"{key} {max(most)}" for key, most in LINKS.items() if most)
+        print(f"  most connections at once through the link: {held}")
+    for key, dump in (("r", "q"), ("z", "y")):
+        if LINE_RSS[key]:
+            print(f"  ({key}) orchestrator peak RSS = {max(LINE_RSS[key]) / 2**20:.0f} MiB")
+        peaks = work_held("remote-" if key == "r" else "scale-")
+        if peaks:
+            most = max(held for held, _largest in peaks)
+            size = DUMP_SIZES.get(dump)
+            ratio = f" = {most / size:.2f} dumps of {size / 2**20:.0f} MiB" if size else ""
+            print(f"  ({key}) WORK_DIR peak {most / 2**20:.0f} MiB{ratio} (target <= 1.05)")
 
 
 if __name__ == "__main__":

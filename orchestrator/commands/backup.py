@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from orchestrator import progress
 from orchestrator.job import Job
+from orchestrator.operations.archiver import Archiver
 from orchestrator.operations.common import work_dir
 from orchestrator.operations.dump import take_dump
 from orchestrator.operations.upload import (
     BackupResult,
-    archive_everywhere,
     open_stores,
     with_unused_id,
 )
@@ -27,7 +28,15 @@ def backup(job: Job) -> BackupResult:
     stores = open_stores(job)
     if not stores.usable:
         raise combined(stores.failed, "open a store")
-    with work_dir(job) as folder:
-        dump = with_unused_id(stores.usable, take_dump(job, folder))
-        stored = archive_everywhere(stores, dump, recipients)
+    with (
+        progress.running("backup"),
+        work_dir(job) as folder,
+        Archiver(lambda: stores, recipients) as archiver,
+    ):
+        with progress.step("dump"):  # a directory dump's files are stored meanwhile
+            dump = take_dump(job, folder, archiver)
+        if not dump.manifest.directory:  # the archiver took a free id before the dump
+            dump = with_unused_id(stores.usable, dump)
+        with progress.step("upload"):
+            stored = archiver.finish(dump)
     return BackupResult(stored.manifest, stored.manifest.dump_key)

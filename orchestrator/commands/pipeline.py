@@ -20,7 +20,7 @@ from typing import Any
 
 import structlog
 
-from orchestrator import cancel, history, tasks
+from orchestrator import cancel, history, progress, tasks
 from orchestrator.conninfo import ConnInfo
 from orchestrator.errors import (
     AlreadyRunning,
@@ -34,6 +34,7 @@ from orchestrator.job import TARGET_NAMES, Job, TargetSettings
 from orchestrator.logs import get_logger, mask
 from orchestrator.notify import CycleReport, Notifier, StepReport
 from orchestrator.operations import restore as restore_action
+from orchestrator.operations.archiver import Archiver
 from orchestrator.operations.common import client_for, notifier_for, work_dir
 from orchestrator.operations.dump import LocalDump, take_dump
 from orchestrator.operations.masked_load import load_masking
@@ -42,7 +43,6 @@ from orchestrator.operations.sync import sync
 from orchestrator.operations.upload import (
     OpenStores,
     UploadFailed,
-    archive_everywhere,
     open_stores,
     with_unused_id,
 )
@@ -82,7 +82,7 @@ def _step(report: CycleReport, name: str, work: Callable[[], dict[str, Any] | No
     Every log line written while the step runs carries `step=<name>`.
     """
     started = time.monotonic()
-    with structlog.contextvars.bound_contextvars(step=name):
+    with structlog.contextvars.bound_contextvars(step=name), progress.step(name):
         log.info("step.start")
         try:
             detail = work() or {}
@@ -147,7 +147,7 @@ def pipeline(job: Job, notifier: Notifier | None = None) -> PipelineResult:
             lock_error = _take_lock(stack, source)
             if lock_error is None:
                 _take_store_locks(stack, store, source.database)
-        with (notifier or notifier_from(job)).cycle(run_id) as report:
+        with (notifier or notifier_from(job)).cycle(run_id) as report, progress.running("cycle"):
             _run_cycle(job, store, targets, lock_error, report)
     return PipelineResult(report)
 
@@ -230,12 +230,13 @@ def _cycle(
 ) -> None:
     """The steps. A store found misconfigured while the dump runs stops the dump and ends
     the cycle with its ConfigError, so a wrong bucket costs no more than a second of dump."""
-    with work_dir(job) as folder:
-        dump = _dump_step(job, store, folder, report)
+    archiver = Archiver(lambda: _stores_when_ready(store), recipients)
+    with work_dir(job) as folder, archiver:
+        dump = _dump_step(job, store, folder, report, archiver)
         if dump is None:
             return
         stores = store.result()
-        uploaded = _branches(job, stores, targets, dump, recipients, report)
+        uploaded = _branches(job, stores, targets, dump, archiver, report)
         if len(uploaded) > 1 and not stores.failed and len(uploaded) == len(stores.usable):
             _step(report, "sync", lambda: _sync_step(job, uploaded))
         if uploaded and job.prune_after_backup:
@@ -243,7 +244,7 @@ def _cycle(
 
 
 def _dump_step(
-    job: Job, store: Future[OpenStores], folder: Path, report: CycleReport
+    job: Job, store: Future[OpenStores], folder: Path, report: CycleReport, archiver: Archiver
 ) -> LocalDump | None:
     """The dump step; give the dump, or None when it failed (recorded in `report`).
 
@@ -255,11 +256,13 @@ def _dump_step(
 
     def work() -> dict[str, Any]:
         try:
-            dump = take_dump(job, folder)
+            dump = take_dump(job, folder, archiver)  # a directory's files stored meanwhile
         except CommandFailed:
             _raise_if_failed(store)  # a refused store stopped the dump: say why
             raise
-        dumped.set_result(with_unused_id(_stores_when_ready(store).usable, dump))
+        if not dump.manifest.directory:  # the archiver took a free id before the dump
+            dump = with_unused_id(_stores_when_ready(store).usable, dump)
+        dumped.set_result(dump)
         manifest = dumped.result().manifest
         return {"backup_id": manifest.id, "size_bytes": manifest.size_bytes}
 
@@ -287,22 +290,24 @@ def _branches(
     stores: OpenStores,
     targets: list[TargetSettings],
     dump: LocalDump,
-    recipients: list[str],
+    archiver: Archiver,
     report: CycleReport,
 ) -> list[NamedStore]:
-    """Upload and every restore at once, from the same local file, each a step of `report`;
-    give the stores that received the backup (even when others failed)."""
+    """Upload (what the archiver has not stored during the dump) and every restore at once,
+    from the same local dump, each a step of `report`; give the stores that received the
+    backup (even when others failed)."""
     received: Future[list[NamedStore]] = Future()  # set once, by the upload branch
 
     def upload() -> dict[str, Any]:
         try:  # with recipients, nothing leaves the host unencrypted
-            stored = archive_everywhere(stores, dump, recipients)
+            stored = archiver.finish(dump)
         except UploadFailed as exc:
             received.set_result(exc.stored_in)
             raise
         received.set_result(stored.stores)
         key = stored.manifest.dump_key
-        return {"key": key, "encrypted": bool(recipients), "stores": stored.report}
+        encrypted = stored.manifest.encrypted
+        return {"key": key, "encrypted": encrypted, "stores": stored.report}
 
     work: dict[str, Callable[[], dict[str, Any] | None]] = {"upload": upload}
     for target in targets:

@@ -19,7 +19,7 @@ from orchestrator.logs import get_logger
 from orchestrator.notify import CycleReport, StepReport, safe_url
 from orchestrator.operations.listing import located_summary
 from orchestrator.operations.restore import target_server
-from orchestrator.records import BackupDoc, CycleDoc, DrillDoc, TargetDoc
+from orchestrator.records import BackupDoc, CycleDoc, DrillDoc, RunningDoc, TargetDoc
 from orchestrator.schedule_spec import Schedule, check_zone
 from orchestrator.storage.multi import NamedStore
 
@@ -252,8 +252,11 @@ def allowed_backup_age(job: Job) -> float:
     return float(min(job.schedule.health_max_age, 2 * gap + CYCLE_SLACK_SECONDS))
 
 
-def page_data(job: Job, snap: Snapshot, now: datetime | None = None) -> PageData:
-    """The status page's data from what the stores said (`snap`) and the settings."""
+def page_data(
+    job: Job, snap: Snapshot, now: datetime | None = None, running: RunningDoc | None = None
+) -> PageData:
+    """The status page's data from what the stores said (`snap`), the settings and what
+    runs now (`running`)."""
     source = job.source
     where = f"{source.host}:{source.port}/{source.database}" if source else "—"
     drills = job.schedule.drills
@@ -273,6 +276,7 @@ def page_data(job: Job, snap: Snapshot, now: datetime | None = None) -> PageData
         drills=snap.history.drills,
         backups=snap.backups[:PAGE_BACKUPS],
         targets=targets(job, snap.history),
+        running=running,
     )
 
 

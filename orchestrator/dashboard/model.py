@@ -17,13 +17,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from orchestrator.records import BackupDoc, CycleDoc, DrillDoc, StepDoc, TargetDoc
+from orchestrator.records import (
+    BackupDoc,
+    CycleDoc,
+    DrillDoc,
+    RunningDoc,
+    StepDoc,
+    TargetDoc,
+)
 
 __all__ = [
     "BackupDoc",
     "CycleDoc",
     "DrillDoc",
     "PageData",
+    "RunningDoc",
     "StepDoc",
     "TargetDoc",
 ]
@@ -51,3 +59,4 @@ class PageData:
     drills: Sequence[DrillDoc] = field(default_factory=list)
     backups: Sequence[BackupDoc] = field(default_factory=list)
     targets: Sequence[TargetDoc] = field(default_factory=list)
+    running: RunningDoc | None = None  # the cycle or drill running now, if any

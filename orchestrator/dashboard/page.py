@@ -20,7 +20,14 @@ from orchestrator.dashboard.charts import (
     drill_rto_chart,
     dump_size_chart,
 )
-from orchestrator.dashboard.model import BackupDoc, CycleDoc, DrillDoc, PageData, TargetDoc
+from orchestrator.dashboard.model import (
+    BackupDoc,
+    CycleDoc,
+    DrillDoc,
+    PageData,
+    RunningDoc,
+    TargetDoc,
+)
 from orchestrator.dashboard.style import STYLESHEET
 from orchestrator.dashboard.text import (
     MISSING,
@@ -31,6 +38,7 @@ from orchestrator.dashboard.text import (
     safe,
 )
 from orchestrator.formats import ago, human_age, human_seconds, human_size, iso_z, stamp, utc
+from orchestrator.progress import describe
 
 __all__ = ["MAX_ROWS", "render_status_page"]
 
@@ -59,6 +67,7 @@ def render_status_page(data: PageData) -> str:
             _header(data),
             '<main class="wrap">',
             _headline(headline, now),
+            _running(data.running),
             _targets(data, now),
             _trends(data),
             _cycles(data.cycles, now),
@@ -196,6 +205,16 @@ def _headline(headline: Headline, now: datetime) -> str:
         f'<div class="verdict">{_icon(kind)}<h2 id="verdict">{verdict}</h2></div>'
         f'<ul class="checks">{"".join(checks)}</ul>'
         f'<p class="generated">Generated {_time(now, now)}</p></section>'
+    )
+
+
+def _running(running: RunningDoc | None) -> str:
+    """What runs now (a cycle, its steps, bytes dumped and stored, tables done), or nothing."""
+    if running is None:
+        return ""
+    return (
+        '<section class="panel running" aria-labelledby="running">'
+        f'<h2 id="running">Running now</h2><p>{safe(describe(running))}</p></section>'
     )
 
 

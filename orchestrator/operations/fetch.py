@@ -20,6 +20,7 @@ from orchestrator.catalog import Copy, Located, Manifest
 from orchestrator.errors import ConfigError, IntegrityError, NotFound
 from orchestrator.job import Job
 from orchestrator.logs import get_logger
+from orchestrator.operations import directory
 from orchestrator.operations.common import sha256_of, source_identity, work_dir
 from orchestrator.storage import Progress, Storage
 from orchestrator.storage.multi import first_success
@@ -133,6 +134,13 @@ def plain_copy(
     they cannot open (say, still encrypted to an old key) is passed over like a bad one.
     """
 
+    if located.manifest.directory:
+        if located.manifest.encrypted and not identities:
+            raise ConfigError(
+                f"ARCHIVE_IDENTITY_FILE is not set: backup {located.manifest.id} is encrypted"
+            )
+        return directory.plain_directory(located, folder / "archive.d", identities)
+
     def attempt(copy: Copy) -> tuple[Path, Manifest]:
         stored = folder / "archive.stored"
         download_checked(copy.store.storage, copy.manifest, stored)
@@ -188,6 +196,8 @@ def fetch(
     located = catalog.find_located(job.stores(), ref)
     manifest = located.manifest
     identities = None if raw else needed_identities(job, located, "fetch")
+    if manifest.directory:
+        return _fetch_directory(located, output, identities, raw)
     target_path(output, manifest.id)  # a bad --output is refused before downloading
     folder = output if output.is_dir() else output.parent
     callback = progress(manifest.size_bytes) if progress else None
@@ -202,6 +212,32 @@ def fetch(
             stored.replace(dest)
     log.info("fetch.done", backup_id=manifest.id, path=str(dest), store=copy.store.label)
     return FetchResult(copy.manifest, dest, copy.manifest.encrypted and not sealed)
+
+
+def _fetch_directory(
+    located: Located, output: Path, identities: list[crypto.Identity] | None, raw: bool
+) -> FetchResult:
+    """Fetch a directory backup as the folder `<output>/<id>.d` (or `output` itself when
+    it does not exist yet): its plain files, or with `raw` the stored ones as they are."""
+    manifest = located.manifest
+    dest = output / f"{manifest.id}.d" if output.is_dir() else output
+    if dest.exists():
+        raise ConfigError(f"--output: {dest} already exists; not overwriting it")
+    if not dest.parent.is_dir():
+        raise ConfigError(f"--output: folder {dest.parent} does not exist")
+    with tempfile.TemporaryDirectory(prefix=f".{dest.name}.", dir=dest.parent) as tmp:
+        if raw:
+            copy = located.copies[0]
+            folder = Path(tmp) / "stored"
+            folder.mkdir()
+            for file in copy.manifest.files:
+                name = copy.manifest.file_key(file).rsplit("/", 1)[-1]
+                directory.download_file(copy, file.name, folder / name)
+        else:
+            folder, _first = directory.plain_directory(located, Path(tmp) / "plain", identities)
+        folder.rename(dest)
+    log.info("fetch.done", backup_id=manifest.id, path=str(dest), files=len(manifest.files))
+    return FetchResult(manifest, dest, raw and manifest.encrypted)
 
 
 @contextlib.contextmanager
@@ -219,6 +255,10 @@ def local_archive(
         manifest = located.manifest
         if dump is None:
             yield plain_copy(located, folder, needed_identities(job, located, doing))
+            return
+        if dump.is_dir():
+            directory.check_folder(dump, manifest)
+            yield dump, manifest
             return
         given = (dump.stat().st_size, sha256_of(dump))
         if given == (manifest.plain_size, manifest.plain_digest):

@@ -1,17 +1,22 @@
 """`orchestrator prune`: apply the KEEP_* retention policy per database, manifests first.
 
-Only backups known through their manifests are ever deleted, and only the two keys the
-catalog's layout gives for their id. A removal deletes the manifest first, then the dump,
-so an interrupted prune can leave a dump without a manifest (reported as unrecognised
-next time) but never a manifest without its dump. Everything else under the store's
-root (foreign objects, dumps without a manifest, unreadable manifests) is listed, never
-touched.
+Only backups known through their manifests are ever deleted, and only the keys the
+catalog's layout gives for their id. A removal deletes the manifest first, then the dump
+(every file of a directory dump), so an interrupted prune can leave a dump without a
+manifest but never a manifest without its dump.
+
+A dump object without a manifest (a failed or interrupted upload, a half-uploaded
+directory, an interrupted prune) is never a backup. It is removed once it is older than
+PRUNE_ORPHANS_AFTER and a newer backup of its database exists in the store, so an upload
+still running is never touched; until then it is listed as unrecognised. Everything else
+under the store's root (foreign objects, unreadable manifests) is listed, never touched.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from orchestrator import catalog
@@ -20,7 +25,7 @@ from orchestrator.errors import ConfigError, Interrupted, JobError, Orchestrator
 from orchestrator.formats import iso_z, utc
 from orchestrator.job import Job
 from orchestrator.logs import get_logger
-from orchestrator.retention import Policy, Snapshot, apply_policy
+from orchestrator.retention import Duration, Policy, Snapshot, apply_policy
 from orchestrator.storage import ObjectInfo, Storage
 from orchestrator.storage.locks import store_locks
 from orchestrator.storage.multi import NamedStore, combined, fan_out
@@ -48,6 +53,7 @@ class PruneResult:
     store: str = ""
     foreign: list[str] = field(default_factory=list)
     orphans: list[str] = field(default_factory=list)
+    orphans_removed: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -110,11 +116,51 @@ def classify(
 
     Orphans are dumps without a manifest and manifests that could not be read.
     """
-    known = {key for m in manifests for key in (m.manifest_key, m.dump_key)}
+    known = {key for m in manifests for key in (m.manifest_key, *m.object_keys)}
     ours = catalog.STATUS_PREFIX  # the tool's own state (history, last cycle): not backups
     unknown = [o for o in objects if o.key not in known and not o.key.startswith(ours)]
     foreign = {o.key for o in catalog.foreign_objects(unknown)}
     return sorted(foreign), sorted(o.key for o in unknown if o.key not in foreign)
+
+
+def stale_orphans(
+    objects: Iterable[ObjectInfo], now: datetime, grace: Duration | None
+) -> list[str]:
+    """Give the keys of dump objects (custom-format dumps, directory dump files) of ids
+    with no manifest in the listing `objects` (readable or not: a manifest that could not
+    be read still protects its backup), last written before `now` minus `grace`, and
+    older than the newest id of their database that has a manifest, so that an upload
+    still running is never touched (pure). `grace` None: never any."""
+    if grace is None:
+        return []
+    objects = list(objects)
+    kept: set[str] = set()
+    newest: dict[str, datetime] = {}  # per database name as the layout writes it
+    for info in objects:
+        if catalog.is_manifest_key(info.key):
+            backup_id = info.key.rsplit("/", 1)[-1].removesuffix(catalog.MANIFEST_SUFFIX)
+            kept.add(backup_id)
+            parts = _id_parts(backup_id)
+            if parts is not None:
+                newest[parts[0]] = max(newest.get(parts[0], parts[1]), parts[1])
+    cutoff = grace.subtract_from(utc(now))
+    stale = []
+    for info in objects:
+        of = catalog.dump_backup_id(info.key)
+        parts = _id_parts(of) if of is not None and of not in kept else None
+        if parts is None or utc(info.modified) >= cutoff:
+            continue
+        database, when = parts
+        if database in newest and when < newest[database]:
+            stale.append(info.key)
+    return sorted(stale)
+
+
+def _id_parts(backup_id: str) -> tuple[str, datetime] | None:
+    try:
+        return catalog.id_parts(backup_id)
+    except (ConfigError, ValueError):  # a name of the layout's shape but no real time
+        return None
 
 
 def _delete(storage: Storage, key: str) -> str | None:
@@ -132,7 +178,7 @@ def remove_backup(storage: Storage, manifest: Manifest, protected: set[str]) -> 
 
     Keys in `protected` (those of kept backups) are never deleted.
     """
-    keys = [manifest.manifest_key, manifest.dump_key]
+    keys = [manifest.manifest_key, *manifest.object_keys]
     if protected.intersection(keys):
         return f"{manifest.id}: not removed, a kept backup uses the same keys"
     failure = _delete(storage, manifest.manifest_key)
@@ -144,12 +190,12 @@ def remove_backup(storage: Storage, manifest: Manifest, protected: set[str]) -> 
         raise
     except OrchestratorError:
         strays = []
-    for key in [manifest.dump_key, *strays]:
+    for key in [*manifest.object_keys, *strays]:
         failure = _delete(storage, key)
         if failure:
             return (
                 f"{manifest.id}: manifest deleted but the dump {storage.describe(key)} "
-                f"was not (delete it by hand): {failure}"
+                f"was not (prune removes it after PRUNE_ORPHANS_AFTER): {failure}"
             )
     log.info("prune.removed", backup_id=manifest.id)
     return None
@@ -161,7 +207,7 @@ def remove_planned(storage: Storage, result: PruneResult) -> None:
     One failure does not stop the other removals.
     """
     kept = [d.manifest for d in result.decisions if d.keep]
-    protected = {key for m in kept for key in (m.manifest_key, m.dump_key)}
+    protected = {key for m in kept for key in (m.manifest_key, *m.object_keys)}
     for manifest in result.removals:
         failure = remove_backup(storage, manifest, protected)
         if failure:
@@ -187,7 +233,9 @@ def prune(
     """
     policy = job.policy()
     if stores is not None:  # the pipeline's, which holds the stores' locks already
-        return [prune_store(store, policy, dry_run, database) for store in stores]
+        return [
+            prune_store(store, policy, dry_run, database, job.orphans_after) for store in stores
+        ]
     stores = job.stores()
     checks = fan_out(stores, lambda store: store.storage.check())
     failed = [(o.store, o.error) for o in checks if o.error is not None]
@@ -195,7 +243,9 @@ def prune(
         raise combined(failed, "open a store")
     pairs = [] if dry_run else locked_pairs(stores, database)
     with store_locks(pairs, "prune"):
-        return [prune_store(store, policy, dry_run, database) for store in stores]
+        return [
+            prune_store(store, policy, dry_run, database, job.orphans_after) for store in stores
+        ]
 
 
 def locked_pairs(stores: list[NamedStore], database: str | None) -> list[tuple[NamedStore, str]]:
@@ -209,7 +259,11 @@ def locked_pairs(stores: list[NamedStore], database: str | None) -> list[tuple[N
 
 
 def prune_store(
-    store: NamedStore, policy: Policy, dry_run: bool, database: str | None
+    store: NamedStore,
+    policy: Policy,
+    dry_run: bool,
+    database: str | None,
+    orphans_after: Duration | None = None,
 ) -> PruneResult:
     """Apply `policy` to one store; a store that cannot be listed gives a result with its
     error and nothing removed."""
@@ -225,11 +279,27 @@ def prune_store(
         return PruneResult(dry_run, [], store.label, errors=[f"cannot list the store: {exc}"])
     result = PruneResult(dry_run, plan_prune(manifests, policy), store.label)
     result.foreign, result.orphans = classify(objects, manifests)
+    stale = set(stale_orphans(objects, datetime.now(UTC), orphans_after))
+    result.orphans_removed = sorted(stale)
+    result.orphans = [key for key in result.orphans if key not in stale]
     for key in result.unrecognised:
         log.warning("prune.unrecognised", key=key, store=store.label)
     if not dry_run:
         remove_planned(storage, result)
+        _remove_orphans(storage, result)
     return result
+
+
+def _remove_orphans(storage: Storage, result: PruneResult) -> None:
+    """Delete the stale orphans `result` lists, in one request where the store allows."""
+    if not result.orphans_removed:
+        return
+    try:
+        storage.delete(result.orphans_removed)
+    except (StorageError, ConfigError) as exc:
+        result.errors.append(f"orphaned dump objects not removed: {exc}")
+        return
+    log.info("prune.orphans_removed", store=result.store, keys=len(result.orphans_removed))
 
 
 def as_dict(result: PruneResult) -> dict[str, Any]:
@@ -248,6 +318,7 @@ def as_dict(result: PruneResult) -> dict[str, Any]:
             for d in result.decisions
         ],
         "unrecognised": result.unrecognised,
+        "orphans_removed": result.orphans_removed,
         "errors": result.errors,
     }
 
@@ -271,4 +342,6 @@ def table_lines(result: PruneResult) -> list[str]:
         lines.append(f"{len(rows) - planned} kept, {planned - failed} removed{failures}")
     lines += [f"left alone (foreign object): {key}" for key in result.foreign]
     lines += [f"left alone (no readable manifest): {key}" for key in result.orphans]
+    gone = "would remove" if result.dry_run else "removed"
+    lines += [f"{gone} (orphaned dump object): {key}" for key in result.orphans_removed]
     return lines

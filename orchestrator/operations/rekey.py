@@ -14,16 +14,20 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from orchestrator import catalog, crypto
-from orchestrator.catalog import Copy, Encryption, Located, Manifest
+from orchestrator.catalog import Copy, DumpFile, Encryption, Located, Manifest
 from orchestrator.errors import ConfigError, IntegrityError, Interrupted, OrchestratorError
 from orchestrator.job import Job
 from orchestrator.logs import get_logger
+from orchestrator.operations import directory
+from orchestrator.operations.archiver import copy_file_by_file, seal_to_each
 from orchestrator.operations.common import work_dir
 from orchestrator.operations.fetch import plain_copy
 from orchestrator.operations.upload import SealedPut, sealed_to_each
 from orchestrator.storage.locks import store_locks
+from orchestrator.storage.multi import NamedStore, Outcome
 
 log = get_logger(__name__)
 
@@ -132,22 +136,32 @@ def _rekey_backup(
     backup_id = backup.manifest.id
     generation = secrets.token_hex(4)
     by_store = {c.store.label: c for c in copies}
+    if backup.manifest.directory:
+        redone = _rekey_directory(
+            backup, copies, recipients, identities, folder, generation, result
+        )
+        _record(backup_id, redone, result)
+        return
     try:
         plain, manifest = plain_copy(backup, folder, identities)
         outcomes = sealed_to_each(
             [c.store for c in copies],
             plain,
-            manifest,
             recipients,
             lambda store, put: _replace(
                 by_store[store.label], manifest, put, recipients, generation
             ),
+            (manifest.plain_size, manifest.plain_digest),
         )
     except Interrupted:
         raise
     except OrchestratorError as exc:
         result.errors.append(f"{backup_id}: {exc}")
         return
+    _record(backup_id, outcomes, result)
+
+
+def _record(backup_id: str, outcomes: list[Outcome[Any]], result: RekeyResult) -> None:
     for outcome in outcomes:
         item = RekeyItem(backup_id, outcome.store.label, "")
         if outcome.ok:
@@ -192,3 +206,43 @@ def _replace(
         )
     storage.put_bytes(new.manifest_key, new.to_json())
     storage.delete(catalog.stray_dumps(storage, new))
+
+
+def _rekey_directory(
+    backup: Located,
+    copies: list[Copy],
+    recipients: list[str],
+    identities: list[crypto.Identity],
+    folder: Path,
+    generation: str,
+    result: RekeyResult,
+) -> list[Outcome[Manifest]]:
+    """Re-encrypt a directory backup's stale `copies` file by file under a new prefix:
+    each plain file from the first good copy, encrypted once for every store; then each
+    store's manifest, then its old files go. A store that fails keeps its old copy."""
+    old = backup.manifest
+    planned = old.model_copy(
+        update={
+            "dump_key": catalog.dir_key_for(old.id, generation),
+            "encryption": Encryption(recipients=tuple(recipients)),
+            "format_version": catalog.FORMAT_VERSION,
+        }
+    )
+
+    def put(live: list[NamedStore], file: DumpFile, path: Path) -> list[Outcome[DumpFile]]:
+        return seal_to_each(live, planned, file, path, recipients)
+
+    stores = [copy.store for copy in copies]
+    outcomes = copy_file_by_file(
+        stores,
+        old.files,
+        lambda file, path: directory.plain_from_any(backup, file, path, identities),
+        put,
+        planned,
+        folder,
+        replacing=True,
+    )
+    for outcome in outcomes:  # the old files go once the new manifest is in place
+        if outcome.ok and outcome.value is not None:
+            _remove_strays(Copy(outcome.store, outcome.value), result)
+    return outcomes

@@ -12,20 +12,24 @@ that lacks it. Encrypted backups are copied as they are.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from orchestrator import catalog
-from orchestrator.catalog import Located
-from orchestrator.errors import Interrupted, OrchestratorError
+from orchestrator.catalog import Copy, DumpFile, Encryption, Located, Manifest
+from orchestrator.errors import IntegrityError, Interrupted, OrchestratorError
 from orchestrator.job import Job
 from orchestrator.logs import get_logger
+from orchestrator.operations import directory
+from orchestrator.operations.archiver import copy_file_by_file, seal_to_each, stored_file
 from orchestrator.operations.common import work_dir
 from orchestrator.operations.dump import LocalDump
 from orchestrator.operations.fetch import download_any
 from orchestrator.operations.upload import store_everywhere
 from orchestrator.storage.locks import store_locks
-from orchestrator.storage.multi import NamedStore
+from orchestrator.storage.multi import NamedStore, Outcome, fan_out, first_success
 
 log = get_logger(__name__)
 
@@ -111,6 +115,9 @@ def _copy(
 ) -> None:
     """Download one good copy of `backup`, then store it in each of `lacking` at once
     (a plain one encrypted on the way when there are recipients)."""
+    if backup.manifest.directory:
+        _record(plans, _copy_directory(backup, lacking, folder, recipients), result)
+        return
     try:
         copy = download_any(backup, folder / "copy")
     except Interrupted:
@@ -126,12 +133,17 @@ def _copy(
     except OrchestratorError as exc:  # the encryption failed: no store got the copy
         result.errors.append(f"{backup.manifest.id}: {exc}")
         return
-    for plan, outcome in zip(plans, outcomes, strict=True):
+    _record(plans, [(copy.store.label, o) for o in outcomes], result)
+
+
+def _record(
+    plans: list[CopyPlan], outcomes: Sequence[tuple[str, Outcome[Any]]], result: SyncResult
+) -> None:
+    """Add each store's outcome (with the store copied from) to `result`."""
+    for plan, (source, outcome) in zip(plans, outcomes, strict=True):
         if outcome.ok:
-            log.info(
-                "sync.copied", backup_id=plan.backup_id, source=copy.store.label, target=plan.target
-            )
-            result.copied.append(CopyPlan(plan.backup_id, copy.store.label, plan.target))
+            log.info("sync.copied", backup_id=plan.backup_id, source=source, target=plan.target)
+            result.copied.append(CopyPlan(plan.backup_id, source, plan.target))
         else:
             log.error(
                 "sync.failed",
@@ -140,3 +152,46 @@ def _copy(
                 error=str(outcome.error),
             )
             result.errors.append(f"{plan.backup_id} to {plan.target}: {outcome.error}")
+
+
+def _copy_directory(
+    backup: Located, lacking: list[NamedStore], folder: Path, recipients: list[str]
+) -> list[tuple[str, Outcome[Manifest]]]:
+    """Copy a directory backup into each of `lacking`, file by file: each stored file from
+    the first store whose copy of it is good, as it is stored (a plain backup's files
+    encrypted on the way when there are `recipients`), then each store's manifest. Give
+    each store's outcome with the store the copy came from."""
+    source = backup.copies[0]
+    seal = bool(recipients) and not source.manifest.encrypted
+    planned = source.manifest.model_copy(
+        update={"encryption": Encryption(recipients=tuple(recipients))} if seal else {}
+    )
+
+    def fetch(file: DumpFile, path: Path) -> None:
+        by_label = {c.store.label: c for c in backup.copies}
+
+        def attempt(copy: Copy) -> None:  # the same stored bytes, not another store's keys
+            theirs = directory.entry(copy.manifest, file.name)
+            if (theirs.sha256, copy.manifest.encryption) != (
+                file.sha256,
+                source.manifest.encryption,
+            ):
+                raise IntegrityError(
+                    f"backup {copy.manifest.id}: the copy in {copy.store.label} stores "
+                    f"{file.name} otherwise (another encryption)"
+                )
+            directory.download_file(copy, file.name, path)
+
+        first_success(
+            [c.store for c in backup.copies],
+            lambda store: attempt(by_label[store.label]),
+            f"read file {file.name} of backup {backup.manifest.id}",
+        )
+
+    def put(live: list[NamedStore], file: DumpFile, path: Path) -> list[Outcome[DumpFile]]:
+        if seal:
+            return seal_to_each(live, planned, file, path, recipients)
+        return fan_out(live, lambda store: stored_file(store.storage, planned, file, path))
+
+    outcomes = copy_file_by_file(lacking, source.manifest.files, fetch, put, planned, folder)
+    return [(source.store.label, outcome) for outcome in outcomes]

@@ -88,12 +88,9 @@ def with_unused_id(stores: list[NamedStore], dump: LocalDump) -> LocalDump:
             break
         created = manifest.created_at + timedelta(seconds=1)
         backup_id = catalog.new_backup_id(manifest.database, created)
+        key = catalog.dir_key_for if manifest.directory else catalog.dump_key_for
         manifest = manifest.model_copy(
-            update={
-                "id": backup_id,
-                "created_at": created,
-                "dump_key": catalog.dump_key_for(backup_id),
-            }
+            update={"id": backup_id, "created_at": created, "dump_key": key(backup_id)}
         )
     if manifest.id != dump.manifest.id:
         log.info("backup.renamed", backup_id=manifest.id, taken=dump.manifest.id)
@@ -187,7 +184,8 @@ def store_everywhere(
 
         return _archive(store.storage, planned, stored, check_source)
 
-    return sealed_to_each(stores, dump.path, plain, recipients, work)
+    expected = (plain.plain_size, plain.plain_digest)
+    return sealed_to_each(stores, dump.path, recipients, work, expected)
 
 
 SealedPut = Callable[[str], crypto.Sealed]
@@ -210,28 +208,33 @@ def large_buffers_back_to_the_os() -> None:
         ctypes.CDLL("libc.so.6").mallopt(M_MMAP_THRESHOLD, MMAP_FROM)
 
 
+Expected = tuple[int, str]
+"""The size and SHA-256 a plain file must have when it is read."""
+
+
 def sealed_to_each(
     stores: Sequence[NamedStore],
     path: Path,
-    plain: Manifest,
     recipients: Sequence[str],
     work: Callable[[NamedStore, SealedPut], T],
+    expected: Expected | None = None,
 ) -> list[Outcome[T]]:
-    """Run `work(store, put)` on every store at once; `put(key)` stores the plain archive
-    at `path` (described by `plain`'s plain size and sha256) encrypted to `recipients`
-    under `key` and gives the sizes and hashes of both. One encryption feeds every store's
+    """Run `work(store, put)` on every store at once; `put(key)` stores the plain file at
+    `path` (of the `expected` size and sha256 when given) encrypted to `recipients` under
+    `key` and gives the sizes and hashes of both. One encryption feeds every store's
     stream; a store's object completes only once the whole ciphertext has been checked.
     Give each store's outcome, in store order.
 
     Raises EncryptionError (after every store has finished, none holding the object) when
-    the encryption fails or did not read exactly the bytes `plain` describes.
+    the encryption fails or did not read exactly the bytes `expected` describes.
     """
     large_buffers_back_to_the_os()
     broadcast = tasks.Broadcast([store.label for store in stores])
     sealing = tasks.in_background(
-        lambda: _seal_into(path, plain, list(recipients), broadcast), "seal"
+        lambda: _seal_into(path, expected, list(recipients), broadcast), "seal"
     )
-    size_hint = crypto.expected_size(256 * len(recipients), plain.plain_size)
+    plain_size = expected[0] if expected else path.stat().st_size
+    size_hint = crypto.expected_size(256 * len(recipients), plain_size)
 
     def put_for(store: NamedStore) -> SealedPut:
         def put(key: str) -> crypto.Sealed:
@@ -255,15 +258,15 @@ def sealed_to_each(
 
 
 def _seal_into(
-    path: Path, plain: Manifest, recipients: list[str], broadcast: tasks.Broadcast
+    path: Path, expected: Expected | None, recipients: list[str], broadcast: tasks.Broadcast
 ) -> crypto.Sealed | None:
-    """Encrypt the archive at `path` into `broadcast` and end it once the ciphertext is
+    """Encrypt the file at `path` into `broadcast` and end it once the ciphertext is
     checked; give its sizes and hashes, or None when every store left before the end
     (their own errors say why). Raises EncryptionError (every store's stream raising it
-    too) when encryption fails or did not read exactly the bytes `plain` describes."""
+    too) when encryption fails or did not read exactly the bytes `expected` describes."""
     try:
         sealed = crypto.encrypt_to(path, broadcast, recipients)
-        if (sealed.plain_size, sealed.plain_sha256) != (plain.plain_size, plain.plain_digest):
+        if expected is not None and (sealed.plain_size, sealed.plain_sha256) != expected:
             raise crypto.EncryptionError(
                 "the dump changed while it was encrypted; not uploading it"
             )
@@ -275,7 +278,7 @@ def _seal_into(
             exc if isinstance(exc, OrchestratorError) else crypto.EncryptionError(repr(exc))
         )
         raise
-    log.info("backup.encrypted", backup_id=plain.id, recipients=len(recipients))
+    log.info("backup.encrypted", file=path.name, recipients=len(recipients))
     return sealed
 
 

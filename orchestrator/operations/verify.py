@@ -8,17 +8,20 @@ ARCHIVE_IDENTITY_FILE is set (the deep check), after decrypting it.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from orchestrator import catalog
-from orchestrator.catalog import Copy, Manifest
+from orchestrator.catalog import Copy, Located, Manifest
 from orchestrator.errors import Interrupted, OrchestratorError
 from orchestrator.job import Job
-from orchestrator.logs import get_logger
+from orchestrator.logs import get_logger, with_context
+from orchestrator.operations import directory
 from orchestrator.operations.common import client_for, work_dir
 from orchestrator.operations.fetch import download_checked, open_sealed
 from orchestrator.postgres import pg_restore
+from orchestrator.storage.multi import first_success
 from orchestrator.table_names import table_key
 
 log = get_logger(__name__)
@@ -52,6 +55,10 @@ def verify(job: Job, ref: str) -> VerifyResult:
         result.stores[label] = "unreachable"
         result.problems.append(f"store {label} could not be asked: {why}")
     with work_dir(job) as folder:
+        if located.manifest.directory:
+            _verify_directory(job, located, folder, result)
+            log.info("verify.done", backup_id=located.manifest.id, ok=result.ok)
+            return result
         good = _check_copies(located.copies, folder, result)
         if good is None:
             return result
@@ -74,6 +81,73 @@ def verify(job: Job, ref: str) -> VerifyResult:
         _check_toc(job, manifest, path, result)
     log.info("verify.done", backup_id=located.manifest.id, ok=result.ok)
     return result
+
+
+def _verify_directory(job: Job, located: Located, folder: Path, result: VerifyResult) -> None:
+    """Every file of every copy of a directory backup hashed (each missing or damaged file
+    named with its store); then the table of contents read from the first good copy of
+    toc.dat (decrypted when encrypted and an identity is set)."""
+    good = [copy for copy in located.copies if _files_intact(copy, folder, result, located)]
+    checked = [result.stores[copy.store.label] for copy in located.copies]
+    result.checks["sha256"] = "ok" if all(v == "ok" for v in checked) else "failed"
+    manifest = located.manifest
+    if manifest.encrypted and job.keys.identity_file is None:
+        result.checks["toc"] = "skipped: encrypted, ARCHIVE_IDENTITY_FILE not set"
+        return
+    toc_only = folder / "toc"
+    toc_only.mkdir()
+    identities = (
+        job.identities(f"backup {manifest.id} is encrypted") if manifest.encrypted else None
+    )
+    try:
+        first_success(
+            [c.store for c in good or located.copies],
+            lambda store: directory.plain_file(
+                _copy_in(located, store.label),
+                catalog.TOC_FILE,
+                toc_only / catalog.TOC_FILE,
+                identities,
+            ),
+            f"read the table of contents of backup {manifest.id}",
+        )
+    except Interrupted:
+        raise
+    except OrchestratorError as exc:
+        result.checks["toc"] = "failed"
+        result.problems.append(str(exc))
+        return
+    if manifest.encrypted:
+        result.checks["decrypt"] = "ok"
+    _check_toc(job, manifest, toc_only, result)
+
+
+def _copy_in(located: Located, label: str) -> Copy:
+    return next(copy for copy in located.copies if copy.store.label == label)
+
+
+def _files_intact(copy: Copy, folder: Path, result: VerifyResult, located: Located) -> bool:
+    """Download and hash every file of `copy` (a few at once); record each problem, naming
+    the file and, with several stores, the store. True when every file is good."""
+    where = f" in {copy.store.label}" if len(located.copies) > 1 else ""
+    scratch = folder / f"copy-{located.copies.index(copy)}"
+    scratch.mkdir()
+
+    def one(name: str) -> str | None:
+        try:
+            directory.download_file(copy, name, scratch / name)
+            (scratch / name).unlink()
+        except Interrupted:
+            raise
+        except OrchestratorError as exc:
+            return f"{exc}{where}"
+        return None
+
+    names = [file.name for file in located.manifest.files]
+    with ThreadPoolExecutor(directory.FILES_AT_ONCE, thread_name_prefix="verify") as pool:
+        problems = [p for p in pool.map(with_context(one), names) if p is not None]
+    result.problems.extend(problems)
+    result.stores[copy.store.label] = "failed" if problems else "ok"
+    return not problems
 
 
 def _check_copies(

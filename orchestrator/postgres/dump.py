@@ -7,6 +7,7 @@ from pathlib import Path
 
 from orchestrator import execute
 from orchestrator.conninfo import ConnInfo
+from orchestrator.formats import human_size
 from orchestrator.postgres.clients import ClientSet
 
 
@@ -19,11 +20,34 @@ class DumpOptions:
     exclude_table_data: tuple[str, ...] = ()
     extra_args: tuple[str, ...] = field(default=())
     timeout: float | None = None
+    jobs: int = 1  # more than one: --format=directory with that many connections
 
     @property
     def dumps_every_table(self) -> bool:
         """True when nothing narrows what is dumped (no exclusions, no extra arguments)."""
         return not (self.exclude_tables or self.exclude_table_data or self.extra_args)
+
+
+AUTO_JOBS = 4  # connections of DUMP_JOBS=auto for a large database (see choose_jobs)
+
+
+def choose_jobs(setting: int | None, parallel_from: int, database_size: int) -> tuple[int, str]:
+    """Give how many connections pg_dump uses and why, for DUMP_JOBS (`setting`, None for
+    auto) and a database of `database_size` bytes.
+
+    auto dumps over AUTO_JOBS connections from DUMP_PARALLEL_FROM on, one below it: a
+    managed server across the internet limits each connection's bandwidth, so a large
+    database is dumped several times faster in parallel, while a small one is done in
+    seconds either way and keeps the single-file custom format (one object to store)."""
+    size = human_size(database_size)
+    if setting is not None:
+        return setting, f"DUMP_JOBS={setting} (the database holds {size})"
+    if database_size >= parallel_from:
+        return AUTO_JOBS, (
+            f"DUMP_JOBS=auto: the database holds {size}, "
+            f"from DUMP_PARALLEL_FROM={human_size(parallel_from)} on"
+        )
+    return 1, f"DUMP_JOBS=auto: the database holds {size}, under DUMP_PARALLEL_FROM"
 
 
 ZSTD_SINCE = 16  # the first pg_dump that writes zstd into a custom-format archive
@@ -44,10 +68,15 @@ def compression_for(setting: str | None, pg_dump_major: int) -> str | None:
 def dump_argv(
     client: ClientSet, source: ConnInfo, out: Path, snapshot: str | None, options: DumpOptions
 ) -> list[str]:
-    """Give the pg_dump argv for a custom-format dump of `source` into `out` (no password)."""
+    """Give the pg_dump argv for a dump of `source` into `out` (no password): the custom
+    format into the file `out`, or with several jobs the directory format into the folder
+    `out`."""
+    form = ["--format=custom"]
+    if options.jobs > 1:
+        form = ["--format=directory", f"--jobs={options.jobs}"]
     argv = [
         client.tool("pg_dump"),
-        "--format=custom",
+        *form,
         "--no-password",
         f"--file={out}",
         f"--dbname={source.url}",

@@ -111,6 +111,13 @@ def server_info(conn: Conn) -> ServerInfo:
     return ServerInfo(str(row[0]).split()[0], int(row[1]))
 
 
+def database_size(conn: Conn) -> int:
+    """Give the connected database's size on disk in bytes (tables, indexes, TOAST)."""
+    row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
 _USER_TABLES = """
     SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
     WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
@@ -129,6 +136,16 @@ def user_tables(conn: Conn, *, outside_extensions: bool = False) -> list[TableNa
     query = _USER_TABLES + (_OUTSIDE_EXTENSIONS if outside_extensions else "") + "ORDER BY 1, 2"
     rows = conn.execute(query).fetchall()
     return [(str(s), str(t)) for s, t in rows]
+
+
+def tables_with_rows(conn: Conn) -> int:
+    """Give how many tables hold rows of their own (not partitioned parents), outside
+    system schemas and extensions: the data files a full dump writes."""
+    query = "SELECT count(*) FROM (" + _USER_TABLES + _OUTSIDE_EXTENSIONS + ") AS t"
+    query = query.replace("c.relkind IN ('r', 'p')", "c.relkind = 'r'")
+    row = conn.execute(query).fetchone()
+    assert row is not None
+    return int(row[0])
 
 
 def count_rows(conn: Conn, tables: Iterable[TableName]) -> dict[str, int]:

@@ -3,11 +3,9 @@ rekey; and that no identity or secret ever shows in a log line."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,6 +20,8 @@ from orchestrator.storage import s3 as s3_backend
 from tests.conftest import Clusters, Orchestrator, load_sample, s3_env
 from tests.harness import s3
 from tests.harness.faulty_proxy import FaultyProxy
+from tests.harness.folders import FolderPeak
+from tests.harness.keys import KeyPair, make_key
 from tests.harness.recorder import Recorder
 from tests.harness.targets import CHECK_SQL, fresh_target, old_content
 
@@ -33,28 +33,6 @@ def second_s3() -> Iterator[s3.S3Server]:
     server = s3.start_s3()
     yield server
     server.stop()
-
-
-@dataclass
-class KeyPair:
-    identity_file: Path
-    recipient: str
-
-    @property
-    def secret(self) -> str:
-        return next(
-            line for line in self.identity_file.read_text().splitlines() if line.startswith("AGE-")
-        )
-
-
-def make_key(folder: Path, name: str) -> KeyPair:
-    """A key pair made by Debian's age-keygen, as a user would make it."""
-    path = folder / f"{name}.txt"
-    subprocess.run(["age-keygen", "-o", str(path)], check=True, capture_output=True)
-    public = subprocess.run(
-        ["age-keygen", "-y", str(path)], check=True, capture_output=True, text=True
-    ).stdout.strip()
-    return KeyPair(path, public)
 
 
 @dataclass
@@ -343,30 +321,6 @@ def add_noise(s: Setup, rows: int = 250_000) -> None:
     )
 
 
-class FolderPeak:
-    """The most bytes a folder held (files under it, sampled every few milliseconds)."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.peak = 0
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-
-    def _sample(self) -> None:
-        while not self._done.wait(0.002):
-            total = 0
-            for path in self.folder.rglob("*"):
-                with contextlib.suppress(OSError):
-                    total += path.stat().st_size if path.is_file() else 0
-            self.peak = max(self.peak, total)
-
-    def stop(self) -> int:
-        self._done.set()
-        self._thread.join()
-        return self.peak
-
-
 @pytest.mark.parametrize("after", [1000, 7 * PART // 5], ids=["at-once", "after-a-part"])
 def test_a_failing_encryption_uploads_nothing(
     setup: Setup, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, after: int
@@ -476,8 +430,8 @@ def test_a_dump_that_changes_before_it_is_encrypted_is_stored_nowhere(
     monkeypatch.chdir(tmp_path)
     real = backup_action.take_dump
 
-    def changed_after(job: Any, folder: Path) -> Any:
-        dump = real(job, folder)
+    def changed_after(job: Any, folder: Path, sink: Any = None) -> Any:
+        dump = real(job, folder, sink)
         with dump.path.open("r+b") as handle:
             handle.seek(100)
             handle.write(b"X")

@@ -305,6 +305,25 @@ def test_refreshes_are_identical_under_one_key_and_unrelated_under_another(maske
     assert m.psql("SELECT count(*) FROM public.customers") == str(ROWS)
 
 
+def test_a_parallel_backup_gives_the_same_masked_copy_as_a_single_file_one(masked: Masked):
+    """A directory-format backup (DUMP_JOBS) is masked table by table as the custom format
+    is: the same rows under one key, nothing raw in dev's files, every constraint made."""
+    m = masked
+    m.orch.ok("pipeline", extra_env={"DUMP_JOBS": "1"})
+    single = m.psql(MASKED_SQL)
+    report = json.loads(m.orch.ok("pipeline", "--json", extra_env={"DUMP_JOBS": "3"}).stdout)
+    assert report["status"] == "success"
+    newest = json.loads(m.orch.ok("list", "--json").stdout)[0]
+    assert (newest["format"], newest["jobs"]) == ("directory", 3) and newest["files"] > 8
+    steps = {s["name"]: s for s in report["steps"]}
+    assert steps["dump"]["detail"]["backup_id"] == newest["id"]
+    assert m.psql(MASKED_SQL) == single
+    assert m.psql("SELECT count(*) FROM public.logins") == str(ROWS * 3)
+    constraints = "SELECT contype, count(*) FROM pg_constraint GROUP BY 1 ORDER BY 1"
+    assert m.psql(constraints) == m.source.psql(constraints, m.db)
+    assert raw_values_in_data_directory(m.dev, RAW) == []
+
+
 def test_a_new_unlisted_column_stops_only_the_dev_refresh(masked: Masked):
     m = masked
     m.source.psql("ALTER TABLE public.customers ADD COLUMN passport text DEFAULT 'rawpass'", m.db)

@@ -9,7 +9,13 @@ import pytest
 
 from orchestrator import conninfo
 from orchestrator.postgres.clients import ClientSet
-from orchestrator.postgres.dump import DumpOptions, compression_for, dump_argv
+from orchestrator.postgres.dump import (
+    AUTO_JOBS,
+    DumpOptions,
+    choose_jobs,
+    compression_for,
+    dump_argv,
+)
 
 
 def clients(*versions: str) -> list[ClientSet]:
@@ -60,6 +66,42 @@ def test_dump_argv_has_no_password_and_all_options():
         "--no-comments",
     ]
     assert not any("topsecret" in arg for arg in argv)
+
+
+def test_several_jobs_dump_the_directory_format_into_a_folder():
+    source = conninfo.parse("postgresql://app@h/prod")
+    argv = dump_argv(clients("17.2")[0], source, Path("/w/id.d"), "snap", DumpOptions(jobs=3))
+    assert argv[1:5] == ["--format=directory", "--jobs=3", "--no-password", "--file=/w/id.d"]
+    one = dump_argv(clients("17.2")[0], source, Path("/w/id.dump"), "snap", DumpOptions(jobs=1))
+    assert one[1:3] == ["--format=custom", "--no-password"] and "--jobs=1" not in one
+
+
+GIB = 1024**3
+
+
+@pytest.mark.parametrize(
+    ("setting", "size", "jobs", "why"),
+    [
+        (
+            None,
+            GIB - 1,
+            1,
+            "DUMP_JOBS=auto: the database holds 1024.0 MiB, under DUMP_PARALLEL_FROM",
+        ),
+        (
+            None,
+            GIB,
+            AUTO_JOBS,
+            "DUMP_JOBS=auto: the database holds 1.0 GiB, from DUMP_PARALLEL_FROM=1.0 GiB on",
+        ),
+        (None, 300 * GIB, AUTO_JOBS, "DUMP_JOBS=auto: the database holds 300.0 GiB, from"),
+        (1, 300 * GIB, 1, "DUMP_JOBS=1 (the database holds 300.0 GiB)"),
+        (8, 10, 8, "DUMP_JOBS=8 (the database holds 10 B)"),
+    ],
+)
+def test_jobs_are_the_setting_else_parallel_from_a_size_on(setting, size, jobs, why):
+    chosen, reason = choose_jobs(setting, GIB, size)
+    assert chosen == jobs and reason.startswith(why)
 
 
 def test_neutralise_transaction_timeout_only_in_the_header(tmp_path):

@@ -414,3 +414,25 @@ def test_a_store_that_failed_in_a_successful_upload_is_shown_as_a_warning():
     assert "success" in text
     assert "warning upload — r2-offsite: timed out" in text
     assert "retry" not in text
+
+
+def test_a_running_cycle_is_shown_with_its_steps_and_counts_and_nothing_when_idle():
+    running = {
+        "kind": "cycle",
+        "started_at": "2026-11-25T06:00:00Z",
+        "seconds": 185.0,
+        "steps": ["upload", "restore:dev"],
+        "dumped_bytes": 3 * 1024**3,
+        "stored_bytes": 1024**3,
+        "tables_done": 12,
+        "tables_total": 40,
+    }
+    html = page(running=running)
+    found = re.search(r'<section class="panel running".*?</section>', html, re.S)
+    assert found is not None
+    assert visible_text(found.group(0)) == (
+        "Running now cycle 3 min 05 s: upload, restore:dev · 3.0 GiB dumped · 1.0 GiB stored"
+        " · 12 of 40 tables"
+    )
+    assert html.index('id="verdict"') < html.index('id="running"') < html.index('id="targets"')
+    assert 'id="running"' not in page()

@@ -6,7 +6,16 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from orchestrator.formats import ago, human_age, human_seconds, human_size, iso_z, stamp, utc
+from orchestrator.formats import (
+    ago,
+    human_age,
+    human_seconds,
+    human_size,
+    iso_z,
+    parse_size,
+    stamp,
+    utc,
+)
 
 NOW = datetime(2026, 11, 25, 6, 0, tzinfo=UTC)
 PARIS = timezone(timedelta(hours=1))
@@ -114,3 +123,26 @@ def test_human_age_gives_one_unit(seconds, text):
 )
 def test_ago_says_just_now_ago_or_in(moment, text):
     assert ago(moment, NOW) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [
+        ("512", 512),
+        ("3 B", 3),
+        ("1k", 1024),
+        ("2KiB", 2048),
+        ("800MB", 800 * 1024**2),
+        ("1.5 GiB", 3 * 1024**3 // 2),
+        ("2g", 2 * 1024**3),
+        (" 1TB ", 1024**4),
+    ],
+)
+def test_parse_size_reads_binary_units_in_any_case(text, size):
+    assert parse_size(text) == size
+
+
+@pytest.mark.parametrize("text", ["", "x", "-1G", "1.GB", "1 PB", "1iB", "G"])
+def test_parse_size_refuses_what_is_not_a_size(text):
+    with pytest.raises(ValueError, match="is not a size like"):
+        parse_size(text)

@@ -17,6 +17,7 @@ from orchestrator.operations.prune import (
     as_dict,
     classify,
     plan_prune,
+    stale_orphans,
     table_lines,
 )
 from orchestrator.retention import Duration, Policy
@@ -110,6 +111,74 @@ def test_classify_separates_foreign_objects_from_keys_of_no_backup():
         "shop/2026/01/01/shop-20260101T000000Z.dump",
         "shop/2026/01/02/shop-20260102T000000Z.manifest.json",
     ]
+
+
+NOW = datetime(2026, 3, 10, 12, tzinfo=UTC)
+DAY = Duration(days=1)
+
+
+def _orphans_of(manifests: list[Manifest], *objects: tuple[str, datetime]) -> list[str]:
+    """The stale orphans of a listing holding `objects` and the manifests' keys."""
+    infos = [ObjectInfo(key, 1, when) for key, when in objects]
+    infos += [ObjectInfo(m.manifest_key, 1, m.created_at) for m in manifests]
+    return stale_orphans(infos, NOW, DAY)
+
+
+def test_a_half_uploaded_directory_older_than_the_grace_and_a_newer_backup_goes():
+    newer = manifest("shop", at(5))
+    old_dir = catalog.dir_key_for(catalog.new_backup_id("shop", at(4)))
+    old_dump = catalog.dump_key_for(catalog.new_backup_id("shop", at(3)), encrypted=True)
+    assert _orphans_of(
+        [newer], (old_dir + "toc.dat", at(4)), (old_dir + "1.dat.zst", at(4)), (old_dump, at(3))
+    ) == sorted([old_dir + "toc.dat", old_dir + "1.dat.zst", old_dump])
+
+
+@pytest.mark.parametrize(
+    ("what", "key_at", "written"),
+    [
+        ("written within the grace period", at(4), NOW - timedelta(hours=23)),
+        ("newer than the newest backup: a run still going", at(6), at(6)),
+        ("of a database with no backup in the store", None, at(1)),
+    ],
+)
+def test_orphans_are_kept_while_an_upload_may_still_run(what, key_at, written):
+    newest = manifest("shop", at(5))
+    database = "shop" if key_at is not None else "crm"
+    key = catalog.dir_key_for(catalog.new_backup_id(database, key_at or at(1))) + "9.dat"
+    assert _orphans_of([newest], (key, written)) == [], what
+
+
+def test_only_dump_objects_of_no_manifest_are_orphans():
+    kept = manifest("shop", at(5))
+    newer = manifest("shop", at(6))
+    unreadable = catalog.new_backup_id("shop", at(2))  # its manifest is listed, not readable
+    stray = catalog.dir_key_for(kept.id) + "7.dat"  # rekey's leftover: its id has a manifest
+    found = _orphans_of(
+        [kept, newer],
+        (kept.dump_key, at(1)),
+        (stray, at(1)),
+        (catalog.manifest_key_for(unreadable), at(1)),
+        (catalog.dump_key_for(unreadable), at(1)),
+        (catalog.dir_key_for(unreadable) + "toc.dat", at(1)),
+        ("notes.txt", at(1)),
+    )
+    assert found == []
+    assert stale_orphans([ObjectInfo("x", 1, at(1))], NOW, None) == []
+
+
+@pytest.mark.parametrize("name", ["shop-20261345T999999Z.dump", "shop-20260230T060000Z.d/toc.dat"])
+def test_a_key_of_the_layouts_shape_but_no_real_time_is_left_alone(name: str):
+    newer = manifest("shop", at(6))
+    key = f"shop/2026/13/45/{name}" if "1345" in name else f"shop/2026/02/30/{name}"
+    assert _orphans_of([newer], (key, at(1))) == []
+
+
+def test_a_backup_of_another_database_under_the_same_prefix_is_not_an_orphan():
+    """`my db` and `my_db` share the prefix `my_db/`: each one's backups are named by its
+    own manifest, whichever database the prune was asked about."""
+    spaced, underscored = manifest("my db", at(5)), manifest("my_db", at(4))
+    assert spaced.dump_key.split("/")[0] == underscored.dump_key.split("/")[0]
+    assert _orphans_of([spaced, underscored], (underscored.dump_key, at(1))) == []
 
 
 def test_reports_name_every_backup_and_what_was_left_alone():
