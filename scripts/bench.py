@@ -11,6 +11,8 @@
 (v) a dev refresh of a database whose table of a million notes (free text, one row in ten
     holding an e-mail address) has no masking rules
 (s) the same refresh with the notes scrubbed (`body: scrub`)
+(h) (s) run by the code of another checkout, the folder BENCH_BASELINE names: before and
+    after alternate in the same rounds
 (n) a dev refresh of a schema of 100 tables of mixed sizes (up to 50,000 rows), 19 of them
     holding personal data in three or four columns each, one of those with 300,000 rows,
     without masking rules
@@ -53,11 +55,11 @@ medians: c/a, c'/a, b/c, e/c, m/u, s/v, x/n, t/f, r/q, r/p, z/y, k - d and the p
 of the orchestrator process and of the masking filter's processes; for (r) and (z) their own
 peak RSS and the most WORK_DIR held, in dumps (the bare -Fd folder of q or y: the compressed
 dump), and for (p, q, r) the most connections each held at once through the link. LINES
-(default "abcge"; "um" for the masked line, "vs" for the scrub line, "nx" for many masked
-tables, "ft" for the subset line, "dk" for the fixed cost of a command, "w" for the
-encrypted backup of a larger dump, "pqr" for the remote line, "yz" for the scale line)
-picks which ways run. The package is byte-compiled first, as an installed wheel is, so that
-no run compiles it.
+(default "abcge"; "um" for the masked line, "vs" for the scrub line ("vsh" beside
+BENCH_BASELINE's code), "nx" for many masked tables, "ft" for the subset line, "dk" for
+the fixed cost of a command, "w" for the encrypted backup of a larger dump, "pqr" for the
+remote line, "yz" for the scale line) picks which ways run. The package is byte-compiled
+first, as an installed wheel is, so that no run compiles it.
 
 When a pipeline line (a, b, c, c', e) runs, two untimed pipeline cycles come first (their
 times are printed, not counted): after them each target holds a current and a previous
@@ -451,6 +453,7 @@ K = "(k) orchestrator backup, folder store"
 N = "(n) dev refresh, 100 tables, no rules"
 X = "(x) the same, 19 tables masked (suggested)"
 BASE_X = "(o) (x) by the code of BENCH_BASELINE"
+BASE_S = "(h) (s) by the code of BENCH_BASELINE"
 F = "(f) dev refresh of a chain, masked"
 T = "(t) the same, a 5 % subset"
 W = "(w) backup, 160 MB dump, 2 recipients, 2 stores"
@@ -686,9 +689,10 @@ def main() -> None:
     rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 5
     lines = sys.argv[3] if len(sys.argv) > 3 else "abcge"
     run([sys.executable, "-m", "compileall", "-q", str(REPO / "orchestrator")])
-    if "o" in lines and not os.environ.get("BENCH_BASELINE"):
-        raise SystemExit("LINES o: set BENCH_BASELINE to the folder of the code to compare")
-    baseline = Path(os.environ["BENCH_BASELINE"]).resolve() if "o" in lines else None
+    compared = set("oh") & set(lines)
+    if compared and not os.environ.get("BENCH_BASELINE"):
+        raise SystemExit("LINES o, h: set BENCH_BASELINE to the folder of the code to compare")
+    baseline = Path(os.environ["BENCH_BASELINE"]).resolve() if compared else None
     if baseline is not None:
         run([sys.executable, "-m", "compileall", "-q", str(baseline / "orchestrator")])
     bins = postgres.installs()
@@ -750,6 +754,7 @@ def main() -> None:
             "m": (M, lambda n: rss.append(orchestrate(masked_env, refresh, f"masked-{n}"))),
             "v": (V, lambda n: rss.append(orchestrate(notes_env, notes, f"notes-{n}"))),
             "s": (S, lambda n: rss.append(orchestrate(scrub_env, notes, f"scrubbed-{n}"))),
+            "h": (BASE_S, lambda n: orchestrate(scrub_env, notes, f"scrubbed-base-{n}", baseline)),
             "a": (A, lambda n: floor(bins[major], url, targets, work)),
             "b": (B, lambda n: old_way(bins[major], url, targets, work)),
             "c": (C, lambda n: rss.append(pipeline(env, n))),
@@ -801,7 +806,7 @@ def main() -> None:
                         f"(u/m) {name} (not counted)",
                         lambda n=name, e=chosen: rss.append(orchestrate(e, refresh, n)),
                     )
-            if "v" in lines or "s" in lines:
+            if set("vsh") & set(lines):
                 print(f"scrub line: a database of {NOTES:,} notes, backed up once")
                 notes_env, scrub_env, notes = masked_refresh_setup(
                     source_c, targets[1], env, work, ("notes", NOTES_SQL, SCRUB_RULES)
@@ -890,7 +895,7 @@ def report(runs: dict[str, list[float]], rss: list[int], rounds: int) -> None:
     m = {key: statistics.median(times) for key, times in runs.items()}
     names = {"a": "a", "b": "b", "c": "c", "g": "c'", "e": "e", "u": "u", "m": "m", "v": "v"}
     names.update(s="s", d="d", k="k", n="n", x="x", o="o", f="f", t="t", w="w")
-    names.update(p="p", q="q", r="r", y="y", z="z")
+    names.update(h="h", p="p", q="q", r="r", y="y", z="z")
     shown = ", ".join(f"{names[k]} {v:.2f} s" for k, v in m.items())
     print(f"\nmedians of {rounds} round(s): {shown}")
     ratios = [
@@ -900,6 +905,7 @@ def report(runs: dict[str, list[float]], rss: list[int], rounds: int) -> None:
         ("e", "c", "e/c", "(encryption and a second store; target <= 1.10)"),
         ("m", "u", "m/u", "(masked dev refresh; target <= 1.5)"),
         ("s", "v", "s/v", "(scrubbed dev refresh; target <= 1.5)"),
+        ("h", "v", "h/v", "(the same by the baseline's code)"),
         ("x", "n", "x/n", "(19 of 100 tables masked; target <= 1.3)"),
         ("o", "n", "o/n", "(the same by the baseline's code)"),
         ("t", "f", "t/f", "(a 5 % subset against the whole masked copy; target <= 0.15)"),

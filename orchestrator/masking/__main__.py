@@ -25,7 +25,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
-from orchestrator import logs
 from orchestrator.errors import ConfigError, OrchestratorError
 from orchestrator.masking import subset_flags, workers
 from orchestrator.masking.plan import plans_from_json
@@ -74,14 +73,14 @@ def main(
         else:
             _filter(args, environ, source, sink)
     except OrchestratorError as exc:
-        return _fail(err, str(exc), exc.exit_code)
+        return _fail(err, str(exc), exc.exit_code, environ)
     except BrokenPipeError:
         _silence_stdout(sink)
-        return _fail(err, "the reader of the output (psql) stopped early", 1)
+        return _fail(err, "the reader of the output (psql) stopped early", 1, environ)
     except Exception as exc:  # a bug: say where, but never the message (it may hold data)
         frame = traceback.extract_tb(exc.__traceback__)[-1]
         where = f"{Path(frame.filename).name}:{frame.lineno}"
-        return _fail(err, f"internal error ({type(exc).__name__} at {where})", 1)
+        return _fail(err, f"internal error ({type(exc).__name__} at {where})", 1, environ)
     return 0
 
 
@@ -90,7 +89,7 @@ def _filter(
 ) -> None:
     if not 1 <= args.workers <= MAX_WORKERS:
         raise ConfigError(f"--workers: must be from 1 to {MAX_WORKERS}")
-    key = load_key(environ.get(KEY_SETTING))
+    key = load_key(environ.get(KEY_SETTING), register=False)
     try:
         plans = plans_from_json(args.plan.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -130,7 +129,11 @@ def _scan(args: argparse.Namespace, environ: Mapping[str, str], source: BinaryIO
     (args.out / "summary.json").write_text(json.dumps(summary(found)), encoding="utf-8")
 
 
-def _fail(err: TextIO, message: str, code: int) -> int:
+def _fail(err: TextIO, message: str, code: int, environ: Mapping[str, str]) -> int:
+    """Print the one error line, MASK_KEY and passwords masked; give `code`."""
+    from orchestrator import logs  # only when failing: structlog slows every start by 0.1 s
+
+    logs.register_secret(environ.get(KEY_SETTING))
     print(f"{PROGRAM}: error: {logs.mask(message)}", file=err)
     return code
 

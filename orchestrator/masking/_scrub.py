@@ -5,9 +5,11 @@ An item is an e-mail address, a phone number, an IBAN (mod-97 checked), a card n
 The rest of the text is kept as it is. What an item becomes is given by the caller
 (`Replacers`), so that this module stays free of keys: it only finds and splices.
 
-Texts are searched as `str` (UTF-8 decoded), so that letters of any script count as
-letters around an e-mail address. A whole column is searched in one pass over its values
-joined by newlines (no pattern crosses a newline), which keeps the per-value cost in C.
+Texts are searched as UTF-8 bytes, every byte at or above 0x80 counting as a letter, so
+that letters of any script count as letters around an e-mail address. A whole column is
+searched in one pass over its values joined by newlines (no item crosses a tab or a
+newline), which keeps the per-value cost in C; or a whole block of COPY rows, keeping the
+items that start in one column's fields (`regions`, `Scrub.within`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from orchestrator.masking._vector import Ints
+from orchestrator.masking._vector import Bytes, Ints
 
 Replace = Callable[[list[bytes]], list[bytes]]  # items (UTF-8) to what they become, in order
 
@@ -56,9 +58,7 @@ MIN_ITEM_DIGITS = 7  # the fewest digits of a phone or card number
 MAX_GAP = 3  # separators between two digits of one item, at most
 _QUICK_BELOW = 4096  # shorter texts are first looked over for what every item holds
 _RUN_TABLE = np.array([byte in _RUN_CHARS for byte in range(256)])
-_UPPER_TABLE = np.array([65 <= byte <= 90 for byte in range(256)])
 _LOCAL_FLAGS = bytes(byte in _LOCAL for byte in range(256))
-_DIGIT_FLAGS = bytes(48 <= byte <= 57 for byte in range(256))
 _HEX_COLON_FLAGS = bytes(byte in _HEX_OR_COLON for byte in range(256))
 
 
@@ -183,13 +183,41 @@ def _within(
 # --- finding items in bytes -----------------------------------------------------------------
 
 Item = tuple[str, int, int]  # kind, start, end (byte offsets)
+Bools = npt.NDArray[np.bool_]
+Within = Callable[[Ints], Bools]  # which of some byte offsets lie in the searched regions
 
 
-def find_items(data: bytes) -> list[Item]:
-    """Give the items in `data` (UTF-8 text; newlines end every item), sorted, none
-    overlapping (the earlier, then the longer, wins)."""
-    digits = np.flatnonzero(_flags(data, _DIGIT_FLAGS))
-    sources = [_emails(data), _runs(data, digits), _ibans(data, digits), _ipv6s(data)]
+def _everywhere(positions: Ints) -> Bools:
+    return np.ones(len(positions), np.bool_)
+
+
+def regions(starts: Ints, ends: Ints) -> Within:
+    """Give the test of whether offsets lie in one of the regions `[starts[i], ends[i])`
+    (sorted, not overlapping), e.g. one column's fields in a block of COPY rows."""
+
+    def within(positions: Ints) -> Bools:
+        if not len(starts):
+            return np.zeros(len(positions), np.bool_)
+        index = np.searchsorted(starts, positions, side="right") - 1
+        inside: Bools = (index >= 0) & (positions < ends[np.maximum(index, 0)])
+        return inside
+
+    return within
+
+
+def find_items(data: bytes, within: Within = _everywhere) -> list[Item]:
+    """Give the items in `data` (UTF-8 text; tabs and newlines end every item), sorted,
+    none overlapping (the earlier, then the longer, wins); with `within`, only those
+    that start in its regions (bounded by tabs or newlines, so no item crosses one)."""
+    text = np.frombuffer(data, np.uint8)
+    is_digit = (text - np.uint8(48)) < np.uint8(10)  # wraps below 48: quicker than translate
+    digits = np.flatnonzero(is_digit)
+    sources = [
+        _emails(data, within),
+        _runs(data, digits, within),
+        _ibans(data, text, is_digit, within),
+        _ipv6s(data, within),
+    ]
     found = [item for source in sources for item in source]
     if sum(1 for source in sources if source) <= 1:
         return found  # each finder gives its items in order, none overlapping
@@ -207,10 +235,14 @@ def _word_before(data: bytes, pos: int) -> bool:
     return pos > 0 and data[pos - 1] in _WORD
 
 
-def _emails(data: bytes) -> list[Item]:
-    """E-mail addresses: each @ followed by a domain (one regex scan, fast to each @);
-    the local parts, the runs of local-part bytes before them, found all at once."""
-    found = [match.span() for match in _AT_DOMAIN.finditer(data)]
+def _emails(data: bytes, within: Within) -> list[Item]:
+    """E-mail addresses: each @ (found with numpy, those in the regions) followed by a
+    domain (the regex, matched at each); the local parts, the runs of local-part bytes
+    before them, found all at once."""
+    ats = np.flatnonzero(np.frombuffer(data, np.uint8) == 64)
+    found = [
+        match.span() for at in ats[within(ats)].tolist() if (match := _AT_DOMAIN.match(data, at))
+    ]
     if not found:
         return []
     ats, ends = np.array(found).T
@@ -228,7 +260,7 @@ def _flags(data: bytes, table: bytes) -> npt.NDArray[np.bool_]:
     return np.frombuffer(data.translate(table), np.bool_)
 
 
-def _run_spans(data: bytes, positions: Ints) -> list[tuple[int, int]]:
+def _run_spans(data: bytes, positions: Ints, within: Within) -> list[tuple[int, int]]:
     """The runs of digits (`positions`: of every digit in `data`) that may hold a phone or
     card number or an IPv4 address, from their first digit to their last: digits one
     after another, or apart by at most 3 separators (` ().-/+`); kept when they hold at
@@ -239,8 +271,9 @@ def _run_spans(data: bytes, positions: Ints) -> list[tuple[int, int]]:
     joined = gaps == 1
     near = np.flatnonzero((gaps > 1) & (gaps <= MAX_GAP + 1))
     if len(near):
-        text = np.frombuffer(data + b"x" * MAX_GAP, np.uint8)
-        between = _RUN_TABLE[text[positions[near, None] + np.arange(1, MAX_GAP + 1)]]
+        text = np.frombuffer(data, np.uint8)
+        places = np.minimum(positions[near, None] + np.arange(1, MAX_GAP + 1), len(data) - 1)
+        between = _RUN_TABLE[text[places]]
         inside = np.arange(1, MAX_GAP + 1) < gaps[near, None]
         joined[near] = (between | ~inside).all(axis=1)
     cuts = np.flatnonzero(~joined) + 1
@@ -250,15 +283,17 @@ def _run_spans(data: bytes, positions: Ints) -> list[tuple[int, int]]:
     keep = counts >= MIN_ITEM_DIGITS
     few = np.flatnonzero(~keep & (counts >= MIN_RUN_DIGITS))
     if len(few):  # 4 to 6 digits: an IPv4 address needs 4 groups
-        groups = np.concatenate(([0], np.cumsum(gaps > 1)))
-        keep[few] = groups[lasts[few]] - groups[firsts[few]] + 1 >= 4
+        breaks = near[joined[near]]  # the gaps inside runs that part two groups
+        inner = np.searchsorted(breaks, lasts[few]) - np.searchsorted(breaks, firsts[few])
+        keep[few] = inner + 1 >= 4
     starts, ends = positions[firsts[keep]], positions[lasts[keep]] + 1
-    return list(zip(starts.tolist(), ends.tolist(), strict=True))
+    chosen = within(starts)
+    return list(zip(starts[chosen].tolist(), ends[chosen].tolist(), strict=True))
 
 
-def _runs(data: bytes, digits: Ints) -> list[Item]:
+def _runs(data: bytes, digits: Ints, within: Within) -> list[Item]:
     items: list[Item] = []
-    for start, end in _run_spans(data, digits):
+    for start, end in _run_spans(data, digits, within):
         first = start - 1 if start > 0 and data[start - 1] == 43 else start  # a leading +
         if _word_before(data, first) or (end < len(data) and data[end] in _WORD):
             continue
@@ -266,17 +301,15 @@ def _runs(data: bytes, digits: Ints) -> list[Item]:
     return items
 
 
-def _ibans(data: bytes, digits: Ints) -> list[Item]:
-    """IBANs start with two capital letters and two digits: looked for only before pairs
-    of digits."""
-    pairs = digits[:-1][np.diff(digits) == 1]
-    pairs = pairs[pairs >= 2]
-    if not len(pairs):
+def _ibans(data: bytes, text: Bytes, is_digit: Bools, within: Within) -> list[Item]:
+    """IBANs start with two capital letters and two digits: looked for only there
+    (`text` is `data` as an array, `is_digit` where its digits are)."""
+    if len(data) < 4:
         return []
-    text = np.frombuffer(data, np.uint8)
-    capitals = _UPPER_TABLE[text[pairs - 2]] & _UPPER_TABLE[text[pairs - 1]]
+    upper = (text - np.uint8(65)) < np.uint8(26)
+    starts = np.flatnonzero(upper[:-3] & upper[1:-2] & is_digit[2:-1] & is_digit[3:])
     items: list[Item] = []
-    for start in (pairs[capitals] - 2).tolist():
+    for start in starts[within(starts)].tolist():
         match = _IBAN_RUN.match(data, start)
         if match is None or _word_before(data, start) or (items and start < items[-1][2]):
             continue
@@ -285,12 +318,13 @@ def _ibans(data: bytes, digits: Ints) -> list[Item]:
     return items
 
 
-def _ipv6s(data: bytes) -> list[Item]:
+def _ipv6s(data: bytes, within: Within) -> list[Item]:
     if b":" not in data:
         return []
     flags = _flags(data, _HEX_COLON_FLAGS)
     colon = np.frombuffer(data, np.uint8) == 58
-    colons = (np.flatnonzero(colon[1:-1] & flags[:-2] & flags[2:]) + 1).tolist()
+    found = np.flatnonzero(colon[1:-1] & flags[:-2] & flags[2:]) + 1
+    colons = found[within(found)].tolist()
     items: list[Item] = []
     reached = 0
     for colon in colons:
@@ -330,9 +364,18 @@ class Scrub:
         inside an item, so many texts joined by newlines can go at once."""
         if len(data) < _QUICK_BELOW and not _maybe(data):
             return data
-        items = find_items(data)
-        if not items:
-            return data
+        return splice(data, *self.within(data, _everywhere))
+
+    def within(self, data: bytes, within: Within) -> Splices:
+        """Give where the items of `data` that start in the regions of `within` are, and
+        what each becomes: (starts, ends, replacements), in order (see `splice`)."""
+        items = find_items(data, within)
+        starts = [item[1] for item in items]
+        ends = [item[2] for item in items]
+        return starts, ends, self._replaced(data, items)
+
+    def _replaced(self, data: bytes, items: list[Item]) -> list[bytes]:
+        """Give what each item becomes, counting them in `found`."""
         self.found += len(items)
         kinds = [item[0] for item in items]
         slices = [data[start:end] for _kind, start, end in items]
@@ -345,12 +388,21 @@ class Scrub:
                 outputs = self.replacers.of(kind)([slices[i] for i in chosen])
                 for index, out in zip(chosen, outputs, strict=True):
                     replaced[index] = out
-        starts = [item[1] for item in items]
-        ends = [0, *(item[2] for item in items)]
-        pieces: list[bytes] = [b""] * (2 * len(items) + 1)
-        pieces[0::2] = [data[a:b] for a, b in zip(ends, [*starts, len(data)], strict=True)]
-        pieces[1::2] = replaced
-        return b"".join(pieces)
+        return replaced
+
+
+Splices = tuple[list[int], list[int], list[bytes]]  # starts, ends, replacements
+
+
+def splice(data: bytes, starts: list[int], ends: list[int], replacements: list[bytes]) -> bytes:
+    """Give `data` with `data[starts[i]:ends[i]]` replaced by `replacements[i]` (the
+    spans in order, not overlapping)."""
+    if not starts:
+        return data
+    pieces: list[bytes] = [b""] * (2 * len(starts) + 1)
+    pieces[0::2] = [data[a:b] for a, b in zip([0, *ends], [*starts, len(data)], strict=True)]
+    pieces[1::2] = replacements
+    return b"".join(pieces)
 
 
 def _maybe(data: bytes) -> bool:

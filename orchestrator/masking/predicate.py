@@ -21,12 +21,14 @@ from __future__ import annotations
 import contextlib
 import hashlib
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from orchestrator.errors import ConfigError
-from orchestrator.schema_facts import Column
+
+if TYPE_CHECKING:  # pydantic stays out of the filter's start-up
+    from orchestrator.schema_facts import Column
 
 # PostgreSQL base types (schema_facts.Column.base_type) and the DuckDB type a condition
 # sees them as; everything else is text (VARCHAR).

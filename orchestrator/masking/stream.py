@@ -20,8 +20,9 @@ from typing import BinaryIO
 import numpy as np
 
 from orchestrator.errors import JobError
-from orchestrator.masking._fields import kept_lines, lines_of
-from orchestrator.masking._vector import NEWLINE, values_of
+from orchestrator.masking._fields import Lines, kept_lines, lines_of
+from orchestrator.masking._scrub import Splices, regions, splice
+from orchestrator.masking._vector import NEWLINE, Ints, values_of
 from orchestrator.masking.plan import TablePlan, location
 from orchestrator.masking.subset_flags import RowFlags
 from orchestrator.masking.transforms import (
@@ -33,6 +34,7 @@ from orchestrator.masking.transforms import (
 from orchestrator.table_names import table_key
 
 BLOCK_SIZE = 1 << 20
+IN_PLACE_SHARE = 0.5  # of a block's bytes in its scrubbed fields, for scrub in place
 FieldFunction = Callable[[bytes], bytes]
 BACKSLASH, DOT = ord("\\"), ord(".")
 NULL = b"\\N"
@@ -135,6 +137,26 @@ class _Field:
         self.tally = compiled.tally
         self.filler = compiled.filler
         self.fixed = _fixed_field(compiled)
+        self.splices = compiled.splices if not compiled.nullable else None
+
+    def in_place(self, lines: Lines, index: int) -> Splices:
+        """Give the spans of `lines`' block to rewrite for column `index` and what each
+        becomes: the transform's splices in the fields without a backslash, and each field
+        holding one (escapes, NULL) masked whole by `direct`."""
+        assert self.splices is not None
+        starts, ends = lines.field(index)
+        escaped = _holding_backslash(lines, starts, ends)
+        if not len(escaped):
+            return self.splices(lines.block, regions(starts, ends))
+        plain = np.ones(len(starts), np.bool_)
+        plain[escaped] = False
+        found = self.splices(lines.block, regions(starts[plain], ends[plain]))
+        block = lines.block
+        whole = [
+            (start, end, self.direct(block[start:end]))
+            for start, end in zip(starts[escaped].tolist(), ends[escaped].tolist(), strict=True)
+        ]
+        return _merged(found, whole)
 
     def column(self, parts: list[bytes]) -> list[bytes]:
         """Give the masked fields of one column of a block."""
@@ -171,6 +193,23 @@ class _Field:
         return out
 
 
+def _holding_backslash(lines: Lines, starts: Ints, ends: Ints) -> Ints:
+    """Give the rows (in order) whose field `[starts[row], ends[row])` holds a backslash."""
+    if b"\\" not in lines.block:
+        return np.zeros(0, np.int64)
+    found = np.flatnonzero(lines.array == BACKSLASH)
+    rows = np.searchsorted(lines.newlines, found)  # the row of each backslash
+    inside = (found >= starts[rows]) & (found < ends[rows])
+    escaped: Ints = np.unique(rows[inside])
+    return escaped
+
+
+def _merged(found: Splices, whole: list[tuple[int, int, bytes]]) -> Splices:
+    """Give the splices of `found` and of `whole` (start, end, replacement) in one order."""
+    spans = sorted([*zip(*found, strict=True), *whole])
+    return [span[0] for span in spans], [span[1] for span in spans], [span[2] for span in spans]
+
+
 def _fixed_field(compiled: Compiled) -> bytes | None:
     """The one field a fixed transform writes for every row, or None."""
     if not compiled.fixed:
@@ -184,11 +223,17 @@ class BlockMasker:
 
     Raises RowError for a row with the wrong number of fields or a value its transform
     cannot take. Not picklable (it holds closures): worker processes get it by forking.
+    `in_place` says whether blocks are scrubbed in place (`_in_place`): while every masked
+    column can be, until a block shows its fields hold too small a share of the bytes.
     """
 
     table: str
     columns: tuple[str, ...]
     fields: dict[int, _Field] = field(repr=False)
+    in_place: list[bool] = field(default_factory=list, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.in_place.append(all(masked.splices is not None for masked in self.fields.values()))
 
     @property
     def masked(self) -> tuple[str, ...]:
@@ -215,10 +260,11 @@ class BlockMasker:
         """Give `block` with every masked field rewritten."""
         if not self.fields or not block:
             return block
-        if len(self.columns) > 1 and block.endswith(b"\n"):
+        in_place = self.in_place[0]
+        if (in_place or len(self.columns) > 1) and block.endswith(b"\n"):
             before = self.take_counts()
             try:
-                out = self._by_stride(block)
+                out = self._in_place(block) if in_place else self._by_stride(block)
             except TransformError:
                 out = None
             if out is None:  # masked again row by row: count those rows once
@@ -227,6 +273,29 @@ class BlockMasker:
             if out is not None:
                 return out
         return self._by_line(block)
+
+    def _in_place(self, block: bytes) -> bytes | None:
+        """Mask a block whose masked columns are all rewritten in place (`_Field.in_place`:
+        scrub), with no split of the block into fields: only the spans that change are
+        replaced. None when a row has not the table's width (tabs and newlines located
+        with numpy prove every row has it).
+
+        Items are looked for in the whole block, so when the masked fields hold less than
+        IN_PLACE_SHARE of its bytes (a short note among numbers and timestamps, whose
+        digits scrub would look at), the block, and the table's later ones, go by columns
+        (`_by_stride`) instead.
+        """
+        lines = lines_of(block, len(self.columns))
+        if not _shaped(lines):
+            return None
+        held = sum(int((ends - starts).sum()) for starts, ends in map(lines.field, self.fields))
+        if held < IN_PLACE_SHARE * len(block) and len(self.columns) > 1:
+            self.in_place[0] = False  # the rows of one table look alike: by columns from now on
+            return self._by_stride(block)
+        first, *more = [masked.in_place(lines, index) for index, masked in self.fields.items()]
+        if more:
+            first = _merged(first, [span for found in more for span in zip(*found, strict=True)])
+        return splice(block, *first)
 
     def _by_stride(self, block: bytes) -> bytes | None:
         """Mask without a loop over rows; None when the block's shape is off.
@@ -272,6 +341,19 @@ class BlockMasker:
 
 
 RunBlocks = Callable[[BlockMasker, Iterator[bytes]], Iterator[bytes]]
+
+
+def _shaped(lines: Lines) -> bool:
+    """Whether every line of `lines` (a block ending in a newline) has its width: as many
+    tabs in all as lines times width - 1, the first of each line's after the line's start
+    and the last before its newline (tabs come in order, so each line holds its own)."""
+    if lines.tabs is None:
+        return False
+    if not lines.tabs.shape[1]:
+        return b"\t" not in lines.block
+    return bool(
+        (lines.tabs[:, 0] >= lines.starts).all() and (lines.tabs[:, -1] < lines.newlines).all()
+    )
 
 
 def _edges(parts: list[bytes], stride: int, first: _Field | None, last: _Field | None) -> None:

@@ -36,11 +36,11 @@ import re
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
+import numpy.typing as npt
 
-from orchestrator import logs
 from orchestrator.errors import ConfigError
 from orchestrator.masking import _array, _checks, _dates, _jsonpath, _scrub
 from orchestrator.masking._names import FIRST_NAMES, LAST_NAMES
@@ -56,7 +56,9 @@ from orchestrator.masking._vector import (
     values_of,
     windows,
 )
-from orchestrator.schema_facts import Column
+
+if TYPE_CHECKING:  # pydantic stays out of the filter's start-up
+    from orchestrator.schema_facts import Column
 
 KEY_SETTING = "MASK_KEY"
 MIN_KEY_LENGTH = 16
@@ -140,7 +142,10 @@ class Compiled:
     such values even when `plain` is False. `tally`, when there is one, counts the
     embedded items the transform replaced (scrub). `joined`, when there is one, gives
     the outputs of values without those bytes joined by newlines, from the values joined
-    by newlines (one pass over a block's column).
+    by newlines (one pass over a block's column). `splices`, when there is one, finds
+    what to rewrite in the fields of a whole block of rows without taking the fields out:
+    given the block and which offsets lie in the column's fields (fields without those
+    bytes), it gives the spans to replace and their replacements, in order (scrub).
     """
 
     apply: ValueFn
@@ -153,6 +158,7 @@ class Compiled:
     column_plain: bool = False
     tally: Tally | None = None
     joined: Callable[[bytes], bytes] | None = None
+    splices: Callable[[bytes, _scrub.Within], _scrub.Splices] | None = None
 
 
 class Tally:
@@ -197,8 +203,9 @@ class MaskKey:
         return Prf(enc, off, fin)
 
 
-def load_key(text: str | None) -> MaskKey:
-    """Give the MaskKey for the MASK_KEY setting and register it as a secret for the logs.
+def load_key(text: str | None, register: bool = True) -> MaskKey:
+    """Give the MaskKey for the MASK_KEY setting and (with `register`) register it as a
+    secret for the logs (the filter program does not: it masks its one error line itself).
 
     Raises ConfigError (naming MASK_KEY, never the key) when it is unset, blank or shorter
     than 16 characters.
@@ -207,7 +214,10 @@ def load_key(text: str | None) -> MaskKey:
         raise ConfigError(f"{KEY_SETTING} is not set: masking needs a secret key")
     if len(text) < MIN_KEY_LENGTH:
         raise ConfigError(f"{KEY_SETTING} must be at least {MIN_KEY_LENGTH} characters long")
-    logs.register_secret(text)
+    if register:
+        from orchestrator import logs  # structlog: 0.1 s of the filter program's start-up
+
+        logs.register_secret(text)
     return MaskKey(text)
 
 
@@ -759,17 +769,27 @@ def _same_names(found: Values, indexes: Ints, lowered: _Lowered) -> Ints:
     return same_ones
 
 
+@functools.cache
+def _name_choices(
+    choose: Callable[[int | None], tuple[bytes, ...]], max_length: int | None
+) -> tuple[tuple[bytes, ...], npt.NDArray[np.object_], _Lowered]:
+    """The choices of a name transform for a column of `max_length`, as a tuple, an object
+    array and lowercased (all read-only): built once per process, not once per column (the
+    full names are about 29,000, and one filter compiles the plans of many tables)."""
+    choices = choose(max_length)
+    table = np.empty(len(choices), dtype=object)
+    table[:] = choices
+    return choices, table, _Lowered(choices)
+
+
 def _build_name(choose: Callable[[int | None], tuple[bytes, ...]]) -> _Build:
     """A name from the choices that fit the column, picked by the first 8 token bytes (as a
     big-endian number, modulo the count); the next one when it is the input, whatever the
     case."""
 
     def build(spec: TransformSpec, key: MaskKey, _type: str, max_length: int | None) -> Compiled:
-        choices = choose(max_length)
+        choices, table, lowered = _name_choices(choose, max_length)
         count, prf = len(choices), key.prf(spec)
-        table = np.empty(count, dtype=object)
-        table[:] = choices
-        lowered = _Lowered(choices)
 
         def name(value: bytes) -> bytes:
             if not value:
@@ -1101,6 +1121,14 @@ class _Scrubber:
         self.tally.count += self.scrub.found - before
         return out
 
+    def within(self, data: bytes, within: _scrub.Within) -> _scrub.Splices:
+        """Give the items of `data` that start where `within` says, and what each becomes
+        (`Scrub.within`), counting them in the tally."""
+        before = self.scrub.found
+        found = self.scrub.within(data, within)
+        self.tally.count += self.scrub.found - before
+        return found
+
 
 def _scrubber(key: MaskKey, domain: str) -> _Scrubber:
     """The scrubber under `key`: an e-mail becomes what `email` (with `domain`, in an
@@ -1211,7 +1239,14 @@ def _build_scrub(
         out = scrubber.data(text)
         return out if max_length is None else b"\n".join(map(cut, out.split(b"\n")))
 
-    return Compiled(scrub, column=scrubs, column_plain=True, tally=scrubber.tally, joined=joined)
+    return Compiled(
+        scrub,
+        column=scrubs,
+        column_plain=True,
+        tally=scrubber.tally,
+        joined=joined,
+        splices=scrubber.within if max_length is None else None,  # an item may grow
+    )
 
 
 def bytea_bytes(value: bytes) -> bytes:

@@ -9,6 +9,7 @@ import json
 import re
 from typing import Any
 
+import numpy as np
 import pytest
 
 from orchestrator.masking import _array, _scrub, workers
@@ -507,3 +508,22 @@ def test_the_filter_scrubs_a_column_in_one_pass_exactly_like_value_by_value(
     assert [line.split(b"\t")[1].decode() for line in lines] == [
         scrub(text, max_length) for text in texts
     ]
+
+
+@pytest.mark.parametrize(
+    ("text", "spans"),
+    [
+        (b"v 10.20.3 x", []),  # 5 digits in 3 groups: not an IPv4 address, too short a number
+        (b"v 10.20.3.4 x", [(2, 11)]),  # 4 groups
+        (b"id 123456, 7", []),  # 6 digits, one group
+        (b"call 202 555 0143", [(5, 17)]),  # 10 digits
+        (b"1a2b3c4d5e6f7", []),  # letters part the digits
+        (b"12\t345 678 9\n78", [(3, 12)]),  # tabs and newlines end a run
+        (b"v 1.2.3.4", [(2, 9)]),
+    ],
+)
+def test_digit_runs_that_may_be_items_are_the_long_or_dotted_ones(
+    text: bytes, spans: list[tuple[int, int]]
+) -> None:
+    digits = np.flatnonzero(np.frombuffer(text, np.uint8) - np.uint8(48) < np.uint8(10))
+    assert _scrub._run_spans(text, digits, _scrub._everywhere) == spans

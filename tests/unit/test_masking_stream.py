@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -658,13 +659,70 @@ def test_a_small_table_is_masked_without_forking_workers(monkeypatch: pytest.Mon
     run = workers.runner(2)
     assert run is not None
     masker = compile_table(plan(), KEY, ["id", "email", "First Name", "phone"])
-    small = [ROWS] * (workers.POOL_AFTER_BLOCKS - 1)
+    small = [ROWS] * workers.POOL_AFTER_BLOCKS
     assert list(run(masker, iter(small))) == [masker(ROWS)] * len(small)
     assert list(run(masker, iter([]))) == []
     assert forks == []
-    large = [ROWS] * workers.POOL_AFTER_BLOCKS
+    large = [ROWS] * (workers.POOL_AFTER_BLOCKS + 1)
     assert list(run(masker, iter(large))) == [masker(ROWS)] * len(large)
     assert forks == ["fork"]
+
+
+def test_a_large_tables_first_blocks_go_out_before_the_rest_is_read() -> None:
+    run = workers.runner(2)
+    assert run is not None
+    masker = compile_table(plan(), KEY, ["id", "email", "First Name", "phone"])
+    read: list[int] = []
+
+    def blocks() -> Iterator[bytes]:
+        for n in range(3 * workers.POOL_AFTER_BLOCKS):
+            read.append(n)
+            yield ROWS
+
+    out = run(masker, blocks())
+    assert next(out) == masker(ROWS)
+    assert read == [0]  # streamed: the first block was not held back for the pool
+    assert len(list(out)) == 3 * workers.POOL_AFTER_BLOCKS - 1
+
+
+_WORKER_MASK = workers._mask
+
+
+def _recording_mask(block: bytes) -> tuple[bytes, dict[str, int]]:
+    """`workers._mask`, noting each block's first field in the file MASK_TEST_RECORD."""
+    with open(os.environ["MASK_TEST_RECORD"], "a", encoding="utf-8") as record:
+        record.write(block.split(b"\t")[0].decode() + "\n")
+    return _WORKER_MASK(block)
+
+
+@pytest.mark.parametrize("count", [2, 3])
+def test_the_filter_process_masks_every_nth_block_beside_n_minus_1_forked_workers(
+    count: int, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    record = tmp_path / "masked-in-workers"
+    monkeypatch.setenv("MASK_TEST_RECORD", str(record))
+    monkeypatch.setattr(workers, "_mask", _recording_mask)
+    sizes: list[int] = []
+    real = workers.multiprocessing.get_context
+
+    class Recording:
+        def __init__(self, method: str) -> None:
+            self.context = real(method)
+
+        def Pool(self, processes: int) -> Any:  # multiprocessing's name
+            sizes.append(processes)
+            return self.context.Pool(processes)
+
+    monkeypatch.setattr(workers.multiprocessing, "get_context", Recording)
+    run = workers.runner(count)
+    assert run is not None
+    masker = compile_table(plan(), KEY, ["id", "email", "First Name", "phone"])
+    blocks = [b"%d\tu%d@x.org\tN%d\t+1 555 %04d\n" % (n, n, n, n) for n in range(23)]
+    assert list(run(masker, iter(blocks))) == list(map(masker, blocks))
+    assert sizes == [count - 1]
+    in_workers = sorted(int(line) for line in record.read_text().split())
+    first = workers.POOL_AFTER_BLOCKS  # blocks before it are all masked here, as they come
+    assert in_workers == [n for n in range(first, 23) if (n - first) % count != count - 1]
 
 
 # --- subsets: the rows a first pass kept ------------------------------------------------
