@@ -19,7 +19,7 @@ from typing import Protocol
 from orchestrator.logs import get_logger, with_context
 
 log = get_logger(__name__)
-POLL_MS = 200
+POLL_MS = 20  # how long a read waits for events: the most a dump waits for the watcher to stop
 
 
 class _Event(Protocol):
