@@ -323,20 +323,7 @@ def copy_file_by_file(
     tally = FileTally(stores)
     if not replacing:
         tally.refuse(fan_out(stores, lambda store: must_be_free(store, planned)))
-    for file in files:
-        live = tally.live()
-        if not live:
-            break
-        path = folder / file.name
-        try:
-            fetch(file, path)
-            tally.record(put(live, file, path))
-        except Interrupted:
-            raise
-        except OrchestratorError as exc:
-            tally.fail(live, exc)
-        finally:
-            path.unlink(missing_ok=True)
+    _each_file(tally, files, fetch, put, folder)
 
     def manifest_in(store: NamedStore) -> Manifest:
         if store.label in tally.failed:
@@ -354,6 +341,30 @@ def copy_file_by_file(
         return manifest
 
     return fan_out(stores, manifest_in)
+
+
+def _each_file(
+    tally: FileTally,
+    files: Sequence[DumpFile],
+    fetch: Callable[[DumpFile, Path], None],
+    put: Callable[[list[NamedStore], DumpFile, Path], list[Outcome[DumpFile]]],
+    folder: Path,
+) -> None:
+    """Fetch each file into `folder` and put it in the stores still going (copy_file_by_file)."""
+    for file in files:
+        live = tally.live()
+        if not live:
+            return
+        path = folder / file.name
+        try:
+            fetch(file, path)
+            tally.record(put(live, file, path))
+        except Interrupted:
+            raise
+        except OrchestratorError as exc:
+            tally.fail(live, exc)
+        finally:
+            path.unlink(missing_ok=True)
 
 
 def seal_to_each(
