@@ -322,6 +322,10 @@ def test_a_parallel_backup_gives_the_same_masked_copy_as_a_single_file_one(maske
     constraints = "SELECT contype, count(*) FROM pg_constraint GROUP BY 1 ORDER BY 1"
     assert m.psql(constraints) == m.source.psql(constraints, m.db)
     assert raw_values_in_data_directory(m.dev, RAW) == []
+    assert "the rules fit" in m.orch.ok("mask", "check").stdout  # read from the folder
+    suggested = m.tmp / "from-a-folder.yaml"
+    m.orch.ok("mask", "suggest", "-o", str(suggested))
+    assert "email" in suggested.read_text() and "rawmisc" not in suggested.read_text()
 
 
 def test_a_new_unlisted_column_stops_only_the_dev_refresh(masked: Masked):
