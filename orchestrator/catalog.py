@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal, NoReturn
+from typing import Literal, NoReturn, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -33,10 +33,11 @@ from orchestrator.formats import utc
 from orchestrator.logs import get_logger, with_context
 from orchestrator.schema_facts import SchemaFacts
 from orchestrator.storage import ObjectInfo, Storage
-from orchestrator.storage.multi import NamedStore, combined, fan_out
+from orchestrator.storage.multi import NamedStore, combined, fan_out, first_success
 from orchestrator.table_names import split_table_key
 
 log = get_logger(__name__)
+T = TypeVar("T")
 
 MANIFEST_SUFFIX = ".manifest.json"
 DUMP_SUFFIX = ".dump"
@@ -365,6 +366,15 @@ class Located:
     def stores(self) -> list[str]:
         """Labels of the stores that hold the backup."""
         return [c.store.label for c in self.copies]
+
+    def first_good(self, attempt: Callable[[Copy], T], what: str) -> T:
+        """`attempt` on the first copy where it succeeds, trying the copies' stores in
+        order; each failure is logged before the next is tried (storage.multi.first_success,
+        which raises the stores' errors when every copy fails)."""
+        by_label = {c.store.label: c for c in self.copies}
+        return first_success(
+            [c.store for c in self.copies], lambda store: attempt(by_label[store.label]), what
+        )
 
 
 def list_located(

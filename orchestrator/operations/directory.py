@@ -15,7 +15,6 @@ from orchestrator.catalog import Copy, DumpFile, Located, Manifest
 from orchestrator.errors import IntegrityError, NotFound
 from orchestrator.logs import get_logger, with_context
 from orchestrator.operations.common import sha256_of
-from orchestrator.storage.multi import first_success
 
 log = get_logger(__name__)
 FILES_AT_ONCE = 4  # downloads at once: several connections, as the dump had
@@ -71,18 +70,13 @@ def plain_from_any(
 ) -> None:
     """Write the plain `file` of the backup to `dest`, from the first store whose copy of
     it is good and opens. Raises the stores' errors when none gives it."""
-    by_label = {c.store.label: c for c in located.copies}
 
     def attempt(copy: Copy) -> None:
         if entry(copy.manifest, file.name).plain_sha256 != file.plain_sha256:
             raise IntegrityError(f"backup {copy.manifest.id}: this copy holds another {file.name}")
         plain_file(copy, file.name, dest, identities)
 
-    first_success(
-        [c.store for c in located.copies],
-        lambda store: attempt(by_label[store.label]),
-        f"read file {file.name} of backup {located.manifest.id}",
-    )
+    located.first_good(attempt, f"read file {file.name} of backup {located.manifest.id}")
 
 
 def plain_directory(

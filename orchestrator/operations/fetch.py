@@ -13,7 +13,6 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
 from orchestrator import catalog, crypto
 from orchestrator.catalog import Copy, Located, Manifest
@@ -23,10 +22,8 @@ from orchestrator.logs import get_logger
 from orchestrator.operations import directory
 from orchestrator.operations.common import sha256_of, source_identity, work_dir
 from orchestrator.storage import Progress, Storage
-from orchestrator.storage.multi import first_success
 
 log = get_logger(__name__)
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -76,15 +73,6 @@ def download_checked(
     return dest
 
 
-def _each_copy(located: Located, attempt: Callable[[Copy], T], what: str) -> T:
-    """`attempt` on the first copy of `located` where it succeeds, trying the copies' stores
-    in order (see storage.multi.first_success)."""
-    by_label = {c.store.label: c for c in located.copies}
-    return first_success(
-        [c.store for c in located.copies], lambda store: attempt(by_label[store.label]), what
-    )
-
-
 def download_any(located: Located, dest: Path, progress: Progress | None = None) -> Copy:
     """Download the first good copy of `located` to `dest`, trying its stores in order;
     give the copy used. Raises the stores' errors when none gives a good copy."""
@@ -93,7 +81,7 @@ def download_any(located: Located, dest: Path, progress: Progress | None = None)
         download_checked(copy.store.storage, copy.manifest, dest, progress)
         return copy
 
-    return _each_copy(located, attempt, f"download backup {located.manifest.id}")
+    return located.first_good(attempt, f"download backup {located.manifest.id}")
 
 
 def check_file(path: Path, manifest: Manifest) -> None:
@@ -157,7 +145,7 @@ def plain_copy(
         finally:
             stored.unlink(missing_ok=True)
 
-    return _each_copy(located, attempt, f"read backup {located.manifest.id}")
+    return located.first_good(attempt, f"read backup {located.manifest.id}")
 
 
 def needed_identities(job: Job, located: Located, doing: str) -> list[crypto.Identity] | None:

@@ -29,7 +29,7 @@ from orchestrator.operations.dump import LocalDump
 from orchestrator.operations.fetch import download_any
 from orchestrator.operations.upload import store_everywhere
 from orchestrator.storage.locks import store_locks
-from orchestrator.storage.multi import NamedStore, Outcome, fan_out, first_success
+from orchestrator.storage.multi import NamedStore, Outcome, fan_out
 
 log = get_logger(__name__)
 
@@ -168,8 +168,6 @@ def _copy_directory(
     )
 
     def fetch(file: DumpFile, path: Path) -> None:
-        by_label = {c.store.label: c for c in backup.copies}
-
         def attempt(copy: Copy) -> None:  # the same stored bytes, not another store's keys
             theirs = directory.entry(copy.manifest, file.name)
             if (theirs.sha256, copy.manifest.encryption) != (
@@ -182,11 +180,7 @@ def _copy_directory(
                 )
             directory.download_file(copy, file.name, path)
 
-        first_success(
-            [c.store for c in backup.copies],
-            lambda store: attempt(by_label[store.label]),
-            f"read file {file.name} of backup {backup.manifest.id}",
-        )
+        backup.first_good(attempt, f"read file {file.name} of backup {backup.manifest.id}")
 
     def put(live: list[NamedStore], file: DumpFile, path: Path) -> list[Outcome[DumpFile]]:
         if seal:

@@ -21,7 +21,6 @@ from orchestrator.operations import directory
 from orchestrator.operations.common import client_for, work_dir
 from orchestrator.operations.fetch import download_checked, open_sealed
 from orchestrator.postgres import pg_restore
-from orchestrator.storage.multi import first_success
 from orchestrator.table_names import table_key
 
 log = get_logger(__name__)
@@ -100,13 +99,9 @@ def _verify_directory(job: Job, located: Located, folder: Path, result: VerifyRe
         job.identities(f"backup {manifest.id} is encrypted") if manifest.encrypted else None
     )
     try:
-        first_success(
-            [c.store for c in good or located.copies],
-            lambda store: directory.plain_file(
-                _copy_in(located, store.label),
-                catalog.TOC_FILE,
-                toc_only / catalog.TOC_FILE,
-                identities,
+        Located(tuple(good) or located.copies).first_good(
+            lambda copy: directory.plain_file(
+                copy, catalog.TOC_FILE, toc_only / catalog.TOC_FILE, identities
             ),
             f"read the table of contents of backup {manifest.id}",
         )
@@ -119,10 +114,6 @@ def _verify_directory(job: Job, located: Located, folder: Path, result: VerifyRe
     if manifest.encrypted:
         result.checks["decrypt"] = "ok"
     _check_toc(job, manifest, toc_only, result)
-
-
-def _copy_in(located: Located, label: str) -> Copy:
-    return next(copy for copy in located.copies if copy.store.label == label)
 
 
 def _files_intact(copy: Copy, folder: Path, result: VerifyResult, located: Located) -> bool:
