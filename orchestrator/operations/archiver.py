@@ -13,7 +13,6 @@ removes after its grace period).
 from __future__ import annotations
 
 import functools
-import re
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -23,7 +22,7 @@ from typing import Any
 
 from orchestrator import catalog, progress, tasks
 from orchestrator.catalog import DumpFile, Encryption, Manifest
-from orchestrator.errors import IntegrityError, Interrupted, JobError, NotFound, OrchestratorError
+from orchestrator.errors import Interrupted, JobError, OrchestratorError
 from orchestrator.logs import get_logger, with_context
 from orchestrator.operations.common import sha256_of
 from orchestrator.operations.dump import LocalDump
@@ -31,16 +30,19 @@ from orchestrator.operations.upload import (
     Archived,
     OpenStores,
     SealedPut,
-    UploadFailed,
     archive_everywhere,
+    archived,
+    check_stored_size,
+    delete_quietly,
+    must_be_free,
     sealed_to_each,
     with_unused_id,
 )
+from orchestrator.postgres import copy_rows
 from orchestrator.storage import Storage
 from orchestrator.storage.multi import NamedStore, Outcome, fan_out
 
 log = get_logger(__name__)
-_TABLE_DATA = re.compile(r"^\d+\.dat(\.\w+)?$")  # a table's rows (not toc.dat, not blobs)
 FILES_AT_ONCE = 2  # files streamed at once; each holds at most two parts per store in memory
 
 
@@ -90,7 +92,9 @@ class Archiver:
         self._planned = free
         self._tally = FileTally(self._open.usable)
         # a store that cannot say the id is free gets nothing (and loses nothing)
-        self._tally.refuse(fan_out(self._open.usable, lambda store: must_be_free(store, free)))
+        self._tally.refuse(
+            fan_out(self._open.usable, lambda store: must_be_free(store.storage, free))
+        )
         return free
 
     def closed(self, path: Path) -> None:
@@ -122,7 +126,7 @@ class Archiver:
             if path.name not in self._submitted:
                 work = with_context(self._store_file)
                 self._submitted[path.name] = self._pool.submit(work, path)
-                if _TABLE_DATA.match(path.name):
+                if copy_rows.dump_id(path.name) is not None:  # a table's rows
                     progress.now_running().table_done()
 
     def _store_file(self, path: Path) -> None:
@@ -167,19 +171,7 @@ class Archiver:
         ]
         failed += [(o.store, o.error) for o in outcomes if o.error is not None]
         self._remove_from([store for store, _error in failed if store in opened.usable])
-        done = [o for o in outcomes if o.ok and o.value is not None]
-        report = {o.store.label: "ok" for o in done}
-        report.update({store.label: str(error) for store, error in failed})
-        if failed:
-            kept = ", ".join(o.store.label for o in done) or "no store"
-            raise UploadFailed(
-                "; ".join(f"store {s.label} ({s.setting}) failed: {e}" for s, e in failed)
-                + f"; the backup is in {kept}",
-                report,
-                [o.store for o in done],
-            )
-        manifest = next(o.value for o in done if o.value is not None)
-        return Archived(manifest, [o.store for o in done], report)
+        return archived([(o.store, o.value) for o in outcomes if o.value is not None], failed)
 
     def _manifest_in(self, store: NamedStore, dumped: Manifest, names: list[str]) -> Manifest:
         files = self._tally.held(store)
@@ -203,7 +195,7 @@ class Archiver:
             return
         for store in stores:
             if store.label not in self._tally.unchecked:
-                remove_quietly(store, [planned.manifest_key])
+                delete_quietly(store.storage, [planned.manifest_key])
                 remove_prefix(store, planned.dump_key)
 
 
@@ -230,7 +222,7 @@ def sealed_file(planned: Manifest, path: Path, store: NamedStore, put: SealedPut
         plain_size_bytes=sealed.plain_size,
         plain_sha256=sealed.plain_sha256,
     )
-    _check_size(store.storage, planned.file_key(file), file.size_bytes)
+    check_stored_size(store.storage, planned.file_key(file), file.size_bytes)
     return file
 
 
@@ -238,16 +230,8 @@ def stored_file(storage: Storage, planned: Manifest, file: DumpFile, path: Path)
     """Store the file at `path` as it is, its stored size checked."""
     key = planned.file_key(file)
     storage.put_file(key, path)
-    _check_size(storage, key, file.size_bytes)
+    check_stored_size(storage, key, file.size_bytes)
     return file
-
-
-def _check_size(storage: Storage, key: str, size: int) -> None:
-    stored = storage.size_of(key)
-    if stored != size:
-        raise IntegrityError(
-            f"{storage.describe(key)} holds {stored} bytes after the upload, not {size}"
-        )
 
 
 class FileTally:
@@ -322,7 +306,7 @@ def copy_file_by_file(
     write fails keeps both, for the next run to sort out (see catalog.stray_dumps)."""
     tally = FileTally(stores)
     if not replacing:
-        tally.refuse(fan_out(stores, lambda store: must_be_free(store, planned)))
+        tally.refuse(fan_out(stores, lambda store: must_be_free(store.storage, planned)))
     _each_file(tally, files, fetch, put, folder)
 
     def manifest_in(store: NamedStore) -> Manifest:
@@ -335,7 +319,7 @@ def copy_file_by_file(
             store.storage.put_bytes(manifest.manifest_key, manifest.to_json())
         except OrchestratorError:
             if not replacing:
-                remove_quietly(store, [manifest.manifest_key])
+                delete_quietly(store.storage, [manifest.manifest_key])
                 remove_prefix(store, planned.dump_key)
             raise
         return manifest
@@ -380,24 +364,6 @@ def seal_to_each(
         functools.partial(sealed_file, planned, path),
         (file.plain_size_bytes, file.plain_sha256),
     )
-
-
-def must_be_free(store: NamedStore, planned: Manifest) -> None:
-    """Raise JobError when `store` holds a manifest for `planned`'s id, or the store's
-    error when it cannot say."""
-    try:
-        store.storage.get_bytes(planned.manifest_key)
-    except NotFound:
-        return
-    raise JobError(f"a backup with id {planned.id} already exists in it; not overwriting it")
-
-
-def remove_quietly(store: NamedStore, keys: list[str]) -> None:
-    """Delete `keys` from `store` (best effort: logged when it fails)."""
-    try:
-        store.storage.delete(keys)
-    except OrchestratorError as exc:
-        log.warning("backup.cleanup_failed", store=store.label, error=str(exc))
 
 
 def remove_prefix(store: NamedStore, prefix: str) -> None:

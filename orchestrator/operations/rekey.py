@@ -25,7 +25,7 @@ from orchestrator.operations import directory
 from orchestrator.operations.archiver import copy_file_by_file, seal_to_each
 from orchestrator.operations.common import work_dir
 from orchestrator.operations.fetch import plain_copy
-from orchestrator.operations.upload import SealedPut, sealed_to_each
+from orchestrator.operations.upload import SealedPut, check_stored_size, sealed_to_each
 from orchestrator.storage.locks import store_locks
 from orchestrator.storage.multi import NamedStore, Outcome
 
@@ -198,12 +198,11 @@ def _replace(
             "format_version": catalog.FORMAT_VERSION,
         }
     )
-    stored = storage.size_of(new.dump_key)
-    if stored != new.size_bytes:
+    try:
+        check_stored_size(storage, new.dump_key, new.size_bytes)
+    except IntegrityError:
         storage.delete([new.dump_key])
-        raise IntegrityError(
-            f"{new.dump_key} holds {stored} bytes after the upload, not {new.size_bytes}"
-        )
+        raise
     storage.put_bytes(new.manifest_key, new.to_json())
     storage.delete(catalog.stray_dumps(storage, new))
 

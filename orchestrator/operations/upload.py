@@ -128,27 +128,18 @@ def _archive(
 ) -> BackupResult:
     """Refuse an id the store already holds, `put` the dump object (which gives the final
     manifest), check the stored size, then write the manifest; see archive()."""
-    try:
-        storage.get_bytes(planned.manifest_key)
-        raise JobError(f"a backup with id {planned.id} already exists; not overwriting it")
-    except NotFound:
-        pass
+    must_be_free(storage, planned)
     if check_source:
         _warn_other_source(storage, planned)
     manifest = planned
     try:
         manifest = put()
-        stored = storage.size_of(manifest.dump_key)
-        if stored != manifest.size_bytes:
-            raise IntegrityError(
-                f"{storage.describe(manifest.dump_key)} holds {stored} bytes after the upload, "
-                f"not {manifest.size_bytes}"
-            )
+        check_stored_size(storage, manifest.dump_key, manifest.size_bytes)
         storage.put_bytes(manifest.manifest_key, manifest.to_json())
     except BaseException:
         # a write may have landed before it failed: manifest first, as prune does
-        _delete_quietly(storage, manifest.manifest_key)
-        _delete_quietly(storage, manifest.dump_key)
+        delete_quietly(storage, [manifest.manifest_key])
+        delete_quietly(storage, [manifest.dump_key])
         raise
     log.info("backup.stored", backup_id=manifest.id, size_bytes=manifest.size_bytes)
     return BackupResult(manifest, storage.describe(manifest.dump_key))
@@ -292,8 +283,19 @@ def archive_everywhere(
     the encryption failed (no store holds it)."""
     outcomes = store_everywhere(stores.usable, dump, recipients)
     failed = [*stores.failed, *[(o.store, o.error) for o in outcomes if o.error is not None]]
-    done = [o.store for o in outcomes if o.ok]
-    report = {o.store.label: "ok" for o in outcomes if o.ok}
+    stored = [(o.store, o.value.manifest) for o in outcomes if o.value is not None]
+    return archived(stored, failed)
+
+
+def archived(
+    stored: Sequence[tuple[NamedStore, Manifest]],
+    failed: Sequence[tuple[NamedStore, OrchestratorError]],
+) -> Archived:
+    """The backup as the stores that hold it have it (`stored`: each with its manifest),
+    and what happened in each store. Raises UploadFailed, naming each store that `failed`
+    and those that hold it, when any store failed."""
+    done = [store for store, _manifest in stored]
+    report = {store.label: "ok" for store in done}
     report.update({store.label: str(error) for store, error in failed})
     if failed:
         for store, error in failed:
@@ -305,8 +307,26 @@ def archive_everywhere(
             report,
             done,
         )
-    stored = next(o.value for o in outcomes if o.value is not None)
-    return Archived(stored.manifest, done, report)
+    return Archived(stored[0][1], done, report)
+
+
+def must_be_free(storage: Storage, planned: Manifest) -> None:
+    """Raise JobError when `storage` holds a manifest for `planned`'s id, or the store's
+    error when it cannot say."""
+    try:
+        storage.get_bytes(planned.manifest_key)
+    except NotFound:
+        return
+    raise JobError(f"a backup with id {planned.id} already exists; not overwriting it")
+
+
+def check_stored_size(storage: Storage, key: str, size: int) -> None:
+    """Raise IntegrityError unless the object at `key` holds `size` bytes."""
+    stored = storage.size_of(key)
+    if stored != size:
+        raise IntegrityError(
+            f"{storage.describe(key)} holds {stored} bytes after the upload, not {size}"
+        )
 
 
 def open_stores(job: Job) -> OpenStores:
@@ -353,8 +373,9 @@ def _warn_other_source(storage: Storage, manifest: Manifest) -> None:
         )
 
 
-def _delete_quietly(storage: Storage, key: str) -> None:
+def delete_quietly(storage: Storage, keys: list[str]) -> None:
+    """Delete `keys` (best effort: a failure is logged, never raised)."""
     try:
-        storage.delete([key])
+        storage.delete(keys)
     except Exception as exc:
-        log.warning("backup.cleanup_failed", key=key, error=str(exc))
+        log.warning("backup.cleanup_failed", keys=keys, error=str(exc))
