@@ -42,7 +42,7 @@ def download_file(copy: Copy, name: str, dest: Path) -> DumpFile:
             raise IntegrityError(
                 f"backup {manifest.id}: file {name} ({storage.describe(key)}) is missing"
             ) from None
-        _check(tmp, (file.size_bytes, file.sha256), f"backup {manifest.id}: file {name}")
+        check_file(tmp, (file.size_bytes, file.sha256), f"backup {manifest.id}: file {name}")
         tmp.replace(dest)
     return file
 
@@ -118,17 +118,20 @@ def check_folder(folder: Path, manifest: Manifest) -> None:
             f"{folder} is not the dump folder of backup {manifest.id}: it differs in {odd}"
         )
     for file in manifest.files:
-        _check(
+        check_file(
             folder / file.name, (file.plain_size_bytes, file.plain_sha256), f"{folder}/{file.name}"
         )
 
 
-def _check(path: Path, expected: tuple[int, str], what: str) -> None:
+def check_file(path: Path, expected: tuple[int, str], what: str) -> None:
+    """Raise IntegrityError naming `what` unless the file at `path` has the `expected`
+    size and SHA-256 (what a manifest says of it)."""
     size = path.stat().st_size
     if size != expected[0]:
         raise IntegrityError(f"{what}: size {size} differs from the manifest's {expected[0]}")
-    if sha256_of(path) != expected[1]:
-        raise IntegrityError(f"{what}: sha256 differs from the manifest's")
+    digest = sha256_of(path)
+    if digest != expected[1]:
+        raise IntegrityError(f"{what}: sha256 differs from the manifest's ({digest})")
 
 
 @contextlib.contextmanager

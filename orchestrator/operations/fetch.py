@@ -68,7 +68,7 @@ def download_checked(
                 f"backup {manifest.id} has a manifest but its dump object "
                 f"{storage.describe(manifest.dump_key)} is missing"
             ) from None
-        check_file(tmp, manifest)
+        directory.check_file(tmp, (manifest.size_bytes, manifest.sha256), manifest.id)
         tmp.replace(dest)
     return dest
 
@@ -82,18 +82,6 @@ def download_any(located: Located, dest: Path, progress: Progress | None = None)
         return copy
 
     return located.first_good(attempt, f"download backup {located.manifest.id}")
-
-
-def check_file(path: Path, manifest: Manifest) -> None:
-    """Raise IntegrityError unless the file's size and SHA-256 are the stored object's."""
-    size = path.stat().st_size
-    if size != manifest.size_bytes:
-        raise IntegrityError(
-            f"{manifest.id}: size {size} differs from the manifest's {manifest.size_bytes}"
-        )
-    digest = sha256_of(path)
-    if digest != manifest.sha256:
-        raise IntegrityError(f"{manifest.id}: sha256 {digest} differs from the manifest's")
 
 
 def open_sealed(
