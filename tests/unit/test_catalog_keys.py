@@ -12,6 +12,7 @@ from orchestrator import catalog
 from orchestrator.errors import IntegrityError
 from orchestrator.storage import ObjectInfo
 from orchestrator.storage.local import LocalStorage
+from tests.harness.backups import put_backup
 
 ID = "shop-20261130T060000Z"
 FOLDER = "shop/2026/11/30"
@@ -132,21 +133,10 @@ def test_a_manifest_whose_files_do_not_match_its_format_is_no_backup(
 ) -> None:
     storage = LocalStorage(tmp_path, "STORAGE_URL")
     storage.initialise()
-    document = {
-        "id": ID,
-        "created_at": "2026-11-30T06:00:00Z",
-        "database": "shop",
-        "dump_key": f"{FOLDER}/{ID}.dump",
-        "size_bytes": 1,
-        "sha256": "0" * 64,
-        "server_version": "17.2",
-        "server_version_num": 170002,
-        "pg_dump_version": "17.2",
-        "duration_seconds": 1.0,
-        **changes,
-    }
-    key = catalog.manifest_key_for(ID)
-    storage.put_bytes(key, json.dumps(document).encode())
+    stored = put_backup(storage, "shop", "2026-11-30T06:00:00")
+    assert stored.id == ID
+    key = stored.manifest_key
+    storage.put_bytes(key, json.dumps({**json.loads(stored.to_json()), **changes}).encode())
     with pytest.raises(IntegrityError, match="a directory dump lists its files"):
         catalog.read_manifest(storage, key)
     assert catalog.list_backups(storage) == [], why
