@@ -68,13 +68,8 @@ class Activity:
         path = self.watched
         if path is None:
             return
-        with contextlib.suppress(OSError):
-            size = (
-                sum(p.stat().st_size for p in path.iterdir())
-                if path.is_dir()
-                else path.stat().st_size
-            )
-            self.dumped = max(self.dumped, size)
+        with contextlib.suppress(OSError):  # a file may go between listing and stat
+            self.dumped = max(self.dumped, dump_size(path))
 
     def line(self, now: datetime) -> str:
         """One line for people: `cycle 3 min 05 s: dump, upload · 1.2 GiB dumped · ...`."""
@@ -95,6 +90,14 @@ class Activity:
             if self.tables_total is not None:
                 doc["tables_total"] = self.tables_total
         return doc
+
+
+def dump_size(path: Path) -> int:
+    """Bytes of a dump on disk: the archive file, or every file of a directory dump.
+    Raises OSError when it cannot be read."""
+    if path.is_dir():
+        return sum(file.stat().st_size for file in path.iterdir())
+    return path.stat().st_size
 
 
 def describe(doc: RunningDoc) -> str:

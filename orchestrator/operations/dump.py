@@ -103,7 +103,7 @@ def take_dump(job: Job, folder: Path, sink: DumpSink | None = None) -> LocalDump
             if refused is None:
                 raise
             raise refused from None
-    size = _size_of(out)
+    size = progress.dump_size(out)
     manifest = planned.model_copy(
         update={
             "size_bytes": size,
@@ -170,13 +170,6 @@ def _planned(
         jobs=options.jobs,
         jobs_reason=why,
     )
-
-
-def _size_of(out: Path) -> int:
-    """Bytes of the archive file, or of every file of a directory dump."""
-    if out.is_dir():
-        return sum(path.stat().st_size for path in out.iterdir())
-    return out.stat().st_size
 
 
 def _compression_refused(
