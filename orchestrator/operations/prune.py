@@ -116,7 +116,7 @@ def classify(
 
     Orphans are dumps without a manifest and manifests that could not be read.
     """
-    known = {key for m in manifests for key in (m.manifest_key, *m.object_keys)}
+    known = _keys(manifests)
     ours = catalog.STATUS_PREFIX  # the tool's own state (history, last cycle): not backups
     unknown = [o for o in objects if o.key not in known and not o.key.startswith(ours)]
     foreign = {o.key for o in catalog.foreign_objects(unknown)}
@@ -163,6 +163,11 @@ def _id_parts(backup_id: str) -> tuple[str, datetime] | None:
         return None
 
 
+def _keys(manifests: Iterable[Manifest]) -> set[str]:
+    """Every key the backups own: their manifests and dump objects."""
+    return {key for m in manifests for key in (m.manifest_key, *m.object_keys)}
+
+
 def _delete(storage: Storage, key: str) -> str | None:
     """Delete one key; give the error text when the store refused."""
     try:
@@ -207,7 +212,7 @@ def remove_planned(storage: Storage, result: PruneResult) -> None:
     One failure does not stop the other removals.
     """
     kept = [d.manifest for d in result.decisions if d.keep]
-    protected = {key for m in kept for key in (m.manifest_key, *m.object_keys)}
+    protected = _keys(kept)
     for manifest in result.removals:
         failure = remove_backup(storage, manifest, protected)
         if failure:
