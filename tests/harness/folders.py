@@ -20,9 +20,10 @@ class FolderPeak:
     def _sample(self) -> None:
         while not self._done.wait(0.002):
             total = 0
-            for path in self.folder.rglob("*"):
-                with contextlib.suppress(OSError):
-                    total += path.stat().st_size if path.is_file() else 0
+            with contextlib.suppress(OSError):  # a folder removed while it is walked
+                for path in self.folder.rglob("*"):
+                    with contextlib.suppress(OSError):
+                        total += path.stat().st_size if path.is_file() else 0
             self.peak = max(self.peak, total)
 
     def stop(self) -> int:

@@ -270,7 +270,7 @@ def test_sigterm_mid_restore_leaves_targets_and_storage_clean(cycle, tmp_path):
     assert wait_for(
         lambda: not [d for d in databases(c["backup"]) | databases(c["dev"]) if "__restore_" in d],
         10,
-    )
+    ), err[-3000:]  # what the run said, should a staging database stay behind
     assert children_of_this_test(tmp_path) == []
     assert c["s3"].client().list_multipart_uploads(Bucket=c["bucket"]).get("Uploads", []) == []
 
