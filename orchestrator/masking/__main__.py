@@ -3,7 +3,7 @@
 
     pg_restore -f - -L LIST archive.dump \\
       | python -m orchestrator.masking filter --plan PLAN.json [--stats STATS.json] [--workers N] \\
-          [--subset FLAGS] | psql ...
+          [--subset FLAGS | --decide SUBSET.json] | psql ...
 
 LIST names the data of one or more tables; PLAN.json holds the plan of each (one filter
 serves every table of its list, so its start-up is paid once, not once per table), and
@@ -17,19 +17,23 @@ is 1, or 2 when the plan file or MASK_KEY is wrong (nothing was read then).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 import traceback
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import BinaryIO, TextIO
+from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
 from orchestrator.errors import ConfigError, OrchestratorError
 from orchestrator.masking import subset_flags, workers
 from orchestrator.masking.plan import plans_from_json
-from orchestrator.masking.stream import filter_tables
+from orchestrator.masking.stream import filter_tables, flag_droppers
 from orchestrator.masking.transforms import KEY_SETTING, load_key
+
+if TYPE_CHECKING:  # pydantic and duckdb stay out of the filter's start-up
+    from orchestrator.masking.subset_scan import Scanner
 
 PROGRAM = "orchestrator-mask"
 MAX_WORKERS = 64
@@ -47,8 +51,14 @@ def _parser() -> argparse.ArgumentParser:
         "--stats", type=Path, help="write rows and masked columns of each table here (JSON)"
     )
     run.add_argument("--workers", type=int, default=1, help="processes that mask (default 1)")
-    run.add_argument(
+    chosen = run.add_mutually_exclusive_group()
+    chosen.add_argument(
         "--subset", type=Path, help="the rows to keep of filtered tables (a first pass's flags)"
+    )
+    chosen.add_argument(
+        "--decide",
+        type=Path,
+        help="a subset and schema (JSON): decide the rows to keep as they stream (one pass)",
     )
     scan = commands.add_parser("scan", help="decide which rows a subset keeps (first pass)")
     scan.add_argument("--subset", required=True, type=Path, help="the subset and schema (JSON)")
@@ -96,8 +106,17 @@ def _filter(
         raise ConfigError(f"--plan: cannot read {args.plan}: {exc.strerror}") from None
     except ConfigError as exc:
         raise ConfigError(f"--plan: {args.plan}: {exc}") from None
-    subset = subset_flags.load(args.subset) if args.subset is not None else None
-    stats = filter_tables(source, sink, plans, key, workers.runner(args.workers), subset=subset)
+    runner = workers.runner(args.workers)
+    if args.decide is not None:
+        scanner = _scanner(args.decide, environ)
+        if not scanner.one_pass:
+            raise ConfigError(f"--decide: {args.decide}: keys set to NULL need the first pass")
+        with _engine(scanner) as scanner.con:
+            stats = filter_tables(source, sink, plans, key, runner, droppers=scanner.dropper)
+    else:
+        flags = subset_flags.load(args.subset) if args.subset is not None else None
+        droppers = flag_droppers(flags) if flags is not None else None
+        stats = filter_tables(source, sink, plans, key, runner, droppers=droppers)
     sink.flush()
     if args.stats is not None:
         tables = {table: found.as_dict() for table, found in stats.items()}
@@ -110,23 +129,38 @@ def _filter(
 def _scan(args: argparse.Namespace, environ: Mapping[str, str], source: BinaryIO) -> None:
     """Read pg_restore's script of the filtered tables; write which rows the subset keeps
     (subset_flags) and `summary.json` (rows kept of rows read, per table) into --out."""
+    from orchestrator.masking.subset_scan import summary
+
+    found = _scanner(args.subset, environ).consume(source)
+    flags = {t: subset_flags.RowFlags(k.kept, k.nulled) for t, k in found.items()}
+    subset_flags.save(args.out, flags)
+    (args.out / "summary.json").write_text(json.dumps(summary(found)), encoding="utf-8")
+
+
+def _scanner(given_file: Path, environ: Mapping[str, str]) -> Scanner:
+    """The Scanner of the subset and schema facts in `given_file` (operations.subset
+    writes it), seeded by MASK_KEY. Raises ConfigError when either cannot be read."""
     from orchestrator.masking import subset
-    from orchestrator.masking.subset_scan import Scanner, summary
+    from orchestrator.masking.subset_scan import Scanner
     from orchestrator.schema_facts import SchemaFacts
 
     key = environ.get(KEY_SETTING)
     if not key:
         raise ConfigError(f"{KEY_SETTING} is not set")
     try:
-        given = json.loads(args.subset.read_text(encoding="utf-8"))
+        given = json.loads(given_file.read_text(encoding="utf-8"))
         rules = subset.rules_from_json(given["subset"])
         facts = SchemaFacts.model_validate(given["facts"])
     except (OSError, ValueError, KeyError) as exc:
-        raise ConfigError(f"--subset: cannot read {args.subset}: {exc}") from None
-    found = Scanner(subset.plan(rules, facts), facts, key.encode()).consume(source)
-    flags = {t: subset_flags.RowFlags(k.kept, k.nulled) for t, k in found.items()}
-    subset_flags.save(args.out, flags)
-    (args.out / "summary.json").write_text(json.dumps(summary(found)), encoding="utf-8")
+        raise ConfigError(f"{given_file}: cannot read the subset: {exc}") from None
+    return Scanner(subset.plan(rules, facts), facts, key.encode())
+
+
+def _engine(scanner: Scanner) -> contextlib.AbstractContextManager[Any]:
+    """The embedded engine when a condition needs it, else nothing (None)."""
+    from orchestrator.masking.predicate import engine
+
+    return engine() if scanner.needs_engine else contextlib.nullcontext()
 
 
 def _fail(err: TextIO, message: str, code: int, environ: Mapping[str, str]) -> int:

@@ -140,16 +140,20 @@ def _first_line(exc: BaseException) -> str:
 
 
 def share(
-    key: bytes, table: str, row_keys: Sequence[str], percent: float
+    key: bytes, table: str, row_keys: Sequence[bytes], percent: float
 ) -> np.ndarray[Any, np.dtype[np.bool_]]:
-    """For each row (its key text: primary key columns, or the whole row), True when it is
-    among the `percent` per cent kept: decided by a keyed hash of the table and the row's
-    key, so the same rows are kept on every refresh with one MASK_KEY, and another key
-    keeps other rows."""
+    """For each row (its key as UTF-8 COPY text: primary key fields joined by tabs, or the
+    whole line), True when it is among the `percent` per cent kept: decided by a keyed hash
+    of the table and the row's key, so the same rows are kept on every refresh with one
+    MASK_KEY, and another key keeps other rows."""
     limit = int(percent / 100 * 2**64)
     prefix = hashlib.blake2b(table.encode(), key=key[:64], digest_size=32).digest()
-    found = np.empty(len(row_keys), dtype=bool)
-    for index, text in enumerate(row_keys):
-        digest = hashlib.blake2b(text.encode(), key=prefix, digest_size=8).digest()
-        found[index] = int.from_bytes(digest, "big") < limit
-    return found
+    blake2b, from_bytes = hashlib.blake2b, int.from_bytes
+    return np.fromiter(
+        (
+            from_bytes(blake2b(text, key=prefix, digest_size=8).digest(), "big") < limit
+            for text in row_keys
+        ),
+        dtype=bool,
+        count=len(row_keys),
+    )

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 import numpy as np
 
@@ -567,7 +567,7 @@ def filter_tables(
     key: MaskKey,
     run_blocks: RunBlocks | None = None,
     block_size: int = BLOCK_SIZE,
-    subset: Mapping[str, RowFlags] | None = None,
+    droppers: Droppers | None = None,
 ) -> dict[str, FilterStats]:
     """Copy pg_restore's script from `source` to `sink`, masking the rows of each COPY with
     the plan of the table its header names (`plans`, by table key; the key is exact, so
@@ -577,8 +577,9 @@ def filter_tables(
     program passes a worker pool). Gives the stats of each table whose COPY the script
     held; raises FilterError when the stream cannot be masked safely (a COPY of a table
     without a plan among them, or no COPY at all), after making any COPY already begun
-    fail on the server. With `subset` (flags by table key), the rows of those tables the
-    subset does not keep are dropped, and flagged keys set to NULL, before masking.
+    fail on the server. With `droppers` (a subset's: see `flag_droppers` and
+    `subset_scan.Scanner.dropper`), the rows of each COPY its dropper does not keep are
+    dropped before masking.
     """
     reader, encoding = _Reader(source, block_size), None
     done: dict[str, FilterStats] = {}
@@ -592,9 +593,8 @@ def filter_tables(
             masker = compile_table(plan, key, header.columns)
             stats = done.setdefault(plan.table, FilterStats(plan.table))
             stats.columns, stats.masked_columns = header.columns, list(masker.masked)
+            applier = droppers(header.table, header.columns) if droppers is not None else None
             sink.write(line)
-            flags = (subset or {}).get(header.table)
-            applier = SubsetApplier(header.table, flags, header.columns) if flags else None
             stats.rows += _copy_rows(reader, sink, masker, run_blocks or _in_process, applier)
             stats.dropped += applier.dropped if applier is not None else 0
             for name, count in masker.take_counts().items():
@@ -631,7 +631,7 @@ def _copy_rows(
     sink: BinaryIO,
     masker: BlockMasker,
     run_blocks: RunBlocks,
-    applier: SubsetApplier | None = None,
+    applier: RowDropper | None = None,
 ) -> int:
     """Mask and write the rows of one COPY (those the subset keeps, when `applier`) and its
     end line; give the number of rows written."""
@@ -657,11 +657,36 @@ def _copy_rows(
         _abort_copy(sink, len(masker.columns))
         where = location(masker.table, exc.column) if exc.column else masker.table
         raise FilterError(f"{where}: row {rows + exc.row}: {exc.reason}") from None
-    except FilterError:
+    except BaseException:  # a subset's condition too: never let psql end the COPY as done
         _abort_copy(sink, len(masker.columns))
         raise
     sink.write(END_OF_DATA)
     return rows
+
+
+class RowDropper(Protocol):
+    """Drops the rows of one COPY a subset does not keep, block by block."""
+
+    dropped: int
+
+    def __call__(self, block: bytes) -> bytes:
+        """The kept lines of `block` (whole COPY lines), possibly changed."""
+
+    def finish(self) -> None:
+        """Raise FilterError when the COPY's rows were not what was expected."""
+
+
+Droppers = Callable[[str, list[str]], RowDropper | None]  # (table key, COPY columns)
+
+
+def flag_droppers(subset: Mapping[str, RowFlags]) -> Droppers:
+    """Droppers that apply a first pass's flags (by table key) to the COPYs of those tables."""
+
+    def dropper(table: str, columns: list[str]) -> RowDropper | None:
+        flags = subset.get(table)
+        return SubsetApplier(table, flags, columns) if flags is not None else None
+
+    return dropper
 
 
 class SubsetApplier:

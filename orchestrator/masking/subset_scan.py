@@ -1,11 +1,14 @@
-"""The first pass of a subset: which rows of each filtered table are kept, decided on the
-rows as they stream from the archive (pg_restore's COPY data, parents before children).
+"""A subset's decisions: which rows of each filtered table are kept, decided on the rows as
+they stream from the archive (pg_restore's COPY data, parents before children). Only the
+key values other tables reference are held in memory, for the rows kept; never a row.
 
-What comes out is, per data table, one flag per row in archive order (kept or dropped) and,
-for each foreign key in `set_null`, one flag per row (set its columns to NULL): no value of
-any row. The second pass, the load, streams the same archive again and applies the flags,
-masking the kept rows on the way. Only the key values other tables reference are held in
-memory, for the rows kept.
+One pass, the usual case: the masking filter drops each block's rows the subset does not
+keep as it streams them (`Scanner.dropper`), before masking the rest, so the archive is
+read once. Two passes when a foreign key is set to NULL (`set_null`, which resolves a
+cycle): its target may come later in the stream, so a first pass (`Scanner.consume`)
+gives, per data table, one flag per row in archive order (kept or dropped) and, per key
+set to NULL, one flag per row: no value of any row. The load then streams the archive
+again and applies the flags (`stream.SubsetApplier`), masking the kept rows on the way.
 """
 
 from __future__ import annotations
@@ -17,9 +20,9 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from orchestrator.masking._fields import Ints, Lines, integers, lines_of
+from orchestrator.masking._fields import Ints, Lines, integers, kept_lines, lines_of
 from orchestrator.masking.predicate import Mask, Predicate, engine, share
-from orchestrator.masking.stream import _Reader, decode_field, parse_copy_line
+from orchestrator.masking.stream import FilterError, _Reader, decode_field, parse_copy_line
 from orchestrator.masking.subset import Edge, SubsetPlan, TableSubset
 from orchestrator.schema_facts import Column, SchemaFacts
 
@@ -101,15 +104,31 @@ _NO_INTS = np.zeros(0, dtype=np.int64)
 
 
 class Scanner:
-    """Reads COPY data (pg_restore's script, filtered tables in plan order) and decides,
-    row by row, what the subset keeps. `key` (MASK_KEY's bytes) seeds `percent:`."""
+    """Decides, row by row, what the subset keeps of the COPY data of the filtered tables
+    (pg_restore's script, parents before children). `key` (MASK_KEY's bytes) seeds
+    `percent:`; `con` (from `predicate.engine()`) evaluates `where:` conditions.
 
-    def __init__(self, plan: SubsetPlan, facts: SchemaFacts, key: bytes) -> None:
-        self.plan, self.facts, self.key = plan, facts, key
+    Two ways to use it: `consume` reads a whole script and gives one flag per row (the first
+    of two passes, needed when keys are set to NULL: their targets are known only at the
+    end), or `dropper` decides each COPY's blocks as the filter streams them (one pass)."""
+
+    def __init__(self, plan: SubsetPlan, facts: SchemaFacts, key: bytes, con: Any = None) -> None:
+        self.plan, self.facts, self.key, self.con = plan, facts, key, con
         # the kept values of every column tuple another table references, per root table
         self.known: dict[tuple[str, KeyTuple], KeyStore] = {}
         self.pending: list[tuple[TableKept, Edge, _Nulls]] = []
         self.tables: dict[str, TableKept] = {}
+        self.started: set[str] = set()  # root tables whose rows have come
+
+    @property
+    def needs_engine(self) -> bool:
+        """Whether some table has a `where:` condition (the caller opens `engine()`)."""
+        return any(t.condition is not None and t.condition.where for t in self.plan.tables.values())
+
+    @property
+    def one_pass(self) -> bool:
+        """Whether rows can be decided as they stream (no key is set to NULL)."""
+        return not any(t.nulls for t in self.plan.tables.values())
 
     def store(self, table: str, columns: KeyTuple) -> KeyStore:
         """The kept values of `columns` of root table `table` (empty until it is read)."""
@@ -121,27 +140,46 @@ class Scanner:
             found = self.known[(table, columns)] = KeyStore(integer)
         return found
 
+    def decider(self, table: str, columns: list[str]) -> _Decider | None:
+        """The decider of the COPY of data table `table` with `columns`; None when the
+        table is kept whole. Raises FilterError when a table its keys point to has not
+        come yet (its kept keys would be unknown, and every row dropped)."""
+        subset = self.plan.filtered(table, self.facts)
+        if subset is None:
+            return None
+        for edge in subset.filters:
+            if edge.parent != subset.key and edge.parent not in self.started:
+                raise FilterError(
+                    f"{table}: its rows came before those of {edge.parent}, which it references"
+                )
+        self.started.add(subset.key)
+        return _Decider(self, table, columns, subset, self.con)
+
+    def dropper(self, table: str, columns: list[str]) -> Dropper | None:
+        """What drops the rows of data table `table` the subset does not keep, block by
+        block as they stream; None when the table is kept whole. Needs `one_pass`."""
+        assert self.one_pass, "keys set to NULL need two passes"
+        decide = self.decider(table, columns)
+        return Dropper(decide) if decide is not None else None
+
     def consume(self, source: BinaryIO) -> dict[str, TableKept]:
         """Read every COPY of `source`; give the verdict of each filtered data table.
 
-        Raises FilterError when the stream is cut inside COPY data, and PredicateError
-        when a condition cannot be evaluated.
+        Raises FilterError when the stream is cut inside COPY data or a table comes before
+        one it references, and PredicateError when a condition cannot be evaluated.
         """
         reader = _Reader(source)
-        conditions = any(
-            t.condition is not None and t.condition.where for t in self.plan.tables.values()
-        )
-        with engine() if conditions else contextlib.nullcontext() as con:
+        with engine() if self.needs_engine else contextlib.nullcontext() as con:
+            self.con = con
             while line := reader.line():
                 if not line.startswith(b"COPY "):
                     continue
                 header = parse_copy_line(line)
-                subset = self.plan.filtered(header.table, self.facts)
-                if subset is None:
+                decide = self.decider(header.table, header.columns)
+                if decide is None:
                     for _block in reader.rows():  # a table kept whole: nothing to decide
                         pass
                     continue
-                decide = _Decider(self, header.table, header.columns, subset, con)
                 self.tables[header.table] = self._table(decide, reader)
         self._resolve_nulls()
         return self.tables
@@ -208,7 +246,11 @@ class _Decider:
         self.referenced = scanner.plan.referenced.get(subset.key, ())
 
     def __call__(self, block: bytes) -> Mask:
-        lines = lines_of(block, len(self.columns))
+        """One flag per line of `block` (whole COPY lines): kept or dropped."""
+        return self.decide(lines_of(block, len(self.columns)))
+
+    def decide(self, lines: Lines) -> Mask:
+        """One flag per line of `lines`; remembers the kept rows' keys other tables need."""
         count = len(lines)
         keep = np.ones(count, dtype=bool)
         cut = _Cut(self, lines)
@@ -244,6 +286,24 @@ class _Decider:
                 pending.batches.append((rows, [keys[i] for i in np.flatnonzero(keep)]))
 
 
+class Dropper:
+    """Drops the rows of one COPY the subset does not keep as its blocks stream (the one
+    pass: decided and dropped at once, never written anywhere before)."""
+
+    def __init__(self, decide: _Decider) -> None:
+        self.decide, self.dropped = decide, 0
+
+    def __call__(self, block: bytes) -> bytes:
+        """The lines of `block` (whole COPY lines) that the subset keeps."""
+        lines = lines_of(block, len(self.decide.columns))
+        keep = self.decide.decide(lines)
+        self.dropped += len(lines) - int(np.count_nonzero(keep))
+        return kept_lines(lines, keep)
+
+    def finish(self) -> None:
+        """Nothing to check: every row was decided as it came."""
+
+
 class _Cut:
     """The fields of one block's lines, cut out on demand: a whole column at once with
     numpy, line by line only when a field needs it."""
@@ -265,12 +325,15 @@ class _Cut:
             return [block[s:e] for s, e in zip(starts.tolist(), ends.tolist(), strict=True)]
         return [row[index] for row in self.split()]
 
-    def row_keys(self, positions: list[int]) -> list[str]:
-        """Each line's key for `percent:`: its primary key's fields, or the whole line."""
+    def row_keys(self, positions: list[int]) -> list[bytes]:
+        """Each line's key for `percent:` as COPY text: its primary key's fields joined by
+        tabs, or the whole line."""
         if not positions:
-            return [line.decode() for line in self.lines.block.split(b"\n")[:-1]]
+            return self.lines.block.split(b"\n")[:-1]
+        if len(positions) == 1:
+            return self.fields(positions[0])
         columns = [self.fields(i) for i in positions]
-        return ["\t".join(f.decode() for f in row) for row in zip(*columns, strict=True)]
+        return [b"\t".join(row) for row in zip(*columns, strict=True)]
 
     def keys(self, names: KeyTuple) -> list[RawKey | None]:
         """Each line's key of `names` as COPY text; None when it holds a NULL."""

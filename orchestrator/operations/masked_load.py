@@ -47,6 +47,7 @@ if TYPE_CHECKING:  # the masking core loads only when a target is masked (see lo
     from orchestrator.masking.plan import TablePlan
     from orchestrator.masking.rules import Problem, Rules
     from orchestrator.masking.subset_flags import RowFlags
+    from orchestrator.operations.subset import OnePass
 
 log = get_logger(__name__)
 SHOWN_PROBLEMS = 20
@@ -142,6 +143,7 @@ class MaskedLoad:
     folder: Path
     tables_of: Callable[[TocEntry], list[str]]
     subset: dict[str, RowFlags] = field(default_factory=dict)  # by data table: rows kept
+    decide: OnePass | None = None  # or a subset the filter decides as the rows stream
     stats: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def run(self) -> list[str]:
@@ -177,19 +179,42 @@ class MaskedLoad:
         if not keys:
             raise JobError(f"the archive's entry {entry.rest!r} matches no table of the manifest")
         masked = any((p := self.plans.get(k)) is not None and p.masked_columns() for k in keys)
-        filtered = any(k in self.subset for k in keys)  # a subset drops rows on the way too
+        filtered = any(self._filtered(k) for k in keys)  # a subset drops rows on the way too
         return [k for k in keys if k in self.plans] if masked or filtered else []
 
     def _groups(self, chosen: list[TocEntry], masked: dict[str, list[str]]) -> list[list[TocEntry]]:
         """The masked entries shared out by the rows the backup holds (`share_out`) into
-        one group per filter, each in archive order."""
+        one group per filter, each in archive order. A subset decided in one pass takes a
+        group of its own: its tables, parents first."""
         from orchestrator.masking.plan import share_out
 
-        weights = {entry.line: self._rows(masked[entry.line]) for entry in chosen}
         cores = os.cpu_count() or 1
         count = max(1, min(self.options.jobs, max(FILTERS, cores // 2)))
+        decided = self._decided(chosen, masked)
+        rest = [entry for entry in chosen if entry not in decided]
+        weights = {entry.line: self._rows(masked[entry.line]) for entry in rest}
+        if decided:
+            count = max(1, count - 1)
         shared = [set(group) for group in share_out(weights, count)] if weights else []
-        return [[entry for entry in chosen if entry.line in group] for group in shared]
+        groups = [[entry for entry in rest if entry.line in group] for group in shared]
+        return [decided, *groups] if decided else groups
+
+    def _decided(self, chosen: list[TocEntry], masked: dict[str, list[str]]) -> list[TocEntry]:
+        """The entries of the tables the one-pass subset filters, parents first (archive
+        order among equals): how its filter must read them."""
+        if self.decide is None:
+            return []
+        ranks = self.decide.ranks
+        ranked = [
+            (min(found), position, entry)
+            for position, entry in enumerate(chosen)
+            if (found := [ranks[k] for k in masked[entry.line] if k in ranks])
+        ]
+        return [entry for _rank, _position, entry in sorted(ranked, key=lambda r: r[:2])]
+
+    def _filtered(self, key: str) -> bool:
+        """Whether data table `key` is one the subset filters."""
+        return key in self.subset or (self.decide is not None and key in self.decide.ranks)
 
     def _rows(self, keys: list[str]) -> int:
         """The rows the backup holds for an entry (the most of the tables it may load)."""
@@ -232,7 +257,9 @@ class MaskedLoad:
             f"--workers={self.masking.workers}",
         ]
         flags = {key: self.subset[key] for key in keys if key in self.subset}
-        if flags:
+        if self.decide is not None and any(key in self.decide.ranks for key in keys):
+            argv.append(f"--decide={self.decide.given}")
+        elif flags:
             from orchestrator.masking import subset_flags
 
             argv.append(f"--subset={subset_flags.save(self.folder / f'subset-{index}', flags)}")
@@ -246,7 +273,7 @@ class MaskedLoad:
             if not any(key in found for key in masked[entry.line]):
                 raise JobError(f"the archive's data of {entry.rest!r} never reached the filter")
         for table, done in sorted(found.items()):
-            if done.get("masked_columns") or table in self.subset:
+            if done.get("masked_columns") or self._filtered(table):
                 self._record(table, done, index)
 
     def _record(self, table: str, found: dict[str, Any], group: int) -> None:
@@ -254,7 +281,7 @@ class MaskedLoad:
         self.stats[table] = {"columns": found["masked_columns"], "rows": found.get("rows", 0)}
         if found.get("scrubbed"):
             self.stats[table]["scrubbed"] = found["scrubbed"]
-        if table in self.subset:
+        if self._filtered(table):
             self.stats[table]["dropped"] = found.get("dropped", 0)
         log.info("restore.masked_table", table=table, group=group, **self.stats[table])
 

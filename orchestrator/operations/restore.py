@@ -28,6 +28,7 @@ from orchestrator.formats import iso_z
 from orchestrator.job import Job, TargetSettings
 from orchestrator.logs import get_logger, mask, with_context
 from orchestrator.operations import masked_load
+from orchestrator.operations import subset as subset_operation
 from orchestrator.operations.common import source_identity, work_dir
 from orchestrator.postgres import pg_restore as pgrestore
 from orchestrator.postgres import queries
@@ -253,6 +254,7 @@ class Restorer:
             return [table_key(*found) for found in pgrestore.entry_tables(entry, known)]
 
         with work_dir(self.job) as folder:
+            decide = self._one_pass(masking, folder)
             load = masked_load.MaskedLoad(
                 self.client,
                 staged,
@@ -262,19 +264,37 @@ class Restorer:
                 plans,
                 folder,
                 tables_of,
-                subset=self._subset(masking, folder),
+                subset=self._subset(masking, folder) if decide is None else {},
+                decide=decide,
             )
             ignored = load.run()
             stats.update(load.stats)
+        if decide is not None:
+            self._decided(decide, load.stats)
         return ignored
+
+    def _one_pass(
+        self, masking: masked_load.Masking, folder: Path
+    ) -> subset_operation.OnePass | None:
+        """The rules' subset when the filter can decide it as the rows stream (None without
+        a subset, or when it needs two passes)."""
+        if masking.rules.subset is None:
+            return None
+        return subset_operation.one_pass(self.manifest, masking.rules.subset, folder)
+
+    def _decided(self, decide: subset_operation.OnePass, stats: dict[str, dict[str, Any]]) -> None:
+        """What the one-pass filter kept becomes the rows expected in the copy."""
+        kept = {table: int(stats[table]["rows"]) for table in decide.ranks if table in stats}
+        for name, rows in sorted(kept.items()):
+            dropped = int(stats[name].get("dropped", 0))
+            log.info("subset.decided", table=name, kept=rows, rows=rows + dropped)
+        self.expected = {**self.manifest.row_counts, **kept}
 
     def _subset(self, masking: masked_load.Masking, folder: Path) -> dict[str, RowFlags]:
         """The first pass of the rules' subset over the local archive (none without one):
         which rows each filtered table keeps. The rows expected in the copy become those."""
         if masking.rules.subset is None:
             return {}
-        from orchestrator.operations import subset as subset_operation
-
         scanned = subset_operation.scan(
             self.client,
             self.archive,

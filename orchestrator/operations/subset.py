@@ -1,7 +1,8 @@
-"""Subset, first pass: stream the data of the filtered tables from a local archive, parents
-before children, and decide which rows the subset keeps (masking.subset_scan). No
+"""Subsets from a local archive, parents before children (masking.subset_scan decides). No
 connection to production, no raw row written anywhere: pg_restore's output is read in
-memory, and what comes out is one flag per row."""
+memory. Usually in one pass (`one_pass`: the masking filter decides and drops as it
+streams); with keys set to NULL a first pass (`scan`) gives one flag per row for the
+load to apply."""
 
 from __future__ import annotations
 
@@ -38,6 +39,37 @@ class Scanned:
     kept: dict[str, int]
 
 
+@dataclass(frozen=True)
+class OnePass:
+    """A subset the masking filter decides as the rows stream: `given` holds the subset
+    and the schema facts (its --decide), `ranks` the place of each filtered data table's
+    root in the plan (parents first: the order its data must reach the filter)."""
+
+    given: Path
+    ranks: dict[str, int]
+
+
+def one_pass(manifest: Manifest, rules: SubsetRules, folder: Path) -> OnePass | None:
+    """The one-pass subset of `rules` for `manifest`'s backup, or None when it needs two
+    passes (a foreign key set to NULL: its target may come after it in the archive).
+
+    Raises ConfigError when the backup records no schema.
+    """
+    from orchestrator.masking import subset as subsets
+
+    facts = _facts(manifest)
+    plan = subsets.plan(rules, facts)
+    if any(table.nulls for table in plan.tables.values()):
+        return None
+    rank = {root: index for index, root in enumerate(plan.order)}
+    ranks = {
+        key: found
+        for table in manifest.tables
+        if (found := rank.get(facts.root_of(key := table_key(*table)))) is not None
+    }
+    return OnePass(_given(rules, facts, folder), ranks)
+
+
 def scan(
     client: ClientSet,
     archive: Path,
@@ -57,19 +89,13 @@ def scan(
     from orchestrator.masking import subset as subsets
     from orchestrator.masking import subset_flags
 
-    facts = manifest.schema_facts
-    if facts is None:  # a manifest from before schema facts: `mask check` refuses it first
-        raise ConfigError(f"backup {manifest.id} records no schema: take a new backup to subset")
+    facts = _facts(manifest)
     order = subsets.plan(rules, facts).order
     entries = _filtered_entries(client, archive, manifest.tables, facts, order)
     if not entries:
         return Scanned({}, {})
     listed = pgrestore.write_list(entries, folder / "subset.list")
-    given = folder / "subset.json"
-    given.write_text(
-        json.dumps({"subset": subsets.rules_to_json(rules), "facts": facts.model_dump()}),
-        encoding="utf-8",
-    )
+    given = _given(rules, facts, folder)
     out = folder / "subset-flags"
     # the conditions run in a child: the embedded engine never lives in this process,
     # whose other threads start programs (pg_restore into the backup target) meanwhile
@@ -86,6 +112,25 @@ def scan(
     for name, numbers in sorted(counted.items()):
         log.info("subset.scanned", table=name, kept=numbers["kept"], rows=numbers["rows"])
     return Scanned(flags, {name: int(numbers["kept"]) for name, numbers in counted.items()})
+
+
+def _facts(manifest: Manifest) -> SchemaFacts:
+    facts = manifest.schema_facts
+    if facts is None:  # a manifest from before schema facts: `mask check` refuses it first
+        raise ConfigError(f"backup {manifest.id} records no schema: take a new backup to subset")
+    return facts
+
+
+def _given(rules: SubsetRules, facts: SchemaFacts, folder: Path) -> Path:
+    """Write the subset and the schema facts for the masking program; give the file."""
+    from orchestrator.masking import subset as subsets
+
+    given = folder / "subset.json"
+    given.write_text(
+        json.dumps({"subset": subsets.rules_to_json(rules), "facts": facts.model_dump()}),
+        encoding="utf-8",
+    )
+    return given
 
 
 def _filtered_entries(

@@ -729,7 +729,7 @@ def test_the_filter_process_masks_every_nth_block_beside_n_minus_1_forked_worker
 
 
 def _subset_filter(kept: list[bool], nulled: list[bool], rows: bytes) -> tuple[bytes, Any]:
-    from orchestrator.masking.stream import filter_tables
+    from orchestrator.masking.stream import filter_tables, flag_droppers
     from orchestrator.masking.subset_flags import RowFlags
 
     flags = RowFlags(np.array(kept), {("id",): np.array(nulled)})
@@ -740,7 +740,7 @@ def _subset_filter(kept: list[bool], nulled: list[bool], rows: bytes) -> tuple[b
         out,
         {"public.customer": keep_all},
         KEY,
-        subset={"public.customer": flags},
+        droppers=flag_droppers({"public.customer": flags}),
         block_size=16,  # rows cross block edges
     )
     return out.getvalue(), stats["public.customer"]

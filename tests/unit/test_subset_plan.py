@@ -4,12 +4,19 @@ conditions parsed, type-checked and evaluated by the embedded engine."""
 
 from __future__ import annotations
 
+import io
+import re
+
 import numpy as np
 import pytest
 
+from orchestrator.masking.plan import TablePlan
 from orchestrator.masking.predicate import Predicate, PredicateError, engine, share
 from orchestrator.masking.rules import RulesError, load_rules
+from orchestrator.masking.stream import FilterError, filter_tables
 from orchestrator.masking.subset import Condition, SubsetRules, check, plan, reached
+from orchestrator.masking.subset_scan import Scanner
+from orchestrator.masking.transforms import load_key
 from orchestrator.schema_facts import Column, ForeignKey, SchemaFacts, Table
 
 
@@ -289,7 +296,7 @@ def test_a_condition_that_does_not_fit_the_table_is_refused_before_any_row(where
 
 
 def test_a_share_is_the_same_rows_for_one_key_and_other_rows_for_another():
-    keys = [str(n) for n in range(20000)]
+    keys = [str(n).encode() for n in range(20000)]
     first = share(b"k" * 32, "public.events", keys, 5)
     assert 0.04 < first.mean() < 0.06
     assert np.array_equal(first, share(b"k" * 32, "public.events", keys, 5))
@@ -371,3 +378,90 @@ def test_mask_suggest_hints_a_subset_that_checks_when_uncommented():
     found = load_rules(uncommented, "X").subset
     assert found is not None and check(found, facts) == []
     assert hint(facts, {**counts, "public.users": 0, "public.orders": 0}) == []
+
+
+@pytest.mark.parametrize(
+    ("table", "keys", "kept"),
+    [
+        ("public.users", [str(n).encode() for n in range(1, 400)], [4, 24, 41, 76, 77, 92, 126]),
+        ("public.t", [b"%d\t%d" % (n, n % 7) for n in range(1, 400)], [35, 58, 72, 107, 113]),
+    ],
+)
+def test_a_share_keeps_the_rows_it_kept_in_earlier_versions(
+    table: str, keys: list[bytes], kept: list[int]
+) -> None:
+    """A refresh after an upgrade keeps the same sample for one MASK_KEY."""
+    chosen = (np.flatnonzero(share(b"k" * 32, table, keys, 5)) + 1).tolist()
+    assert chosen[: len(kept)] == kept
+
+
+def _script(*copies: tuple[str, list[str], list[bytes]]) -> bytes:
+    """A pg_restore script (UTF8) of the COPYs given as (table, columns, rows)."""
+    parts = [b"SET client_encoding = 'UTF8';\n"]
+    for table, columns, rows in copies:
+        parts.append(f"COPY {table} ({', '.join(columns)}) FROM stdin;\n".encode())
+        parts += [row + b"\n" for row in rows]
+        parts.append(b"\\.\n\n")
+    return b"".join(parts)
+
+
+USERS = ("public.users", ["id", "country", "plan_id"], [b"%d\tDE\t\\N" % n for n in range(1, 301)])
+ORDERS = (
+    "public.orders",
+    ["id", "shop", "user_id"],
+    [
+        b"%d\t%d\t%s" % (n, n % 3, b"\\N" if n % 50 == 0 else b"%d" % (n % 300 + 1))
+        for n in range(900)
+    ],
+)
+ITEMS = (
+    "public.order_items",
+    ["order_id", "shop", "sku"],
+    [b"%d\t%d\tsku %d" % (n % 900, (n % 900) % 3, n) for n in range(2000)],
+)
+
+
+def _one_pass(script: bytes) -> dict[str, list[bytes]]:
+    """The rows a one-pass filter keeps of each table of `script` (a 10 % share of users)."""
+    facts = shop()
+    scanner = Scanner(plan(rules({"public.users": Condition(percent=10)}), facts), facts, b"k" * 32)
+    out = io.BytesIO()
+    keep = {
+        t: TablePlan(t, {}, "keep") for t in ("public.users", "public.orders", "public.order_items")
+    }
+    filter_tables(
+        io.BytesIO(script), out, keep, load_key("k" * 32), droppers=scanner.dropper, block_size=64
+    )
+    kept: dict[str, list[bytes]] = {}
+    table = ""
+    for line in out.getvalue().split(b"\n"):
+        if line.startswith(b"COPY "):
+            table = line.split()[1].decode()
+        elif table and line and line != b"\\.":
+            kept.setdefault(table, []).append(line)
+    return kept
+
+
+def test_one_pass_keeps_exactly_the_rows_the_first_pass_flags() -> None:
+    """The filter deciding as blocks stream (64-byte blocks: rows cross block edges) keeps
+    what the two passes keep: the first pass's flags applied to the same rows."""
+
+    script = _script(USERS, ORDERS, ITEMS)
+    facts = shop()
+    scanned = Scanner(plan(rules({"public.users": Condition(percent=10)}), facts), facts, b"k" * 32)
+    flags = scanned.consume(io.BytesIO(script))
+    expected = {
+        table: [row for row, kept in zip(rows, flags[table].kept, strict=True) if kept]
+        for table, _columns, rows in (USERS, ORDERS, ITEMS)
+    }
+    assert 10 < len(expected["public.users"]) < 50 and expected["public.order_items"]
+    kept = _one_pass(script)
+    assert {t: kept.get(t, []) for t in expected} == expected
+    assert any(row.endswith(b"\\N") for row in kept["public.orders"])  # a NULL key points nowhere
+
+
+def test_a_table_whose_rows_come_before_those_it_references_is_refused() -> None:
+    with pytest.raises(
+        FilterError, match=re.escape("public.orders: its rows came before those of public.users")
+    ):
+        _one_pass(_script(ORDERS, USERS))
