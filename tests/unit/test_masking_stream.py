@@ -339,7 +339,7 @@ def test_any_block_size_gives_the_same_output(block_size: int) -> None:
 def test_two_workers_give_the_same_output_in_the_same_order() -> None:
     rows = b"".join(b"%d\tu%d@x.org\tN%d\t+1 555 %04d\n" % (n, n, n % 7, n) for n in range(3000))
     script = PREAMBLE + COPY_LINE + rows + TRAILER
-    pooled = run_filter(script, run_blocks=workers.runner(2), block_size=4096)
+    pooled = run_filter(script, run_blocks=workers.runner(2, idle=IDLE), block_size=4096)
     assert pooled == run_filter(script)
 
 
@@ -647,7 +647,26 @@ def test_a_plans_file_round_trips_and_a_single_plan_file_still_reads() -> None:
         plans_from_json('{"format": 1, "plans": {}}')
 
 
-def test_a_small_table_is_masked_without_forking_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+def IDLE() -> workers.IdleMark:
+    """An idle machine (or one whose idle time cannot be read): workers are worth it."""
+    return workers.IdleMark(None, 0.0)
+
+
+class Machine:
+    """A machine whose cores are busy, then idle: each window of blocks masked here sees
+    the next of `idle_cores`."""
+
+    def __init__(self, *idle_cores: float) -> None:
+        self.idle_cores, self.marks, self.idle = list(idle_cores), 0, 0.0
+
+    def __call__(self) -> workers.IdleMark:
+        if self.marks % 2:  # the end of a window
+            self.idle += self.idle_cores[min(self.marks // 2, len(self.idle_cores) - 1)]
+        self.marks += 1
+        return workers.IdleMark(self.idle, float(self.marks // 2))
+
+
+def _forks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     forks: list[str] = []
     real = workers.multiprocessing.get_context
 
@@ -656,7 +675,37 @@ def test_a_small_table_is_masked_without_forking_workers(monkeypatch: pytest.Mon
         return real(method)
 
     monkeypatch.setattr(workers.multiprocessing, "get_context", counting)
-    run = workers.runner(2)
+    return forks
+
+
+@pytest.mark.parametrize(
+    ("idle_cores", "forked_after"),
+    [
+        ((0.2,), None),  # the server and pg_restore keep the other core busy: no workers
+        ((0.2, 0.1, 0.9), 3),  # a core went idle: workers from then on
+        ((1.0,), 1),
+    ],
+)
+def test_workers_are_forked_only_when_a_core_is_idle_enough(
+    monkeypatch: pytest.MonkeyPatch, idle_cores: tuple[float, ...], forked_after: int | None
+) -> None:
+    forks = _forks(monkeypatch)
+    run = workers.runner(2, idle=Machine(*idle_cores))
+    assert run is not None
+    masker = compile_table(plan(), KEY, ["id", "email", "First Name", "phone"])
+    blocks = [b"%d\tu%d@x.org\tN%d\t+1 555 %04d\n" % (n, n, n, n) for n in range(50)]
+    out = run(masker, iter(blocks))
+    windows = forked_after or 99
+    for index in range(min(windows * workers.POOL_AFTER_BLOCKS, len(blocks))):
+        assert next(out) == masker(blocks[index])
+        assert forks == []  # every block so far was masked here, as it came
+    assert list(out) == list(map(masker, blocks))[windows * workers.POOL_AFTER_BLOCKS :]
+    assert forks == ([] if forked_after is None else ["fork"])
+
+
+def test_a_small_table_is_masked_without_forking_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    forks = _forks(monkeypatch)
+    run = workers.runner(2, idle=IDLE)
     assert run is not None
     masker = compile_table(plan(), KEY, ["id", "email", "First Name", "phone"])
     small = [ROWS] * workers.POOL_AFTER_BLOCKS
@@ -669,7 +718,7 @@ def test_a_small_table_is_masked_without_forking_workers(monkeypatch: pytest.Mon
 
 
 def test_a_large_tables_first_blocks_go_out_before_the_rest_is_read() -> None:
-    run = workers.runner(2)
+    run = workers.runner(2, idle=IDLE)
     assert run is not None
     masker = compile_table(plan(), KEY, ["id", "email", "First Name", "phone"])
     read: list[int] = []
@@ -714,7 +763,7 @@ def test_the_filter_process_masks_every_nth_block_beside_n_minus_1_forked_worker
             return self.context.Pool(processes)
 
     monkeypatch.setattr(workers.multiprocessing, "get_context", Recording)
-    run = workers.runner(count)
+    run = workers.runner(count, idle=IDLE)
     assert run is not None
     masker = compile_table(plan(), KEY, ["id", "email", "First Name", "phone"])
     blocks = [b"%d\tu%d@x.org\tN%d\t+1 555 %04d\n" % (n, n, n, n) for n in range(23)]
