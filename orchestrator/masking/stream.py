@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
 import numpy as np
 
@@ -231,6 +231,7 @@ class BlockMasker:
     columns: tuple[str, ...]
     fields: dict[int, _Field] = field(repr=False)
     in_place: list[bool] = field(default_factory=list, repr=False, compare=False)
+    forkable: bool = field(default=True, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.in_place.append(all(masked.splices is not None for masked in self.fields.values()))
@@ -250,7 +251,7 @@ class BlockMasker:
                 masked.tally.reset()
         return counts
 
-    def add_counts(self, counts: dict[str, int]) -> None:
+    def add_counts(self, counts: dict[str, Any]) -> None:
         """Add counts taken from a copy of this masker (in a worker process)."""
         for index, masked in self.fields.items():
             if masked.tally is not None:
@@ -340,7 +341,27 @@ class BlockMasker:
         return b"\n".join(lines)
 
 
-RunBlocks = Callable[[BlockMasker, Iterator[bytes]], Iterator[bytes]]
+class Masks(Protocol):
+    """What a block runner maps over blocks: a BlockMasker, or a subset's dropper and a
+    masker together (`DroppingMasker`). What it tallies (items scrubbed, rows dropped)
+    is taken out of a copy in a worker process and added to the parent's; it says
+    whether it may be copied into forked workers at all (`forkable`)."""
+
+    @property
+    def forkable(self) -> bool:
+        """Whether it may be copied into forked workers."""
+
+    def __call__(self, block: bytes) -> bytes:
+        """The masked lines of `block` (whole COPY lines)."""
+
+    def take_counts(self) -> dict[str, Any]:
+        """What was tallied since the last call (counting from zero again)."""
+
+    def add_counts(self, counts: dict[str, Any]) -> None:
+        """Add what a copy of this (in a worker) tallied."""
+
+
+RunBlocks = Callable[[Masks, Iterator[bytes]], Iterator[bytes]]
 
 
 def _shaped(lines: Lines) -> bool:
@@ -622,7 +643,7 @@ def _expect_utf8(encoding: str | None) -> None:
         raise FilterError(f"the stream has {found}; masking handles UTF8 archives only")
 
 
-def _in_process(masker: BlockMasker, blocks: Iterator[bytes]) -> Iterator[bytes]:
+def _in_process(masker: Masks, blocks: Iterator[bytes]) -> Iterator[bytes]:
     return map(masker, blocks)
 
 
@@ -634,23 +655,21 @@ def _copy_rows(
     applier: RowDropper | None = None,
 ) -> int:
     """Mask and write the rows of one COPY (those the subset keeps, when `applier`) and its
-    end line; give the number of rows written."""
-    counts: list[int] = []
-
-    def counted(blocks: Iterator[bytes]) -> Iterator[bytes]:
-        for block in blocks:
-            if applier is not None:
-                block = applier(block)
-                if not block:
-                    continue
-            counts.append(_lines_in(block))
-            yield block
-
+    end line; give the number of rows written. A dropper that can work in the block
+    runner's processes (`in_workers`) drops each block's rows there, before masking them;
+    one that cannot (a first pass's flags, read in order) drops them here."""
+    blocks: Iterator[bytes] = reader.rows()
+    function: Masks = masker
+    if applier is not None and applier.in_workers:
+        function = DroppingMasker(applier, masker)
+    elif applier is not None:
+        blocks = filter(None, map(applier, blocks))
     rows = 0
     try:
-        for index, out in enumerate(run_blocks(masker, counted(reader.rows()))):
-            sink.write(out)
-            rows += counts[index]
+        for out in run_blocks(function, blocks):
+            if out:
+                sink.write(out)
+                rows += _lines_in(out)  # a masked value never holds a newline
         if applier is not None:
             applier.finish()
     except RowError as exc:
@@ -664,16 +683,61 @@ def _copy_rows(
     return rows
 
 
+@dataclass
+class DroppingMasker:
+    """A subset's dropper and a table's masker as one block function: the rows not kept
+    are dropped, the rest masked, in whichever process the block runner gives the block
+    (what the dropper tallied, its rows dropped and the keys it kept, comes back with the
+    masker's counts)."""
+
+    dropper: RowDropper
+    masker: BlockMasker
+
+    @property
+    def forkable(self) -> bool:
+        """Whether both may be copied into forked workers."""
+        return self.dropper.forkable and self.masker.forkable
+
+    def __call__(self, block: bytes) -> bytes:
+        kept = self.dropper(block)
+        return self.masker(kept) if kept else b""
+
+    def take_counts(self) -> dict[str, Any]:
+        return {"masker": self.masker.take_counts(), "dropper": self.dropper.take_counts()}
+
+    def add_counts(self, counts: dict[str, Any]) -> None:
+        self.masker.add_counts(counts["masker"])
+        self.dropper.add_counts(counts["dropper"])
+
+
 class RowDropper(Protocol):
-    """Drops the rows of one COPY a subset does not keep, block by block."""
+    """Drops the rows of one COPY a subset does not keep, block by block. One that is
+    `in_workers` decides each block on its own, in any order and any process (what it
+    tallies is taken and added as a masker's counts are); one that is not must see the
+    blocks in order, in the filter's process."""
 
     dropped: int
+
+    @property
+    def in_workers(self) -> bool:
+        """Whether it decides each block on its own (in any order and process)."""
+
+    @property
+    def forkable(self) -> bool:
+        """Whether it may be copied into forked workers."""
 
     def __call__(self, block: bytes) -> bytes:
         """The kept lines of `block` (whole COPY lines), possibly changed."""
 
+    def take_counts(self) -> dict[str, Any]:
+        """What was tallied since the last call (only when `in_workers`)."""
+
+    def add_counts(self, counts: dict[str, Any]) -> None:
+        """Add what a copy of this (in a worker) tallied (only when `in_workers`)."""
+
     def finish(self) -> None:
-        """Raise FilterError when the COPY's rows were not what was expected."""
+        """After the last block: raise FilterError when the COPY's rows were not what was
+        expected; keep what was tallied."""
 
 
 Droppers = Callable[[str, list[str]], RowDropper | None]  # (table key, COPY columns)
@@ -692,6 +756,8 @@ def flag_droppers(subset: Mapping[str, RowFlags]) -> Droppers:
 class SubsetApplier:
     """Drops the rows of one COPY the subset does not keep and sets flagged keys to NULL,
     block by block, before the rows are masked (dropped rows are never even masked)."""
+
+    in_workers, forkable = False, False  # the flags are read in order
 
     def __init__(self, table: str, flags: RowFlags, columns: list[str]) -> None:
         self.table, self.flags, self.seen, self.dropped = table, flags, 0, 0
@@ -720,6 +786,12 @@ class SubsetApplier:
                     fields[position] = b"\\N"
                 rows[index] = b"\t".join(fields)
         return b"".join(row + b"\n" for row, kept in zip(rows, keep, strict=True) if kept)
+
+    def take_counts(self) -> dict[str, Any]:
+        raise NotImplementedError("flags are applied in the filter's own process")
+
+    def add_counts(self, counts: dict[str, Any]) -> None:
+        raise NotImplementedError("flags are applied in the filter's own process")
 
     def finish(self) -> None:
         """Raise FilterError unless every row the first pass flagged came by."""

@@ -140,7 +140,7 @@ class Scanner:
             found = self.known[(table, columns)] = KeyStore(integer)
         return found
 
-    def decider(self, table: str, columns: list[str]) -> _Decider | None:
+    def decider(self, table: str, columns: list[str], hold: bool = False) -> _Decider | None:
         """The decider of the COPY of data table `table` with `columns`; None when the
         table is kept whole. Raises FilterError when a table its keys point to has not
         come yet (its kept keys would be unknown, and every row dropped)."""
@@ -153,13 +153,13 @@ class Scanner:
                     f"{table}: its rows came before those of {edge.parent}, which it references"
                 )
         self.started.add(subset.key)
-        return _Decider(self, table, columns, subset, self.con)
+        return _Decider(self, table, columns, subset, self.con, hold)
 
     def dropper(self, table: str, columns: list[str]) -> Dropper | None:
         """What drops the rows of data table `table` the subset does not keep, block by
         block as they stream; None when the table is kept whole. Needs `one_pass`."""
         assert self.one_pass, "keys set to NULL need two passes"
-        decide = self.decider(table, columns)
+        decide = self.decider(table, columns, hold=True)
         return Dropper(decide) if decide is not None else None
 
     def consume(self, source: BinaryIO) -> dict[str, TableKept]:
@@ -220,7 +220,13 @@ class _Decider:
     fields a decision needs are cut out of a line."""
 
     def __init__(
-        self, scanner: Scanner, key: str, columns: list[str], subset: TableSubset, con: Any
+        self,
+        scanner: Scanner,
+        key: str,
+        columns: list[str],
+        subset: TableSubset,
+        con: Any,
+        hold: bool = False,
     ) -> None:
         self.scanner, self.subset, self.columns, self.key, self.con = (
             scanner,
@@ -244,6 +250,9 @@ class _Decider:
         self.seen = 0
         self.nullable: dict[Edge, _Nulls] = {e: _Nulls() for e in subset.nulls}
         self.referenced = scanner.plan.referenced.get(subset.key, ())
+        # kept keys go to the stores at once, or are held (a Dropper stores them at the end)
+        self.hold = hold
+        self.held: dict[KeyTuple, _Held] = {}
 
     def __call__(self, block: bytes) -> Mask:
         """One flag per line of `block` (whole COPY lines): kept or dropped."""
@@ -269,12 +278,21 @@ class _Decider:
     def _remember(self, cut: _Cut, keep: Mask) -> None:
         for columns in self.referenced:
             store = self.scanner.store(self.subset.key, columns)
+            held = self.held.setdefault(columns, _Held()) if self.hold else None
             ints = cut.ints(columns) if store.integer else None
             if ints is not None:
-                store.add_ints(ints[0][keep & ~ints[1]])
+                values = ints[0][keep & ~ints[1]]
+                if held is None:
+                    store.add_ints(values)
+                else:
+                    held.ints.append(values)
+                continue
+            keys = cut.keys(columns)
+            found = [k for k, kept in zip(keys, keep, strict=True) if kept and k]
+            if held is None:
+                store.add_raw(iter(found))
             else:
-                keys = cut.keys(columns)
-                store.add_raw(k for k, kept in zip(keys, keep, strict=True) if kept and k)
+                held.raw.extend(found)
         for edge, pending in self.nullable.items():
             rows = np.flatnonzero(keep) + self.seen
             ints = cut.ints(edge.columns)
@@ -288,10 +306,18 @@ class _Decider:
 
 class Dropper:
     """Drops the rows of one COPY the subset does not keep as its blocks stream (the one
-    pass: decided and dropped at once, never written anywhere before)."""
+    pass: decided and dropped at once, never written anywhere before). Blocks may be
+    decided in any order and in forked workers: a table's rows only look up the keys of
+    tables that came before it (a table referencing itself needs `set_null`, so two
+    passes), and the keys it keeps for later tables are held here, handed back from the
+    workers with the rows dropped (`take_counts`), and stored once its last block is in
+    (`finish`). Not forkable while a condition's engine is open."""
+
+    in_workers = True
 
     def __init__(self, decide: _Decider) -> None:
         self.decide, self.dropped = decide, 0
+        self.forkable = not decide.scanner.needs_engine
 
     def __call__(self, block: bytes) -> bytes:
         """The lines of `block` (whole COPY lines) that the subset keeps."""
@@ -300,8 +326,36 @@ class Dropper:
         self.dropped += len(lines) - int(np.count_nonzero(keep))
         return kept_lines(lines, keep)
 
+    def take_counts(self) -> dict[str, Any]:
+        """The rows dropped and the keys kept since the last call."""
+        taken = {"dropped": self.dropped, "held": self.decide.held}
+        self.dropped, self.decide.held = 0, {}
+        return taken
+
+    def add_counts(self, counts: dict[str, Any]) -> None:
+        """Add what a copy of this dropper (in a worker) dropped and kept."""
+        self.dropped += counts["dropped"]
+        for columns, held in counts["held"].items():
+            mine = self.decide.held.setdefault(columns, _Held())
+            mine.ints += held.ints
+            mine.raw += held.raw
+
     def finish(self) -> None:
-        """Nothing to check: every row was decided as it came."""
+        """Store the keys the table kept, for the tables that reference it."""
+        for columns, held in self.decide.held.items():
+            store = self.decide.scanner.store(self.decide.subset.key, columns)
+            for values in held.ints:
+                store.add_ints(values)
+            store.add_raw(iter(held.raw))
+        self.decide.held = {}
+
+
+@dataclass
+class _Held:
+    """Keys of one referenced column tuple kept by a dropper, not yet stored."""
+
+    ints: list[Ints] = field(default_factory=list)
+    raw: list[RawKey] = field(default_factory=list)
 
 
 class _Cut:

@@ -35,27 +35,27 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from multiprocessing.pool import AsyncResult
 from pathlib import Path
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
-from orchestrator.masking.stream import BlockMasker, RunBlocks
+from orchestrator.masking.stream import Masks, RunBlocks
 
 IN_FLIGHT_PER_WORKER = 2
 POOL_AFTER_BLOCKS = 8  # about 8 MiB of rows, masked here before a pool starts
 IDLE_FOR_POOL = 0.5  # of a core, idle while blocks were masked here: room for workers
 _TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
-_masker: BlockMasker | None = None  # set in the parent just before the workers fork
-Pending: TypeAlias = "AsyncResult[tuple[bytes, dict[str, int]]] | bytes"  # bytes: masked here
+_masker: Masks | None = None  # set in the parent just before the workers fork
+Pending: TypeAlias = "AsyncResult[tuple[bytes, dict[str, Any]]] | bytes"  # bytes: masked here
 
 
-def _mask(block: bytes) -> tuple[bytes, dict[str, int]]:
+def _mask(block: bytes) -> tuple[bytes, dict[str, Any]]:
     """Mask a block in a worker; give it with the items its columns counted."""
     assert _masker is not None
     out = _masker(block)
     return out, _masker.take_counts()
 
 
-def _counted(masker: BlockMasker, pending: Pending) -> bytes:
+def _counted(masker: Masks, pending: Pending) -> bytes:
     """Give a masked block: one masked here as it is, a worker's once it is done, its
     counts added to the parent's masker."""
     if isinstance(pending, bytes):
@@ -72,8 +72,11 @@ def runner(workers: int, idle: Callable[[], IdleMark] | None = None) -> RunBlock
         return None
     measure = idle or idle_mark
 
-    def run(masker: BlockMasker, blocks: Iterator[bytes]) -> Iterator[bytes]:
+    def run(masker: Masks, blocks: Iterator[bytes]) -> Iterator[bytes]:
         global _masker
+        if not masker.forkable:
+            yield from map(masker, blocks)
+            return
         ahead = _Ahead(blocks)
         while True:  # here, 8 blocks at a time, until a core is idle enough for workers
             mark = measure()

@@ -10,10 +10,11 @@ import re
 import numpy as np
 import pytest
 
+from orchestrator.masking import workers
 from orchestrator.masking.plan import TablePlan
 from orchestrator.masking.predicate import Predicate, PredicateError, engine, share
 from orchestrator.masking.rules import RulesError, load_rules
-from orchestrator.masking.stream import FilterError, filter_tables
+from orchestrator.masking.stream import FilterError, RunBlocks, filter_tables
 from orchestrator.masking.subset import Condition, SubsetRules, check, plan, reached
 from orchestrator.masking.subset_scan import Scanner
 from orchestrator.masking.transforms import load_key
@@ -421,8 +422,9 @@ ITEMS = (
 )
 
 
-def _one_pass(script: bytes) -> dict[str, list[bytes]]:
-    """The rows a one-pass filter keeps of each table of `script` (a 10 % share of users)."""
+def _one_pass(script: bytes, run_blocks: RunBlocks | None = None) -> dict[str, list[bytes]]:
+    """The rows a one-pass filter keeps of each table of `script` (a 10 % share of users),
+    its blocks masked by `run_blocks` (default: in this process)."""
     facts = shop()
     scanner = Scanner(plan(rules({"public.users": Condition(percent=10)}), facts), facts, b"k" * 32)
     out = io.BytesIO()
@@ -430,7 +432,13 @@ def _one_pass(script: bytes) -> dict[str, list[bytes]]:
         t: TablePlan(t, {}, "keep") for t in ("public.users", "public.orders", "public.order_items")
     }
     filter_tables(
-        io.BytesIO(script), out, keep, load_key("k" * 32), droppers=scanner.dropper, block_size=64
+        io.BytesIO(script),
+        out,
+        keep,
+        load_key("k" * 32),
+        run_blocks,
+        block_size=64,
+        droppers=scanner.dropper,
     )
     kept: dict[str, list[bytes]] = {}
     table = ""
@@ -442,8 +450,14 @@ def _one_pass(script: bytes) -> dict[str, list[bytes]]:
     return kept
 
 
-def test_one_pass_keeps_exactly_the_rows_the_first_pass_flags() -> None:
-    """The filter deciding as blocks stream (64-byte blocks: rows cross block edges) keeps
+def _idle() -> workers.IdleMark:
+    return workers.IdleMark(None, 0.0)  # an idle machine: workers are forked
+
+
+@pytest.mark.parametrize("run_blocks", [None, workers.runner(2, idle=_idle)], ids=["here", "pool"])
+def test_one_pass_keeps_exactly_the_rows_the_first_pass_flags(run_blocks: RunBlocks | None) -> None:
+    """The filter deciding as blocks stream (64-byte blocks: rows cross block edges; with
+    a pool, most blocks decided in a forked worker, the keys they kept sent back) keeps
     what the two passes keep: the first pass's flags applied to the same rows."""
 
     script = _script(USERS, ORDERS, ITEMS)
@@ -455,7 +469,7 @@ def test_one_pass_keeps_exactly_the_rows_the_first_pass_flags() -> None:
         for table, _columns, rows in (USERS, ORDERS, ITEMS)
     }
     assert 10 < len(expected["public.users"]) < 50 and expected["public.order_items"]
-    kept = _one_pass(script)
+    kept = _one_pass(script, run_blocks)
     assert {t: kept.get(t, []) for t in expected} == expected
     assert any(row.endswith(b"\\N") for row in kept["public.orders"])  # a NULL key points nowhere
 
