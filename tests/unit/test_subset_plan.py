@@ -316,6 +316,10 @@ def test_a_share_is_the_same_rows_for_one_key_and_other_rows_for_another():
         (b"x\t12a\n", 2, 1, None),
         (b"x\t\n", 2, 1, None),  # an empty field is no integer
         (b"x\t1\ty\n", 2, 1, None),  # not two fields a line: no tab matrix
+        (b"x\t-\n", 2, 1, None),  # a sign alone
+        (b"x\t1-2\n", 2, 1, None),
+        (b"5\n12345\n-3\n0\n", 1, 0, ([5, 12345, -3, 0], [False] * 4)),  # one column, mixed widths
+        (b"x\t00042\n", 2, 1, ([42], [False])),
     ],
 )
 def test_integer_columns_are_read_at_once_or_left_to_the_line_by_line_path(
