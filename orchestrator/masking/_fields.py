@@ -56,7 +56,7 @@ def lines_of(block: bytes, width: int) -> Lines:
 def integers(lines: Lines, index: int) -> tuple[Ints, Bools] | None:
     """Field `index` of every line as int64, and which lines hold NULL (`\\N`) there; None
     when some field is not a plain integer of at most 18 digits (the caller then reads the
-    lines one by one). Digits are read right-aligned, all places in one gather, so the
+    lines one by one). Digits are read right-aligned, one place a pass (Horner), so the
     cost is a few passes over the column whatever its widths."""
     if lines.tabs is None:
         return None
@@ -71,14 +71,14 @@ def integers(lines: Lines, index: int) -> tuple[Ints, Bools] | None:
     widest = int(digits.max()) if len(digits) else 0
     if widest > MAX_DIGITS or (len(digits) and int(digits.min()) < 1):
         return None
-    # every line's digits right-aligned in one (lines, widest) gather, then weighed
-    at = ends[:, None] - np.arange(widest, 0, -1)
-    inside = (at >= first[:, None]) & ~null[:, None]
-    digit = array[np.where(inside, at, 0)] - np.uint8(48)  # wraps below "0": > 9 too
-    if bool((inside & (digit > 9)).any()):
-        return None
-    weights = 10 ** np.arange(widest - 1, -1, -1, dtype=np.int64)
-    values = np.where(inside, digit, 0).astype(np.int64) @ weights
+    values = np.zeros(len(starts), dtype=np.int64)
+    for place in range(widest, 0, -1):  # the place-th digit from the right, leftmost first
+        at = ends - place
+        inside = (at >= first) & ~null
+        digit = array[np.where(inside, at, 0)].astype(np.int64) - ord("0")
+        if bool(((digit < 0) | (digit > 9))[inside].any()):
+            return None
+        values = values * 10 + np.where(inside, digit, 0)
     return np.where(negative, -values, values), null
 
 
