@@ -111,6 +111,8 @@ def _filter(
         scanner = _scanner(args.decide, environ)
         if not scanner.one_pass:
             raise ConfigError(f"--decide: {args.decide}: keys set to NULL need the first pass")
+        if scanner.needs_engine:  # never fork while an engine is open (see predicate.engine)
+            runner = None
         with _engine(scanner) as scanner.con:
             stats = filter_tables(source, sink, plans, key, runner, droppers=scanner.dropper)
     else:
