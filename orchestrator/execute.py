@@ -11,6 +11,7 @@ the next one (pg_restore | mask filter | psql), checking every program's exit co
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import io
 import os
 import re
@@ -38,6 +39,7 @@ TAIL_LINES = 20
 FIRST_ERRORS = 5
 KILL_GRACE_SECONDS = 5.0
 POLL_SECONDS = 0.02
+PIPE_BYTES = 1 << 20  # between the stages of a pipeline: one masking block
 _ERROR_MARKERS = ("error:", "ERROR:", "FATAL:", "fatal:", "could not", "No such file")
 
 # What a child inherits from this process: where programs, libraries and the home folder
@@ -288,21 +290,30 @@ def _spawn(
     """Start the stages joined by OS pipes (not `sh`, whose pipes copy every byte through
     Python threads: a pipeline moves whole tables)."""
     procs: list[_GroupProcess] = []
-    previous: IO[bytes] | None = None
+    previous: int | None = None
     try:
         for index, stage in enumerate(stages):
             last = index == len(stages) - 1
-            popen = subprocess.Popen(
-                list(stage.argv),
-                stdin=previous if previous is not None else subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL if last else subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                env=child_environment(stage.env),
-                start_new_session=True,
-            )
-            if previous is not None:
-                previous.close()  # the next stage holds it now
-            previous = popen.stdout
+            reader, writer = (None, None) if last else _wide_pipe()
+            try:
+                popen = subprocess.Popen(
+                    list(stage.argv),
+                    stdin=previous if previous is not None else subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL if writer is None else writer,
+                    stderr=subprocess.PIPE,
+                    env=child_environment(stage.env),
+                    start_new_session=True,
+                )
+            except BaseException:
+                if reader is not None:
+                    os.close(reader)
+                raise
+            finally:
+                for end in (previous, writer):  # the stages hold them now
+                    if end is not None:
+                        os.close(end)
+                previous = None
+            previous = reader
             proc = _GroupProcess(popen)
             procs.append(proc)
             with _live_lock:
@@ -313,9 +324,21 @@ def _spawn(
             drain.start()
             drains.append(drain)
     except BaseException:
+        if previous is not None:
+            os.close(previous)
         _kill_pipeline(procs)
         raise
     return procs
+
+
+def _wide_pipe() -> tuple[int, int]:
+    """An OS pipe (read end, write end) holding PIPE_BYTES where the system allows (Linux:
+    64 KiB by default). A stage then writes a whole block of rows and goes on with the
+    next while the following stage reads it, instead of waiting for it to drain."""
+    reader, writer = os.pipe()
+    with contextlib.suppress(OSError, AttributeError):  # too much for this user, or no Linux
+        fcntl.fcntl(writer, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+    return reader, writer
 
 
 def _drain(stream: IO[bytes] | None, keeper: _StderrKeeper) -> None:

@@ -7,6 +7,7 @@ import io
 import json
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -112,6 +113,34 @@ def test_pipeline_feeds_each_stage_into_the_next(tmp_path):
     )
     assert out.read_text() == "xpple\nbxnxnx\ns3\n"
     assert [r.returncode for r in results] == [0, 0, 0]
+
+
+def test_a_stage_writes_a_whole_block_without_waiting_for_the_next_to_read(tmp_path):
+    """The pipes between stages hold a masking block (Linux allows 1 MiB to any user):
+    the first stage's write of 1 MiB returns while the next stage has not read a byte."""
+    written, out = tmp_path / "written", tmp_path / "out"
+    write = (
+        "import os, sys, pathlib; os.write(1, b'x' * (1 << 20)); "
+        f"pathlib.Path({str(written)!r}).touch()"
+    )
+    wait_then_read = (  # says whether the write had returned before it read anything
+        "import pathlib, sys, time\n"
+        f"done = pathlib.Path({str(written)!r})\n"
+        "for _ in range(100):\n"
+        "    if done.exists(): break\n"
+        "    time.sleep(0.05)\n"
+        "before = done.exists()\n"
+        "size = len(sys.stdin.buffer.read())\n"
+        f"pathlib.Path({str(out)!r}).write_text(f'{{before}} {{size}}')\n"
+    )
+    execute.run_pipeline(
+        [
+            execute.Stage([sys.executable, "-c", write]),
+            execute.Stage([sys.executable, "-c", wait_then_read]),
+        ],
+        timeout=30,
+    )
+    assert out.read_text() == f"True {1 << 20}"
 
 
 def test_pipeline_names_the_stage_that_caused_the_failure():
