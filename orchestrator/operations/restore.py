@@ -101,6 +101,10 @@ def target_identity(target: ConnInfo, maintenance: str) -> str | None:
         return None
 
 
+STAGING_DROP_ATTEMPTS = 3
+STAGING_DROP_PAUSE = 0.5  # seconds before another attempt: a late cancel has landed by then
+
+
 def _maintenance(target: ConnInfo, maintenance: str) -> Conn:
     return queries.connect_maintenance(target, maintenance, "target (maintenance database)")
 
@@ -232,10 +236,31 @@ class Restorer:
             queries.comment_on_database(maint, staging, comment)
             previous = self._swap_in(maint, staging, server_major)
         except BaseException:
-            with contextlib.suppress(Exception):
-                queries.drop_database(maint, staging, server_major)
+            self._drop_staging(maint, staging, server_major)
             raise
         return ignored, previous
+
+    def _drop_staging(self, maint: Conn, staging: str, server_major: int) -> None:
+        """Drop the half-restored `staging` after a failure or a stop. A stop request
+        cancels the query of every open connection, and under load that cancel can land
+        on this very DROP: it is tried again, on a new connection. A copy that stays is
+        logged with its name, never raised (the failure that led here is the one to tell)."""
+        problem = ""
+        for attempt in range(STAGING_DROP_ATTEMPTS):
+            try:
+                if attempt == 0:
+                    queries.drop_database(maint, staging, server_major)
+                else:
+                    time.sleep(STAGING_DROP_PAUSE)
+                    maintenance = self.job.restore.maintenance_database
+                    with contextlib.closing(_maintenance(self.target.url, maintenance)) as fresh:
+                        queries.drop_database(fresh, staging, server_major)
+                return
+            except Exception as exc:  # whatever it was, the copy left is reported
+                problem = str(exc)
+        log.warning(
+            "restore.staging_left", target=self.target.name, database=staging, error=mask(problem)
+        )
 
     def _load(
         self,

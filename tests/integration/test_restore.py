@@ -498,3 +498,53 @@ def test_transaction_strategy_with_a_newer_pg_restore_than_the_server(
             "SELECT string_agg(relname, ',') FROM pg_class", target_db
         )
     assert old_content(target_c, target_db) == "old content"
+
+
+@pytest.mark.parametrize("cancelled", [1, 3], ids=["cancelled-once", "cancelled-every-time"])
+def test_a_failed_restore_drops_its_staging_copy_even_when_a_stop_cancels_the_drop(
+    setup, monkeypatch, cancelled
+):
+    """A stop request cancels every open connection's query; under load that cancel can
+    land on the DROP of the half-restored copy. The drop is tried again on a new
+    connection; a copy that still stays is named in a `restore.staging_left` warning."""
+    import structlog.testing
+
+    from orchestrator import conninfo
+    from orchestrator.errors import OrchestratorError
+    from orchestrator.operations import restore as restore_action
+    from orchestrator.operations.common import client_for
+    from orchestrator.operations.fetch import find_backup
+    from orchestrator.postgres import queries
+    from orchestrator.settings import load_settings
+
+    s = setup
+    for key, value in s["orch"].env.items():
+        monkeypatch.setenv(key, value)
+    job = load_settings(None).job()
+    manifest = find_backup(job, s["id"]).manifest
+    name = fresh_target(s["dev"])
+    target = job.adhoc_target(conninfo.parse(s["dev"].url(name)))
+    client = client_for(job, "pg_restore", manifest.dump_major, "test")
+    real, tries = queries.drop_database, []
+
+    def cancelled_drop(conn, database, server_major):
+        if "__restore_" in database:
+            tries.append(database)
+            if len(tries) <= cancelled:
+                raise psycopg.errors.QueryCanceled("canceling statement due to user request")
+        real(conn, database, server_major)
+
+    monkeypatch.setattr(queries, "drop_database", cancelled_drop)
+    monkeypatch.setattr(restore_action, "STAGING_DROP_PAUSE", 0.0)
+    restorer = restore_action.Restorer(job, target, manifest, client, Path("/nonexistent"))
+    with structlog.testing.capture_logs() as logs, pytest.raises(OrchestratorError):
+        restorer.run()  # pg_restore cannot read the archive: the load fails
+    left = [d for d in databases(s["dev"]) if d.startswith(f"{name}__restore_")]
+    warned = [e for e in logs if e["event"] == "restore.staging_left"]
+    if cancelled < restore_action.STAGING_DROP_ATTEMPTS:
+        assert left == [] and warned == [] and len(tries) == cancelled + 1
+    else:
+        assert [w["database"] for w in warned] == left == tries[:1]
+        assert "canceling statement" in warned[0]["error"]
+        s["dev"].psql(f'DROP DATABASE "{left[0]}"')
+    assert old_content(s["dev"], name) == "old content"  # the target stays as it was
