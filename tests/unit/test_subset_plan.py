@@ -5,6 +5,7 @@ conditions parsed, type-checked and evaluated by the embedded engine."""
 from __future__ import annotations
 
 import io
+import json
 import re
 
 import numpy as np
@@ -483,3 +484,78 @@ def test_a_table_whose_rows_come_before_those_it_references_is_refused() -> None
         FilterError, match=re.escape("public.orders: its rows came before those of public.users")
     ):
         _one_pass(_script(ORDERS, USERS))
+
+
+@pytest.mark.parametrize(
+    ("table", "columns", "rows", "key_of"),
+    [  # the key `percent:` hashes: the primary key's fields joined by a tab, or the line
+        (
+            "public.orders",
+            ["id", "shop", "user_id"],
+            [b"%d\t%d\t\\N" % (n, n % 3) for n in range(400)],
+            lambda row: b"\t".join(row.split(b"\t")[:2]),
+        ),
+        (
+            "public.order_items",
+            ["order_id", "shop", "sku"],
+            [b"\\N\t1\tsku %d" % n for n in range(400)],
+            lambda row: row,
+        ),
+    ],
+    ids=["composite-key", "no-key"],
+)
+def test_a_share_of_a_table_hashes_its_primary_key_or_else_its_whole_row(
+    table: str, columns: list[str], rows: list[bytes], key_of
+) -> None:
+    facts = shop()
+    scanner = Scanner(plan(rules({table: Condition(percent=30)}), facts), facts, b"k" * 32)
+    kept = scanner.consume(io.BytesIO(_script((table, columns, rows))))[table].kept
+    expected = share(b"k" * 32, table, [key_of(row) for row in rows], 30)
+    assert np.array_equal(kept, expected) and 80 < kept.sum() < 160
+
+
+PADDED_ITEMS = (  # more than 8 blocks of 1 MiB: enough for the block runner to fork
+    "public.order_items",
+    ["order_id", "shop", "sku"],
+    [b"%d\t%d\t%s %d" % (n % 900, (n % 900) % 3, b"x" * 90, n) for n in range(100_000)],
+)
+
+
+def _decide(tmp_path, subset: SubsetRules, workers_given: int) -> tuple[int, bytes, str]:
+    """Run `filter --decide` on USERS, ORDERS and PADDED_ITEMS with keep-all plans."""
+    from orchestrator.masking.__main__ import main
+    from orchestrator.masking.plan import plans_to_json
+    from orchestrator.masking.subset import rules_to_json
+
+    given = tmp_path / "subset.json"
+    given.write_text(json.dumps({"subset": rules_to_json(subset), "facts": shop().model_dump()}))
+    plans = tmp_path / "plans.json"
+    tables = ("public.users", "public.orders", "public.order_items")
+    plans.write_text(plans_to_json(TablePlan(t, {}, "keep") for t in tables))
+    out, err = io.BytesIO(), io.StringIO()
+    argv = ["filter", f"--plan={plans}", f"--decide={given}", f"--workers={workers_given}"]
+    script = io.BytesIO(_script(USERS, ORDERS, PADDED_ITEMS))
+    code = main(argv, {"MASK_KEY": "k" * 32}, script, out, err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_the_filter_decides_a_where_condition_in_its_own_process_whatever_its_workers(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Never a fork while the condition's engine is open: with --workers 2 the output is
+    the same and no pool is made."""
+    forks: list[str] = []
+    monkeypatch.setattr(workers.multiprocessing, "get_context", lambda m: forks.append(m))
+    monkeypatch.setattr(workers, "idle_mark", _idle)  # the cores are idle: workers would help
+    where = rules({"public.users": Condition(where="id % 7 = 0")})
+    code, out, err = _decide(tmp_path, where, 2)
+    assert (code, err, forks) == (0, "", [])
+    assert out == _decide(tmp_path, where, 1)[1]
+    assert b"\n7\tDE\t\\N\n" in out and b"\n8\tDE\t\\N\n" not in out
+
+
+def test_the_filter_refuses_to_decide_in_one_pass_when_a_key_is_set_to_null(tmp_path) -> None:
+    cycle = rules({"public.a": WHERE}, set_null=("public.a.b_id",))
+    code, out, err = _decide(tmp_path, cycle, 1)
+    assert code == 2 and out == b""
+    assert err.startswith("orchestrator-mask: error: --decide: ") and "first pass" in err
