@@ -119,6 +119,9 @@ class Scanner:
         self.pending: list[tuple[TableKept, Edge, _Nulls]] = []
         self.tables: dict[str, TableKept] = {}
         self.started: set[str] = set()  # root tables whose rows have come
+        # root tables a table's keys pointed to before any of their rows came (taken as
+        # holding none: a partitioned table without partitions has no COPY), by that table
+        self.missing: dict[str, str] = {}
 
     @property
     def needs_engine(self) -> bool:
@@ -142,16 +145,21 @@ class Scanner:
 
     def decider(self, table: str, columns: list[str], hold: bool = False) -> _Decider | None:
         """The decider of the COPY of data table `table` with `columns`; None when the
-        table is kept whole. Raises FilterError when a table its keys point to has not
-        come yet (its kept keys would be unknown, and every row dropped)."""
+        table is kept whole. A table its keys point to whose rows have not come is taken
+        as holding none (the archive may have no COPY of it). Raises FilterError when rows
+        come of a table that an earlier one's keys pointed to (that one's rows were
+        decided without them)."""
         subset = self.plan.filtered(table, self.facts)
         if subset is None:
             return None
+        if subset.key in self.missing:
+            child = self.missing[subset.key]
+            raise FilterError(
+                f"{child}: its rows came before those of {subset.key}, which it references"
+            )
         for edge in subset.filters:
             if edge.parent != subset.key and edge.parent not in self.started:
-                raise FilterError(
-                    f"{table}: its rows came before those of {edge.parent}, which it references"
-                )
+                self.missing.setdefault(edge.parent, table)
         self.started.add(subset.key)
         return _Decider(self, table, columns, subset, self.con, hold)
 

@@ -3,7 +3,8 @@ self-reference set to NULL when its target is dropped and a unique e-mail, order
 composite key and a NULL key, items referencing them by the composite key and shipments
 referencing the items (a four-level chain), a partitioned table, a table with an odd
 quoted name, a big table filtered by a share, and codes whose key is unique with NULLS
-NOT DISTINCT (PostgreSQL 15 or later)."""
+NOT DISTINCT (PostgreSQL 15 or later), and claims holding NULL keys into a partitioned
+table that has no partition."""
 
 SCHEMA = """
 CREATE TABLE public.countries (code text PRIMARY KEY);
@@ -51,6 +52,14 @@ CREATE TABLE public.events_2027 PARTITION OF public.events
     FOR VALUES FROM ('2027-01-01') TO ('2028-01-01');
 INSERT INTO public.events
 SELECT g, 1 + g % 10, date '2026-01-01' + g FROM generate_series(1, 600) g;
+
+-- a partitioned table with no partition yet (so no COPY in the archive) holding a key into
+-- users, and claims whose key into it is NULL: they point nowhere and stay
+CREATE TABLE public.refunds (id int, at date, user_id int REFERENCES public.users,
+    PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
+CREATE TABLE public.claims (id int PRIMARY KEY, refund_id int, refund_at date,
+    FOREIGN KEY (refund_id, refund_at) REFERENCES public.refunds);
+INSERT INTO public.claims SELECT g, NULL, NULL FROM generate_series(1, 5) g;
 
 CREATE SCHEMA "Odd Schema";
 CREATE TABLE "Odd Schema"."Notes ""q"" x" (

@@ -115,6 +115,7 @@ EXPECTED = {
     "public.events": "SELECT count(*) FROM public.events WHERE user_id IN "
     f"(SELECT id FROM public.users WHERE {KEPT_USERS})",
     "public.countries": "SELECT count(*) FROM public.countries",
+    "public.claims": "SELECT count(*) FROM public.claims WHERE refund_id IS NULL",
     "public.shipments": "SELECT count(*) FROM public.shipments s "
     "JOIN public.order_items i ON i.id = s.item_id WHERE i.order_id IS NULL OR EXISTS ("
     "SELECT 1 FROM public.orders o WHERE (o.id, o.shop) = (i.order_id, i.shop) AND "
