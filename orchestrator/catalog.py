@@ -173,6 +173,14 @@ class Manifest(BaseModel):
         return [split_table_key(name) for name in self.row_counts]
 
     @property
+    def tables_by_oid(self) -> dict[int, tuple[str, str]]:
+        """(schema, table) by the table's oid in the dumped snapshot, which ties a line of
+        `pg_restore --list` to exactly one table (empty when the schema facts have none)."""
+        if self.schema_facts is None:
+            return {}
+        return {oid: split_table_key(key) for oid, key in self.schema_facts.by_oid().items()}
+
+    @property
     def dump_major(self) -> int:
         """Major version of the pg_dump that wrote the archive (what pg_restore must read)."""
         return int(self.pg_dump_version.split(".")[0])

@@ -53,6 +53,9 @@ class Table(BaseModel):
     parent: str | None = None  # the partitioned table a partition belongs to (a table key)
     unique: tuple[tuple[str, ...], ...] = ()  # primary key, unique constraints and indexes
     foreign_keys: tuple[ForeignKey, ...] = ()
+    # its pg_class oid in the dumped snapshot: what `pg_restore --list` prints for its data,
+    # the one exact link between a TOC line and a table (names print unquoted there)
+    oid: int | None = None
 
     def column(self, name: str) -> Column | None:
         """Give the column called `name`, or None."""
@@ -71,6 +74,10 @@ class SchemaFacts(BaseModel):
 
     tables: dict[str, Table] = Field(default_factory=dict)
     large_objects: int = 0
+
+    def by_oid(self) -> dict[int, str]:
+        """The table keys by their oid in the dumped snapshot (tables that recorded one)."""
+        return {table.oid: key for key, table in self.tables.items() if table.oid is not None}
 
     def root_of(self, key: str) -> str:
         """The top partitioned table that `key` is a partition of (or `key` itself)."""

@@ -202,7 +202,7 @@ def _dump_in_snapshot(
     What that could not count, or any dump narrowed by exclusions, is counted after, from
     the archive's TOC.
     """
-    known = queries.user_tables(snap.conn)
+    known, by_oid = queries.user_tables(snap.conn), queries.table_oids(snap.conn)
     done = threading.Event()
     with ThreadPoolExecutor(max_workers=2) as pool:
         early = None
@@ -216,10 +216,10 @@ def _dump_in_snapshot(
             # a directory dump's files are hashed on their way to the stores
             digest = pool.submit(sha256_of, out) if out.is_file() else _no_digest()
             toc = pg_restore.list_toc(client, out)
-            tables = pg_restore.table_data_tables(toc, known)
+            tables = pg_restore.table_data_tables(toc, known, by_oid)
             counted, facts = early.result() if early is not None else ({}, None)
             if counter is not None:
-                counted = _counts_by_entry(toc, known, counter.rows(out))
+                counted = _counts_by_entry(toc, known, counter.rows(out), by_oid)
             counts = _counts_of(snap.conn, tables, counted)
             return counts, digest.result(), facts or queries.schema_facts(snap.conn)
         finally:
@@ -328,12 +328,16 @@ def _each(sink: DumpSink | None, counter: RowsOfFiles | None) -> Callable[[Path]
 
 
 def _counts_by_entry(
-    toc: str, known: list[queries.TableName], rows: dict[int, int]
+    toc: str,
+    known: list[queries.TableName],
+    rows: dict[int, int],
+    by_oid: dict[int, queries.TableName],
 ) -> dict[str, int]:
-    """Row counts by table from counts by TOC entry (`<id>;` in `pg_restore --list`)."""
+    """Row counts by table from counts by TOC entry (`<id>;` in `pg_restore --list`),
+    each entry's table found by its oid (`by_oid`)."""
     counts = {}
     for entry in pg_restore.toc_list(toc):
-        table = pg_restore.entry_table(entry, known) if entry.kind == "TABLE DATA" else None
+        table = pg_restore.entry_table(entry, known, by_oid) if entry.kind == "TABLE DATA" else None
         found = rows.get(int(entry.line.split(";", 1)[0]))
         if table is not None and found is not None:
             counts[table_key(*table)] = found

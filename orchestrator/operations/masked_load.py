@@ -150,6 +150,7 @@ class MaskedLoad:
         """Restore the three sections, masked tables through the filters; give the harmless
         errors pg_restore ignored. Raises JobError/CommandFailed at the first failure."""
         entries = pgrestore.toc_list(pgrestore.list_toc(self.client, self.archive))
+        self._one_table_each(entries)
         masked = {e.line: keys for e in entries if (keys := self._masked_tables(e))}
         kept = [e for e in entries if e.line not in masked and not self._never(e)]
         listed = pgrestore.write_list(kept, self.folder / "restore.list")
@@ -166,6 +167,23 @@ class MaskedLoad:
             ignored += data.result()
         ignored += self._section("post-data", listed)
         return sorted(set(ignored))
+
+    def _one_table_each(self, entries: list[TocEntry]) -> None:
+        """Raise JobError when two TABLE DATA entries can only be one and the same table:
+        the manifest then lacks a table whose name prints like another's (`s."a b"` and
+        `"s a".b`; backups before schema facts recorded oids), and its rows would be
+        loaded unchecked as the other's."""
+        seen: dict[str, TocEntry] = {}
+        for entry in entries:
+            keys = self.tables_of(entry) if entry.kind == "TABLE DATA" else []
+            if len(keys) != 1:
+                continue
+            other = seen.setdefault(keys[0], entry)
+            if other is not entry:
+                raise JobError(
+                    f"the archive's entries {other.line!r} and {entry.line!r} both read as "
+                    f"table {keys[0]}: take a new backup (it ties each entry to its table)"
+                )
 
     def _masked_tables(self, entry: TocEntry) -> list[str]:
         """The tables a TABLE DATA entry may load ([] when none of them has a masked

@@ -273,10 +273,10 @@ class Restorer:
         masked (section by section, masked tables through the filter)."""
         if masking is None:
             return pgrestore.run_restore(self.client, staged, self.archive, self._options(False))
-        known = self.manifest.tables
+        known, by_oid = self.manifest.tables, self.manifest.tables_by_oid
 
         def tables_of(entry: pgrestore.TocEntry) -> list[str]:
-            return [table_key(*found) for found in pgrestore.entry_tables(entry, known)]
+            return [table_key(*found) for found in pgrestore.entry_tables(entry, known, by_oid)]
 
         with work_dir(self.job) as folder:
             decide = self._one_pass(masking, folder)

@@ -18,7 +18,6 @@ from orchestrator.errors import ConfigError
 from orchestrator.logs import get_logger
 from orchestrator.operations.masked_load import KEY_SETTING
 from orchestrator.postgres import pg_restore as pgrestore
-from orchestrator.postgres import queries
 from orchestrator.postgres.clients import ClientSet
 from orchestrator.schema_facts import SchemaFacts
 from orchestrator.table_names import table_key
@@ -91,7 +90,7 @@ def scan(
 
     facts = _facts(manifest)
     order = subsets.plan(rules, facts).order
-    entries = _filtered_entries(client, archive, manifest.tables, facts, order)
+    entries = _filtered_entries(client, archive, manifest, facts, order)
     if not entries:
         return Scanned({}, {})
     listed = pgrestore.write_list(entries, folder / "subset.list")
@@ -136,20 +135,21 @@ def _given(rules: SubsetRules, facts: SchemaFacts, folder: Path) -> Path:
 def _filtered_entries(
     client: ClientSet,
     archive: Path,
-    known: list[queries.TableName],
+    manifest: Manifest,
     facts: SchemaFacts,
     order: tuple[str, ...],
 ) -> list[pgrestore.TocEntry]:
     """The TABLE DATA entries of the tables in `order` (root tables, parents first), in
-    that order (partitions with their table, archive order among equals); `known` are the
+    that order (partitions with their table, archive order among equals) among the
     backup's tables."""
     rank = {root: index for index, root in enumerate(order)}
     wanted = []
+    known, by_oid = manifest.tables, manifest.tables_by_oid
     entries = pgrestore.toc_list(pgrestore.list_toc(client, archive))
     for position, entry in enumerate(entries):
         if entry.kind != "TABLE DATA":
             continue
-        tables = pgrestore.entry_tables(entry, known)
+        tables = pgrestore.entry_tables(entry, known, by_oid)
         ranks = [r for t in tables if (r := rank.get(facts.root_of(table_key(*t)))) is not None]
         if ranks:  # names printed unquoted may match several tables: read them all
             wanted.append((min(ranks), position, entry))

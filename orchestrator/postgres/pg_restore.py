@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,20 +42,12 @@ _LONGER_KINDS = {  # kinds whose name starts with another kind's name
     "SEQUENCE": ("SET ", "OWNED BY "),
     "MATERIALIZED VIEW": ("DATA ",),
 }
-_TOC_LINE = re.compile(r"^\d+;\s+\d+\s+\d+\s+(?P<rest>.*)$")
+_TOC_LINE = re.compile(r"^\d+;\s+\d+\s+(?P<oid>\d+)\s+(?P<rest>.*)$")
 
 
 def toc_entries(toc: str, kind: str) -> list[str]:
     """Give "<schema> <name> <owner>" of each TOC entry of `kind` ("TABLE DATA", "TABLE", ...)."""
-    entries = []
-    for line in toc.splitlines():
-        match = _TOC_LINE.match(line)
-        if not match or not match["rest"].startswith(f"{kind} "):
-            continue
-        rest = match["rest"][len(kind) + 1 :]
-        if not rest.startswith(_LONGER_KINDS.get(kind, ())):
-            entries.append(rest)
-    return entries
+    return [rest for _oid, rest in _entries_with_oids(toc, kind)]
 
 
 def _match(rest: str, candidates: list[TableName]) -> TableName | None:
@@ -66,19 +58,25 @@ def _match(rest: str, candidates: list[TableName]) -> TableName | None:
 
 
 def toc_tables(
-    toc: str, known: Iterable[TableName], kind: str = "TABLE DATA"
+    toc: str,
+    known: Iterable[TableName],
+    kind: str = "TABLE DATA",
+    by_oid: Mapping[int, TableName] | None = None,
 ) -> tuple[list[TableName], list[str]]:
     """Match the archive's `kind` entries against the known (schema, table) pairs.
 
     TOC lines print names unquoted ("public my table owner"), so names are matched against
-    known pairs, longest first, rather than split on spaces. Gives (matched tables, sorted;
-    the text of entries that matched nothing, owner dropped).
+    known pairs, longest first, rather than split on spaces; with `by_oid` (the tables by
+    their oid in the dumped snapshot) an entry's printed oid picks its table exactly
+    (`s."a b"` and `"s a".b` print alike). Gives (matched tables, sorted; the text of
+    entries that matched nothing, owner dropped).
     """
     candidates = sorted(known, key=lambda t: len(t[0]) + len(t[1]), reverse=True)
     found: list[TableName] = []
     unmatched: list[str] = []
-    for rest in toc_entries(toc, kind):
-        table = _match(rest, candidates)
+    for oid, rest in _entries_with_oids(toc, kind):
+        exact = by_oid.get(oid) if by_oid else None
+        table = exact if exact is not None and _match(rest, [exact]) else _match(rest, candidates)
         if table:
             found.append(table)
         else:
@@ -86,9 +84,23 @@ def toc_tables(
     return sorted(found), unmatched
 
 
-def table_data_tables(toc: str, known: Iterable[TableName]) -> list[TableName]:
-    """Give the tables of `known` whose data the archive holds."""
-    return toc_tables(toc, known)[0]
+def _entries_with_oids(toc: str, kind: str) -> list[tuple[int, str]]:
+    """(printed oid, "<schema> <name> <owner>") of each TOC entry of `kind`."""
+    found = []
+    for line in toc.splitlines():
+        match = _TOC_LINE.match(line)
+        if match and match["rest"].startswith(f"{kind} "):
+            rest = match["rest"][len(kind) + 1 :]
+            if not rest.startswith(_LONGER_KINDS.get(kind, ())):
+                found.append((int(match["oid"]), rest))
+    return found
+
+
+def table_data_tables(
+    toc: str, known: Iterable[TableName], by_oid: Mapping[int, TableName] | None = None
+) -> list[TableName]:
+    """Give the tables of `known` whose data the archive holds (exactly, with `by_oid`)."""
+    return toc_tables(toc, known, by_oid=by_oid)[0]
 
 
 @dataclass(frozen=True)
@@ -113,6 +125,7 @@ class TocEntry:
     line: str
     kind: str
     rest: str
+    oid: int = 0  # the catalog oid printed before the kind (a TABLE DATA entry's: its table's)
 
 
 # kinds that matter to a masked restore, longest first (BLOBS before BLOB)
@@ -136,21 +149,34 @@ def toc_list(toc: str) -> list[TocEntry]:
         if match:
             text = match["rest"]
             kind = next((k for k in TOC_KINDS if text.startswith(f"{k} ")), "other")
-            entries.append(TocEntry(line, kind, text[len(kind) + 1 :] if kind != "other" else text))
+            rest = text[len(kind) + 1 :] if kind != "other" else text
+            entries.append(TocEntry(line, kind, rest, int(match["oid"])))
     return entries
 
 
-def entry_table(entry: TocEntry, known: Iterable[TableName]) -> TableName | None:
-    """The (schema, table) of `known` that a TABLE DATA entry loads, or None."""
+def entry_table(
+    entry: TocEntry, known: Iterable[TableName], by_oid: Mapping[int, TableName] | None = None
+) -> TableName | None:
+    """The (schema, table) of `known` that a TABLE DATA entry loads, or None: by the
+    entry's oid when `by_oid` has it and the printed names fit, else the longest name."""
+    exact = by_oid.get(entry.oid) if by_oid else None
+    if exact is not None and _match(entry.rest, [exact]):
+        return exact
     candidates = sorted(known, key=lambda t: len(t[0]) + len(t[1]), reverse=True)
     return _match(entry.rest, candidates)
 
 
-def entry_tables(entry: TocEntry, known: Iterable[TableName]) -> list[TableName]:
+def entry_tables(
+    entry: TocEntry, known: Iterable[TableName], by_oid: Mapping[int, TableName] | None = None
+) -> list[TableName]:
     """Every (schema, table) of `known` that a TABLE DATA entry may load. TOC lines print
     names unquoted, so `public users x y` is table `users` of owner `x y` or table
-    `users x` of owner `y`: callers that must not guess (masking) look at all of them."""
-    return [table for table in known if _match(entry.rest, [table])]
+    `users x` of owner `y`: callers that must not guess (masking) look at all of them.
+    With `by_oid` (the tables by their oid in the dumped snapshot), the entry's own oid
+    picks the one it loads, when its printed names fit that table."""
+    found = [table for table in known if _match(entry.rest, [table])]
+    exact = by_oid.get(entry.oid) if by_oid else None
+    return [exact] if exact in found else found
 
 
 def write_list(entries: Iterable[TocEntry], path: Path) -> Path:

@@ -138,6 +138,15 @@ def user_tables(conn: Conn, *, outside_extensions: bool = False) -> list[TableNa
     return [(str(s), str(t)) for s, t in rows]
 
 
+def table_oids(conn: Conn) -> dict[int, TableName]:
+    """Give (schema, table) of every table of `user_tables` by its oid: what `pg_restore
+    --list` prints for the table's data, the exact link between the two."""
+    query = _USER_TABLES.replace(
+        "SELECT n.nspname, c.relname", "SELECT c.oid::int8, n.nspname, c.relname"
+    )
+    return {int(oid): (str(s), str(t)) for oid, s, t in conn.execute(query).fetchall()}
+
+
 def tables_with_rows(conn: Conn) -> int:
     """Give how many tables hold rows of their own (not partitioned parents), outside
     system schemas and extensions: the data files a full dump writes."""
@@ -326,7 +335,7 @@ def analyze(conn: Conn) -> None:
 
 
 _COLUMNS = """
-    SELECT n.nspname, c.relname, c.relkind, a.attname,
+    SELECT n.nspname, c.relname, c.relkind, c.oid::int8, a.attname,
            format_type(a.atttypid, a.atttypmod), bt.typname, t.typcategory,
            CASE WHEN bt.typname IN ('varchar', 'bpchar', '_varchar', '_bpchar')
                  AND (CASE WHEN t.typbasetype <> 0 THEN t.typtypmod ELSE a.atttypmod END) > 4
@@ -410,8 +419,10 @@ def _schema_facts(conn: Conn) -> SchemaFacts:
     checks: dict[tuple[str, str], list[str]] = {}
     for schema, table, name, definition in conn.execute(_CHECKS).fetchall():
         checks.setdefault((table_key(schema, table), name), []).append(str(definition))
-    for schema, table, kind, *column in conn.execute(_COLUMNS).fetchall():
+    oids: dict[str, int] = {}
+    for schema, table, kind, oid, *column in conn.execute(_COLUMNS).fetchall():
         key = table_key(str(schema), str(table))
+        oids[key] = int(oid)
         name, shown, base, category, length, not_null, generated = column
         columns.setdefault(key, []).append(
             Column(
@@ -450,6 +461,7 @@ def _schema_facts(conn: Conn) -> SchemaFacts:
             parent=parents.get(key),
             unique=tuple(unique.get(key, ())),
             foreign_keys=tuple(keys.get(key, ())),
+            oid=oids[key],
         )
         for key, cols in columns.items()
     }

@@ -67,6 +67,15 @@ CREATE TABLE "Odd Schema"."Notes ""q"" x" (
 INSERT INTO "Odd Schema"."Notes ""q"" x"
 SELECT 1 + g % 10, 'note' FROM generate_series(1, 50) g;
 
+-- two tables whose names print alike in `pg_restore --list` ("s a b postgres"): the child
+-- s."a b" sorts first in the archive and references the filtered parent "s a".b
+CREATE SCHEMA s;
+CREATE SCHEMA "s a";
+CREATE TABLE "s a".b (id int PRIMARY KEY);
+INSERT INTO "s a".b SELECT g FROM generate_series(1, 10) g;
+CREATE TABLE s."a b" (id int PRIMARY KEY, b_id int REFERENCES "s a".b);
+INSERT INTO s."a b" SELECT g, 1 + g % 10 FROM generate_series(1, 40) g;
+
 CREATE TABLE public.big (id int PRIMARY KEY, pad text);
 INSERT INTO public.big SELECT g, repeat('x', 20) FROM generate_series(1, 30000) g;
 """
@@ -77,6 +86,7 @@ subset:
   tables:
     public.users: {where: "created_at >= date '2026-06-01' AND country <> 'XX'"}
     public.big: {percent: 10}
+    '"s a".b': {where: "id <= 3"}
   keep_whole: [public.countries]
   set_null: [public.users.referrer_id]
 """
