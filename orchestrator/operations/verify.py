@@ -189,5 +189,5 @@ def _check_toc(job: Job, manifest: Manifest, path: Path, result: VerifyResult) -
 
 
 def _missing_tables(toc: str, manifest: Manifest) -> list[str]:
-    present = set(pg_restore.table_data_tables(toc, manifest.tables))
+    present = set(pg_restore.table_data_tables(toc, manifest.tables, manifest.tables_by_oid))
     return sorted(table_key(s, t) for s, t in manifest.tables if (s, t) not in present)

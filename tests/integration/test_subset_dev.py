@@ -301,3 +301,9 @@ def test_an_old_backup_missing_a_table_whose_name_prints_like_another_is_refused
     assert refused.returncode == 1, refused.stderr
     assert "both read as table s.a b: take a new backup" in refused.stderr
     assert count(shop.cluster, target, "SELECT count(*) FROM pg_tables WHERE schemaname = 's'") == 0
+
+
+def test_verify_finds_the_data_of_both_tables_whose_names_print_alike(shop: Shop) -> None:
+    checked = shop.orch.run("verify", "--json", "latest")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "missing" not in checked.stdout
