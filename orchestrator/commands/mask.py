@@ -97,8 +97,9 @@ def _sample(
     """The first `rows` rows of each table that holds any, read from the archive."""
     entries = pgrestore.toc_list(pgrestore.list_toc(client, archive))
     wanted: list[tuple[str, TocEntry]] = []
+    known, by_oid = manifest.tables, manifest.tables_by_oid
     for entry in entries:
-        if entry.kind == "TABLE DATA" and (found := pgrestore.entry_table(entry, manifest.tables)):
+        if entry.kind == "TABLE DATA" and (found := pgrestore.entry_table(entry, known, by_oid)):
             key = table_key(*found)
             if manifest.row_counts.get(key):
                 wanted.append((key, entry))

@@ -71,8 +71,8 @@ SELECT 1 + g % 10, 'note' FROM generate_series(1, 50) g;
 -- s."a b" sorts first in the archive and references the filtered parent "s a".b
 CREATE SCHEMA s;
 CREATE SCHEMA "s a";
-CREATE TABLE "s a".b (id int PRIMARY KEY);
-INSERT INTO "s a".b SELECT g FROM generate_series(1, 10) g;
+CREATE TABLE "s a".b (id int PRIMARY KEY, contact text);
+INSERT INTO "s a".b SELECT g, 'buyer' || g || '@pair-mail.example' FROM generate_series(1, 10) g;
 CREATE TABLE s."a b" (id int PRIMARY KEY, b_id int REFERENCES "s a".b);
 INSERT INTO s."a b" SELECT g, 1 + g % 10 FROM generate_series(1, 40) g;
 

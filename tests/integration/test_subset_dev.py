@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.masking.rules import load_rules
 from orchestrator.storage import open_storage
 from tests.conftest import Clusters, Orchestrator, all_bin_dirs
 from tests.harness.postgres import Cluster
@@ -307,3 +308,13 @@ def test_verify_finds_the_data_of_both_tables_whose_names_print_alike(shop: Shop
     checked = shop.orch.run("verify", "--json", "latest")
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "missing" not in checked.stdout
+
+
+def test_mask_suggest_samples_each_of_two_tables_whose_names_print_alike(shop: Shop) -> None:
+    """Samples are taken per data entry: `"s a".b`'s e-mail addresses are its own, not
+    `s."a b"`'s (whose name prints alike), so its column gets the e-mail transform."""
+    out = shop.work / f"suggested-{shop.passes}.yaml"
+    shop.orch.ok("mask", "suggest", "--from", "latest", "-o", str(out))
+    rules = load_rules(out.read_text(), "test").tables
+    assert rules["s a.b"].columns["contact"].spec == "email", out.read_text()
+    assert set(rules["s.a b"].columns) == {"id", "b_id"}
