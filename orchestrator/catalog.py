@@ -85,6 +85,14 @@ class DumpFile(BaseModel):
         return value
 
 
+def tables_by_oid(facts: SchemaFacts | None) -> dict[int, tuple[str, str]]:
+    """(schema, table) by the table's oid in the dumped snapshot, which ties a line of
+    `pg_restore --list` to exactly one table (empty when the schema facts have none)."""
+    if facts is None:
+        return {}
+    return {oid: split_table_key(key) for oid, key in facts.by_oid().items()}
+
+
 class Manifest(BaseModel):
     """What one backup is: written as JSON beside its dump object.
 
@@ -174,11 +182,8 @@ class Manifest(BaseModel):
 
     @property
     def tables_by_oid(self) -> dict[int, tuple[str, str]]:
-        """(schema, table) by the table's oid in the dumped snapshot, which ties a line of
-        `pg_restore --list` to exactly one table (empty when the schema facts have none)."""
-        if self.schema_facts is None:
-            return {}
-        return {oid: split_table_key(key) for oid, key in self.schema_facts.by_oid().items()}
+        """(schema, table) by the table's oid in the dumped snapshot (`tables_by_oid`)."""
+        return tables_by_oid(self.schema_facts)
 
     @property
     def dump_major(self) -> int:

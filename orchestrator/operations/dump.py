@@ -202,7 +202,7 @@ def _dump_in_snapshot(
     What that could not count, or any dump narrowed by exclusions, is counted after, from
     the archive's TOC.
     """
-    known, by_oid = queries.user_tables(snap.conn), queries.table_oids(snap.conn)
+    known = queries.user_tables(snap.conn)
     done = threading.Event()
     with ThreadPoolExecutor(max_workers=2) as pool:
         early = None
@@ -216,12 +216,14 @@ def _dump_in_snapshot(
             # a directory dump's files are hashed on their way to the stores
             digest = pool.submit(sha256_of, out) if out.is_file() else _no_digest()
             toc = pg_restore.list_toc(client, out)
-            tables = pg_restore.table_data_tables(toc, known, by_oid)
             counted, facts = early.result() if early is not None else ({}, None)
+            facts = facts or queries.schema_facts(snap.conn)
+            by_oid = catalog.tables_by_oid(facts)  # ties the TOC's lines to tables exactly
+            tables = pg_restore.table_data_tables(toc, known, by_oid)
             if counter is not None:
                 counted = _counts_by_entry(toc, known, counter.rows(out), by_oid)
             counts = _counts_of(snap.conn, tables, counted)
-            return counts, digest.result(), facts or queries.schema_facts(snap.conn)
+            return counts, digest.result(), facts
         finally:
             if early is not None and not early.done():  # pg_dump or the TOC read failed
                 done.set()

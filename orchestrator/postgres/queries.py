@@ -138,15 +138,6 @@ def user_tables(conn: Conn, *, outside_extensions: bool = False) -> list[TableNa
     return [(str(s), str(t)) for s, t in rows]
 
 
-def table_oids(conn: Conn) -> dict[int, TableName]:
-    """Give (schema, table) of every table of `user_tables` by its oid: what `pg_restore
-    --list` prints for the table's data, the exact link between the two."""
-    query = _USER_TABLES.replace(
-        "SELECT n.nspname, c.relname", "SELECT c.oid::int8, n.nspname, c.relname"
-    )
-    return {int(oid): (str(s), str(t)) for oid, s, t in conn.execute(query).fetchall()}
-
-
 def tables_with_rows(conn: Conn) -> int:
     """Give how many tables hold rows of their own (not partitioned parents), outside
     system schemas and extensions: the data files a full dump writes."""
