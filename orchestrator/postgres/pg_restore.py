@@ -57,6 +57,18 @@ def _match(rest: str, candidates: list[TableName]) -> TableName | None:
     return None
 
 
+def _longest_first(known: Iterable[TableName]) -> list[TableName]:
+    """`known`, longest names first: the order `_match` must try them in."""
+    return sorted(known, key=lambda t: len(t[0]) + len(t[1]), reverse=True)
+
+
+def _exact(oid: int, rest: str, by_oid: Mapping[int, TableName] | None) -> TableName | None:
+    """The table `by_oid` (the tables by their oid in the dumped snapshot) gives for an
+    entry's printed `oid`, when the entry's printed names (`rest`) fit it; else None."""
+    table = by_oid.get(oid) if by_oid else None
+    return table if table is not None and _match(rest, [table]) else None
+
+
 def toc_tables(
     toc: str,
     known: Iterable[TableName],
@@ -71,12 +83,11 @@ def toc_tables(
     (`s."a b"` and `"s a".b` print alike). Gives (matched tables, sorted; the text of
     entries that matched nothing, owner dropped).
     """
-    candidates = sorted(known, key=lambda t: len(t[0]) + len(t[1]), reverse=True)
+    candidates = _longest_first(known)
     found: list[TableName] = []
     unmatched: list[str] = []
     for oid, rest in _entries_with_oids(toc, kind):
-        exact = by_oid.get(oid) if by_oid else None
-        table = exact if exact is not None and _match(rest, [exact]) else _match(rest, candidates)
+        table = _exact(oid, rest, by_oid) or _match(rest, candidates)
         if table:
             found.append(table)
         else:
@@ -159,11 +170,7 @@ def entry_table(
 ) -> TableName | None:
     """The (schema, table) of `known` that a TABLE DATA entry loads, or None: by the
     entry's oid when `by_oid` has it and the printed names fit, else the longest name."""
-    exact = by_oid.get(entry.oid) if by_oid else None
-    if exact is not None and _match(entry.rest, [exact]):
-        return exact
-    candidates = sorted(known, key=lambda t: len(t[0]) + len(t[1]), reverse=True)
-    return _match(entry.rest, candidates)
+    return _exact(entry.oid, entry.rest, by_oid) or _match(entry.rest, _longest_first(known))
 
 
 def entry_tables(
@@ -175,7 +182,7 @@ def entry_tables(
     With `by_oid` (the tables by their oid in the dumped snapshot), the entry's own oid
     picks the one it loads, when its printed names fit that table."""
     found = [table for table in known if _match(entry.rest, [table])]
-    exact = by_oid.get(entry.oid) if by_oid else None
+    exact = _exact(entry.oid, entry.rest, by_oid)
     return [exact] if exact in found else found
 
 
