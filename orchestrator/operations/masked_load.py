@@ -150,8 +150,9 @@ class MaskedLoad:
         """Restore the three sections, masked tables through the filters; give the harmless
         errors pg_restore ignored. Raises JobError/CommandFailed at the first failure."""
         entries = pgrestore.toc_list(pgrestore.list_toc(self.client, self.archive))
-        self._one_table_each(entries)
-        masked = {e.line: keys for e in entries if (keys := self._masked_tables(e))}
+        tables = {e: self.tables_of(e) for e in entries if e.kind == "TABLE DATA"}
+        _one_table_each(tables)
+        masked = {e.line: chosen for e, keys in tables.items() if (chosen := self._masked(keys))}
         kept = [e for e in entries if e.line not in masked and not self._never(e)]
         listed = pgrestore.write_list(kept, self.folder / "restore.list")
         ignored = self._section("pre-data", listed)
@@ -168,34 +169,13 @@ class MaskedLoad:
         ignored += self._section("post-data", listed)
         return sorted(set(ignored))
 
-    def _one_table_each(self, entries: list[TocEntry]) -> None:
-        """Raise JobError when two TABLE DATA entries can only be one and the same table:
-        the manifest then lacks a table whose name prints like another's (`s."a b"` and
-        `"s a".b`; backups before schema facts recorded oids), and its rows would be
-        loaded unchecked as the other's."""
-        seen: dict[str, TocEntry] = {}
-        for entry in entries:
-            keys = self.tables_of(entry) if entry.kind == "TABLE DATA" else []
-            if len(keys) != 1:
-                continue
-            other = seen.setdefault(keys[0], entry)
-            if other is not entry:
-                raise JobError(
-                    f"the archive's entries {other.line!r} and {entry.line!r} both read as "
-                    f"table {keys[0]}: take a new backup (it ties each entry to its table)"
-                )
-
-    def _masked_tables(self, entry: TocEntry) -> list[str]:
-        """The tables a TABLE DATA entry may load ([] when none of them has a masked
-        column). TOC lines print names unquoted, so an entry can read as more than one
-        table: when any of them is masked, the entry goes through the filter with the plan
-        of each, and the filter masks the COPY with the plan of the table its header names
-        exactly (a guess either way could load raw rows)."""
-        if entry.kind != "TABLE DATA":
-            return []
-        keys = self.tables_of(entry)
-        if not keys:
-            raise JobError(f"the archive's entry {entry.rest!r} matches no table of the manifest")
+    def _masked(self, keys: list[str]) -> list[str]:
+        """Of the tables `keys` a TABLE DATA entry may load (`tables_of`), those with a
+        plan; [] when none of them has a masked column or a subset. TOC lines print names
+        unquoted, so an entry can read as more than one table: when any of them is masked,
+        the entry goes through the filter with the plan of each, and the filter masks the
+        COPY with the plan of the table its header names exactly (a guess either way could
+        load raw rows)."""
         masked = any((p := self.plans.get(k)) is not None and p.masked_columns() for k in keys)
         filtered = any(self._filtered(k) for k in keys)  # a subset drops rows on the way too
         return [k for k in keys if k in self.plans] if masked or filtered else []
@@ -302,6 +282,23 @@ class MaskedLoad:
         if self._filtered(table):
             self.stats[table]["dropped"] = found.get("dropped", 0)
         log.info("restore.masked_table", table=table, group=group, **self.stats[table])
+
+
+def _one_table_each(tables: dict[TocEntry, list[str]]) -> None:
+    """Raise JobError when a TABLE DATA entry (`tables`: each one's tables it may load)
+    matches no table of the manifest, or two entries can only be one and the same table:
+    the manifest then lacks a table whose name prints like another's (`s."a b"` and
+    `"s a".b`; backups before schema facts recorded oids), and its rows would be loaded
+    unchecked as the other's."""
+    seen: dict[str, TocEntry] = {}
+    for entry, keys in tables.items():
+        if not keys:
+            raise JobError(f"the archive's entry {entry.rest!r} matches no table of the manifest")
+        if len(keys) == 1 and (other := seen.setdefault(keys[0], entry)) is not entry:
+            raise JobError(
+                f"the archive's entries {other.line!r} and {entry.line!r} both read as "
+                f"table {keys[0]}: take a new backup (it ties each entry to its table)"
+            )
 
 
 def unlisted_kept(
