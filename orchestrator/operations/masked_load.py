@@ -202,13 +202,7 @@ class MaskedLoad:
         order among equals): how its filter must read them."""
         if self.decide is None:
             return []
-        ranks = self.decide.ranks
-        ranked = [
-            (min(found), position, entry)
-            for position, entry in enumerate(chosen)
-            if (found := [ranks[k] for k in masked[entry.line] if k in ranks])
-        ]
-        return [entry for _rank, _position, entry in sorted(ranked, key=lambda r: r[:2])]
+        return parents_first([(entry, masked[entry.line]) for entry in chosen], self.decide.ranks)
 
     def _filtered(self, key: str) -> bool:
         """Whether data table `key` is one the subset filters."""
@@ -282,6 +276,20 @@ class MaskedLoad:
         if self._filtered(table):
             self.stats[table]["dropped"] = found.get("dropped", 0)
         log.info("restore.masked_table", table=table, group=group, **self.stats[table])
+
+
+def parents_first(
+    entries: list[tuple[TocEntry, list[str]]], ranks: dict[str, int]
+) -> list[TocEntry]:
+    """Of `entries` (each with the tables it may load), those loading a table `ranks`
+    places (a subset's data tables by their root's place, parents first), ordered by
+    their lowest place, archive order among equals: how a subset must read them."""
+    ranked = [
+        (min(found), position, entry)
+        for position, (entry, keys) in enumerate(entries)
+        if (found := [ranks[key] for key in keys if key in ranks])
+    ]
+    return [entry for _rank, _position, entry in sorted(ranked, key=lambda r: r[:2])]
 
 
 def _one_table_each(tables: dict[TocEntry, list[str]]) -> None:

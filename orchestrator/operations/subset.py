@@ -16,7 +16,7 @@ from orchestrator import execute
 from orchestrator.catalog import Manifest
 from orchestrator.errors import ConfigError
 from orchestrator.logs import get_logger
-from orchestrator.operations.masked_load import KEY_SETTING
+from orchestrator.operations.masked_load import KEY_SETTING, parents_first
 from orchestrator.postgres import pg_restore as pgrestore
 from orchestrator.postgres.clients import ClientSet
 from orchestrator.schema_facts import SchemaFacts
@@ -60,13 +60,18 @@ def one_pass(manifest: Manifest, rules: SubsetRules, folder: Path) -> OnePass | 
     plan = subsets.plan(rules, facts)
     if any(table.nulls for table in plan.tables.values()):
         return None
-    rank = {root: index for index, root in enumerate(plan.order)}
-    ranks = {
+    return OnePass(_given(rules, facts, folder), _ranks(manifest, facts, plan.order))
+
+
+def _ranks(manifest: Manifest, facts: SchemaFacts, order: tuple[str, ...]) -> dict[str, int]:
+    """Each data table of the backup whose root table is in `order` (parents first), by
+    its root's place there (a partition takes its table's)."""
+    rank = {root: index for index, root in enumerate(order)}
+    return {
         key: found
         for table in manifest.tables
         if (found := rank.get(facts.root_of(key := table_key(*table)))) is not None
     }
-    return OnePass(_given(rules, facts, folder), ranks)
 
 
 def scan(
@@ -142,15 +147,12 @@ def _filtered_entries(
     """The TABLE DATA entries of the tables in `order` (root tables, parents first), in
     that order (partitions with their table, archive order among equals) among the
     backup's tables."""
-    rank = {root: index for index, root in enumerate(order)}
-    wanted = []
     known, by_oid = manifest.tables, manifest.tables_by_oid
     entries = pgrestore.toc_list(pgrestore.list_toc(client, archive))
-    for position, entry in enumerate(entries):
-        if entry.kind != "TABLE DATA":
-            continue
-        tables = pgrestore.entry_tables(entry, known, by_oid)
-        ranks = [r for t in tables if (r := rank.get(facts.root_of(table_key(*t)))) is not None]
-        if ranks:  # names printed unquoted may match several tables: read them all
-            wanted.append((min(ranks), position, entry))
-    return [entry for _rank, _position, entry in sorted(wanted)]
+    # names printed unquoted may match several tables: an entry is read for any of them
+    loads = [
+        (entry, [table_key(*t) for t in pgrestore.entry_tables(entry, known, by_oid)])
+        for entry in entries
+        if entry.kind == "TABLE DATA"
+    ]
+    return parents_first(loads, _ranks(manifest, facts, order))
