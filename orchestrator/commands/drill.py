@@ -25,7 +25,8 @@ from orchestrator.logs import get_logger, mask
 from orchestrator.notify import Notifier, drill_summary, drill_text
 from orchestrator.operations.common import client_for, notifier_for, stores_or_none
 from orchestrator.operations.fetch import find_backup, local_archive
-from orchestrator.operations.restore import target_identity, verify_restored
+from orchestrator.operations.restore import target_identity
+from orchestrator.operations.restored import verify_restored
 from orchestrator.postgres import pg_restore as pgrestore
 from orchestrator.postgres import queries
 from orchestrator.postgres.clients import ClientSet
@@ -249,7 +250,7 @@ def _restore_and_check(
         present = queries.user_tables(conn)
     _found, missing = pgrestore.toc_tables(toc, present, kind="TABLE")
     report.problems += [f"table in the archive but not restored: {name}" for name in missing]
-    checked = verify_restored(scratch, manifest, "drill scratch database")
+    checked = verify_restored(scratch, manifest, "drill scratch database", jobs=job.restore.jobs)
     report.problems += checked.problems
     report.tables, report.rows = checked.tables, checked.rows
     report.verify_seconds = round(time.monotonic() - started, 3)

@@ -30,6 +30,7 @@ from orchestrator.logs import get_logger, mask, with_context
 from orchestrator.operations import masked_load
 from orchestrator.operations import subset as subset_operation
 from orchestrator.operations.common import source_identity, work_dir
+from orchestrator.operations.restored import verify_restored
 from orchestrator.postgres import pg_restore as pgrestore
 from orchestrator.postgres import queries
 from orchestrator.postgres.clients import ClientSet
@@ -377,7 +378,12 @@ class Restorer:
         """ANALYZE, then compare row counts with the manifest's (a subset's: the rows its
         first pass kept); JobError on any difference."""
         checked = verify_restored(
-            database, self.manifest, "target", analyze=True, expected=self.expected
+            database,
+            self.manifest,
+            "target",
+            analyze=True,
+            expected=self.expected,
+            jobs=self.job.restore.jobs,
         )
         if checked.problems:
             shown = "; ".join(checked.problems[:5])
@@ -422,35 +428,3 @@ class Restorer:
                 log.warning("restore.drop_old_failed", database=database, error=str(exc))
         log.info("restore.swapped", target=self.target.name, previous=plan.previous)
         return plan.previous
-
-
-@dataclass(frozen=True)
-class Verified:
-    """What a restored database holds against its manifest: the differences found (none
-    when it matches), and the tables and rows counted."""
-
-    problems: list[str]
-    tables: int
-    rows: int
-
-
-def verify_restored(
-    database: ConnInfo,
-    manifest: Manifest,
-    setting: str,
-    *,
-    analyze: bool = False,
-    expected: dict[str, int] | None = None,
-) -> Verified:
-    """Count the rows of the manifest's tables in the restored `database` (after ANALYZE
-    when `analyze`, for a database that will be used) and give every difference from the
-    manifest (or from `expected`, the rows a subset kept). This is the check every
-    restore path makes: restores into a target (which
-    raise on a difference) and drills (which report them). Raises ConfigError/JobError
-    naming `setting` when the database cannot be reached."""
-    with contextlib.closing(queries.connect(database, setting)) as conn:
-        if analyze:
-            queries.analyze(conn)
-        counts = queries.count_rows_where_present(conn, manifest.tables)
-    problems = restore_plan.count_differences(expected or manifest.row_counts, counts)
-    return Verified(problems, len(counts), sum(counts.values()))

@@ -314,15 +314,39 @@ def cluster_identity(conn: Conn) -> str | None:
     return ident
 
 
-def count_rows_where_present(conn: Conn, tables: Iterable[TableName]) -> dict[str, int]:
-    """Like count_rows, but tables that do not exist are left out instead of failing."""
-    present = set(user_tables(conn))
-    return count_rows(conn, [t for t in tables if t in present])
+def analyze_table(conn: Conn, schema: str, table: str) -> None:
+    """ANALYZE one relation (a table, a partitioned parent, a materialized view)."""
+    conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(schema, table)))
 
 
-def analyze(conn: Conn) -> None:
-    """ANALYZE the whole database so the planner has statistics right after a restore."""
-    conn.execute("ANALYZE")
+@dataclass(frozen=True)
+class Relation:
+    """A relation a database-wide ANALYZE visits: its name, whether it is a user table
+    (`user_tables` lists it) and its size on disk (0 for a partitioned parent)."""
+
+    schema: str
+    name: str
+    user_table: bool
+    bytes: int
+
+
+_RELATIONS = """
+    SELECT n.nspname, c.relname,
+           c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+             AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%',
+           pg_relation_size(c.oid)
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.relkind IN ('r', 'm', 'p') AND NOT c.relisshared AND c.relpersistence <> 't'
+    ORDER BY 4 DESC, 1, 2
+"""
+
+
+def relations(conn: Conn) -> list[Relation]:
+    """Give the relations a database-wide ANALYZE visits (tables, partitioned parents and
+    materialized views, system catalogs included; shared catalogs and temporary tables
+    not), the largest first."""
+    rows = conn.execute(_RELATIONS).fetchall()
+    return [Relation(str(s), str(n), bool(u), int(b)) for s, n, u, b in rows]
 
 
 _COLUMNS = """
