@@ -314,6 +314,8 @@ def compile_spec(
     compiled = _KINDS[spec.name].build(spec, key, base_type, max_length)
     if base_type == "bpchar" and spec.name in STRING_TRANSFORMS:
         return _ignoring_padding(compiled)  # char(n) pads with blanks that carry no meaning
+    if base_type == "citext" and spec.name in STRING_TRANSFORMS:
+        return _ignoring_case(compiled)  # citext compares lower(value): keys differ in case
     return compiled
 
 
@@ -336,6 +338,29 @@ def _ignoring_padding(compiled: Compiled) -> Compiled:
     return dataclasses.replace(
         compiled, apply=unpadded, column=None if column is None else unpadded_column
     )
+
+
+def _ignoring_case(compiled: Compiled) -> Compiled:
+    """`compiled` run on each value in lower case (Unicode's), as citext compares values:
+    'Ann@X.example' referenced as 'ANN@x.example' masks alike, so the key still holds."""
+    apply, column = compiled.apply, compiled.column
+
+    def lowered(value: bytes) -> bytes | None:
+        return apply(_lower(value))
+
+    def lowered_column(values: list[bytes], _found: Values | None = None, /) -> list[bytes]:
+        assert column is not None
+        return column(list(map(_lower, values)))
+
+    return dataclasses.replace(
+        compiled, apply=lowered, column=None if column is None else lowered_column
+    )
+
+
+def _lower(value: bytes) -> bytes:
+    if value.isascii():
+        return value.lower()
+    return value.decode("utf-8", "surrogateescape").lower().encode("utf-8", "surrogateescape")
 
 
 # --- parameters -------------------------------------------------------------------------

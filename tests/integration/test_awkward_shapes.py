@@ -22,6 +22,8 @@ pytestmark = pytest.mark.integration
 KEY = "awkward-mask-key-0123456789abcdef"
 
 SHAPES_SQL = """
+CREATE EXTENSION citext;
+
 -- a table without columns, and one whose only column was dropped: both hold rows
 CREATE TABLE public.nocols ();
 INSERT INTO public.nocols DEFAULT VALUES;
@@ -30,9 +32,15 @@ CREATE TABLE public.allgone (x int);
 INSERT INTO public.allgone VALUES (1), (2), (3);
 ALTER TABLE public.allgone DROP COLUMN x;
 
+-- a citext key referenced in another case: citext compares lower(value)
+CREATE TABLE public.cust (email citext PRIMARY KEY);
+INSERT INTO public.cust SELECT 'Citext' || g || '@raw-mail.example' FROM generate_series(1, 20) g;
+CREATE TABLE public.cust_orders (id int PRIMARY KEY, email citext REFERENCES public.cust);
+INSERT INTO public.cust_orders
+SELECT g, upper('Citext' || (1 + g % 20) || '@raw-mail.example') FROM generate_series(1, 40) g;
 """
 
-RAW: list[str] = []
+RAW = ["Citext7@", "CITEXT7@"]
 
 
 @dataclass
@@ -99,6 +107,14 @@ def test_a_table_without_columns_keeps_its_rows_in_a_masked_copy(
 ) -> None:
     assert f"  {table}: {{}}" in shapes.suggested.splitlines()
     assert in_dev(shapes, f"SELECT count(*) FROM {table}") == str(rows)
+
+
+def test_a_citext_key_referenced_in_another_case_stays_referenced(shapes: Shapes) -> None:
+    joined = "SELECT count(*) FROM public.cust_orders o JOIN public.cust c USING (email)"
+    assert in_dev(shapes, joined) == "40"
+    assert in_dev(shapes, "SELECT count(*) FROM public.cust WHERE email LIKE '%@example.com'") == (
+        "20"
+    )
 
 
 def test_no_raw_value_of_a_masked_column_reaches_dev(shapes: Shapes) -> None:
