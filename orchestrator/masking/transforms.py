@@ -346,21 +346,34 @@ def _ignoring_case(compiled: Compiled) -> Compiled:
     apply, column = compiled.apply, compiled.column
 
     def lowered(value: bytes) -> bytes | None:
-        return apply(_lower(value))
+        return apply(case_folded(value))
 
     def lowered_column(values: list[bytes], _found: Values | None = None, /) -> list[bytes]:
         assert column is not None
-        return column(list(map(_lower, values)))
+        return column(list(map(case_folded, values)))
 
     return dataclasses.replace(
         compiled, apply=lowered, column=None if column is None else lowered_column
     )
 
 
-def _lower(value: bytes) -> bytes:
+def case_folded(value: bytes) -> bytes:
+    """Give UTF-8 `value` in lower case (Unicode's), as citext compares it."""
     if value.isascii():
         return value.lower()
     return value.decode("utf-8", "surrogateescape").lower().encode("utf-8", "surrogateescape")
+
+
+def unpadded_text(value: bytes) -> bytes:
+    """Give `value` without its trailing blanks, as char(n) compares it."""
+    return value.rstrip(b" ")
+
+
+def comparable(base_type: str) -> Callable[[bytes], bytes] | None:
+    """Give what writes a value of `base_type` (COPY text, not NULL) so that values the
+    type's equality finds equal are written alike: citext in lower case, char(n) without
+    its padding; None when equal values have one text form already."""
+    return {"citext": case_folded, "bpchar": unpadded_text}.get(base_type)
 
 
 # --- parameters -------------------------------------------------------------------------

@@ -117,6 +117,25 @@ def test_a_citext_key_referenced_in_another_case_stays_referenced(shapes: Shapes
     )
 
 
+def test_a_subset_keeps_the_rows_whose_citext_key_is_kept_in_another_case(
+    shapes: Shapes,
+) -> None:
+    rules = shapes.tmp / "subset.yaml"
+    rules.write_text(shapes.suggested + "subset:\n  tables:\n    public.cust: {percent: 50}\n")
+    target = "subset_citext"
+    shapes.dev.create_database(target)
+    shapes.orch.ok("restore", "--target", shapes.dev.url(target), "--mask-rules", str(rules))
+
+    def count(sql: str) -> int:
+        return int(shapes.dev.psql(sql, target))
+
+    kept = count("SELECT count(*) FROM public.cust")
+    assert 0 < kept < 20
+    assert count("SELECT count(*) FROM public.cust_orders") == 2 * kept
+    joined = "SELECT count(*) FROM public.cust_orders JOIN public.cust USING (email)"
+    assert count(joined) == 2 * kept
+
+
 def test_no_raw_value_of_a_masked_column_reaches_dev(shapes: Shapes) -> None:
     assert shapes.restored.startswith("restored ")
     assert raw_values_in_data_directory(shapes.dev, RAW) == []

@@ -532,6 +532,61 @@ def test_a_share_of_a_table_hashes_its_primary_key_or_else_its_whole_row(
     assert np.array_equal(kept, expected) and 80 < kept.sum() < 160
 
 
+def _typed_pair(parent_type: Column, child_type: Column) -> SchemaFacts:
+    """public.p (one key column `k`) referenced by public.c's `k`, of the given types."""
+    return SchemaFacts(
+        tables={
+            "public.p": Table(columns=(parent_type,), unique=(("k",),)),
+            "public.c": Table(
+                columns=(col("id"), child_type), foreign_keys=(fk(("k",), "public.p", ("k",)),)
+            ),
+        }
+    )
+
+
+@pytest.mark.parametrize("passes", [1, 2], ids=["one-pass", "first-pass"])
+@pytest.mark.parametrize(
+    ("parent", "child", "parent_text", "child_text"),
+    [  # keys equal to PostgreSQL whose COPY text differs
+        (
+            Column(name="k", type="citext", base_type="citext", category="S"),
+            Column(name="k", type="citext", base_type="citext", category="S"),
+            "Mail%d@X.example",
+            "MAIL%d@x.EXAMPLE",
+        ),
+        (
+            Column(name="k", type="character(6)", base_type="bpchar", category="S", max_length=6),
+            Column(name="k", type="character(9)", base_type="bpchar", category="S", max_length=9),
+            "c%-5d",
+            "c%-8d",
+        ),
+    ],
+    ids=["citext-case", "char-padding"],
+)
+def test_a_key_equal_to_its_target_in_another_text_form_points_to_it(
+    passes: int, parent: Column, child: Column, parent_text: str, child_text: str
+) -> None:
+    facts = _typed_pair(parent, child)
+    parents = [(parent_text % n).encode() for n in range(200)]
+    children = [b"%d\t%s" % (n, (child_text % (n % 200)).encode()) for n in range(400)]
+    script = _script(("public.p", ["k"], parents), ("public.c", ["id", "k"], children))
+    subset = plan(rules({"public.p": Condition(percent=50)}), facts)
+    if passes == 2:
+        verdict = Scanner(subset, facts, b"k" * 32).consume(io.BytesIO(script))
+        kept_parents = verdict["public.p"].kept
+        kept_children = verdict["public.c"].kept
+    else:
+        scanner = Scanner(subset, facts, b"k" * 32)
+        out = io.BytesIO()
+        keep = {t: TablePlan(t, {}, "keep") for t in facts.tables}
+        filter_tables(io.BytesIO(script), out, keep, load_key("k" * 32), droppers=scanner.dropper)
+        lines = out.getvalue().split(b"\n")
+        kept_parents = np.array([p in lines for p in parents])
+        kept_children = np.array([c in lines for c in children])
+    assert 50 < kept_parents.sum() < 150
+    assert kept_children.tolist() == [bool(kept_parents[n % 200]) for n in range(400)]
+
+
 PADDED_ITEMS = (  # more than 8 blocks of 1 MiB: enough for the block runner to fork
     "public.order_items",
     ["order_id", "shop", "sku"],
