@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from orchestrator.masking import _array, _scrub
+from orchestrator.masking._yaml import yaml_key
 from orchestrator.masking.plan import location
 from orchestrator.masking.transforms import (
     INTEGER_TYPES,
@@ -632,26 +633,16 @@ def suggest_rules(
     lines += ["unlisted_columns: fail", "large_objects: skip", "tables:"]
     for root in roots:
         columns = [column for column in schema.tables[root].columns if not column.generated]
-        lines.append(f"  {_yaml_key(root)}:" + ("" if columns else " {}"))
+        lines.append(f"  {yaml_key(root)}:" + ("" if columns else " {}"))
         for column in columns:
             choice = suggester.choice(root, column.name)
             comment = _comment(choice.comment, "  # ") if choice.comment else ""
-            lines.append(f"    {_yaml_key(column.name)}: {_yaml_rule(choice.spec)}{comment}")
+            lines.append(f"    {yaml_key(column.name)}: {_yaml_rule(choice.spec)}{comment}")
     if row_counts is not None:
         from orchestrator.masking.subset import hint
 
         lines += hint(schema, row_counts)
     return "\n".join(lines) + "\n"
-
-
-_PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.$ -]*[A-Za-z0-9_$]|[A-Za-z_]")
-
-
-def _yaml_key(text: str) -> str:
-    """Give `text` as a YAML key: plain when it reads back as the same text, else quoted."""
-    if _PLAIN_KEY.fullmatch(text) and yaml.safe_load(f"{text}: 0") == {text: 0}:
-        return text
-    return json.dumps(text).replace("\x7f", "\\x7f")  # JSON strings are YAML double-quoted
 
 
 def _yaml_rule(spec: TransformSpec | None) -> str:

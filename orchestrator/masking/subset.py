@@ -25,6 +25,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from orchestrator.masking._yaml import yaml_key
 from orchestrator.schema_facts import ForeignKey, SchemaFacts
 
 
@@ -327,8 +328,8 @@ def hint(facts: SchemaFacts, row_counts: Mapping[str, int]) -> list[str]:
         f"# {chosen} and only the rows that reference what is kept; lookup tables stay whole.",
         "# subset:",
         "#   tables:",
-        f"#     {chosen}: {{percent: 10}}",
+        f"#     {yaml_key(chosen)}: {{percent: 10}}",
     ]
     if lookups:
-        lines.append(f"#   keep_whole: [{', '.join(lookups)}]")
+        lines.append(f"#   keep_whole: [{', '.join(map(yaml_key, lookups))}]")
     return lines

@@ -20,6 +20,7 @@ from orchestrator.masking.subset import Condition, SubsetRules, check, plan, rea
 from orchestrator.masking.subset_scan import Scanner
 from orchestrator.masking.transforms import load_key
 from orchestrator.schema_facts import Column, ForeignKey, SchemaFacts, Table
+from orchestrator.table_names import table_key
 
 
 def col(name: str, base: str = "int4", not_null: bool = False) -> Column:
@@ -384,6 +385,45 @@ def test_mask_suggest_hints_a_subset_that_checks_when_uncommented():
     found = load_rules(uncommented, "X").subset
     assert found is not None and check(found, facts) == []
     assert hint(facts, {**counts, "public.users": 0, "public.orders": 0}) == []
+
+
+@pytest.mark.parametrize(
+    ("schema", "table"),
+    [
+        ("My Schema", 'Users "q"'),
+        ("a.b", "c"),
+        ("x", "[odd], {y}: z"),
+        ("s", "a: b"),
+        ("s", "#c"),
+        ("Ünï", "Kündé"),
+        ("public", "- dash"),
+    ],
+)
+def test_the_subset_hint_names_odd_tables_so_that_it_loads_when_uncommented(
+    schema: str, table: str
+) -> None:
+    from orchestrator.masking.subset import hint
+
+    name, lookup = table_key(schema, table), table_key(schema, f"{table} lookup")
+    facts = SchemaFacts(  # child -> name (filtered) -> lookup (kept whole)
+        tables={
+            name: Table(
+                columns=(col("id"), col("l")),
+                unique=(("id",),),
+                foreign_keys=(fk(("l",), lookup, ("id",)),),
+            ),
+            lookup: Table(columns=(col("id"),), unique=(("id",),)),
+            "public.child": Table(
+                columns=(col("id"), col("pid")), foreign_keys=(fk(("pid",), name, ("id",)),)
+            ),
+        }
+    )
+    lines = hint(facts, {name: 5000, lookup: 3, "public.child": 10})
+    uncommented = "\n".join(line[2:] for line in lines if line.startswith(("# subset", "#  ")))
+    found = load_rules(f"unlisted_columns: keep\n{uncommented}", "X").subset
+    assert found is not None
+    assert list(found.tables) == [name] and list(found.keep_whole) == [lookup]
+    assert check(found, facts) == []
 
 
 @pytest.mark.parametrize(
