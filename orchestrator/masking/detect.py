@@ -427,6 +427,7 @@ def _json_finding(
     and every other string leaf is scrubbed (`other_strings: scrub`)."""
     leaves: dict[str, list[str | None]] = {}
     strings: list[str | None] = []
+    keys: list[str | None] = []
     for value in values:
         if value is None:
             continue
@@ -434,19 +435,20 @@ def _json_finding(
             document = json.loads(value)
         except ValueError:
             continue
-        _collect_leaves(document, (), leaves, strings)
+        _collect_leaves(document, (), leaves, strings, keys)
     by_name = kind_by_name(column.name)
     paths: dict[str, str | dict[str, Any]] = {}
     for path, found in sorted(leaves.items()):
         kind = kind_by_name(path.rsplit(".", 1)[-1]) or _leaf_kind(found)
         if kind is not None:
             paths[path] = _rule(_leaf_transform(kind))
-    inside = embedded_items(strings)
-    if not paths and inside is None and by_name is None:
+    inside, inside_keys = embedded_items(strings), embedded_items(keys)
+    if not paths and inside is None and inside_keys is None and by_name is None:
         return None
     reasons = [f"name looks like {_LABELS[by_name]}"] if by_name else []
     reasons += [f"paths {', '.join(paths)}"] if paths else []
     reasons += [f"string leaves hold {inside[1]}"] if inside else []
+    reasons += [f"object keys hold {inside_keys[1]}"] if inside_keys else []
     spec: TransformSpec | None = parse_spec(
         {"transform": "json", "paths": paths, "other_strings": "scrub"}
     )
@@ -460,19 +462,23 @@ def _collect_leaves(
     path: tuple[str, ...] | None,
     leaves: dict[str, list[str | None]],
     strings: list[str | None],
+    keys: list[str | None],
 ) -> None:
     """Add the leaves of `node` to `leaves` by path (object keys, `*` for array
     elements): strings, and numbers as their JSON text (a card number may be one); every
-    string leaf to `strings` too. Below a key that a path cannot name (with a dot, empty,
-    or `*`) leaves have no path (`path` None): only other_strings reaches them."""
+    string leaf to `strings` too, and every object key to `keys` (other_strings scrubs
+    both). Below a key that a path cannot name (with a dot, empty, or `*`) leaves have no
+    path (`path` None): only other_strings reaches them."""
     if isinstance(node, dict):
         for key, value in node.items():
+            keys.append(key)
             named = bool(key) and "." not in key and key != "*"
             child = (*path, key) if path is not None and named else None
-            _collect_leaves(value, child, leaves, strings)
+            _collect_leaves(value, child, leaves, strings, keys)
     elif isinstance(node, list):
         for item in node:
-            _collect_leaves(item, None if path is None else (*path, "*"), leaves, strings)
+            child = None if path is None else (*path, "*")
+            _collect_leaves(item, child, leaves, strings, keys)
     elif isinstance(node, str | int | float) and not isinstance(node, bool):
         text = node if isinstance(node, str) else json.dumps(node)
         if isinstance(node, str):

@@ -38,9 +38,14 @@ INSERT INTO public.cust SELECT 'Citext' || g || '@raw-mail.example' FROM generat
 CREATE TABLE public.cust_orders (id int PRIMARY KEY, email citext REFERENCES public.cust);
 INSERT INTO public.cust_orders
 SELECT g, upper('Citext' || (1 + g % 20) || '@raw-mail.example') FROM generate_series(1, 40) g;
+
+-- a jsonb map keyed by e-mail addresses
+CREATE TABLE public.acl (id int PRIMARY KEY, owners jsonb);
+INSERT INTO public.acl SELECT g, jsonb_build_object('keyed' || g || '@raw-mail.example', 'owner')
+FROM generate_series(1, 20) g;
 """
 
-RAW = ["Citext7@", "CITEXT7@"]
+RAW = ["Citext7@", "CITEXT7@", "keyed7@"]
 
 
 @dataclass
@@ -115,6 +120,13 @@ def test_a_citext_key_referenced_in_another_case_stays_referenced(shapes: Shapes
     assert in_dev(shapes, "SELECT count(*) FROM public.cust WHERE email LIKE '%@example.com'") == (
         "20"
     )
+
+
+def test_a_jsonb_map_keyed_by_e_mail_addresses_is_scrubbed_keys_included(shapes: Shapes) -> None:
+    owners = next(line for line in shapes.suggested.splitlines() if "owners:" in line)
+    assert "other_strings: scrub" in owners and "object keys hold e-mail addresses" in owners
+    keys = "SELECT DISTINCT k FROM public.acl, jsonb_object_keys(owners) k"
+    assert all(key.endswith("@example.com") for key in in_dev(shapes, keys).split())
 
 
 def test_a_subset_keeps_the_rows_whose_citext_key_is_kept_in_another_case(

@@ -542,6 +542,14 @@ def test_key_columns_never_get_a_rule_that_breaks_the_key() -> None:
     assert check(load_rules(text, "R"), KEYED, ["public.payment"]) == []
 
 
+def test_json_documents_whose_keys_hold_items_are_scrubbed() -> None:
+    values = ['{"ann@corp.example": "owner", "bob@corp.example": "reader"}', '{"n": 1}']
+    finding = detect_column("public.acl", col("owners", "jsonb", "jsonb", "U"), values)
+    assert finding is not None
+    assert finding.spec == parse_spec({"transform": "json", "paths": {}, "other_strings": "scrub"})
+    assert finding.reason == "object keys hold e-mail addresses inside 2 of 3 sampled values"
+
+
 def test_json_numbers_under_personal_keys_and_items_under_odd_keys_are_found() -> None:
     values = ['{"card": 4111111111111111, "a.b": {"x": "mail q@r.org"}, "n": 3}']
     finding = detect_column("public.t", col("doc", "jsonb", "jsonb", "U"), values)

@@ -275,9 +275,28 @@ def test_json_other_strings_scrubs_every_leaf_no_path_reaches() -> None:
     assert json.loads(out) == {
         "contact": {"email": email("x@y.org"), "note": f"or call {phone('+44 20 7946 0007')}"},
         "items": [{"by": email("z@q.de"), "qty": 2}, "plain"],
-        "a@b.org": True,  # keys are kept
+        email("a@b.org"): True,  # a key holding an item is scrubbed like a string leaf
         "n": 4111111111111111,  # numbers are kept
     }
+
+
+def test_json_other_strings_scrubs_keys_and_paths_still_match_the_original_keys() -> None:
+    rule = {"transform": "json", "paths": {"owners.*": "hash"}, "other_strings": "scrub"}
+    compiled = compile_spec(parse_spec(rule), KEY, "jsonb")
+    document = {"owners": {"ann@corp.example": "admin"}, "by ip": {"198.51.100.7": 1, "ok": 2}}
+    out = compiled.apply(json.dumps(document).encode())
+    assert out is not None
+    owners, by_ip = json.loads(out)["owners"], json.loads(out)["by ip"]
+    assert list(owners) == [email("ann@corp.example")] and owners[email("ann@corp.example")] != (
+        "admin"
+    )
+    assert "198.51.100.7" not in by_ip and by_ip["ok"] == 2 and len(by_ip) == 2
+
+
+def test_json_with_other_strings_kept_keeps_keys() -> None:
+    rule = {"transform": "json", "paths": {"a": "hash"}}
+    compiled = compile_spec(parse_spec(rule), KEY, "jsonb")
+    assert compiled.apply(b'{"x@y.org": 1}') == b'{"x@y.org": 1}'
 
 
 def test_json_other_strings_alone_needs_no_paths() -> None:
