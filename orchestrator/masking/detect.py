@@ -319,7 +319,8 @@ def _text_finding(
     by_name = kind_by_name(column.name)
     by_values = kind_by_values(values)
     text = column.category == "S"
-    inside = embedded_items(values) if text and by_values is None else None
+    record = column.category == "C"  # a composite type's text: items, never prose
+    inside = embedded_items(values) if (text or record) and by_values is None else None
     prose = free_text(values) if text and by_values is None and inside is None else None
     reasons = [f"name looks like {_LABELS[by_name]}"] if by_name else []
     reasons += [found[1] for found in (by_values, inside) if found is not None]

@@ -508,8 +508,10 @@ def _fits_text(spec: TransformSpec, column: Column, unique: bool) -> str | None:
 
 
 def _fits_scrub(spec: TransformSpec, column: Column, _unique: bool) -> str | None:
-    if column.category != "S" and column.base_type != "bytea":
-        return f"{spec.name} needs a text or bytea column, not {column.type}"
+    # a composite type's text: its items hold no quote, comma or parenthesis, nor do their
+    # replacements, so the record stays valid
+    if column.category not in ("S", "C") and column.base_type != "bytea":
+        return f"{spec.name} needs a text or bytea column (or a composite type), not {column.type}"
     return None
 
 

@@ -43,9 +43,16 @@ SELECT g, upper('Citext' || (1 + g % 20) || '@raw-mail.example') FROM generate_s
 CREATE TABLE public.acl (id int PRIMARY KEY, owners jsonb);
 INSERT INTO public.acl SELECT g, jsonb_build_object('keyed' || g || '@raw-mail.example', 'owner')
 FROM generate_series(1, 20) g;
+
+-- a composite type holding an e-mail address beside a street
+CREATE TYPE public.address AS (street text, email text);
+CREATE TABLE public.person (id int PRIMARY KEY, home public.address);
+INSERT INTO public.person
+SELECT g, ROW(g || ' Main St, "B"', 'record' || g || '@raw-mail.example')::public.address
+FROM generate_series(1, 20) g;
 """
 
-RAW = ["Citext7@", "CITEXT7@", "keyed7@"]
+RAW = ["Citext7@", "CITEXT7@", "keyed7@", "record7@"]
 
 
 @dataclass
@@ -127,6 +134,14 @@ def test_a_jsonb_map_keyed_by_e_mail_addresses_is_scrubbed_keys_included(shapes:
     assert "other_strings: scrub" in owners and "object keys hold e-mail addresses" in owners
     keys = "SELECT DISTINCT k FROM public.acl, jsonb_object_keys(owners) k"
     assert all(key.endswith("@example.com") for key in in_dev(shapes, keys).split())
+
+
+def test_a_composite_value_holding_an_e_mail_address_is_scrubbed_inside(shapes: Shapes) -> None:
+    home = next(line for line in shapes.suggested.splitlines() if "home:" in line)
+    assert home.startswith("    home: scrub  # e-mail addresses inside")
+    fields = "SELECT (home).street || '|' || (home).email FROM public.person WHERE id = 7"
+    street, email = in_dev(shapes, fields).split("|")
+    assert street == '7 Main St, "B"' and email.endswith("@example.com")
 
 
 def test_a_subset_keeps_the_rows_whose_citext_key_is_kept_in_another_case(

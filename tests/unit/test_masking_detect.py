@@ -542,6 +542,16 @@ def test_key_columns_never_get_a_rule_that_breaks_the_key() -> None:
     assert check(load_rules(text, "R"), KEYED, ["public.payment"]) == []
 
 
+def test_a_composite_column_holding_items_is_scrubbed_and_prose_in_one_is_left_alone() -> None:
+    record = col("home", "public.address", "address", "C")
+    values = ['("1 Main St",ann@corp.example)', '("2 High St",)', None]
+    finding = detect_column("public.person", record, values)
+    assert finding is not None and finding.spec == parse_spec("scrub")
+    assert finding.reason == "e-mail addresses inside 1 of 2 sampled values"
+    prose = ['("' + "a long remark about nothing in particular at all " * 3 + '",1)'] * 5
+    assert detect_column("public.person", record, prose) is None
+
+
 def test_json_documents_whose_keys_hold_items_are_scrubbed() -> None:
     values = ['{"ann@corp.example": "owner", "bob@corp.example": "reader"}', '{"n": 1}']
     finding = detect_column("public.acl", col("owners", "jsonb", "jsonb", "U"), values)

@@ -304,6 +304,27 @@ def test_json_other_strings_alone_needs_no_paths() -> None:
     assert compiled.apply(b'["a@b.org", null]') == f'["{email("a@b.org")}", null]'.encode()
 
 
+@pytest.mark.parametrize(
+    ("record", "expected"),
+    [
+        ("(1,ann@x.org)", "(1,{ann})"),
+        ('("1 Main St, ann@x.org","+44 20 7946 0007")', '("1 Main St, {ann}","{phone}")'),
+        ('("say ""ann@x.org""",)', '("say ""{ann}""",)'),
+        ('(,"(ann@x.org)",198.51.100.7)', '(,"({ann})",{ip})'),
+        ("()", "()"),
+    ],
+)
+def test_scrub_on_a_composite_value_replaces_items_and_keeps_the_record_text_valid(
+    record: str, expected: str
+) -> None:
+    compiled = compile_spec(parse_spec("scrub"), KEY, "address")
+    fields = {"ann": email("ann@x.org"), "phone": phone("+44 20 7946 0007")}
+    assert (
+        compiled.apply(record.encode())
+        == expected.format(**fields, ip=scrub("198.51.100.7")).encode()
+    )
+
+
 # --- specs and fitting ------------------------------------------------------------------------
 
 
@@ -328,6 +349,7 @@ BYTEA = column("bytea", "bytea", "U")
 TEXTS = column("text[]", "_text", "A")
 SHORT_TEXTS = column("character varying(10)[]", "_varchar", "A", max_length=10)
 INTS = column("integer", "int4", "N", not_null=True)
+RECORD = column("public.address", "address", "C")
 
 
 @pytest.mark.parametrize(
@@ -338,6 +360,9 @@ INTS = column("integer", "int4", "N", not_null=True)
         ("redact", BYTEA, False, None),
         ("set_null", BYTEA, False, None),
         ("scrub", INTS, False, "scrub needs a text or bytea column"),
+        ("scrub", RECORD, False, None),
+        ("scrub", RECORD, True, "scrub can give two rows the same value"),
+        ("redact", RECORD, False, "redact needs a text column"),
         ({"transform": "array", "each": "scrub"}, TEXTS, False, None),
         ({"transform": "array", "each": "email"}, SHORT_TEXTS, False, "each: email needs"),
         ({"transform": "array", "each": "hash"}, TEXT, False, "array needs an array column"),
