@@ -50,6 +50,21 @@ CREATE TABLE public.person (id int PRIMARY KEY, home public.address);
 INSERT INTO public.person
 SELECT g, ROW(g || ' Main St, "B"', 'record' || g || '@raw-mail.example')::public.address
 FROM generate_series(1, 20) g;
+
+-- partitions of two levels with default partitions, a key on the partitioned table and a
+-- key referencing it (a parallel pg_restore adds keys only after every index attachment)
+CREATE TABLE public.events (id int, at date, kind text, user_id int REFERENCES public.person,
+    PRIMARY KEY (id, at, kind)) PARTITION BY RANGE (at);
+CREATE TABLE public.events_2026 PARTITION OF public.events
+    FOR VALUES FROM ('2026-01-01') TO ('2027-01-01') PARTITION BY LIST (kind);
+CREATE TABLE public.events_2026_a PARTITION OF public.events_2026 FOR VALUES IN ('a');
+CREATE TABLE public.events_2026_rest PARTITION OF public.events_2026 DEFAULT;
+CREATE TABLE public.events_default PARTITION OF public.events DEFAULT;
+INSERT INTO public.events SELECT g, date '2025-11-01' + g, substr('ab', 1 + g % 2, 1), 1 + g % 20
+FROM generate_series(1, 200) g;
+CREATE TABLE public.event_refs (id int PRIMARY KEY, ev_id int, ev_at date, ev_kind text,
+    FOREIGN KEY (ev_id, ev_at, ev_kind) REFERENCES public.events);
+INSERT INTO public.event_refs SELECT id, id, at, kind FROM public.events;
 """
 
 RAW = ["Citext7@", "CITEXT7@", "keyed7@", "record7@"]
@@ -111,6 +126,11 @@ def in_dev(shapes: Shapes, sql: str) -> str:
 def test_the_suggested_rules_fit_and_load_into_dev(shapes: Shapes) -> None:
     assert "the rules fit" in shapes.orch.ok("mask", "check").stdout
     assert shapes.restored.startswith("restored "), shapes.restored[-3000:]
+
+
+def test_every_foreign_key_is_restored_and_valid(shapes: Shapes) -> None:
+    keys = "SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND convalidated"
+    assert in_dev(shapes, keys) == shapes.source.psql(keys, shapes.db) != "0"
 
 
 @pytest.mark.parametrize(("table", "rows"), [("public.nocols", 2), ("public.allgone", 3)])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.postgres.pg_restore import TocEntry, entry_tables, toc_list
+from orchestrator.postgres.pg_restore import TocEntry, entry_tables, foreign_keys_last, toc_list
 
 TOC = """;
 ; Archive created at 2026-11-30 06:00:00 UTC
@@ -53,3 +53,47 @@ def test_a_data_entry_names_every_table_it_may_load(
     rest: str, known: list[tuple[str, str]], expected: list[tuple[str, str]]
 ) -> None:
     assert entry_tables(TocEntry("", "TABLE DATA", rest), known) == expected
+
+
+PARTITIONED = """;
+218; 1259 16390 TABLE public events postgres
+219; 1259 16395 TABLE public events_2026 postgres
+2548; 0 16395 TABLE DATA public events_2026 postgres
+2402; 2606 16391 CONSTRAINT public events events_pkey postgres
+2403; 2606 16396 CONSTRAINT public events_2026 events_2026_pkey postgres
+2404; 0 0 INDEX ATTACH public events_2026_pkey postgres
+2405; 2606 16410 FK CONSTRAINT public event_refs event_refs_fkey postgres
+2406; 2606 16411 FK CONSTRAINT public events events_user_id_fkey postgres
+2407; 2620 16412 TRIGGER public events audit postgres
+"""
+
+
+def test_foreign_keys_go_last_when_partition_indexes_are_attached() -> None:
+    # pg_restore --jobs may add a key on a partitioned table while a partition's index is
+    # being attached (deadlock), or one referencing it before its index is whole
+    phases = foreign_keys_last(toc_list(PARTITIONED))
+    assert phases is not None
+    rest, keys = phases
+    assert [e.line.split(";")[0] for e in keys] == ["2405", "2406"]
+    assert [e.line.split(";")[0] for e in rest] == [
+        "218",
+        "219",
+        "2548",
+        "2402",
+        "2403",
+        "2404",
+        "2407",
+    ]
+
+
+@pytest.mark.parametrize(
+    "toc",
+    [
+        TOC,  # no foreign key, no partition index
+        PARTITIONED.replace("INDEX ATTACH", "INDEX"),  # foreign keys, no partition index
+        "\n".join(line for line in PARTITIONED.splitlines() if "FK CONSTRAINT" not in line),
+    ],
+    ids=["plain", "no-attach", "no-keys"],
+)
+def test_a_restore_without_both_keys_and_partition_indexes_runs_in_one_go(toc: str) -> None:
+    assert foreign_keys_last(toc_list(toc)) is None
