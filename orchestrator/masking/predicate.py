@@ -88,6 +88,13 @@ def duck_type(column: Column) -> str:
     return DUCK_TYPES.get(column.base_type, "VARCHAR")
 
 
+def _typed(value: str, column: Column, cast: str = "TRY_CAST") -> str:
+    """`value` as the condition sees `column`, named after it: cast to its DuckDB type,
+    and compared whatever the case for citext, as PostgreSQL compares it."""
+    nocase = " COLLATE NOCASE" if column.base_type == "citext" else ""
+    return f"{cast}({value} AS {duck_type(column)}){nocase} AS {_quote(column.name)}"
+
+
 class Predicate:
     """A compiled condition of table `table` (a table key, for messages) on its `columns`
     (those the COPY data holds, in its order)."""
@@ -102,7 +109,7 @@ class Predicate:
         except duckdb.Error as exc:
             raise PredicateError(f"{table}: where: does not parse: {_first_line(exc)}") from None
         self.where = where
-        typed = ", ".join(f"CAST(NULL AS {duck_type(c)}) AS {_quote(c.name)}" for c in self.columns)
+        typed = ", ".join(_typed("NULL", c, "CAST") for c in self.columns)
         try:
             with engine() as con:
                 kind = con.sql(f"SELECT {typed} LIMIT 0").select(self.expression).types[0]
@@ -120,10 +127,7 @@ class Predicate:
         batch = {f"c{i}": np.array(column, dtype=object) for i, column in enumerate(values)}
         con.register("subset_batch", batch)
         try:
-            cast = ", ".join(
-                f"TRY_CAST(c{i} AS {duck_type(c)}) AS {_quote(c.name)}"
-                for i, c in enumerate(self.columns)
-            )
+            cast = ", ".join(_typed(f"c{i}", c) for i, c in enumerate(self.columns))
             typed = con.sql(f"SELECT {cast} FROM subset_batch")
             import duckdb
 

@@ -255,6 +255,7 @@ COLUMNS = (
     col("country", "text"),
     col("profile", "jsonb"),
     Column(name='Odd "name"', type="text", base_type="text", category="S"),
+    Column(name="mail", type="citext", base_type="citext", category="S"),
 )
 ROWS = [
     ["1", "2", "3", "4"],
@@ -262,6 +263,7 @@ ROWS = [
     ["DE", "DE", None, "FR"],
     ['{"tier": "gold"}', '{"tier": "gold"}', "{}", '{"tier": "gold"}'],
     ["a", "b", "c", "a\\tb"],
+    ["Ann@X.example", "bob@y.example", None, "ANN@x.EXAMPLE"],
 ]
 
 
@@ -273,6 +275,9 @@ ROWS = [
         ("profile->>'tier' = 'gold' AND id % 2 = 0", [False, True, False, True]),
         ('"Odd ""name""" ILIKE \'A%\'', [True, False, False, True]),
         ("id IN (1, 3) OR country IS NULL", [True, False, True, False]),
+        # citext compares whatever the case, as in PostgreSQL
+        ("mail = 'ann@x.example'", [True, False, False, True]),
+        ("mail IN ('BOB@Y.example') OR mail LIKE 'ann@%'", [True, True, False, True]),
     ],
 )
 def test_conditions_are_evaluated_on_copy_text_with_the_columns_types(where, expected):
