@@ -32,6 +32,7 @@ from orchestrator.masking.transforms import (
     parse_spec,
 )
 from orchestrator.schema_facts import Column, ForeignKey, SchemaFacts, Table
+from orchestrator.table_names import split_table_key
 
 Samples = Mapping[str, Mapping[str, Sequence[str | None]]]  # table -> column -> values
 VALUE_SHARE = 0.6
@@ -313,16 +314,32 @@ def detect_column(
     return _text_finding(table, column, values, unique)
 
 
+_PEOPLE = re.compile(
+    r"users?|customers?|clients?|persons?|people|employees?|members?|contacts?|patients?"
+    r"|students?|authors?|staff|owners?|guests?|subscribers?|applicants?|candidates?|drivers?"
+)
+
+
+def _person_name(table: str, column: str) -> bool:
+    """Whether `column` is the `name` column of a table of people (`users.name`): alone,
+    `name` names things as often as people (`products.name`)."""
+    words = normalize(split_table_key(table)[1]).split("_")
+    return normalize(column) == "name" and _PEOPLE.fullmatch(words[-1]) is not None
+
+
 def _text_finding(
     table: str, column: Column, values: Sequence[str | None], unique: bool
 ) -> Finding | None:
     by_name = kind_by_name(column.name)
+    people = by_name is None and _person_name(table, column.name)
+    by_name = "full_name" if people else by_name
     by_values = kind_by_values(values)
     text = column.category == "S"
     record = column.category == "C"  # a composite type's text: items, never prose
     inside = embedded_items(values) if (text or record) and by_values is None else None
     prose = free_text(values) if text and by_values is None and inside is None else None
-    reasons = [f"name looks like {_LABELS[by_name]}"] if by_name else []
+    of_people = " (the name column of a table of people)" if people else ""
+    reasons = [f"name looks like {_LABELS[by_name]}{of_people}"] if by_name else []
     reasons += [found[1] for found in (by_values, inside) if found is not None]
     reasons += [prose] if prose is not None else []
     if not reasons:

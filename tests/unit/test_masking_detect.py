@@ -97,6 +97,30 @@ def test_column_names_suggest_kinds(name: str, kind: str | None) -> None:
 
 
 @pytest.mark.parametrize(
+    ("table", "column", "spec"),
+    [
+        ("public.users", "name", "full_name"),
+        ("public.user", "Name", "full_name"),
+        ('crm."Customer"', "name", "full_name"),
+        ("hr.employees", "name", "full_name"),
+        ("public.people", "name", "full_name"),
+        ("public.products", "name", None),  # a thing's name, not a person's
+        ("public.users", "name_id", None),
+        ("public.users", "role_name", None),
+    ],
+)
+def test_a_column_called_name_in_a_table_of_people_is_a_full_name(
+    table: str, column: str, spec: str | None
+) -> None:
+    finding = detect_column(table, col(column), ["Ann Lee", "Bo Chen"])
+    assert (finding.spec if finding else None) == (parse_spec(spec) if spec else None)
+    if finding is not None:
+        assert (
+            finding.reason == "name looks like a full name (the name column of a table of people)"
+        )
+
+
+@pytest.mark.parametrize(
     ("value", "card"),
     [
         ("4111 1111 1111 1111", True),
