@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Clusters, Orchestrator, all_bin_dirs
+from tests.conftest import Clusters, Orchestrator, backed_up_with_suggested_rules
 from tests.harness import postgres
 from tests.harness.postgres import Cluster
 from tests.harness.targets import raw_values_in_data_directory
@@ -95,23 +95,9 @@ def shapes(clusters: Clusters, tmp_path_factory: pytest.TempPathFactory) -> Iter
     try:
         dev_db = "dev"
         dev.create_database(dev_db)
-        rules = tmp / "suggested.yaml"
-        work = tmp / "cwd"
-        work.mkdir()
-        orch = Orchestrator(
-            work,
-            {
-                "PG_BIN_DIRS": all_bin_dirs(clusters),
-                "STORAGE_URL": f"file://{tmp}/store",
-                "SOURCE_DATABASE_URL": source.url(db),
-                "DEV_DATABASE_URL": dev.url(dev_db),
-                "DEV_MASK_RULES": str(rules),
-                "MASK_KEY": KEY,
-            },
+        orch, rules = backed_up_with_suggested_rules(
+            clusters, tmp, source.url(db), dev.url(dev_db), KEY
         )
-        orch.ok("init")
-        orch.ok("backup")
-        orch.ok("mask", "suggest", "-o", str(rules))
         suggested = rules.read_text()
         done = orch.run("restore", "--target", "dev")
         yield Shapes(source, db, dev, dev_db, orch, tmp, suggested, done.stdout + done.stderr)
