@@ -27,6 +27,7 @@ from typing import Any
 
 from orchestrator.masking._yaml import yaml_key
 from orchestrator.schema_facts import ForeignKey, SchemaFacts
+from orchestrator.table_names import column_key, split_column_key
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,7 @@ def _edge(facts: SchemaFacts, key: str, fk: ForeignKey) -> Edge:
 
 
 def _broken(edge: Edge, set_null: Collection[str]) -> bool:
-    return any(f"{edge.child}.{column}" in set_null for column in edge.columns)
+    return any(column_key(edge.child, column) in set_null for column in edge.columns)
 
 
 def reached(rules: SubsetRules, facts: SchemaFacts) -> set[str]:
@@ -192,7 +193,7 @@ def _name_problems(rules: SubsetRules, facts: SchemaFacts) -> list[SubsetProblem
 def _set_null_problems(rules: SubsetRules, facts: SchemaFacts) -> list[SubsetProblem]:
     problems = []
     for name in rules.set_null:
-        key, _, column = name.rpartition(".")
+        key, column = split_column_key(name)
         table = facts.tables.get(key)
         if table is None or table.column(column) is None:
             problems.append(SubsetProblem(name, "(set_null) is not a column of this backup"))

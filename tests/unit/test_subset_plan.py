@@ -228,6 +228,35 @@ def test_the_subset_section_is_read_with_table_keys_normalised():
 
 
 @pytest.mark.parametrize(
+    ("schema", "table", "column"),
+    [
+        ("public", "users", "referrer_id"),
+        ("dot.schema", "a.b", "parent.id"),
+        ("My Schema", 'Kid "q"', 'Boss "Id"'),
+        ("public", "t", "a b.c"),
+    ],
+)
+def test_a_set_null_key_with_odd_names_breaks_its_cycle(schema: str, table: str, column: str):
+    key = table_key(schema, table)
+    quoted = '"' + column.replace('"', '""') + '"'
+    facts = SchemaFacts(
+        tables={
+            key: Table(
+                columns=(col("id", not_null=True), col(column)),
+                unique=(("id",),),
+                foreign_keys=(fk((column,), key, ("id",)),),
+            )
+        }
+    )
+    written = f"{key}.{quoted}".replace("'", "''")
+    text = f"subset:\n  tables:\n    '{key.replace(chr(39), chr(39) * 2)}': {{percent: 5}}\n"
+    found = load_rules(f"{text}  set_null: ['{written}']\n", "X").subset
+    assert found is not None
+    assert check(found, facts) == []
+    assert [e.columns for e in plan(found, facts).tables[key].nulls] == [(column,)]
+
+
+@pytest.mark.parametrize(
     ("text", "message"),
     [
         (
