@@ -104,6 +104,7 @@ class Predicate:
 
         self.table = table
         self.columns = [c for c in columns if not c.generated]
+        _distinct_whatever_the_case(table, [c.name for c in self.columns])
         try:
             self.expression = duckdb.SQLExpression(where)
         except duckdb.Error as exc:
@@ -136,6 +137,19 @@ class Predicate:
         finally:
             con.unregister("subset_batch")
         return np.asarray(next(iter(result.values())), dtype=bool)
+
+
+def _distinct_whatever_the_case(table: str, names: list[str]) -> None:
+    """Raise PredicateError when two of `names` differ only in case: DuckDB resolves a
+    name whatever its case, so a condition would read one of them for the other."""
+    seen: dict[str, str] = {}
+    for name in names:
+        other = seen.setdefault(name.lower(), name)
+        if other != name:
+            raise PredicateError(
+                f"{table}: where: columns {_quote(other)} and {_quote(name)} differ only in "
+                "case, which conditions cannot tell apart"
+            )
 
 
 def _first_line(exc: BaseException) -> str:

@@ -315,6 +315,17 @@ def test_conditions_are_evaluated_on_copy_text_with_the_columns_types(where, exp
     assert held.tolist() == expected
 
 
+def test_a_condition_on_a_table_whose_column_names_differ_only_in_case_is_refused():
+    # DuckDB resolves names whatever their case: `email` would read the "Email" column
+    columns = (col("Email", "text"), col("email", "text"), col("id"))
+    with pytest.raises(PredicateError) as raised:
+        Predicate("public.t", columns, "id > 1")
+    assert str(raised.value) == (
+        'public.t: where: columns "Email" and "email" differ only in case, which conditions '
+        "cannot tell apart"
+    )
+
+
 @pytest.mark.parametrize(
     ("where", "message"),
     [
