@@ -234,8 +234,11 @@ def copy_stages(
 
 
 def foreign_keys_last(entries: list[TocEntry]) -> tuple[list[TocEntry], list[TocEntry]] | None:
-    """(every entry but the foreign keys, the foreign keys) when `entries` hold both foreign
-    keys and partition index attachments, else None (one pg_restore does).
+    """(the entries before the first foreign key, it and every entry after it) when
+    `entries` hold both foreign keys and partition index attachments, else None (one
+    pg_restore does). pg_dump writes its entries in an order where each follows what it
+    depends on, attachments before keys, so the second part depends on nothing of its own
+    that the first lacks (a comment on a key comes right after the key).
 
     `pg_restore --jobs` does not know what an index attachment locks: it may add a key to a
     partitioned table (which recurses into its partitions) while a partition's index is
@@ -243,18 +246,18 @@ def foreign_keys_last(entries: list[TocEntry]) -> tuple[list[TocEntry], list[Toc
     partition levels before a lower level's index is attached, and the key finds no unique
     index ("there is no unique constraint matching given keys"). Seen a few times in a
     hundred restores of a small schema with PostgreSQL 17 and 18."""
-    keys = [e for e in entries if e.rest.startswith("FK CONSTRAINT ")]
-    if not keys or not any(e.rest.startswith("INDEX ATTACH ") for e in entries):
+    first = next((i for i, e in enumerate(entries) if e.rest.startswith("FK CONSTRAINT ")), None)
+    if first is None or not any(e.rest.startswith("INDEX ATTACH ") for e in entries[:first]):
         return None
-    return [e for e in entries if not e.rest.startswith("FK CONSTRAINT ")], keys
+    return entries[:first], entries[first:]
 
 
 def run_restore(
     client: ClientSet, target: ConnInfo, archive: Path, options: RestoreOptions
 ) -> list[str]:
     """Run pg_restore; give the harmless errors it ignored (see restore_plan.HARMLESS_ERRORS).
-    A parallel restore of partitioned tables with foreign keys runs twice: everything but
-    the keys, then the keys (`foreign_keys_last`).
+    A parallel restore of partitioned tables with foreign keys runs twice: everything
+    before the keys, then the keys and what follows them (`foreign_keys_last`).
 
     Raises JobError with the first real errors when pg_restore reported any, and
     CommandFailed when it failed outright (killed, timed out, exit code above 1).

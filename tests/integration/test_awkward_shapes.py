@@ -65,6 +65,8 @@ FROM generate_series(1, 200) g;
 CREATE TABLE public.event_refs (id int PRIMARY KEY, ev_id int, ev_at date, ev_kind text,
     FOREIGN KEY (ev_id, ev_at, ev_kind) REFERENCES public.events);
 INSERT INTO public.event_refs SELECT id, id, at, kind FROM public.events;
+ALTER TABLE public.event_refs RENAME CONSTRAINT event_refs_ev_id_ev_at_ev_kind_fkey TO refs_fk;
+COMMENT ON CONSTRAINT refs_fk ON public.event_refs IS 'each ref names one event';
 """
 
 RAW = ["Citext7@", "CITEXT7@", "keyed7@", "record7@"]
@@ -117,6 +119,8 @@ def test_the_suggested_rules_fit_and_load_into_dev(shapes: Shapes) -> None:
 def test_every_foreign_key_is_restored_and_valid(shapes: Shapes) -> None:
     keys = "SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND convalidated"
     assert in_dev(shapes, keys) == shapes.source.psql(keys, shapes.db) != "0"
+    comment = "SELECT obj_description(oid, 'pg_constraint') FROM pg_constraint WHERE conname = "
+    assert in_dev(shapes, comment + "'refs_fk'") == "each ref names one event"
 
 
 @pytest.mark.parametrize(("table", "rows"), [("public.nocols", 2), ("public.allgone", 3)])

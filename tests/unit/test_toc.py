@@ -62,28 +62,26 @@ PARTITIONED = """;
 2402; 2606 16391 CONSTRAINT public events events_pkey postgres
 2403; 2606 16396 CONSTRAINT public events_2026 events_2026_pkey postgres
 2404; 0 0 INDEX ATTACH public events_2026_pkey postgres
+2407; 2620 16412 TRIGGER public events audit postgres
 2405; 2606 16410 FK CONSTRAINT public event_refs event_refs_fkey postgres
 2406; 2606 16411 FK CONSTRAINT public events events_user_id_fkey postgres
-2407; 2620 16412 TRIGGER public events audit postgres
+2610; 0 0 COMMENT public CONSTRAINT events_user_id_fkey ON events postgres
+2553; 0 16401 MATERIALIZED VIEW DATA public mv postgres
 """
 
 
-def test_foreign_keys_go_last_when_partition_indexes_are_attached() -> None:
+def test_foreign_keys_and_what_follows_them_go_last_when_partition_indexes_are_attached() -> None:
     # pg_restore --jobs may add a key on a partitioned table while a partition's index is
-    # being attached (deadlock), or one referencing it before its index is whole
+    # being attached (deadlock), or one referencing it before its index is whole; a
+    # comment on a key needs the key
     phases = foreign_keys_last(toc_list(PARTITIONED))
     assert phases is not None
-    rest, keys = phases
-    assert [e.line.split(";")[0] for e in keys] == ["2405", "2406"]
-    assert [e.line.split(";")[0] for e in rest] == [
-        "218",
-        "219",
-        "2548",
-        "2402",
-        "2403",
-        "2404",
-        "2407",
-    ]
+    first, then = phases
+    ids = [e.line.split(";")[0] for e in first], [e.line.split(";")[0] for e in then]
+    assert ids == (
+        ["218", "219", "2548", "2402", "2403", "2404", "2407"],
+        ["2405", "2406", "2610", "2553"],
+    )
 
 
 @pytest.mark.parametrize(
