@@ -270,7 +270,7 @@ def run_restore(
         return _run_restore(client, target, archive, options)
     ignored: list[str] = []
     with tempfile.TemporaryDirectory(prefix="orchestrator-restore-") as folder:
-        for name, entries in zip(("rest", "foreign-keys"), phases, strict=True):
+        for name, entries in zip(("before-keys", "keys-on"), phases, strict=True):
             phase = dataclasses.replace(options, use_list=write_list(entries, Path(folder) / name))
             ignored += _run_restore(client, target, archive, phase)
     return sorted(set(ignored))
