@@ -55,6 +55,7 @@ _LABELS = {
     "national_id": "a tax or national id",
     "secret": "a password or secret",
     "card_number": "a card number",
+    "location": "a location",
 }
 _NAMES = [  # first match wins; each pattern sits between underscores of the normalized name
     ("ip_address", r"ip|ipv4|ipv6|ip_?addr(ess)?|remote_?addr(ess)?|client_?ip"),
@@ -64,7 +65,8 @@ _NAMES = [  # first match wins; each pattern sits between underscores of the nor
     (
         "national_id",
         r"ssn|social_?security(_?(number|no))?|tax_?(id|number|no)|tin|vat(_?(id|number|no))?"
-        r"|national_?(id|number|no)|nin|passport(_?(number|no))?|driver_?s?_?licen[cs]e",
+        r"|national_?(id|number|no)|nin|passport(_?(number|no))?|driver_?s?_?licen[cs]e"
+        r"|national_?insurance(_?(number|no))?|nino",
     ),
     (
         "secret",
@@ -72,12 +74,13 @@ _NAMES = [  # first match wins; each pattern sits between underscores of the nor
         r"|(access|refresh|auth|reset)_?token|otp_?secret|salt|private_?key",
     ),
     ("birth_date", r"birth_?date|date_?of_?birth|dob|birth_?day|born(_?on)?"),
-    ("first_name", r"first_?name|given_?name|fore_?name|fname"),
-    ("last_name", r"last_?name|sur_?name|family_?name|lname"),
+    ("first_name", r"first_?name|given_?name|fore_?name|fname|middle_?name"),
+    ("last_name", r"last_?name|sur_?name|family_?name|lname|maiden_?name"),
     (
         "full_name",
         r"full_?name|display_?name|contact_?name|customer_?name|person_?name|real_?name"
-        r"|legal_?name|(card_?)?holder_?name",
+        r"|legal_?name|(card_?)?holder_?name|(recipient|spouse|partner|guardian|parent|mother"
+        r"|father|beneficiary|next_?of_?kin)_?name",
     ),
     ("username", r"user_?name|login|nick_?name|screen_?name"),
     (
@@ -89,6 +92,10 @@ _NAMES = [  # first match wins; each pattern sits between underscores of the nor
         "address",
         r"address(_?line(_?\d)?)?|addr(_?\d)?|street(_?(name|address))?|house_?(number|no)"
         r"|city|town|zip(_?code)?|post_?code|postal_?code",
+    ),
+    (
+        "location",
+        r"lat|lng|lon|latitude|longitude|geo_?location|geo_?point|coordinates|gps",
     ),
 ]
 _NAME_PATTERNS = [(kind, re.compile(f"_({pattern})_")) for kind, pattern in _NAMES]
