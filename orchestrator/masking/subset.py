@@ -306,12 +306,25 @@ def rules_from_json(found: dict[str, Any]) -> SubsetRules:
 LOOKUP_ROWS = 1000  # a table this small that others reference reads as a lookup table
 
 
+def _self_references(facts: SchemaFacts, links: list[Edge], table: str) -> list[str]:
+    """A column of each key of `table` into itself whose columns are all nullable (set to
+    NULL, it breaks the cycle a self-reference is), as set_null names it."""
+    described = facts.tables.get(table)
+    found = []
+    for edge in links:
+        columns = [described.column(c) if described else None for c in edge.columns]
+        if edge.child == edge.parent == table and all(c and not c.not_null for c in columns):
+            found.append(column_key(table, edge.columns[0]))
+    return sorted(found)
+
+
 def hint(facts: SchemaFacts, row_counts: Mapping[str, int]) -> list[str]:
     """A commented-out `subset:` section for `mask suggest` (no subset unless the user
     uncomments it): the lookup tables to keep whole (at most LOOKUP_ROWS rows, referenced
     by another table, holding keys only into other lookups) and the largest other table
     that others reference, as the one to filter. [] when the schema has no such table.
-    Uncommented, it passes `check` unless the schema has a cycle of keys."""
+    A nullable key of that table into itself is set to NULL (`set_null`). Uncommented, it
+    passes `check` unless the schema has another cycle of keys."""
     rows: dict[str, int] = {}
     for key, count in row_counts.items():
         root = facts.root_of(key)
@@ -333,4 +346,7 @@ def hint(facts: SchemaFacts, row_counts: Mapping[str, int]) -> list[str]:
     ]
     if lookups:
         lines.append(f"#   keep_whole: [{', '.join(map(yaml_key, lookups))}]")
+    nulls = _self_references(facts, links, chosen)
+    if nulls:
+        lines.append(f"#   set_null: [{', '.join(map(yaml_key, nulls))}]")
     return lines

@@ -432,6 +432,29 @@ def test_mask_suggest_hints_a_subset_that_checks_when_uncommented():
     assert hint(facts, {**counts, "public.users": 0, "public.orders": 0}) == []
 
 
+def test_the_subset_hint_sets_a_self_reference_to_null_so_that_it_checks():
+    from orchestrator.masking.subset import hint
+
+    name = table_key("dot.schema", "a.b")
+    facts = SchemaFacts(
+        tables={
+            name: Table(
+                columns=(col("id", not_null=True), col("parent.id")),
+                unique=(("id",),),
+                foreign_keys=(fk(("parent.id",), name, ("id",)),),
+            ),
+            "public.child": Table(
+                columns=(col("id"), col("pid")), foreign_keys=(fk(("pid",), name, ("id",)),)
+            ),
+        }
+    )
+    lines = hint(facts, {name: 5000, "public.child": 10})
+    assert '#   set_null: ["\\"dot.schema\\".\\"a.b\\".\\"parent.id\\""]' in lines
+    uncommented = "\n".join(line[2:] for line in lines if line.startswith(("# subset", "#  ")))
+    found = load_rules(f"unlisted_columns: keep\n{uncommented}", "X").subset
+    assert found is not None and check(found, facts) == []
+
+
 @pytest.mark.parametrize(
     ("schema", "table"),
     [
