@@ -90,9 +90,14 @@ def duck_type(column: Column) -> str:
 
 def _typed(value: str, column: Column, cast: str = "TRY_CAST") -> str:
     """`value` as the condition sees `column`, named after it: cast to its DuckDB type,
-    and compared whatever the case for citext, as PostgreSQL compares it."""
-    nocase = " COLLATE NOCASE" if column.base_type == "citext" else ""
-    return f"{cast}({value} AS {duck_type(column)}){nocase} AS {_quote(column.name)}"
+    compared whatever the case for citext and without its padding for char(n), as
+    PostgreSQL compares them."""
+    typed = f"{cast}({value} AS {duck_type(column)})"
+    if column.base_type == "citext":
+        typed += " COLLATE NOCASE"
+    elif column.base_type == "bpchar":
+        typed = f"rtrim({typed}, ' ')"
+    return f"{typed} AS {_quote(column.name)}"
 
 
 class Predicate:

@@ -285,6 +285,7 @@ COLUMNS = (
     col("profile", "jsonb"),
     Column(name='Odd "name"', type="text", base_type="text", category="S"),
     Column(name="mail", type="citext", base_type="citext", category="S"),
+    Column(name="code", type="character(5)", base_type="bpchar", category="S", max_length=5),
 )
 ROWS = [
     ["1", "2", "3", "4"],
@@ -293,6 +294,7 @@ ROWS = [
     ['{"tier": "gold"}', '{"tier": "gold"}', "{}", '{"tier": "gold"}'],
     ["a", "b", "c", "a\\tb"],
     ["Ann@X.example", "bob@y.example", None, "ANN@x.EXAMPLE"],
+    ["ab   ", "abc  ", None, "x    "],
 ]
 
 
@@ -307,6 +309,8 @@ ROWS = [
         # citext compares whatever the case, as in PostgreSQL
         ("mail = 'ann@x.example'", [True, False, False, True]),
         ("mail IN ('BOB@Y.example') OR mail LIKE 'ann@%'", [True, True, False, True]),
+        # char(n) ignores its padding, as in PostgreSQL
+        ("code = 'ab' OR code LIKE '%x'", [True, False, False, True]),
     ],
 )
 def test_conditions_are_evaluated_on_copy_text_with_the_columns_types(where, expected):
