@@ -128,6 +128,7 @@ class RestoreOptions:
     timeout: float | None = None
     section: str | None = None
     use_list: Path | None = None
+    work_dir: Path | None = None  # for the lists of a restore in two runs (None: the system's)
 
 
 @dataclass(frozen=True)
@@ -269,9 +270,11 @@ def run_restore(
     if phases is None:
         return _run_restore(client, target, archive, options)
     ignored: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="orchestrator-restore-") as folder:
+    if options.work_dir is not None:
+        options.work_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="orchestrator-restore-", dir=options.work_dir) as tmp:
         for name, entries in zip(("before-keys", "keys-on"), phases, strict=True):
-            phase = dataclasses.replace(options, use_list=write_list(entries, Path(folder) / name))
+            phase = dataclasses.replace(options, use_list=write_list(entries, Path(tmp) / name))
             ignored += _run_restore(client, target, archive, phase)
     return sorted(set(ignored))
 
