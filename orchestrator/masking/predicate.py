@@ -171,12 +171,12 @@ def share(
     MASK_KEY, and another key keeps other rows."""
     limit = int(percent / 100 * 2**64)
     prefix = hashlib.blake2b(table.encode(), key=key[:64], digest_size=32).digest()
-    blake2b, from_bytes = hashlib.blake2b, int.from_bytes
-    return np.fromiter(
-        (
-            from_bytes(blake2b(text, key=prefix, digest_size=8).digest(), "big") < limit
-            for text in row_keys
-        ),
-        dtype=bool,
-        count=len(row_keys),
-    )
+    keyed = hashlib.blake2b(key=prefix, digest_size=8)  # copied: the key is absorbed once
+
+    def hashed(text: bytes) -> bytes:
+        state = keyed.copy()
+        state.update(text)
+        return state.digest()
+
+    digests = b"".join(map(hashed, row_keys))
+    return np.frombuffer(digests, dtype=">u8") < limit
