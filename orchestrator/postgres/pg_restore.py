@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import tempfile
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,14 +30,44 @@ NO_DECOMPRESSION = "this installation does not support compression"
 def list_toc(client: ClientSet, archive: Path) -> str:
     """Give `pg_restore --list` of `archive`. Raises CommandFailed when it cannot be read,
     and ConfigError when this pg_restore cannot decompress its data (a build without zstd
-    lists a zstd archive with only a warning, then fails to restore it)."""
+    lists a zstd archive with only a warning, then fails to restore it).
+
+    A cycle lists one dump several times (the dump step, then each target's restore, side
+    by side): a listing is kept for the file as it is (device, inode, size, modification
+    time of the archive, or of a directory archive's toc.dat) and the pg_restore used."""
+    key = _toc_key(client, archive)
+    with _LISTED_LOCK:
+        listed = _LISTED.get(key) if key is not None else None
+    if listed is not None:
+        return listed
     result = execute.run([client.tool("pg_restore"), "--list", str(archive)], timeout=600)
     if any(NO_DECOMPRESSION in line for line in result.stderr_lines):
         raise ConfigError(
             f"PG_BIN_DIRS: pg_restore {client.version} ({client.bin_dir}) was built without "
             f"the compression of {archive.name}; use a build that has it (PGDG, Debian, Docker)"
         )
+    if key is not None:
+        with _LISTED_LOCK:
+            while len(_LISTED) >= LISTINGS_KEPT:
+                _LISTED.pop(next(iter(_LISTED)))
+            _LISTED[key] = result.stdout
     return result.stdout
+
+
+LISTINGS_KEPT = 8
+_LISTED: dict[tuple[object, ...], str] = {}
+_LISTED_LOCK = threading.Lock()
+
+
+def _toc_key(client: ClientSet, archive: Path) -> tuple[object, ...] | None:
+    """What a listing of `archive` by `client` is kept under; None when it cannot be
+    read (pg_restore then says why)."""
+    try:
+        found = (archive / "toc.dat" if archive.is_dir() else archive).stat()
+    except OSError:
+        return None
+    identity = (found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns)
+    return (client.tool("pg_restore"), str(archive.resolve()), *identity)
 
 
 _LONGER_KINDS = {  # kinds whose name starts with another kind's name
