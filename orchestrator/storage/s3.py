@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import math
 import re
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -72,7 +73,9 @@ def stream_parts(size: int, concurrency: int) -> tuple[int, int]:
 
 def _session(variables: Sequence[tuple[str, str]]) -> boto3.session.Session:
     """A boto3 session of its own, with the AWS_* `variables` an env file gave (profile,
-    region, CA bundle, ...) set on it as the environment would have set them."""
+    region, CA bundle, ...) set on it as the environment would have set them. Sessions
+    share one loader of botocore's service models (`_shared_loader`) unless the variables
+    name a data path of their own."""
     core = botocore.session.Session()
     by_variable: dict[str, str] = {}
     for logical, (_config, names, _default, _convert) in core.session_var_map.items():
@@ -81,7 +84,23 @@ def _session(variables: Sequence[tuple[str, str]]) -> boto3.session.Session:
     for name, value in variables:
         if name in by_variable:
             core.set_config_variable(by_variable[name], value)
+    if not any(by_variable.get(name) == "data_path" for name, _value in variables):
+        core.register_component("data_loader", _shared_loader(core))
     return boto3.session.Session(botocore_session=core)
+
+
+_loader: Any = None
+_loader_lock = threading.Lock()
+
+
+def _shared_loader(core: botocore.session.Session) -> Any:
+    """The first session's loader of botocore's JSON service models, kept for the others:
+    each loader holds its own parsed copy of the S3 model, 12 MiB a store."""
+    global _loader
+    with _loader_lock:
+        if _loader is None:
+            _loader = core.get_component("data_loader")
+        return _loader
 
 
 def _code(exc: ClientError) -> str:

@@ -113,3 +113,21 @@ def test_table_keys_round_trip(schema, table, key):
 def test_malformed_table_keys(bad):
     with pytest.raises(ValueError):
         split_table_key(bad)
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "shared"),
+    [
+        ((), (), True),
+        ((("AWS_CA_BUNDLE", "/etc/ca.pem"),), (), True),
+        ((), (("AWS_DATA_PATH", "/opt/models"),), False),
+    ],
+)
+def test_stores_share_one_loader_of_service_models_unless_one_has_its_own_path(
+    first, second, shared
+):
+    """Each loader holds a parsed copy of the S3 model (12 MiB): two stores keep one."""
+    from orchestrator.storage.s3 import _session
+
+    loaders = [_session(v)._session.get_component("data_loader") for v in (first, second)]
+    assert (loaders[0] is loaders[1]) is shared
