@@ -144,6 +144,20 @@ class Predicate:
         return np.asarray(next(iter(result.values())), dtype=bool)
 
 
+def parse_problems(conditions: dict[str, str]) -> list[str]:
+    """One line for each of `conditions` (by table) that does not parse as one SQL
+    expression, the table first, as `Predicate` words it; none when all parse."""
+    import duckdb
+
+    found = []
+    for table, where in sorted(conditions.items()):
+        try:
+            duckdb.SQLExpression(where)
+        except duckdb.Error as exc:
+            found.append(f"{table}: where: does not parse: {_first_line(exc)}")
+    return found
+
+
 def _distinct_whatever_the_case(table: str, names: list[str]) -> None:
     """Raise PredicateError when two of `names` differ only in case: DuckDB resolves a
     name whatever its case, so a condition would read one of them for the other."""
