@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.masking._yaml import yaml_key
+from orchestrator.table_names import table_key
 from tests.conftest import Clusters, Orchestrator, backed_up_with_suggested_rules
 from tests.harness import postgres
 from tests.harness.postgres import Cluster
@@ -67,9 +69,22 @@ CREATE TABLE public.event_refs (id int PRIMARY KEY, ev_id int, ev_at date, ev_ki
 INSERT INTO public.event_refs SELECT id, id, at, kind FROM public.events;
 ALTER TABLE public.event_refs RENAME CONSTRAINT event_refs_ev_id_ev_at_ev_kind_fkey TO refs_fk;
 COMMENT ON CONSTRAINT refs_fk ON public.event_refs IS 'each ref names one event';
+
+-- newlines in a schema, a table and a column name (pg_restore --list prints them as spaces;
+-- the COPY line pg_dump writes spans lines)
+CREATE SCHEMA "line
+break";
+CREATE TABLE "line
+break"."t
+x" (id int PRIMARY KEY, "e
+mail" text);
+INSERT INTO "line
+break"."t
+x" SELECT g, 'newline' || g || '@raw-mail.example' FROM generate_series(1, 20) g;
 """
 
-RAW = ["Citext7@", "CITEXT7@", "keyed7@", "record7@"]
+RAW = ["Citext7@", "CITEXT7@", "keyed7@", "record7@", "newline7@"]
+NEWLINES = '"line\nbreak"."t\nx"'
 
 
 @dataclass
@@ -176,3 +191,22 @@ def test_a_subset_keeps_the_rows_whose_citext_key_is_kept_in_another_case(
 def test_no_raw_value_of_a_masked_column_reaches_dev(shapes: Shapes) -> None:
     assert shapes.restored.startswith("restored ")
     assert raw_values_in_data_directory(shapes.dev, RAW) == []
+
+
+def test_names_holding_newlines_are_suggested_masked_and_subsetted(shapes: Shapes) -> None:
+    key = table_key("line\nbreak", "t\nx")
+    assert f"  {yaml_key(key)}:" in shapes.suggested.splitlines()
+    column = next(
+        line for line in shapes.suggested.splitlines() if "mail" in line and "\\n" in line
+    )
+    assert ": email  #" in column, column
+    masked = in_dev(shapes, f'SELECT "e\nmail" FROM {NEWLINES} ORDER BY id').split()
+    assert len(masked) == 20 and all(value.endswith("@example.com") for value in masked)
+    rules = shapes.tmp / "newlines.yaml"
+    rules.write_text(
+        shapes.suggested + f"subset:\n  tables:\n    {yaml_key(key)}: {{where: 'id <= 5'}}\n"
+    )
+    target = "subset_newlines"
+    shapes.dev.create_database(target)
+    shapes.orch.ok("restore", "--target", shapes.dev.url(target), "--mask-rules", str(rules))
+    assert shapes.dev.psql(f"SELECT count(*) FROM {NEWLINES}", target) == "5"
