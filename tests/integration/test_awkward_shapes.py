@@ -70,6 +70,13 @@ INSERT INTO public.event_refs SELECT id, id, at, kind FROM public.events;
 ALTER TABLE public.event_refs RENAME CONSTRAINT event_refs_ev_id_ev_at_ev_kind_fkey TO refs_fk;
 COMMENT ON CONSTRAINT refs_fk ON public.event_refs IS 'each ref names one event';
 
+-- an enum behind a domain, and a unique index on an expression
+CREATE TYPE public.mood AS ENUM ('sad', 'ok', 'happy');
+CREATE DOMAIN public.mood_d AS public.mood;
+CREATE TABLE public.moods (id int PRIMARY KEY, mood public.mood_d, handle text);
+CREATE UNIQUE INDEX moods_handle ON public.moods (lower(handle));
+INSERT INTO public.moods SELECT g, 'ok', 'Handle' || g FROM generate_series(1, 10) g;
+
 -- newlines in a schema, a table and a column name (pg_restore --list prints them as spaces;
 -- the COPY line pg_dump writes spans lines)
 CREATE SCHEMA "line
@@ -210,3 +217,19 @@ def test_names_holding_newlines_are_suggested_masked_and_subsetted(shapes: Shape
     shapes.dev.create_database(target)
     shapes.orch.ok("restore", "--target", shapes.dev.url(target), "--mask-rules", str(rules))
     assert shapes.dev.psql(f"SELECT count(*) FROM {NEWLINES}", target) == "5"
+
+
+def test_mask_check_sees_enum_labels_and_unique_indexes_on_expressions(shapes: Shapes) -> None:
+    rules = shapes.tmp / "moods.yaml"
+    rules.write_text(
+        "unlisted_columns: keep\ntables:\n  public.moods:\n"
+        "    mood: {transform: value, value: meh}\n    handle: {transform: value, value: x}\n"
+    )
+    checked = shapes.orch.run("mask", "check", "--rules", str(rules))
+    assert checked.returncode == 2, checked.stdout + checked.stderr
+    assert "public.moods.mood: value 'meh' is not a label of mood_d (sad, ok, happy)" in (
+        checked.stdout
+    )
+    assert "public.moods.handle: gives every row the same value, but the column is part of a " in (
+        checked.stdout
+    )
