@@ -31,6 +31,7 @@ class Column(BaseModel):
     not_null: bool = False  # NOT NULL on the column or its domain
     generated: bool = False  # generated columns are computed, never in the COPY data
     checks: tuple[str, ...] = ()  # CHECK constraints of its domain, or of the column alone
+    labels: tuple[str, ...] = ()  # an enum's labels, in order (domains resolved; older: none)
 
 
 class ForeignKey(BaseModel):
@@ -52,6 +53,9 @@ class Table(BaseModel):
     partitioned: bool = False
     parent: str | None = None  # the partitioned table a partition belongs to (a table key)
     unique: tuple[tuple[str, ...], ...] = ()  # primary key, unique constraints and indexes
+    # the columns unique indexes on expressions read (lower(name)): unique keys too, for
+    # what masking may do to them, though not keys a subset or a share can look rows up by
+    unique_through: tuple[str, ...] = ()
     foreign_keys: tuple[ForeignKey, ...] = ()
     # its pg_class oid in the dumped snapshot: what `pg_restore --list` prints for its data,
     # the one exact link between a TOC line and a table (names print unquoted there)
@@ -63,8 +67,8 @@ class Table(BaseModel):
 
     def key_columns(self) -> set[str]:
         """Give the columns that are part of a primary key or a unique constraint or index,
-        alone or with others."""
-        return {name for columns in self.unique for name in columns}
+        alone or with others, or read by a unique index on an expression."""
+        return {name for columns in self.unique for name in columns} | set(self.unique_through)
 
 
 class SchemaFacts(BaseModel):

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import pytest
 
@@ -23,6 +23,9 @@ from orchestrator.errors import ConfigError
 from orchestrator.storage import Storage, open_storage
 from tests.harness import postgres, s3
 from tests.harness.postgres import Cluster
+
+if TYPE_CHECKING:
+    from orchestrator.catalog import Manifest
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_SQL = REPO / "scripts" / "sample-data.sql"
@@ -197,6 +200,23 @@ def stop_with_sigterm(proc: subprocess.Popen[str]) -> str:
 
 def all_bin_dirs(clusters: Clusters) -> str:
     return ":".join(str(path) for _major, path in sorted(clusters.bins.items(), reverse=True))
+
+
+def fetched_backup(clusters: Clusters, source_url: str, work: Path) -> tuple[Path, Manifest]:
+    """One backup of `source_url` into a folder store under `work`, fetched back as
+    `work/archive.dump`; give the archive and its manifest."""
+    from orchestrator import catalog
+    from orchestrator.storage.multi import NamedStore
+
+    store = work / "store"
+    open_storage(store.as_uri()).initialise()
+    env = {"SOURCE_DATABASE_URL": source_url, "STORAGE_URL": store.as_uri()}
+    orch = Orchestrator(work, {**env, "PG_BIN_DIRS": all_bin_dirs(clusters)})
+    orch.ok("backup")
+    archive = work / "archive.dump"
+    orch.ok("fetch", "latest", "--output", str(archive))
+    named = NamedStore("s", "STORAGE_URL", open_storage(store.as_uri()))
+    return archive, catalog.find_located([named], "latest").manifest
 
 
 def backed_up_with_suggested_rules(

@@ -34,6 +34,7 @@ from orchestrator.job import TARGET_NAMES, Job, TargetSettings
 from orchestrator.logs import get_logger, mask
 from orchestrator.notify import CycleReport, Notifier, StepReport
 from orchestrator.operations import restore as restore_action
+from orchestrator.operations import subset as subset_operation
 from orchestrator.operations.archiver import Archiver
 from orchestrator.operations.common import client_for, notifier_for, work_dir
 from orchestrator.operations.dump import LocalDump, take_dump
@@ -115,11 +116,17 @@ def preflight(job: Job, targets: list[TargetSettings]) -> list[str]:
         job.policy()  # an all-zero policy is a ConfigError before any dump
     recipients = job.recipients()
     for target in targets:
-        if load_masking(job, target) is not None and target.strategy == "transaction":
+        masking = load_masking(job, target)
+        if masking is not None and target.strategy == "transaction":
             raise ConfigError(
                 f"{target.name.upper()}_RESTORE_STRATEGY=transaction cannot mask: a masked copy "
                 "is loaded into a new database and swapped in (set it to auto or swap)"
             )
+        if masking is not None and masking.rules.subset is not None:
+            with work_dir(job) as folder:  # conditions that do not parse: before the dump
+                subset_operation.check_conditions(
+                    None, masking.rules.subset, masking.setting, folder
+                )
         identity = restore_action.target_identity(target.url, job.restore.maintenance_database)
         restore_action.guard(job, target.url, identity)
     return recipients

@@ -9,6 +9,9 @@ LIST names the data of one or more tables; PLAN.json holds the plan of each (one
 serves every table of its list, so its start-up is paid once, not once per table), and
 each COPY of the script is masked with the plan of the table its header names.
 
+`check --subset SUBSET.json` parses and type-checks a subset's conditions (only parses
+them when the file holds no schema facts), printing one line per problem, exit 2.
+
 The key comes from the environment (MASK_KEY), never from the command line. An error is
 one line on stderr, `orchestrator-mask: error: ...`, holding no data value; the exit code
 is 1, or 2 when the plan file or MASK_KEY is wrong (nothing was read then).
@@ -33,7 +36,9 @@ from orchestrator.masking.stream import filter_tables, flag_droppers
 from orchestrator.masking.transforms import KEY_SETTING, load_key
 
 if TYPE_CHECKING:  # pydantic and duckdb stay out of the filter's start-up
+    from orchestrator.masking.subset import SubsetRules
     from orchestrator.masking.subset_scan import Scanner
+    from orchestrator.schema_facts import SchemaFacts
 
 PROGRAM = "orchestrator-mask"
 MAX_WORKERS = 64
@@ -63,6 +68,8 @@ def _parser() -> argparse.ArgumentParser:
     scan = commands.add_parser("scan", help="decide which rows a subset keeps (first pass)")
     scan.add_argument("--subset", required=True, type=Path, help="the subset and schema (JSON)")
     scan.add_argument("--out", required=True, type=Path, help="write the flags here (a folder)")
+    check = commands.add_parser("check", help="parse and type-check a subset's conditions")
+    check.add_argument("--subset", required=True, type=Path, help="the subset and schema (JSON)")
     return parser
 
 
@@ -73,11 +80,14 @@ def main(
     stdout: BinaryIO | None = None,
     stderr: TextIO | None = None,
 ) -> int:
-    """Run the program; give its exit code (0 ok, 1 failed, 2 bad plan or key)."""
+    """Run the program; give its exit code (0 ok, 1 failed, 2 bad plan or key, or for
+    `check`, a condition that does not parse or fit)."""
     args = _parser().parse_args(argv)
     source, sink = stdin or sys.stdin.buffer, stdout or sys.stdout.buffer
     err = stderr or sys.stderr
     try:
+        if args.command == "check":
+            return _check(args.subset, sink)
         if args.command == "scan":
             _scan(args, environ, source)
         else:
@@ -139,23 +149,51 @@ def _scan(args: argparse.Namespace, environ: Mapping[str, str], source: BinaryIO
     (args.out / "summary.json").write_text(json.dumps(summary(found)), encoding="utf-8")
 
 
+def _check(given_file: Path, sink: BinaryIO) -> int:
+    """Print each problem of the `where:` conditions in `given_file` (one line each, the
+    table first) on `sink`; give 2 when there is one, else 0. Raises ConfigError when the
+    file cannot be read."""
+    from orchestrator.masking.predicate import parse_problems
+    from orchestrator.masking.rules import subset_problems
+
+    rules, facts = _given(given_file)
+    if facts is None:  # no backup yet (a cycle's preflight): each condition parsed alone
+        lines = parse_problems({key: c.where for key, c in rules.tables.items() if c.where})
+    else:
+        lines = [f"{p.location}: {p.message}" for p in sorted(subset_problems(rules, facts))]
+    sink.write("".join(f"{line}\n" for line in lines).encode())
+    return 2 if lines else 0
+
+
 def _scanner(given_file: Path, environ: Mapping[str, str]) -> Scanner:
     """The Scanner of the subset and schema facts in `given_file` (operations.subset
     writes it), seeded by MASK_KEY. Raises ConfigError when either cannot be read."""
     from orchestrator.masking import subset
     from orchestrator.masking.subset_scan import Scanner
-    from orchestrator.schema_facts import SchemaFacts
 
     key = environ.get(KEY_SETTING)
     if not key:
         raise ConfigError(f"{KEY_SETTING} is not set")
+    rules, facts = _given(given_file)
+    if facts is None:
+        raise ConfigError(f"{given_file}: holds no schema facts")
+    return Scanner(subset.plan(rules, facts), facts, key.encode())
+
+
+def _given(given_file: Path) -> tuple[SubsetRules, SchemaFacts | None]:
+    """The subset and schema facts (None for `check` before a backup exists) in
+    `given_file` (operations.subset writes it). Raises ConfigError when they cannot be
+    read."""
+    from orchestrator.masking import subset
+    from orchestrator.schema_facts import SchemaFacts
+
     try:
         given = json.loads(given_file.read_text(encoding="utf-8"))
+        facts = given["facts"]
         rules = subset.rules_from_json(given["subset"])
-        facts = SchemaFacts.model_validate(given["facts"])
+        return rules, None if facts is None else SchemaFacts.model_validate(facts)
     except (OSError, ValueError, KeyError) as exc:
         raise ConfigError(f"{given_file}: cannot read the subset: {exc}") from None
-    return Scanner(subset.plan(rules, facts), facts, key.encode())
 
 
 def _engine(scanner: Scanner) -> contextlib.AbstractContextManager[Any]:

@@ -461,6 +461,14 @@ class _Reader:
                 return line
             self.buffer, self.pos = self.buffer[self.pos :] + chunk, 0
 
+    def whole(self, line: bytes) -> bytes:
+        """`line` and the lines after it while a quoted name is open in it: pg_dump writes
+        a newline in a schema, table or column name as it is, inside the quotes (a `""`
+        inside a name counts twice, so an odd count means one is open)."""
+        while line.count(b'"') % 2 and (more := self.line()):
+            line += more
+        return line
+
     def rows(self) -> Iterator[bytes]:
         """Give blocks of whole rows up to the end-of-data line `\\.`, which it consumes.
 
@@ -607,6 +615,7 @@ def filter_tables(
     while line := reader.line():
         if line.startswith(b"COPY "):
             _expect_utf8(encoding)
+            line = reader.whole(line)
             header = parse_copy_line(line)
             plan = plans.get(header.table)
             if plan is None:
@@ -828,7 +837,7 @@ def sample_rows(source: BinaryIO, max_rows: int) -> tuple[list[str], list[list[s
     while line := reader.line():
         if line.startswith(b"COPY "):
             _expect_utf8(encoding)
-            header = parse_copy_line(line)
+            header = parse_copy_line(reader.whole(line))
             return header.columns, _read_sample(reader, max_rows)
         encoding = _check_encoding(line, encoding)
     return [], []

@@ -183,7 +183,7 @@ class Scanner:
             while line := reader.line():
                 if not line.startswith(b"COPY "):
                     continue
-                header = parse_copy_line(line)
+                header = parse_copy_line(reader.whole(line))
                 decide = self.decider(header.table, header.columns)
                 if decide is None:
                     for _block in reader.rows():  # a table kept whole: nothing to decide

@@ -574,6 +574,8 @@ def _fits_value(spec: TransformSpec, column: Column, unique: bool) -> str | None
         text = _value_text(value, column.base_type)
     except ValueError as exc:
         return f"value does not fit {column.type}: {exc}"
+    if column.labels and text not in column.labels:
+        return f"value {text!r} is not a label of {column.type} ({', '.join(column.labels)})"
     if column.category == "S":
         return _fits_fixed(text, column, unique)
     if unique:

@@ -130,7 +130,8 @@ class Restorer:
     def run(self) -> RestoreResult:
         """Check the target again on the connection used, choose the strategy, restore.
 
-        Raises ConfigError when the target is the source, JobError when the restore fails
+        Raises ConfigError when the target is the source or a subset's condition does not
+        parse or fit the backup's schema, JobError when the restore fails
         (database errors included); the target is then as it was.
         """
         if self.target.url.database == self.job.restore.maintenance_database:
@@ -141,6 +142,11 @@ class Restorer:
         masking = masked_load.load_masking(self.job, self.target)
         # the gate: rules that do not fit this backup stop the restore before anything loads
         plans = masked_load.plans_for(masking, self.manifest) if masking is not None else {}
+        if masking is not None and masking.rules.subset is not None:
+            with work_dir(self.job) as folder:
+                subset_operation.check_conditions(
+                    self.manifest, masking.rules.subset, masking.setting, folder
+                )
         if masking is not None:
             self.unlisted = masked_load.unlisted_kept(
                 masking.rules, self.manifest.schema_facts, plans

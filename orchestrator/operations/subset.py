@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from orchestrator import execute
 from orchestrator.catalog import Manifest
-from orchestrator.errors import ConfigError
+from orchestrator.errors import CommandFailed, ConfigError
 from orchestrator.logs import get_logger
 from orchestrator.operations.masked_load import KEY_SETTING, parents_first
 from orchestrator.postgres import pg_restore as pgrestore
@@ -61,6 +61,30 @@ def one_pass(manifest: Manifest, rules: SubsetRules, folder: Path) -> OnePass | 
     if any(table.nulls for table in plan.tables.values()):
         return None
     return OnePass(_given(rules, facts, folder), _ranks(manifest, facts, plan.order))
+
+
+def check_conditions(
+    manifest: Manifest | None, rules: SubsetRules, setting: str, folder: Path
+) -> None:
+    """Parse and type-check the `where:` conditions of `rules` against `manifest`'s schema
+    (without a manifest, before a cycle's dump: parse them only), in a child (the embedded
+    engine never lives in this process, whose other threads start programs). Raises
+    ConfigError naming `setting`, the table and what is wrong, as `mask check` does, when
+    one does not parse or fit; CommandFailed when the child fails."""
+    if all(condition.where is None for condition in rules.tables.values()):
+        return
+    given = _given(rules, None if manifest is None else _facts(manifest), folder)
+    checked = execute.run(
+        [sys.executable, "-m", "orchestrator.masking", "check", f"--subset={given}"],
+        ok_codes=(0, 2),
+    )
+    problems = checked.stdout.splitlines()
+    if checked.returncode == 0:
+        return
+    if not problems:  # the child could not read what it was given: not the user's doing
+        raise CommandFailed("orchestrator-mask", "exited 2", checked.stderr_lines)
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    raise ConfigError(f"{setting}: {problems[0]}{more}")
 
 
 def _ranks(manifest: Manifest, facts: SchemaFacts, order: tuple[str, ...]) -> dict[str, int]:
@@ -125,13 +149,14 @@ def _facts(manifest: Manifest) -> SchemaFacts:
     return facts
 
 
-def _given(rules: SubsetRules, facts: SchemaFacts, folder: Path) -> Path:
+def _given(rules: SubsetRules, facts: SchemaFacts | None, folder: Path) -> Path:
     """Write the subset and the schema facts for the masking program; give the file."""
     from orchestrator.masking import subset as subsets
 
     given = folder / "subset.json"
+    dumped = None if facts is None else facts.model_dump()
     given.write_text(
-        json.dumps({"subset": subsets.rules_to_json(rules), "facts": facts.model_dump()}),
+        json.dumps({"subset": subsets.rules_to_json(rules), "facts": dumped}),
         encoding="utf-8",
     )
     return given

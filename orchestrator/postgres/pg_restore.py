@@ -83,9 +83,15 @@ def toc_entries(toc: str, kind: str) -> list[str]:
     return [rest for _oid, rest in _entries_with_oids(toc, kind)]
 
 
+def printed(name: str) -> str:
+    """`name` as `pg_restore --list` prints it: each newline or carriage return a space."""
+    return name.replace("\r", " ").replace("\n", " ")
+
+
 def _match(rest: str, candidates: list[TableName]) -> TableName | None:
     for schema, table in candidates:
-        if rest.startswith(f"{schema} {table} ") or rest == f"{schema} {table}":
+        names = f"{printed(schema)} {printed(table)}"
+        if rest.startswith(f"{names} ") or rest == names:
             return schema, table
     return None
 

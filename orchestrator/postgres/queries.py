@@ -356,7 +356,9 @@ _COLUMNS = """
                  AND (CASE WHEN t.typbasetype <> 0 THEN t.typtypmod ELSE a.atttypmod END) > 4
                 THEN (CASE WHEN t.typbasetype <> 0 THEN t.typtypmod ELSE a.atttypmod END) - 4
            END,
-           a.attnotnull OR t.typnotnull, a.attgenerated <> ''
+           a.attnotnull OR t.typnotnull, a.attgenerated <> '',
+           CASE WHEN bt.typtype = 'e' THEN array(SELECT e.enumlabel::text FROM pg_enum e
+                WHERE e.enumtypid = bt.oid ORDER BY e.enumsortorder) END
     FROM pg_class c
     JOIN pg_namespace n ON n.oid = c.relnamespace
     LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
@@ -398,6 +400,19 @@ _UNIQUE = """
       AND n.nspname NOT LIKE 'pg_toast%'
     ORDER BY 1, 2, 3
 """
+# the columns each unique index with an expression (lower(name)) reads, as pg_depend records
+_EXPRESSION_UNIQUE = """
+    SELECT n.nspname, c.relname, array_agg(DISTINCT a.attname::text ORDER BY a.attname::text)
+    FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid
+    JOIN pg_namespace n ON n.oid = c.relnamespace
+    JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = i.indexrelid
+     AND d.refclassid = 'pg_class'::regclass AND d.refobjid = c.oid AND d.refobjsubid > 0
+    JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = d.refobjsubid
+    WHERE i.indisunique AND i.indexprs IS NOT NULL
+      AND c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+      AND n.nspname NOT LIKE 'pg_toast%'
+    GROUP BY 1, 2
+"""
 _FOREIGN_KEYS = """
     SELECT n.nspname, c.relname, rn.nspname, rc.relname,
            array(SELECT a.attname FROM unnest(k.conkey) WITH ORDINALITY x(num, ord)
@@ -429,6 +444,14 @@ def schema_facts(conn: Conn) -> SchemaFacts | None:
         return None
 
 
+def _expression_keys(conn: Conn) -> dict[str, tuple[str, ...]]:
+    """The columns each table's unique indexes on expressions read, by table key."""
+    return {
+        table_key(schema, table): tuple(names)
+        for schema, table, names in conn.execute(_EXPRESSION_UNIQUE).fetchall()
+    }
+
+
 def _schema_facts(conn: Conn) -> SchemaFacts:
     columns: dict[str, list[Column]] = {}
     partitioned: set[str] = set()
@@ -441,7 +464,7 @@ def _schema_facts(conn: Conn) -> SchemaFacts:
         oids[key] = int(oid)
         if kind == "p":
             partitioned.add(key)
-        name, shown, base, category, length, not_null, generated = column
+        name, shown, base, category, length, not_null, generated, labels = column
         if name is None:  # a table without columns (or whose every column was dropped)
             columns.setdefault(key, [])
             continue
@@ -455,6 +478,7 @@ def _schema_facts(conn: Conn) -> SchemaFacts:
                 not_null=bool(not_null),
                 generated=bool(generated),
                 checks=tuple(checks.get((key, str(name)), ())),
+                labels=tuple(labels or ()),
             )
         )
     parents = {
@@ -472,6 +496,7 @@ def _schema_facts(conn: Conn) -> SchemaFacts:
                 referenced_columns=tuple(referenced),
             )
         )
+    expression_keys = _expression_keys(conn)
     row = conn.execute("SELECT count(*) FROM pg_largeobject_metadata").fetchone()
     tables = {
         key: Table(
@@ -479,6 +504,7 @@ def _schema_facts(conn: Conn) -> SchemaFacts:
             partitioned=key in partitioned,
             parent=parents.get(key),
             unique=tuple(unique.get(key, ())),
+            unique_through=expression_keys.get(key, ()),
             foreign_keys=tuple(keys.get(key, ())),
             oid=oids[key],
         )

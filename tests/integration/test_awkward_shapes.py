@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.masking._yaml import yaml_key
+from orchestrator.table_names import table_key
 from tests.conftest import Clusters, Orchestrator, backed_up_with_suggested_rules
 from tests.harness import postgres
 from tests.harness.postgres import Cluster
@@ -67,9 +69,29 @@ CREATE TABLE public.event_refs (id int PRIMARY KEY, ev_id int, ev_at date, ev_ki
 INSERT INTO public.event_refs SELECT id, id, at, kind FROM public.events;
 ALTER TABLE public.event_refs RENAME CONSTRAINT event_refs_ev_id_ev_at_ev_kind_fkey TO refs_fk;
 COMMENT ON CONSTRAINT refs_fk ON public.event_refs IS 'each ref names one event';
+
+-- an enum behind a domain, and a unique index on an expression
+CREATE TYPE public.mood AS ENUM ('sad', 'ok', 'happy');
+CREATE DOMAIN public.mood_d AS public.mood;
+CREATE TABLE public.moods (id int PRIMARY KEY, mood public.mood_d, handle text);
+CREATE UNIQUE INDEX moods_handle ON public.moods (lower(handle));
+INSERT INTO public.moods SELECT g, 'ok', 'Handle' || g FROM generate_series(1, 10) g;
+
+-- newlines in a schema, a table and a column name (pg_restore --list prints them as spaces;
+-- the COPY line pg_dump writes spans lines)
+CREATE SCHEMA "line
+break";
+CREATE TABLE "line
+break"."t
+x" (id int PRIMARY KEY, "e
+mail" text);
+INSERT INTO "line
+break"."t
+x" SELECT g, 'newline' || g || '@raw-mail.example' FROM generate_series(1, 20) g;
 """
 
-RAW = ["Citext7@", "CITEXT7@", "keyed7@", "record7@"]
+RAW = ["Citext7@", "CITEXT7@", "keyed7@", "record7@", "newline7@"]
+NEWLINES = '"line\nbreak"."t\nx"'
 
 
 @dataclass
@@ -176,3 +198,38 @@ def test_a_subset_keeps_the_rows_whose_citext_key_is_kept_in_another_case(
 def test_no_raw_value_of_a_masked_column_reaches_dev(shapes: Shapes) -> None:
     assert shapes.restored.startswith("restored ")
     assert raw_values_in_data_directory(shapes.dev, RAW) == []
+
+
+def test_names_holding_newlines_are_suggested_masked_and_subsetted(shapes: Shapes) -> None:
+    key = table_key("line\nbreak", "t\nx")
+    assert f"  {yaml_key(key)}:" in shapes.suggested.splitlines()
+    column = next(
+        line for line in shapes.suggested.splitlines() if "mail" in line and "\\n" in line
+    )
+    assert ": email  #" in column, column
+    masked = in_dev(shapes, f'SELECT "e\nmail" FROM {NEWLINES} ORDER BY id').split()
+    assert len(masked) == 20 and all(value.endswith("@example.com") for value in masked)
+    rules = shapes.tmp / "newlines.yaml"
+    rules.write_text(
+        shapes.suggested + f"subset:\n  tables:\n    {yaml_key(key)}: {{where: 'id <= 5'}}\n"
+    )
+    target = "subset_newlines"
+    shapes.dev.create_database(target)
+    shapes.orch.ok("restore", "--target", shapes.dev.url(target), "--mask-rules", str(rules))
+    assert shapes.dev.psql(f"SELECT count(*) FROM {NEWLINES}", target) == "5"
+
+
+def test_mask_check_sees_enum_labels_and_unique_indexes_on_expressions(shapes: Shapes) -> None:
+    rules = shapes.tmp / "moods.yaml"
+    rules.write_text(
+        "unlisted_columns: keep\ntables:\n  public.moods:\n"
+        "    mood: {transform: value, value: meh}\n    handle: {transform: value, value: x}\n"
+    )
+    checked = shapes.orch.run("mask", "check", "--rules", str(rules))
+    assert checked.returncode == 2, checked.stdout + checked.stderr
+    assert "public.moods.mood: value 'meh' is not a label of mood_d (sad, ok, happy)" in (
+        checked.stdout
+    )
+    assert "public.moods.handle: gives every row the same value, but the column is part of a " in (
+        checked.stdout
+    )

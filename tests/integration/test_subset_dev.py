@@ -222,6 +222,39 @@ def test_rules_that_do_not_fit_are_refused_naming_the_table_before_dev_is_touche
     before = count(shop.devs, shop.dev, "SELECT count(*) FROM public.users")
     refused = shop.orch.run("restore", "--target", "dev", "--mask-rules", str(rules))
     assert refused.returncode != 0 and message in refused.stderr, refused.stderr
+    if "where:" in message:  # a condition is configuration: one line naming it, exit 2
+        assert refused.returncode == 2, refused.stderr
+        assert f"--mask-rules: {message}" in refused.stderr.strip().splitlines()[-1]
+        url = shop.cluster.url(f"shop{shop.passes}_other_url")
+        elsewhere = shop.orch.run("restore", "--target", url, "--mask-rules", str(rules))
+        assert elsewhere.returncode == 2 and message in elsewhere.stderr, elsewhere.stderr
+    assert count(shop.devs, shop.dev, "SELECT count(*) FROM public.users") == before
+
+
+@TWO_PASS_SHOP_ONLY
+def test_a_cycle_refuses_a_condition_that_does_not_parse_before_the_dump(shop: Shop) -> None:
+    rules = shop.work / "unparsable.yaml"
+    rules.write_text(shop.rules(RULES).replace('{where: "', '{where: "((', 1))
+    refused = shop.orch.run("pipeline", extra_env={"DEV_MASK_RULES": str(rules)})
+    assert refused.returncode == 2, refused.stderr
+    last = refused.stderr.strip().splitlines()[-1]
+    assert "DEV_MASK_RULES: public.users: where: does not parse" in last, last
+    assert '"step": "dump"' not in refused.stderr
+
+
+@TWO_PASS_SHOP_ONLY
+def test_a_cycle_whose_condition_does_not_fit_fails_its_dev_step_naming_it(shop: Shop) -> None:
+    """The backup's schema is known only after the dump: the dev step fails, one line
+    naming the setting, the table and what is wrong; the backup target is restored."""
+    rules = shop.work / "misfit.yaml"
+    rules.write_text(shop.rules(RULES).replace('{where: "', '{where: "nope = 1 AND ', 1))
+    before = count(shop.devs, shop.dev, "SELECT count(*) FROM public.users")
+    failed = shop.orch.run("pipeline", "--json", extra_env={"DEV_MASK_RULES": str(rules)})
+    assert failed.returncode == 1, failed.stderr
+    steps = {step["name"]: step for step in json.loads(failed.stdout)["steps"]}
+    assert steps["restore:backup"]["ok"] and not steps["restore:dev"]["ok"]
+    error = steps["restore:dev"]["error"]
+    assert error.startswith("DEV_MASK_RULES: public.users: where: Binder Error"), error
     assert count(shop.devs, shop.dev, "SELECT count(*) FROM public.users") == before
 
 

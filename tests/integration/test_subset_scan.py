@@ -7,14 +7,11 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator import catalog
 from orchestrator.masking.rules import load_rules
 from orchestrator.masking.subset import check
 from orchestrator.operations import subset as subset_operation
 from orchestrator.postgres import clients
-from orchestrator.storage import open_storage
-from orchestrator.storage.multi import NamedStore
-from tests.conftest import Clusters
+from tests.conftest import Clusters, all_bin_dirs, fetched_backup
 from tests.harness.subset_shop import KEPT_USERS, RULES, SCHEMA
 
 pytestmark = pytest.mark.integration
@@ -27,24 +24,7 @@ def scanned(clusters: Clusters, tmp_path_factory: pytest.TempPathFactory):
     cluster.create_database(database)
     cluster.psql(SCHEMA, database=database)
     work = tmp_path_factory.mktemp("subset")
-    from tests.conftest import Orchestrator, all_bin_dirs
-
-    store = work / "store"
-    open_storage(store.as_uri()).initialise()
-    orch = Orchestrator(
-        work,
-        {
-            "SOURCE_DATABASE_URL": cluster.url(database),
-            "STORAGE_URL": store.as_uri(),
-            "PG_BIN_DIRS": all_bin_dirs(clusters),
-        },
-    )
-    orch.ok("backup")
-    archive = work / "archive.dump"
-    orch.ok("fetch", "latest", "--output", str(archive))
-    named = NamedStore("s", "STORAGE_URL", open_storage(store.as_uri()))
-    located = catalog.find_located([named], "latest")
-    manifest = located.manifest
+    archive, manifest = fetched_backup(clusters, cluster.url(database), work)
     subset = load_rules(RULES, "DEV_MASK_RULES").subset
     assert subset is not None and manifest.schema_facts is not None
     assert check(subset, manifest.schema_facts) == []

@@ -571,3 +571,26 @@ def test_digit_runs_that_may_be_items_are_the_long_or_dotted_ones(
 ) -> None:
     digits = np.flatnonzero(np.frombuffer(text, np.uint8) - np.uint8(48) < np.uint8(10))
     assert _scrub._run_spans(text, digits, _scrub._everywhere) == spans
+
+
+MOODS = ("sad", "ok", "happy")
+
+
+@pytest.mark.parametrize(
+    ("rule", "labels", "problem"),
+    [
+        ({"transform": "value", "value": "ok"}, MOODS, None),
+        ({"transform": "value", "value": "meh"}, MOODS, "value 'meh' is not a label of"),
+        ({"transform": "value", "value": "OK"}, MOODS, "value 'OK' is not a label of"),  # exact
+        ({"transform": "value", "value": None}, MOODS, None),  # NULL is no label
+        ({"transform": "value", "value": "meh"}, (), None),  # an older manifest: unknown
+    ],
+)
+def test_a_value_for_an_enum_column_must_be_one_of_its_labels(
+    rule: object, labels: tuple[str, ...], problem: str | None
+) -> None:
+    target = column("public.mood", "mood", "E").model_copy(update={"labels": labels})
+    found = fit_problem(parse_spec(rule), target)
+    assert (found is None) == (problem is None), found
+    if problem is not None:
+        assert found is not None and found.startswith(problem) and "(sad, ok, happy)" in found

@@ -425,6 +425,13 @@ def test_sample_rows_gives_decoded_values_and_stops_reading_early() -> None:
     assert source.tell() < len(source.getvalue()) // 2
 
 
+def test_a_copy_line_whose_names_hold_newlines_is_read_across_its_lines() -> None:
+    line = b'COPY "line\nbreak"."t\nx" (id, "e\nmail", "q""\n") FROM stdin;\n'
+    columns, rows = sample_rows(io.BytesIO(PREAMBLE + line + ROWS + TRAILER), 1)
+    assert columns == ["id", "e\nmail", 'q"\n']
+    assert rows == [["1", "a@b.com", "Ann", "+1 555 0100"]]
+
+
 def test_sample_rows_of_an_empty_table_or_a_script_without_copy() -> None:
     assert sample_rows(io.BytesIO(PREAMBLE + COPY_LINE + TRAILER), 5) == (
         ["id", "email", "First Name", "phone"],

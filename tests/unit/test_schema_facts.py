@@ -46,3 +46,8 @@ def test_column_finds_by_name_and_gives_none_otherwise() -> None:
 def test_facts_round_trip_through_json() -> None:
     facts = _facts()
     assert SchemaFacts.model_validate_json(facts.model_dump_json()) == facts
+
+
+def test_columns_a_unique_index_reads_through_an_expression_are_key_columns() -> None:
+    table = Table(unique=(("id",), ("a", "b")), unique_through=("handle",))
+    assert table.key_columns() == {"id", "a", "b", "handle"}

@@ -13,7 +13,7 @@ import pytest
 
 from orchestrator.masking import workers
 from orchestrator.masking.plan import TablePlan
-from orchestrator.masking.predicate import Predicate, PredicateError, engine, share
+from orchestrator.masking.predicate import Predicate, PredicateError, duck_type, engine, share
 from orchestrator.masking.rules import RulesError, load_rules
 from orchestrator.masking.stream import FilterError, RunBlocks, filter_tables
 from orchestrator.masking.subset import Condition, SubsetRules, check, plan, reached
@@ -287,6 +287,7 @@ COLUMNS = (
     Column(name="mail", type="citext", base_type="citext", category="S"),
     Column(name="code", type="character(5)", base_type="bpchar", category="S", max_length=5),
 )
+ODD = '"Odd ""name"""'
 ROWS = [
     ["1", "2", "3", "4"],
     ["2026-07-01", "2026-01-01", "2026-08-01", "0044-03-15 BC"],
@@ -311,6 +312,10 @@ ROWS = [
         ("mail IN ('BOB@Y.example') OR mail LIKE 'ann@%'", [True, True, False, True]),
         # char(n) ignores its padding, as in PostgreSQL
         ("code = 'ab' OR code LIKE '%x'", [True, False, False, True]),
+        # LIKE's escape character is the backslash, as in PostgreSQL
+        (rf"country LIKE 'D\E' OR {ODD} LIKE 'a\\tb'", [True, True, False, True]),
+        (rf"NOT {ODD} ILIKE 'A\tb'", [True, True, True, True]),
+        ("country LIKE 'D!E' ESCAPE '!'", [True, True, False, False]),
     ],
 )
 def test_conditions_are_evaluated_on_copy_text_with_the_columns_types(where, expected):
@@ -338,6 +343,7 @@ def test_a_condition_on_a_table_whose_column_names_differ_only_in_case_is_refuse
         ("id", "gives INTEGER, not a boolean"),
         ("true) OR (false", "does not parse"),
         ("id IN (SELECT 1 FROM read_csv('/etc/passwd'))", "file system operations are disabled"),
+        ("country SIMILAR TO 'D%'", "SIMILAR TO reads its pattern as a POSIX regular expression"),
     ],
 )
 def test_a_condition_that_does_not_fit_the_table_is_refused_before_any_row(where, message):
@@ -345,6 +351,31 @@ def test_a_condition_that_does_not_fit_the_table_is_refused_before_any_row(where
         Predicate("public.t", COLUMNS, where)
     assert str(raised.value).startswith("public.t: where: ")
     assert message in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("column", "seen_as"),
+    [
+        (
+            Column(name="n", type="numeric(30,2)", base_type="numeric", category="N"),
+            "DECIMAL(30,2)",
+        ),
+        (
+            Column(name="n", type="numeric(38,38)", base_type="numeric", category="N"),
+            "DECIMAL(38,38)",
+        ),
+        (Column(name="n", type="numeric(5)", base_type="numeric", category="N"), "DECIMAL(5,0)"),
+        (Column(name="n", type="numeric", base_type="numeric", category="N"), "DOUBLE"),
+        (Column(name="n", type="numeric(39,2)", base_type="numeric", category="N"), "DOUBLE"),
+        (Column(name="n", type="numeric(5,-2)", base_type="numeric", category="N"), "DOUBLE"),
+        (Column(name="n", type="numeric(3,5)", base_type="numeric", category="N"), "DOUBLE"),
+        (Column(name="n", type="public.price", base_type="numeric", category="N"), "DOUBLE"),
+        (Column(name="n", type="numeric(5,2)[]", base_type="numeric", category="A"), "VARCHAR"),
+        (Column(name="n", type="integer", base_type="int4", category="N"), "INTEGER"),
+    ],
+)
+def test_a_numeric_column_is_exact_where_its_precision_fits_a_decimal(column, seen_as):
+    assert duck_type(column) == seen_as
 
 
 def test_a_share_is_the_same_rows_for_one_key_and_other_rows_for_another():

@@ -47,6 +47,9 @@ def test_entries_keep_their_lines_and_kinds() -> None:
             [("public", "users"), ("public", "users x")],
         ),
         ("public nothing postgres", [("public", "t")], []),
+        # pg_restore --list prints a newline or carriage return in a name as a space
+        ("line break t x postgres", [("line\nbreak", "t\r\nx")], []),
+        ("line break t  x postgres", [("line\nbreak", "t\r\nx")], [("line\nbreak", "t\r\nx")]),
     ],
 )
 def test_a_data_entry_names_every_table_it_may_load(
