@@ -253,6 +253,11 @@ def role_capabilities(conn: Conn, database: str) -> tuple[bool, bool, bool]:
     return bool(row[0]), bool(row[1]), bool(row[2])
 
 
+def database_names(conn: Conn) -> list[str]:
+    """The names of the server's databases, sorted."""
+    return [str(row[0]) for row in conn.execute("SELECT datname FROM pg_database ORDER BY 1")]
+
+
 def database_exists(conn: Conn, database: str) -> bool:
     """True when `database` exists on the server."""
     row = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone()

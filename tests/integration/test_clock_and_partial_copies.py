@@ -1,15 +1,23 @@
-"""Faults found by probing whole backups: a host clock that is wrong, a store whose copy of a
-parallel backup lost files."""
+"""Faults found by probing whole backups and restores: a host clock that is wrong, a restore
+killed where it could not clean up."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from orchestrator.restore_plan import staging_name
 from tests.conftest import Clusters, load_sample
+from tests.harness.running import wait_for
+from tests.harness.targets import databases, fresh_target
+from tests.harness.wrappers import wrap_tool
 
 pytestmark = pytest.mark.integration
 
@@ -37,3 +45,48 @@ def test_a_backup_made_while_the_host_clock_ran_ahead_is_not_dated_in_the_future
     created = datetime.fromisoformat(listed[1]["created_at"].replace("Z", "+00:00"))
     assert abs(created - datetime.now(UTC)) < timedelta(minutes=5)
     assert "backup.clock_skew" in ahead.stderr and '"host_ahead_seconds": 2592' in ahead.stderr
+
+
+def staging_copies(cluster, target: str) -> list[str]:
+    return [d for d in databases(cluster) if d.startswith(f"{target}__restore_")]
+
+
+def test_a_staging_copy_left_by_a_killed_run_is_dropped_by_the_next_but_a_live_one_is_not(
+    clusters: Clusters, orch_factory, tmp_path
+):
+    source, target_c = clusters.get(17), clusters.get(15)
+    db, target_db = load_sample(source), fresh_target(target_c)
+    orch = orch_factory(
+        SOURCE_DATABASE_URL=source.url(db), BACKUP_DATABASE_URL=target_c.url(target_db)
+    )
+    orch.ok("backup")
+    stalled = wrap_tool(tmp_path / "stalled-bin", source.bin_dir, "pg_restore", "sleep 60\n")
+    first = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator", "restore", "--target", "backup"],
+        cwd=orch.cwd,
+        env=orch.environment({"PG_BIN_DIRS": str(stalled)}),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        assert wait_for(lambda: staging_copies(target_c, target_db), 30)
+        live = staging_copies(target_c, target_db)
+        orch.ok("restore", "--target", "backup")  # beside the live one: leaves it alone
+        assert staging_copies(target_c, target_db) == live
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)  # as the OOM killer or a lost node would
+        first.wait()
+    assert wait_for(lambda: not sessions_on(target_c, live[0]), 10)
+    assert staging_copies(target_c, target_db) == live, "a killed run cannot clean up"
+    orch.ok("restore", "--target", "backup")
+    assert staging_copies(target_c, target_db) == []
+    assert target_c.psql("SELECT count(*) FROM sales.orders", target_db) == "5000"
+    left_by_a_drill = staging_name(f"drill_{db}", "0badcafe")
+    target_c.create_database(left_by_a_drill)
+    orch.ok("drill")
+    assert left_by_a_drill not in databases(target_c)
+
+
+def sessions_on(cluster, database: str) -> int:
+    return int(cluster.psql(f"SELECT count(*) FROM pg_stat_activity WHERE datname = '{database}'"))
