@@ -50,9 +50,16 @@ def toc_entries(toc: str, kind: str) -> list[str]:
     return [rest for _oid, rest in _entries_with_oids(toc, kind)]
 
 
+def printed(name: str) -> str:
+    """`name` as `pg_restore --list` prints it: line breaks (LF, CR) become spaces, so that
+    one entry stays one line."""
+    return name.replace("\n", " ").replace("\r", " ")
+
+
 def _match(rest: str, candidates: list[TableName]) -> TableName | None:
     for schema, table in candidates:
-        if rest.startswith(f"{schema} {table} ") or rest == f"{schema} {table}":
+        shown = f"{printed(schema)} {printed(table)}"
+        if rest.startswith(f"{shown} ") or rest == shown:
             return schema, table
     return None
 

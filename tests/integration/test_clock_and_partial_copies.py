@@ -90,3 +90,27 @@ def test_a_staging_copy_left_by_a_killed_run_is_dropped_by_the_next_but_a_live_o
 
 def sessions_on(cluster, database: str) -> int:
     return int(cluster.psql(f"SELECT count(*) FROM pg_stat_activity WHERE datname = '{database}'"))
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_tables_whose_names_hold_line_breaks_are_counted_and_found_by_the_drill(
+    clusters: Clusters, orch_factory, tmp_path, jobs
+):
+    source = clusters.get(17)
+    db = load_sample(source)
+    source.psql(
+        'CREATE SCHEMA "odd\rschema"; CREATE TABLE public."line\nbreak" (id int);'
+        ' INSERT INTO public."line\nbreak" VALUES (1), (2);'
+        ' CREATE TABLE "odd\rschema"."cr\rname" (id int);'
+        ' INSERT INTO "odd\rschema"."cr\rname" VALUES (3);',
+        db,
+    )
+    orch = orch_factory(
+        SOURCE_DATABASE_URL=source.url(db), BACKUP_DATABASE_URL=source.url(), DUMP_JOBS=jobs
+    )
+    orch.ok("backup")
+    stored = next((tmp_path / "store").rglob("*.manifest.json"))
+    counts = json.loads(stored.read_text())["row_counts"]
+    assert counts["public.line\nbreak"] == 2 and counts["odd\rschema.cr\rname"] == 1
+    drill = json.loads(orch.ok("drill", "--json").stdout)
+    assert drill["problems"] == [] and drill["tables"] == len(counts)
