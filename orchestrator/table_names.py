@@ -17,6 +17,30 @@ def table_key(schema: str, table: str) -> str:
 
 def split_table_key(key: str) -> tuple[str, str]:
     """Give (schema, table) back from a key made by table_key; ValueError when malformed."""
+    parts = _parts(key)
+    if len(parts) != 2:
+        raise ValueError(f"{key!r} is not a schema.table name")
+    return parts[0], parts[1]
+
+
+def column_key(table: str, column: str) -> str:
+    """Give the name of `column` of the table whose key is `table`: `schema.table.column`,
+    the column double-quoted when it contains a dot or a double quote."""
+    return f"{table}.{_quote(column)}"
+
+
+def split_column_key(key: str) -> tuple[str, str]:
+    """Give (table key, column) back from `schema.table.column` (any part double-quoted);
+    ValueError when malformed."""
+    parts = _parts(key)
+    if len(parts) != 3:
+        raise ValueError(f"{key!r} is not a schema.table.column name")
+    return table_key(parts[0], parts[1]), parts[2]
+
+
+def _parts(key: str) -> list[str]:
+    """The dot-separated parts of `key`, a part in double quotes holding dots and doubled
+    quotes; ValueError when a quote is left open."""
     parts: list[str] = []
     current, index, quoted = "", 0, False
     while index < len(key):
@@ -36,6 +60,6 @@ def split_table_key(key: str) -> tuple[str, str]:
             current += char
         index += 1
     parts.append(current)
-    if len(parts) != 2 or quoted:
-        raise ValueError(f"{key!r} is not a schema.table name")
-    return parts[0], parts[1]
+    if quoted:
+        raise ValueError(f"{key!r} leaves a double quote open")
+    return parts

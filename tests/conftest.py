@@ -199,6 +199,32 @@ def all_bin_dirs(clusters: Clusters) -> str:
     return ":".join(str(path) for _major, path in sorted(clusters.bins.items(), reverse=True))
 
 
+def backed_up_with_suggested_rules(
+    clusters: Clusters, tmp: Path, source_url: str, dev_url: str, key: str
+) -> tuple[Orchestrator, Path]:
+    """An orchestrator for `source_url` and `dev_url` with a folder store under `tmp`,
+    initialised, one backup taken and the rules `mask suggest` wrote for it (its
+    DEV_MASK_RULES, `tmp/suggested.yaml`); give it and the rules' path."""
+    rules = tmp / "suggested.yaml"
+    work = tmp / "cwd"
+    work.mkdir()
+    orch = Orchestrator(
+        work,
+        {
+            "PG_BIN_DIRS": all_bin_dirs(clusters),
+            "STORAGE_URL": f"file://{tmp}/store",
+            "SOURCE_DATABASE_URL": source_url,
+            "DEV_DATABASE_URL": dev_url,
+            "DEV_MASK_RULES": str(rules),
+            "MASK_KEY": key,
+        },
+    )
+    orch.ok("init")
+    orch.ok("backup")
+    orch.ok("mask", "suggest", "-o", str(rules))
+    return orch, rules
+
+
 @pytest.fixture
 def orch_factory(tmp_path: Path, clusters: Clusters) -> Callable[..., Orchestrator]:
     def make(*, uninitialised: bool = False, **env: str) -> Orchestrator:

@@ -237,7 +237,9 @@ def _restore_and_check(
     manifest: Manifest,
     report: DrillReport,
 ) -> None:
-    options = RestoreOptions(jobs=job.restore.jobs, timeout=job.restore.timeout)
+    options = RestoreOptions(
+        jobs=job.restore.jobs, timeout=job.restore.timeout, work_dir=job.work_dir
+    )
     started = time.monotonic()
     try:
         report.ignored_errors = pgrestore.run_restore(client, scratch, archive, options)

@@ -90,8 +90,8 @@ def kept_lines(lines: Lines, keep: Bools) -> bytes:
         return b""
     change = np.flatnonzero(np.diff(np.concatenate(([False], keep, [False])).astype(np.int8)))
     begins, stops = change[0::2], change[1::2]  # runs of kept lines: [begin, stop)
-    ends = lines.newlines + 1
-    block = lines.block
-    return b"".join(
-        block[int(lines.starts[b]) : int(ends[s - 1])] for b, s in zip(begins, stops, strict=True)
-    )
+    # the runs' byte bounds as lists and the slicing in map(): a small share kept is
+    # mostly runs of one line, and a Python loop over them cost twice the rest of the cut
+    firsts = lines.starts[begins].tolist()
+    lasts = (lines.newlines[stops - 1] + 1).tolist()
+    return b"".join(map(lines.block.__getitem__, map(slice, firsts, lasts)))

@@ -103,12 +103,16 @@ def rewrite_all(
 ) -> JsonNode:
     """Give `node` with each path's `leaf` applied to every leaf it reaches (paths in
     order, as `rewrite` one after the other would) and `other` applied to every string
-    leaf no path reaches. Object keys are kept."""
+    leaf no path reaches and to every object key (paths match the keys as they were)."""
     if not paths and other is None:
         return node
     if isinstance(node, JsonObject):
         return JsonObject(
-            (key, rewrite_all(value, _step(paths, key, False), other)) for key, value in node
+            (
+                key if other is None else other(key),
+                rewrite_all(value, _step(paths, key, False), other),
+            )
+            for key, value in node
         )
     if isinstance(node, list):
         return [

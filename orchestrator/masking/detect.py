@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from orchestrator.masking import _array, _scrub
+from orchestrator.masking._yaml import yaml_key
 from orchestrator.masking.plan import location
 from orchestrator.masking.transforms import (
     INTEGER_TYPES,
@@ -31,6 +32,7 @@ from orchestrator.masking.transforms import (
     parse_spec,
 )
 from orchestrator.schema_facts import Column, ForeignKey, SchemaFacts, Table
+from orchestrator.table_names import split_table_key
 
 Samples = Mapping[str, Mapping[str, Sequence[str | None]]]  # table -> column -> values
 VALUE_SHARE = 0.6
@@ -53,6 +55,7 @@ _LABELS = {
     "national_id": "a tax or national id",
     "secret": "a password or secret",
     "card_number": "a card number",
+    "location": "a location",
 }
 _NAMES = [  # first match wins; each pattern sits between underscores of the normalized name
     ("ip_address", r"ip|ipv4|ipv6|ip_?addr(ess)?|remote_?addr(ess)?|client_?ip"),
@@ -62,7 +65,8 @@ _NAMES = [  # first match wins; each pattern sits between underscores of the nor
     (
         "national_id",
         r"ssn|social_?security(_?(number|no))?|tax_?(id|number|no)|tin|vat(_?(id|number|no))?"
-        r"|national_?(id|number|no)|nin|passport(_?(number|no))?|driver_?s?_?licen[cs]e",
+        r"|national_?(id|number|no)|nin|passport(_?(number|no))?|driver_?s?_?licen[cs]e"
+        r"|national_?insurance(_?(number|no))?|nino",
     ),
     (
         "secret",
@@ -70,12 +74,13 @@ _NAMES = [  # first match wins; each pattern sits between underscores of the nor
         r"|(access|refresh|auth|reset)_?token|otp_?secret|salt|private_?key",
     ),
     ("birth_date", r"birth_?date|date_?of_?birth|dob|birth_?day|born(_?on)?"),
-    ("first_name", r"first_?name|given_?name|fore_?name|fname"),
-    ("last_name", r"last_?name|sur_?name|family_?name|lname"),
+    ("first_name", r"first_?name|given_?name|fore_?name|fname|middle_?name"),
+    ("last_name", r"last_?name|sur_?name|family_?name|lname|maiden_?name"),
     (
         "full_name",
         r"full_?name|display_?name|contact_?name|customer_?name|person_?name|real_?name"
-        r"|legal_?name|(card_?)?holder_?name",
+        r"|legal_?name|(card_?)?holder_?name|(recipient|spouse|partner|guardian|parent|mother"
+        r"|father|beneficiary|next_?of_?kin)_?name",
     ),
     ("username", r"user_?name|login|nick_?name|screen_?name"),
     (
@@ -87,6 +92,10 @@ _NAMES = [  # first match wins; each pattern sits between underscores of the nor
         "address",
         r"address(_?line(_?\d)?)?|addr(_?\d)?|street(_?(name|address))?|house_?(number|no)"
         r"|city|town|zip(_?code)?|post_?code|postal_?code",
+    ),
+    (
+        "location",
+        r"lat|lng|lon|latitude|longitude|geo_?location|geo_?point|coordinates|gps",
     ),
 ]
 _NAME_PATTERNS = [(kind, re.compile(f"_({pattern})_")) for kind, pattern in _NAMES]
@@ -312,15 +321,32 @@ def detect_column(
     return _text_finding(table, column, values, unique)
 
 
+_PEOPLE = re.compile(
+    r"users?|customers?|clients?|persons?|people|employees?|members?|contacts?|patients?"
+    r"|students?|authors?|staff|owners?|guests?|subscribers?|applicants?|candidates?|drivers?"
+)
+
+
+def _person_name(table: str, column: str) -> bool:
+    """Whether `column` is the `name` column of a table of people (`users.name`): alone,
+    `name` names things as often as people (`products.name`)."""
+    words = normalize(split_table_key(table)[1]).split("_")
+    return normalize(column) == "name" and _PEOPLE.fullmatch(words[-1]) is not None
+
+
 def _text_finding(
     table: str, column: Column, values: Sequence[str | None], unique: bool
 ) -> Finding | None:
     by_name = kind_by_name(column.name)
+    people = by_name is None and _person_name(table, column.name)
+    by_name = "full_name" if people else by_name
     by_values = kind_by_values(values)
     text = column.category == "S"
-    inside = embedded_items(values) if text and by_values is None else None
+    record = column.category == "C"  # a composite type's text: items, never prose
+    inside = embedded_items(values) if (text or record) and by_values is None else None
     prose = free_text(values) if text and by_values is None and inside is None else None
-    reasons = [f"name looks like {_LABELS[by_name]}"] if by_name else []
+    of_people = " (the name column of a table of people)" if people else ""
+    reasons = [f"name looks like {_LABELS[by_name]}{of_people}"] if by_name else []
     reasons += [found[1] for found in (by_values, inside) if found is not None]
     reasons += [prose] if prose is not None else []
     if not reasons:
@@ -426,6 +452,7 @@ def _json_finding(
     and every other string leaf is scrubbed (`other_strings: scrub`)."""
     leaves: dict[str, list[str | None]] = {}
     strings: list[str | None] = []
+    keys: list[str | None] = []
     for value in values:
         if value is None:
             continue
@@ -433,19 +460,20 @@ def _json_finding(
             document = json.loads(value)
         except ValueError:
             continue
-        _collect_leaves(document, (), leaves, strings)
+        _collect_leaves(document, (), leaves, strings, keys)
     by_name = kind_by_name(column.name)
     paths: dict[str, str | dict[str, Any]] = {}
     for path, found in sorted(leaves.items()):
         kind = kind_by_name(path.rsplit(".", 1)[-1]) or _leaf_kind(found)
         if kind is not None:
             paths[path] = _rule(_leaf_transform(kind))
-    inside = embedded_items(strings)
-    if not paths and inside is None and by_name is None:
+    inside, inside_keys = embedded_items(strings), embedded_items(keys)
+    if not paths and inside is None and inside_keys is None and by_name is None:
         return None
     reasons = [f"name looks like {_LABELS[by_name]}"] if by_name else []
     reasons += [f"paths {', '.join(paths)}"] if paths else []
     reasons += [f"string leaves hold {inside[1]}"] if inside else []
+    reasons += [f"object keys hold {inside_keys[1]}"] if inside_keys else []
     spec: TransformSpec | None = parse_spec(
         {"transform": "json", "paths": paths, "other_strings": "scrub"}
     )
@@ -459,19 +487,23 @@ def _collect_leaves(
     path: tuple[str, ...] | None,
     leaves: dict[str, list[str | None]],
     strings: list[str | None],
+    keys: list[str | None],
 ) -> None:
     """Add the leaves of `node` to `leaves` by path (object keys, `*` for array
     elements): strings, and numbers as their JSON text (a card number may be one); every
-    string leaf to `strings` too. Below a key that a path cannot name (with a dot, empty,
-    or `*`) leaves have no path (`path` None): only other_strings reaches them."""
+    string leaf to `strings` too, and every object key to `keys` (other_strings scrubs
+    both). Below a key that a path cannot name (with a dot, empty, or `*`) leaves have no
+    path (`path` None): only other_strings reaches them."""
     if isinstance(node, dict):
         for key, value in node.items():
+            keys.append(key)
             named = bool(key) and "." not in key and key != "*"
             child = (*path, key) if path is not None and named else None
-            _collect_leaves(value, child, leaves, strings)
+            _collect_leaves(value, child, leaves, strings, keys)
     elif isinstance(node, list):
         for item in node:
-            _collect_leaves(item, None if path is None else (*path, "*"), leaves, strings)
+            child = None if path is None else (*path, "*")
+            _collect_leaves(item, child, leaves, strings, keys)
     elif isinstance(node, str | int | float) and not isinstance(node, bool):
         text = node if isinstance(node, str) else json.dumps(node)
         if isinstance(node, str):
@@ -632,26 +664,16 @@ def suggest_rules(
     lines += ["unlisted_columns: fail", "large_objects: skip", "tables:"]
     for root in roots:
         columns = [column for column in schema.tables[root].columns if not column.generated]
-        lines.append(f"  {_yaml_key(root)}:" + ("" if columns else " {}"))
+        lines.append(f"  {yaml_key(root)}:" + ("" if columns else " {}"))
         for column in columns:
             choice = suggester.choice(root, column.name)
             comment = _comment(choice.comment, "  # ") if choice.comment else ""
-            lines.append(f"    {_yaml_key(column.name)}: {_yaml_rule(choice.spec)}{comment}")
+            lines.append(f"    {yaml_key(column.name)}: {_yaml_rule(choice.spec)}{comment}")
     if row_counts is not None:
         from orchestrator.masking.subset import hint
 
         lines += hint(schema, row_counts)
     return "\n".join(lines) + "\n"
-
-
-_PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.$ -]*[A-Za-z0-9_$]|[A-Za-z_]")
-
-
-def _yaml_key(text: str) -> str:
-    """Give `text` as a YAML key: plain when it reads back as the same text, else quoted."""
-    if _PLAIN_KEY.fullmatch(text) and yaml.safe_load(f"{text}: 0") == {text: 0}:
-        return text
-    return json.dumps(text).replace("\x7f", "\\x7f")  # JSON strings are YAML double-quoted
 
 
 def _yaml_rule(spec: TransformSpec | None) -> str:

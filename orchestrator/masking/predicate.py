@@ -88,6 +88,18 @@ def duck_type(column: Column) -> str:
     return DUCK_TYPES.get(column.base_type, "VARCHAR")
 
 
+def _typed(value: str, column: Column, cast: str = "TRY_CAST") -> str:
+    """`value` as the condition sees `column`, named after it: cast to its DuckDB type,
+    compared whatever the case for citext and without its padding for char(n), as
+    PostgreSQL compares them."""
+    typed = f"{cast}({value} AS {duck_type(column)})"
+    if column.base_type == "citext":
+        typed += " COLLATE NOCASE"
+    elif column.base_type == "bpchar":
+        typed = f"rtrim({typed}, ' ')"
+    return f"{typed} AS {_quote(column.name)}"
+
+
 class Predicate:
     """A compiled condition of table `table` (a table key, for messages) on its `columns`
     (those the COPY data holds, in its order)."""
@@ -97,12 +109,13 @@ class Predicate:
 
         self.table = table
         self.columns = [c for c in columns if not c.generated]
+        _distinct_whatever_the_case(table, [c.name for c in self.columns])
         try:
             self.expression = duckdb.SQLExpression(where)
         except duckdb.Error as exc:
             raise PredicateError(f"{table}: where: does not parse: {_first_line(exc)}") from None
         self.where = where
-        typed = ", ".join(f"CAST(NULL AS {duck_type(c)}) AS {_quote(c.name)}" for c in self.columns)
+        typed = ", ".join(_typed("NULL", c, "CAST") for c in self.columns)
         try:
             with engine() as con:
                 kind = con.sql(f"SELECT {typed} LIMIT 0").select(self.expression).types[0]
@@ -120,10 +133,7 @@ class Predicate:
         batch = {f"c{i}": np.array(column, dtype=object) for i, column in enumerate(values)}
         con.register("subset_batch", batch)
         try:
-            cast = ", ".join(
-                f"TRY_CAST(c{i} AS {duck_type(c)}) AS {_quote(c.name)}"
-                for i, c in enumerate(self.columns)
-            )
+            cast = ", ".join(_typed(f"c{i}", c) for i, c in enumerate(self.columns))
             typed = con.sql(f"SELECT {cast} FROM subset_batch")
             import duckdb
 
@@ -132,6 +142,19 @@ class Predicate:
         finally:
             con.unregister("subset_batch")
         return np.asarray(next(iter(result.values())), dtype=bool)
+
+
+def _distinct_whatever_the_case(table: str, names: list[str]) -> None:
+    """Raise PredicateError when two of `names` differ only in case: DuckDB resolves a
+    name whatever its case, so a condition would read one of them for the other."""
+    seen: dict[str, str] = {}
+    for name in names:
+        other = seen.setdefault(name.lower(), name)
+        if other != name:
+            raise PredicateError(
+                f"{table}: where: columns {_quote(other)} and {_quote(name)} differ only in "
+                "case, which conditions cannot tell apart"
+            )
 
 
 def _first_line(exc: BaseException) -> str:
@@ -148,12 +171,12 @@ def share(
     MASK_KEY, and another key keeps other rows."""
     limit = int(percent / 100 * 2**64)
     prefix = hashlib.blake2b(table.encode(), key=key[:64], digest_size=32).digest()
-    blake2b, from_bytes = hashlib.blake2b, int.from_bytes
-    return np.fromiter(
-        (
-            from_bytes(blake2b(text, key=prefix, digest_size=8).digest(), "big") < limit
-            for text in row_keys
-        ),
-        dtype=bool,
-        count=len(row_keys),
-    )
+    keyed = hashlib.blake2b(key=prefix, digest_size=8)  # copied: the key is absorbed once
+
+    def hashed(text: bytes) -> bytes:
+        state = keyed.copy()
+        state.update(text)
+        return state.digest()
+
+    digests = b"".join(map(hashed, row_keys))
+    return np.frombuffer(digests, dtype=">u8") < limit

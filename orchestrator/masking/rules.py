@@ -37,7 +37,7 @@ from orchestrator.masking.transforms import (
     parse_spec,
 )
 from orchestrator.schema_facts import Column, ForeignKey, SchemaFacts, Table
-from orchestrator.table_names import split_table_key, table_key
+from orchestrator.table_names import column_key, split_column_key, split_table_key, table_key
 
 LARGE_OBJECT_POLICIES = ("skip", "keep")
 TOP_LEVEL_KEYS = ("unlisted_columns", "large_objects", "tables", "subset")
@@ -203,10 +203,13 @@ class _Reader:
 
     def column_name(self, node: yaml.Node) -> str:
         text = str(self.data(node))
-        table, dot, column = text.rpartition(".")
-        if not dot or not column:
+        try:
+            table, column = split_column_key(text)
+        except ValueError:
+            table, column = "", ""
+        if not column:
             raise self.error(node, f"{text!r} in subset.set_null is not schema.table.column")
-        return f"{self.table_name(table, node, 'subset.set_null')}.{column}"
+        return column_key(table, column)
 
     def condition(self, name: str, node: yaml.Node) -> Condition:
         line = node.start_mark.line + 1

@@ -25,7 +25,9 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from orchestrator.masking._yaml import yaml_key
 from orchestrator.schema_facts import ForeignKey, SchemaFacts
+from orchestrator.table_names import column_key, split_column_key
 
 
 @dataclass(frozen=True)
@@ -117,7 +119,7 @@ def _edge(facts: SchemaFacts, key: str, fk: ForeignKey) -> Edge:
 
 
 def _broken(edge: Edge, set_null: Collection[str]) -> bool:
-    return any(f"{edge.child}.{column}" in set_null for column in edge.columns)
+    return any(column_key(edge.child, column) in set_null for column in edge.columns)
 
 
 def reached(rules: SubsetRules, facts: SchemaFacts) -> set[str]:
@@ -191,7 +193,7 @@ def _name_problems(rules: SubsetRules, facts: SchemaFacts) -> list[SubsetProblem
 def _set_null_problems(rules: SubsetRules, facts: SchemaFacts) -> list[SubsetProblem]:
     problems = []
     for name in rules.set_null:
-        key, _, column = name.rpartition(".")
+        key, column = split_column_key(name)
         table = facts.tables.get(key)
         if table is None or table.column(column) is None:
             problems.append(SubsetProblem(name, "(set_null) is not a column of this backup"))
@@ -304,12 +306,25 @@ def rules_from_json(found: dict[str, Any]) -> SubsetRules:
 LOOKUP_ROWS = 1000  # a table this small that others reference reads as a lookup table
 
 
+def _self_references(facts: SchemaFacts, links: list[Edge], table: str) -> list[str]:
+    """A column of each key of `table` into itself whose columns are all nullable (set to
+    NULL, it breaks the cycle a self-reference is), as set_null names it."""
+    described = facts.tables.get(table)
+    found = []
+    for edge in links:
+        columns = [described.column(c) if described else None for c in edge.columns]
+        if edge.child == edge.parent == table and all(c and not c.not_null for c in columns):
+            found.append(column_key(table, edge.columns[0]))
+    return sorted(found)
+
+
 def hint(facts: SchemaFacts, row_counts: Mapping[str, int]) -> list[str]:
     """A commented-out `subset:` section for `mask suggest` (no subset unless the user
     uncomments it): the lookup tables to keep whole (at most LOOKUP_ROWS rows, referenced
     by another table, holding keys only into other lookups) and the largest other table
     that others reference, as the one to filter. [] when the schema has no such table.
-    Uncommented, it passes `check` unless the schema has a cycle of keys."""
+    A nullable key of that table into itself is set to NULL (`set_null`). Uncommented, it
+    passes `check` unless the schema has another cycle of keys."""
     rows: dict[str, int] = {}
     for key, count in row_counts.items():
         root = facts.root_of(key)
@@ -327,8 +342,11 @@ def hint(facts: SchemaFacts, row_counts: Mapping[str, int]) -> list[str]:
         f"# {chosen} and only the rows that reference what is kept; lookup tables stay whole.",
         "# subset:",
         "#   tables:",
-        f"#     {chosen}: {{percent: 10}}",
+        f"#     {yaml_key(chosen)}: {{percent: 10}}",
     ]
     if lookups:
-        lines.append(f"#   keep_whole: [{', '.join(lookups)}]")
+        lines.append(f"#   keep_whole: [{', '.join(map(yaml_key, lookups))}]")
+    nulls = _self_references(facts, links, chosen)
+    if nulls:
+        lines.append(f"#   set_null: [{', '.join(map(yaml_key, nulls))}]")
     return lines

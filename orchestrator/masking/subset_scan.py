@@ -24,6 +24,7 @@ from orchestrator.masking._fields import Ints, Lines, integers, kept_lines, line
 from orchestrator.masking.predicate import Mask, Predicate, engine, share
 from orchestrator.masking.stream import FilterError, _Reader, decode_field, parse_copy_line
 from orchestrator.masking.subset import Edge, SubsetPlan, TableSubset
+from orchestrator.masking.transforms import comparable
 from orchestrator.schema_facts import Column, SchemaFacts
 
 KeyTuple = tuple[str, ...]  # column names
@@ -254,6 +255,12 @@ class _Decider:
         root = facts.tables.get(subset.key)
         unique = root.unique[0] if root is not None and root.unique else ()
         self.position = {name: index for index, name in enumerate(columns)}
+        # keys are compared as text: citext and char(n) values equal to PostgreSQL are not
+        self.comparable = {
+            c.name: fold
+            for c in _columns(facts, key, subset.key, columns)
+            if (fold := comparable(c.base_type)) is not None
+        }
         self.share_by = [self.position[c] for c in unique if c in self.position]
         self.seen = 0
         self.nullable: dict[Edge, _Nulls] = {e: _Nulls() for e in subset.nulls}
@@ -399,8 +406,14 @@ class _Cut:
 
     def keys(self, names: KeyTuple) -> list[RawKey | None]:
         """Each line's key of `names` as COPY text; None when it holds a NULL."""
-        columns = [self.fields(self.decider.position[name]) for name in names]
+        columns = [self._comparable(name) for name in names]
         return [None if NULL in row else row for row in zip(*columns, strict=True)]
+
+    def _comparable(self, name: str) -> list[bytes]:
+        """Column `name` of every line as COPY text, written as its type compares it."""
+        values = self.fields(self.decider.position[name])
+        fold = self.decider.comparable.get(name)
+        return values if fold is None else [v if v == NULL else fold(v) for v in values]
 
     def ints(self, names: KeyTuple) -> tuple[Ints, Mask] | None:
         """The one integer column `names` as int64 and its NULLs; None when not that."""

@@ -314,6 +314,8 @@ def compile_spec(
     compiled = _KINDS[spec.name].build(spec, key, base_type, max_length)
     if base_type == "bpchar" and spec.name in STRING_TRANSFORMS:
         return _ignoring_padding(compiled)  # char(n) pads with blanks that carry no meaning
+    if base_type == "citext" and spec.name in STRING_TRANSFORMS:
+        return _ignoring_case(compiled)  # citext compares lower(value): keys differ in case
     return compiled
 
 
@@ -336,6 +338,42 @@ def _ignoring_padding(compiled: Compiled) -> Compiled:
     return dataclasses.replace(
         compiled, apply=unpadded, column=None if column is None else unpadded_column
     )
+
+
+def _ignoring_case(compiled: Compiled) -> Compiled:
+    """`compiled` run on each value in lower case (Unicode's), as citext compares values:
+    'Ann@X.example' referenced as 'ANN@x.example' masks alike, so the key still holds."""
+    apply, column = compiled.apply, compiled.column
+
+    def lowered(value: bytes) -> bytes | None:
+        return apply(case_folded(value))
+
+    def lowered_column(values: list[bytes], _found: Values | None = None, /) -> list[bytes]:
+        assert column is not None
+        return column(list(map(case_folded, values)))
+
+    return dataclasses.replace(
+        compiled, apply=lowered, column=None if column is None else lowered_column
+    )
+
+
+def case_folded(value: bytes) -> bytes:
+    """Give UTF-8 `value` in lower case (Unicode's), as citext compares it."""
+    if value.isascii():
+        return value.lower()
+    return value.decode("utf-8", "surrogateescape").lower().encode("utf-8", "surrogateescape")
+
+
+def unpadded_text(value: bytes) -> bytes:
+    """Give `value` without its trailing blanks, as char(n) compares it."""
+    return value.rstrip(b" ")
+
+
+def comparable(base_type: str) -> Callable[[bytes], bytes] | None:
+    """Give what writes a value of `base_type` (COPY text, not NULL) so that values the
+    type's equality finds equal are written alike: citext in lower case, char(n) without
+    its padding; None when equal values have one text form already."""
+    return {"citext": case_folded, "bpchar": unpadded_text}.get(base_type)
 
 
 # --- parameters -------------------------------------------------------------------------
@@ -470,8 +508,10 @@ def _fits_text(spec: TransformSpec, column: Column, unique: bool) -> str | None:
 
 
 def _fits_scrub(spec: TransformSpec, column: Column, _unique: bool) -> str | None:
-    if column.category != "S" and column.base_type != "bytea":
-        return f"{spec.name} needs a text or bytea column, not {column.type}"
+    # a composite type's text: its items hold no quote, comma or parenthesis, nor do their
+    # replacements, so the record stays valid
+    if column.category not in ("S", "C") and column.base_type != "bytea":
+        return f"{spec.name} needs a text or bytea column (or a composite type), not {column.type}"
     return None
 
 

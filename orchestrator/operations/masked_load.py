@@ -225,6 +225,7 @@ class MaskedLoad:
             timeout=self.options.timeout,
             section=section,
             use_list=listed,
+            work_dir=self.folder,
         )
         return pgrestore.run_restore(self.client, self.target, self.archive, options)
 

@@ -211,6 +211,7 @@ class Restorer:
             no_acl=self.target.no_acl,
             single_transaction=single_transaction,
             timeout=self.job.restore.timeout,
+            work_dir=self.job.work_dir,
         )
 
     def _swap(

@@ -374,9 +374,10 @@ _COLUMNS = """
            a.attnotnull OR t.typnotnull, a.attgenerated <> ''
     FROM pg_class c
     JOIN pg_namespace n ON n.oid = c.relnamespace
-    JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-    JOIN pg_type t ON t.oid = a.atttypid
-    JOIN pg_type bt ON bt.oid = CASE WHEN t.typbasetype <> 0 THEN t.typbasetype ELSE t.oid END
+    LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+    LEFT JOIN pg_type t ON t.oid = a.atttypid
+    LEFT JOIN pg_type bt
+           ON bt.oid = CASE WHEN t.typbasetype <> 0 THEN t.typbasetype ELSE t.oid END
     WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
       AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'
     ORDER BY n.nspname, c.relname, a.attnum
@@ -453,7 +454,12 @@ def _schema_facts(conn: Conn) -> SchemaFacts:
     for schema, table, kind, oid, *column in conn.execute(_COLUMNS).fetchall():
         key = table_key(str(schema), str(table))
         oids[key] = int(oid)
+        if kind == "p":
+            partitioned.add(key)
         name, shown, base, category, length, not_null, generated = column
+        if name is None:  # a table without columns (or whose every column was dropped)
+            columns.setdefault(key, [])
+            continue
         columns.setdefault(key, []).append(
             Column(
                 name=str(name),
@@ -466,8 +472,6 @@ def _schema_facts(conn: Conn) -> SchemaFacts:
                 checks=tuple(checks.get((key, str(name)), ())),
             )
         )
-        if kind == "p":
-            partitioned.add(key)
     parents = {
         table_key(cs, ct): table_key(ps, pt) for cs, ct, ps, pt in conn.execute(_PARENTS).fetchall()
     }

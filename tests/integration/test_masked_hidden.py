@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Clusters, Orchestrator, all_bin_dirs
+from tests.conftest import Clusters, Orchestrator, backed_up_with_suggested_rules
 from tests.harness import postgres
 from tests.harness.postgres import Cluster
 from tests.harness.targets import fresh_target, raw_values_in_data_directory
@@ -116,23 +116,9 @@ def hidden(clusters: Clusters, tmp_path_factory: pytest.TempPathFactory) -> Iter
     dev = postgres.start_cluster(17, clusters.bins[17])
     try:
         dev_db = fresh_target(dev)
-        rules = tmp / "suggested.yaml"
-        work = tmp / "cwd"
-        work.mkdir()
-        orch = Orchestrator(
-            work,
-            {
-                "PG_BIN_DIRS": all_bin_dirs(clusters),
-                "STORAGE_URL": f"file://{tmp}/store",
-                "SOURCE_DATABASE_URL": source.url(db),
-                "DEV_DATABASE_URL": dev.url(dev_db),
-                "DEV_MASK_RULES": str(rules),
-                "MASK_KEY": KEY,
-            },
+        orch, rules = backed_up_with_suggested_rules(
+            clusters, tmp, source.url(db), dev.url(dev_db), KEY
         )
-        orch.ok("init")
-        orch.ok("backup")
-        orch.ok("mask", "suggest", "-o", str(rules))
         yield Hidden(source, db, dev, dev_db, orch, tmp, rules.read_text())
     finally:
         dev.stop()

@@ -79,6 +79,21 @@ def test_names_are_normalized_to_words(name: str, words: str) -> None:
         ("reset_token", "secret"),
         ("card_number", "card_number"),
         ("creditCard", "card_number"),
+        ("middle_name", "first_name"),
+        ("maidenName", "last_name"),
+        ("recipient_name", "full_name"),
+        ("spouse_name", "full_name"),
+        ("emergency_contact_name", "full_name"),
+        ("national_insurance_number", "national_id"),
+        ("nino", "national_id"),
+        ("latitude", "location"),
+        ("lng", "location"),
+        ("gps_coordinates", "location"),
+        ("geo_location", "location"),
+        # not personal either
+        ("location", None),
+        ("location_id", None),
+        ("product_name", None),
         # not personal
         ("email_verified", None),
         ("is_email_confirmed", None),
@@ -94,6 +109,30 @@ def test_names_are_normalized_to_words(name: str, words: str) -> None:
 )
 def test_column_names_suggest_kinds(name: str, kind: str | None) -> None:
     assert kind_by_name(name) == kind
+
+
+@pytest.mark.parametrize(
+    ("table", "column", "spec"),
+    [
+        ("public.users", "name", "full_name"),
+        ("public.user", "Name", "full_name"),
+        ('crm."Customer"', "name", "full_name"),
+        ("hr.employees", "name", "full_name"),
+        ("public.people", "name", "full_name"),
+        ("public.products", "name", None),  # a thing's name, not a person's
+        ("public.users", "name_id", None),
+        ("public.users", "role_name", None),
+    ],
+)
+def test_a_column_called_name_in_a_table_of_people_is_a_full_name(
+    table: str, column: str, spec: str | None
+) -> None:
+    finding = detect_column(table, col(column), ["Ann Lee", "Bo Chen"])
+    assert (finding.spec if finding else None) == (parse_spec(spec) if spec else None)
+    if finding is not None:
+        assert (
+            finding.reason == "name looks like a full name (the name column of a table of people)"
+        )
 
 
 @pytest.mark.parametrize(
@@ -540,6 +579,24 @@ def test_key_columns_never_get_a_rule_that_breaks_the_key() -> None:
     assert pan.startswith("    pan: keep  # review: name looks like a card number; kept:")
     assert "part of a unique key" in pan
     assert check(load_rules(text, "R"), KEYED, ["public.payment"]) == []
+
+
+def test_a_composite_column_holding_items_is_scrubbed_and_prose_in_one_is_left_alone() -> None:
+    record = col("home", "public.address", "address", "C")
+    values = ['("1 Main St",ann@corp.example)', '("2 High St",)', None]
+    finding = detect_column("public.person", record, values)
+    assert finding is not None and finding.spec == parse_spec("scrub")
+    assert finding.reason == "e-mail addresses inside 1 of 2 sampled values"
+    prose = ['("' + "a long remark about nothing in particular at all " * 3 + '",1)'] * 5
+    assert detect_column("public.person", record, prose) is None
+
+
+def test_json_documents_whose_keys_hold_items_are_scrubbed() -> None:
+    values = ['{"ann@corp.example": "owner", "bob@corp.example": "reader"}', '{"n": 1}']
+    finding = detect_column("public.acl", col("owners", "jsonb", "jsonb", "U"), values)
+    assert finding is not None
+    assert finding.spec == parse_spec({"transform": "json", "paths": {}, "other_strings": "scrub"})
+    assert finding.reason == "object keys hold e-mail addresses inside 2 of 3 sampled values"
 
 
 def test_json_numbers_under_personal_keys_and_items_under_odd_keys_are_found() -> None:

@@ -275,14 +275,54 @@ def test_json_other_strings_scrubs_every_leaf_no_path_reaches() -> None:
     assert json.loads(out) == {
         "contact": {"email": email("x@y.org"), "note": f"or call {phone('+44 20 7946 0007')}"},
         "items": [{"by": email("z@q.de"), "qty": 2}, "plain"],
-        "a@b.org": True,  # keys are kept
+        email("a@b.org"): True,  # a key holding an item is scrubbed like a string leaf
         "n": 4111111111111111,  # numbers are kept
     }
+
+
+def test_json_other_strings_scrubs_keys_and_paths_still_match_the_original_keys() -> None:
+    rule = {"transform": "json", "paths": {"owners.*": "hash"}, "other_strings": "scrub"}
+    compiled = compile_spec(parse_spec(rule), KEY, "jsonb")
+    document = {"owners": {"ann@corp.example": "admin"}, "by ip": {"198.51.100.7": 1, "ok": 2}}
+    out = compiled.apply(json.dumps(document).encode())
+    assert out is not None
+    owners, by_ip = json.loads(out)["owners"], json.loads(out)["by ip"]
+    assert list(owners) == [email("ann@corp.example")] and owners[email("ann@corp.example")] != (
+        "admin"
+    )
+    assert "198.51.100.7" not in by_ip and by_ip["ok"] == 2 and len(by_ip) == 2
+
+
+def test_json_with_other_strings_kept_keeps_keys() -> None:
+    rule = {"transform": "json", "paths": {"a": "hash"}}
+    compiled = compile_spec(parse_spec(rule), KEY, "jsonb")
+    assert compiled.apply(b'{"x@y.org": 1}') == b'{"x@y.org": 1}'
 
 
 def test_json_other_strings_alone_needs_no_paths() -> None:
     compiled = compile_spec(parse_spec({"transform": "json", "other_strings": "scrub"}), KEY)
     assert compiled.apply(b'["a@b.org", null]') == f'["{email("a@b.org")}", null]'.encode()
+
+
+@pytest.mark.parametrize(
+    ("record", "expected"),
+    [
+        ("(1,ann@x.org)", "(1,{ann})"),
+        ('("1 Main St, ann@x.org","+44 20 7946 0007")', '("1 Main St, {ann}","{phone}")'),
+        ('("say ""ann@x.org""",)', '("say ""{ann}""",)'),
+        ('(,"(ann@x.org)",198.51.100.7)', '(,"({ann})",{ip})'),
+        ("()", "()"),
+    ],
+)
+def test_scrub_on_a_composite_value_replaces_items_and_keeps_the_record_text_valid(
+    record: str, expected: str
+) -> None:
+    compiled = compile_spec(parse_spec("scrub"), KEY, "address")
+    fields = {"ann": email("ann@x.org"), "phone": phone("+44 20 7946 0007")}
+    assert (
+        compiled.apply(record.encode())
+        == expected.format(**fields, ip=scrub("198.51.100.7")).encode()
+    )
 
 
 # --- specs and fitting ------------------------------------------------------------------------
@@ -309,6 +349,7 @@ BYTEA = column("bytea", "bytea", "U")
 TEXTS = column("text[]", "_text", "A")
 SHORT_TEXTS = column("character varying(10)[]", "_varchar", "A", max_length=10)
 INTS = column("integer", "int4", "N", not_null=True)
+RECORD = column("public.address", "address", "C")
 
 
 @pytest.mark.parametrize(
@@ -319,6 +360,9 @@ INTS = column("integer", "int4", "N", not_null=True)
         ("redact", BYTEA, False, None),
         ("set_null", BYTEA, False, None),
         ("scrub", INTS, False, "scrub needs a text or bytea column"),
+        ("scrub", RECORD, False, None),
+        ("scrub", RECORD, True, "scrub can give two rows the same value"),
+        ("redact", RECORD, False, "redact needs a text column"),
         ({"transform": "array", "each": "scrub"}, TEXTS, False, None),
         ({"transform": "array", "each": "email"}, SHORT_TEXTS, False, "each: email needs"),
         ({"transform": "array", "each": "hash"}, TEXT, False, "array needs an array column"),

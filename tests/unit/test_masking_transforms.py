@@ -102,6 +102,20 @@ def test_char_columns_mask_the_same_value_whatever_its_blank_padding() -> None:
     assert padded == apply_text(compiled, "abc") == run("hash", "abc", max_length=20)
 
 
+@pytest.mark.parametrize("rule", [*TOKEN_RULES, {"transform": "array", "each": "email"}])
+def test_citext_columns_mask_values_that_differ_only_in_case_alike(rule: object) -> None:
+    # citext compares lower(value): a key 'Ann@X.example' is referenced as 'ANN@x.example'
+    base = "_citext" if isinstance(rule, dict) and rule.get("transform") == "array" else "citext"
+    compiled = compile_spec(parse_spec(rule), KEY, base, None)
+    values = ["{Ann@X.example}", "{ANN@x.example}", "{ann@x.example}"]
+    texts = values if base == "_citext" else [value.strip("{}") for value in values]
+    outputs = {apply_text(compiled, text) for text in texts}
+    assert len(outputs) == 1
+    assert compiled.column is None or len(set(compiled.column([t.encode() for t in texts]))) == 1
+    text_outputs = {apply_text(compile_spec(parse_spec(rule), KEY, "text"), t) for t in texts}
+    assert len(text_outputs) == 3  # text keeps case apart
+
+
 # --- email and hash ---------------------------------------------------------------------
 
 

@@ -20,6 +20,7 @@ from orchestrator.masking.subset import Condition, SubsetRules, check, plan, rea
 from orchestrator.masking.subset_scan import Scanner
 from orchestrator.masking.transforms import load_key
 from orchestrator.schema_facts import Column, ForeignKey, SchemaFacts, Table
+from orchestrator.table_names import table_key
 
 
 def col(name: str, base: str = "int4", not_null: bool = False) -> Column:
@@ -227,6 +228,35 @@ def test_the_subset_section_is_read_with_table_keys_normalised():
 
 
 @pytest.mark.parametrize(
+    ("schema", "table", "column"),
+    [
+        ("public", "users", "referrer_id"),
+        ("dot.schema", "a.b", "parent.id"),
+        ("My Schema", 'Kid "q"', 'Boss "Id"'),
+        ("public", "t", "a b.c"),
+    ],
+)
+def test_a_set_null_key_with_odd_names_breaks_its_cycle(schema: str, table: str, column: str):
+    key = table_key(schema, table)
+    quoted = '"' + column.replace('"', '""') + '"'
+    facts = SchemaFacts(
+        tables={
+            key: Table(
+                columns=(col("id", not_null=True), col(column)),
+                unique=(("id",),),
+                foreign_keys=(fk((column,), key, ("id",)),),
+            )
+        }
+    )
+    written = f"{key}.{quoted}".replace("'", "''")
+    text = f"subset:\n  tables:\n    '{key.replace(chr(39), chr(39) * 2)}': {{percent: 5}}\n"
+    found = load_rules(f"{text}  set_null: ['{written}']\n", "X").subset
+    assert found is not None
+    assert check(found, facts) == []
+    assert [e.columns for e in plan(found, facts).tables[key].nulls] == [(column,)]
+
+
+@pytest.mark.parametrize(
     ("text", "message"),
     [
         (
@@ -254,6 +284,8 @@ COLUMNS = (
     col("country", "text"),
     col("profile", "jsonb"),
     Column(name='Odd "name"', type="text", base_type="text", category="S"),
+    Column(name="mail", type="citext", base_type="citext", category="S"),
+    Column(name="code", type="character(5)", base_type="bpchar", category="S", max_length=5),
 )
 ROWS = [
     ["1", "2", "3", "4"],
@@ -261,6 +293,8 @@ ROWS = [
     ["DE", "DE", None, "FR"],
     ['{"tier": "gold"}', '{"tier": "gold"}', "{}", '{"tier": "gold"}'],
     ["a", "b", "c", "a\\tb"],
+    ["Ann@X.example", "bob@y.example", None, "ANN@x.EXAMPLE"],
+    ["ab   ", "abc  ", None, "x    "],
 ]
 
 
@@ -272,12 +306,28 @@ ROWS = [
         ("profile->>'tier' = 'gold' AND id % 2 = 0", [False, True, False, True]),
         ('"Odd ""name""" ILIKE \'A%\'', [True, False, False, True]),
         ("id IN (1, 3) OR country IS NULL", [True, False, True, False]),
+        # citext compares whatever the case, as in PostgreSQL
+        ("mail = 'ann@x.example'", [True, False, False, True]),
+        ("mail IN ('BOB@Y.example') OR mail LIKE 'ann@%'", [True, True, False, True]),
+        # char(n) ignores its padding, as in PostgreSQL
+        ("code = 'ab' OR code LIKE '%x'", [True, False, False, True]),
     ],
 )
 def test_conditions_are_evaluated_on_copy_text_with_the_columns_types(where, expected):
     with engine() as con:
         held = Predicate("public.t", COLUMNS, where).holds(ROWS, con)
     assert held.tolist() == expected
+
+
+def test_a_condition_on_a_table_whose_column_names_differ_only_in_case_is_refused():
+    # DuckDB resolves names whatever their case: `email` would read the "Email" column
+    columns = (col("Email", "text"), col("email", "text"), col("id"))
+    with pytest.raises(PredicateError) as raised:
+        Predicate("public.t", columns, "id > 1")
+    assert str(raised.value) == (
+        'public.t: where: columns "Email" and "email" differ only in case, which conditions '
+        "cannot tell apart"
+    )
 
 
 @pytest.mark.parametrize(
@@ -384,6 +434,68 @@ def test_mask_suggest_hints_a_subset_that_checks_when_uncommented():
     found = load_rules(uncommented, "X").subset
     assert found is not None and check(found, facts) == []
     assert hint(facts, {**counts, "public.users": 0, "public.orders": 0}) == []
+
+
+def test_the_subset_hint_sets_a_self_reference_to_null_so_that_it_checks():
+    from orchestrator.masking.subset import hint
+
+    name = table_key("dot.schema", "a.b")
+    facts = SchemaFacts(
+        tables={
+            name: Table(
+                columns=(col("id", not_null=True), col("parent.id")),
+                unique=(("id",),),
+                foreign_keys=(fk(("parent.id",), name, ("id",)),),
+            ),
+            "public.child": Table(
+                columns=(col("id"), col("pid")), foreign_keys=(fk(("pid",), name, ("id",)),)
+            ),
+        }
+    )
+    lines = hint(facts, {name: 5000, "public.child": 10})
+    assert '#   set_null: ["\\"dot.schema\\".\\"a.b\\".\\"parent.id\\""]' in lines
+    uncommented = "\n".join(line[2:] for line in lines if line.startswith(("# subset", "#  ")))
+    found = load_rules(f"unlisted_columns: keep\n{uncommented}", "X").subset
+    assert found is not None and check(found, facts) == []
+
+
+@pytest.mark.parametrize(
+    ("schema", "table"),
+    [
+        ("My Schema", 'Users "q"'),
+        ("a.b", "c"),
+        ("x", "[odd], {y}: z"),
+        ("s", "a: b"),
+        ("s", "#c"),
+        ("Ünï", "Kündé"),
+        ("public", "- dash"),
+    ],
+)
+def test_the_subset_hint_names_odd_tables_so_that_it_loads_when_uncommented(
+    schema: str, table: str
+) -> None:
+    from orchestrator.masking.subset import hint
+
+    name, lookup = table_key(schema, table), table_key(schema, f"{table} lookup")
+    facts = SchemaFacts(  # child -> name (filtered) -> lookup (kept whole)
+        tables={
+            name: Table(
+                columns=(col("id"), col("l")),
+                unique=(("id",),),
+                foreign_keys=(fk(("l",), lookup, ("id",)),),
+            ),
+            lookup: Table(columns=(col("id"),), unique=(("id",),)),
+            "public.child": Table(
+                columns=(col("id"), col("pid")), foreign_keys=(fk(("pid",), name, ("id",)),)
+            ),
+        }
+    )
+    lines = hint(facts, {name: 5000, lookup: 3, "public.child": 10})
+    uncommented = "\n".join(line[2:] for line in lines if line.startswith(("# subset", "#  ")))
+    found = load_rules(f"unlisted_columns: keep\n{uncommented}", "X").subset
+    assert found is not None
+    assert list(found.tables) == [name] and list(found.keep_whole) == [lookup]
+    assert check(found, facts) == []
 
 
 @pytest.mark.parametrize(
@@ -530,6 +642,61 @@ def test_a_share_of_a_table_hashes_its_primary_key_or_else_its_whole_row(
     kept = scanner.consume(io.BytesIO(_script((table, columns, rows))))[table].kept
     expected = share(b"k" * 32, table, [key_of(row) for row in rows], 30)
     assert np.array_equal(kept, expected) and 80 < kept.sum() < 160
+
+
+def _typed_pair(parent_type: Column, child_type: Column) -> SchemaFacts:
+    """public.p (one key column `k`) referenced by public.c's `k`, of the given types."""
+    return SchemaFacts(
+        tables={
+            "public.p": Table(columns=(parent_type,), unique=(("k",),)),
+            "public.c": Table(
+                columns=(col("id"), child_type), foreign_keys=(fk(("k",), "public.p", ("k",)),)
+            ),
+        }
+    )
+
+
+@pytest.mark.parametrize("passes", [1, 2], ids=["one-pass", "first-pass"])
+@pytest.mark.parametrize(
+    ("parent", "child", "parent_text", "child_text"),
+    [  # keys equal to PostgreSQL whose COPY text differs
+        (
+            Column(name="k", type="citext", base_type="citext", category="S"),
+            Column(name="k", type="citext", base_type="citext", category="S"),
+            "Mail%d@X.example",
+            "MAIL%d@x.EXAMPLE",
+        ),
+        (
+            Column(name="k", type="character(6)", base_type="bpchar", category="S", max_length=6),
+            Column(name="k", type="character(9)", base_type="bpchar", category="S", max_length=9),
+            "c%-5d",
+            "c%-8d",
+        ),
+    ],
+    ids=["citext-case", "char-padding"],
+)
+def test_a_key_equal_to_its_target_in_another_text_form_points_to_it(
+    passes: int, parent: Column, child: Column, parent_text: str, child_text: str
+) -> None:
+    facts = _typed_pair(parent, child)
+    parents = [(parent_text % n).encode() for n in range(200)]
+    children = [b"%d\t%s" % (n, (child_text % (n % 200)).encode()) for n in range(400)]
+    script = _script(("public.p", ["k"], parents), ("public.c", ["id", "k"], children))
+    subset = plan(rules({"public.p": Condition(percent=50)}), facts)
+    if passes == 2:
+        verdict = Scanner(subset, facts, b"k" * 32).consume(io.BytesIO(script))
+        kept_parents = verdict["public.p"].kept
+        kept_children = verdict["public.c"].kept
+    else:
+        scanner = Scanner(subset, facts, b"k" * 32)
+        out = io.BytesIO()
+        keep = {t: TablePlan(t, {}, "keep") for t in facts.tables}
+        filter_tables(io.BytesIO(script), out, keep, load_key("k" * 32), droppers=scanner.dropper)
+        lines = out.getvalue().split(b"\n")
+        kept_parents = np.array([p in lines for p in parents])
+        kept_children = np.array([c in lines for c in children])
+    assert 50 < kept_parents.sum() < 150
+    assert kept_children.tolist() == [bool(kept_parents[n % 200]) for n in range(400)]
 
 
 PADDED_ITEMS = (  # more than 8 blocks of 1 MiB: enough for the block runner to fork
