@@ -33,6 +33,7 @@ from orchestrator.storage.base import (
     Progress,
     S3Options,
     check_key,
+    local_disk_full,
     marker_document,
 )
 
@@ -380,7 +381,8 @@ class S3Storage:
                 raise NotFound(f"no object {self.describe(key)}") from None
             raise self._fail(exc, f"download {self.describe(key)}") from None
         except (BotoCoreError, OSError) as exc:
-            raise self._fail(exc, f"download {self.describe(key)}") from None
+            full = local_disk_full(exc, dest) if isinstance(exc, OSError) else None
+            raise full or self._fail(exc, f"download {self.describe(key)}") from None
 
     @contextlib.contextmanager
     def _reading(self, key: str) -> Iterator[None]:

@@ -138,3 +138,46 @@ def test_small_files_reach_an_s3_store_without_waiting_a_poll_interval_each(
         store.put_file(f"f{number}", small)
     assert time.monotonic() - started < 1.0
     assert store.size_of("f19") == 3000
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A folder on a 4 MiB tmpfs, as a WORK_DIR that fills up (skipped where this process
+    may not mount one)."""
+    folder = tmp_path / "small-disk"
+    folder.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(folder)],
+        capture_output=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()!r}")
+    yield folder
+    subprocess.run(["umount", "-l", str(folder)], capture_output=True, check=False)
+
+
+def test_a_full_work_dir_is_named_and_never_taken_for_a_damaged_copy(
+    clusters: Clusters, orch_factory, tmp_path, small_disk
+):
+    source = clusters.get(17)
+    db = load_sample(source)
+    source.psql(
+        "CREATE TABLE noise AS SELECT md5(random()::text) || md5(random()::text) AS v"
+        " FROM generate_series(1, 150000)",
+        db,
+    )
+    orch = orch_factory(
+        SOURCE_DATABASE_URL=source.url(db),
+        BACKUP_DATABASE_URL=source.url(),
+        STORAGE_URL_2=f"file://{tmp_path}/store2",
+    )
+    orch.ok("backup")
+    full = {"WORK_DIR": str(small_disk)}
+    for command in (["verify", "latest"], ["drill"]):
+        result = orch.run(*command, extra_env=full)
+        assert result.returncode == 1, result.stdout
+        last = (result.stderr.strip().splitlines() or [""])[-1]
+        assert "No space left on device" in last and "WORK_DIR" in last, last
+        assert "store.fallback" not in result.stderr and "failed" not in result.stdout
+    assert list(small_disk.iterdir()) == []
