@@ -23,7 +23,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Literal, NoReturn, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -203,6 +203,18 @@ def safe_name(database: str) -> str:
 def new_backup_id(database: str, when: datetime) -> str:
     """`<database>-<YYYYMMDDTHHMMSSZ>` for a backup of `database` started at `when`."""
     return f"{safe_name(database)}-{when.astimezone(UTC).strftime(STAMP)}"
+
+
+CLOCK_SKEW_NOTICE = timedelta(minutes=1)
+
+
+def clock_skew(host: datetime, server: datetime) -> timedelta | None:
+    """How far the host's clock is ahead of the source server's (negative: behind) when
+    the two differ by more than CLOCK_SKEW_NOTICE, else None. A backup is named after the
+    server's clock, so a host clock that is wrong never dates one in the future or the
+    past, but the user should hear of it."""
+    skew = utc(host) - utc(server)
+    return skew if abs(skew) > CLOCK_SKEW_NOTICE else None
 
 
 def _folder(backup_id: str) -> str:

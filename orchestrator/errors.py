@@ -46,6 +46,11 @@ class StoreNotInitialised(StorageError):
     path): that store is refused, exit code 1."""
 
 
+class LocalDiskFull(JobError):
+    """This host could not write a file it downloads (no space left, over quota, read-only):
+    no store is to blame, so no other store is tried and no copy is called damaged."""
+
+
 class IntegrityError(JobError):
     """Stored bytes do not match the manifest (checksum or size)."""
 

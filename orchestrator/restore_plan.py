@@ -46,6 +46,16 @@ def staging_name(target: str, run_id: str) -> str:
     return _fit(target, suffix)
 
 
+_STAGING_RUN = re.compile(r"__restore_([0-9a-f]{8})\Z")
+
+
+def is_staging_of(target: str, name: str) -> bool:
+    """True when `name` is a staging database that some run restoring `target` named
+    (staging_name with a run id of 8 hex digits), shortened names included."""
+    run = _STAGING_RUN.search(name)
+    return run is not None and staging_name(target, run.group(1)) == name
+
+
 def previous_names(target: str, keep: int) -> list[str]:
     """Names of the kept previous copies, newest first: `<t>_previous`, `<t>_previous_2`, ..."""
     return [_fit(target, "_previous" if n == 1 else f"_previous_{n}") for n in range(1, keep + 1)]

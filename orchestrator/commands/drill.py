@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 from orchestrator import conninfo, history, restore_plan
@@ -30,7 +31,7 @@ from orchestrator.operations.restored import verify_restored
 from orchestrator.postgres import pg_restore as pgrestore
 from orchestrator.postgres import queries
 from orchestrator.postgres.clients import ClientSet
-from orchestrator.postgres.lock import cycle_lock
+from orchestrator.postgres.lock import claim_staging, cycle_lock, sweep_staging
 from orchestrator.postgres.pg_restore import RestoreOptions
 from orchestrator.records import DrillDoc
 from orchestrator.restore_plan import Endpoint
@@ -216,6 +217,9 @@ def _drill_in_scratch(
     maint = queries.connect_maintenance(server, job.restore.maintenance_database, "drill server")
     with contextlib.closing(maint):
         major = queries.server_info(maint).major
+        left_by = partial(restore_plan.is_staging_of, f"drill_{manifest.database}")
+        sweep_staging(maint, left_by, major)
+        claim_staging(maint, scratch)
         queries.create_database(maint, scratch)
         try:
             _restore_and_check(

@@ -21,6 +21,7 @@ from orchestrator import __version__, catalog, closed_files, progress
 from orchestrator.catalog import Manifest
 from orchestrator.conninfo import ConnInfo
 from orchestrator.errors import CommandFailed, ConfigError
+from orchestrator.formats import iso_z
 from orchestrator.job import Job
 from orchestrator.logs import get_logger, with_context
 from orchestrator.operations.common import client_for, sha256_of
@@ -76,10 +77,9 @@ def take_dump(job: Job, folder: Path, sink: DumpSink | None = None) -> LocalDump
     them. Raises ConfigError (bad URL, credentials, no suitable pg_dump) or JobError.
     """
     source = job.require_source()
-    started_at = datetime.now(UTC)
     started = time.monotonic()
     with queries.exported_snapshot(source, SOURCE) as snap:
-        planned, client, options = _plan(job, snap, started_at)
+        planned, client, options = _plan(job, snap, _snapshot_time(snap))
         out = folder / planned.dump_key.rstrip("/").rsplit("/", 1)[-1]
         activity = progress.now_running()
         activity.watched = out
@@ -116,6 +116,23 @@ def take_dump(job: Job, folder: Path, sink: DumpSink | None = None) -> LocalDump
         }
     )
     return LocalDump(out, manifest)
+
+
+def _snapshot_time(snap: queries.Snapshot) -> datetime:
+    """The time the backup is named after: the source server's clock when the snapshot was
+    taken (the data's own time), so a host clock that runs ahead or behind cannot date a
+    backup out of order; a gap of more than a minute is logged as `backup.clock_skew`."""
+    host, server = datetime.now(UTC), queries.transaction_time(snap.conn)
+    skew = catalog.clock_skew(host, server)
+    if skew is not None:
+        log.warning(
+            "backup.clock_skew",
+            host_time=iso_z(host),
+            server_time=iso_z(server),
+            host_ahead_seconds=round(skew.total_seconds()),
+            named_after="the source server's clock",
+        )
+    return server
 
 
 def _plan(

@@ -15,6 +15,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,8 +32,8 @@ from orchestrator.operations import masked_load
 from orchestrator.operations import subset as subset_operation
 from orchestrator.operations.common import source_identity, work_dir
 from orchestrator.operations.restored import verify_restored
+from orchestrator.postgres import lock, queries
 from orchestrator.postgres import pg_restore as pgrestore
-from orchestrator.postgres import queries
 from orchestrator.postgres.clients import ClientSet
 from orchestrator.postgres.pg_restore import RestoreOptions
 from orchestrator.postgres.queries import Conn
@@ -227,7 +228,10 @@ class Restorer:
         plans: dict[str, TablePlan],
         stats: dict[str, dict[str, Any]],
     ) -> tuple[list[str], str | None]:
-        staging = restore_plan.staging_name(self.target.url.database, secrets.token_hex(4))
+        name = self.target.url.database
+        lock.sweep_staging(maint, partial(restore_plan.is_staging_of, name), server_major)
+        staging = restore_plan.staging_name(name, secrets.token_hex(4))
+        lock.claim_staging(maint, staging)
         queries.create_database(maint, staging)
         try:
             staged = self.target.url.with_database(staging)

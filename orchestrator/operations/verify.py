@@ -14,7 +14,7 @@ from pathlib import Path
 
 from orchestrator import catalog
 from orchestrator.catalog import Copy, Located, Manifest
-from orchestrator.errors import Interrupted, OrchestratorError
+from orchestrator.errors import Interrupted, LocalDiskFull, OrchestratorError
 from orchestrator.job import Job
 from orchestrator.logs import get_logger, with_context
 from orchestrator.operations import directory
@@ -127,7 +127,7 @@ def _files_intact(copy: Copy, folder: Path, result: VerifyResult, located: Locat
         try:
             directory.download_file(copy, name, scratch / name)
             (scratch / name).unlink()
-        except Interrupted:
+        except (Interrupted, LocalDiskFull):  # this host's fault, not the copy's
             raise
         except OrchestratorError as exc:
             return f"{exc}{where}"
@@ -151,7 +151,7 @@ def _check_copies(
         try:
             download_checked(copy.store.storage, copy.manifest, path)
             result.stores[copy.store.label] = "ok"
-        except Interrupted:
+        except (Interrupted, LocalDiskFull):  # this host's fault, not the copy's
             raise
         except OrchestratorError as exc:
             result.stores[copy.store.label] = "failed"

@@ -11,6 +11,7 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -19,6 +20,7 @@ from psycopg import sql
 from orchestrator import cancel
 from orchestrator.conninfo import ConnInfo
 from orchestrator.errors import ConfigError, JobError
+from orchestrator.formats import utc
 from orchestrator.logs import get_logger, mask
 from orchestrator.schema_facts import Column, ForeignKey, SchemaFacts, Table
 from orchestrator.table_names import table_key
@@ -109,6 +111,14 @@ def server_info(conn: Conn) -> ServerInfo:
     ).fetchone()
     assert row is not None
     return ServerInfo(str(row[0]).split()[0], int(row[1]))
+
+
+def transaction_time(conn: Conn) -> datetime:
+    """Give the server's clock at the start of the connection's transaction (`now()`), in
+    UTC: in a snapshot's transaction, the moment the snapshot's data is from."""
+    row = conn.execute("SELECT now()").fetchone()
+    assert row is not None
+    return utc(row[0])
 
 
 def database_size(conn: Conn) -> int:
@@ -241,6 +251,11 @@ def role_capabilities(conn: Conn, database: str) -> tuple[bool, bool, bool]:
     ).fetchone()
     assert row is not None
     return bool(row[0]), bool(row[1]), bool(row[2])
+
+
+def database_names(conn: Conn) -> list[str]:
+    """The names of the server's databases, sorted."""
+    return [str(row[0]) for row in conn.execute("SELECT datname FROM pg_database ORDER BY 1")]
 
 
 def database_exists(conn: Conn, database: str) -> bool:

@@ -6,6 +6,7 @@ folder); a backend never touches anything outside its root.
 
 from __future__ import annotations
 
+import errno
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -15,11 +16,24 @@ from pathlib import Path
 from typing import Literal, Protocol
 from urllib.parse import unquote, urlsplit
 
-from orchestrator.errors import ConfigError
+from orchestrator.errors import ConfigError, LocalDiskFull
 from orchestrator.formats import iso_z
 
 Progress = Callable[[int], None]
 """Called with the number of bytes moved since the last call."""
+
+_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
+
+
+def local_disk_full(exc: OSError, dest: Path) -> LocalDiskFull | None:
+    """The error to raise when writing `dest`, a file on this host, failed for lack of room
+    (no space left, over quota, read-only) rather than because of the store; else None."""
+    if exc.errno not in _FULL:
+        return None
+    return LocalDiskFull(
+        f"cannot write {dest}: {exc.strerror} (downloads go to WORK_DIR, fetch's to its "
+        "--output: make room there or point WORK_DIR at a larger disk)"
+    )
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,14 @@ from typing import BinaryIO
 
 from orchestrator.errors import ConfigError, NotFound, StorageError, StoreNotInitialised
 from orchestrator.logs import get_logger
-from orchestrator.storage.base import MARKER_KEY, ObjectInfo, Progress, check_key, marker_document
+from orchestrator.storage.base import (
+    MARKER_KEY,
+    ObjectInfo,
+    Progress,
+    check_key,
+    local_disk_full,
+    marker_document,
+)
 
 log = get_logger(__name__)
 
@@ -175,7 +182,8 @@ class LocalStorage:
             with dest.open("wb") as out:
                 _copy(source, out, progress)
         except OSError as exc:
-            raise StorageError(f"cannot copy {source} to {dest}: {exc.strerror}") from None
+            full = local_disk_full(exc, dest)
+            raise full or StorageError(f"cannot copy {source} to {dest}: {exc.strerror}") from None
 
     def get_bytes(self, key: str) -> bytes:
         """Read the object; raise NotFound when it does not exist."""

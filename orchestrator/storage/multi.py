@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from orchestrator.errors import ConfigError, Interrupted, JobError, OrchestratorError
+from orchestrator.errors import ConfigError, Interrupted, JobError, LocalDiskFull, OrchestratorError
 from orchestrator.logs import get_logger, with_context
 from orchestrator.storage.base import Storage
 
@@ -60,7 +60,7 @@ def fan_out(stores: Sequence[NamedStore], work: Callable[[NamedStore], T]) -> li
 def _attempt(work: Callable[[NamedStore], T], store: NamedStore) -> Outcome[T]:
     try:
         return Outcome(store, value=work(store))
-    except Interrupted:
+    except (Interrupted, LocalDiskFull):  # not the store's fault: no other is tried
         raise
     except OrchestratorError as exc:
         return Outcome(store, error=exc)
@@ -78,7 +78,7 @@ def first_success(stores: Sequence[NamedStore], work: Callable[[NamedStore], T],
     for index, store in enumerate(stores):
         try:
             return work(store)
-        except Interrupted:
+        except (Interrupted, LocalDiskFull):  # not the store's fault: no other is tried
             raise
         except OrchestratorError as exc:
             errors.append((store, exc))

@@ -34,6 +34,7 @@ from orchestrator.storage.base import (
     Progress,
     S3Options,
     check_key,
+    local_disk_full,
     marker_document,
 )
 
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
 
 MiB = 1024 * 1024
 POLL_SECONDS = 0.1
+FIRST_POLL_SECONDS = 0.002
 MIN_PART = 8 * MiB
 MAX_PARTS = 10_000
 PART_HEADROOM = 9_000
@@ -118,11 +120,13 @@ class _ProgressSubscriber(BaseSubscriber):
 def _wait_cancellable(future: Any) -> None:
     """Wait for a transfer; cancel it (s3transfer then aborts the multipart upload) when a
     stop is requested, raising StorageError."""
-    while not future.done():
+    pause = FIRST_POLL_SECONDS  # a small object is done in milliseconds: look soon, then
+    while not future.done():  # less and less often, up to POLL_SECONDS
         if cancel.stop_requested():
             future.cancel()
             break
-        time.sleep(POLL_SECONDS)
+        time.sleep(pause)
+        pause = min(pause * 2, POLL_SECONDS)
     try:
         future.result()
     except CancelledError:
@@ -396,7 +400,8 @@ class S3Storage:
                 raise NotFound(f"no object {self.describe(key)}") from None
             raise self._fail(exc, f"download {self.describe(key)}") from None
         except (BotoCoreError, OSError) as exc:
-            raise self._fail(exc, f"download {self.describe(key)}") from None
+            full = local_disk_full(exc, dest) if isinstance(exc, OSError) else None
+            raise full or self._fail(exc, f"download {self.describe(key)}") from None
 
     @contextlib.contextmanager
     def _reading(self, key: str) -> Iterator[None]:
