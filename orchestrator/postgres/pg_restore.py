@@ -6,7 +6,7 @@ import dataclasses
 import re
 import tempfile
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -214,16 +214,18 @@ def entry_table(
 
 
 def entry_tables(
-    entry: TocEntry, known: Iterable[TableName], by_oid: Mapping[int, TableName] | None = None
+    entry: TocEntry, known: Collection[TableName], by_oid: Mapping[int, TableName] | None = None
 ) -> list[TableName]:
     """Every (schema, table) of `known` that a TABLE DATA entry may load. TOC lines print
     names unquoted, so `public users x y` is table `users` of owner `x y` or table
     `users x` of owner `y`: callers that must not guess (masking) look at all of them.
     With `by_oid` (the tables by their oid in the dumped snapshot), the entry's own oid
-    picks the one it loads, when its printed names fit that table."""
-    found = [table for table in known if _match(entry.rest, [table])]
+    picks the one it loads, when its printed names fit that table (then without a look at
+    the others: a schema of a thousand tables would cost a million name matches)."""
     exact = _exact(entry.oid, entry.rest, by_oid)
-    return [exact] if exact in found else found
+    if exact is not None and exact in known:
+        return [exact]
+    return [table for table in known if _match(entry.rest, [table])]
 
 
 def write_list(entries: Iterable[TocEntry], path: Path) -> Path:
