@@ -163,6 +163,33 @@ def test_ibans_need_the_mod_97_check(value: str, iban: bool) -> None:
 
 
 @pytest.mark.parametrize(
+    ("value", "ip"),
+    [
+        ("10.0.0.1", True),
+        (" 192.168.1.0/24 ", True),
+        ("10.1.2.3/255.255.0.0", True),
+        ("::1", True),
+        ("2001:db8::8a2e:370:7334", True),
+        ("::ffff:192.0.2.128", True),
+        ("fe80::1%eth0", True),
+        ("fe80::1%2/64", True),
+        ("ABCD:EF01::1", True),
+        ("1.2.3", False),
+        ("256.1.1.1", False),
+        ("cafe", False),
+        ("deadbeef:", False),
+        ("hello world", False),
+        ("10.0.0.1 x", False),
+        ("", False),
+    ],
+)
+def test_ip_addresses_are_told_from_hex_and_numbers(value: str, ip: bool) -> None:
+    from orchestrator.masking.detect import is_ip_address
+
+    assert is_ip_address(value) is ip
+
+
+@pytest.mark.parametrize(
     ("value", "phone"),
     [
         ("+1 555 0100", True),
