@@ -194,8 +194,8 @@ _IP_LIKE = re.compile(r"[0-9A-Fa-f:.]+(%[^%/]+)?(/[0-9A-Fa-f:.]+)?")
 def is_ip_address(value: str) -> bool:
     """Whether `value` is an IPv4 or IPv6 address (optionally with a prefix length)."""
     text = value.strip()
-    if _IP_LIKE.fullmatch(text) is None:  # most values: no parse attempted (25 µs each)
-        return False
+    if ("." not in text and ":" not in text) or _IP_LIKE.fullmatch(text) is None:
+        return False  # most values (numbers, words): no parse attempted, 25 µs each
     try:
         ipaddress.ip_interface(text)
     except ValueError:
