@@ -18,7 +18,7 @@ from orchestrator.job import Job
 from orchestrator.logs import get_logger, with_context
 from orchestrator.masking.detect import suggest_rules
 from orchestrator.masking.rules import Problem, check
-from orchestrator.masking.stream import sample_rows
+from orchestrator.masking.stream import sample_each, sample_rows
 from orchestrator.operations.common import client_for, work_dir
 from orchestrator.operations.fetch import needed_identities, plain_copy
 from orchestrator.operations.masked_load import read_rules
@@ -103,22 +103,46 @@ def _sample(
             key = table_key(*found)
             if manifest.row_counts.get(key):
                 wanted.append((key, entry))
+    # a table that holds no more rows than a sample is read whole either way: such tables
+    # share SAMPLERS pg_restores (a thousand small tables took a thousand processes)
+    small = [(key, entry) for key, entry in wanted if manifest.row_counts[key] <= rows]
+    batches = [small[index::SAMPLERS] for index in range(SAMPLERS)]
+    large = [[pair] for pair in wanted if manifest.row_counts[pair[0]] > rows]
+    work = [batch for batch in batches + large if batch]
     lists = [
-        pgrestore.write_list([entry], folder / f"sample-{index}.list")
-        for index, (_key, entry) in enumerate(wanted)
+        pgrestore.write_list([entry for _key, entry in batch], folder / f"sample-{index}.list")
+        for index, batch in enumerate(work)
     ]
-    count = len(wanted)
+
+    def sample(listed: Path, batch: list[tuple[str, TocEntry]]) -> Samples:
+        return _sample_tables(client, archive, listed, batch, rows)
+
     with ThreadPoolExecutor(max_workers=SAMPLERS) as pool:
-        sampled = pool.map(
-            with_context(_sample_table), [client] * count, [archive] * count, lists, [rows] * count
-        )
-        return {key: values for (key, _entry), values in zip(wanted, sampled, strict=True)}
+        sampled = list(pool.map(with_context(sample), lists, work))
+    return {key: values for found in sampled for key, values in found.items()}
 
 
-def _sample_table(
-    client: ClientSet, archive: Path, listed: Path, rows: int
-) -> dict[str, list[str | None]]:
-    """The first `rows` values of each column of the one table `listed` names."""
+def _sample_tables(
+    client: ClientSet, archive: Path, listed: Path, tables: list[tuple[str, TocEntry]], rows: int
+) -> dict[str, dict[str, list[str | None]]]:
+    """The first `rows` values of each column of `tables` (the TABLE DATA entries the list
+    file `listed` names, in its order), by table, from one pg_restore; table by table when
+    it did not give one COPY per entry."""
     argv = [client.tool("pg_restore"), f"--use-list={listed}", "--file=-", str(archive)]
-    columns, values = execute.read_stream(argv, lambda out: sample_rows(cast(BinaryIO, out), rows))
-    return {name: [row[i] for row in values] for i, name in enumerate(columns)}
+    if len(tables) == 1:  # maybe a large table: stop reading after the sample
+        one = execute.read_stream(argv, lambda out: sample_rows(cast(BinaryIO, out), rows))
+        each = [one] if one[0] else []
+    else:
+        each = execute.read_stream(argv, lambda out: sample_each(cast(BinaryIO, out), rows))
+    if len(each) == len(tables):
+        return {
+            key: {name: [row[i] for row in values] for i, name in enumerate(columns)}
+            for (key, _entry), (columns, values) in zip(tables, each, strict=True)
+        }
+    if len(tables) == 1:  # its entry gave no COPY: nothing to sample
+        return {tables[0][0]: {}}
+    found: dict[str, dict[str, list[str | None]]] = {}
+    for index, (key, entry) in enumerate(tables):
+        alone = pgrestore.write_list([entry], Path(f"{listed}.{index}"))
+        found.update(_sample_tables(client, archive, alone, [(key, entry)], rows))
+    return found

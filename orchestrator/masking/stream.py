@@ -843,6 +843,32 @@ def sample_rows(source: BinaryIO, max_rows: int) -> tuple[list[str], list[list[s
     return [], []
 
 
+def sample_each(source: BinaryIO, max_rows: int) -> list[tuple[list[str], list[list[str | None]]]]:
+    """Give the COPY columns and the decoded values of the first `max_rows` rows of every
+    COPY of a pg_restore script, in its order (one pg_restore samples many small tables).
+    The rest of each COPY is read past, up to its end-of-data line, so that no row is ever
+    taken for the next COPY's header. Raises FilterError when the script is not UTF8."""
+    reader, encoding = _Reader(source, 1 << 16), None
+    found: list[tuple[list[str], list[list[str | None]]]] = []
+    while line := reader.line():
+        if line.startswith(b"COPY "):
+            _expect_utf8(encoding)
+            header = parse_copy_line(reader.whole(line))
+            rows = _read_sample(reader, max_rows)
+            if len(rows) == max_rows:
+                _skip_data(reader)
+            found.append((header.columns, rows))
+            continue
+        encoding = _check_encoding(line, encoding)
+    return found
+
+
+def _skip_data(reader: _Reader) -> None:
+    """Read past the rest of the current COPY's rows and its end-of-data line."""
+    while (line := reader.line()) and line.rstrip(b"\n") != END_OF_DATA[:-1]:
+        pass
+
+
 def _read_sample(reader: _Reader, max_rows: int) -> list[list[str | None]]:
     rows: list[list[str | None]] = []
     while len(rows) < max_rows:

@@ -33,6 +33,7 @@ from orchestrator.masking.stream import (
     filter_script,
     filter_tables,
     parse_copy_line,
+    sample_each,
     sample_rows,
     unescape,
 )
@@ -438,6 +439,33 @@ def test_sample_rows_of_an_empty_table_or_a_script_without_copy() -> None:
         [],
     )
     assert sample_rows(io.BytesIO(PREAMBLE), 5) == ([], [])
+
+
+def test_sample_each_gives_every_copy_of_a_script_in_order() -> None:
+    second = b"COPY public.note (id, body) FROM stdin;\n"
+    # the first COPY's rows beyond the sample include one that reads like a COPY header
+    decoy = b"COPY x\tFROM stdin;\n"
+    script = (
+        PREAMBLE
+        + COPY_LINE
+        + ROWS
+        + decoy
+        + ROWS
+        + b"\\.\n\n"
+        + second
+        + b"7\tfirst\n8\t\\N\n"
+        + b"\\.\n\n"
+        + b"COPY public.empty (id) FROM stdin;\n"
+        + TRAILER
+    )
+    assert sample_each(io.BytesIO(script), 2) == [
+        (
+            ["id", "email", "First Name", "phone"],
+            [["1", "a@b.com", "Ann", "+1 555 0100"], ["2", None, "Bob\tby", "555-0101"]],
+        ),
+        (["id", "body"], [["7", "first"], ["8", None]]),
+        (["id"], []),
+    ]
 
 
 # --- the program ------------------------------------------------------------------------
