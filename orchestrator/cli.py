@@ -28,6 +28,7 @@ from orchestrator.formats import human_size
 
 if TYPE_CHECKING:
     from orchestrator.job import Job
+    from orchestrator.records import BackupDoc
     from orchestrator.settings import Settings
 
 log = logs.get_logger(__name__)
@@ -65,14 +66,22 @@ def cmd_backup(job: Job, _args: argparse.Namespace) -> int:
 def cmd_list(job: Job, args: argparse.Namespace) -> int:
     from orchestrator.operations import listing
 
-    backups = listing.list_backups(job, args.database)
+    backups, unread = listing.list_backups(job, args.database)
     rows = [listing.located_summary(b) for b in backups]
     if args.json:
         print(json.dumps(rows, indent=2))
-        return 0
-    if not rows:
+    elif not rows:
         print("no backups yet")
-        return 0
+    else:
+        _print_backups(job, rows)
+    # a store that could not be listed may hold backups the list lacks: never exit 0 then
+    for line in unread:
+        print(f"orchestrator: error: {logs.mask(line)}", file=sys.stderr)
+    return 1 if unread else 0
+
+
+def _print_backups(job: Job, rows: list[BackupDoc]) -> None:
+    """Print the backups `rows` as a table (with the stores holding each, when several)."""
     several = len(job.stores_config) > 1
     stores = "  STORES" if several else ""
     head = f"{'ID':<40} {'CREATED (UTC)':<20} {'SIZE':>10} {'SERVER':>8} {'TABLES':>6} {'DUMP':<6}"
@@ -86,7 +95,6 @@ def cmd_list(job: Job, args: argparse.Namespace) -> int:
         held = f"  {', '.join(row['stores'])}" if several else ""
         line = f"{row['id']:<40} {created:<20} {size:>10} {server:>8} {tables:>6} {dump:<6}"
         print(f"{line} {enc:<3}{held}")
-    return 0
 
 
 def cmd_fetch(job: Job, args: argparse.Namespace) -> int:

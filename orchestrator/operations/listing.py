@@ -8,14 +8,17 @@ from orchestrator.job import Job
 from orchestrator.records import BackupDoc
 
 
-def list_backups(job: Job, database: str | None = None) -> list[Located]:
-    """Give every backup known through a manifest in any store, newest first.
+def list_backups(job: Job, database: str | None = None) -> tuple[list[Located], list[str]]:
+    """Give every backup known through a manifest in any store, newest first, and one
+    line for each store that could not be listed (its setting, URL and error).
 
-    A store that cannot be listed is logged and passed over; raises its error when no
-    store can be listed.
+    Raises the error when no store can be listed.
     """
-    located, _failed = catalog.list_located(job.stores(), database)
-    return located
+    located, failed = catalog.list_located(job.stores(), database)
+    unread = [
+        f"{store.setting} ({store.label}) could not be listed: {error}" for store, error in failed
+    ]
+    return located, unread
 
 
 def summary(manifest: Manifest, stores: list[str] | None = None) -> BackupDoc:

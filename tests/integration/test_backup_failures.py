@@ -542,3 +542,28 @@ def test_a_backup_with_no_usable_store_dumps_nothing_and_names_the_store(
     assert last.startswith("orchestrator: error: STORAGE_URL") and "orchestrator init" in last
     assert "Traceback" not in result.stderr and "pg_dump --format" not in result.stderr
     assert list(mount_point.iterdir()) == []
+
+
+def test_a_store_that_cannot_be_listed_is_named_and_the_list_exits_1(
+    clusters: Clusters, orch_factory
+):
+    source = clusters.get(17)
+    db = load_sample(source)
+    orch = orch_factory(SOURCE_DATABASE_URL=source.url(db))
+    backup_id = orch.ok("backup").stdout.strip()
+    dead = {
+        "STORAGE_URL_2": "s3://gone/prefix",
+        "S3_ENDPOINT_URL_2": f"http://127.0.0.1:{free_port()}",
+        "AWS_ACCESS_KEY_ID_2": "key-two",
+        "AWS_SECRET_ACCESS_KEY_2": "secret-two-hunter22",
+        "AWS_MAX_ATTEMPTS": "1",
+    }
+    for args in (["list"], ["list", "--json"]):
+        result = orch.run(*args, extra_env=dead)
+        assert result.returncode == 1  # the backups it shows may not be all there are
+        assert backup_id in result.stdout
+        line = result.stderr.strip().splitlines()[-1]
+        assert line.startswith("orchestrator: error: STORAGE_URL_2 (s3://gone/prefix) ")
+        assert "could not be listed" in line
+        assert "hunter22" not in result.stdout + result.stderr and "Traceback" not in line
+    assert orch.ok("list").returncode == 0  # with its one store, all is listed
