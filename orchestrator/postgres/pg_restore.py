@@ -273,31 +273,53 @@ def copy_stages(
     ]
 
 
-def foreign_keys_last(entries: list[TocEntry]) -> tuple[list[TocEntry], list[TocEntry]] | None:
-    """(the entries before the first foreign key, it and every entry after it) when
-    `entries` hold both foreign keys and partition index attachments, else None (one
-    pg_restore does). pg_dump writes its entries in an order where each follows what it
-    depends on, attachments before keys, so the second part depends on nothing of its own
-    that the first lacks (a comment on a key comes right after the key).
+@dataclass(frozen=True)
+class Phase:
+    """One pg_restore of a restore in parts: its list file's name, its entries, its jobs
+    (None: the restore's)."""
+
+    name: str
+    entries: list[TocEntry]
+    jobs: int | None = None
+
+
+def foreign_keys_last(entries: list[TocEntry]) -> list[Phase] | None:
+    """The parts of a parallel restore whose `entries` hold both foreign keys and partition
+    index attachments, else None (one pg_restore does): the entries before the first key
+    but the attachments; the attachments, one at a time; then the first key and every entry
+    after it. pg_dump writes its entries in an order where each follows what it depends on,
+    attachments before keys, so no part depends on a later one (a comment on a key comes
+    right after the key).
 
     `pg_restore --jobs` does not know what an index attachment locks: it may add a key to a
     partitioned table (which recurses into its partitions) while a partition's index is
     being attached, and the two deadlock; or add a key referencing a table of several
     partition levels before a lower level's index is attached, and the key finds no unique
-    index ("there is no unique constraint matching given keys"). Seen a few times in a
-    hundred restores of a small schema with PostgreSQL 17 and 18."""
+    index ("there is no unique constraint matching given keys"). Attachments made at once
+    can also each miss the other's: the parent index of a two-level tree then stays
+    invalid for good (seen on PostgreSQL 14 after the keys had been moved last), so they
+    run one at a time, each seeing the ones before it."""
     first = next((i for i, e in enumerate(entries) if e.rest.startswith("FK CONSTRAINT ")), None)
-    if first is None or not any(e.rest.startswith("INDEX ATTACH ") for e in entries[:first]):
+    if first is None:
         return None
-    return entries[:first], entries[first:]
+    attach = [e for e in entries[:first] if e.rest.startswith("INDEX ATTACH ")]
+    if not attach:
+        return None
+    before = [e for e in entries[:first] if not e.rest.startswith("INDEX ATTACH ")]
+    return [
+        Phase("before-keys", before),
+        Phase("attachments", attach, jobs=1),
+        Phase("keys-on", entries[first:]),
+    ]
 
 
 def run_restore(
     client: ClientSet, target: ConnInfo, archive: Path, options: RestoreOptions
 ) -> list[str]:
     """Run pg_restore; give the harmless errors it ignored (see restore_plan.HARMLESS_ERRORS).
-    A parallel restore of partitioned tables with foreign keys runs twice: everything
-    before the keys, then the keys and what follows them (`foreign_keys_last`).
+    A parallel restore of partitioned tables with foreign keys runs in three parts:
+    everything before the keys but the partition index attachments, the attachments one at
+    a time, then the keys and what follows them (`foreign_keys_last`).
 
     Raises JobError with the first real errors when pg_restore reported any, and
     CommandFailed when it failed outright (killed, timed out, exit code above 1).
@@ -312,8 +334,10 @@ def run_restore(
     if options.work_dir is not None:
         options.work_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="orchestrator-restore-", dir=options.work_dir) as tmp:
-        for name, entries in zip(("before-keys", "keys-on"), phases, strict=True):
-            phase = dataclasses.replace(options, use_list=write_list(entries, Path(tmp) / name))
+        for part in phases:
+            listed_part = write_list(part.entries, Path(tmp) / part.name)
+            jobs = options.jobs if part.jobs is None else part.jobs
+            phase = dataclasses.replace(options, use_list=listed_part, jobs=jobs)
             ignored += _run_restore(client, target, archive, phase)
     return sorted(set(ignored))
 
