@@ -131,4 +131,4 @@ def _run(conn: Conn, task: _Task, counts: dict[str, int]) -> None:
         queries.analyze_table(conn, relation.schema, relation.name)
     else:
         key = table_key(relation.schema, relation.name)
-        counts[key] = queries.count_rows(conn, [(relation.schema, relation.name)])[key]
+        counts[key] = queries.count_table(conn, relation.schema, relation.name)

@@ -160,10 +160,11 @@ def tables_with_rows(conn: Conn) -> int:
 
 def count_rows(conn: Conn, tables: Iterable[TableName]) -> dict[str, int]:
     """Give exact row counts as {"schema.table": n}, counting each table without its children."""
-    return {table_key(schema, table): _count(conn, schema, table) for schema, table in tables}
+    return {table_key(schema, table): count_table(conn, schema, table) for schema, table in tables}
 
 
-def _count(conn: Conn, schema: str, table: str) -> int:
+def count_table(conn: Conn, schema: str, table: str) -> int:
+    """Give the exact row count of `schema`.`table`, without its children."""
     query = sql.SQL("SELECT count(*) FROM ONLY {}").format(sql.Identifier(schema, table))
     row = conn.execute(query).fetchone()
     return int(row[0]) if row else 0
@@ -187,7 +188,7 @@ def count_rows_while(
             break
         try:
             with conn.transaction():
-                counts[table_key(schema, table)] = _count(conn, schema, table)
+                counts[table_key(schema, table)] = count_table(conn, schema, table)
         except psycopg.Error:
             if conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
                 break  # the savepoint itself failed: nothing more can be asked safely
@@ -336,23 +337,21 @@ def analyze_table(conn: Conn, schema: str, table: str) -> None:
 
 @dataclass(frozen=True)
 class Relation:
-    """A relation a database-wide ANALYZE visits: its name, whether it is a user table
-    (`user_tables` lists it) and its size on disk (0 for a partitioned parent)."""
+    """A relation a database-wide ANALYZE visits: its name, and whether it is a user table
+    (`user_tables` lists it)."""
 
     schema: str
     name: str
     user_table: bool
-    bytes: int
 
 
 _RELATIONS = """
     SELECT n.nspname, c.relname,
            c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-             AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%',
-           pg_relation_size(c.oid)
+             AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
     WHERE c.relkind IN ('r', 'm', 'p') AND NOT c.relisshared AND c.relpersistence <> 't'
-    ORDER BY 4 DESC, 1, 2
+    ORDER BY pg_relation_size(c.oid) DESC, 1, 2
 """
 
 
@@ -361,7 +360,7 @@ def relations(conn: Conn) -> list[Relation]:
     materialized views, system catalogs included; shared catalogs and temporary tables
     not), the largest first."""
     rows = conn.execute(_RELATIONS).fetchall()
-    return [Relation(str(s), str(n), bool(u), int(b)) for s, n, u, b in rows]
+    return [Relation(str(s), str(n), bool(u)) for s, n, u in rows]
 
 
 _COLUMNS = """
