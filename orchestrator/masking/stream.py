@@ -827,40 +827,40 @@ def _abort_copy(sink: BinaryIO, width: int) -> None:
         pass
 
 
-def sample_rows(source: BinaryIO, max_rows: int) -> tuple[list[str], list[list[str | None]]]:
+Sample = tuple[list[str], list[list[str | None]]]  # a COPY's columns, its first rows' values
+
+
+def sample_rows(source: BinaryIO, max_rows: int) -> Sample:
     """Give the COPY columns and the decoded values (None for NULL) of the first `max_rows`
     rows of a pg_restore script, reading no further than it needs.
 
     Gives ([], []) when the script holds no COPY; raises FilterError when it is not UTF8.
     """
-    reader, encoding = _Reader(source, 1 << 16), None
-    while line := reader.line():
-        if line.startswith(b"COPY "):
-            _expect_utf8(encoding)
-            header = parse_copy_line(reader.whole(line))
-            return header.columns, _read_sample(reader, max_rows)
-        encoding = _check_encoding(line, encoding)
-    return [], []
+    return next(_samples(source, max_rows), ([], []))
 
 
-def sample_each(source: BinaryIO, max_rows: int) -> list[tuple[list[str], list[list[str | None]]]]:
+def sample_each(source: BinaryIO, max_rows: int) -> list[Sample]:
     """Give the COPY columns and the decoded values of the first `max_rows` rows of every
     COPY of a pg_restore script, in its order (one pg_restore samples many small tables).
-    The rest of each COPY is read past, up to its end-of-data line, so that no row is ever
-    taken for the next COPY's header. Raises FilterError when the script is not UTF8."""
+    Raises FilterError when the script is not UTF8."""
+    return list(_samples(source, max_rows))
+
+
+def _samples(source: BinaryIO, max_rows: int) -> Iterator[Sample]:
+    """Each COPY's sample, lazily: nothing past a sample is read until the next one is
+    asked for, and then the rest of that COPY is read past, up to its end-of-data line, so
+    that no row is ever taken for the next COPY's header."""
     reader, encoding = _Reader(source, 1 << 16), None
-    found: list[tuple[list[str], list[list[str | None]]]] = []
     while line := reader.line():
         if line.startswith(b"COPY "):
             _expect_utf8(encoding)
             header = parse_copy_line(reader.whole(line))
             rows = _read_sample(reader, max_rows)
+            yield header.columns, rows
             if len(rows) == max_rows:
                 _skip_data(reader)
-            found.append((header.columns, rows))
             continue
         encoding = _check_encoding(line, encoding)
-    return found
 
 
 def _skip_data(reader: _Reader) -> None:
