@@ -207,24 +207,56 @@ def _wait(proc: Any, program: str, keeper: _StderrKeeper, timeout: float | None)
 
 @dataclass(frozen=True)
 class Stage:
-    """One program of a pipeline: its argv and what to add to its environment."""
+    """One program of a pipeline: its argv and what to add to its environment; `early`:
+    started before the pipeline's gate opens (see `run_pipeline`)."""
 
     argv: Sequence[str]
     env: Mapping[str, str] | None = None
+    early: bool = False
+
+
+class Gate:
+    """Holds back the stages of a pipeline not marked `early` until `open()`; `abandon()`
+    ends the pipeline without starting them. Either may come from another thread."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._open = False
+
+    def open(self) -> None:
+        """Let the held stages start."""
+        self._open = True
+        self._event.set()
+
+    def abandon(self) -> None:
+        """End the pipeline without starting the held stages."""
+        self._event.set()
+
+    def wait(self, seconds: float) -> bool | None:
+        """True once opened, False once abandoned, None while neither within `seconds`."""
+        if not self._event.wait(seconds):
+            return None
+        return self._open
 
 
 _CONSEQUENTIAL = ("Broken pipe", "could not write to output", "unexpected EOF")
 
 
-def run_pipeline(stages: Sequence[Stage], *, timeout: float | None = None) -> list[Result]:
+def run_pipeline(
+    stages: Sequence[Stage], *, timeout: float | None = None, gate: Gate | None = None
+) -> list[Result]:
     """Run `stages` as a shell pipeline would (each one's stdout into the next one's stdin;
     the last one's stdout is discarded), each in its own process group; give each stage's
     Result.
 
+    With a `gate`, the stages marked `early` start at once and the others when the gate
+    opens, so that an early stage's start-up (an interpreter's imports) overlaps what the
+    caller waits for; until then the early stages wait on their input.
+
     Every stage's exit code is checked, not only the last one's: raises CommandFailed when
     any stage fails, naming the stage whose error is the cause (a stage that only saw its
-    neighbour vanish, e.g. a broken pipe, is named last). The whole group is killed on
-    timeout, on a stop request, or when a stage fails.
+    neighbour vanish, e.g. a broken pipe, is named last), or when the gate is abandoned.
+    The whole group is killed on timeout, on a stop request, or when a stage fails.
 
     (A group each, because a stage that exits at once would leave a shared group empty, and
     joining an empty group fails.)
@@ -238,10 +270,21 @@ def run_pipeline(stages: Sequence[Stage], *, timeout: float | None = None) -> li
     )
     keepers = [_StderrKeeper() for _stage in stages]
     started = time.monotonic()
-    drains: list[threading.Thread] = []
-    procs = _spawn(stages, keepers, drains)
+    deadline = None if timeout is None else started + timeout
+    spawner = _Spawner(stages, keepers)
     try:
-        codes = _wait_all(procs, names, keepers, timeout)
+        if gate is not None:
+            spawner.start(early=True)
+            spawner.wait_for(gate, deadline)
+        spawner.start(early=False)
+    except BaseException:
+        spawner.abandon()
+        raise
+    procs, drains = spawner.procs, spawner.drains
+    try:
+        codes = _wait_all(
+            procs, names, keepers, None if deadline is None else deadline - time.monotonic()
+        )
         for drain in drains:  # every stage's last lines, before one is named the cause
             drain.join(timeout=KILL_GRACE_SECONDS)
     except BaseException:
@@ -284,51 +327,90 @@ class _GroupProcess:
         return self.popen.poll() is None, self.popen.returncode
 
 
-def _spawn(
-    stages: Sequence[Stage], keepers: list[_StderrKeeper], drains: list[threading.Thread]
-) -> list[_GroupProcess]:
-    """Start the stages joined by OS pipes (not `sh`, whose pipes copy every byte through
-    Python threads: a pipeline moves whole tables)."""
-    procs: list[_GroupProcess] = []
-    previous: int | None = None
-    try:
-        for index, stage in enumerate(stages):
-            last = index == len(stages) - 1
-            reader, writer = (None, None) if last else _wide_pipe()
-            try:
-                popen = subprocess.Popen(
-                    list(stage.argv),
-                    stdin=previous if previous is not None else subprocess.DEVNULL,
-                    stdout=subprocess.DEVNULL if writer is None else writer,
-                    stderr=subprocess.PIPE,
-                    env=child_environment(stage.env),
-                    start_new_session=True,
-                )
-            except BaseException:
-                if reader is not None:
-                    os.close(reader)
-                raise
-            finally:
-                for end in (previous, writer):  # the stages hold them now
-                    if end is not None:
-                        os.close(end)
-                previous = None
-            previous = reader
-            proc = _GroupProcess(popen)
-            procs.append(proc)
-            with _live_lock:
-                _live[id(proc)] = proc
-            drain = threading.Thread(
-                target=_drain, args=(popen.stderr, keepers[index]), daemon=True
-            )
-            drain.start()
-            drains.append(drain)
-    except BaseException:
-        if previous is not None:
-            os.close(previous)
-        _kill_pipeline(procs)
-        raise
-    return procs
+class _Spawner:
+    """Starts the stages of one pipeline, joined by OS pipes made up front (not `sh`, whose
+    pipes copy every byte through Python threads: a pipeline moves whole tables); each pipe
+    end is closed here once the stage using it holds it."""
+
+    def __init__(self, stages: Sequence[Stage], keepers: list[_StderrKeeper]) -> None:
+        self.stages, self.keepers = stages, keepers
+        self.pipes = [_wide_pipe() for _stage in stages[1:]]  # (read end, write end)
+        self.procs: list[_GroupProcess] = []  # those started, in pipeline order
+        self._started: dict[int, _GroupProcess] = {}
+        self._drains: dict[int, threading.Thread] = {}  # each reads one stage's stderr
+
+    @property
+    def drains(self) -> list[threading.Thread]:
+        """The threads reading the started stages' stderr."""
+        return list(self._drains.values())
+
+    def start(self, early: bool) -> None:
+        """Start the stages whose `early` is `early` (all when False: the rest), in order."""
+        for index, stage in enumerate(self.stages):
+            if index not in self._started and (stage.early or not early):
+                self._start(index, stage)
+        self.procs = [self._started[i] for i in sorted(self._started)]
+
+    def _start(self, index: int, stage: Stage) -> None:
+        stdin = self.pipes[index - 1][0] if index else subprocess.DEVNULL
+        stdout = self.pipes[index][1] if index < len(self.pipes) else subprocess.DEVNULL
+        popen = subprocess.Popen(
+            list(stage.argv),
+            stdin=stdin,
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            env=child_environment(stage.env),
+            start_new_session=True,
+        )
+        for end in (stdin, stdout):  # the stage holds them now
+            if end not in (subprocess.DEVNULL, -1):
+                os.close(end)
+        if index:
+            self.pipes[index - 1] = (-1, self.pipes[index - 1][1])
+        if index < len(self.pipes):
+            self.pipes[index] = (self.pipes[index][0], -1)
+        proc = self._started[index] = _GroupProcess(popen)
+        with _live_lock:
+            _live[id(proc)] = proc
+        drain = threading.Thread(
+            target=_drain, args=(popen.stderr, self.keepers[index]), daemon=True
+        )
+        drain.start()
+        self._drains[index] = drain
+
+    def wait_for(self, gate: Gate, deadline: float | None) -> None:
+        """Wait until `gate` opens. Raises CommandFailed when it is abandoned, a stage
+        started ends first (its input is still open: it failed), the deadline passes or a
+        stop is requested."""
+        name = Path(self.stages[0].argv[0]).name
+        while (opened := gate.wait(POLL_SECONDS)) is None:
+            for index, proc in self._started.items():
+                if proc.popen.poll() is not None:
+                    self._drains[index].join(timeout=KILL_GRACE_SECONDS)  # its last words
+                    raise CommandFailed(
+                        Path(self.stages[index].argv[0]).name,
+                        _describe_exit(proc.popen.returncode),
+                        self.keepers[index].lines(),
+                    )
+            if deadline is not None and time.monotonic() >= deadline:
+                raise CommandFailed(name, "timed out before it started", [])
+            if cancel.stop_requested():
+                raise CommandFailed(name, "was stopped", [])
+        if not opened:
+            raise CommandFailed(name, "was not started: the step before it failed", [])
+
+    def abandon(self) -> None:
+        """Close the pipe ends no stage took and end the stages started."""
+        for pair in self.pipes:
+            for end in pair:
+                if end != -1:
+                    os.close(end)
+        self.pipes = [(-1, -1) for _pair in self.pipes]
+        self.procs = [self._started[i] for i in sorted(self._started)]
+        _kill_pipeline(self.procs)
+        with _live_lock:
+            for proc in self.procs:
+                _live.pop(id(proc), None)
 
 
 def _wide_pipe() -> tuple[int, int]:

@@ -10,7 +10,9 @@ The archive is restored in its three sections into the new (staging) database:
    `pg_restore --file=- -L GROUP | python -m orchestrator.masking filter | psql`: one
    filter (it gets the group's plans, and MASK_KEY in its environment) and one transaction
    for every table of its group, so a schema's many small masked tables pay the filter's
-   start-up (an interpreter, numpy, cryptography) once per group, not once per table;
+   start-up (an interpreter, numpy, cryptography) once per group, not once per table.
+   The filters start with step 1 and wait on their input (`execute.Gate`): their start-up
+   uses the core the serial pre-data step leaves idle, and the rows flow once it is done;
 3. post-data: indexes, constraints, triggers, materialized views (refreshed over the masked
    rows), so a broken uniqueness or foreign key fails the restore before the swap.
 
@@ -155,14 +157,22 @@ class MaskedLoad:
         masked = {e.line: chosen for e, keys in tables.items() if (chosen := self._masked(keys))}
         kept = [e for e in entries if e.line not in masked and not self._never(e)]
         listed = pgrestore.write_list(kept, self.folder / "restore.list")
-        ignored = self._section("pre-data", listed)
         groups = self._groups([e for e in entries if e.line in masked], masked)
+        # the filters start with the pre-data step (their imports on the core it leaves
+        # idle); their tables exist once it is done, and the gate lets the rows flow
+        gate = execute.Gate()
         with ThreadPoolExecutor(max_workers=1 + len(groups)) as pool:
-            data = pool.submit(with_context(self._section), "data", listed)
             copies = [
-                pool.submit(with_context(self._copy), group, masked, index)
+                pool.submit(with_context(self._copy), group, masked, index, gate)
                 for index, group in enumerate(groups)
             ]
+            try:
+                ignored = self._section("pre-data", listed)
+            except BaseException:
+                gate.abandon()
+                raise
+            gate.open()
+            data = pool.submit(with_context(self._section), "data", listed)
             for copy in copies:
                 copy.result()
             ignored += data.result()
@@ -229,10 +239,14 @@ class MaskedLoad:
         )
         return pgrestore.run_restore(self.client, self.target, self.archive, options)
 
-    def _copy(self, group: list[TocEntry], masked: dict[str, list[str]], index: int) -> None:
+    def _copy(
+        self, group: list[TocEntry], masked: dict[str, list[str]], index: int, gate: execute.Gate
+    ) -> None:
         """Load one group of masked tables: archive -> one filter -> psql, in one
-        transaction. Raises CommandFailed when a stage fails (the filter's error names the
-        table, column and row), JobError when an entry's data never reached the filter."""
+        transaction; the filter starts at once, the rest when `gate` opens. Raises
+        CommandFailed when a stage fails (the filter's error names the table, column and
+        row) or the gate is abandoned, JobError when an entry's data never reached the
+        filter."""
         from orchestrator.masking.plan import plans_to_json
 
         keys = sorted({key for entry in group for key in masked[entry.line]})
@@ -256,9 +270,9 @@ class MaskedLoad:
             from orchestrator.masking import subset_flags
 
             argv.append(f"--subset={subset_flags.save(self.folder / f'subset-{index}', flags)}")
-        middle = execute.Stage(argv, {KEY_SETTING: self.masking.key})
+        middle = execute.Stage(argv, {KEY_SETTING: self.masking.key}, early=True)
         stages = pgrestore.copy_stages(self.client, self.target, self.archive, listed, middle)
-        execute.run_pipeline(stages, timeout=self.options.timeout)
+        execute.run_pipeline(stages, timeout=self.options.timeout, gate=gate)
         found: dict[str, dict[str, Any]] = json.loads(stats_file.read_text(encoding="utf-8"))[
             "tables"
         ]

@@ -1,11 +1,13 @@
 """Masked dev copies of a schema with many small masked tables, against real servers: one
 filter serves many tables, each COPY gets the plan of exactly the table it names (odd
-names, partitions), a failure in the middle of a shared stream leaves dev as it was, and
-the number of filter processes a load starts does not grow with the masked tables."""
+names, partitions), a failure in the middle of a shared stream leaves dev as it was, the
+number of filter processes a load starts does not grow with the masked tables, and the
+filters started beside a pre-data step that fails end with it."""
 
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +20,7 @@ from tests.conftest import Clusters, Orchestrator, all_bin_dirs
 from tests.harness import postgres
 from tests.harness.postgres import Cluster
 from tests.harness.targets import fresh_target, old_content
+from tests.harness.wrappers import wrap_tool
 
 pytestmark = pytest.mark.integration
 
@@ -197,3 +200,38 @@ def test_a_failure_in_the_middle_of_a_shared_stream_names_it_and_leaves_dev_as_i
     assert "@secret.example" not in result.stdout + result.stderr
     assert old_content(s.dev, dev_db) == "old content"
     assert s.dev.psql(f"SELECT count(*) FROM pg_database WHERE datname LIKE '{dev_db}%'") == "1"
+
+
+def test_a_pre_data_step_that_fails_ends_the_filters_started_beside_it(
+    setup: Setup, tmp_path: Path
+) -> None:
+    """The filters start with the pre-data step (their start-up overlaps it); when that
+    step fails, its error is the one reported, no filter is left running and dev keeps its
+    previous copy."""
+    s, dev_db = setup, setup.dev_db()
+    failing = wrap_tool(
+        tmp_path / "bin",
+        s.source.bin_dir,
+        "pg_restore",
+        'case "$*" in *--section=pre-data*) sleep 1; '
+        'echo "pg_restore: error: could not execute query: ERROR:  disk is full" >&2; exit 1;; '
+        'esac\nexec "$REAL" "$@"\n',
+    )
+    work = tmp_path / "work"
+    result = s.orch.run(
+        "restore",
+        "--target",
+        "dev",
+        extra_env={
+            "DEV_DATABASE_URL": s.dev.url(dev_db),
+            "PG_BIN_DIRS": str(failing),
+            "WORK_DIR": str(work),
+        },
+    )
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "disk is full" in result.stdout + result.stderr
+    assert "was not started" not in result.stdout  # the filters' end is not the cause
+    assert filters_started(result.stderr) == 2  # they had started, beside the pre-data step
+    ps = subprocess.run(["ps", "-ww", "-eo", "args"], capture_output=True, text=True).stdout
+    assert [line for line in ps.splitlines() if str(work) in line] == []
+    assert old_content(s.dev, dev_db) == "old content"

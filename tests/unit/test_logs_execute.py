@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -205,6 +206,67 @@ def test_pipeline_timeout_kills_every_stage_and_their_children(tmp_path):
         for pid in [int(line) for line in pids.read_text().split()] if pids.exists() else []:
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
+
+
+def _gated(tmp_path: Path) -> tuple[list[execute.Stage], Path, Path]:
+    """A pipeline whose middle stage starts before the gate: it notes that it started,
+    then copies its input; the first and last stages note when they start."""
+    notes, out = tmp_path / "notes", tmp_path / "out"
+    note = f'echo "$0" >> "{notes}"'
+    return (
+        [
+            execute.Stage(["sh", "-c", f'{note}; printf "row\\n"', "first"]),
+            execute.Stage(["sh", "-c", f"{note}; tr a-z A-Z", "middle"], early=True),
+            execute.Stage(["sh", "-c", f'{note}; cat > "{out}"', "last"]),
+        ],
+        notes,
+        out,
+    )
+
+
+def test_a_gated_pipeline_starts_its_early_stage_first_and_the_rest_when_opened(tmp_path):
+    stages, notes, out = _gated(tmp_path)
+    gate = execute.Gate()
+    seen_before: list[str] = []
+
+    def open_later() -> None:
+        assert wait_until(notes.exists)
+        time.sleep(0.3)  # the others would have started by now, were they not held
+        seen_before.extend(notes.read_text().split())
+        gate.open()
+
+    opener = threading.Thread(target=open_later)
+    opener.start()
+    results = execute.run_pipeline(stages, timeout=30, gate=gate)
+    opener.join()
+    assert seen_before == ["middle"]
+    assert sorted(notes.read_text().split()) == ["first", "last", "middle"]
+    assert out.read_text() == "ROW\n" and [r.returncode for r in results] == [0, 0, 0]
+
+
+def test_an_abandoned_gate_ends_the_early_stage_and_starts_nothing(tmp_path):
+    stages, notes, _out = _gated(tmp_path)
+    gate = execute.Gate()
+    threading.Timer(0.3, gate.abandon).start()
+    started = time.monotonic()
+    with pytest.raises(CommandFailed, match="was not started"):
+        execute.run_pipeline(stages, timeout=30, gate=gate)
+    assert time.monotonic() - started < 10
+    assert notes.read_text().split() == ["middle"]
+    assert not execute._live  # nothing left running or tracked
+
+
+def test_an_early_stage_failing_before_the_gate_opens_is_named(tmp_path):
+    stages = [
+        execute.Stage(["printf", "row"]),
+        execute.Stage(["sh", "-c", "echo 'error: no plan' >&2; exit 3"], early=True),
+        execute.Stage(["cat"]),
+    ]
+    started = time.monotonic()
+    with pytest.raises(CommandFailed, match="exited with code 3") as failed:
+        execute.run_pipeline(stages, timeout=30, gate=execute.Gate())  # never opened
+    assert time.monotonic() - started < 10
+    assert failed.value.program == "sh" and "error: no plan" in str(failed.value)
 
 
 def test_read_stream_stops_the_program_when_the_reader_has_enough():
