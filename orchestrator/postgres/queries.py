@@ -82,6 +82,9 @@ def connect(info: ConnInfo, setting: str, *, autocommit: bool = True) -> Conn:
             password=info.password if info.password is not None else "",
             connect_timeout=CONNECT_TIMEOUT,
             application_name="orchestrator",
+            # the server sends text as UTF-8 whatever its encoding: on a SQL_ASCII server
+            # psycopg would otherwise give bytes (a snapshot id of "b'0000...'")
+            client_encoding="UTF8",
             autocommit=autocommit,
         )
     except psycopg.OperationalError as exc:
