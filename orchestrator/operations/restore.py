@@ -232,7 +232,8 @@ class Restorer:
         lock.sweep_staging(maint, partial(restore_plan.is_staging_of, name), server_major)
         staging = restore_plan.staging_name(name, secrets.token_hex(4))
         lock.claim_staging(maint, staging)
-        queries.create_database(maint, staging)
+        # the copy takes the place of the target's database: it keeps its encoding and locale
+        queries.create_database(maint, staging, queries.database_locale(maint, name))
         try:
             staged = self.target.url.with_database(staging)
             with ThreadPoolExecutor(max_workers=1) as pool:

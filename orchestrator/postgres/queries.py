@@ -268,9 +268,66 @@ def database_exists(conn: Conn, database: str) -> bool:
     return row is not None
 
 
-def create_database(conn: Conn, database: str) -> None:
-    """CREATE DATABASE from template0 (so provider extensions in template1 cannot clash)."""
-    conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(database)))
+@dataclass(frozen=True)
+class DatabaseLocale:
+    """A database's encoding, libc locale and, where the server has them (15+), its locale
+    provider ('c' libc, 'i' ICU, 'b' builtin), that provider's locale and ICU rules."""
+
+    encoding: str
+    collate: str
+    ctype: str
+    provider: str | None = None
+    locale: str | None = None
+    icu_rules: str | None = None
+
+
+def database_locale(conn: Conn, database: str) -> DatabaseLocale | None:
+    """Give the encoding and locale of `database`, None when it does not exist (the
+    provider's columns are read from the row as JSON: they differ between versions)."""
+    row = conn.execute(
+        """
+        SELECT pg_encoding_to_char(encoding), datcollate, datctype,
+               to_jsonb(d) ->> 'datlocprovider',
+               coalesce(to_jsonb(d) ->> 'datlocale', to_jsonb(d) ->> 'daticulocale'),
+               to_jsonb(d) ->> 'daticurules'
+        FROM pg_database d WHERE datname = %s
+        """,
+        (database,),
+    ).fetchone()
+    if row is None:
+        return None
+    encoding, collate, ctype, provider, locale, rules = row
+    return DatabaseLocale(encoding, collate, ctype, provider, locale, rules)
+
+
+def create_database(conn: Conn, database: str, like: DatabaseLocale | None = None) -> None:
+    """CREATE DATABASE from template0 (so provider extensions in template1 cannot clash),
+    with the encoding and locale of `like` when given (the server's defaults otherwise)."""
+    conn.execute(
+        sql.SQL("CREATE DATABASE {} TEMPLATE template0{}").format(
+            sql.Identifier(database), _locale_clause(like) if like else sql.SQL("")
+        )
+    )
+
+
+def _locale_clause(like: DatabaseLocale) -> sql.Composed:
+    """The ENCODING and locale options of CREATE DATABASE that give `like`."""
+    parts: list[sql.Composable] = [
+        sql.SQL(" ENCODING {} LC_COLLATE {} LC_CTYPE {}").format(
+            sql.Literal(like.encoding), sql.Literal(like.collate), sql.Literal(like.ctype)
+        )
+    ]
+    if like.provider == "c":
+        parts.append(sql.SQL(" LOCALE_PROVIDER libc"))
+    elif like.provider == "i":
+        parts.append(sql.SQL(" LOCALE_PROVIDER icu ICU_LOCALE {}").format(sql.Literal(like.locale)))
+        if like.icu_rules:
+            parts.append(sql.SQL(" ICU_RULES {}").format(sql.Literal(like.icu_rules)))
+    elif like.provider == "b":
+        parts.append(
+            sql.SQL(" LOCALE_PROVIDER builtin BUILTIN_LOCALE {}").format(sql.Literal(like.locale))
+        )
+    return sql.Composed(parts)
 
 
 def drop_database(conn: Conn, database: str, server_major: int) -> None:

@@ -68,3 +68,37 @@ def test_a_sql_ascii_database_is_backed_up_and_restored(clusters: Clusters, tmp_
     orch.ok("backup")
     orch.ok("restore", "--target", "backup")
     assert run_sql(source, "SELECT v FROM t", target) == "Müßig"
+
+
+LOCALE = "SELECT pg_encoding_to_char(encoding), datcollate, to_jsonb(d) ->> 'datlocprovider', "
+LOCALE += "to_jsonb(d) ->> 'daticulocale' FROM pg_database d WHERE datname = "
+
+
+def test_a_restore_keeps_the_encoding_and_locale_of_the_database_it_replaces(
+    clusters: Clusters, tmp_path: Path
+):
+    source = clusters.get(17)
+    db, target = create_database(source, "SQL_ASCII"), create_database(source, "SQL_ASCII")
+    # bytes that are no UTF-8: a SQL_ASCII database holds whatever its clients sent
+    run_sql(source, "CREATE TABLE t (v text); INSERT INTO t VALUES (E'Ren\\351e')", db, "SQL_ASCII")
+    old, icu = clusters.get(14), clusters.get(15)
+    latin1 = create_database(old, "LATIN1")
+    icu.psql(
+        "CREATE DATABASE icu_target TEMPLATE template0 ENCODING 'UTF8' LOCALE 'C' "
+        "LOCALE_PROVIDER icu ICU_LOCALE 'de-DE'"
+    )
+    orch = orchestrator(
+        clusters,
+        tmp_path,
+        SOURCE_DATABASE_URL=source.url(db),
+        BACKUP_DATABASE_URL=source.url(target),
+        DEV_DATABASE_URL=old.url(latin1),
+    )
+    orch.ok("backup")
+    orch.ok("restore", "--target", "backup")
+    assert source.psql(f"{LOCALE}'{target}'") == "SQL_ASCII|C|c|"
+    assert run_sql(source, "SELECT encode(v::bytea, 'hex') FROM t", target) == "52656ee965"
+    orch.ok("restore", "--target", "dev")
+    assert old.psql(f"{LOCALE}'{latin1}'") == "LATIN1|C||"
+    orch.ok("restore", "--target", icu.url("icu_target"))
+    assert icu.psql(f"{LOCALE}'icu_target'") == "UTF8|C|i|de-DE"
