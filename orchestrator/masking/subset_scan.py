@@ -182,6 +182,7 @@ class Scanner:
             self.con = con
             while line := reader.line():
                 if not line.startswith(b"COPY "):
+                    reader.settle(line)
                     continue
                 header = parse_copy_line(reader.whole(line))
                 decide = self.decider(header.table, header.columns)

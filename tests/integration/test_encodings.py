@@ -12,6 +12,7 @@ import pytest
 
 from tests.conftest import Clusters, Orchestrator, all_bin_dirs
 from tests.harness.postgres import Cluster
+from tests.harness.targets import raw_values_in_data_directory
 
 pytestmark = pytest.mark.integration
 
@@ -102,3 +103,123 @@ def test_a_restore_keeps_the_encoding_and_locale_of_the_database_it_replaces(
     assert old.psql(f"{LOCALE}'{latin1}'") == "LATIN1|C||"
     orch.ok("restore", "--target", icu.url("icu_target"))
     assert icu.psql(f"{LOCALE}'icu_target'") == "UTF8|C|i|de-DE"
+
+
+# Each encoding's people: names, e-mails, phones and addresses in its own letters; the
+# where: condition keeps the customers outside the first city (a non-ASCII literal).
+PEOPLE = {
+    "LATIN1": [
+        ("Renée Müßig", "renee.muessig", "+49 171 5551234", "Köln", "für Renée"),
+        ("José Ñúñez", "jose.nunez", "+34 600 123 456", "Málaga", "señor"),
+        ("Zoë Ærø", "zoe.aero", "+45 20 12 34 56", "Århus", "øl"),
+    ],
+    "EUC_JP": [
+        ("山田 太郎", "taro.yamada", "+81 90 1234 5678", "東京", "やまだ様"),
+        ("佐藤 花子", "hanako.sato", "+81 80 2345 6789", "大阪", "さとう様"),
+        ("鈴木 一郎", "ichiro.suzuki", "+81 70 3456 7890", "京都", "すずき様"),
+    ],
+}
+PEOPLE["SQL_ASCII"] = PEOPLE["LATIN1"][:2] + PEOPLE["EUC_JP"][:1]
+SOURCE_MAJOR, DEV_MAJOR = 18, 14  # the newest and the oldest the harness has
+
+
+def people_sql(encoding: str) -> str:
+    rows = ", ".join(
+        f"({n}, '{name}', '{mail}@raw-mail.example', '{phone}', '{city}', "
+        f"'Adresse {city}, mail {mail}@raw-mail.example, Tel. {phone}', "
+        f"'{n}@r.example ß', 'tok-{mail}')"
+        for n, (name, mail, phone, city, _note) in enumerate(PEOPLE[encoding], 1)
+    )
+    orders = ", ".join(
+        f"({n}, {n}, '{note}')" for n, (*_rest, note) in enumerate(PEOPLE[encoding], 1)
+    )
+    return f"""
+    CREATE TABLE customers (id int PRIMARY KEY, full_name varchar(16) NOT NULL,
+        email text UNIQUE, phone text, city varchar(8), notes text, short_note varchar(14),
+        token text);
+    INSERT INTO customers VALUES {rows};
+    CREATE TABLE orders (id int PRIMARY KEY, customer_id int REFERENCES customers, note text);
+    INSERT INTO orders VALUES {orders};
+    """
+
+
+def rules(encoding: str, subset: str) -> str:
+    return f"""
+unlisted_columns: fail
+tables:
+  public.customers:
+    id: keep
+    full_name: full_name
+    email: email
+    phone: phone
+    city: redact
+    notes: scrub
+    short_note: scrub
+    token: hash
+  public.orders:
+    id: keep
+    customer_id: keep
+    note: keep
+subset:
+  tables:
+    public.customers: {subset}
+"""
+
+
+@pytest.fixture(scope="module", params=sorted(PEOPLE))
+def encoded(request, clusters: Clusters, tmp_path_factory) -> dict:
+    """A source database in the encoding (on the newest server), backed up, the rules mask
+    suggest wrote for it, and dev databases on the oldest server in that encoding and UTF8."""
+    encoding = request.param
+    tmp = tmp_path_factory.mktemp(f"enc-{encoding.lower()}")
+    source, dev = clusters.get(SOURCE_MAJOR), clusters.get(DEV_MAJOR)
+    db = create_database(source, encoding)
+    run_sql(source, people_sql(encoding), db)
+    same, utf8 = create_database(dev, encoding), create_database(dev, "UTF8")
+    orch = orchestrator(
+        clusters, tmp, SOURCE_DATABASE_URL=source.url(db), DEV_DATABASE_URL=dev.url(same)
+    )
+    orch.ok("backup")
+    suggested = tmp / "suggested.yaml"
+    orch.ok("mask", "suggest", "-o", str(suggested))
+    return {
+        "encoding": encoding,
+        "orch": orch,
+        "dev": dev,
+        "same": same,
+        "utf8": utf8,
+        "suggested": suggested.read_text(),
+        "tmp": tmp,
+    }
+
+
+def test_mask_suggest_reads_a_database_in_any_encoding(encoded):
+    suggested = encoded["suggested"]
+    for column, transform in [("email", "email"), ("phone", "phone"), ("notes", "scrub")]:
+        assert f"    {column}: {transform}" in suggested, suggested
+
+
+@pytest.mark.parametrize("dev_encoding", ["same", "utf8"])
+def test_a_masked_subset_of_a_database_in_any_encoding_loads_into_dev(encoded, dev_encoding):
+    encoding, orch, dev = encoded["encoding"], encoded["orch"], encoded["dev"]
+    people = PEOPLE[encoding]
+    path = encoded["tmp"] / f"rules-{dev_encoding}.yaml"
+    path.write_text(rules(encoding, f"{{where: \"city <> '{people[0][3]}'\"}}"), encoding="utf-8")
+    orch.ok("mask", "check", "--rules", str(path))
+    target = dev.url(encoded[dev_encoding])
+    orch.ok("restore", "--target", target, "--mask-rules", str(path))
+    database = encoded[dev_encoding]
+    # the first city's customer and their order are left out; the others' notes stay as
+    # they were, in their own letters
+    kept = run_sql(dev, "SELECT id, note FROM orders ORDER BY id", database)
+    assert kept.splitlines() == [f"{n}|{p[4]}" for n, p in enumerate(people, 1)][1:]
+    loaded = run_sql(
+        dev, "SELECT full_name, email, phone, notes, short_note, token FROM customers", database
+    )
+    for name, mail, phone, _city, _note in people:
+        for raw in (name, mail, phone):
+            assert raw not in loaded
+    assert run_sql(dev, "SELECT DISTINCT city FROM customers", database) == "REDACTED"
+    for _name, _mail, _phone, city, _note in people[1:]:  # scrub keeps the text around items
+        assert f"Adresse {city}, mail " in loaded
+    assert not raw_values_in_data_directory(dev, [p[1] for p in people] + ["raw-mail"])

@@ -376,8 +376,12 @@ def test_a_column_missing_from_the_plan_is_kept_under_unlisted_keep() -> None:
             "holds data of public.other, not public.customer",
         ),
         (
-            PREAMBLE.replace(b"'UTF8'", b"'LATIN1'") + COPY_LINE + ROWS + TRAILER,
-            "client_encoding LATIN1; masking handles UTF8",
+            PREAMBLE.replace(b"'UTF8'", b"'MULE_INTERNAL'") + COPY_LINE + ROWS + TRAILER,
+            "masking cannot read the archive's encoding MULE_INTERNAL",
+        ),
+        (  # 0x81 is no character of Windows-1252
+            PREAMBLE.replace(b"'UTF8'", b"'WIN1252'") + COPY_LINE + b"1\ta@b.com\t\x81\tx\n",
+            "the archive is not valid WIN1252",
         ),
         (
             PREAMBLE.replace(b"SET client_encoding = 'UTF8';\n", b"") + COPY_LINE + ROWS + TRAILER,
@@ -397,6 +401,33 @@ def test_streams_that_cannot_be_masked_safely_stop_the_filter(script: bytes, mes
         run_filter(script)
     assert message in str(caught.value)
     assert "a@b.com" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("encoding", "codec"),
+    [("LATIN1", "latin_1"), ("WIN1252", "cp1252"), ("EUC_JP", "euc_jp"), ("KOI8R", "koi8_r")],
+)
+@pytest.mark.parametrize("block_size", [1, 7, 1 << 20])
+def test_a_script_in_another_encoding_is_masked_as_utf8(
+    encoding: str, codec: str, block_size: int
+) -> None:
+    name = {"KOI8R": "Жанна", "EUC_JP": "やまだ"}.get(encoding, "Renée Müßig")
+    rows = f"1\trenée@straße.example\t{name}\t+49 171 5551234\n".encode(codec, "replace")
+    script = PREAMBLE.replace(b"'UTF8'", f"'{encoding}'".encode()) + COPY_LINE + rows + TRAILER
+    keeps_name = plan(**{"First Name": ColumnPlan("keep")})
+    out = run_filter(script, keeps_name, block_size=block_size).decode()  # UTF-8 or it fails
+    expected = run_filter(PREAMBLE + COPY_LINE + rows.decode(codec).encode() + TRAILER, keeps_name)
+    assert out == expected.decode()
+    assert "SET client_encoding = 'UTF8';" in out and f"\t{name}\t" in out
+
+
+def test_a_sql_ascii_script_goes_through_as_it_is() -> None:
+    script = PREAMBLE.replace(b"'UTF8'", b"'SQL_ASCII'") + COPY_LINE + ROWS + TRAILER
+    out = run_filter(script)
+    assert b"SET client_encoding = 'SQL_ASCII';" in out
+    assert out.replace(b"'SQL_ASCII'", b"'UTF8'") == run_filter(
+        PREAMBLE + COPY_LINE + ROWS + TRAILER
+    )
 
 
 def test_a_value_that_cannot_be_masked_names_column_and_row_but_not_the_value() -> None:
