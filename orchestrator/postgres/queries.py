@@ -432,7 +432,10 @@ _COLUMNS = """
            END,
            a.attnotnull OR t.typnotnull, a.attgenerated <> '',
            CASE WHEN bt.typtype = 'e' THEN array(SELECT e.enumlabel::text FROM pg_enum e
-                WHERE e.enumtypid = bt.oid ORDER BY e.enumsortorder) END
+                WHERE e.enumtypid = bt.oid ORDER BY e.enumsortorder) END,
+           (SELECT quote_ident(cn.nspname) || '.' || quote_ident(co.collname)
+            FROM pg_collation co JOIN pg_namespace cn ON cn.oid = co.collnamespace
+            WHERE co.oid = a.attcollation AND NOT co.collisdeterministic)
     FROM pg_class c
     JOIN pg_namespace n ON n.oid = c.relnamespace
     LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
@@ -526,6 +529,26 @@ def _expression_keys(conn: Conn) -> dict[str, tuple[str, ...]]:
     }
 
 
+def _collation_kind(conn: Conn, kinds: dict[str, str], collation: str | None) -> str:
+    """Give how the nondeterministic `collation` (a qualified, quoted name; None for a
+    deterministic one) tells values apart, as schema_facts.Column.collation says, asking
+    the server once per collation (remembered in `kinds`)."""
+    if collation is None:
+        return ""
+    if collation not in kinds:
+        probe = sql.SQL(
+            "SELECT 'A' = 'a' COLLATE {c}, 'e' = 'é' COLLATE {c} OR 'ab' = 'a-b' COLLATE {c}"
+        ).format(c=sql.SQL(collation))
+        try:  # in a savepoint: 'é' has no place in some encodings (then: "other")
+            with conn.transaction():
+                row = conn.execute(probe).fetchone()
+        except psycopg.Error:
+            row = None
+        ignores_case, ignores_more = (bool(v) for v in row) if row else (False, True)
+        kinds[collation] = "other" if ignores_more or not ignores_case else "case"
+    return kinds[collation]
+
+
 def _schema_facts(conn: Conn) -> SchemaFacts:
     columns: dict[str, list[Column]] = {}
     partitioned: set[str] = set()
@@ -533,12 +556,13 @@ def _schema_facts(conn: Conn) -> SchemaFacts:
     for schema, table, name, definition in conn.execute(_CHECKS).fetchall():
         checks.setdefault((table_key(schema, table), name), []).append(str(definition))
     oids: dict[str, int] = {}
+    kinds: dict[str, str] = {}
     for schema, table, kind, oid, *column in conn.execute(_COLUMNS).fetchall():
         key = table_key(str(schema), str(table))
         oids[key] = int(oid)
         if kind == "p":
             partitioned.add(key)
-        name, shown, base, category, length, not_null, generated, labels = column
+        name, shown, base, category, length, not_null, generated, labels, collation = column
         if name is None:  # a table without columns (or whose every column was dropped)
             columns.setdefault(key, [])
             continue
@@ -553,6 +577,7 @@ def _schema_facts(conn: Conn) -> SchemaFacts:
                 generated=bool(generated),
                 checks=tuple(checks.get((key, str(name)), ())),
                 labels=tuple(labels or ()),
+                collation=_collation_kind(conn, kinds, collation),
             )
         )
     parents = {

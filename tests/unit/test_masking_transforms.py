@@ -116,6 +116,36 @@ def test_citext_columns_mask_values_that_differ_only_in_case_alike(rule: object)
     assert len(text_outputs) == 3  # text keeps case apart
 
 
+@pytest.mark.parametrize(
+    "equal",
+    [
+        ["Ann@X.example", "ANN@x.example"],
+        ["Straße", "STRASSE", "strasse"],  # ICU's level 2 finds ß and ss equal
+        ["\uff21\uff22\uff23", "abc"],  # full width is a level-3 difference
+        ["Ärger", "ärger"],
+    ],
+)
+def test_a_caseless_collation_masks_values_it_finds_equal_alike(equal: list[str]) -> None:
+    compiled = compile_spec(parse_spec("hash"), KEY, "caseless", None)
+    assert len({apply_text(compiled, text) for text in equal}) == 1
+    assert compiled.column is not None
+    assert len(set(compiled.column([text.encode() for text in equal]))) == 1
+
+
+def test_a_caseless_collation_keeps_accents_apart() -> None:
+    compiled = compile_spec(parse_spec("hash"), KEY, "caseless", None)
+    assert apply_text(compiled, "Ärger") != apply_text(compiled, "Arger")
+
+
+@pytest.mark.parametrize(("collation", "refused"), [("", False), ("case", False), ("other", True)])
+def test_masking_a_key_under_a_collation_ignoring_accents_is_refused(
+    collation: str, refused: bool
+) -> None:
+    problem = fit_problem(parse_spec("hash"), column(collation=collation), unique=True)
+    assert (problem is not None and "differ in more than case" in problem) is refused
+    assert fit_problem(parse_spec("hash"), column(collation=collation), unique=False) is None
+
+
 # --- email and hash ---------------------------------------------------------------------
 
 
