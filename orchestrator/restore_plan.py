@@ -128,6 +128,21 @@ HARMLESS_ERRORS: tuple[tuple[re.Pattern[str], str], ...] = (
 _QUERY_PREFIX = "could not execute query: "
 
 
+def older_server_note(message: str, source_version: str, target_major: int) -> str | None:
+    """Give a note for a failed restore's `message` when the server refused what the
+    archive holds (pg_restore's or psql's errors) and the backup is of a newer major
+    (`source_version`, as the manifest records it) than the target's server; else None."""
+    major = source_version.split(".")[0]
+    if not major.isdigit() or int(major) <= target_major:
+        return None
+    if not message.startswith(("pg_restore reported", "psql exited", "pg_restore failed")):
+        return None
+    return (
+        f"the backup is of PostgreSQL {source_version} and this target runs {target_major}, "
+        "which may lack what the error names"
+    )
+
+
 def error_message(line: str) -> str | None:
     """Give the message of a pg_restore error line, or None for other lines.
 

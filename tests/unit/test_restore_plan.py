@@ -12,6 +12,7 @@ from orchestrator.restore_plan import (
     ages_out,
     choose_strategy,
     count_differences,
+    older_server_note,
     previous_names,
     real_errors,
     same_database,
@@ -204,3 +205,36 @@ def test_ages_out_names_the_copy_a_swap_would_drop(exists, previous, keep, dropp
     assert ages_out("db", keep, exists, previous) == dropped
     plan = swap_renames("db", "s", exists, previous, keep, "r")
     assert (dropped, "db__old_r") in plan.renames or dropped is None
+
+
+@pytest.mark.parametrize(
+    ("message", "source", "target", "noted"),
+    [
+        (
+            'pg_restore reported 1 error(s): ERROR:  syntax error at or near "NULLS"',
+            "18.6",
+            14,
+            True,
+        ),
+        ("psql exited with code 3: psql:<stdin>:9: ERROR:  x", "17.11", 16, True),
+        ("pg_restore failed and its transaction was rolled back: ERROR:  x", "15.19", 14, True),
+        (
+            'pg_restore reported 1 error(s): ERROR:  syntax error at or near "NULLS"',
+            "18.6",
+            18,
+            False,
+        ),
+        ("pg_restore reported 1 error(s): ERROR:  x", "14.23", 17, False),
+        ("restored data does not match backup b: public.t: 3 rows, expected 4", "18.6", 14, False),
+        ("pg_restore reported 1 error(s): ERROR:  x", "unknown", 14, False),
+    ],
+)
+def test_a_server_error_on_an_older_target_names_both_versions(
+    message: str, source: str, target: int, noted: bool
+) -> None:
+    note = older_server_note(message, source, target)
+    assert (note is not None) is noted
+    if note is not None:
+        assert note.startswith(
+            f"the backup is of PostgreSQL {source} and this target runs {target}"
+        )
