@@ -424,9 +424,18 @@ def run_sql_file(client: ClientSet, target: ConnInfo, path: Path, timeout: float
     execute.run(argv, env=libpq_env(target, "post-restore-sql"), timeout=timeout)
 
 
+# what pg_restore sets on its own connections, set by psql first thing in its transaction:
+# the script's own SETs come only when its first lines do, and a masked load's psql waits
+# for them (idle in its transaction) while the filter starts and decides
+UNLIMITED_SESSION = (
+    "SET statement_timeout = 0; SET lock_timeout = 0; SET idle_in_transaction_session_timeout = 0"
+)
+
+
 def psql_argv(client: ClientSet, target: ConnInfo, script: str) -> list[str]:
     """psql running `script` (a path, or - for stdin) into `target` in one transaction,
-    stopping at the first error (no password in it)."""
+    stopping at the first error (no password in it), with no time limits from the target's
+    settings (UNLIMITED_SESSION)."""
     return [
         client.tool("psql"),
         "--no-password",
@@ -435,5 +444,6 @@ def psql_argv(client: ClientSet, target: ConnInfo, script: str) -> list[str]:
         "--single-transaction",
         "--set=ON_ERROR_STOP=1",
         f"--dbname={target.url}",
+        f"--command={UNLIMITED_SESSION}",
         f"--file={script}",
     ]
