@@ -245,6 +245,8 @@ class Restorer:
                 self.manifest.id, when, masking, stats, self.unlisted
             )
             queries.comment_on_database(maint, staging, comment)
+            # given last: a default_transaction_read_only = on would have stopped the load
+            queries.give_settings(maint, staging, queries.database_settings(maint, name))
             previous = self._swap_in(maint, staging, server_major)
         except BaseException:
             self._drop_staging(maint, staging, server_major)

@@ -330,6 +330,80 @@ def _locale_clause(like: DatabaseLocale) -> sql.Composed:
     return sql.Composed(parts)
 
 
+# the settings whose value is a list of names, each quoted on its own (as pg_dump does)
+LIST_SETTINGS = frozenset(
+    {
+        "search_path",
+        "temp_tablespaces",
+        "session_preload_libraries",
+        "shared_preload_libraries",
+        "local_preload_libraries",
+        "unix_socket_directories",
+    }
+)
+
+
+def database_settings(conn: Conn, database: str) -> list[tuple[str | None, str]]:
+    """The settings given to `database` (ALTER DATABASE ... SET: role None; ALTER ROLE ...
+    IN DATABASE ... SET: that role), as (role, 'name=value') in the catalog's form."""
+    rows = conn.execute(
+        """
+        SELECT r.rolname, unnest(s.setconfig) FROM pg_db_role_setting s
+        JOIN pg_database d ON d.oid = s.setdatabase LEFT JOIN pg_roles r ON r.oid = s.setrole
+        WHERE d.datname = %s ORDER BY 1 NULLS FIRST
+        """,
+        (database,),
+    ).fetchall()
+    return [(None if role is None else str(role), str(entry)) for role, entry in rows]
+
+
+def give_settings(conn: Conn, database: str, settings: list[tuple[str | None, str]]) -> None:
+    """Give `database` the `settings` (as database_settings gives them)."""
+    for role, entry in settings:
+        conn.execute(setting_statement(database, role, entry))
+
+
+def setting_statement(database: str, role: str | None, entry: str) -> sql.Composed:
+    """The ALTER DATABASE (or ALTER ROLE ... IN DATABASE) that gives `database` the setting
+    `entry` ('name=value', as pg_db_role_setting holds it): a list setting's names each
+    quoted on its own, any other value as one literal."""
+    name, _, value = entry.partition("=")
+    where = sql.SQL("ALTER DATABASE {}").format(sql.Identifier(database))
+    if role is not None:
+        where = sql.SQL("ALTER ROLE {} IN DATABASE {}").format(
+            sql.Identifier(role), sql.Identifier(database)
+        )
+    values = (_list_items(value) if name.lower() in LIST_SETTINGS else []) or [value]
+    return sql.SQL("{} SET {} = {}").format(
+        where,
+        sql.SQL(".").join(map(sql.Identifier, name.split("."))),
+        sql.SQL(", ").join(map(sql.Literal, values)),
+    )
+
+
+def _list_items(value: str) -> list[str]:
+    """The names of a list setting's value (app, "$user", "a ""b"" c"), quotes undone."""
+    items, pos = [], 0
+    while pos < len(value):
+        while value[pos : pos + 1] in (" ", ","):
+            pos += 1
+        if pos >= len(value):
+            break
+        if value[pos] == '"':
+            name, pos = "", pos + 1
+            while (end := value.find('"', pos)) >= 0 and value[end + 1 : end + 2] == '"':
+                name, pos = name + value[pos:end] + '"', end + 2
+            end = len(value) if end < 0 else end
+            items.append(name + value[pos:end])
+            pos = end + 1
+        else:
+            end = value.find(",", pos)
+            end = len(value) if end < 0 else end
+            items.append(value[pos:end].strip())
+            pos = end
+    return items
+
+
 def drop_database(conn: Conn, database: str, server_major: int) -> None:
     """DROP DATABASE IF EXISTS, ending its sessions first (FORCE on 13+)."""
     force = sql.SQL(" WITH (FORCE)") if server_major >= 13 else sql.SQL("")

@@ -104,3 +104,38 @@ def test_a_read_only_server_fails_the_restore_clearly(loaded, odd: Cluster):
     assert result.returncode == 1, result.stderr[-1500:]
     assert "read-only transaction" in result.stderr.strip().splitlines()[-1]
     assert odd.psql("SELECT count(*) FROM people", loaded["dev"]) != "0"
+
+
+def test_a_swap_keeps_the_settings_given_to_the_target_database(
+    clusters: Clusters, odd: Cluster, tmp_path
+):
+    source = clusters.get(17)
+    db = f"settings_{uuid.uuid4().hex[:8]}"
+    source.create_database(db)
+    source.psql(SOURCE_SQL, db)
+    dev = fresh_target(odd)
+    odd.psql(
+        f"""ALTER DATABASE {dev} SET search_path = 'app', '$user', public;
+        ALTER DATABASE {dev} SET timezone = 'America/St_Johns';
+        ALTER DATABASE {dev} SET "app.tenant" = 'dev''s';
+        ALTER DATABASE {dev} SET default_transaction_read_only = on;
+        ALTER ROLE postgres IN DATABASE {dev} SET work_mem = '7MB'"""
+    )
+    settings = (
+        "SELECT coalesce(r.rolname, '-'), s.setconfig FROM pg_db_role_setting s "
+        "JOIN pg_database d ON d.oid = s.setdatabase LEFT JOIN pg_roles r ON r.oid = s.setrole "
+        f"WHERE d.datname = '{dev}' ORDER BY 1"
+    )
+    before = odd.psql(settings)
+    orch, _suggested = backed_up_with_suggested_rules(
+        clusters, tmp_path, source.url(db), odd.url(dev), "settings-mask-key-0123456789abcdef"
+    )
+    orch.ok("restore", "--target", "dev")
+    assert odd.psql(settings) == before
+    assert 'search_path=app, \\"$user\\", public' in before and "app.tenant=dev's" in before
+    assert odd.psql("SHOW search_path; SHOW default_transaction_read_only", dev).split() == [
+        "app,",
+        '"$user",',
+        "public",
+        "on",
+    ]

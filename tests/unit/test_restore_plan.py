@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from orchestrator.postgres.queries import setting_statement
 from orchestrator.restore_plan import (
     Capabilities,
     Endpoint,
@@ -238,3 +239,23 @@ def test_a_server_error_on_an_older_target_names_both_versions(
         assert note.startswith(
             f"the backup is of PostgreSQL {source} and this target runs {target}"
         )
+
+
+@pytest.mark.parametrize(
+    ("role", "entry", "statement"),
+    [
+        (None, "timezone=Asia/Kolkata", 'ALTER DATABASE "d b" SET "timezone" = \'Asia/Kolkata\''),
+        (None, "app.tenant=dev's", 'ALTER DATABASE "d b" SET "app"."tenant" = \'dev\'\'s\''),
+        (
+            None,
+            'search_path=app, "$user", "a ""b"" c",public',
+            "ALTER DATABASE \"d b\" SET \"search_path\" = 'app', '$user', 'a \"b\" c', 'public'",
+        ),
+        ("dev", "work_mem=7MB", 'ALTER ROLE "dev" IN DATABASE "d b" SET "work_mem" = \'7MB\''),
+        (None, 'search_path=""', 'ALTER DATABASE "d b" SET "search_path" = \'\''),
+    ],
+)
+def test_a_database_setting_is_given_again_as_the_catalog_holds_it(
+    role: str | None, entry: str, statement: str
+) -> None:
+    assert setting_statement("d b", role, entry).as_string(None) == statement
