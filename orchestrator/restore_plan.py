@@ -15,6 +15,12 @@ StrategySetting = Literal["auto", "swap", "transaction"]
 MAX_NAME = 63  # PostgreSQL truncates identifiers longer than NAMEDATALEN - 1 bytes
 
 LOCAL_ALIASES = {"localhost", "127.0.0.1", "::1", "ip6-localhost"}
+# the session settings pg_dump and pg_restore give their own connections, which ours take
+# too: a server's or a role's statement_timeout (production often has one) must not cancel
+# the exact row counts, ANALYZE or CREATE DATABASE of a large database, nor a masked load
+UNLIMITED_SESSION = (
+    "SET statement_timeout = 0; SET lock_timeout = 0; SET idle_in_transaction_session_timeout = 0"
+)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from orchestrator.errors import ConfigError, JobError
 from orchestrator.logs import get_logger
 from orchestrator.postgres.clients import ClientSet
 from orchestrator.postgres.dump import libpq_env
-from orchestrator.restore_plan import error_message, real_errors
+from orchestrator.restore_plan import UNLIMITED_SESSION, error_message, real_errors
 
 MAX_RESTORE_ERRORS = 200
 log = get_logger(__name__)
@@ -424,18 +424,12 @@ def run_sql_file(client: ClientSet, target: ConnInfo, path: Path, timeout: float
     execute.run(argv, env=libpq_env(target, "post-restore-sql"), timeout=timeout)
 
 
-# what pg_restore sets on its own connections, set by psql first thing in its transaction:
-# the script's own SETs come only when its first lines do, and a masked load's psql waits
-# for them (idle in its transaction) while the filter starts and decides
-UNLIMITED_SESSION = (
-    "SET statement_timeout = 0; SET lock_timeout = 0; SET idle_in_transaction_session_timeout = 0"
-)
-
-
 def psql_argv(client: ClientSet, target: ConnInfo, script: str) -> list[str]:
     """psql running `script` (a path, or - for stdin) into `target` in one transaction,
     stopping at the first error (no password in it), with no time limits from the target's
-    settings (UNLIMITED_SESSION)."""
+    settings (UNLIMITED_SESSION, set first thing in its transaction: the script's own SETs
+    come only with its first lines, and a masked load's psql waits for them, idle in its
+    transaction, while the filter starts and decides)."""
     return [
         client.tool("psql"),
         "--no-password",

@@ -22,6 +22,7 @@ from orchestrator.conninfo import ConnInfo
 from orchestrator.errors import ConfigError, JobError
 from orchestrator.formats import utc
 from orchestrator.logs import get_logger, mask
+from orchestrator.restore_plan import UNLIMITED_SESSION
 from orchestrator.schema_facts import Column, ForeignKey, SchemaFacts, Table
 from orchestrator.table_names import table_key
 
@@ -73,7 +74,8 @@ cancel.on_stop(_cancel_open_queries)
 
 
 def connect(info: ConnInfo, setting: str, *, autocommit: bool = True) -> Conn:
-    """Open a connection to `info`; raise ConfigError/JobError naming `setting` on failure."""
+    """Open a connection to `info` with no time limits (UNLIMITED_SESSION); raise
+    ConfigError/JobError naming `setting` on failure."""
     try:
         conn = psycopg.connect(
             info.url,
@@ -90,6 +92,9 @@ def connect(info: ConnInfo, setting: str, *, autocommit: bool = True) -> Conn:
     except psycopg.OperationalError as exc:
         raise classify_connect_error(setting, str(exc)) from None
     _open.add(conn)
+    conn.execute(UNLIMITED_SESSION)
+    if not autocommit:
+        conn.commit()  # the settings stay; the caller's first transaction starts afresh
     return conn
 
 

@@ -139,3 +139,26 @@ def test_a_swap_keeps_the_settings_given_to_the_target_database(
         "public",
         "on",
     ]
+
+
+def test_a_statement_timeout_on_the_source_and_target_roles_does_not_stop_a_cycle(
+    clusters: Clusters, odd: Cluster, tmp_path
+):
+    """Production often limits its roles' statements (ALTER ROLE ... SET statement_timeout):
+    the exact row counts in the dump's snapshot and the restore check's ANALYZE and counts
+    run longer than that on a large table, as pg_dump's own queries would."""
+    source = clusters.get(17)
+    db = f"timeout_{uuid.uuid4().hex[:8]}"
+    source.create_database(db)
+    source.psql(
+        "CREATE TABLE big AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 300000) g",
+        db,
+    )
+    source.psql(f"ALTER DATABASE {db} SET statement_timeout = '5ms'")
+    dev = fresh_target(odd)  # the odd server limits statements to 300 ms, locks to 100 ms
+    orch, _suggested = backed_up_with_suggested_rules(
+        clusters, tmp_path, source.url(db), odd.url(dev), "timeout-mask-key-0123456789abcdef"
+    )
+    orch.env["BACKUP_DATABASE_URL"] = odd.url(dev)
+    orch.ok("restore", "--target", "backup")
+    assert odd.psql("SELECT count(*) FROM big", dev) == "300000"
