@@ -134,14 +134,23 @@ HARMLESS_ERRORS: tuple[tuple[re.Pattern[str], str], ...] = (
 _QUERY_PREFIX = "could not execute query: "
 
 
+# what a server says of SQL it does not know (a newer server's syntax, settings, functions)
+_UNKNOWN_TO_SERVER = re.compile(
+    r"syntax error|unrecognized|does not exist|not supported|unknown|invalid value for parameter"
+)
+
+
 def older_server_note(message: str, source_version: str, target_major: int) -> str | None:
     """Give a note for a failed restore's `message` when the server refused what the
-    archive holds (pg_restore's or psql's errors) and the backup is of a newer major
-    (`source_version`, as the manifest records it) than the target's server; else None."""
+    archive holds as unknown to it (pg_restore's or psql's errors) and the backup is of a
+    newer major (`source_version`, as the manifest records it) than the target's server;
+    else None."""
     major = source_version.split(".")[0]
     if not major.isdigit() or int(major) <= target_major:
         return None
     if not message.startswith(("pg_restore reported", "psql exited", "pg_restore failed")):
+        return None
+    if not _UNKNOWN_TO_SERVER.search(message):
         return None
     return (
         f"the backup is of PostgreSQL {source_version} and this target runs {target_major}, "

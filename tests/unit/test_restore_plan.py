@@ -217,8 +217,19 @@ def test_ages_out_names_the_copy_a_swap_would_drop(exists, previous, keep, dropp
             14,
             True,
         ),
-        ("psql exited with code 3: psql:<stdin>:9: ERROR:  x", "17.11", 16, True),
-        ("pg_restore failed and its transaction was rolled back: ERROR:  x", "15.19", 14, True),
+        (
+            'psql exited with code 3: psql:<stdin>:9: ERROR:  type "x" does not exist',
+            "17.11",
+            16,
+            True,
+        ),
+        (
+            "pg_restore failed and its transaction was rolled back: ERROR:  unrecognized "
+            'configuration parameter "transaction_timeout"',
+            "17.11",
+            14,
+            True,
+        ),
         (
             'pg_restore reported 1 error(s): ERROR:  syntax error at or near "NULLS"',
             "18.6",
@@ -228,6 +239,14 @@ def test_ages_out_names_the_copy_a_swap_would_drop(exists, previous, keep, dropp
         ("pg_restore reported 1 error(s): ERROR:  x", "14.23", 17, False),
         ("restored data does not match backup b: public.t: 3 rows, expected 4", "18.6", 14, False),
         ("pg_restore reported 1 error(s): ERROR:  x", "unknown", 14, False),
+        (
+            'pg_restore reported 1 error(s): COPY failed for table "t": ERROR:  character with '
+            'byte sequence 0xf0 0x9f 0x98 0x80 in encoding "UTF8" has no equivalent in encoding '
+            '"LATIN1"',
+            "17.11",
+            14,
+            False,
+        ),
     ],
 )
 def test_a_server_error_on_an_older_target_names_both_versions(
