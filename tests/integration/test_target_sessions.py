@@ -1,5 +1,6 @@
 """A dev server whose settings differ from the source's (DateStyle SQL, DMY, IntervalStyle
-sql_standard, a time zone with a half-hour offset, small statement, lock and idle timeouts):
+sql_standard, a time zone with a half-hour offset, small statement, lock and idle timeouts,
+a search_path naming no schema):
 masked, subsetted loads still give the right values; a read-only server fails clearly."""
 
 from __future__ import annotations
@@ -70,7 +71,11 @@ def loaded(clusters: Clusters, odd: Cluster, tmp_path_factory) -> dict:
     )
     rules = tmp / "rules.yaml"
     rules.write_text(RULES)
-    orch.ok("restore", "--target", "dev", "--mask-rules", str(rules))
+    odd.psql("ALTER ROLE postgres SET search_path = nowhere")  # no schema of that name
+    try:
+        orch.ok("restore", "--target", "dev", "--mask-rules", str(rules))
+    finally:
+        odd.psql("ALTER ROLE postgres RESET search_path")
     return {"orch": orch, "source": source, "db": db, "dev": dev}
 
 
@@ -82,7 +87,7 @@ def rows(cluster: Cluster, database: str, query: str) -> dict[str, list[str]]:
 
 
 def test_masked_dates_and_kept_intervals_load_right_into_an_odd_server(loaded, odd: Cluster):
-    query = "SELECT id, born, seen, waited, at FROM people ORDER BY id"
+    query = "SELECT id, born, seen, waited, at FROM public.people ORDER BY id"
     before, after = rows(loaded["source"], loaded["db"], query), rows(odd, loaded["dev"], query)
     assert 10 < len(after) < 30
     for key, (born, seen, waited, at) in after.items():
@@ -92,7 +97,10 @@ def test_masked_dates_and_kept_intervals_load_right_into_an_odd_server(loaded, o
         for new, old in ((born, old_born), (seen[:10], old_seen[:10]), (at[:10], old_at[:10])):
             days = abs(int(odd.psql(f"SELECT date '{new}' - date '{old}'")))
             assert 1 <= days <= 10
-    assert odd.psql("SELECT count(*) FROM visits v JOIN people p ON p.id = v.person", loaded["dev"])
+    assert odd.psql(
+        "SELECT count(*) FROM public.visits v JOIN public.people p ON p.id = v.person",
+        loaded["dev"],
+    )
 
 
 def test_a_read_only_server_fails_the_restore_clearly(loaded, odd: Cluster):
@@ -103,7 +111,7 @@ def test_a_read_only_server_fails_the_restore_clearly(loaded, odd: Cluster):
         odd.psql("ALTER DATABASE postgres RESET default_transaction_read_only", "template1")
     assert result.returncode == 1, result.stderr[-1500:]
     assert "read-only transaction" in result.stderr.strip().splitlines()[-1]
-    assert odd.psql("SELECT count(*) FROM people", loaded["dev"]) != "0"
+    assert odd.psql("SELECT count(*) FROM public.people", loaded["dev"]) != "0"
 
 
 def test_a_swap_keeps_the_settings_given_to_the_target_database(
@@ -161,4 +169,4 @@ def test_a_statement_timeout_on_the_source_and_target_roles_does_not_stop_a_cycl
     )
     orch.env["BACKUP_DATABASE_URL"] = odd.url(dev)
     orch.ok("restore", "--target", "backup")
-    assert odd.psql("SELECT count(*) FROM big", dev) == "300000"
+    assert odd.psql("SELECT count(*) FROM public.big", dev) == "300000"
