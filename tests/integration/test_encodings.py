@@ -72,7 +72,8 @@ def test_a_sql_ascii_database_is_backed_up_and_restored(clusters: Clusters, tmp_
 
 
 LOCALE = "SELECT pg_encoding_to_char(encoding), datcollate, to_jsonb(d) ->> 'datlocprovider', "
-LOCALE += "to_jsonb(d) ->> 'daticulocale' FROM pg_database d WHERE datname = "
+LOCALE += "coalesce(to_jsonb(d) ->> 'datlocale', to_jsonb(d) ->> 'daticulocale') "
+LOCALE += "FROM pg_database d WHERE datname = "
 
 
 def test_a_restore_keeps_the_encoding_and_locale_of_the_database_it_replaces(
@@ -103,6 +104,12 @@ def test_a_restore_keeps_the_encoding_and_locale_of_the_database_it_replaces(
     assert old.psql(f"{LOCALE}'{latin1}'") == "LATIN1|C||"
     orch.ok("restore", "--target", icu.url("icu_target"))
     assert icu.psql(f"{LOCALE}'icu_target'") == "UTF8|C|i|de-DE"
+    source.psql(  # PostgreSQL 17's own provider
+        "CREATE DATABASE builtin_target TEMPLATE template0 ENCODING 'UTF8' LOCALE 'C' "
+        "LOCALE_PROVIDER builtin BUILTIN_LOCALE 'C.UTF-8'"
+    )
+    orch.ok("restore", "--target", source.url("builtin_target"))
+    assert source.psql(f"{LOCALE}'builtin_target'") == "UTF8|C|b|C.UTF-8"
 
 
 # Each encoding's people: names, e-mails, phones and addresses in its own letters; the
