@@ -37,6 +37,7 @@ from orchestrator.masking.transforms import (
     MaskKey,
     TransformError,
     compile_spec,
+    within_bytes,
 )
 from orchestrator.table_names import table_key
 
@@ -427,8 +428,11 @@ def _edges(parts: list[bytes], stride: int, first: _Field | None, last: _Field |
     parts[end] = tails[-1] + b"\n"
 
 
-def compile_table(plan: TablePlan, key: MaskKey, columns: list[str]) -> BlockMasker:
-    """Give the masker of `plan`'s table for a COPY with `columns` in this order.
+def compile_table(
+    plan: TablePlan, key: MaskKey, columns: list[str], count_bytes: bool = False
+) -> BlockMasker:
+    """Give the masker of `plan`'s table for a COPY with `columns` in this order; with
+    `count_bytes` (a SQL_ASCII script), outputs fit each column's length in bytes too.
 
     Raises FilterError when a column is not in the plan and the plan's unlisted policy is
     `fail`.
@@ -445,6 +449,8 @@ def compile_table(plan: TablePlan, key: MaskKey, columns: list[str]) -> BlockMas
             continue
         if column.transform != "keep":
             compiled = compile_spec(column.spec, key, column.base_type, column.max_length)
+            if count_bytes and column.max_length is not None:
+                compiled = within_bytes(compiled, column.max_length)
             fields[index] = _Field(compiled)
     return BlockMasker(plan.table, tuple(columns), fields)
 
@@ -687,7 +693,7 @@ def filter_tables(
             plan = plans.get(header.table)
             if plan is None:
                 raise FilterError(f"the stream holds data of {header.table}, not {_names(plans)}")
-            masker = compile_table(plan, key, header.columns)
+            masker = compile_table(plan, key, header.columns, reader.encoding == "SQL_ASCII")
             stats = done.setdefault(plan.table, FilterStats(plan.table))
             stats.columns, stats.masked_columns = header.columns, list(masker.masked)
             applier = droppers(header.table, header.columns) if droppers is not None else None

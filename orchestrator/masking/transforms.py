@@ -347,6 +347,41 @@ def _ignoring_padding(compiled: Compiled) -> Compiled:
     )
 
 
+def within_bytes(compiled: Compiled, limit: int) -> Compiled:
+    """`compiled` with every output cut to at most `limit` bytes, at the start of a UTF-8
+    character: a varchar(n) counts bytes in a database of one byte a character (SQL_ASCII),
+    where an output cut to n characters may not fit."""
+    apply, column, joined = compiled.apply, compiled.column, compiled.joined
+
+    def cut(data: bytes) -> bytes:
+        if len(data) <= limit:
+            return data
+        end = limit
+        while end and 0x80 <= data[end] < 0xC0:  # a continuation byte: not a start
+            end -= 1
+        return data[:end]
+
+    def applied(value: bytes) -> bytes | None:
+        out = apply(value)
+        return None if out is None else cut(out)
+
+    def columned(values: list[bytes], found: Values | None = None, /) -> list[bytes]:
+        assert column is not None
+        return list(map(cut, column(values, found)))
+
+    def joined_cut(text: bytes) -> bytes:
+        assert joined is not None
+        return b"\n".join(map(cut, joined(text).split(b"\n")))
+
+    return dataclasses.replace(
+        compiled,
+        apply=applied,
+        column=None if column is None else columned,
+        joined=None if joined is None else joined_cut,
+        splices=None,  # a rewrite in place cannot cut
+    )
+
+
 def _ignoring_case(compiled: Compiled, fold: Callable[[bytes], bytes]) -> Compiled:
     """`compiled` run on each value as `fold` writes it (in lower case, as citext compares
     values): 'Ann@X.example' referenced as 'ANN@x.example' masks alike, so the key holds."""

@@ -134,7 +134,7 @@ def people_sql(encoding: str) -> str:
     rows = ", ".join(
         f"({n}, '{name}', '{mail}@raw-mail.example', '{phone}', '{city}', "
         f"'Adresse {city}, mail {mail}@raw-mail.example, Tel. {phone}', "
-        f"'{n}@r.example ß', 'tok-{mail}')"
+        f"'ß {n}@r.example', 'tok-{mail}')"
         for n, (name, mail, phone, city, _note) in enumerate(PEOPLE[encoding], 1)
     )
     orders = ", ".join(

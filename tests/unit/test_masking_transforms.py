@@ -22,6 +22,7 @@ from orchestrator.masking.transforms import (
     fit_problem,
     load_key,
     parse_spec,
+    within_bytes,
 )
 from orchestrator.schema_facts import Column
 
@@ -144,6 +145,24 @@ def test_masking_a_key_under_a_collation_ignoring_accents_is_refused(
     problem = fit_problem(parse_spec("hash"), column(collation=collation), unique=True)
     assert (problem is not None and "differ in more than case" in problem) is refused
     assert fit_problem(parse_spec("hash"), column(collation=collation), unique=False) is None
+
+
+@pytest.mark.parametrize(
+    ("value", "limit", "expected"),
+    [
+        ("ß a@b.example", 6, "ß "),  # 15 bytes: the token's text cut to 6 bytes
+        ("ßßß", 5, "ßß"),  # never half a character: 4 bytes, not 5
+        ("東京 x", 5, "東"),
+        ("plain", 9, "plain"),
+    ],
+)
+def test_outputs_fit_a_length_counted_in_bytes(value: str, limit: int, expected: str) -> None:
+    compiled = within_bytes(compile_spec(parse_spec("scrub"), KEY, "text", limit), limit)
+    out = compiled.apply(value.encode())
+    assert out is not None and len(out) <= limit and out.decode().startswith(expected)
+    assert compiled.splices is None and compiled.column is not None
+    assert compiled.column([value.encode()]) == [out]
+    assert compiled.joined is not None and compiled.joined(value.encode()) == out
 
 
 # --- email and hash ---------------------------------------------------------------------
