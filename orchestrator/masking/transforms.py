@@ -1311,7 +1311,10 @@ def _build_scrub(
     def cut(data: bytes) -> bytes:
         if max_length is None or len(data) <= max_length:
             return data
-        return data.decode()[:max_length].encode()  # varchar(n) counts characters
+        # varchar(n) counts characters; a byte that is no UTF-8 (a SQL_ASCII database's)
+        # counts as one
+        text = data.decode("utf-8", "surrogateescape")
+        return text[:max_length].encode("utf-8", "surrogateescape")
 
     if base_type == "bytea":
 

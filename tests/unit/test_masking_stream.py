@@ -430,6 +430,18 @@ def test_a_sql_ascii_script_goes_through_as_it_is() -> None:
     )
 
 
+@pytest.mark.parametrize("rule", ["scrub", "full_name", "hash", "redact", "phone"])
+def test_a_sql_ascii_value_that_is_no_utf8_is_masked_too(rule: str) -> None:
+    """A SQL_ASCII database holds whatever bytes its clients sent (here LATIN1's é)."""
+    script = PREAMBLE.replace(b"'UTF8'", b"'SQL_ASCII'") + COPY_LINE + TRAILER
+    rows = b"1\ta@b.com\tRen\xe9e x@y.example and more\t555\n"
+    spec = parse_spec(rule)
+    name = ColumnPlan(spec.name, dict(spec.params), max_length=12)
+    out = run_filter(script.replace(TRAILER, rows + TRAILER), plan(**{"First Name": name}))
+    field = next(line for line in out.splitlines() if line.startswith(b"1\t")).split(b"\t")[2]
+    assert len(field) <= 12 and b"x@y.example" not in field
+
+
 def test_a_value_that_cannot_be_masked_names_column_and_row_but_not_the_value() -> None:
     dated = plan(phone=ColumnPlan("date_shift", {"days": 3}, "date"))
     script = (
