@@ -123,8 +123,9 @@ def escape(value: bytes) -> bytes:
 
 
 def decode_field(field: bytes) -> str | None:
-    """Give the text of a COPY field, None for NULL; UnicodeDecodeError when not UTF-8."""
-    return None if field == NULL else unescape(field).decode()
+    """Give the text of a COPY field, None for NULL; a byte that is no UTF-8 (only a
+    SQL_ASCII database holds such) is read as U+FFFD, the replacement character."""
+    return None if field == NULL else unescape(field).decode("utf-8", "replace")
 
 
 # --- the per-table row function ---------------------------------------------------------
@@ -948,8 +949,5 @@ def _read_sample(reader: _Reader, max_rows: int) -> list[list[str | None]]:
         line = reader.line()
         if not line or line.rstrip(b"\n") == END_OF_DATA[:-1]:
             break
-        try:
-            rows.append([decode_field(field) for field in line.rstrip(b"\n").split(b"\t")])
-        except UnicodeDecodeError:
-            raise FilterError("a sampled row is not valid UTF-8") from None
+        rows.append([decode_field(field) for field in line.rstrip(b"\n").split(b"\t")])
     return rows

@@ -457,6 +457,14 @@ def test_a_value_that_cannot_be_masked_names_column_and_row_but_not_the_value() 
 # --- sampling ---------------------------------------------------------------------------
 
 
+def test_a_sql_ascii_sample_reads_bytes_that_are_no_utf8_as_replacement_characters() -> None:
+    script = PREAMBLE.replace(b"'UTF8'", b"'SQL_ASCII'") + COPY_LINE
+    rows = b"1\ta@b.com\tRen\xe9e x@y.example\t555\n"
+    assert sample_rows(io.BytesIO(script + rows + TRAILER), 5)[1] == [
+        ["1", "a@b.com", "Ren\ufffde x@y.example", "555"]
+    ]
+
+
 def test_sample_rows_gives_decoded_values_and_stops_reading_early() -> None:
     source = io.BytesIO(PREAMBLE + COPY_LINE + ROWS * 100000 + TRAILER)
     columns, rows = sample_rows(source, 3)
