@@ -27,6 +27,7 @@ from typing import Any, BinaryIO, Protocol
 import numpy as np
 
 from orchestrator.errors import JobError
+from orchestrator.masking import _euc_jp
 from orchestrator.masking._fields import Lines, kept_lines, lines_of
 from orchestrator.masking._scrub import Splices, regions, splice
 from orchestrator.masking._vector import NEWLINE, Ints, values_of
@@ -63,7 +64,7 @@ CODECS = {
     },
     "KOI8R": "koi8_r",
     "KOI8U": "koi8_u",
-    "EUC_JP": "euc_jp",
+    "EUC_JP": _euc_jp.NAME,  # PostgreSQL reads it as eucJP-ms: Python's euc_jp does not
     "EUC_JIS_2004": "euc_jis_2004",
     "EUC_CN": "gb2312",
     "EUC_KR": "euc_kr",

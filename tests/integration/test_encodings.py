@@ -122,8 +122,9 @@ PEOPLE = {
     ],
     "EUC_JP": [
         ("山田 太郎", "taro.yamada", "+81 90 1234 5678", "東京", "やまだ様"),
-        ("佐藤 花子", "hanako.sato", "+81 80 2345 6789", "大阪", "さとう様"),
-        ("鈴木 一郎", "ichiro.suzuki", "+81 70 3456 7890", "京都", "すずき様"),
+        # where PostgreSQL's EUC_JP differs from JIS: a wave dash, NEC's and IBM's letters
+        ("佐藤 花子", "hanako.sato", "+81 80 2345 6789", "大阪", "さとう様\uff5e①㈱"),
+        ("鈴木 一郎", "ichiro.suzuki", "+81 70 3456 7890", "京都", "髙﨑様\uff0d∥"),
     ],
 }
 PEOPLE["SQL_ASCII"] = PEOPLE["LATIN1"][:2] + PEOPLE["EUC_JP"][:1]
@@ -230,3 +231,35 @@ def test_a_masked_subset_of_a_database_in_any_encoding_loads_into_dev(encoded, d
     for _name, _mail, _phone, city, _note in people[1:]:  # scrub keeps the text around items
         assert f"Adresse {city}, mail " in loaded
     assert not raw_values_in_data_directory(dev, [p[1] for p in people] + ["raw-mail"])
+
+
+def test_euc_jp_is_read_as_postgresql_reads_it(clusters: Clusters):
+    """Every EUC_JP code, read by the filter's codec and by a live server's convert_from:
+    the same character, or no character for both."""
+    from orchestrator.masking import _euc_jp
+
+    read = run_sql(
+        clusters.get(SOURCE_MAJOR),
+        "CREATE FUNCTION pg_temp.read_euc_jp(h text) RETURNS text LANGUAGE plpgsql AS $$ "
+        "BEGIN RETURN convert_from(decode(h, 'hex'), 'EUC_JP'); "
+        "EXCEPTION WHEN others THEN RETURN '-'; END $$; "
+        "SELECT h, pg_temp.read_euc_jp(h) FROM ("
+        "SELECT '8e' || to_hex(b) FROM generate_series(161, 223) b UNION ALL "
+        "SELECT to_hex(a) || to_hex(b) FROM generate_series(161, 254) a, "
+        "generate_series(161, 254) b UNION ALL "
+        "SELECT '8f' || to_hex(a) || to_hex(b) FROM generate_series(161, 254) a, "
+        "generate_series(161, 254) b) c(h)",
+        "postgres",
+    )
+    server = dict(line.split("|", 1) for line in read.splitlines())
+
+    def ours(code: str) -> str:
+        try:
+            return bytes.fromhex(code).decode(_euc_jp.NAME)
+        except UnicodeDecodeError:
+            return "-"
+
+    assert len(server) == 63 + 2 * 94 * 94
+    stored = {code: found for code, found in server.items() if found != "-"}
+    assert len(stored) > 13000  # codes the server refuses never reach an archive
+    assert {code: found for code, found in stored.items() if ours(code) != found} == {}
