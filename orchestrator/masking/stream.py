@@ -51,7 +51,9 @@ END_OF_DATA = b"\\.\n"
 DROPPED_BEFORE_COPY = b"SET transaction_timeout = 0;\n"
 UTF8_NAMES = ("UTF8", "UTF-8", "UNICODE")
 AS_THEY_ARE = (*UTF8_NAMES, "SQL_ASCII")  # encodings whose bytes are read without converting
-# PostgreSQL's encodings (server and client-only) and the Python codec reading each
+# PostgreSQL's encodings (server and client-only) and the Python codec reading each as the
+# server does (tests hold them to it); EUC_JIS_2004, SHIFT_JIS_2004 and BIG5 are left out:
+# Python reads some of their characters as others (a test found 5, 129 and 18)
 CODECS = {
     **{
         f"LATIN{n}": f"iso8859_{part}"
@@ -65,12 +67,9 @@ CODECS = {
     "KOI8R": "koi8_r",
     "KOI8U": "koi8_u",
     "EUC_JP": _euc_jp.NAME,  # PostgreSQL reads it as eucJP-ms: Python's euc_jp does not
-    "EUC_JIS_2004": "euc_jis_2004",
     "EUC_CN": "gb2312",
     "EUC_KR": "euc_kr",
     "SJIS": "cp932",
-    "SHIFT_JIS_2004": "shift_jis_2004",
-    "BIG5": "cp950",
     "GBK": "gbk",
     "GB18030": "gb18030",
     "UHC": "cp949",

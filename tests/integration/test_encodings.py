@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.masking.stream import CODECS
 from tests.conftest import Clusters, Orchestrator, all_bin_dirs
 from tests.harness.postgres import Cluster
 from tests.harness.targets import raw_values_in_data_directory
@@ -263,3 +264,39 @@ def test_euc_jp_is_read_as_postgresql_reads_it(clusters: Clusters):
     stored = {code: found for code, found in server.items() if found != "-"}
     assert len(stored) > 13000  # codes the server refuses never reach an archive
     assert {code: found for code, found in stored.items() if ours(code) != found} == {}
+
+
+@pytest.mark.parametrize("encoding", sorted(set(CODECS) - {"EUC_JP"}))
+def test_every_encoding_masking_reads_is_read_as_postgresql_reads_it(
+    clusters: Clusters, encoding: str
+):
+    """Each byte (of a single-byte encoding) or two-byte code, read by the filter's codec
+    and by a live server's convert_from: the same character, or no character for Python
+    (the filter then stops): never another character."""
+    single = encoding.startswith(("LATIN", "ISO_8859", "WIN", "KOI8"))
+    codes = (
+        "SELECT lpad(to_hex(b), 2, '0') FROM generate_series(128, 255) b"
+        if single
+        else "SELECT to_hex(a) || lpad(to_hex(b), 2, '0') "
+        "FROM generate_series(129, 254) a, generate_series(64, 254) b"
+    )
+    read = run_sql(
+        clusters.get(SOURCE_MAJOR),
+        "CREATE FUNCTION pg_temp.read(h text, e name) RETURNS text LANGUAGE plpgsql AS $$ "
+        "BEGIN RETURN '=' || convert_from(decode(h, 'hex'), e); "
+        "EXCEPTION WHEN others THEN RETURN '-'; END $$; "
+        f"SELECT h || pg_temp.read(h, '{encoding}') || '|' FROM ({codes}) c(h)",  # | ends it
+        "postgres",
+    )
+    other = {}
+    for line in read.split("\n"):
+        code, found = line[: 2 if single else 4], line[2 if single else 4 : -1]
+        if not found.startswith("="):
+            continue
+        try:
+            ours = bytes.fromhex(code).decode(CODECS[encoding])
+        except UnicodeDecodeError:
+            continue
+        if ours != found[1:]:
+            other[code] = (found[1:], ours)
+    assert other == {}
