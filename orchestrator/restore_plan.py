@@ -15,6 +15,12 @@ StrategySetting = Literal["auto", "swap", "transaction"]
 MAX_NAME = 63  # PostgreSQL truncates identifiers longer than NAMEDATALEN - 1 bytes
 
 LOCAL_ALIASES = {"localhost", "127.0.0.1", "::1", "ip6-localhost"}
+# the session settings pg_dump and pg_restore give their own connections, which ours take
+# too: a server's or a role's statement_timeout (production often has one) must not cancel
+# the exact row counts, ANALYZE or CREATE DATABASE of a large database, nor a masked load
+UNLIMITED_SESSION = (
+    "SET statement_timeout = 0; SET lock_timeout = 0; SET idle_in_transaction_session_timeout = 0"
+)
 
 
 @dataclass(frozen=True)
@@ -126,6 +132,30 @@ HARMLESS_ERRORS: tuple[tuple[re.Pattern[str], str], ...] = (
     ),
 )
 _QUERY_PREFIX = "could not execute query: "
+
+
+# what a server says of SQL it does not know (a newer server's syntax, settings, functions)
+_UNKNOWN_TO_SERVER = re.compile(
+    r"syntax error|unrecognized|does not exist|not supported|unknown|invalid value for parameter"
+)
+
+
+def older_server_note(message: str, source_version: str, target_major: int) -> str | None:
+    """Give a note for a failed restore's `message` when the server refused what the
+    archive holds as unknown to it (pg_restore's or psql's errors) and the backup is of a
+    newer major (`source_version`, as the manifest records it) than the target's server;
+    else None."""
+    major = source_version.split(".")[0]
+    if not major.isdigit() or int(major) <= target_major:
+        return None
+    if not message.startswith(("pg_restore reported", "psql exited", "pg_restore failed")):
+        return None
+    if not _UNKNOWN_TO_SERVER.search(message):
+        return None
+    return (
+        f"the backup is of PostgreSQL {source_version} and this target runs {target_major}, "
+        "which may lack what the error names"
+    )
 
 
 def error_message(line: str) -> str | None:

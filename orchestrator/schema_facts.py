@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+CASELESS = "caseless"  # the compared_as of a column whose collation ignores case
+
 
 class Column(BaseModel):
     """One column as the catalogs describe it.
@@ -32,6 +34,17 @@ class Column(BaseModel):
     generated: bool = False  # generated columns are computed, never in the COPY data
     checks: tuple[str, ...] = ()  # CHECK constraints of its domain, or of the column alone
     labels: tuple[str, ...] = ()  # an enum's labels, in order (domains resolved; older: none)
+    # how its collation tells values apart: "" byte for byte (deterministic ones); "case"
+    # whatever their case and width (a nondeterministic ICU collation such as
+    # und-u-ks-level2, as the server answered 'A' = 'a' but not 'e' = 'é'); "other" a
+    # nondeterministic one that ignores more (accents, punctuation). Older backups: ""
+    collation: str = ""
+
+    @property
+    def compared_as(self) -> str:
+        """The base type whose equality the column's values follow: CASELESS for a
+        column whose collation compares whatever the case, `base_type` otherwise."""
+        return CASELESS if self.collation == "case" else self.base_type
 
 
 class ForeignKey(BaseModel):

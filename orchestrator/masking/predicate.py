@@ -132,7 +132,7 @@ def _typed(value: str, column: Column, cast: str = "TRY_CAST") -> str:
     if column.base_type == "interval":  # '-1 days +02:00:00' (pg_dump's style): no '+'
         value = f"replace({value}, ' +', ' ')"
     typed = f"{cast}({value} AS {duck_type(column)})"
-    if column.base_type == "citext":
+    if column.compared_as in ("citext", "caseless"):  # a collation ignoring case too
         typed += " COLLATE NOCASE"
     elif column.base_type == "bpchar":
         typed = f"rtrim({typed}, ' ')"

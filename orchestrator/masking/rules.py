@@ -519,7 +519,7 @@ def _table_plan(resolver: _Resolver, lengths: _LinkedLengths, key: str) -> Table
         if spec.masks:
             max_length = _linked_length(resolver, lengths.group(key, column.name), spec)
         columns[column.name] = ColumnPlan(
-            spec.name, dict(spec.params), column.base_type, max_length, resolved.via
+            spec.name, dict(spec.params), column.compared_as, max_length, resolved.via
         )
     named = resolver.rule_table(key)
     keep_all = named is not None and resolver.rules.tables[named].keep_all

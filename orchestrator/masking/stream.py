@@ -6,12 +6,19 @@ read and written in blocks of about 1 MiB cut at a newline, so memory stays flat
 the table's size; within a row only the masked fields are unescaped and rewritten.
 
 Fails closed: a COPY of another table, a column the plan does not name (under `fail`),
-data as INSERT statements, an archive not in UTF8, or a stream that ends inside the COPY
-data all stop the filter with a FilterError. No message ever holds a data value.
+data as INSERT statements, a script in an encoding Python cannot read, or a stream that
+ends inside the COPY data all stop the filter with a FilterError. No message ever holds a
+data value.
+
+Masking reads text as UTF-8: a script in another encoding (a LATIN1 or EUC_JP database's)
+is converted to UTF-8 as it is read, its `SET client_encoding` rewritten to UTF8 (the
+target's server converts back to its own encoding). SQL_ASCII names no encoding: its bytes
+go through as they are, read as UTF-8 where a transform needs text.
 """
 
 from __future__ import annotations
 
+import codecs
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -20,6 +27,7 @@ from typing import Any, BinaryIO, Protocol
 import numpy as np
 
 from orchestrator.errors import JobError
+from orchestrator.masking import _euc_jp
 from orchestrator.masking._fields import Lines, kept_lines, lines_of
 from orchestrator.masking._scrub import Splices, regions, splice
 from orchestrator.masking._vector import NEWLINE, Ints, values_of
@@ -30,6 +38,7 @@ from orchestrator.masking.transforms import (
     MaskKey,
     TransformError,
     compile_spec,
+    within_bytes,
 )
 from orchestrator.table_names import table_key
 
@@ -41,6 +50,32 @@ NULL = b"\\N"
 END_OF_DATA = b"\\.\n"
 DROPPED_BEFORE_COPY = b"SET transaction_timeout = 0;\n"
 UTF8_NAMES = ("UTF8", "UTF-8", "UNICODE")
+AS_THEY_ARE = (*UTF8_NAMES, "SQL_ASCII")  # encodings whose bytes are read without converting
+# PostgreSQL's encodings (server and client-only) and the Python codec reading each as the
+# server does (tests hold them to it); EUC_JIS_2004, SHIFT_JIS_2004 and BIG5 are left out:
+# Python reads some of their characters as others (a test found 5, 129 and 18)
+CODECS = {
+    **{
+        f"LATIN{n}": f"iso8859_{part}"
+        for n, part in enumerate((1, 2, 3, 4, 9, 10, 13, 14, 15, 16), 1)
+    },
+    **{f"ISO_8859_{n}": f"iso8859_{n}" for n in (5, 6, 7, 8)},
+    **{
+        f"WIN{n}": f"cp{n}"
+        for n in (866, 874, 1250, 1251, 1252, 1253, 1254, 1255, 1256, 1257, 1258)
+    },
+    "KOI8R": "koi8_r",
+    "KOI8U": "koi8_u",
+    "EUC_JP": _euc_jp.NAME,  # PostgreSQL reads it as eucJP-ms: Python's euc_jp does not
+    "EUC_CN": "gb2312",
+    "EUC_KR": "euc_kr",
+    "SJIS": "cp932",
+    "GBK": "gbk",
+    "GB18030": "gb18030",
+    "UHC": "cp949",
+    "JOHAB": "johab",
+}
+SET_UTF8 = b"SET client_encoding = 'UTF8';\n"
 _NOT_SEPARATORS = bytes(byte for byte in range(256) if byte not in b"\t\n")
 _ENCODING = re.compile(rb"SET client_encoding = '([^']*)';\n?")
 
@@ -88,8 +123,9 @@ def escape(value: bytes) -> bytes:
 
 
 def decode_field(field: bytes) -> str | None:
-    """Give the text of a COPY field, None for NULL; UnicodeDecodeError when not UTF-8."""
-    return None if field == NULL else unescape(field).decode()
+    """Give the text of a COPY field, None for NULL; a byte that is no UTF-8 (only a
+    SQL_ASCII database holds such) is read as U+FFFD, the replacement character."""
+    return None if field == NULL else unescape(field).decode("utf-8", "replace")
 
 
 # --- the per-table row function ---------------------------------------------------------
@@ -393,8 +429,11 @@ def _edges(parts: list[bytes], stride: int, first: _Field | None, last: _Field |
     parts[end] = tails[-1] + b"\n"
 
 
-def compile_table(plan: TablePlan, key: MaskKey, columns: list[str]) -> BlockMasker:
-    """Give the masker of `plan`'s table for a COPY with `columns` in this order.
+def compile_table(
+    plan: TablePlan, key: MaskKey, columns: list[str], count_bytes: bool = False
+) -> BlockMasker:
+    """Give the masker of `plan`'s table for a COPY with `columns` in this order; with
+    `count_bytes` (a SQL_ASCII script), outputs fit each column's length in bytes too.
 
     Raises FilterError when a column is not in the plan and the plan's unlisted policy is
     `fail`.
@@ -411,6 +450,8 @@ def compile_table(plan: TablePlan, key: MaskKey, columns: list[str]) -> BlockMas
             continue
         if column.transform != "keep":
             compiled = compile_spec(column.spec, key, column.base_type, column.max_length)
+            if count_bytes and column.max_length is not None:
+                compiled = within_bytes(compiled, column.max_length)
             fields[index] = _Field(compiled)
     return BlockMasker(plan.table, tuple(columns), fields)
 
@@ -445,8 +486,27 @@ class _Reader:
     """Lines, then blocks of whole COPY rows, from a binary stream."""
 
     def __init__(self, source: BinaryIO, size: int = BLOCK_SIZE) -> None:
-        self.source, self.size = source, size
+        self.source: BinaryIO | _Transcoded = source
+        self.size, self.encoding = size, ""  # the client_encoding the script set, once set
         self.buffer, self.pos = b"", 0
+
+    def settle(self, line: bytes) -> bytes:
+        """Give `line` as the script should go on: a `SET client_encoding` of an encoding
+        in CODECS comes back as SET_UTF8, and the rest of the script is converted to UTF-8
+        from here on; any other line comes back as it is.
+
+        Raises FilterError for an encoding neither read as it is nor in CODECS."""
+        match = _ENCODING.fullmatch(line)
+        if match is None:
+            return line
+        self.encoding = match.group(1).decode(errors="replace").upper()
+        if self.encoding in AS_THEY_ARE:
+            return line
+        if self.encoding not in CODECS:
+            raise FilterError(f"masking cannot read the archive's encoding {self.encoding}")
+        head, self.buffer, self.pos = self.buffer[self.pos :], b"", 0
+        self.source = _Transcoded(self.source, self.encoding, head)
+        return SET_UTF8
 
     def line(self) -> bytes:
         """Give the next line with its newline (the last may lack one); b"" at the end."""
@@ -489,6 +549,27 @@ class _Reader:
         if end:
             yield data[:end]
         self.buffer, self.pos = data, end + len(END_OF_DATA)
+
+
+class _Transcoded:
+    """A binary stream in one of CODECS' encodings, read as UTF-8."""
+
+    def __init__(self, source: BinaryIO | _Transcoded, encoding: str, head: bytes) -> None:
+        self.source, self.encoding, self.head = source, encoding, head
+        self.decoder = codecs.getincrementaldecoder(CODECS[encoding])()
+
+    def read(self, size: int) -> bytes:
+        """Give up to about `size` bytes' worth of the stream as UTF-8, b"" at its end.
+
+        Raises FilterError (naming the encoding, never the bytes) where it is not valid."""
+        while True:
+            data, self.head = self.head or self.source.read(size), b""
+            try:
+                out = self.decoder.decode(data, final=not data).encode()
+            except UnicodeDecodeError:
+                raise FilterError(f"the archive is not valid {self.encoding}") from None
+            if out or not data:
+                return out
 
 
 def _end_of_data(data: bytes) -> int:
@@ -569,13 +650,6 @@ def _identifier(text: str, pos: int) -> tuple[str, int]:
     return match.group().lower(), match.end()
 
 
-def _check_encoding(line: bytes, encoding: str | None) -> str | None:
-    match = _ENCODING.fullmatch(line)
-    if match is None:
-        return encoding
-    return match.group(1).decode(errors="replace").upper()
-
-
 def filter_script(
     source: BinaryIO,
     sink: BinaryIO,
@@ -610,17 +684,17 @@ def filter_tables(
     `subset_scan.Scanner.dropper`), the rows of each COPY its dropper does not keep are
     dropped before masking.
     """
-    reader, encoding = _Reader(source, block_size), None
+    reader = _Reader(source, block_size)
     done: dict[str, FilterStats] = {}
     while line := reader.line():
         if line.startswith(b"COPY "):
-            _expect_utf8(encoding)
+            _expect_encoding(reader)
             line = reader.whole(line)
             header = parse_copy_line(line)
             plan = plans.get(header.table)
             if plan is None:
                 raise FilterError(f"the stream holds data of {header.table}, not {_names(plans)}")
-            masker = compile_table(plan, key, header.columns)
+            masker = compile_table(plan, key, header.columns, reader.encoding == "SQL_ASCII")
             stats = done.setdefault(plan.table, FilterStats(plan.table))
             stats.columns, stats.masked_columns = header.columns, list(masker.masked)
             applier = droppers(header.table, header.columns) if droppers is not None else None
@@ -632,8 +706,7 @@ def filter_tables(
         elif line.startswith(b"INSERT INTO "):
             raise FilterError("the stream holds INSERT statements (a dump made with --inserts?)")
         elif not (not done and line == DROPPED_BEFORE_COPY):
-            encoding = _check_encoding(line, encoding)
-            sink.write(line)
+            sink.write(reader.settle(line))
     if not done:
         raise FilterError(f"the stream holds no COPY data for {_names(plans)}")
     return done
@@ -646,10 +719,10 @@ def _names(plans: Mapping[str, TablePlan]) -> str:
     return f"any of the {len(plans)} tables of its plans"
 
 
-def _expect_utf8(encoding: str | None) -> None:
-    if encoding not in UTF8_NAMES:
-        found = "no SET client_encoding" if encoding is None else f"client_encoding {encoding}"
-        raise FilterError(f"the stream has {found}; masking handles UTF8 archives only")
+def _expect_encoding(reader: _Reader) -> None:
+    """Raise FilterError when the script set no client_encoding before its data."""
+    if not reader.encoding:
+        raise FilterError("the stream has no SET client_encoding before its data")
 
 
 def _in_process(masker: Masks, blocks: Iterator[bytes]) -> Iterator[bytes]:
@@ -834,7 +907,8 @@ def sample_rows(source: BinaryIO, max_rows: int) -> Sample:
     """Give the COPY columns and the decoded values (None for NULL) of the first `max_rows`
     rows of a pg_restore script, reading no further than it needs.
 
-    Gives ([], []) when the script holds no COPY; raises FilterError when it is not UTF8.
+    Gives ([], []) when the script holds no COPY; raises FilterError when its encoding
+    cannot be read.
     """
     return next(_samples(source, max_rows), ([], []))
 
@@ -842,7 +916,7 @@ def sample_rows(source: BinaryIO, max_rows: int) -> Sample:
 def sample_each(source: BinaryIO, max_rows: int) -> list[Sample]:
     """Give the COPY columns and the decoded values of the first `max_rows` rows of every
     COPY of a pg_restore script, in its order (one pg_restore samples many small tables).
-    Raises FilterError when the script is not UTF8."""
+    Raises FilterError when the script's encoding cannot be read."""
     return list(_samples(source, max_rows))
 
 
@@ -850,17 +924,17 @@ def _samples(source: BinaryIO, max_rows: int) -> Iterator[Sample]:
     """Each COPY's sample, lazily: nothing past a sample is read until the next one is
     asked for, and then the rest of that COPY is read past, up to its end-of-data line, so
     that no row is ever taken for the next COPY's header."""
-    reader, encoding = _Reader(source, 1 << 16), None
+    reader = _Reader(source, 1 << 16)
     while line := reader.line():
         if line.startswith(b"COPY "):
-            _expect_utf8(encoding)
+            _expect_encoding(reader)
             header = parse_copy_line(reader.whole(line))
             rows = _read_sample(reader, max_rows)
             yield header.columns, rows
             if len(rows) == max_rows:
                 _skip_data(reader)
             continue
-        encoding = _check_encoding(line, encoding)
+        reader.settle(line)
 
 
 def _skip_data(reader: _Reader) -> None:
@@ -875,8 +949,5 @@ def _read_sample(reader: _Reader, max_rows: int) -> list[list[str | None]]:
         line = reader.line()
         if not line or line.rstrip(b"\n") == END_OF_DATA[:-1]:
             break
-        try:
-            rows.append([decode_field(field) for field in line.rstrip(b"\n").split(b"\t")])
-        except UnicodeDecodeError:
-            raise FilterError("a sampled row is not valid UTF-8") from None
+        rows.append([decode_field(field) for field in line.rstrip(b"\n").split(b"\t")])
     return rows

@@ -182,6 +182,7 @@ class Scanner:
             self.con = con
             while line := reader.line():
                 if not line.startswith(b"COPY "):
+                    reader.settle(line)
                     continue
                 header = parse_copy_line(reader.whole(line))
                 decide = self.decider(header.table, header.columns)
@@ -255,11 +256,12 @@ class _Decider:
         root = facts.tables.get(subset.key)
         unique = root.unique[0] if root is not None and root.unique else ()
         self.position = {name: index for index, name in enumerate(columns)}
-        # keys are compared as text: citext and char(n) values equal to PostgreSQL are not
+        # keys are compared as text: citext, caseless and char(n) values equal to PostgreSQL
+        # are not
         self.comparable = {
             c.name: fold
             for c in _columns(facts, key, subset.key, columns)
-            if (fold := comparable(c.base_type)) is not None
+            if (fold := comparable(c.compared_as)) is not None
         }
         self.share_by = [self.position[c] for c in unique if c in self.position]
         self.seen = 0

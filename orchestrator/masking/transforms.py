@@ -33,6 +33,7 @@ import ipaddress
 import itertools
 import json
 import re
+import unicodedata
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -255,6 +256,12 @@ def fit_problem(spec: TransformSpec, column: Column, unique: bool = False) -> st
     misfit = _KINDS[spec.name].fits(spec, column, unique)
     if misfit is None and unique and not unique_safe(spec):
         return _not_unique_message(spec)
+    if misfit is None and unique and spec.masks and column.collation == "other":
+        return (
+            "the column's nondeterministic collation finds values equal that differ in more "
+            "than case (accents, punctuation): a key and its references would mask to "
+            "different values (keep it, or give it a deterministic or case-only collation)"
+        )
     if misfit is None and column.checks and spec.masks:
         return _check_problem(spec, column)
     return misfit
@@ -314,8 +321,8 @@ def compile_spec(
     compiled = _KINDS[spec.name].build(spec, key, base_type, max_length)
     if base_type == "bpchar" and spec.name in STRING_TRANSFORMS:
         return _ignoring_padding(compiled)  # char(n) pads with blanks that carry no meaning
-    if base_type == "citext" and spec.name in STRING_TRANSFORMS:
-        return _ignoring_case(compiled)  # citext compares lower(value): keys differ in case
+    if (fold := _FOLDS.get(base_type)) and spec.name in STRING_TRANSFORMS:
+        return _ignoring_case(compiled, fold)  # keys equal to the server may differ in case
     return compiled
 
 
@@ -340,17 +347,52 @@ def _ignoring_padding(compiled: Compiled) -> Compiled:
     )
 
 
-def _ignoring_case(compiled: Compiled) -> Compiled:
-    """`compiled` run on each value in lower case (Unicode's), as citext compares values:
-    'Ann@X.example' referenced as 'ANN@x.example' masks alike, so the key still holds."""
+def within_bytes(compiled: Compiled, limit: int) -> Compiled:
+    """`compiled` with every output cut to at most `limit` bytes, at the start of a UTF-8
+    character: a varchar(n) counts bytes in a database of one byte a character (SQL_ASCII),
+    where an output cut to n characters may not fit."""
+    apply, column, joined = compiled.apply, compiled.column, compiled.joined
+
+    def cut(data: bytes) -> bytes:
+        if len(data) <= limit:
+            return data
+        end = limit
+        while end and 0x80 <= data[end] < 0xC0:  # a continuation byte: not a start
+            end -= 1
+        return data[:end]
+
+    def applied(value: bytes) -> bytes | None:
+        out = apply(value)
+        return None if out is None else cut(out)
+
+    def columned(values: list[bytes], found: Values | None = None, /) -> list[bytes]:
+        assert column is not None
+        return list(map(cut, column(values, found)))
+
+    def joined_cut(text: bytes) -> bytes:
+        assert joined is not None
+        return b"\n".join(map(cut, joined(text).split(b"\n")))
+
+    return dataclasses.replace(
+        compiled,
+        apply=applied,
+        column=None if column is None else columned,
+        joined=None if joined is None else joined_cut,
+        splices=None,  # a rewrite in place cannot cut
+    )
+
+
+def _ignoring_case(compiled: Compiled, fold: Callable[[bytes], bytes]) -> Compiled:
+    """`compiled` run on each value as `fold` writes it (in lower case, as citext compares
+    values): 'Ann@X.example' referenced as 'ANN@x.example' masks alike, so the key holds."""
     apply, column = compiled.apply, compiled.column
 
     def lowered(value: bytes) -> bytes | None:
-        return apply(case_folded(value))
+        return apply(fold(value))
 
     def lowered_column(values: list[bytes], _found: Values | None = None, /) -> list[bytes]:
         assert column is not None
-        return column(list(map(case_folded, values)))
+        return column(list(map(fold, values)))
 
     return dataclasses.replace(
         compiled, apply=lowered, column=None if column is None else lowered_column
@@ -364,6 +406,16 @@ def case_folded(value: bytes) -> bytes:
     return value.decode("utf-8", "surrogateescape").lower().encode("utf-8", "surrogateescape")
 
 
+def caseless(value: bytes) -> bytes:
+    """Give UTF-8 `value` case-folded and in NFKC form, as a case-insensitive ICU collation
+    (und-u-ks-level2) compares values: 'Straße', 'STRASSE' and 'strasse' alike."""
+    if value.isascii():
+        return value.lower()
+    text = value.decode("utf-8", "surrogateescape")
+    folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text).casefold())
+    return folded.encode("utf-8", "surrogateescape")
+
+
 def unpadded_text(value: bytes) -> bytes:
     """Give `value` without its trailing blanks, as char(n) compares it."""
     return value.rstrip(b" ")
@@ -371,9 +423,15 @@ def unpadded_text(value: bytes) -> bytes:
 
 def comparable(base_type: str) -> Callable[[bytes], bytes] | None:
     """Give what writes a value of `base_type` (COPY text, not NULL) so that values the
-    type's equality finds equal are written alike: citext in lower case, char(n) without
-    its padding; None when equal values have one text form already."""
-    return {"citext": case_folded, "bpchar": unpadded_text}.get(base_type)
+    type's equality finds equal are written alike: citext in lower case, a caseless
+    collation's text case-folded, char(n) without its padding; None when equal values have
+    one text form already."""
+    return {**_FOLDS, "bpchar": unpadded_text}.get(base_type)
+
+
+# the base types whose equality ignores case (schema_facts.CASELESS: a text column whose
+# nondeterministic collation does) and how values are written alike for them
+_FOLDS: dict[str, Callable[[bytes], bytes]] = {"citext": case_folded, "caseless": caseless}
 
 
 # --- parameters -------------------------------------------------------------------------
@@ -1253,7 +1311,10 @@ def _build_scrub(
     def cut(data: bytes) -> bytes:
         if max_length is None or len(data) <= max_length:
             return data
-        return data.decode()[:max_length].encode()  # varchar(n) counts characters
+        # varchar(n) counts characters; a byte that is no UTF-8 (a SQL_ASCII database's)
+        # counts as one
+        text = data.decode("utf-8", "surrogateescape")
+        return text[:max_length].encode("utf-8", "surrogateescape")
 
     if base_type == "bytea":
 

@@ -181,16 +181,14 @@ class Restorer:
                 pg_restore=self.client.version,
             )
             stats: dict[str, dict[str, Any]] = {}
-            if strategy == "swap":
-                ignored, previous = self._swap(maint, caps.server_major, masking, plans, stats)
-            elif masking is not None:
-                raise ConfigError(
-                    f"{masking.setting} needs the swap strategy (a role that may create "
-                    "databases): masked rows must be loaded into a new database, never over the "
-                    "target"
-                )
-            else:
-                ignored, previous = self._transaction(caps.server_major), None
+            try:
+                ignored, previous = self._restore(maint, strategy, caps, masking, plans, stats)
+            except JobError as exc:
+                version = self.manifest.server_version
+                note = restore_plan.older_server_note(str(exc), version, caps.server_major)
+                if type(exc) is not JobError or note is None:
+                    raise
+                raise JobError(f"{exc} ({note})") from None
         result = RestoreResult(
             target=self.target.name,
             database=self.target.url.database,
@@ -232,7 +230,8 @@ class Restorer:
         lock.sweep_staging(maint, partial(restore_plan.is_staging_of, name), server_major)
         staging = restore_plan.staging_name(name, secrets.token_hex(4))
         lock.claim_staging(maint, staging)
-        queries.create_database(maint, staging)
+        # the copy takes the place of the target's database: it keeps its encoding and locale
+        queries.create_database(maint, staging, queries.database_locale(maint, name))
         try:
             staged = self.target.url.with_database(staging)
             with ThreadPoolExecutor(max_workers=1) as pool:
@@ -246,6 +245,8 @@ class Restorer:
                 self.manifest.id, when, masking, stats, self.unlisted
             )
             queries.comment_on_database(maint, staging, comment)
+            # given last: a default_transaction_read_only = on would have stopped the load
+            queries.give_settings(maint, staging, queries.database_settings(maint, name))
             previous = self._swap_in(maint, staging, server_major)
         except BaseException:
             self._drop_staging(maint, staging, server_major)
@@ -365,6 +366,27 @@ class Restorer:
         return queries.database_exists(maint, name), [
             n for n in previous if queries.database_exists(maint, n)
         ]
+
+    def _restore(
+        self,
+        maint: Conn,
+        strategy: Strategy,
+        caps: Capabilities,
+        masking: masked_load.Masking | None,
+        plans: dict[str, TablePlan],
+        stats: dict[str, dict[str, Any]],
+    ) -> tuple[list[str], str | None]:
+        """Restore by `strategy`; give the harmless errors ignored and the previous copy's
+        name (swap only)."""
+        if strategy == "swap":
+            return self._swap(maint, caps.server_major, masking, plans, stats)
+        if masking is not None:
+            raise ConfigError(
+                f"{masking.setting} needs the swap strategy (a role that may create "
+                "databases): masked rows must be loaded into a new database, never over the "
+                "target"
+            )
+        return self._transaction(caps.server_major), None
 
     def _transaction(self, server_major: int) -> list[str]:
         if self.target.post_restore_sql:

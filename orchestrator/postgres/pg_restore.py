@@ -16,7 +16,7 @@ from orchestrator.errors import ConfigError, JobError
 from orchestrator.logs import get_logger
 from orchestrator.postgres.clients import ClientSet
 from orchestrator.postgres.dump import libpq_env
-from orchestrator.restore_plan import error_message, real_errors
+from orchestrator.restore_plan import UNLIMITED_SESSION, error_message, real_errors
 
 MAX_RESTORE_ERRORS = 200
 log = get_logger(__name__)
@@ -485,7 +485,10 @@ def run_sql_file(client: ClientSet, target: ConnInfo, path: Path, timeout: float
 
 def psql_argv(client: ClientSet, target: ConnInfo, script: str) -> list[str]:
     """psql running `script` (a path, or - for stdin) into `target` in one transaction,
-    stopping at the first error (no password in it)."""
+    stopping at the first error (no password in it), with no time limits from the target's
+    settings (UNLIMITED_SESSION, set first thing in its transaction: the script's own SETs
+    come only with its first lines, and a masked load's psql waits for them, idle in its
+    transaction, while the filter starts and decides)."""
     return [
         client.tool("psql"),
         "--no-password",
@@ -494,5 +497,6 @@ def psql_argv(client: ClientSet, target: ConnInfo, script: str) -> list[str]:
         "--single-transaction",
         "--set=ON_ERROR_STOP=1",
         f"--dbname={target.url}",
+        f"--command={UNLIMITED_SESSION}",
         f"--file={script}",
     ]

@@ -22,6 +22,7 @@ from orchestrator.conninfo import ConnInfo
 from orchestrator.errors import ConfigError, JobError
 from orchestrator.formats import utc
 from orchestrator.logs import get_logger, mask
+from orchestrator.restore_plan import UNLIMITED_SESSION
 from orchestrator.schema_facts import Column, ForeignKey, SchemaFacts, Table
 from orchestrator.table_names import table_key
 
@@ -73,7 +74,8 @@ cancel.on_stop(_cancel_open_queries)
 
 
 def connect(info: ConnInfo, setting: str, *, autocommit: bool = True) -> Conn:
-    """Open a connection to `info`; raise ConfigError/JobError naming `setting` on failure."""
+    """Open a connection to `info` with no time limits (UNLIMITED_SESSION); raise
+    ConfigError/JobError naming `setting` on failure."""
     try:
         conn = psycopg.connect(
             info.url,
@@ -82,11 +84,17 @@ def connect(info: ConnInfo, setting: str, *, autocommit: bool = True) -> Conn:
             password=info.password if info.password is not None else "",
             connect_timeout=CONNECT_TIMEOUT,
             application_name="orchestrator",
+            # the server sends text as UTF-8 whatever its encoding: on a SQL_ASCII server
+            # psycopg would otherwise give bytes (a snapshot id of "b'0000...'")
+            client_encoding="UTF8",
             autocommit=autocommit,
         )
     except psycopg.OperationalError as exc:
         raise classify_connect_error(setting, str(exc)) from None
     _open.add(conn)
+    conn.execute(UNLIMITED_SESSION)
+    if not autocommit:
+        conn.commit()  # the settings stay; the caller's first transaction starts afresh
     return conn
 
 
@@ -265,9 +273,140 @@ def database_exists(conn: Conn, database: str) -> bool:
     return row is not None
 
 
-def create_database(conn: Conn, database: str) -> None:
-    """CREATE DATABASE from template0 (so provider extensions in template1 cannot clash)."""
-    conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(database)))
+@dataclass(frozen=True)
+class DatabaseLocale:
+    """A database's encoding, libc locale and, where the server has them (15+), its locale
+    provider ('c' libc, 'i' ICU, 'b' builtin), that provider's locale and ICU rules."""
+
+    encoding: str
+    collate: str
+    ctype: str
+    provider: str | None = None
+    locale: str | None = None
+    icu_rules: str | None = None
+
+
+def database_locale(conn: Conn, database: str) -> DatabaseLocale | None:
+    """Give the encoding and locale of `database`, None when it does not exist (the
+    provider's columns are read from the row as JSON: they differ between versions)."""
+    row = conn.execute(
+        """
+        SELECT pg_encoding_to_char(encoding), datcollate, datctype,
+               to_jsonb(d) ->> 'datlocprovider',
+               coalesce(to_jsonb(d) ->> 'datlocale', to_jsonb(d) ->> 'daticulocale'),
+               to_jsonb(d) ->> 'daticurules'
+        FROM pg_database d WHERE datname = %s
+        """,
+        (database,),
+    ).fetchone()
+    if row is None:
+        return None
+    encoding, collate, ctype, provider, locale, rules = row
+    return DatabaseLocale(encoding, collate, ctype, provider, locale, rules)
+
+
+def create_database(conn: Conn, database: str, like: DatabaseLocale | None = None) -> None:
+    """CREATE DATABASE from template0 (so provider extensions in template1 cannot clash),
+    with the encoding and locale of `like` when given (the server's defaults otherwise)."""
+    conn.execute(
+        sql.SQL("CREATE DATABASE {} TEMPLATE template0{}").format(
+            sql.Identifier(database), _locale_clause(like) if like else sql.SQL("")
+        )
+    )
+
+
+def _locale_clause(like: DatabaseLocale) -> sql.Composed:
+    """The ENCODING and locale options of CREATE DATABASE that give `like`."""
+    parts: list[sql.Composable] = [
+        sql.SQL(" ENCODING {} LC_COLLATE {} LC_CTYPE {}").format(
+            sql.Literal(like.encoding), sql.Literal(like.collate), sql.Literal(like.ctype)
+        )
+    ]
+    if like.provider == "c":
+        parts.append(sql.SQL(" LOCALE_PROVIDER libc"))
+    elif like.provider == "i":
+        parts.append(sql.SQL(" LOCALE_PROVIDER icu ICU_LOCALE {}").format(sql.Literal(like.locale)))
+        if like.icu_rules:
+            parts.append(sql.SQL(" ICU_RULES {}").format(sql.Literal(like.icu_rules)))
+    elif like.provider == "b":
+        parts.append(
+            sql.SQL(" LOCALE_PROVIDER builtin BUILTIN_LOCALE {}").format(sql.Literal(like.locale))
+        )
+    return sql.Composed(parts)
+
+
+# the settings whose value is a list of names, each quoted on its own (as pg_dump does)
+LIST_SETTINGS = frozenset(
+    {
+        "search_path",
+        "temp_tablespaces",
+        "session_preload_libraries",
+        "shared_preload_libraries",
+        "local_preload_libraries",
+        "unix_socket_directories",
+    }
+)
+
+
+def database_settings(conn: Conn, database: str) -> list[tuple[str | None, str]]:
+    """The settings given to `database` (ALTER DATABASE ... SET: role None; ALTER ROLE ...
+    IN DATABASE ... SET: that role), as (role, 'name=value') in the catalog's form."""
+    rows = conn.execute(
+        """
+        SELECT r.rolname, unnest(s.setconfig) FROM pg_db_role_setting s
+        JOIN pg_database d ON d.oid = s.setdatabase LEFT JOIN pg_roles r ON r.oid = s.setrole
+        WHERE d.datname = %s ORDER BY 1 NULLS FIRST
+        """,
+        (database,),
+    ).fetchall()
+    return [(None if role is None else str(role), str(entry)) for role, entry in rows]
+
+
+def give_settings(conn: Conn, database: str, settings: list[tuple[str | None, str]]) -> None:
+    """Give `database` the `settings` (as database_settings gives them)."""
+    for role, entry in settings:
+        conn.execute(setting_statement(database, role, entry))
+
+
+def setting_statement(database: str, role: str | None, entry: str) -> sql.Composed:
+    """The ALTER DATABASE (or ALTER ROLE ... IN DATABASE) that gives `database` the setting
+    `entry` ('name=value', as pg_db_role_setting holds it): a list setting's names each
+    quoted on its own, any other value as one literal."""
+    name, _, value = entry.partition("=")
+    where = sql.SQL("ALTER DATABASE {}").format(sql.Identifier(database))
+    if role is not None:
+        where = sql.SQL("ALTER ROLE {} IN DATABASE {}").format(
+            sql.Identifier(role), sql.Identifier(database)
+        )
+    values = (_list_items(value) if name.lower() in LIST_SETTINGS else []) or [value]
+    return sql.SQL("{} SET {} = {}").format(
+        where,
+        sql.SQL(".").join(map(sql.Identifier, name.split("."))),
+        sql.SQL(", ").join(map(sql.Literal, values)),
+    )
+
+
+def _list_items(value: str) -> list[str]:
+    """The names of a list setting's value (app, "$user", "a ""b"" c"), quotes undone."""
+    items, pos = [], 0
+    while pos < len(value):
+        while value[pos : pos + 1] in (" ", ","):
+            pos += 1
+        if pos >= len(value):
+            break
+        if value[pos] == '"':
+            name, pos = "", pos + 1
+            while (end := value.find('"', pos)) >= 0 and value[end + 1 : end + 2] == '"':
+                name, pos = name + value[pos:end] + '"', end + 2
+            end = len(value) if end < 0 else end
+            items.append(name + value[pos:end])
+            pos = end + 1
+        else:
+            end = value.find(",", pos)
+            end = len(value) if end < 0 else end
+            items.append(value[pos:end].strip())
+            pos = end
+    return items
 
 
 def drop_database(conn: Conn, database: str, server_major: int) -> None:
@@ -372,7 +511,10 @@ _COLUMNS = """
            END,
            a.attnotnull OR t.typnotnull, a.attgenerated <> '',
            CASE WHEN bt.typtype = 'e' THEN array(SELECT e.enumlabel::text FROM pg_enum e
-                WHERE e.enumtypid = bt.oid ORDER BY e.enumsortorder) END
+                WHERE e.enumtypid = bt.oid ORDER BY e.enumsortorder) END,
+           (SELECT quote_ident(cn.nspname) || '.' || quote_ident(co.collname)
+            FROM pg_collation co JOIN pg_namespace cn ON cn.oid = co.collnamespace
+            WHERE co.oid = a.attcollation AND NOT co.collisdeterministic)
     FROM pg_class c
     JOIN pg_namespace n ON n.oid = c.relnamespace
     LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
@@ -466,6 +608,26 @@ def _expression_keys(conn: Conn) -> dict[str, tuple[str, ...]]:
     }
 
 
+def _collation_kind(conn: Conn, kinds: dict[str, str], collation: str | None) -> str:
+    """Give how the nondeterministic `collation` (a qualified, quoted name; None for a
+    deterministic one) tells values apart, as schema_facts.Column.collation says, asking
+    the server once per collation (remembered in `kinds`)."""
+    if collation is None:
+        return ""
+    if collation not in kinds:
+        probe = sql.SQL(
+            "SELECT 'A' = 'a' COLLATE {c}, 'e' = 'é' COLLATE {c} OR 'ab' = 'a-b' COLLATE {c}"
+        ).format(c=sql.SQL(collation))
+        try:  # in a savepoint: 'é' has no place in some encodings (then: "other")
+            with conn.transaction():
+                row = conn.execute(probe).fetchone()
+        except psycopg.Error:
+            row = None
+        ignores_case, ignores_more = (bool(v) for v in row) if row else (False, True)
+        kinds[collation] = "other" if ignores_more or not ignores_case else "case"
+    return kinds[collation]
+
+
 def _schema_facts(conn: Conn) -> SchemaFacts:
     columns: dict[str, list[Column]] = {}
     partitioned: set[str] = set()
@@ -473,12 +635,13 @@ def _schema_facts(conn: Conn) -> SchemaFacts:
     for schema, table, name, definition in conn.execute(_CHECKS).fetchall():
         checks.setdefault((table_key(schema, table), name), []).append(str(definition))
     oids: dict[str, int] = {}
+    kinds: dict[str, str] = {}
     for schema, table, kind, oid, *column in conn.execute(_COLUMNS).fetchall():
         key = table_key(str(schema), str(table))
         oids[key] = int(oid)
         if kind == "p":
             partitioned.add(key)
-        name, shown, base, category, length, not_null, generated, labels = column
+        name, shown, base, category, length, not_null, generated, labels, collation = column
         if name is None:  # a table without columns (or whose every column was dropped)
             columns.setdefault(key, [])
             continue
@@ -493,6 +656,7 @@ def _schema_facts(conn: Conn) -> SchemaFacts:
                 generated=bool(generated),
                 checks=tuple(checks.get((key, str(name)), ())),
                 labels=tuple(labels or ()),
+                collation=_collation_kind(conn, kinds, collation),
             )
         )
     parents = {

@@ -376,8 +376,12 @@ def test_a_column_missing_from_the_plan_is_kept_under_unlisted_keep() -> None:
             "holds data of public.other, not public.customer",
         ),
         (
-            PREAMBLE.replace(b"'UTF8'", b"'LATIN1'") + COPY_LINE + ROWS + TRAILER,
-            "client_encoding LATIN1; masking handles UTF8",
+            PREAMBLE.replace(b"'UTF8'", b"'MULE_INTERNAL'") + COPY_LINE + ROWS + TRAILER,
+            "masking cannot read the archive's encoding MULE_INTERNAL",
+        ),
+        (  # 0x81 is no character of Windows-1252
+            PREAMBLE.replace(b"'UTF8'", b"'WIN1252'") + COPY_LINE + b"1\ta@b.com\t\x81\tx\n",
+            "the archive is not valid WIN1252",
         ),
         (
             PREAMBLE.replace(b"SET client_encoding = 'UTF8';\n", b"") + COPY_LINE + ROWS + TRAILER,
@@ -399,6 +403,45 @@ def test_streams_that_cannot_be_masked_safely_stop_the_filter(script: bytes, mes
     assert "a@b.com" not in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    ("encoding", "codec"),
+    [("LATIN1", "latin_1"), ("WIN1252", "cp1252"), ("EUC_JP", "euc_jp"), ("KOI8R", "koi8_r")],
+)
+@pytest.mark.parametrize("block_size", [1, 7, 1 << 20])
+def test_a_script_in_another_encoding_is_masked_as_utf8(
+    encoding: str, codec: str, block_size: int
+) -> None:
+    name = {"KOI8R": "Жанна", "EUC_JP": "やまだ"}.get(encoding, "Renée Müßig")
+    rows = f"1\trenée@straße.example\t{name}\t+49 171 5551234\n".encode(codec, "replace")
+    script = PREAMBLE.replace(b"'UTF8'", f"'{encoding}'".encode()) + COPY_LINE + rows + TRAILER
+    keeps_name = plan(**{"First Name": ColumnPlan("keep")})
+    out = run_filter(script, keeps_name, block_size=block_size).decode()  # UTF-8 or it fails
+    expected = run_filter(PREAMBLE + COPY_LINE + rows.decode(codec).encode() + TRAILER, keeps_name)
+    assert out == expected.decode()
+    assert "SET client_encoding = 'UTF8';" in out and f"\t{name}\t" in out
+
+
+def test_a_sql_ascii_script_goes_through_as_it_is() -> None:
+    script = PREAMBLE.replace(b"'UTF8'", b"'SQL_ASCII'") + COPY_LINE + ROWS + TRAILER
+    out = run_filter(script)
+    assert b"SET client_encoding = 'SQL_ASCII';" in out
+    assert out.replace(b"'SQL_ASCII'", b"'UTF8'") == run_filter(
+        PREAMBLE + COPY_LINE + ROWS + TRAILER
+    )
+
+
+@pytest.mark.parametrize("rule", ["scrub", "full_name", "hash", "redact", "phone"])
+def test_a_sql_ascii_value_that_is_no_utf8_is_masked_too(rule: str) -> None:
+    """A SQL_ASCII database holds whatever bytes its clients sent (here LATIN1's é)."""
+    script = PREAMBLE.replace(b"'UTF8'", b"'SQL_ASCII'") + COPY_LINE + TRAILER
+    rows = b"1\ta@b.com\tRen\xe9e x@y.example and more\t555\n"
+    spec = parse_spec(rule)
+    name = ColumnPlan(spec.name, dict(spec.params), max_length=12)
+    out = run_filter(script.replace(TRAILER, rows + TRAILER), plan(**{"First Name": name}))
+    field = next(line for line in out.splitlines() if line.startswith(b"1\t")).split(b"\t")[2]
+    assert len(field) <= 12 and b"x@y.example" not in field
+
+
 def test_a_value_that_cannot_be_masked_names_column_and_row_but_not_the_value() -> None:
     dated = plan(phone=ColumnPlan("date_shift", {"days": 3}, "date"))
     script = (
@@ -412,6 +455,14 @@ def test_a_value_that_cannot_be_masked_names_column_and_row_but_not_the_value() 
 
 
 # --- sampling ---------------------------------------------------------------------------
+
+
+def test_a_sql_ascii_sample_reads_bytes_that_are_no_utf8_as_replacement_characters() -> None:
+    script = PREAMBLE.replace(b"'UTF8'", b"'SQL_ASCII'") + COPY_LINE
+    rows = b"1\ta@b.com\tRen\xe9e x@y.example\t555\n"
+    assert sample_rows(io.BytesIO(script + rows + TRAILER), 5)[1] == [
+        ["1", "a@b.com", "Ren\ufffde x@y.example", "555"]
+    ]
 
 
 def test_sample_rows_gives_decoded_values_and_stops_reading_early() -> None:

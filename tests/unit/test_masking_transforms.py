@@ -22,6 +22,7 @@ from orchestrator.masking.transforms import (
     fit_problem,
     load_key,
     parse_spec,
+    within_bytes,
 )
 from orchestrator.schema_facts import Column
 
@@ -114,6 +115,54 @@ def test_citext_columns_mask_values_that_differ_only_in_case_alike(rule: object)
     assert compiled.column is None or len(set(compiled.column([t.encode() for t in texts]))) == 1
     text_outputs = {apply_text(compile_spec(parse_spec(rule), KEY, "text"), t) for t in texts}
     assert len(text_outputs) == 3  # text keeps case apart
+
+
+@pytest.mark.parametrize(
+    "equal",
+    [
+        ["Ann@X.example", "ANN@x.example"],
+        ["Straße", "STRASSE", "strasse"],  # ICU's level 2 finds ß and ss equal
+        ["\uff21\uff22\uff23", "abc"],  # full width is a level-3 difference
+        ["Ärger", "ärger"],
+    ],
+)
+def test_a_caseless_collation_masks_values_it_finds_equal_alike(equal: list[str]) -> None:
+    compiled = compile_spec(parse_spec("hash"), KEY, "caseless", None)
+    assert len({apply_text(compiled, text) for text in equal}) == 1
+    assert compiled.column is not None
+    assert len(set(compiled.column([text.encode() for text in equal]))) == 1
+
+
+def test_a_caseless_collation_keeps_accents_apart() -> None:
+    compiled = compile_spec(parse_spec("hash"), KEY, "caseless", None)
+    assert apply_text(compiled, "Ärger") != apply_text(compiled, "Arger")
+
+
+@pytest.mark.parametrize(("collation", "refused"), [("", False), ("case", False), ("other", True)])
+def test_masking_a_key_under_a_collation_ignoring_accents_is_refused(
+    collation: str, refused: bool
+) -> None:
+    problem = fit_problem(parse_spec("hash"), column(collation=collation), unique=True)
+    assert (problem is not None and "differ in more than case" in problem) is refused
+    assert fit_problem(parse_spec("hash"), column(collation=collation), unique=False) is None
+
+
+@pytest.mark.parametrize(
+    ("value", "limit", "expected"),
+    [
+        ("ß a@b.example", 6, "ß "),  # 15 bytes: the token's text cut to 6 bytes
+        ("ßßß", 5, "ßß"),  # never half a character: 4 bytes, not 5
+        ("東京 x", 5, "東"),
+        ("plain", 9, "plain"),
+    ],
+)
+def test_outputs_fit_a_length_counted_in_bytes(value: str, limit: int, expected: str) -> None:
+    compiled = within_bytes(compile_spec(parse_spec("scrub"), KEY, "text", limit), limit)
+    out = compiled.apply(value.encode())
+    assert out is not None and len(out) <= limit and out.decode().startswith(expected)
+    assert compiled.splices is None and compiled.column is not None
+    assert compiled.column([value.encode()]) == [out]
+    assert compiled.joined is not None and compiled.joined(value.encode()) == out
 
 
 # --- email and hash ---------------------------------------------------------------------

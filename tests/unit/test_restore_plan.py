@@ -6,12 +6,14 @@ import re
 
 import pytest
 
+from orchestrator.postgres.queries import setting_statement
 from orchestrator.restore_plan import (
     Capabilities,
     Endpoint,
     ages_out,
     choose_strategy,
     count_differences,
+    older_server_note,
     previous_names,
     real_errors,
     same_database,
@@ -204,3 +206,75 @@ def test_ages_out_names_the_copy_a_swap_would_drop(exists, previous, keep, dropp
     assert ages_out("db", keep, exists, previous) == dropped
     plan = swap_renames("db", "s", exists, previous, keep, "r")
     assert (dropped, "db__old_r") in plan.renames or dropped is None
+
+
+@pytest.mark.parametrize(
+    ("message", "source", "target", "noted"),
+    [
+        (
+            'pg_restore reported 1 error(s): ERROR:  syntax error at or near "NULLS"',
+            "18.6",
+            14,
+            True,
+        ),
+        (
+            'psql exited with code 3: psql:<stdin>:9: ERROR:  type "x" does not exist',
+            "17.11",
+            16,
+            True,
+        ),
+        (
+            "pg_restore failed and its transaction was rolled back: ERROR:  unrecognized "
+            'configuration parameter "transaction_timeout"',
+            "17.11",
+            14,
+            True,
+        ),
+        (
+            'pg_restore reported 1 error(s): ERROR:  syntax error at or near "NULLS"',
+            "18.6",
+            18,
+            False,
+        ),
+        ("pg_restore reported 1 error(s): ERROR:  x", "14.23", 17, False),
+        ("restored data does not match backup b: public.t: 3 rows, expected 4", "18.6", 14, False),
+        ("pg_restore reported 1 error(s): ERROR:  x", "unknown", 14, False),
+        (
+            'pg_restore reported 1 error(s): COPY failed for table "t": ERROR:  character with '
+            'byte sequence 0xf0 0x9f 0x98 0x80 in encoding "UTF8" has no equivalent in encoding '
+            '"LATIN1"',
+            "17.11",
+            14,
+            False,
+        ),
+    ],
+)
+def test_a_server_error_on_an_older_target_names_both_versions(
+    message: str, source: str, target: int, noted: bool
+) -> None:
+    note = older_server_note(message, source, target)
+    assert (note is not None) is noted
+    if note is not None:
+        assert note.startswith(
+            f"the backup is of PostgreSQL {source} and this target runs {target}"
+        )
+
+
+@pytest.mark.parametrize(
+    ("role", "entry", "statement"),
+    [
+        (None, "timezone=Asia/Kolkata", 'ALTER DATABASE "d b" SET "timezone" = \'Asia/Kolkata\''),
+        (None, "app.tenant=dev's", 'ALTER DATABASE "d b" SET "app"."tenant" = \'dev\'\'s\''),
+        (
+            None,
+            'search_path=app, "$user", "a ""b"" c",public',
+            "ALTER DATABASE \"d b\" SET \"search_path\" = 'app', '$user', 'a \"b\" c', 'public'",
+        ),
+        ("dev", "work_mem=7MB", 'ALTER ROLE "dev" IN DATABASE "d b" SET "work_mem" = \'7MB\''),
+        (None, 'search_path=""', 'ALTER DATABASE "d b" SET "search_path" = \'\''),
+    ],
+)
+def test_a_database_setting_is_given_again_as_the_catalog_holds_it(
+    role: str | None, entry: str, statement: str
+) -> None:
+    assert setting_statement("d b", role, entry).as_string(None) == statement

@@ -775,3 +775,34 @@ def test_the_filter_refuses_to_decide_in_one_pass_when_a_key_is_set_to_null(tmp_
     code, out, err = _decide(tmp_path, cycle, 1)
     assert code == 2 and out == b""
     assert err.startswith("orchestrator-mask: error: --decide: ") and "first pass" in err
+
+
+def test_the_first_pass_reads_a_latin1_script_as_its_utf8_twin() -> None:
+    """A script of a LATIN1 database is read as UTF-8: a condition on a value with letters
+    outside ASCII holds for the same rows."""
+    users = (
+        "public.users",
+        ["id", "country", "plan_id"],
+        [b"%d\t%s\t\\N" % (n, "Österreich".encode() if n % 3 else b"DE") for n in range(1, 31)],
+    )
+    utf8 = _script(users)
+    latin1 = utf8.decode().encode("latin-1").replace(b"'UTF8'", b"'LATIN1'")
+    facts = shop()
+    condition = rules({"public.users": Condition(where="country = 'Österreich'")})
+
+    def kept(script: bytes) -> list[bool]:
+        scanner = Scanner(plan(condition, facts), facts, b"k" * 32)
+        return [bool(flag) for flag in scanner.consume(io.BytesIO(script))["public.users"].kept]
+
+    assert kept(latin1) == kept(utf8) == [n % 3 != 0 for n in range(1, 31)]
+
+
+def test_the_first_pass_reads_a_sql_ascii_value_that_is_no_utf8() -> None:
+    """A SQL_ASCII database holds whatever bytes its clients sent: LATIN1's Ö here."""
+    rows = [b"%d\t%s\t\\N" % (n, b"\xd6sterreich" if n % 3 else b"DE") for n in range(1, 31)]
+    script = _script(("public.users", ["id", "country", "plan_id"], rows))
+    facts = shop()
+    condition = rules({"public.users": Condition(where="country = 'DE'")})
+    scanner = Scanner(plan(condition, facts), facts, b"k" * 32)
+    kept = scanner.consume(io.BytesIO(script.replace(b"'UTF8'", b"'SQL_ASCII'")))
+    assert [bool(f) for f in kept["public.users"].kept] == [n % 3 == 0 for n in range(1, 31)]
