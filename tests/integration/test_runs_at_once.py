@@ -9,6 +9,7 @@ import time
 import pytest
 
 from tests.conftest import Clusters, load_sample, s3_env
+from tests.harness.targets import fresh_target
 from tests.harness.wrappers import wrap_tool
 
 pytestmark = pytest.mark.integration
@@ -35,3 +36,27 @@ def test_two_backups_at_once_never_share_an_id_the_second_is_refused(
     assert "holds the lock of database" in refused and "backup (pid" in refused
     assert [b["id"] for b in json.loads(orch.ok("list", "--json").stdout)] == [kept]
     assert orch.run("verify", kept).returncode == 0
+
+
+def test_two_restores_into_one_target_at_once_the_second_is_refused_and_dev_is_whole(
+    clusters: Clusters, orch_factory, tmp_path
+):
+    cluster = clusters.get(15)
+    db = load_sample(cluster)
+    dev_db = fresh_target(cluster)
+    slow = wrap_tool(tmp_path / "bin", cluster.bin_dir, "pg_restore", 'sleep 2\nexec "$REAL" "$@"')
+    orch = orch_factory(
+        SOURCE_DATABASE_URL=cluster.url(db),
+        DEV_DATABASE_URL=cluster.url(dev_db),
+        PG_BIN_DIRS=str(slow),
+    )
+    orch.ok("backup")
+    runs = [orch.start("restore", "--target", "dev") for _ in range(2)]
+    done = [(run.wait(timeout=120), *run.communicate()) for run in runs]
+    assert sorted(code for code, _out, _err in done) == [0, 3], [d[2][-1500:] for d in done]
+    (refused,) = [err.strip().splitlines()[-1] for code, _out, err in done if code == 3]
+    assert f"another restore into {dev_db}" in refused, refused
+    count = "SELECT count(*) FROM customers"
+    assert cluster.psql(count, dev_db) == cluster.psql(count, db)
+    names = cluster.psql("SELECT string_agg(datname, ' ') FROM pg_database").split()
+    assert sorted(n for n in names if n.startswith(dev_db)) == [dev_db, f"{dev_db}_previous"]
