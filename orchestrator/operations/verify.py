@@ -45,10 +45,14 @@ def verify(job: Job, ref: str) -> VerifyResult:
     """Check backup `ref` in every store that holds it, then read one good copy with
     `pg_restore --list` (decrypted first when encrypted and an identity is set).
 
-    Problems found in the archive are reported in the result; ConfigError (and the stores'
-    errors when none can be asked) are raised.
+    Problems found in the archive are reported in the result, a store that could not be
+    asked or whose manifest of the backup is unreadable among them; ConfigError (and the
+    stores' errors when none can be asked) are raised.
     """
-    located = catalog.find_located(job.stores(), ref)
+    stores = job.stores()
+    located = catalog.find_located(stores, ref)
+    if ref == "latest":  # by its id: a store whose manifest of it is unreadable is named
+        located = catalog.find_located(stores, located.manifest.id)
     result = VerifyResult(located.manifest)
     for label, why in located.unreachable:  # it may hold a copy: one not checked is a problem
         result.stores[label] = "unreachable"

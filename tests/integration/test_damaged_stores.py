@@ -1,0 +1,36 @@
+"""One store's copy damaged, the other whole: verify names the bad store, whichever way the
+backup is named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Clusters, load_sample
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def two_stores(clusters: Clusters, tmp_path_factory) -> tuple[Path, str]:
+    """A source database with sample data (shared by the module's tests) and a folder."""
+    source = clusters.get(15)
+    return tmp_path_factory.mktemp("two-stores"), source.url(load_sample(source))
+
+
+@pytest.mark.parametrize("damage", [b'{"id": "cut', b"\x00\xffnot json at all"])
+@pytest.mark.parametrize("ref", ["latest", "by id"])
+def test_verify_names_a_store_whose_manifest_is_unreadable(
+    two_stores, orch_factory, tmp_path: Path, damage: bytes, ref: str
+):
+    _home, source_url = two_stores
+    second = tmp_path / "store2"
+    orch = orch_factory(SOURCE_DATABASE_URL=source_url, STORAGE_URL_2=second.as_uri())
+    backup_id = orch.ok("backup").stdout.strip()
+    (manifest,) = second.rglob("*.manifest.json")
+    manifest.write_bytes(damage)
+    verified = orch.run("verify", backup_id if ref == "by id" else "latest")
+    assert verified.returncode == 1, verified.stdout
+    assert f"store {second} could not be asked: manifest {manifest} is invalid" in verified.stdout
+    assert f"copy in {tmp_path / 'store'}: ok" in verified.stdout
