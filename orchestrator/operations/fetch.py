@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -16,7 +17,14 @@ from pathlib import Path
 
 from orchestrator import catalog, crypto
 from orchestrator.catalog import Copy, Located, Manifest
-from orchestrator.errors import ConfigError, IntegrityError, NotFound
+from orchestrator.errors import (
+    ConfigError,
+    IntegrityError,
+    Interrupted,
+    LocalDiskFull,
+    NotFound,
+    OrchestratorError,
+)
 from orchestrator.job import Job
 from orchestrator.logs import get_logger
 from orchestrator.operations import directory
@@ -108,8 +116,40 @@ def plain_copy(
 
     `identities` must be given for an encrypted backup (see `needed_identities`); a copy
     they cannot open (say, still encrypted to an old key) is passed over like a bad one.
+    When no copy served and a store's manifest of the backup has changed meanwhile (a
+    rekey replaced its objects while they were read), the backup is read once more as the
+    stores now hold it. Raises the stores' errors when no copy serves.
     """
+    try:
+        return _plain_copy(located, folder, identities)
+    except (Interrupted, LocalDiskFull):
+        raise
+    except OrchestratorError:
+        now = _replaced(located)
+        if now is None:
+            raise
+    log.info("fetch.manifest_changed", backup_id=located.manifest.id)
+    shutil.rmtree(folder / "archive.d", ignore_errors=True)
+    return _plain_copy(now, folder, identities)
 
+
+def _replaced(located: Located) -> Located | None:
+    """`located` as its stores hold it now, when a store's manifest of it differs from the
+    one read before; None when none does or the stores cannot say."""
+    try:
+        now = catalog.find_located([c.store for c in located.copies], located.manifest.id)
+    except (Interrupted, LocalDiskFull):
+        raise
+    except OrchestratorError:
+        return None
+    before = {c.store.label: c.manifest for c in located.copies}
+    return now if any(before.get(c.store.label) != c.manifest for c in now.copies) else None
+
+
+def _plain_copy(
+    located: Located, folder: Path, identities: list[crypto.Identity] | None
+) -> tuple[Path, Manifest]:
+    """plain_copy() of the copies `located` names, as they were read."""
     if located.manifest.directory:
         if located.manifest.encrypted and not identities:
             raise ConfigError(

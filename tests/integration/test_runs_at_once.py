@@ -9,6 +9,8 @@ import time
 import pytest
 
 from tests.conftest import Clusters, load_sample, s3_env
+from tests.harness.faulty_proxy import FaultyProxy
+from tests.harness.keys import make_key
 from tests.harness.targets import fresh_target
 from tests.harness.wrappers import wrap_tool
 
@@ -60,3 +62,43 @@ def test_two_restores_into_one_target_at_once_the_second_is_refused_and_dev_is_w
     assert cluster.psql(count, dev_db) == cluster.psql(count, db)
     names = cluster.psql("SELECT string_agg(datname, ' ') FROM pg_database").split()
     assert sorted(n for n in names if n.startswith(dev_db)) == [dev_db, f"{dev_db}_previous"]
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_restore_reading_a_backup_that_rekey_replaces_meanwhile_reads_the_new_copy(
+    clusters: Clusters, s3_server, bucket, orch_factory, tmp_path, jobs
+):
+    cluster = clusters.get(15)
+    db = load_sample(cluster)
+    dev_db = fresh_target(cluster)
+    old, new = make_key(tmp_path, "old"), make_key(tmp_path, "new")
+    both = tmp_path / "both.txt"  # the identities while the key is rotated
+    both.write_text(old.identity_file.read_text() + new.identity_file.read_text())
+    orch = orch_factory(
+        SOURCE_DATABASE_URL=cluster.url(db),
+        DEV_DATABASE_URL=cluster.url(dev_db),
+        DUMP_JOBS=jobs,
+        ARCHIVE_RECIPIENTS=old.recipient,
+        ARCHIVE_IDENTITY_FILE=str(both),
+        **s3_env(s3_server, bucket),
+    )
+    orch.ok("backup")
+    proxy = FaultyProxy(s3_server.endpoint)
+    reads: list[str] = []
+    proxy.slow = lambda method, path: method == "GET" and ".age" in path and not reads.append(path)
+    proxy.delay = 1.5  # each read of an encrypted object waits: the rekey goes first
+    try:
+        restore = orch.start(
+            "restore", "--target", "dev", extra_env={"S3_ENDPOINT_URL": proxy.endpoint}
+        )
+        deadline = time.monotonic() + 30
+        while not reads and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert reads, restore.communicate(timeout=5)[1][-2000:]
+        orch.ok("rekey", extra_env={"ARCHIVE_RECIPIENTS": new.recipient})
+        _out, err = restore.communicate(timeout=120)
+    finally:
+        proxy.stop()
+    assert restore.returncode == 0, err[-2000:]
+    count = "SELECT count(*) FROM customers"
+    assert cluster.psql(count, dev_db) == cluster.psql(count, db)
