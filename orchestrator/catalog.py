@@ -297,6 +297,23 @@ def stray_dumps(storage: Storage, manifest: Manifest) -> list[str]:
     ]
 
 
+def whole_backups(manifests: Iterable[Manifest], objects: Iterable[ObjectInfo]) -> set[str]:
+    """Give the ids of the backups whose dump objects are all in the listing `objects`,
+    each of the size its manifest gives (pure): the others lost a file or hold one cut
+    short."""
+    sizes = {info.key: info.size for info in objects}
+    return {
+        m.id for m in manifests if all(sizes.get(key) == size for key, size in _stored_sizes(m))
+    }
+
+
+def _stored_sizes(manifest: Manifest) -> list[tuple[str, int]]:
+    """Each dump object of `manifest` with its size as stored."""
+    if manifest.directory:
+        return [(manifest.file_key(file), file.size_bytes) for file in manifest.files]
+    return [(manifest.dump_key, manifest.size_bytes)]
+
+
 def owns_dump_key(manifest: Manifest) -> bool:
     """True when the manifest's dump key (and every file key) is one the layout gives for
     its id."""

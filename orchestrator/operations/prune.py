@@ -116,22 +116,6 @@ def _keep_newest_whole(decided: list[BackupDecision], whole: set[str]) -> list[B
     return decided
 
 
-def whole_backups(manifests: Iterable[Manifest], objects: Iterable[ObjectInfo]) -> set[str]:
-    """Give the ids of the backups whose dump objects are all in the listing `objects`,
-    each of the size its manifest gives (pure)."""
-    sizes = {info.key: info.size for info in objects}
-    return {
-        m.id for m in manifests if all(sizes.get(key) == size for key, size in _stored_sizes(m))
-    }
-
-
-def _stored_sizes(manifest: Manifest) -> list[tuple[str, int]]:
-    """Each dump object of `manifest` with its size as stored."""
-    if manifest.directory:
-        return [(manifest.file_key(file), file.size_bytes) for file in manifest.files]
-    return [(manifest.dump_key, manifest.size_bytes)]
-
-
 def plan_prune(
     manifests: Iterable[Manifest], policy: Policy, whole: set[str] | None = None
 ) -> list[BackupDecision]:
@@ -322,7 +306,7 @@ def prune_store(
     except OrchestratorError as exc:
         log.error("prune.store_failed", store=store.label, error=str(exc))
         return PruneResult(dry_run, [], store.label, errors=[f"cannot list the store: {exc}"])
-    whole = whole_backups(manifests, objects)
+    whole = catalog.whole_backups(manifests, objects)
     for manifest in manifests:
         if manifest.id not in whole and _laid_out(manifest):
             log.warning("prune.damaged_backup", backup_id=manifest.id, store=store.label)

@@ -34,3 +34,34 @@ def test_verify_names_a_store_whose_manifest_is_unreadable(
     assert verified.returncode == 1, verified.stdout
     assert f"store {second} could not be asked: manifest {manifest} is invalid" in verified.stdout
     assert f"copy in {tmp_path / 'store'}: ok" in verified.stdout
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+@pytest.mark.parametrize("damage", ["missing", "short"])
+def test_sync_replaces_a_copy_whose_dump_is_missing_or_cut_short_from_a_whole_one(
+    two_stores, orch_factory, tmp_path: Path, jobs: str, damage: str
+):
+    _home, source_url = two_stores
+    first, second = tmp_path / "store", tmp_path / "store2"
+    orch = orch_factory(
+        SOURCE_DATABASE_URL=source_url, STORAGE_URL_2=second.as_uri(), DUMP_JOBS=jobs
+    )
+    backup_id = orch.ok("backup").stdout.strip()
+    victim = max(
+        (
+            p
+            for p in first.rglob("*")
+            if p.is_file() and ".manifest" not in p.name and "_orchestrator" not in str(p)
+        ),
+        key=lambda p: p.stat().st_size,
+    )
+    if damage == "missing":
+        victim.unlink()
+    else:
+        victim.write_bytes(victim.read_bytes()[:-10])
+    assert orch.run("verify", backup_id).returncode == 1
+    synced = orch.ok("sync")
+    assert f"copied {backup_id}: {second} -> {first}" in synced.stdout
+    verified = orch.run("verify", backup_id)
+    assert verified.returncode == 0, verified.stdout
+    assert orch.ok("sync").stdout.strip() == "every store holds every backup"

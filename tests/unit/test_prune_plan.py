@@ -20,7 +20,6 @@ from orchestrator.operations.prune import (
     plan_prune,
     stale_orphans,
     table_lines,
-    whole_backups,
 )
 from orchestrator.retention import Duration, Policy
 from orchestrator.settings import load_settings
@@ -118,7 +117,7 @@ def test_a_backup_is_whole_when_each_dump_object_is_listed_at_its_size():
     def whole(**changes: int | None) -> set[str]:
         listed = {**listing, **changes}
         infos = [ObjectInfo(k, size, at(3)) for k, size in listed.items() if size is not None]
-        return whole_backups([single, directory], infos)
+        return catalog.whole_backups([single, directory], infos)
 
     assert whole() == {single.id, directory.id}
     assert whole(**{single.dump_key: 99}) == {directory.id}  # cut short
