@@ -3,6 +3,7 @@ backup is named."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -65,3 +66,19 @@ def test_sync_replaces_a_copy_whose_dump_is_missing_or_cut_short_from_a_whole_on
     verified = orch.run("verify", backup_id)
     assert verified.returncode == 0, verified.stdout
     assert orch.ok("sync").stdout.strip() == "every store holds every backup"
+
+
+def test_list_names_a_manifest_it_cannot_read_and_exits_1(two_stores, orch_factory, tmp_path):
+    _home, source_url = two_stores
+    second = tmp_path / "store2"
+    orch = orch_factory(SOURCE_DATABASE_URL=source_url, STORAGE_URL_2=second.as_uri())
+    backup_id = orch.ok("backup").stdout.strip()
+    (manifest,) = second.rglob("*.manifest.json")
+    manifest.write_bytes(b"{")
+    listed = orch.run("list", "--json")
+    assert listed.returncode == 1
+    (row,) = json.loads(listed.stdout)
+    assert (row["id"], row["stores"]) == (backup_id, [str(tmp_path / "store")])
+    last = listed.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"orchestrator: error: STORAGE_URL_2 ({second}): manifest {manifest}")
+    assert "is invalid" in last
