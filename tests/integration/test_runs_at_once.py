@@ -102,3 +102,38 @@ def test_a_restore_reading_a_backup_that_rekey_replaces_meanwhile_reads_the_new_
     assert restore.returncode == 0, err[-2000:]
     count = "SELECT count(*) FROM customers"
     assert cluster.psql(count, dev_db) == cluster.psql(count, db)
+
+
+def test_prune_while_a_backup_uploads_is_refused_and_the_backup_completes(
+    clusters: Clusters, s3_server, bucket, orch_factory, tmp_path
+):
+    cluster = clusters.get(15)
+    orch = orch_factory(
+        SOURCE_DATABASE_URL=cluster.url(load_sample(cluster)),
+        DUMP_JOBS="2",
+        **s3_env(s3_server, bucket),
+    )
+    older = orch.ok("backup").stdout.strip()
+    proxy = FaultyProxy(s3_server.endpoint)
+    puts: list[str] = []
+    proxy.slow = lambda method, path: (
+        method == "PUT" and "toc.dat" in path and not puts.append(path)
+    )
+    proxy.delay = 2.0  # its data files are stored, its table of contents and manifest not yet
+    try:
+        running = orch.start("backup", extra_env={"S3_ENDPOINT_URL": proxy.endpoint})
+        deadline = time.monotonic() + 30
+        while not puts and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert puts, running.communicate(timeout=5)[1][-2000:]
+        pruned = orch.run("prune", extra_env={"KEEP_LAST": "1", "KEEP_DAILY": "0"})
+        out, err = running.communicate(timeout=60)
+    finally:
+        proxy.stop()
+    assert pruned.returncode == 3, pruned.stdout + pruned.stderr[-2000:]
+    assert "prune refused: backup (pid" in pruned.stderr.splitlines()[-1]
+    assert running.returncode == 0, err[-2000:]
+    newer = out.strip()
+    listed = [b["id"] for b in json.loads(orch.ok("list", "--json").stdout)]
+    assert listed == [newer, older]
+    assert orch.run("verify", newer).returncode == 0
