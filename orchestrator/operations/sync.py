@@ -91,11 +91,12 @@ def damaged_copies(
     listings = fan_out(stores, lambda store: list(store.storage.list(prefix)))
     found: dict[str, set[str]] = {}
     for outcome in listings:
+        if outcome.value is None:
+            continue
         label = outcome.store.label
         held = [c.manifest for b in located for c in b.copies if c.store.label == label]
-        whole = catalog.whole_backups(held, outcome.value or [])
-        if outcome.value is not None:
-            found[label] = {m.id for m in held if m.id not in whole}
+        whole = catalog.whole_backups(held, outcome.value)
+        found[label] = {m.id for m in held if m.id not in whole}
     return found
 
 
