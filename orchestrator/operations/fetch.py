@@ -14,6 +14,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from orchestrator import catalog, crypto
 from orchestrator.catalog import Copy, Located, Manifest
@@ -32,6 +33,7 @@ from orchestrator.operations.common import sha256_of, source_identity, work_dir
 from orchestrator.storage import Progress, Storage
 
 log = get_logger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -116,12 +118,23 @@ def plain_copy(
 
     `identities` must be given for an encrypted backup (see `needed_identities`); a copy
     they cannot open (say, still encrypted to an old key) is passed over like a bad one.
-    When no copy served and a store's manifest of the backup has changed meanwhile (a
-    rekey replaced its objects while they were read), the backup is read once more as the
-    stores now hold it. Raises the stores' errors when no copy serves.
+    Read as it is now when rekey replaced it meanwhile (see `as_it_is_now`). Raises the
+    stores' errors when no copy serves.
     """
+
+    def read(found: Located) -> tuple[Path, Manifest]:
+        shutil.rmtree(folder / "archive.d", ignore_errors=True)  # a first attempt's files
+        return _plain_copy(found, folder, identities)
+
+    return as_it_is_now(located, read)
+
+
+def as_it_is_now(located: Located, read: Callable[[Located], T]) -> T:
+    """`read(located)`; when no copy served and a store's manifest of the backup has
+    changed meanwhile (a rekey replaced its objects while they were read), `read` once
+    more of the backup as the stores now hold it. Raises what the last `read` raised."""
     try:
-        return _plain_copy(located, folder, identities)
+        return read(located)
     except (Interrupted, LocalDiskFull):
         raise
     except OrchestratorError:
@@ -129,8 +142,7 @@ def plain_copy(
         if now is None:
             raise
     log.info("fetch.manifest_changed", backup_id=located.manifest.id)
-    shutil.rmtree(folder / "archive.d", ignore_errors=True)
-    return _plain_copy(now, folder, identities)
+    return read(now)
 
 
 def _replaced(located: Located) -> Located | None:
@@ -210,8 +222,19 @@ def fetch(
     ARCHIVE_IDENTITY_FILE is not set.
     """
     located = catalog.find_located(job.stores(), ref)
-    manifest = located.manifest
     identities = None if raw else needed_identities(job, located, "fetch")
+    return as_it_is_now(located, lambda found: _fetch(found, output, identities, raw, progress))
+
+
+def _fetch(
+    located: Located,
+    output: Path,
+    identities: list[crypto.Identity] | None,
+    raw: bool,
+    progress: Callable[[int], Progress] | None,
+) -> FetchResult:
+    """fetch() of the copies `located` names, as they were read."""
+    manifest = located.manifest
     if manifest.directory:
         return _fetch_directory(located, output, identities, raw)
     target_path(output, manifest.id)  # a bad --output is refused before downloading

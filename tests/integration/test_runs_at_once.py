@@ -64,9 +64,9 @@ def test_two_restores_into_one_target_at_once_the_second_is_refused_and_dev_is_w
     assert sorted(n for n in names if n.startswith(dev_db)) == [dev_db, f"{dev_db}_previous"]
 
 
-@pytest.mark.parametrize("jobs", ["1", "2"])
-def test_a_restore_reading_a_backup_that_rekey_replaces_meanwhile_reads_the_new_copy(
-    clusters: Clusters, s3_server, bucket, orch_factory, tmp_path, jobs
+@pytest.mark.parametrize(("command", "jobs"), [("restore", "1"), ("restore", "2"), ("fetch", "2")])
+def test_a_read_of_a_backup_that_rekey_replaces_meanwhile_reads_the_new_copy(
+    clusters: Clusters, s3_server, bucket, orch_factory, tmp_path, command, jobs
 ):
     cluster = clusters.get(15)
     db = load_sample(cluster)
@@ -82,24 +82,26 @@ def test_a_restore_reading_a_backup_that_rekey_replaces_meanwhile_reads_the_new_
         ARCHIVE_IDENTITY_FILE=str(both),
         **s3_env(s3_server, bucket),
     )
-    orch.ok("backup")
+    backup_id = orch.ok("backup").stdout.strip()
     proxy = FaultyProxy(s3_server.endpoint)
     reads: list[str] = []
     proxy.slow = lambda method, path: method == "GET" and ".age" in path and not reads.append(path)
     proxy.delay = 1.5  # each read of an encrypted object waits: the rekey goes first
+    args = {"restore": ["--target", "dev"], "fetch": ["latest", "-o", str(tmp_path)]}[command]
     try:
-        restore = orch.start(
-            "restore", "--target", "dev", extra_env={"S3_ENDPOINT_URL": proxy.endpoint}
-        )
+        reading = orch.start(command, *args, extra_env={"S3_ENDPOINT_URL": proxy.endpoint})
         deadline = time.monotonic() + 30
         while not reads and time.monotonic() < deadline:
             time.sleep(0.02)
-        assert reads, restore.communicate(timeout=5)[1][-2000:]
+        assert reads, reading.communicate(timeout=5)[1][-2000:]
         orch.ok("rekey", extra_env={"ARCHIVE_RECIPIENTS": new.recipient})
-        _out, err = restore.communicate(timeout=120)
+        _out, err = reading.communicate(timeout=120)
     finally:
         proxy.stop()
-    assert restore.returncode == 0, err[-2000:]
+    assert reading.returncode == 0, err[-2000:]
+    if command == "fetch":
+        assert (tmp_path / f"{backup_id}.d" / "toc.dat").is_file()
+        return
     count = "SELECT count(*) FROM customers"
     assert cluster.psql(count, dev_db) == cluster.psql(count, db)
 
