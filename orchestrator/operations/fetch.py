@@ -138,16 +138,17 @@ def as_it_is_now(located: Located, read: Callable[[Located], T]) -> T:
     except (Interrupted, LocalDiskFull):
         raise
     except OrchestratorError:
-        now = _replaced(located)
+        now = replaced(located)
         if now is None:
             raise
     log.info("fetch.manifest_changed", backup_id=located.manifest.id)
     return read(now)
 
 
-def _replaced(located: Located) -> Located | None:
-    """`located` as its stores hold it now, when a store's manifest of it differs from the
-    one read before; None when none does or the stores cannot say."""
+def replaced(located: Located) -> Located | None:
+    """`located` as its stores hold it now (the stores it could not ask kept), when a
+    store's manifest of it differs from the one read before; None when none does or the
+    stores cannot say."""
     try:
         now = catalog.find_located([c.store for c in located.copies], located.manifest.id)
     except (Interrupted, LocalDiskFull):
@@ -155,7 +156,9 @@ def _replaced(located: Located) -> Located | None:
     except OrchestratorError:
         return None
     before = {c.store.label: c.manifest for c in located.copies}
-    return now if any(before.get(c.store.label) != c.manifest for c in now.copies) else None
+    if all(before.get(c.store.label) == c.manifest for c in now.copies):
+        return None
+    return Located(now.copies, located.unreachable)
 
 
 def _plain_copy(

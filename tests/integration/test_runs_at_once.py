@@ -64,7 +64,9 @@ def test_two_restores_into_one_target_at_once_the_second_is_refused_and_dev_is_w
     assert sorted(n for n in names if n.startswith(dev_db)) == [dev_db, f"{dev_db}_previous"]
 
 
-@pytest.mark.parametrize(("command", "jobs"), [("restore", "1"), ("restore", "2"), ("fetch", "2")])
+@pytest.mark.parametrize(
+    ("command", "jobs"), [("restore", "1"), ("restore", "2"), ("fetch", "2"), ("verify", "1")]
+)
 def test_a_read_of_a_backup_that_rekey_replaces_meanwhile_reads_the_new_copy(
     clusters: Clusters, s3_server, bucket, orch_factory, tmp_path, command, jobs
 ):
@@ -87,7 +89,11 @@ def test_a_read_of_a_backup_that_rekey_replaces_meanwhile_reads_the_new_copy(
     reads: list[str] = []
     proxy.slow = lambda method, path: method == "GET" and ".age" in path and not reads.append(path)
     proxy.delay = 1.5  # each read of an encrypted object waits: the rekey goes first
-    args = {"restore": ["--target", "dev"], "fetch": ["latest", "-o", str(tmp_path)]}[command]
+    args = {
+        "restore": ["--target", "dev"],
+        "fetch": ["latest", "-o", str(tmp_path)],
+        "verify": ["latest"],
+    }[command]
     try:
         reading = orch.start(command, *args, extra_env={"S3_ENDPOINT_URL": proxy.endpoint})
         deadline = time.monotonic() + 30
@@ -101,6 +107,7 @@ def test_a_read_of_a_backup_that_rekey_replaces_meanwhile_reads_the_new_copy(
     assert reading.returncode == 0, err[-2000:]
     if command == "fetch":
         assert (tmp_path / f"{backup_id}.d" / "toc.dat").is_file()
+    if command != "restore":
         return
     count = "SELECT count(*) FROM customers"
     assert cluster.psql(count, dev_db) == cluster.psql(count, db)
