@@ -22,10 +22,10 @@ def test_two_backups_at_once_never_share_an_id_the_second_is_refused(
 ):
     source = clusters.get(15)
     db = load_sample(source)
-    slow = wrap_tool(tmp_path / "bin", source.bin_dir, "pg_dump", 'sleep 2\nexec "$REAL" "$@"\n')
+    slow = wrap_tool(tmp_path / "bin", source.bin_dir, "pg_dump", 'sleep 1\nexec "$REAL" "$@"\n')
     orch = orch_factory(
         SOURCE_DATABASE_URL=source.url(db),
-        DUMP_JOBS="2",  # a directory backup: its id is taken before its two-second dump
+        DUMP_JOBS="2",  # a directory backup: its id is taken before its one-second dump
         PG_BIN_DIRS=str(slow),
         **s3_env(s3_server, bucket),
     )
@@ -46,7 +46,7 @@ def test_two_restores_into_one_target_at_once_the_second_is_refused_and_dev_is_w
     cluster = clusters.get(15)
     db = load_sample(cluster)
     dev_db = fresh_target(cluster)
-    slow = wrap_tool(tmp_path / "bin", cluster.bin_dir, "pg_restore", 'sleep 2\nexec "$REAL" "$@"')
+    slow = wrap_tool(tmp_path / "bin", cluster.bin_dir, "pg_restore", 'sleep 1\nexec "$REAL" "$@"')
     orch = orch_factory(
         SOURCE_DATABASE_URL=cluster.url(db),
         DEV_DATABASE_URL=cluster.url(dev_db),
