@@ -31,10 +31,10 @@ def test_two_backups_at_once_never_share_an_id_the_second_is_refused(
     )
     time.sleep(1.4 - time.time() % 1)  # both name their backup in the same second
     runs = [orch.start("backup") for _ in range(2)]
-    done = [(run.wait(timeout=120), *run.communicate()) for run in runs]
-    assert sorted(code for code, _out, _err in done) == [0, 3], [d[2][-1500:] for d in done]
-    (kept,) = [out.strip() for code, out, _err in done if code == 0]
-    (refused,) = [err.strip().splitlines()[-1] for code, _out, err in done if code == 3]
+    done = [(*run.communicate(timeout=120), run.returncode) for run in runs]
+    assert sorted(code for _out, _err, code in done) == [0, 3], [d[1][-1500:] for d in done]
+    (kept,) = [out.strip() for out, _err, code in done if code == 0]
+    (refused,) = [err.strip().splitlines()[-1] for _out, err, code in done if code == 3]
     assert "holds the lock of database" in refused and "backup (pid" in refused
     assert [b["id"] for b in json.loads(orch.ok("list", "--json").stdout)] == [kept]
     assert orch.run("verify", kept).returncode == 0
@@ -54,9 +54,9 @@ def test_two_restores_into_one_target_at_once_the_second_is_refused_and_dev_is_w
     )
     orch.ok("backup")
     runs = [orch.start("restore", "--target", "dev") for _ in range(2)]
-    done = [(run.wait(timeout=120), *run.communicate()) for run in runs]
-    assert sorted(code for code, _out, _err in done) == [0, 3], [d[2][-1500:] for d in done]
-    (refused,) = [err.strip().splitlines()[-1] for code, _out, err in done if code == 3]
+    done = [(*run.communicate(timeout=120), run.returncode) for run in runs]
+    assert sorted(code for _out, _err, code in done) == [0, 3], [d[1][-1500:] for d in done]
+    (refused,) = [err.strip().splitlines()[-1] for _out, err, code in done if code == 3]
     assert f"another restore into {dev_db}" in refused, refused
     count = "SELECT count(*) FROM customers"
     assert cluster.psql(count, dev_db) == cluster.psql(count, db)
