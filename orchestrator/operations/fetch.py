@@ -22,6 +22,7 @@ from orchestrator.errors import (
     ConfigError,
     IntegrityError,
     Interrupted,
+    JobError,
     LocalDiskFull,
     NotFound,
     OrchestratorError,
@@ -148,11 +149,16 @@ def as_it_is_now(located: Located, read: Callable[[Located], T]) -> T:
 def replaced(located: Located) -> Located | None:
     """`located` as its stores hold it now (the stores it could not ask kept), when a
     store's manifest of it differs from the one read before; None when none does or the
-    stores cannot say."""
+    stores cannot say. Raises JobError when none of them holds it any more."""
+    backup_id = located.manifest.id
     try:
-        now = catalog.find_located([c.store for c in located.copies], located.manifest.id)
+        now = catalog.find_located([c.store for c in located.copies], backup_id)
     except (Interrupted, LocalDiskFull):
         raise
+    except NotFound:
+        raise JobError(
+            f"backup {backup_id} was removed while it was read (by prune, or by hand)"
+        ) from None
     except OrchestratorError:
         return None
     before = {c.store.label: c.manifest for c in located.copies}

@@ -146,3 +146,43 @@ def test_prune_while_a_backup_uploads_is_refused_and_the_backup_completes(
     listed = [b["id"] for b in json.loads(orch.ok("list", "--json").stdout)]
     assert listed == [newer, older]
     assert orch.run("verify", newer).returncode == 0
+
+
+def test_a_restore_of_a_backup_that_prune_removes_meanwhile_says_so_and_keeps_dev(
+    clusters: Clusters, s3_server, bucket, orch_factory, tmp_path
+):
+    cluster = clusters.get(15)
+    db = load_sample(cluster)
+    dev_db = fresh_target(cluster)
+    orch = orch_factory(
+        SOURCE_DATABASE_URL=cluster.url(db),
+        DEV_DATABASE_URL=cluster.url(dev_db),
+        **s3_env(s3_server, bucket),
+    )
+    older = orch.ok("backup").stdout.strip()
+    orch.ok("backup")
+    proxy = FaultyProxy(s3_server.endpoint)
+    reads: list[str] = []
+    proxy.slow = lambda method, path: method == "GET" and ".dump" in path and not reads.append(path)
+    proxy.delay = 1.0  # the read of the dump waits: the prune goes first
+    try:
+        restore = orch.start(
+            "restore",
+            "--target",
+            "dev",
+            "--from",
+            older,
+            extra_env={"S3_ENDPOINT_URL": proxy.endpoint},
+        )
+        deadline = time.monotonic() + 30
+        while not reads and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert reads, restore.communicate(timeout=5)[1][-2000:]
+        orch.ok("prune", extra_env={"KEEP_LAST": "1", "KEEP_DAILY": "0", "KEEP_WEEKLY": "0"})
+        _out, err = restore.communicate(timeout=60)
+    finally:
+        proxy.stop()
+    assert restore.returncode == 1
+    last = err.strip().splitlines()[-1]
+    assert f"backup {older} was removed while it was read" in last, last
+    assert cluster.psql("SELECT v FROM keep_me", dev_db) == "old content"
