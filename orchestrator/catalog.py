@@ -18,6 +18,7 @@ pruned. With several stores, each store holds its own copy and its own manifest;
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -297,6 +298,23 @@ def stray_dumps(storage: Storage, manifest: Manifest) -> list[str]:
     ]
 
 
+def whole_backups(manifests: Iterable[Manifest], objects: Iterable[ObjectInfo]) -> set[str]:
+    """Give the ids of the backups whose dump objects are all in the listing `objects`,
+    each of the size its manifest gives (pure): the others lost a file or hold one cut
+    short."""
+    sizes = {info.key: info.size for info in objects}
+    return {
+        m.id for m in manifests if all(sizes.get(key) == size for key, size in _stored_sizes(m))
+    }
+
+
+def _stored_sizes(manifest: Manifest) -> list[tuple[str, int]]:
+    """Each dump object of `manifest` with its size as stored."""
+    if manifest.directory:
+        return [(manifest.file_key(file), file.size_bytes) for file in manifest.files]
+    return [(manifest.dump_key, manifest.size_bytes)]
+
+
 def owns_dump_key(manifest: Manifest) -> bool:
     """True when the manifest's dump key (and every file key) is one the layout gives for
     its id."""
@@ -322,15 +340,19 @@ def read_manifest(storage: Storage, key: str) -> Manifest:
     return manifest
 
 
-def list_backups(storage: Storage, database: str | None = None) -> list[Manifest]:
+def list_backups(
+    storage: Storage, database: str | None = None, unread: list[str] | None = None
+) -> list[Manifest]:
     """Give every backup (one per readable manifest), newest first.
 
-    Unreadable manifests are logged and skipped: one bad object must not hide the others.
+    Unreadable manifests are logged and skipped: one bad object must not hide the others;
+    each one's error is added to `unread` when given.
     """
     prefix = f"{safe_name(database)}/" if database else ""
     keys = [o.key for o in storage.list(prefix) if is_manifest_key(o.key)]
+    read = functools.partial(_try_read, unread=unread)
     with ThreadPoolExecutor(max_workers=8) as pool:
-        loaded = list(pool.map(with_context(_try_read), [storage] * len(keys), keys))
+        loaded = list(pool.map(with_context(read), [storage] * len(keys), keys))
     # a manifest copied elsewhere (or a store nested in another's prefix) is not a backup
     backups = [m for m, key in zip(loaded, keys, strict=True) if m and m.manifest_key == key]
     if database:
@@ -349,11 +371,15 @@ def newest_backup(storage: Storage, database: str) -> Manifest | None:
     return None
 
 
-def _try_read(storage: Storage, key: str) -> Manifest | None:
+def _try_read(storage: Storage, key: str, unread: list[str] | None = None) -> Manifest | None:
+    """The manifest at `key`, or None (logged, and its error added to `unread` unless it
+    is gone meanwhile) when it cannot be read."""
     try:
         return read_manifest(storage, key)
     except Exception as exc:
         log.warning("catalog.bad_manifest", key=key, error=str(exc))
+        if unread is not None and not isinstance(exc, NotFound):
+            unread.append(str(exc))
         return None
 
 
@@ -403,14 +429,22 @@ class Located:
 
 
 def list_located(
-    stores: Sequence[NamedStore], database: str | None = None
+    stores: Sequence[NamedStore],
+    database: str | None = None,
+    unread: dict[str, list[str]] | None = None,
 ) -> tuple[list[Located], list[tuple[NamedStore, OrchestratorError]]]:
     """Give every backup found in any store (newest first) with the stores holding it, and
-    the stores that could not be listed with their errors.
+    the stores that could not be listed with their errors. With `unread`, the errors of
+    the manifests that could not be read are added under their store's label.
 
     Raises the error when no store could be listed at all.
     """
-    outcomes = fan_out(stores, lambda store: list_backups(store.storage, database))
+    per_store: dict[str, list[str]] = {s.label: [] for s in stores} if unread is not None else {}
+    outcomes = fan_out(
+        stores, lambda store: list_backups(store.storage, database, per_store.get(store.label))
+    )
+    if unread is not None:
+        unread.update({label: errors for label, errors in per_store.items() if errors})
     failed = [(o.store, o.error) for o in outcomes if o.error is not None]
     if len(failed) == len(outcomes):
         raise combined(failed, "list backups")

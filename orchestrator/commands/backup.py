@@ -12,6 +12,7 @@ from orchestrator.operations.upload import (
     open_stores,
     with_unused_id,
 )
+from orchestrator.storage.locks import store_locks
 from orchestrator.storage.multi import combined
 
 
@@ -22,13 +23,18 @@ def backup(job: Job) -> BackupResult:
     The stores are checked and the recipients read before the dump starts, so a wrong
     bucket or key costs no dump, and when no store can take the backup (an uninitialised
     folder, a store that is down) nothing is dumped: that store's error is raised. Raises
-    UploadFailed when a store did not get it.
+    UploadFailed when a store did not get it, and AlreadyRunning (nothing dumped) when
+    another backup, cycle, prune, rekey or sync holds a store's lock of the source's
+    database: two runs started in the same second would take the same id and write into
+    each other's backup.
     """
     recipients = job.recipients()
+    database = job.require_source().database
     stores = open_stores(job)
     if not stores.usable:
         raise combined(stores.failed, "open a store")
     with (
+        store_locks([(store, database) for store in stores.usable], "backup"),
         progress.running("backup"),
         work_dir(job) as folder,
         Archiver(lambda: stores, recipients) as archiver,

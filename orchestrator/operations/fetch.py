@@ -9,14 +9,24 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from orchestrator import catalog, crypto
 from orchestrator.catalog import Copy, Located, Manifest
-from orchestrator.errors import ConfigError, IntegrityError, NotFound
+from orchestrator.errors import (
+    ConfigError,
+    IntegrityError,
+    Interrupted,
+    JobError,
+    LocalDiskFull,
+    NotFound,
+    OrchestratorError,
+)
 from orchestrator.job import Job
 from orchestrator.logs import get_logger
 from orchestrator.operations import directory
@@ -24,6 +34,7 @@ from orchestrator.operations.common import sha256_of, source_identity, work_dir
 from orchestrator.storage import Progress, Storage
 
 log = get_logger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -108,8 +119,58 @@ def plain_copy(
 
     `identities` must be given for an encrypted backup (see `needed_identities`); a copy
     they cannot open (say, still encrypted to an old key) is passed over like a bad one.
+    Read as it is now when rekey replaced it meanwhile (see `as_it_is_now`). Raises the
+    stores' errors when no copy serves.
     """
 
+    def read(found: Located) -> tuple[Path, Manifest]:
+        shutil.rmtree(folder / "archive.d", ignore_errors=True)  # a first attempt's files
+        return _plain_copy(found, folder, identities)
+
+    return as_it_is_now(located, read)
+
+
+def as_it_is_now(located: Located, read: Callable[[Located], T]) -> T:
+    """`read(located)`; when no copy served and a store's manifest of the backup has
+    changed meanwhile (a rekey replaced its objects while they were read), `read` once
+    more of the backup as the stores now hold it. Raises what the last `read` raised."""
+    try:
+        return read(located)
+    except (Interrupted, LocalDiskFull):
+        raise
+    except OrchestratorError:
+        now = replaced(located)
+        if now is None:
+            raise
+    log.info("fetch.manifest_changed", backup_id=located.manifest.id)
+    return read(now)
+
+
+def replaced(located: Located) -> Located | None:
+    """`located` as its stores hold it now (the stores it could not ask kept), when a
+    store's manifest of it differs from the one read before; None when none does or the
+    stores cannot say. Raises JobError when none of them holds it any more."""
+    backup_id = located.manifest.id
+    try:
+        now = catalog.find_located([c.store for c in located.copies], backup_id)
+    except (Interrupted, LocalDiskFull):
+        raise
+    except NotFound:
+        raise JobError(
+            f"backup {backup_id} was removed while it was read (by prune, or by hand)"
+        ) from None
+    except OrchestratorError:
+        return None
+    before = {c.store.label: c.manifest for c in located.copies}
+    if all(before.get(c.store.label) == c.manifest for c in now.copies):
+        return None
+    return Located(now.copies, located.unreachable)
+
+
+def _plain_copy(
+    located: Located, folder: Path, identities: list[crypto.Identity] | None
+) -> tuple[Path, Manifest]:
+    """plain_copy() of the copies `located` names, as they were read."""
     if located.manifest.directory:
         if located.manifest.encrypted and not identities:
             raise ConfigError(
@@ -170,8 +231,19 @@ def fetch(
     ARCHIVE_IDENTITY_FILE is not set.
     """
     located = catalog.find_located(job.stores(), ref)
-    manifest = located.manifest
     identities = None if raw else needed_identities(job, located, "fetch")
+    return as_it_is_now(located, lambda found: _fetch(found, output, identities, raw, progress))
+
+
+def _fetch(
+    located: Located,
+    output: Path,
+    identities: list[crypto.Identity] | None,
+    raw: bool,
+    progress: Callable[[int], Progress] | None,
+) -> FetchResult:
+    """fetch() of the copies `located` names, as they were read."""
+    manifest = located.manifest
     if manifest.directory:
         return _fetch_directory(located, output, identities, raw)
     target_path(output, manifest.id)  # a bad --output is refused before downloading

@@ -10,13 +10,21 @@ from orchestrator.records import BackupDoc
 
 def list_backups(job: Job, database: str | None = None) -> tuple[list[Located], list[str]]:
     """Give every backup known through a manifest in any store, newest first, and one
-    line for each store that could not be listed (its setting, URL and error).
+    line for each store that could not be listed (its setting, URL and error) and each
+    manifest that could not be read (its store's setting and URL, and the error).
 
     Raises the error when no store can be listed.
     """
-    located, failed = catalog.list_located(job.stores(), database)
+    stores = job.stores()
+    bad_manifests: dict[str, list[str]] = {}
+    located, failed = catalog.list_located(stores, database, bad_manifests)
     unread = [
         f"{store.setting} ({store.label}) could not be listed: {error}" for store, error in failed
+    ]
+    unread += [
+        f"{store.setting} ({store.label}): {error}"
+        for store in stores
+        for error in bad_manifests.get(store.label, [])
     ]
     return located, unread
 

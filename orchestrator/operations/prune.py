@@ -32,6 +32,7 @@ from orchestrator.storage.multi import NamedStore, combined, fan_out
 
 log = get_logger(__name__)
 NOT_KEPT = "no rule keeps it"
+WHOLE = "newest whole backup"
 FOREIGN_LAYOUT = "not laid out by orchestrator: never pruned"
 
 
@@ -77,10 +78,15 @@ def _laid_out(manifest: Manifest) -> bool:
     return catalog.owns_dump_key(manifest)
 
 
-def plan_database(manifests: Sequence[Manifest], policy: Policy) -> list[BackupDecision]:
+def plan_database(
+    manifests: Sequence[Manifest], policy: Policy, whole: set[str] | None = None
+) -> list[BackupDecision]:
     """Decide keep/remove for the backups of one database, newest first.
 
     Manifests whose keys do not follow the layout are kept and left out of the policy.
+    With `whole` (the ids of the backups whose dump objects are all stored), the newest
+    of them is kept whatever the policy says, so newer backups that lost a file never
+    take the last restorable one with them.
     Raises ValueError for an empty policy, JobError if the newest backup were not kept.
     """
     ours = [m for m in manifests if _laid_out(m)]
@@ -93,12 +99,28 @@ def plan_database(manifests: Sequence[Manifest], policy: Policy) -> list[BackupD
     if decided and not decided[0].keep:
         newest = decided[0].manifest.id
         raise JobError(f"refusing to prune: the policy would remove the newest backup {newest}")
+    if whole is not None:
+        decided = _keep_newest_whole(decided, whole)
     others = [BackupDecision(m, True, (FOREIGN_LAYOUT,)) for m in manifests if not _laid_out(m)]
     return decided + others
 
 
-def plan_prune(manifests: Iterable[Manifest], policy: Policy) -> list[BackupDecision]:
-    """Decide keep/remove for every backup, the policy applied to each database on its own.
+def _keep_newest_whole(decided: list[BackupDecision], whole: set[str]) -> list[BackupDecision]:
+    """`decided` (newest first) with the first backup in `whole` kept."""
+    for index, decision in enumerate(decided):
+        if decision.manifest.id in whole:
+            if not decision.keep:
+                decided = decided.copy()
+                decided[index] = BackupDecision(decision.manifest, True, (WHOLE,))
+            break
+    return decided
+
+
+def plan_prune(
+    manifests: Iterable[Manifest], policy: Policy, whole: set[str] | None = None
+) -> list[BackupDecision]:
+    """Decide keep/remove for every backup, the policy applied to each database on its own
+    (keeping each one's newest backup in `whole` too, see `plan_database`).
 
     Gives the decisions grouped by database (sorted by name), newest first within each.
     Pure: touches no storage. Raises like `plan_database`.
@@ -106,7 +128,9 @@ def plan_prune(manifests: Iterable[Manifest], policy: Policy) -> list[BackupDeci
     by_database: dict[str, list[Manifest]] = {}
     for manifest in manifests:
         by_database.setdefault(manifest.database, []).append(manifest)
-    return [d for name in sorted(by_database) for d in plan_database(by_database[name], policy)]
+    return [
+        d for name in sorted(by_database) for d in plan_database(by_database[name], policy, whole)
+    ]
 
 
 def classify(
@@ -282,7 +306,11 @@ def prune_store(
     except OrchestratorError as exc:
         log.error("prune.store_failed", store=store.label, error=str(exc))
         return PruneResult(dry_run, [], store.label, errors=[f"cannot list the store: {exc}"])
-    result = PruneResult(dry_run, plan_prune(manifests, policy), store.label)
+    whole = catalog.whole_backups(manifests, objects)
+    for manifest in manifests:
+        if manifest.id not in whole and _laid_out(manifest):
+            log.warning("prune.damaged_backup", backup_id=manifest.id, store=store.label)
+    result = PruneResult(dry_run, plan_prune(manifests, policy, whole), store.label)
     result.foreign, result.orphans = classify(objects, manifests)
     stale = set(stale_orphans(objects, datetime.now(UTC), orphans_after))
     result.orphans_removed = sorted(stale)

@@ -132,7 +132,8 @@ class Restorer:
         """Check the target again on the connection used, choose the strategy, restore.
 
         Raises ConfigError when the target is the source or a subset's condition does not
-        parse or fit the backup's schema, JobError when the restore fails
+        parse or fit the backup's schema, AlreadyRunning (nothing touched) when another
+        restore into the target's database runs, JobError when the restore fails
         (database errors included); the target is then as it was.
         """
         if self.target.url.database == self.job.restore.maintenance_database:
@@ -170,6 +171,7 @@ class Restorer:
             # the pre-check may not have reached the target; this connection is the one used
             identity = queries.cluster_identity(maint)
             guard(self.job, self.target.url, identity, recorded_source(self.manifest))
+            lock.claim_target(maint, self.target.url.database, self.target.name)
             caps = self._capabilities(maint)
             strategy, why = restore_plan.choose_strategy(self.target.strategy, caps)
             log.info(

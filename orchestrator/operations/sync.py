@@ -27,7 +27,7 @@ from orchestrator.operations.archiver import copy_file_by_file, seal_to_each, st
 from orchestrator.operations.common import work_dir
 from orchestrator.operations.dump import LocalDump
 from orchestrator.operations.fetch import download_any
-from orchestrator.operations.upload import store_everywhere
+from orchestrator.operations.upload import delete_quietly, store_everywhere
 from orchestrator.storage.locks import store_locks
 from orchestrator.storage.multi import NamedStore, Outcome, fan_out
 
@@ -59,16 +59,45 @@ class SyncResult:
 
 
 def missing_copies(
-    located: list[Located], stores: list[NamedStore]
+    located: list[Located],
+    stores: list[NamedStore],
+    damaged: dict[str, set[str]] | None = None,
 ) -> list[tuple[Located, list[NamedStore]]]:
-    """Give each backup that some of `stores` lack, with the stores that lack it (pure)."""
+    """Give each backup that some of `stores` lack, with the stores that lack it (pure).
+
+    A copy in `damaged` (per store label, the ids whose dump objects are not all there at
+    their sizes) counts as lacking and is never copied from: the backup is given with its
+    whole copies, and left out when it has none (nothing to mend it from)."""
+    damaged = damaged or {}
     gaps = []
     for backup in located:
-        holders = set(backup.stores)
+        whole = tuple(
+            c for c in backup.copies if c.manifest.id not in damaged.get(c.store.label, ())
+        )
+        holders = {copy.store.label for copy in whole}
         lacking = [s for s in stores if s.label not in holders]
-        if lacking:
-            gaps.append((backup, lacking))
+        if whole and lacking:
+            gaps.append((Located(whole, backup.unreachable), lacking))
     return gaps
+
+
+def damaged_copies(
+    stores: list[NamedStore], located: list[Located], database: str | None
+) -> dict[str, set[str]]:
+    """Per store label, the ids of the backups in `located` whose copy there lost a dump
+    object or holds one cut short, by the store's listing. A store that cannot be listed
+    has none (its copies are taken as they are)."""
+    prefix = f"{catalog.safe_name(database)}/" if database else ""
+    listings = fan_out(stores, lambda store: list(store.storage.list(prefix)))
+    found: dict[str, set[str]] = {}
+    for outcome in listings:
+        if outcome.value is None:
+            continue
+        label = outcome.store.label
+        held = [c.manifest for b in located for c in b.copies if c.store.label == label]
+        whole = catalog.whole_backups(held, outcome.value)
+        found[label] = {m.id for m in held if m.id not in whole}
+    return found
 
 
 def sync(
@@ -79,8 +108,10 @@ def sync(
 ) -> SyncResult:
     """Copy into every store the backups it lacks (of `database` only, when given).
 
-    Stores that cannot be listed are reported in the result's errors and get nothing;
-    one failed copy does not stop the others. Unless `stores` are given (the pipeline's,
+    A copy whose dump objects are not all there at their sizes is replaced from a whole
+    one (its manifest goes first, logged as sync.damaged_copy). Stores that cannot be
+    listed are reported in the result's errors and get nothing; one failed copy does not
+    stop the others. Unless `stores` are given (the pipeline's,
     under its own locks), the stores' locks of the databases to copy are held; raises
     AlreadyRunning when another job holds one.
     """
@@ -93,16 +124,30 @@ def sync(
     located, failed = catalog.list_located(stores, database)
     result.errors += [f"{store.label}: cannot list it: {error}" for store, error in failed]
     reachable = [s for s in stores if s.label not in {f.label for f, _e in failed}]
-    gaps = missing_copies(located, reachable)
+    damaged = damaged_copies(reachable, located, database)
+    gaps = missing_copies(located, reachable, damaged)
     names = {backup.manifest.database for backup, _lacking in gaps}
     with store_locks([(s, n) for s in reachable for n in names] if locking else [], "sync"):
         for backup, lacking in gaps:
             plans = [CopyPlan(backup.manifest.id, backup.stores[0], s.label) for s in lacking]
             result.planned += plans
             if not dry_run:
+                _forget_damaged(backup.manifest, lacking, damaged)
                 with work_dir(job) as folder:
                     _copy(backup, lacking, folder, plans, result, recipients)
     return result
+
+
+def _forget_damaged(
+    manifest: Manifest, lacking: list[NamedStore], damaged: dict[str, set[str]]
+) -> None:
+    """Delete the manifest of `manifest`'s backup in each store of `lacking` whose copy is
+    damaged, so that the copy made next replaces it (best effort: a manifest that stays
+    makes that copy fail, named in the result)."""
+    for store in lacking:
+        if manifest.id in damaged.get(store.label, ()):
+            log.warning("sync.damaged_copy", backup_id=manifest.id, store=store.label)
+            delete_quietly(store.storage, [manifest.manifest_key])
 
 
 def _copy(

@@ -19,7 +19,7 @@ from orchestrator.job import Job
 from orchestrator.logs import get_logger, with_context
 from orchestrator.operations import directory
 from orchestrator.operations.common import client_for, work_dir
-from orchestrator.operations.fetch import download_checked, open_sealed
+from orchestrator.operations.fetch import download_checked, open_sealed, replaced
 from orchestrator.postgres import pg_restore
 from orchestrator.table_names import table_key
 
@@ -45,10 +45,25 @@ def verify(job: Job, ref: str) -> VerifyResult:
     """Check backup `ref` in every store that holds it, then read one good copy with
     `pg_restore --list` (decrypted first when encrypted and an identity is set).
 
-    Problems found in the archive are reported in the result; ConfigError (and the stores'
-    errors when none can be asked) are raised.
+    Problems found in the archive are reported in the result, a store that could not be
+    asked or whose manifest of the backup is unreadable among them; ConfigError (and the
+    stores' errors when none can be asked) are raised.
     """
-    located = catalog.find_located(job.stores(), ref)
+    stores = job.stores()
+    located = catalog.find_located(stores, ref)
+    if ref == "latest":  # by its id: a store whose manifest of it is unreadable is named
+        located = catalog.find_located(stores, located.manifest.id)
+    result = _verify(job, located)
+    now = None if result.ok else replaced(located)
+    if now is not None:  # a rekey replaced it while it was read: what it holds now
+        log.info("verify.manifest_changed", backup_id=located.manifest.id)
+        result = _verify(job, now)
+    log.info("verify.done", backup_id=located.manifest.id, ok=result.ok)
+    return result
+
+
+def _verify(job: Job, located: Located) -> VerifyResult:
+    """verify() of the copies `located` names, as they were read."""
     result = VerifyResult(located.manifest)
     for label, why in located.unreachable:  # it may hold a copy: one not checked is a problem
         result.stores[label] = "unreachable"
@@ -56,7 +71,6 @@ def verify(job: Job, ref: str) -> VerifyResult:
     with work_dir(job) as folder:
         if located.manifest.directory:
             _verify_directory(job, located, folder, result)
-            log.info("verify.done", backup_id=located.manifest.id, ok=result.ok)
             return result
         good = _check_copies(located.copies, folder, result)
         if good is None:
@@ -78,7 +92,6 @@ def verify(job: Job, ref: str) -> VerifyResult:
                 result.problems.append(str(exc))
                 return result
         _check_toc(job, manifest, path, result)
-    log.info("verify.done", backup_id=located.manifest.id, ok=result.ok)
     return result
 
 

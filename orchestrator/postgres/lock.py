@@ -1,6 +1,7 @@
 """One cycle at a time, across hosts: a session-level advisory lock on the source. And the
 staging databases of restores and drills: each run holds a lock on its own, so the next run
-can tell one left by a run that died (no lock held) from one still in use.
+can tell one left by a run that died (no lock held) from one still in use. And one restore
+into a target database at a time: each holds a lock on the target's name on its server.
 
 A second `pipeline` (a manual run during the scheduled one, or a second container) finds
 the lock taken and stops with AlreadyRunning before doing anything. The lock dies with
@@ -23,6 +24,7 @@ from orchestrator.postgres import queries
 
 LOCK_NAMESPACE = "orchestrator-pipeline:"
 STAGING_NAMESPACE = "orchestrator-staging:"
+TARGET_NAMESPACE = "orchestrator-target:"
 
 log = get_logger(__name__)
 
@@ -38,6 +40,20 @@ def claim_staging(conn: queries.Conn, database: str) -> None:
     """Mark the staging `database` as this run's, before creating it: a session lock that
     lasts until `conn` closes, however the run ends (a killed process included)."""
     conn.execute("SELECT pg_advisory_lock(%s)", (lock_key(database, STAGING_NAMESPACE),))
+
+
+def claim_target(conn: queries.Conn, database: str, target: str) -> None:
+    """Hold the claim on restoring into `database` (of target `target`) until `conn`
+    closes. Raises AlreadyRunning when another run holds it: two restores swapping into
+    one name at once would rename over each other's copies."""
+    row = conn.execute(
+        "SELECT pg_try_advisory_lock(%s)", (lock_key(database, TARGET_NAMESPACE),)
+    ).fetchone()
+    if not row or not row[0]:
+        raise AlreadyRunning(
+            f"restore into {target} refused: another restore into {database} on this server "
+            "is running (it holds the advisory lock on the name); the target is left to it"
+        )
 
 
 def sweep_staging(

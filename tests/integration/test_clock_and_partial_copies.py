@@ -76,7 +76,8 @@ def test_a_staging_copy_left_by_a_killed_run_is_dropped_by_the_next_but_a_live_o
     try:
         assert wait_for(lambda: staging_copies(target_c, target_db), 30)
         live = staging_copies(target_c, target_db)
-        orch.ok("restore", "--target", "backup")  # beside the live one: leaves it alone
+        beside = orch.run("restore", "--target", "backup")  # refused: leaves it alone
+        assert beside.returncode == 3, beside.stderr[-2000:]
         assert staging_copies(target_c, target_db) == live
     finally:
         os.killpg(first.pid, signal.SIGKILL)  # as the OOM killer or a lost node would

@@ -205,7 +205,9 @@ def test_prune_deletes_exactly_the_removed_backups(
 
     assert "7 kept, 5 removed" in result.stdout
     assert backend.all_keys() == before - full_keys(*gone)
-    listed = {b["id"] for b in json.loads(orch.ok("list", "--json").stdout)}
+    listing = orch.run("list", "--json")  # exit 1: it names the unreadable manifest
+    assert listing.returncode == 1 and ORPHANS[2] in listing.stderr.splitlines()[-1]
+    listed = {b["id"] for b in json.loads(listing.stdout)}
     assert listed == set(seeded) - {m.id for m in gone}
     # a second run finds nothing more to remove
     again = json.loads(orch.ok("prune", "--json").stdout)

@@ -13,6 +13,7 @@ from orchestrator.errors import ConfigError
 from orchestrator.operations.prune import (
     FOREIGN_LAYOUT,
     NOT_KEPT,
+    WHOLE,
     PruneResult,
     as_dict,
     classify,
@@ -81,6 +82,47 @@ def test_manifests_not_following_the_layout_are_kept_and_ignored_by_the_policy()
         (normal[1].id, False, (NOT_KEPT,)),
         (odd.id, True, (FOREIGN_LAYOUT,)),
     ]
+
+
+@pytest.mark.parametrize(
+    ("whole_days", "kept"),
+    [
+        ((10, 9, 8), {10: ("last",)}),  # all whole: the policy alone
+        ((9, 8), {10: ("last",), 9: (WHOLE,)}),  # the newest lost a file
+        ((8,), {10: ("last",), 8: (WHOLE,)}),  # only the oldest is whole
+        ((), {10: ("last",)}),  # none is whole: nothing more to keep
+    ],
+)
+def test_the_newest_whole_backup_is_kept_whatever_the_policy_says(whole_days, kept):
+    backups = {day: manifest("shop", at(day)) for day in (10, 9, 8)}
+    whole = {backups[day].id for day in whole_days}
+    decisions = plan_prune(backups.values(), Policy(last=1), whole)
+    assert {d.manifest.id: d.reasons for d in decisions if d.keep} == {
+        backups[day].id: reasons for day, reasons in kept.items()
+    }
+
+
+def test_a_backup_is_whole_when_each_dump_object_is_listed_at_its_size():
+    single = manifest("shop", at(1), size_bytes=100)
+    files = [
+        {"name": n, "size_bytes": 5, "sha256": "0" * 64, "plain_size_bytes": 5, "plain_sha256": ""}
+        for n in ("toc.dat", "3.dat")
+    ]
+    directory_id = catalog.new_backup_id("shop", at(2))
+    directory = manifest(
+        "shop", at(2), format="directory", dump_key=catalog.dir_key_for(directory_id), files=files
+    )
+    listing = {single.dump_key: 100, **{directory.file_key(f): 5 for f in directory.files}}
+
+    def whole(**changes: int | None) -> set[str]:
+        listed = {**listing, **changes}
+        infos = [ObjectInfo(k, size, at(3)) for k, size in listed.items() if size is not None]
+        return catalog.whole_backups([single, directory], infos)
+
+    assert whole() == {single.id, directory.id}
+    assert whole(**{single.dump_key: 99}) == {directory.id}  # cut short
+    assert whole(**{single.dump_key: None}) == {directory.id}  # missing
+    assert whole(**{directory.file_key(directory.files[1]): None}) == {single.id}  # one file
 
 
 def test_naive_creation_times_are_read_as_utc():

@@ -224,6 +224,29 @@ def test_missing_copies_lists_each_backup_with_the_stores_that_lack_it(tmp_path:
     ]
 
 
+@pytest.mark.parametrize(
+    ("damaged", "expected"),
+    [
+        ({}, []),  # every copy whole: nothing to do
+        ({"one": {"shop-20261130T060000Z"}}, [(["two", "three"], ["one"])]),
+        (
+            {"one": {"shop-20261130T060000Z"}, "two": {"shop-20261130T060000Z"}},
+            [(["three"], ["one", "two"])],
+        ),
+        ({"one": {"x"}, "two": {"shop-20261130T060000Z"}}, [(["one", "three"], ["two"])]),
+        ({label: {"shop-20261130T060000Z"} for label in ("one", "two", "three")}, []),  # none whole
+    ],
+)
+def test_a_damaged_copy_counts_as_lacking_and_is_never_copied_from(
+    tmp_path: Path, damaged: dict[str, set[str]], expected: list[tuple[list[str], list[str]]]
+) -> None:
+    one, two, three = _named(tmp_path, "one", "two", "three")
+    a = _manifest("shop-20261130T060000Z")
+    everywhere = Located((Copy(one, a), Copy(two, a), Copy(three, a)))
+    gaps = missing_copies([everywhere], [one, two, three], damaged)
+    assert [(g.stores, [s.label for s in lacking]) for g, lacking in gaps] == expected
+
+
 KEY_A = str(pyrage.x25519.Identity.generate().to_public())
 KEY_B = str(pyrage.x25519.Identity.generate().to_public())
 
