@@ -61,13 +61,44 @@ def run_together(work: Mapping[str, Callable[[], T]], prefix: str = "task") -> d
     one's result by name once all have ended.
 
     Raises the first exception (in `work`'s order) of the pieces that raised, after every
-    piece has ended: pieces that must not fail together catch their own errors.
+    piece has ended: pieces that must not fail together catch their own errors. An exception
+    raised in this thread meanwhile (a signal handler's Interrupted) is raised instead, also
+    once every piece has ended: stopped, they clean up what they made (a staging database)
+    before the process may exit.
     """
     if not work:
         return {}
     with ThreadPoolExecutor(max_workers=len(work), thread_name_prefix=prefix) as pool:
         futures = {name: pool.submit(with_context(fn)) for name, fn in work.items()}
+        _wait_through_signals(list(futures.values()))
     return {name: future.result() for name, future in futures.items()}
+
+
+def _wait_through_signals(futures: list[Future[T]]) -> None:
+    """Return once every future is done; then raise the first exception a signal handler
+    raised in this thread while it waited, if one did.
+
+    It waits on an event set by the futures, never in Thread.join (what the pool's exit
+    does): an exception raised inside join marks the joined thread as ended while it still
+    runs (CPython 3.11, python/cpython#90882), and the interpreter then exits without
+    waiting for it, cutting its cleanup short.
+    """
+    ended = threading.Event()
+
+    def check(_future: Future[T]) -> None:
+        if all(future.done() for future in futures):
+            ended.set()
+
+    for future in futures:
+        future.add_done_callback(check)
+    raised: BaseException | None = None
+    while not ended.is_set():
+        try:
+            ended.wait()
+        except BaseException as exc:  # kept until the pieces have cleaned up
+            raised = raised or exc
+    if raised is not None:
+        raise raised
 
 
 BLOCK = 1024 * 1024

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import contextvars
+import os
+import signal
 import threading
 import time
 from concurrent.futures import Future
 
 import pytest
 
-from orchestrator import cancel, tasks
-from orchestrator.errors import JobError
+from orchestrator import cancel, cli, tasks
+from orchestrator.errors import Interrupted, JobError
 
 marker: contextvars.ContextVar[str] = contextvars.ContextVar("marker", default="unset")
 
@@ -101,6 +103,54 @@ def test_run_together_raises_the_first_failure_after_every_piece_ended():
     with pytest.raises(RuntimeError, match="first"):
         tasks.run_together({"x": fails("first"), "y": slow, "z": fails("second")})
     assert sorted(ended) == ["first", "second", "slow"]
+
+
+@pytest.fixture
+def stop_signal():
+    """SIGUSR1 handled by the CLI's own SIGTERM handler (stop requested, Interrupted raised
+    in the main thread, where pytest runs the test); give a function that sends it."""
+    previous = signal.signal(signal.SIGUSR1, cli._raise_interrupted)
+    yield lambda: os.kill(os.getpid(), signal.SIGUSR1)
+    signal.signal(signal.SIGUSR1, previous)
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("signals", [1, 2])
+def test_run_together_lets_every_piece_clean_up_when_a_signal_stops_the_waiting_thread(
+    stop_signal, signals
+):
+    """The main thread waits for the pieces when the signal lands: they must end (their
+    cleanup done) before run_together raises, and no thread of theirs may outlive it, or
+    the process exits in the middle of their cleanup (a staging database left behind)."""
+    names = ["backup", "dev"]
+    waiting = threading.Barrier(len(names) + 1, timeout=5)
+    cleaned: list[str] = []
+
+    def piece(name: str):
+        def run() -> None:
+            woken = threading.Event()
+            with cancel.wakes(woken):
+                waiting.wait()
+                woken.wait()  # the restore being stopped
+            time.sleep(0.2)  # the cleanup: dropping the staging database...
+            if signals == 2 and name == "backup":
+                stop_signal()  # ...with another SIGTERM in the middle of it
+            time.sleep(0.2)
+            cleaned.append(name)
+
+        return run
+
+    def signal_once_all_wait() -> None:
+        waiting.wait()
+        time.sleep(0.1)  # the main thread is waiting for the pieces by now
+        stop_signal()
+
+    threading.Thread(target=signal_once_all_wait).start()
+    with pytest.raises(Interrupted) as raised:
+        tasks.run_together({name: piece(name) for name in names}, "probe")
+    assert raised.value.exit_code == 128 + signal.SIGUSR1
+    assert sorted(cleaned) == names
+    assert [t.name for t in threading.enumerate() if t.name.startswith("probe")] == []
 
 
 def _read_all(broadcast: tasks.Broadcast, name: str) -> Future[bytes]:
