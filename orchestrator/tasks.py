@@ -45,12 +45,15 @@ def result_unless_stopped(future: Future[T], doing: str) -> T:
     """Give `future`'s result (or raise its exception) once it is done.
 
     Raises JobError("stopped while <doing>") as soon as a stop is requested for the process
-    or for this scope, without waiting for the future any longer. Blocks without polling.
+    or for this scope, without waiting for the future any longer. Woken by either; it also
+    wakes every POLL_SECONDS, so that a signal another thread received has its handler run
+    here (see `_wait_through_signals`).
     """
     woken = threading.Event()
     future.add_done_callback(lambda _done: woken.set())
     with cancel.wakes(woken):
-        woken.wait()
+        while not woken.wait(POLL_SECONDS):
+            continue
     if not future.done():
         raise JobError(f"stopped while {doing}")
     return future.result()
@@ -81,7 +84,10 @@ def _wait_through_signals(futures: list[Future[T]]) -> None:
     It waits on an event set by the futures, never in Thread.join (what the pool's exit
     does): an exception raised inside join marks the joined thread as ended while it still
     runs (CPython 3.11, python/cpython#90882), and the interpreter then exits without
-    waiting for it, cutting its cleanup short.
+    waiting for it, cutting its cleanup short. And it wakes every POLL_SECONDS: the kernel
+    may hand the process's SIGTERM to another thread, and Python then runs the handler in
+    this one only once it wakes; blocked until the pieces end, it would wait for pieces
+    that wait for the stop only the handler requests.
     """
     ended = threading.Event()
 
@@ -94,7 +100,7 @@ def _wait_through_signals(futures: list[Future[T]]) -> None:
     raised: BaseException | None = None
     while not ended.is_set():
         try:
-            ended.wait()
+            ended.wait(POLL_SECONDS)
         except BaseException as exc:  # kept until the pieces have cleaned up
             raised = raised or exc
     if raised is not None:
