@@ -232,8 +232,8 @@ class Restorer:
         lock.sweep_staging(maint, partial(restore_plan.is_staging_of, name), server_major)
         staging = restore_plan.staging_name(name, secrets.token_hex(4))
         lock.claim_staging(maint, staging)
-        queries.create_database(maint, staging)
-        try:
+        try:  # a stop that lands as the server has just created it still drops it
+            queries.create_database(maint, staging)
             staged = self.target.url.with_database(staging)
             with ThreadPoolExecutor(max_workers=1) as pool:
                 room = pool.submit(with_context(self._make_room), maint, server_major)
