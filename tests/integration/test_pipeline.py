@@ -260,7 +260,7 @@ def test_sigterm_mid_restore_leaves_targets_and_storage_clean(cycle, tmp_path):
     )
     proc = start_run(c, tmp_path, SCHEDULE="every 1h", RUN_ON_START="true", PG_BIN_DIRS=str(slow))
     try:
-        assert wait_for(lambda: any("__restore_" in d for d in databases(c["backup"])), 60)
+        assert wait_for(lambda: _staging_copies(c, "backup"), 60)
     finally:
         started = time.monotonic()
         proc.send_signal(signal.SIGTERM)
@@ -268,10 +268,8 @@ def test_sigterm_mid_restore_leaves_targets_and_storage_clean(cycle, tmp_path):
     assert time.monotonic() - started < 30, err[-2000:]
     assert old_content(c["backup"], c["backup_db"]) == "old content"
     assert old_content(c["dev"], c["dev_db"]) == "old content"
-    assert wait_for(
-        lambda: not [d for d in databases(c["backup"]) | databases(c["dev"]) if "__restore_" in d],
-        10,
-    ), err[-3000:]  # what the run said, should a staging database stay behind
+    # with what the run said, should a staging database stay behind
+    assert wait_for(lambda: not _staging_copies(c, "backup", "dev"), 10), err[-3000:]
     assert children_of_this_test(tmp_path) == []
     assert c["s3"].client().list_multipart_uploads(Bucket=c["bucket"]).get("Uploads", []) == []
 
@@ -285,7 +283,7 @@ def test_sigterm_waits_for_a_stopped_restore_to_drop_its_staging_database(cycle,
         tmp_path / "slow-bin", c["source"].bin_dir, "pg_restore", 'sleep 60\nexec "$REAL" "$@"\n'
     )
     proc = start_run(c, tmp_path, SCHEDULE="every 1h", RUN_ON_START="true", PG_BIN_DIRS=str(slow))
-    staging = lambda: [d for d in databases(c["backup"]) if "__restore_" in d]  # noqa: E731
+    staging = lambda: _staging_copies(c, "backup")  # noqa: E731
     uploaded = lambda: any(k.endswith(".manifest.json") for k in s3_keys(c))  # noqa: E731
     try:  # the upload branch has ended: the main thread waits for the restores alone
         assert wait_for(lambda: staging() and uploaded(), 60)
@@ -305,6 +303,17 @@ def test_sigterm_waits_for_a_stopped_restore_to_drop_its_staging_database(cycle,
     summary = next(json.loads(x) for x in err.splitlines() if '"pipeline.summary"' in x)
     assert summary["steps"]["restore:backup"] == "failed"  # its outcome is reported too
     assert children_of_this_test(tmp_path) == []
+
+
+def _staging_copies(c, *targets: str) -> list[str]:
+    """The staging databases of this test's `targets` (another test's leftover on the shared
+    clusters is not this test's failure)."""
+    return [
+        d
+        for target in targets
+        for d in databases(c[target])
+        if d.startswith(f"{c[target + '_db']}__restore_")
+    ]
 
 
 def _drop_waits_for_a_lock(url: str) -> bool:
