@@ -45,12 +45,15 @@ def result_unless_stopped(future: Future[T], doing: str) -> T:
     """Give `future`'s result (or raise its exception) once it is done.
 
     Raises JobError("stopped while <doing>") as soon as a stop is requested for the process
-    or for this scope, without waiting for the future any longer. Blocks without polling.
+    or for this scope, without waiting for the future any longer. Woken by either; it also
+    wakes every POLL_SECONDS, so that a signal another thread received has its handler run
+    here (see `_wait_through_signals`).
     """
     woken = threading.Event()
     future.add_done_callback(lambda _done: woken.set())
     with cancel.wakes(woken):
-        woken.wait()
+        while not woken.wait(POLL_SECONDS):
+            continue
     if not future.done():
         raise JobError(f"stopped while {doing}")
     return future.result()
@@ -61,13 +64,47 @@ def run_together(work: Mapping[str, Callable[[], T]], prefix: str = "task") -> d
     one's result by name once all have ended.
 
     Raises the first exception (in `work`'s order) of the pieces that raised, after every
-    piece has ended: pieces that must not fail together catch their own errors.
+    piece has ended: pieces that must not fail together catch their own errors. An exception
+    raised in this thread meanwhile (a signal handler's Interrupted) is raised instead, also
+    once every piece has ended: stopped, they clean up what they made (a staging database)
+    before the process may exit.
     """
     if not work:
         return {}
     with ThreadPoolExecutor(max_workers=len(work), thread_name_prefix=prefix) as pool:
         futures = {name: pool.submit(with_context(fn)) for name, fn in work.items()}
+        _wait_through_signals(list(futures.values()))
     return {name: future.result() for name, future in futures.items()}
+
+
+def _wait_through_signals(futures: list[Future[T]]) -> None:
+    """Return once every future is done; then raise the first exception a signal handler
+    raised in this thread while it waited, if one did.
+
+    It waits on an event set by the futures, never in Thread.join (what the pool's exit
+    does): an exception raised inside join marks the joined thread as ended while it still
+    runs (CPython 3.11, python/cpython#90882), and the interpreter then exits without
+    waiting for it, cutting its cleanup short. And it wakes every POLL_SECONDS: the kernel
+    may hand the process's SIGTERM to another thread, and Python then runs the handler in
+    this one only once it wakes; blocked until the pieces end, it would wait for pieces
+    that wait for the stop only the handler requests.
+    """
+    ended = threading.Event()
+
+    def check(_future: Future[T]) -> None:
+        if all(future.done() for future in futures):
+            ended.set()
+
+    for future in futures:
+        future.add_done_callback(check)
+    raised: BaseException | None = None
+    while not ended.is_set():
+        try:
+            ended.wait(POLL_SECONDS)
+        except BaseException as exc:  # kept until the pieces have cleaned up
+            raised = raised or exc
+    if raised is not None:
+        raise raised
 
 
 BLOCK = 1024 * 1024

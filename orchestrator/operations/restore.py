@@ -233,8 +233,9 @@ class Restorer:
         staging = restore_plan.staging_name(name, secrets.token_hex(4))
         lock.claim_staging(maint, staging)
         # the copy takes the place of the target's database: it keeps its encoding and locale
-        queries.create_database(maint, staging, queries.database_locale(maint, name))
-        try:
+        locale = queries.database_locale(maint, name)
+        try:  # a stop that lands as the server has just created it still drops it
+            queries.create_database(maint, staging, locale)
             staged = self.target.url.with_database(staging)
             with ThreadPoolExecutor(max_workers=1) as pool:
                 room = pool.submit(with_context(self._make_room), maint, server_major)

@@ -11,6 +11,7 @@ from datetime import datetime
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from orchestrator.postgres.lock import lock_key
 from tests.conftest import stop_with_sigterm
@@ -259,7 +260,7 @@ def test_sigterm_mid_restore_leaves_targets_and_storage_clean(cycle, tmp_path):
     )
     proc = start_run(c, tmp_path, SCHEDULE="every 1h", RUN_ON_START="true", PG_BIN_DIRS=str(slow))
     try:
-        assert wait_for(lambda: any("__restore_" in d for d in databases(c["backup"])), 60)
+        assert wait_for(lambda: _staging_copies(c, "backup"), 60)
     finally:
         started = time.monotonic()
         proc.send_signal(signal.SIGTERM)
@@ -267,12 +268,61 @@ def test_sigterm_mid_restore_leaves_targets_and_storage_clean(cycle, tmp_path):
     assert time.monotonic() - started < 30, err[-2000:]
     assert old_content(c["backup"], c["backup_db"]) == "old content"
     assert old_content(c["dev"], c["dev_db"]) == "old content"
-    assert wait_for(
-        lambda: not [d for d in databases(c["backup"]) | databases(c["dev"]) if "__restore_" in d],
-        10,
-    ), err[-3000:]  # what the run said, should a staging database stay behind
+    # with what the run said, should a staging database stay behind
+    assert wait_for(lambda: not _staging_copies(c, "backup", "dev"), 10), err[-3000:]
     assert children_of_this_test(tmp_path) == []
     assert c["s3"].client().list_multipart_uploads(Bucket=c["bucket"]).get("Uploads", []) == []
+
+
+def test_sigterm_waits_for_a_stopped_restore_to_drop_its_staging_database(cycle, tmp_path):
+    """The stop lands while the main thread waits for the branches: the process must not
+    exit before each stopped restore has dropped its staging copy. The test holds that drop
+    up (a lock on the staging database) to see the process wait for it."""
+    c = cycle
+    slow = wrap_tool(
+        tmp_path / "slow-bin", c["source"].bin_dir, "pg_restore", 'sleep 60\nexec "$REAL" "$@"\n'
+    )
+    proc = start_run(c, tmp_path, SCHEDULE="every 1h", RUN_ON_START="true", PG_BIN_DIRS=str(slow))
+    staging = lambda: _staging_copies(c, "backup")  # noqa: E731
+    uploaded = lambda: any(k.endswith(".manifest.json") for k in s3_keys(c))  # noqa: E731
+    try:  # the upload branch has ended: the main thread waits for the restores alone
+        assert wait_for(lambda: staging() and uploaded(), 60)
+        with psycopg.connect(c["backup"].url(), connect_timeout=10) as holder:
+            name = sql.Identifier(staging()[0])
+            holder.execute(sql.SQL("COMMENT ON DATABASE {} IS 'held'").format(name))
+            proc.send_signal(signal.SIGTERM)
+            assert wait_for(lambda: _drop_waits_for_a_lock(c["backup"].url()), 20)
+            assert not wait_for(lambda: proc.poll() is not None, 2)  # it waits for the drop
+            holder.rollback()  # the drop goes on
+    except BaseException:
+        proc.terminate()
+        raise
+    finally:
+        _out, err = proc.communicate(timeout=40)
+    assert staging() == [], err[-3000:]
+    summary = next(json.loads(x) for x in err.splitlines() if '"pipeline.summary"' in x)
+    assert summary["steps"]["restore:backup"] == "failed"  # its outcome is reported too
+    assert children_of_this_test(tmp_path) == []
+
+
+def _staging_copies(c, *targets: str) -> list[str]:
+    """The staging databases of this test's `targets` (another test's leftover on the shared
+    clusters is not this test's failure)."""
+    return [
+        d
+        for target in targets
+        for d in databases(c[target])
+        if d.startswith(f"{c[target + '_db']}__restore_")
+    ]
+
+
+def _drop_waits_for_a_lock(url: str) -> bool:
+    with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE query LIKE 'DROP DATABASE%' AND wait_event_type = 'Lock'"
+        ).fetchone()
+    return bool(row and row[0])
 
 
 def test_failed_cycles_do_not_stop_the_loop(cycle, tmp_path, sink):

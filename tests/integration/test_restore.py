@@ -509,22 +509,12 @@ def test_a_failed_restore_drops_its_staging_copy_even_when_a_stop_cancels_the_dr
     connection; a copy that still stays is named in a `restore.staging_left` warning."""
     import structlog.testing
 
-    from orchestrator import conninfo
     from orchestrator.errors import OrchestratorError
     from orchestrator.operations import restore as restore_action
-    from orchestrator.operations.common import client_for
-    from orchestrator.operations.fetch import find_backup
     from orchestrator.postgres import queries
-    from orchestrator.settings import load_settings
 
     s = setup
-    for key, value in s["orch"].env.items():
-        monkeypatch.setenv(key, value)
-    job = load_settings(None).job()
-    manifest = find_backup(job, s["id"]).manifest
-    name = fresh_target(s["dev"])
-    target = job.adhoc_target(conninfo.parse(s["dev"].url(name)))
-    client = client_for(job, "pg_restore", manifest.dump_major, "test")
+    name, restorer = _failing_restore_into_a_fresh_dev_target(s, monkeypatch)
     real, tries = queries.drop_database, []
 
     def cancelled_drop(conn, database, server_major):
@@ -536,7 +526,6 @@ def test_a_failed_restore_drops_its_staging_copy_even_when_a_stop_cancels_the_dr
 
     monkeypatch.setattr(queries, "drop_database", cancelled_drop)
     monkeypatch.setattr(restore_action, "STAGING_DROP_PAUSE", 0.0)
-    restorer = restore_action.Restorer(job, target, manifest, client, Path("/nonexistent"))
     with structlog.testing.capture_logs() as logs, pytest.raises(OrchestratorError):
         restorer.run()  # pg_restore cannot read the archive: the load fails
     left = [d for d in databases(s["dev"]) if d.startswith(f"{name}__restore_")]
@@ -548,3 +537,45 @@ def test_a_failed_restore_drops_its_staging_copy_even_when_a_stop_cancels_the_dr
         assert "canceling statement" in warned[0]["error"]
         s["dev"].psql(f'DROP DATABASE "{left[0]}"')
     assert old_content(s["dev"], name) == "old content"  # the target stays as it was
+
+
+def test_a_stop_landing_as_the_staging_copy_is_created_still_drops_it(setup, monkeypatch):
+    """In `restore` the SIGTERM handler raises in the thread that runs the restore, which
+    may be the moment CREATE DATABASE has committed on the server but not yet returned."""
+    import signal
+
+    from orchestrator.errors import Interrupted
+    from orchestrator.postgres import queries
+
+    s = setup
+    name, restorer = _failing_restore_into_a_fresh_dev_target(s, monkeypatch)
+    real = queries.create_database
+
+    def stopped_as_created(conn, database):
+        real(conn, database)
+        raise Interrupted("stopped by SIGTERM", signal.SIGTERM)
+
+    monkeypatch.setattr(queries, "create_database", stopped_as_created)
+    with pytest.raises(Interrupted):
+        restorer.run()
+    assert [d for d in databases(s["dev"]) if d.startswith(f"{name}__restore_")] == []
+    assert old_content(s["dev"], name) == "old content"
+
+
+def _failing_restore_into_a_fresh_dev_target(s, monkeypatch):
+    """A fresh dev target and a Restorer of the module's backup into it, in this process,
+    whose load fails (no archive at its path); give the target's name and the Restorer."""
+    from orchestrator import conninfo
+    from orchestrator.operations import restore as restore_action
+    from orchestrator.operations.common import client_for
+    from orchestrator.operations.fetch import find_backup
+    from orchestrator.settings import load_settings
+
+    for key, value in s["orch"].env.items():
+        monkeypatch.setenv(key, value)
+    job = load_settings(None).job()
+    manifest = find_backup(job, s["id"]).manifest
+    name = fresh_target(s["dev"])
+    target = job.adhoc_target(conninfo.parse(s["dev"].url(name)))
+    client = client_for(job, "pg_restore", manifest.dump_major, "test")
+    return name, restore_action.Restorer(job, target, manifest, client, Path("/nonexistent"))

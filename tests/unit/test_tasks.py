@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import contextvars
+import os
+import signal
 import threading
 import time
 from concurrent.futures import Future
 
 import pytest
 
-from orchestrator import cancel, tasks
-from orchestrator.errors import JobError
+from orchestrator import cancel, cli, tasks
+from orchestrator.errors import Interrupted, JobError
 
 marker: contextvars.ContextVar[str] = contextvars.ContextVar("marker", default="unset")
 
@@ -101,6 +103,81 @@ def test_run_together_raises_the_first_failure_after_every_piece_ended():
     with pytest.raises(RuntimeError, match="first"):
         tasks.run_together({"x": fails("first"), "y": slow, "z": fails("second")})
     assert sorted(ended) == ["first", "second", "slow"]
+
+
+def _to_process() -> None:
+    os.kill(os.getpid(), signal.SIGUSR1)  # Linux mostly hands it to the main thread
+
+
+def _to_this_thread() -> None:
+    # as the kernel may do with a process's signal: another thread runs the C handler, and
+    # Python runs the Python handler in the main thread only once that thread wakes up
+    signal.pthread_kill(threading.get_ident(), signal.SIGUSR1)
+
+
+@pytest.fixture
+def stop_signal():
+    """SIGUSR1 handled by the CLI's own SIGTERM handler (stop requested, Interrupted raised
+    in the main thread, where pytest runs the test)."""
+    previous = signal.signal(signal.SIGUSR1, cli._raise_interrupted)
+    yield
+    signal.signal(signal.SIGUSR1, previous)
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.usefixtures("stop_signal")
+def test_a_signal_another_thread_received_still_ends_the_wait_for_a_result():
+    late: Future[int] = Future()  # the stores opened long after the stop (a slow store)
+    threading.Timer(5, late.set_result, (1,)).start()
+    threading.Timer(0.2, _to_this_thread).start()
+    started = time.monotonic()
+    with pytest.raises(Interrupted):
+        tasks.result_unless_stopped(late, "opening the stores")
+    assert time.monotonic() - started < 2
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize(
+    ("send", "signals"), [(_to_process, 1), (_to_process, 2), (_to_this_thread, 1)]
+)
+@pytest.mark.usefixtures("stop_signal")
+def test_run_together_lets_every_piece_clean_up_when_a_signal_stops_the_waiting_thread(
+    send, signals
+):
+    """The main thread waits for the pieces when the signal comes: the stop must reach them
+    (whichever thread the signal was delivered to) and they must end, their cleanup done,
+    before run_together raises; no thread of theirs may outlive it, or the process exits
+    in the middle of their cleanup (a staging database left behind)."""
+    names = ["backup", "dev"]
+    waiting = threading.Barrier(len(names) + 1, timeout=5)
+    cleaned: list[str] = []
+
+    def piece(name: str):
+        def run() -> None:
+            woken = threading.Event()
+            with cancel.wakes(woken):
+                waiting.wait()
+                if not woken.wait(5):  # the restore being stopped
+                    return
+            time.sleep(0.2)  # the cleanup: dropping the staging database...
+            if signals == 2 and name == "backup":
+                send()  # ...with another SIGTERM in the middle of it
+            time.sleep(0.2)
+            cleaned.append(name)
+
+        return run
+
+    def signal_once_all_wait() -> None:
+        waiting.wait()
+        time.sleep(0.1)  # the main thread is waiting for the pieces by now
+        send()
+
+    threading.Thread(target=signal_once_all_wait).start()
+    with pytest.raises(Interrupted) as raised:
+        tasks.run_together({name: piece(name) for name in names}, "probe")
+    assert raised.value.exit_code == 128 + signal.SIGUSR1
+    assert sorted(cleaned) == names
+    assert [t.name for t in threading.enumerate() if t.name.startswith("probe")] == []
 
 
 def _read_all(broadcast: tasks.Broadcast, name: str) -> Future[bytes]:
