@@ -551,8 +551,8 @@ def test_a_stop_landing_as_the_staging_copy_is_created_still_drops_it(setup, mon
     name, restorer = _failing_restore_into_a_fresh_dev_target(s, monkeypatch)
     real = queries.create_database
 
-    def stopped_as_created(conn, database):
-        real(conn, database)
+    def stopped_as_created(conn, database, *locale):
+        real(conn, database, *locale)
         raise Interrupted("stopped by SIGTERM", signal.SIGTERM)
 
     monkeypatch.setattr(queries, "create_database", stopped_as_created)
