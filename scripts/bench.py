@@ -13,8 +13,8 @@
 (s) the same refresh with the notes scrubbed (`body: scrub`)
 (h) (s) run by the code of another checkout, the folder BENCH_BASELINE names: before and
     after alternate in the same rounds
-(n) a dev refresh of a schema of 100 tables of mixed sizes (up to 50,000 rows), 19 of them
-    holding personal data in three or four columns each, one of those with 300,000 rows,
+(n) a dev refresh of a schema of 200 tables of mixed sizes (up to 50,000 rows), 41 of them
+    holding personal data in three or four columns each, one of those with a million rows,
     without masking rules
 (x) the same refresh with the rules `mask suggest` writes for that backup
 (o) (x) run by the code of another checkout, the folder BENCH_BASELINE names (e.g. main's
@@ -452,8 +452,8 @@ V = "(v) dev refresh, 1M notes, no rules"
 S = "(s) the same, notes scrubbed"
 D = "(d) bare pg_dump -Fc, small database"
 K = "(k) orchestrator backup, folder store"
-N = "(n) dev refresh, 100 tables, no rules"
-X = "(x) the same, 19 tables masked (suggested)"
+N = "(n) dev refresh, 200 tables, no rules"
+X = "(x) the same, 41 tables masked (suggested)"
 BASE_X = "(o) (x) by the code of BENCH_BASELINE"
 BASE_S = "(h) (s) by the code of BENCH_BASELINE"
 F = "(f) dev refresh of a chain, masked"
