@@ -14,10 +14,7 @@ The archive is restored in its three sections into the new (staging) database:
    The filters start with step 1 and wait on their input (`execute.Gate`): their start-up
    uses the core the serial pre-data step leaves idle, and the rows flow once it is done;
 3. post-data: indexes, constraints, triggers, materialized views (refreshed over the masked
-   rows), so a broken uniqueness or foreign key fails the restore before the swap. The
-   indexes and keys of the tables pg_restore loads (those that depend on nothing else,
-   `pgrestore.early_indexes`) are built as soon as their rows are in, while the filters
-   may still be loading theirs; everything else waits for every row.
+   rows), so a broken uniqueness or foreign key fails the restore before the swap.
 
 Planner statistics that pg_dump 18+ may write (`STATISTICS DATA`: most common values, i.e.
 raw values) are never restored into a masked copy; ANALYZE computes them from the masked
@@ -161,7 +158,6 @@ class MaskedLoad:
         kept = [e for e in entries if e.line not in masked and not self._never(e)]
         listed = pgrestore.write_list(kept, self.folder / "restore.list")
         groups = self._groups([e for e in entries if e.line in masked], masked)
-        early, late = self._indexes_first([e for e in entries if e.line in masked], kept)
         # the filters start with the pre-data step (their imports on the core it leaves
         # idle); their tables exist once it is done, and the gate lets the rows flow
         gate = execute.Gate()
@@ -176,37 +172,12 @@ class MaskedLoad:
                 gate.abandon()
                 raise
             gate.open()
-            data = pool.submit(with_context(self._data_then_indexes), listed, early)
+            data = pool.submit(with_context(self._section), "data", listed)
             for copy in copies:
                 copy.result()
             ignored += data.result()
-        ignored += self._section("post-data", late)
+        ignored += self._section("post-data", listed)
         return sorted(set(ignored))
-
-    def _indexes_first(
-        self, through_filters: list[TocEntry], kept: list[TocEntry]
-    ) -> tuple[Path | None, Path]:
-        """The lists of the post-data step's two parts: the indexes and keys of the tables
-        `pg_restore` loads, built while the filters still load theirs (None: none), and
-        the rest once every row is in (`pgrestore.early_indexes`)."""
-        depends = pgrestore.dependencies(
-            pgrestore.list_toc(self.client, self.archive, verbose=True)
-        )
-        held = {d for entry in through_filters for d in depends.get(entry.dump_id, ())}
-        early = pgrestore.early_indexes(kept, depends, held)
-        chosen = {entry.line for entry in early}
-        late = [entry for entry in kept if entry.line not in chosen]
-        log.info("restore.early_indexes", entries=len(early))
-        first = pgrestore.write_list(early, self.folder / "early.list") if early else None
-        return first, pgrestore.write_list(late, self.folder / "late.list")
-
-    def _data_then_indexes(self, listed: Path, early: Path | None) -> list[str]:
-        """The data of the tables pg_restore loads, then (`early`) their indexes and keys,
-        while the filters still load theirs; give the harmless errors pg_restore ignored."""
-        ignored = self._section("data", listed)
-        if early is not None:
-            ignored += self._section("post-data", early)
-        return ignored
 
     def _masked(self, keys: list[str]) -> list[str]:
         """Of the tables `keys` a TABLE DATA entry may load (`tables_of`), those with a

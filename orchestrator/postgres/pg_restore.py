@@ -27,23 +27,20 @@ TableName = tuple[str, str]
 NO_DECOMPRESSION = "this installation does not support compression"
 
 
-def list_toc(client: ClientSet, archive: Path, verbose: bool = False) -> str:
-    """Give `pg_restore --list` of `archive` (`verbose`: with each entry's dependencies,
-    see `dependencies`, and a few entries only `--create` restores). Raises CommandFailed
-    when it cannot be read, and ConfigError when this pg_restore cannot decompress its data
-    (a build without zstd lists a zstd archive with only a warning, then fails to restore it).
+def list_toc(client: ClientSet, archive: Path) -> str:
+    """Give `pg_restore --list` of `archive`. Raises CommandFailed when it cannot be read,
+    and ConfigError when this pg_restore cannot decompress its data (a build without zstd
+    lists a zstd archive with only a warning, then fails to restore it).
 
     A cycle lists one dump several times (the dump step, then each target's restore, side
     by side): a listing is kept for the file as it is (device, inode, size, modification
     time of the archive, or of a directory archive's toc.dat) and the pg_restore used."""
-    found = _toc_key(client, archive)
-    key = None if found is None else (*found, verbose)
+    key = _toc_key(client, archive)
     with _LISTED_LOCK:
         listed = _LISTED.get(key) if key is not None else None
     if listed is not None:
         return listed
-    argv = [client.tool("pg_restore"), "--list", *(["--verbose"] if verbose else []), str(archive)]
-    result = execute.run(argv, timeout=600)
+    result = execute.run([client.tool("pg_restore"), "--list", str(archive)], timeout=600)
     if any(NO_DECOMPRESSION in line for line in result.stderr_lines):
         raise ConfigError(
             f"PG_BIN_DIRS: pg_restore {client.version} ({client.bin_dir}) was built without "
@@ -181,11 +178,6 @@ class TocEntry:
     rest: str
     oid: int = 0  # the catalog oid printed before the kind (a TABLE DATA entry's: its table's)
 
-    @property
-    def dump_id(self) -> int:
-        """The entry's number in the archive (what `depends on:` lines name)."""
-        return int(self.line.split(";", 1)[0])
-
 
 # kinds that matter to a masked restore, longest first (BLOBS before BLOB)
 TOC_KINDS = (
@@ -289,57 +281,6 @@ class Phase:
     name: str
     entries: list[TocEntry]
     jobs: int | None = None
-
-
-_DEPENDS = re.compile(r"^;\s+depends on:(?P<ids>(?:\s+\d+)*)\s*$")
-_DUMP_ID = re.compile(r"^(\d+);")
-
-
-def dependencies(toc: str) -> dict[int, tuple[int, ...]]:
-    """Each entry's dump id -> the dump ids it depends on, from `pg_restore --list
-    --verbose` (which prints them under the entry: `;\tdepends on: 215 3350`); an entry
-    without such a line depends on nothing."""
-    found: dict[int, tuple[int, ...]] = {}
-    current: int | None = None
-    for line in toc.splitlines():
-        if (entry := _DUMP_ID.match(line)) is not None:
-            current = int(entry[1])
-        elif (depends := _DEPENDS.match(line)) is not None and current is not None:
-            found[current] = tuple(int(i) for i in depends["ids"].split())
-    return found
-
-
-def early_indexes(
-    entries: list[TocEntry], depends: Mapping[int, tuple[int, ...]], held: Collection[int]
-) -> list[TocEntry]:
-    """Of `entries`, the indexes and the primary key, unique and exclusion constraints that
-    may be built while the rows of the tables `held` (their TABLE entries' dump ids) are
-    still loading: those that depend only on TABLE entries not held, or on other such
-    indexes. Anything else (foreign keys, partition index attachments, triggers, an index
-    on an expression that calls a function) waits for every row, as before."""
-    tables = {e.dump_id for e in entries if _kind_of(e) == "TABLE"} - set(held)
-    early: set[int] = set()
-    found = []
-    for entry in entries:  # an entry comes after what it depends on
-        if _kind_of(entry) in ("INDEX", "CONSTRAINT") and all(
-            d in tables or d in early for d in depends.get(entry.dump_id, ())
-        ):
-            early.add(entry.dump_id)
-            found.append(entry)
-    return found
-
-
-def _kind_of(entry: TocEntry) -> str:
-    """The printed kind of an entry TOC_KINDS does not name: `TABLE`, `INDEX`, `CONSTRAINT`,
-    `FK CONSTRAINT`, `INDEX ATTACH`, ... ("other" when it is none of these)."""
-    if entry.kind != "other":
-        return entry.kind
-    for kind in ("INDEX ATTACH", "FK CONSTRAINT", "CHECK CONSTRAINT", "CONSTRAINT", "INDEX"):
-        if entry.rest.startswith(f"{kind} "):
-            return kind
-    if entry.rest.startswith("TABLE ") and not entry.rest.startswith(_LONGER_KINDS["TABLE"], 6):
-        return "TABLE"
-    return "other"
 
 
 def foreign_keys_last(entries: list[TocEntry]) -> list[Phase] | None:

@@ -4,14 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.postgres.pg_restore import (
-    TocEntry,
-    dependencies,
-    early_indexes,
-    entry_tables,
-    foreign_keys_last,
-    toc_list,
-)
+from orchestrator.postgres.pg_restore import TocEntry, entry_tables, foreign_keys_last, toc_list
 
 TOC = """;
 ; Archive created at 2026-11-30 06:00:00 UTC
@@ -106,82 +99,3 @@ def test_foreign_keys_and_what_follows_them_go_last_when_partition_indexes_are_a
 )
 def test_a_restore_without_both_keys_and_partition_indexes_runs_in_one_go(toc: str) -> None:
     assert foreign_keys_last(toc_list(toc)) is None
-
-
-# `pg_restore --list --verbose` of a schema with a masked table (users), a kept one with a
-# unique index and a key to users (orders), a partitioned table (events) whose partition
-# is kept, and an index on an expression calling a function of the dump
-VERBOSE = """;
-; Archive created at 2026-12-06 02:00:00 UTC
-;
-210; 1255 16380 FUNCTION public norm(text) postgres
-211; 1259 16385 TABLE public users postgres
-212; 1259 16390 TABLE public orders postgres
-;\tdepends on: 211
-213; 1259 16395 TABLE public events postgres
-214; 1259 16400 TABLE public events_2026 postgres
-;\tdepends on: 213
-215; 0 0 TABLE ATTACH public events_2026 postgres
-;\tdepends on: 213 214
-3001; 0 16385 TABLE DATA public users postgres
-;\tdepends on: 211
-3002; 0 16390 TABLE DATA public orders postgres
-;\tdepends on: 212
-3003; 0 16400 TABLE DATA public events_2026 postgres
-;\tdepends on: 214
-3101; 2606 16405 CONSTRAINT public users users_pkey postgres
-;\tdepends on: 211
-3102; 2606 16406 CONSTRAINT public orders orders_pkey postgres
-;\tdepends on: 212
-3103; 1259 16407 INDEX public orders_ref_idx postgres
-;\tdepends on: 212
-3104; 1259 16408 INDEX public orders_norm_idx postgres
-;\tdepends on: 212 210
-3105; 1259 16409 INDEX public events_at_idx postgres
-;\tdepends on: 213
-3106; 1259 16410 INDEX public events_2026_at_idx postgres
-;\tdepends on: 214 3105
-3107; 0 0 INDEX ATTACH public events_2026_at_idx postgres
-;\tdepends on: 3105 3106
-3108; 2606 16411 FK CONSTRAINT public orders orders_user_fkey postgres
-;\tdepends on: 212 3101
-3109; 0 0 COMMENT public INDEX orders_ref_idx postgres
-;\tdepends on: 3103
-3110; 2606 16412 CHECK CONSTRAINT public orders orders_qty_check postgres
-;\tdepends on: 212
-"""
-
-
-def test_dependencies_are_read_from_the_verbose_listing() -> None:
-    found = dependencies(VERBOSE)
-    assert found[212] == (211,) and found[3106] == (214, 3105) and 211 not in found
-    assert found[3108] == (212, 3101) and 210 not in found
-
-
-@pytest.mark.parametrize(
-    ("held", "expected"),
-    [
-        # users' rows come through the filter: its key waits; orders' and events' indexes
-        # go early, but not the one calling a function, the attachment, the key, the
-        # comment or the check constraint
-        ({211}, ["3102", "3103", "3105", "3106"]),
-        # the partition's rows come through the filter: its index waits, its parent's does not
-        ({214}, ["3101", "3102", "3103", "3105"]),
-        # orders' rows come through the filter: none of its indexes goes early
-        ({212}, ["3101", "3105", "3106"]),
-        (set(), ["3101", "3102", "3103", "3105", "3106"]),
-    ],
-    ids=["users-masked", "partition-masked", "orders-masked", "none-masked"],
-)
-def test_only_indexes_of_tables_loaded_by_pg_restore_are_built_while_the_filters_run(
-    held: set[int], expected: list[str]
-) -> None:
-    early = early_indexes(toc_list(VERBOSE), dependencies(VERBOSE), held)
-    assert [e.line.split(";")[0] for e in early] == expected
-
-
-def test_an_entry_whose_schema_reads_like_a_kind_is_taken_for_its_own_kind() -> None:
-    # a table in schema "INDEX": its data entry is data, never an index to build early
-    toc = "211; 1259 16385 TABLE INDEX t postgres\n3001; 0 16385 TABLE DATA INDEX t postgres\n"
-    toc += ";\tdepends on: 211\n"
-    assert early_indexes(toc_list(toc), dependencies(toc), set()) == []
