@@ -139,9 +139,10 @@ def test_second_restore_rotates_the_previous_copy(setup):
     assert not [d for d in names if "__old_" in d or "__restore_" in d]
 
 
-def test_copy_that_ages_out_is_dropped_while_restoring_even_if_the_restore_fails(setup, tmp_path):
-    """Make room first: the copy a swap would drop goes while pg_restore runs, so the server
-    needs room for one copy less; a failed restore still leaves the target as it was."""
+def test_copy_that_ages_out_is_dropped_before_restoring_even_if_the_restore_fails(setup, tmp_path):
+    """Make room first: the copy a swap would drop goes before pg_restore starts (the
+    checkpoint its DROP forces then finds little to write), so the server needs room for
+    one copy less; a failed restore still leaves the target as it was."""
     s = setup
     s["orch"].ok("restore", "--target", "dev")
     previous = f"{s['dev_db']}_previous"
@@ -151,6 +152,7 @@ def test_copy_that_ages_out_is_dropped_while_restoring_even_if_the_restore_fails
     result = s["orch"].run("restore", "--target", "dev", extra_env={"PG_BIN_DIRS": str(wrapped)})
     assert result.returncode == 1 and "injected failure" in result.stderr.splitlines()[-1]
     assert "restore.made_room" in result.stderr
+    assert result.stderr.index("restore.made_room") < result.stderr.index("pg_restore --no-pass")
     names = databases(s["dev"])
     assert previous not in names and not [d for d in names if "__restore_" in d]
     assert s["dev"].psql("SELECT count(*) FROM public.customers", s["dev_db"]) == "2000"
