@@ -161,13 +161,26 @@ def older_server_note(message: str, source_version: str, target_major: int) -> s
 def error_message(line: str) -> str | None:
     """Give the message of a pg_restore error line, or None for other lines.
 
-    Parallel workers share one stderr, so lines can arrive interleaved
-    ("pg_restore:pg_restore: error: ..."); anything after the first "error: " counts.
+    Parallel workers share one stderr and write a line in pieces, so lines can arrive
+    interleaved ("pg_restore:pg_restore: error: ..."); anything after the first "error: "
+    counts. A line can also lose its "pg_restore: error: " to another worker's line
+    ("could not execute query: ERROR:  syntax error ..." alone): the server's own
+    "ERROR:" still marks it.
     """
     _head, marker, message = line.partition("error: ")
     if not marker:
-        return None
+        _head, marker, rest = line.partition("ERROR:")
+        if not marker:
+            return None
+        message = marker + rest
     return message.removeprefix(_QUERY_PREFIX).strip()
+
+
+def _harmless(message: str) -> bool:
+    """Whether every server error in `message` is a known harmless one (an interleaved
+    line may hold a harmless error and a real one)."""
+    parts = [part for part in re.split(r"(?=ERROR:)", message) if part.startswith("ERROR:")]
+    return all(any(p.search(part) for p, _why in HARMLESS_ERRORS) for part in parts or [message])
 
 
 def real_errors(stderr_lines: Iterable[str]) -> list[str]:
@@ -175,7 +188,7 @@ def real_errors(stderr_lines: Iterable[str]) -> list[str]:
     found = []
     for line in stderr_lines:
         message = error_message(line)
-        if message is not None and not any(p.search(message) for p, _why in HARMLESS_ERRORS):
+        if message is not None and not _harmless(message):
             found.append(message)
     return found
 

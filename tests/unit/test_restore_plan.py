@@ -140,6 +140,48 @@ def test_real_errors_skip_known_harmless_ones_even_interleaved():
     ]
 
 
+@pytest.mark.parametrize(
+    ("lines", "expected"),
+    [
+        # a worker's "pg_restore: error: " went to another worker's line: the syntax error
+        # arrives alone, after a harmless error that took both prefixes
+        (
+            [
+                "pg_restore: error: pg_restore: error: could not execute query: ERROR:  "
+                'unrecognized configuration parameter "transaction_timeout"',
+                'could not execute query: ERROR:  syntax error at or near "NULLS"',
+                "LINE 1: ...ONLY public.customers ADD CONSTRAINT one_nick UNIQUE NULLS NOT...",
+                "Command was: ALTER TABLE ONLY public.customers ADD CONSTRAINT one_nick ...",
+            ],
+            ['ERROR:  syntax error at or near "NULLS"'],
+        ),
+        # two messages on one line: the harmless one does not hide the other
+        (
+            [
+                "pg_restore: error: could not execute query: ERROR:  unrecognized configuration "
+                'parameter "transaction_timeout"could not execute query: ERROR:  out of memory',
+            ],
+            [
+                'ERROR:  unrecognized configuration parameter "transaction_timeout"could not '
+                "execute query: ERROR:  out of memory"
+            ],
+        ),
+        # harmless alone, with or without its prefix
+        (
+            [
+                "could not execute query: ERROR:  unrecognized configuration parameter "
+                '"transaction_timeout"',
+                "Command was: SET transaction_timeout = 0;",
+            ],
+            [],
+        ),
+    ],
+    ids=["prefix-lost", "two-on-a-line", "harmless-without-prefix"],
+)
+def test_a_real_error_is_seen_whatever_the_interleaving_did_to_its_line(lines, expected):
+    assert real_errors(lines) == expected
+
+
 def test_count_differences():
     assert count_differences({"a.t": 3, "a.u": 0}, {"a.t": 3, "a.u": 0}) == []
     assert count_differences({"a.t": 3, "a.u": 1}, {"a.t": 2}) == [
