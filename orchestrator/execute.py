@@ -282,9 +282,7 @@ def run_pipeline(
         raise
     procs, drains = spawner.procs, spawner.drains
     try:
-        codes = _wait_all(
-            procs, names, keepers, None if deadline is None else deadline - time.monotonic()
-        )
+        codes = _wait_all(procs, names, keepers, timeout, deadline)
         for drain in drains:  # every stage's last lines, before one is named the cause
             drain.join(timeout=KILL_GRACE_SECONDS)
     except BaseException:
@@ -334,10 +332,15 @@ class _Spawner:
 
     def __init__(self, stages: Sequence[Stage], keepers: list[_StderrKeeper]) -> None:
         self.stages, self.keepers = stages, keepers
-        self.pipes = [_wide_pipe() for _stage in stages[1:]]  # (read end, write end)
-        self.procs: list[_GroupProcess] = []  # those started, in pipeline order
+        # [read end, write end] of each pipe; -1 once the stage using that end holds it
+        self.pipes = [list(_wide_pipe()) for _stage in stages[1:]]
         self._started: dict[int, _GroupProcess] = {}
         self._drains: dict[int, threading.Thread] = {}  # each reads one stage's stderr
+
+    @property
+    def procs(self) -> list[_GroupProcess]:
+        """The stages started, in pipeline order."""
+        return [self._started[i] for i in sorted(self._started)]
 
     @property
     def drains(self) -> list[threading.Thread]:
@@ -349,7 +352,6 @@ class _Spawner:
         for index, stage in enumerate(self.stages):
             if index not in self._started and (stage.early or not early):
                 self._start(index, stage)
-        self.procs = [self._started[i] for i in sorted(self._started)]
 
     def _start(self, index: int, stage: Stage) -> None:
         stdin = self.pipes[index - 1][0] if index else subprocess.DEVNULL
@@ -362,13 +364,12 @@ class _Spawner:
             env=child_environment(stage.env),
             start_new_session=True,
         )
-        for end in (stdin, stdout):  # the stage holds them now
-            if end not in (subprocess.DEVNULL, -1):
-                os.close(end)
-        if index:
-            self.pipes[index - 1] = (-1, self.pipes[index - 1][1])
+        if index:  # the stage holds its ends now
+            os.close(stdin)
+            self.pipes[index - 1][0] = -1
         if index < len(self.pipes):
-            self.pipes[index] = (self.pipes[index][0], -1)
+            os.close(stdout)
+            self.pipes[index][1] = -1
         proc = self._started[index] = _GroupProcess(popen)
         with _live_lock:
             _live[id(proc)] = proc
@@ -405,11 +406,11 @@ class _Spawner:
             for end in pair:
                 if end != -1:
                     os.close(end)
-        self.pipes = [(-1, -1) for _pair in self.pipes]
-        self.procs = [self._started[i] for i in sorted(self._started)]
-        _kill_pipeline(self.procs)
+        self.pipes = [[-1, -1] for _pair in self.pipes]
+        procs = self.procs
+        _kill_pipeline(procs)
         with _live_lock:
-            for proc in self.procs:
+            for proc in procs:
                 _live.pop(id(proc), None)
 
 
@@ -436,9 +437,10 @@ def _wait_all(
     names: list[str],
     keepers: list[_StderrKeeper],
     timeout: float | None,
+    deadline: float | None,
 ) -> list[int]:
-    """Wait for every stage; a failed stage ends the others (they would wait on it)."""
-    deadline = None if timeout is None else time.monotonic() + timeout
+    """Wait for every stage until `deadline` (the pipeline's `timeout` after its start); a
+    failed stage ends the others (they would wait on it)."""
     while any(p.popen.poll() is None for p in procs):
         if any(p.popen.returncode not in (None, 0) for p in procs):
             _kill_pipeline(procs)
